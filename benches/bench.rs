@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("cargo bench: the bench orchestrator is not built yet (issue 4)");
+}

@@ -1,0 +1,65 @@
+//! Facts about the machine recorded with every result: kernel, CPU model, cores.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SysInfo {
+    pub ringmux_version: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cores: usize,
+    pub hostname: String,
+}
+
+impl SysInfo {
+    pub fn collect() -> SysInfo {
+        SysInfo {
+            ringmux_version: env!("CARGO_PKG_VERSION").to_string(),
+            kernel: kernel_release(),
+            cpu_model: cpu_model(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `uname -r`, e.g. "6.18.44-fc".
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+}
+
+/// (major, minor) of the running kernel, (0, 0) when unreadable.
+pub fn kernel_version() -> (u32, u32) {
+    parse_kernel_version(&kernel_release())
+}
+
+pub fn parse_kernel_version(release: &str) -> (u32, u32) {
+    let mut it = release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
+    let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernel_version_parses() {
+        assert_eq!(super::parse_kernel_version("6.18.44-fc-v782"), (6, 18));
+        assert_eq!(super::parse_kernel_version("5.6.0"), (5, 6));
+        assert_eq!(super::parse_kernel_version("garbage"), (0, 0));
+    }
+}
