@@ -15,6 +15,15 @@ pub enum Proto {
     Upper,
 }
 
+impl Proto {
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Echo => "echo",
+            Proto::Upper => "upper",
+        }
+    }
+}
+
 /// What handling some input asks the connection to do.
 ///
 /// `reply` is the connection's own outbox: the core appends to it (rustls style), so
