@@ -129,15 +129,17 @@ impl Reactor<'_> {
                 }
             }
             // Connections that still had input after their turn.
-            let ready = std::mem::take(&mut self.ready);
-            for key in &ready {
-                if let Some(c) = self.conns.get_mut(*key) {
+            // Keys pushed while these run go to the fresh `self.ready` for next turn.
+            let mut ready = std::mem::take(&mut self.ready);
+            for key in ready.drain(..) {
+                if let Some(c) = self.conns.get_mut(key) {
                     c.in_ready = false;
-                    self.on_readable(*key, true);
+                    self.on_readable(key, true);
                 }
             }
-            self.ready = ready;
-            self.ready.clear();
+            if self.ready.is_empty() {
+                self.ready = ready; // keep the allocation
+            }
         }
     }
 

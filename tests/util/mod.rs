@@ -1,0 +1,271 @@
+//! Test harness: start the real binary, find its port, stop it, read its /proc.
+//! Every wait has a deadline; assertion messages carry the command and stderr.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ringmux");
+
+/// One backend at one io_uring feature level: every server test runs once per variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Epoll,
+    UringBaseline,
+    UringFastpoll,
+}
+
+impl Variant {
+    pub fn args(self) -> Vec<&'static str> {
+        match self {
+            Variant::Epoll => vec!["--backend", "epoll"],
+            Variant::UringBaseline => vec!["--backend", "uring", "--uring-features", "baseline"],
+            Variant::UringFastpoll => vec!["--backend", "uring", "--uring-features", "fastpoll"],
+        }
+    }
+
+    /// What the server's start line must say.
+    pub fn expect(self) -> &'static str {
+        match self {
+            Variant::Epoll => "backend=epoll features=-",
+            Variant::UringBaseline => "backend=uring features=baseline",
+            Variant::UringFastpoll => "backend=uring features=fastpoll",
+        }
+    }
+
+    /// Ok, or why this kernel cannot run the variant (from `ringmux probe --json`).
+    pub fn available(self) -> Result<(), String> {
+        static PROBE: OnceLock<serde_json::Value> = OnceLock::new();
+        let p = PROBE.get_or_init(|| {
+            let out = Command::new(BIN).args(["probe", "--json"]).output().expect("run ringmux probe");
+            serde_json::from_slice(&out.stdout).expect("probe --json is JSON")
+        });
+        let level = match self {
+            Variant::Epoll => return Ok(()),
+            Variant::UringBaseline => "baseline",
+            Variant::UringFastpoll => "fastpoll",
+        };
+        let usable = p["levels"].as_array().unwrap().iter().any(|l| l[0] == level && l[1] == true);
+        if usable {
+            Ok(())
+        } else {
+            Err(format!("io_uring level {level} not usable here: {}", p["unavailable"]))
+        }
+    }
+}
+
+/// Run `body` for one variant, or print why it is skipped (by name, never silently).
+pub fn run_variant(v: Variant, test: &str, body: fn(Variant)) {
+    match v.available() {
+        Ok(()) => body(v),
+        Err(why) => println!("SKIPPED {test} [{v:?}]: {why}"),
+    }
+}
+
+/// Define a test module with one #[test] per backend variant.
+#[macro_export]
+macro_rules! backend_test {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn epoll() {
+                $crate::util::run_variant($crate::util::Variant::Epoll, stringify!($name), $body);
+            }
+            #[test]
+            fn uring_baseline() {
+                $crate::util::run_variant($crate::util::Variant::UringBaseline, stringify!($name), $body);
+            }
+            #[test]
+            fn uring_fastpoll() {
+                $crate::util::run_variant($crate::util::Variant::UringFastpoll, stringify!($name), $body);
+            }
+        }
+    };
+}
+
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// The server's pid (differs from child's under strace).
+    pub pid: i32,
+    pub start_line: String,
+    pub cmdline: String,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+pub struct Stopped {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+fn pump(r: impl Read + Send + 'static, sink: Arc<Mutex<String>>, first_line: Option<std::sync::mpsc::Sender<String>>) {
+    thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut tx = first_line;
+        let mut line = String::new();
+        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if let Some(t) = &tx {
+                if line.contains("serving") {
+                    let _ = t.send(line.clone());
+                    tx = None;
+                }
+            }
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+}
+
+impl Server {
+    /// `ringmux serve --addr 127.0.0.1:0 <variant args> <extra>`.
+    pub fn start(v: Variant, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+        args.extend(v.args());
+        args.extend(extra);
+        let s = Server::spawn(Command::new(BIN).args(&args));
+        assert!(s.start_line.contains(v.expect()), "start line {:?} should say {:?}", s.start_line, v.expect());
+        s
+    }
+
+    /// Spawn any command that ends up running `ringmux serve` and wait for its start line.
+    pub fn spawn(cmd: &mut Command) -> Server {
+        let cmdline = format!("{cmd:?}");
+        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn server");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        pump(child.stdout.take().unwrap(), stdout.clone(), Some(tx));
+        pump(child.stderr.take().unwrap(), stderr.clone(), None);
+        let line = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                thread::sleep(Duration::from_millis(100));
+                panic!("{cmdline}: no start line within 20 s; stderr: {}", stderr.lock().unwrap());
+            }
+        };
+        let addr: SocketAddr = line.split_whitespace().skip_while(|w| *w != "on").nth(1).unwrap().parse().unwrap();
+        let pid: i32 = line.split_whitespace().find_map(|w| w.strip_prefix("pid=")).unwrap().parse().unwrap();
+        Server { child, addr, pid, start_line: line, cmdline, stdout, stderr }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(10)).unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        unsafe { libc::kill(self.pid, sig) };
+    }
+
+    /// Open file descriptors of the server process.
+    pub fn fd_count(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Resident memory of the server process in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Wait for exit (no signal sent), at most `within`; kill and panic past it.
+    pub fn wait(mut self, within: Duration) -> Stopped {
+        let t0 = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the pumps finish reading.
+                thread::sleep(Duration::from_millis(100));
+                return Stopped {
+                    status,
+                    stdout: self.stdout.lock().unwrap().clone(),
+                    stderr: self.stderr.lock().unwrap().clone(),
+                    elapsed: t0.elapsed(),
+                };
+            }
+            if t0.elapsed() > within {
+                let _ = self.child.kill();
+                panic!("{}: did not exit within {within:?}; stderr: {}", self.cmdline, self.stderr());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then wait (at most `within`).
+    pub fn stop(self, within: Duration) -> Stopped {
+        self.signal(libc::SIGTERM);
+        self.wait(within)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on our own child (and the traced server under strace).
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Poll `f` until true or the deadline passes.
+pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < within {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so payloads need no storage.
+pub fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Read exactly `n` bytes in reads of varying size (1, 2, 3, ... up to 64 KiB).
+pub fn read_varied(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let mut buf = vec![0u8; 65536];
+    let mut step = 1usize;
+    while out.len() < n {
+        let want = step.min(n - out.len()).min(buf.len());
+        let got = s.read(&mut buf[..want]).unwrap_or_else(|e| panic!("read after {} of {n} bytes: {e}", out.len()));
+        assert!(got > 0, "EOF after {} of {n} bytes", out.len());
+        out.extend_from_slice(&buf[..got]);
+        step = if step >= 65536 { 1 } else { step * 3 + 1 };
+    }
+    out
+}
