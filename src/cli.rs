@@ -220,7 +220,7 @@ pub struct ProbeArgs {
 /// Seconds as a non-negative finite number ("5", "0.5").
 pub fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim_end_matches('s').parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    if !v.is_finite() || v < 0.0 || v > 86_400.0 * 365.0 {
+    if !v.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&v) {
         return Err(format!("'{s}' is out of range (0 to one year)"));
     }
     Ok(v)

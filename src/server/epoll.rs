@@ -122,12 +122,11 @@ impl Reactor<'_> {
                     key => self.on_conn_event(key as usize, bits),
                 }
             }
-            if let Some(t) = self.accept_paused_until {
-                if Instant::now() >= t {
+            if let Some(t) = self.accept_paused_until
+                && Instant::now() >= t {
                     self.accept_paused_until = None;
                     self.accept_all();
                 }
-            }
             // Connections that still had input after their turn.
             // Keys pushed while these run go to the fresh `self.ready` for next turn.
             let mut ready = std::mem::take(&mut self.ready);

@@ -78,11 +78,15 @@ impl SyscallCounts {
 }
 
 /// Call `libc::$fn(args)`, count it as `Sys::$kind`, map -1 to the errno.
+///
+/// Like mio's `syscall!`, the macro stands in for an unsafe call: use it only with
+/// arguments that are valid for the syscall (live fds, pointers to memory the
+/// caller owns for the duration of the call). It is private to the server.
 #[macro_export]
 macro_rules! syscall {
     ($kind:ident, $fn:ident ( $($arg:expr),* $(,)? )) => {{
         $crate::server::sys::count($crate::server::sys::Sys::$kind);
-        #[allow(unused_unsafe)]
+        #[allow(unused_unsafe, clippy::macro_metavars_in_unsafe)]
         // SAFETY: the caller passes arguments valid for this syscall; pointers in them
         // point to memory the caller owns for the duration of the call.
         let res = unsafe { libc::$fn($($arg),*) };

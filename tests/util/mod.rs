@@ -112,12 +112,11 @@ fn pump(r: impl Read + Send + 'static, sink: Arc<Mutex<String>>, first_line: Opt
         let mut tx = first_line;
         let mut line = String::new();
         while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            if let Some(t) = &tx {
-                if line.contains("serving") {
+            if let Some(t) = &tx
+                && line.contains("serving") {
                     let _ = t.send(line.clone());
                     tx = None;
                 }
-            }
             sink.lock().unwrap().push_str(&line);
             line.clear();
         }

@@ -614,10 +614,9 @@ impl Proactor<'_> {
         let c = self.conns.remove(key);
         sys::close(c.fd);
         self.stats.closed += 1;
-        if let Some(b) = c.recv_buf {
-            if self.pool.len() < POOL_MAX {
+        if let Some(b) = c.recv_buf
+            && self.pool.len() < POOL_MAX {
                 self.pool.push(b);
             }
-        }
     }
 }
