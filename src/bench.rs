@@ -1,9 +1,637 @@
-//! Orchestrator: spawn servers, pin CPUs, run the matrix interleaved, write reports.
+//! The orchestrator: the one place that knows servers, load and reports together.
+//!
+//! Each run starts a fresh server process pinned to one CPU and a `ringmux load`
+//! process pinned to the others, warms up (unrecorded), then measures. The server's
+//! CPU, context switches and (for ringmux) syscalls are read just before and after the
+//! measured load, so warm-up and connection set-up of the warm-up run stay out.
+//! Servers are interleaved (A B A B ...) within every repeat.
 
-use std::process::ExitCode;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
 
 use crate::cli::BenchArgs;
+use crate::report::model::{BENCH_SCHEMA, BenchResults, Cell, LoadResult, RunMetrics};
+use crate::sysinfo::SysInfo;
 
-pub fn bench_cmd(_a: BenchArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`bench` is not built yet: it arrives with the measurement work (issue 4)")
+/// A server in the matrix.
+#[derive(Debug, Clone)]
+pub enum ServerSpec {
+    /// ringmux itself: backend "uring" or "epoll", optional io_uring level.
+    Ringmux { backend: String, level: Option<String> },
+    /// Any other server: a shell command with `{addr}` in it.
+    External { name: String, cmd: String },
+}
+
+impl ServerSpec {
+    pub fn name(&self) -> String {
+        match self {
+            ServerSpec::Ringmux { backend, level: Some(l) } => format!("{backend}:{l}"),
+            ServerSpec::Ringmux { backend, level: None } => backend.clone(),
+            ServerSpec::External { name, .. } => name.clone(),
+        }
+    }
+}
+
+/// One load shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    pub mode: &'static str,
+    pub conns: u32,
+    pub pipeline: u32,
+    /// Open loop: fraction of the measured peak.
+    pub rate_fraction: Option<f64>,
+}
+
+impl Shape {
+    fn id(&self, size: u32) -> String {
+        match self.rate_fraction {
+            Some(f) => format!("open{:.0}/c{}/s{size}", f * 100.0, self.conns),
+            None if self.pipeline > 1 => format!("pipelined{}/c{}/s{size}", self.pipeline, self.conns),
+            None => format!("closed/c{}/s{size}", self.conns),
+        }
+    }
+}
+
+/// A validated bench plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub exe: PathBuf,
+    pub servers: Vec<ServerSpec>,
+    pub shapes: Vec<Shape>,
+    pub size: u32,
+    pub duration: f64,
+    pub warmup: f64,
+    pub repeat: u32,
+    pub out: PathBuf,
+    pub server_cpu: Option<usize>,
+    pub load_cpus: Option<Vec<usize>>,
+    pub notes: Vec<String>,
+}
+
+impl Plan {
+    pub fn from_args(a: &BenchArgs, exe: PathBuf) -> anyhow::Result<Plan> {
+        let mut notes = Vec::new();
+        let mut servers = Vec::new();
+        let probe = crate::server::uring::probe::probe();
+        for b in &a.backends {
+            let (backend, level) = match b.split_once(':') {
+                Some((x, l)) => (x.to_string(), Some(l.to_string())),
+                None => (b.clone(), None),
+            };
+            match backend.as_str() {
+                "epoll" if level.is_none() => {}
+                "uring" => {
+                    if let Some(l) = &level {
+                        if !["baseline", "fastpoll"].contains(&l.as_str()) {
+                            bail!("unknown io_uring level '{l}' in --backends (baseline, fastpoll)");
+                        }
+                    }
+                    if let Some(u) = &probe.unavailable {
+                        let n = format!("{b} skipped: {u}");
+                        eprintln!("ringmux: warning: {n}");
+                        notes.push(n);
+                        continue;
+                    }
+                }
+                _ => bail!("unknown backend '{b}' in --backends (uring, uring:baseline, uring:fastpoll, epoll)"),
+            }
+            servers.push(ServerSpec::Ringmux { backend, level });
+        }
+        for e in &a.external {
+            let Some((name, cmd)) = e.split_once('=') else { bail!("--external '{e}' must be NAME=CMD") };
+            if name.is_empty() || name.contains(['/', ' ', ',']) {
+                bail!("--external name '{name}' must be non-empty, without '/', ' ' or ','");
+            }
+            if !cmd.contains("{addr}") {
+                bail!("--external {name}: the command must contain {{addr}}, where the server must listen");
+            }
+            servers.push(ServerSpec::External { name: name.to_string(), cmd: cmd.to_string() });
+        }
+        // The tokio reference peer, when its example binary is built beside us.
+        if a.external.is_empty() {
+            if let Some(dir) = exe.parent() {
+                let tokio = dir.join("examples").join("tokio_echo_server");
+                if tokio.is_file() {
+                    servers.push(ServerSpec::External { name: "tokio".into(), cmd: format!("{} {{addr}}", tokio.display()) });
+                } else {
+                    notes.push("tokio reference server not built (cargo build --release --example tokio_echo_server adds it)".into());
+                }
+            }
+        }
+        if servers.is_empty() {
+            bail!("no server left to benchmark");
+        }
+        let mut names: Vec<String> = servers.iter().map(|s| s.name()).collect();
+        names.sort();
+        names.dedup();
+        if names.len() != servers.len() {
+            bail!("a server appears twice in the matrix");
+        }
+        if a.conns.is_empty() || a.conns.iter().any(|&c| c == 0 || c > 100_000) {
+            bail!("--conns must be a list of counts between 1 and 100000");
+        }
+        if a.size == 0 || a.size > 16 << 20 {
+            bail!("--size must be between 1 and 16777216 bytes");
+        }
+        let (duration, warmup, repeat) = if a.quick { (1.0, 0.3, 1) } else { (1.5, 0.5, 3) };
+        let duration = a.duration.unwrap_or(duration);
+        let repeat = a.repeat.unwrap_or(repeat);
+        if !(0.2..=3600.0).contains(&duration) || repeat == 0 || repeat > 100 {
+            bail!("--duration must be 0.2..3600 s and --repeat 1..100");
+        }
+        let mut conns = a.conns.clone();
+        if a.quick {
+            conns.retain(|&c| c <= 50);
+            if conns.is_empty() {
+                conns.push(50);
+            }
+        }
+        let mut shapes: Vec<Shape> = conns.iter().map(|&c| Shape { mode: "closed", conns: c, pipeline: 1, rate_fraction: None }).collect();
+        let mid = *conns.iter().find(|&&c| c >= 50).unwrap_or(conns.last().unwrap());
+        if !a.quick {
+            shapes.push(Shape { mode: "pipelined", conns: mid, pipeline: 8, rate_fraction: None });
+        }
+        shapes.push(Shape { mode: "open", conns: mid, pipeline: 1, rate_fraction: Some(0.5) });
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let (server_cpu, load_cpus) = if cores >= 2 {
+            (Some(0), Some((1..cores.min(9)).collect::<Vec<_>>()))
+        } else {
+            notes.push("one CPU: server and load not pinned apart; figures mix both".into());
+            (None, None)
+        };
+        let out = match &a.out {
+            Some(o) => o.clone(),
+            None => {
+                let t = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+                PathBuf::from("bench-out").join(format_timestamp(t))
+            }
+        };
+        Ok(Plan { exe, servers, shapes, size: a.size, duration, warmup, repeat, out, server_cpu, load_cpus, notes })
+    }
+}
+
+/// "2026-11-23T15-04-05" (UTC), safe in paths.
+fn format_timestamp(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `ringmux bench`.
+pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot find the ringmux binary")?;
+    let plan = Plan::from_args(&a, exe)?;
+    let results = run(&plan, &a)?;
+    println!("{}", crate::report::headline_markdown(&results));
+    println!("report: {}", plan.out.join("report.html").display());
+    let errors: u64 = results.cells.iter().flat_map(|c| &c.runs).map(|r| r.errors).sum();
+    if errors > 0 {
+        eprintln!("ringmux: warning: the load generator counted {errors} errors; see results.json");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run the matrix, write results.json and the reports into `plan.out`.
+pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
+    fs::create_dir_all(plan.out.join("runs")).with_context(|| format!("cannot create {}", plan.out.display()))?;
+    let start_unix_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
+    let mut cells: BTreeMap<(usize, usize), Cell> = BTreeMap::new();
+    let total = plan.shapes.len() * plan.servers.len() * plan.repeat as usize;
+    let mut done = 0;
+    let mut notes = plan.notes.clone();
+    let t0 = Instant::now();
+    // Closed-loop shapes first: open loop runs at a fraction of their measured peak.
+    let (closed, open): (Vec<usize>, Vec<usize>) = (0..plan.shapes.len()).partition(|&i| plan.shapes[i].rate_fraction.is_none());
+    let mut peak: Option<f64> = None;
+    for phase in [closed, open] {
+        for rep in 0..plan.repeat {
+            for &si in &phase {
+                let shape = &plan.shapes[si];
+                let rate = match shape.rate_fraction {
+                    Some(f) => {
+                        let p = peak.context("no closed-loop run to take the peak from")?;
+                        Some((p * f).max(100.0).round())
+                    }
+                    None => None,
+                };
+                for (vi, server) in plan.servers.iter().enumerate() {
+                    done += 1;
+                    let id = format!("{}/{}", server.name(), shape.id(plan.size));
+                    eprintln!("[{done}/{total}] {id} run {} ({:.0}s)", rep + 1, t0.elapsed().as_secs_f64());
+                    let stem = format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1);
+                    let (m, features) = run_one(plan, server, shape, rate, &stem).with_context(|| format!("run {id}"))?;
+                    if m.errors > 0 {
+                        notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
+                    }
+                    let cell = cells.entry((si, vi)).or_insert_with(|| Cell {
+                        id,
+                        server: server.name(),
+                        features: features.clone(),
+                        mode: shape.mode.to_string(),
+                        conns: shape.conns,
+                        size: plan.size,
+                        pipeline: shape.pipeline,
+                        rate,
+                        runs: Vec::new(),
+                        median: RunMetrics::default(),
+                        min: RunMetrics::default(),
+                        max: RunMetrics::default(),
+                        hgrm: Vec::new(),
+                        hlog: Vec::new(),
+                    });
+                    cell.runs.push(m);
+                    cell.hgrm.push(format!("runs/{stem}.hgrm"));
+                    cell.hlog.push(format!("runs/{stem}.hlog"));
+                }
+            }
+            if peak.is_none() || rep + 1 == plan.repeat {
+                peak = closed_peak(plan, &cells);
+            }
+        }
+    }
+    if let Some(p) = peak {
+        notes.push(format!("open loop at 50% of the peak closed-loop rate of the slowest ringmux backend ({p:.0} msgs/s)"));
+    }
+    let mut cells: Vec<Cell> = cells.into_values().collect();
+    for c in &mut cells {
+        let (med, min, max) = summarize(&c.runs);
+        c.median = med;
+        c.min = min;
+        c.max = max;
+    }
+    let results = BenchResults {
+        schema: BENCH_SCHEMA.to_string(),
+        sys: SysInfo::collect(),
+        start_unix_s,
+        args: serde_json::json!({
+            "backends": args.backends, "conns": args.conns, "size": plan.size, "duration_s": plan.duration,
+            "warmup_s": plan.warmup, "repeat": plan.repeat, "quick": args.quick,
+            "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            "server_cpu": plan.server_cpu, "load_cpus": plan.load_cpus,
+        }),
+        cells,
+        notes,
+    };
+    fs::write(plan.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    crate::report::write_reports(&plan.out, &results)?;
+    Ok(results)
+}
+
+/// The highest closed-loop (unpipelined) median rate of the slowest ringmux backend.
+fn closed_peak(plan: &Plan, cells: &BTreeMap<(usize, usize), Cell>) -> Option<f64> {
+    let mut per_server: BTreeMap<usize, f64> = BTreeMap::new();
+    for (&(si, vi), c) in cells {
+        let s = &plan.shapes[si];
+        if s.rate_fraction.is_some() || s.pipeline > 1 || !matches!(plan.servers[vi], ServerSpec::Ringmux { .. }) {
+            continue;
+        }
+        let med = median(c.runs.iter().map(|r| r.msgs_per_s).collect());
+        let e = per_server.entry(vi).or_insert(0.0);
+        *e = e.max(med);
+    }
+    per_server.values().copied().reduce(f64::min)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// Per-metric median, min and max over runs.
+fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
+    fn pick(runs: &[RunMetrics], f: impl Fn(&RunMetrics) -> f64) -> [f64; 3] {
+        let v: Vec<f64> = runs.iter().map(f).collect();
+        [median(v.clone()), v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max)]
+    }
+    fn pick_opt(runs: &[RunMetrics], f: impl Fn(&RunMetrics) -> Option<f64>) -> [Option<f64>; 3] {
+        let v: Vec<f64> = runs.iter().filter_map(f).collect();
+        if v.is_empty() {
+            return [None; 3];
+        }
+        let [a, b, c] = pick(&v.iter().map(|&x| RunMetrics { msgs_per_s: x, ..Default::default() }).collect::<Vec<_>>(), |r| r.msgs_per_s);
+        [Some(a), Some(b), Some(c)]
+    }
+    let mut out: [RunMetrics; 3] = Default::default();
+    macro_rules! set {
+        ($($f:ident),*) => { $( let v = pick(runs, |r| r.$f); for i in 0..3 { out[i].$f = v[i]; } )* };
+    }
+    macro_rules! set_opt {
+        ($($f:ident),*) => { $( let v = pick_opt(runs, |r| r.$f); for i in 0..3 { out[i].$f = v[i]; } )* };
+    }
+    set!(msgs_per_s, mb_per_s, p50_ns, p90_ns, p99_ns, p99_9_ns, p99_99_ns, max_ns);
+    set_opt!(cpu_ns_per_msg, syscalls_per_msg, ctx_switches_per_msg, load_cpu_ns_per_msg);
+    let errs: Vec<u64> = runs.iter().map(|r| r.errors).collect();
+    out[0].errors = errs.iter().sum();
+    out[1].errors = errs.iter().copied().min().unwrap_or(0);
+    out[2].errors = errs.iter().copied().max().unwrap_or(0);
+    let [a, b, c] = out;
+    (a, b, c)
+}
+
+/// Pin the child to `cpus` between fork and exec.
+fn pinned(mut cmd: Command, cpus: Option<Vec<usize>>) -> Command {
+    if let Some(cpus) = cpus {
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // sched_setaffinity on a stack-local cpu_set_t (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for &c in &cpus {
+                    libc::CPU_SET(c, &mut set);
+                }
+                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Server-side counters at one instant.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    cpu_s: f64,
+    ctx: u64,
+    syscalls: Option<u64>,
+}
+
+/// CPU seconds and context switches of a process (all threads) from /proc.
+fn proc_counters(pid: u32) -> Counters {
+    let tck = {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if t > 0 { t as f64 } else { 100.0 }
+    };
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let cpu_s = (ticks(14) + ticks(15)) / tck;
+    let mut ctx = 0;
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let s = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            for l in s.lines() {
+                if l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches") {
+                    ctx += l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                }
+            }
+        }
+    }
+    Counters { cpu_s, ctx, syscalls: None }
+}
+
+/// ringmux's own counters via a SIGUSR1 snapshot (µs CPU resolution, syscalls).
+fn ringmux_counters(pid: u32, stats: &Path) -> anyhow::Result<Counters> {
+    let _ = fs::remove_file(stats);
+    // SAFETY: kill(2) on the server process we spawned.
+    unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+    let t0 = Instant::now();
+    loop {
+        if let Ok(b) = fs::read(stats) {
+            let j: serde_json::Value = serde_json::from_slice(&b)?;
+            let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
+            return Ok(Counters {
+                cpu_s: f("cpu_user_s") + f("cpu_sys_s"),
+                ctx: (f("ctx_voluntary") + f("ctx_involuntary")) as u64,
+                syscalls: j["syscalls_total"].as_u64(),
+            });
+        }
+        if t0.elapsed() > Duration::from_secs(5) {
+            bail!("server wrote no stats snapshot within 5 s of SIGUSR1");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+struct RunningServer {
+    child: Child,
+    addr: SocketAddr,
+    stats: Option<PathBuf>,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<RunningServer> {
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let (cmd, stats) = match spec {
+        ServerSpec::Ringmux { backend, level } => {
+            let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
+            let mut c = Command::new(&plan.exe);
+            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--stats-json"]).arg(&stats);
+            if let Some(l) = level {
+                c.args(["--uring-features", l]);
+            }
+            (c, Some(stats))
+        }
+        ServerSpec::External { cmd, .. } => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("exec {}", cmd.replace("{addr}", &addr.to_string()))]);
+            (c, None)
+        }
+    };
+    let mut cmd = pinned(cmd, plan.server_cpu.map(|c| vec![c]));
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().with_context(|| format!("cannot start {}", spec.name()))?;
+    let mut srv = RunningServer { child, addr, stats };
+    let t0 = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(srv);
+        }
+        if let Ok(Some(st)) = srv.child.try_wait() {
+            bail!("{} exited ({st}) before listening on {addr}", spec.name());
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            bail!("{} did not listen on {addr} within 10 s", spec.name());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn load_cmd(plan: &Plan, addr: SocketAddr, shape: &Shape, rate: Option<f64>, duration: f64) -> Command {
+    let mut c = Command::new(&plan.exe);
+    let threads = plan.load_cpus.as_ref().map_or(1, |l| l.len().min(shape.conns as usize).max(1));
+    c.args(["load", "--quiet", "--allow-errors", "--addr", &addr.to_string()])
+        .args(["--conns", &shape.conns.to_string(), "--size", &plan.size.to_string()])
+        .args(["--pipeline", &shape.pipeline.to_string(), "--duration", &duration.to_string(), "--warmup", "0"])
+        .args(["--threads", &threads.to_string()]);
+    if let Some(r) = rate {
+        c.args(["--rate", &r.to_string()]);
+    }
+    pinned(c, plan.load_cpus.clone())
+}
+
+fn children_cpu_s() -> f64 {
+    let u = {
+        // SAFETY: zeroed rusage is valid; getrusage fills it.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `ru` is writable for the call.
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+fn wait_load(mut c: Command, what: &str, limit: Duration) -> anyhow::Result<()> {
+    let mut child = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().context("cannot start ringmux load")?;
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait()? {
+            if !st.success() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = io::Read::read_to_string(&mut e, &mut err);
+                }
+                bail!("{what} failed ({st}): {}", err.trim());
+            }
+            return Ok(());
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One run: fresh server, warm-up, measured load, counters around it.
+fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, stem: &str) -> anyhow::Result<(RunMetrics, Option<String>)> {
+    let srv = start_server(plan, spec, stem)?;
+    let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 30.0);
+    if plan.warmup > 0.0 {
+        wait_load(load_cmd(plan, srv.addr, shape, rate, plan.warmup), "warm-up load", limit)?;
+    }
+    let pid = srv.child.id();
+    let snap = |stats: &Option<PathBuf>| -> anyhow::Result<Counters> {
+        match stats {
+            Some(p) => ringmux_counters(pid, p),
+            None => Ok(proc_counters(pid)),
+        }
+    };
+    let before = snap(&srv.stats)?;
+    let runs = plan.out.join("runs");
+    let json = runs.join(format!("{stem}.json"));
+    let mut cmd = load_cmd(plan, srv.addr, shape, rate, plan.duration);
+    cmd.arg("--json").arg(&json).arg("--hgrm").arg(runs.join(format!("{stem}.hgrm"))).arg("--hlog").arg(runs.join(format!("{stem}.hlog")));
+    let cpu0 = children_cpu_s();
+    wait_load(cmd, "load", limit)?;
+    let load_cpu = children_cpu_s() - cpu0;
+    let after = snap(&srv.stats)?;
+    let features = match (&spec, &srv.stats) {
+        (ServerSpec::Ringmux { backend, .. }, Some(p)) if backend == "uring" => {
+            let j: serde_json::Value = serde_json::from_slice(&fs::read(p)?)?;
+            j["features"].as_str().map(str::to_string)
+        }
+        _ => None,
+    };
+    drop(srv);
+    let r: LoadResult = serde_json::from_slice(&fs::read(&json).with_context(|| format!("load wrote no {}", json.display()))?)
+        .with_context(|| format!("{} is not a load result", json.display()))?;
+    let msgs = r.messages.max(1) as f64;
+    let lat = &r.latency;
+    Ok((
+        RunMetrics {
+            msgs_per_s: r.msgs_per_s,
+            mb_per_s: r.mb_per_s,
+            p50_ns: lat.p50 as f64,
+            p90_ns: lat.p90 as f64,
+            p99_ns: lat.p99 as f64,
+            p99_9_ns: lat.p99_9 as f64,
+            p99_99_ns: lat.p99_99 as f64,
+            max_ns: lat.max as f64,
+            cpu_ns_per_msg: Some((after.cpu_s - before.cpu_s).max(0.0) * 1e9 / msgs),
+            syscalls_per_msg: match (before.syscalls, after.syscalls) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / msgs),
+                _ => None,
+            },
+            ctx_switches_per_msg: Some(after.ctx.saturating_sub(before.ctx) as f64 / msgs),
+            errors: r.errors.total(),
+            load_cpu_ns_per_msg: Some(load_cpu * 1e9 / msgs),
+        },
+        features,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_format() {
+        assert_eq!(format_timestamp(0), "1970-01-01T00-00-00");
+        assert_eq!(format_timestamp(1_795_449_845), "2026-11-23T14-04-05");
+    }
+
+    #[test]
+    fn median_and_summary() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        let runs: Vec<RunMetrics> = [10.0, 30.0, 20.0]
+            .iter()
+            .map(|&x| RunMetrics { msgs_per_s: x, syscalls_per_msg: Some(x / 10.0), errors: 1, ..Default::default() })
+            .collect();
+        let (med, min, max) = summarize(&runs);
+        assert_eq!((med.msgs_per_s, min.msgs_per_s, max.msgs_per_s), (20.0, 10.0, 30.0));
+        assert_eq!((med.syscalls_per_msg, min.syscalls_per_msg, max.syscalls_per_msg), (Some(2.0), Some(1.0), Some(3.0)));
+        assert_eq!(med.cpu_ns_per_msg, None);
+        assert_eq!(med.errors, 3);
+    }
+
+    #[test]
+    fn shape_ids_are_stable() {
+        let s = Shape { mode: "closed", conns: 50, pipeline: 1, rate_fraction: None };
+        assert_eq!(s.id(128), "closed/c50/s128");
+        let p = Shape { mode: "pipelined", conns: 50, pipeline: 8, rate_fraction: None };
+        assert_eq!(p.id(128), "pipelined8/c50/s128");
+        let o = Shape { mode: "open", conns: 50, pipeline: 1, rate_fraction: Some(0.5) };
+        assert_eq!(o.id(128), "open50/c50/s128");
+    }
 }

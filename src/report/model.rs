@@ -127,6 +127,10 @@ pub struct RunMetrics {
     /// Server context switches (voluntary + involuntary) per message.
     pub ctx_switches_per_msg: Option<f64>,
     pub errors: u64,
+    /// The load generator's own CPU nanoseconds per message (to show it is cheaper
+    /// than the server it measures).
+    #[serde(default)]
+    pub load_cpu_ns_per_msg: Option<f64>,
 }
 
 /// One cell of the bench matrix: a server under one load shape, run `runs.len()` times.
