@@ -1,6 +1,9 @@
 //! Pure steps over result files: formats, report rendering, compare, merge.
 //! Imports no backend and opens no socket.
 
+pub mod fmt;
+pub mod hgrm;
+pub mod hlog;
 pub mod model;
 
 use std::process::ExitCode;
