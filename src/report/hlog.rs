@@ -218,7 +218,7 @@ mod tests {
         assert!(text.contains(&format!("{LEGEND}\n")));
         assert!(text.contains("\nTag=corrected,1.000,1.000,"), "{text}");
         for l in text.lines().filter(|l| !l.starts_with(['#', '"'])) {
-            assert!(l.split(',').last().unwrap().starts_with("HISTF"), "{l}");
+            assert!(l.rsplit(',').next().unwrap().starts_with("HISTF"), "{l}");
         }
         let back = read_hlog(&mut &buf[..]).unwrap();
         assert_eq!(back.start_unix_s, log.start_unix_s);
