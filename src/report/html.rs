@@ -148,7 +148,8 @@ fn unit_for(max_ns: f64) -> (&'static str, f64) {
 }
 
 /// Per shape, per server: (median, min, max).
-type BarValues = Vec<Vec<Option<(f64, f64, f64)>>>;
+type BarRow = Vec<Option<(f64, f64, f64)>>;
+type BarValues = Vec<BarRow>;
 
 type Series<'a> = (String, RGBColor, &'a [(f64, f64)]);
 
@@ -263,7 +264,7 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
 pub fn bars_svg(
     shapes: &[String],
     servers: &[String],
-    values: &BarValues,
+    values: &[BarRow],
     label: &dyn Fn(f64) -> String,
     y_desc: &str,
 ) -> anyhow::Result<String> {
