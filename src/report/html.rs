@@ -538,7 +538,8 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
             .collect()
     };
     h.push_str("<section><h2>Throughput and cost per message</h2><p class=lead>Bars are medians; whiskers span min to max over runs.</p><div class=grid>\n");
-    let charts: [(&str, &str, BarValues, &dyn Fn(f64) -> String, &str); 3] = [
+    type Label<'a> = &'a dyn Fn(f64) -> String;
+    let charts: [(&str, &str, BarValues, Label, &str); 3] = [
         ("Throughput", "messages per second, higher is better", table(&|m| Some(m.msgs_per_s)), &|v| fmt::si(v), "msgs/s"),
         ("Server CPU per message", "user + system time, lower is better", table(&|m| m.cpu_ns_per_msg), &|v| fmt::ns(v), "CPU time / msg"),
         ("Server syscalls per message", "lower is better", table(&|m| m.syscalls_per_msg), &|v| fmt::num(v), "syscalls / msg"),
