@@ -35,6 +35,12 @@ pub const METRICS: &[Metric] = &[
     Metric { name: "syscalls", get: |m| m.syscalls_per_msg, higher_is_better: false, show: fmt::num },
 ];
 
+/// "10", "2.5", "0.125": a percentage as the user wrote it, without float noise.
+fn plain(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 /// Bad input: exit code 2.
 fn bad(msg: impl Into<String>) -> anyhow::Error {
     crate::ExitError { code: 2, msg: msg.into() }.into()
@@ -175,7 +181,7 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str) -> anyhow::Result<s
                 r.base.map_or("–".into(), r.show),
                 r.head.map_or("–".into(), r.show),
                 r.change.map_or("–".into(), fmt::pct),
-                r.limit.map_or(String::new(), |l| format!("{}{}%", if m.higher_is_better { "-" } else { "+" }, fmt::num(l * 100.0).trim_end_matches(".00"))),
+                r.limit.map_or(String::new(), |l| format!("{}{}%", if m.higher_is_better { "-" } else { "+" }, plain(l * 100.0))),
                 verdict(r, m.higher_is_better).to_string(),
             ]
         })
@@ -217,7 +223,7 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str) -> anyhow::Result<s
             r.base.map_or("–".into(), r.show),
             r.head.map_or("–".into(), r.show),
             r.change.map_or("–".into(), fmt::pct),
-            fmt::num(r.limit.unwrap_or(0.0) * 100.0)
+            plain(r.limit.unwrap_or(0.0) * 100.0)
         );
     }
     Ok(std::process::ExitCode::from(1))
