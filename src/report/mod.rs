@@ -1,20 +1,93 @@
 //! Pure steps over result files: formats, report rendering, compare, merge.
 //! Imports no backend and opens no socket.
+//!
+//! - [`hgrm`]: percentile distribution text (HdrHistogram plotter, wrk2 dialect).
+//! - [`hlog`]: HdrHistogram interval logs v1.3 (write, read).
+//! - [`merge`]: add interval logs from many load processes on absolute time.
+//! - [`compare`]: two results files against regression limits (exit 0/1/2).
+//! - [`md`], [`html`], [`ci`]: report.md, report.html (inline SVG), CI tracker exports.
 
+pub mod ci;
+pub mod compare;
+pub mod fmt;
+pub mod hgrm;
+pub mod hlog;
+pub mod html;
+pub mod md;
+pub mod merge;
 pub mod model;
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use anyhow::Context;
 
 use crate::cli::{CompareArgs, MergeArgs, ReportArgs};
 
-pub fn report_cmd(_a: ReportArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`report` is not built yet (issue 4)")
+pub use md::headline_markdown;
+
+/// `ringmux report DIR`: re-render the reports from DIR/results.json.
+pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let path = a.dir.join("results.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+    anyhow::ensure!(schema == model::BENCH_SCHEMA, "{}: schema {schema:?} is not {}", path.display(), model::BENCH_SCHEMA);
+    let results: model::BenchResults = serde_json::from_value(v).with_context(|| format!("{}: not a bench results file", path.display()))?;
+    let warnings = write_reports_inner(&a.dir, &results)?;
+    for w in &warnings {
+        eprintln!("ringmux: warning: {w}");
+    }
+    print!("{}", headline_markdown(&results));
+    println!("\nreport: {}", a.dir.join("report.html").display());
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn compare_cmd(_a: CompareArgs) -> anyhow::Result<ExitCode> {
-    Err(crate::ExitError { code: 2, msg: "`compare` is not built yet (issue 4)".into() }.into())
+/// `ringmux compare BASE HEAD`: exit 0 within limits, 1 on a regression, 2 on bad input.
+pub fn compare_cmd(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    compare::run(&a.base, &a.head, &a.max_regression)
 }
 
-pub fn merge_cmd(_a: MergeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`merge` is not built yet (issue 4)")
+/// `ringmux merge a.hlog b.hlog -o out.hlog`.
+pub fn merge_cmd(a: MergeArgs) -> anyhow::Result<ExitCode> {
+    merge::run(&a.inputs, &a.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Called by the bench orchestrator after a run: writes report.md, report.html, ci/github-action-benchmark.json, ci/bencher.json into `dir` from `results` and the histogram files named in each cell (paths relative to dir).
+///
+/// Unreadable histogram files do not fail the report: they are named in its notes.
+pub fn write_reports(dir: &Path, results: &model::BenchResults) -> anyhow::Result<()> {
+    write_reports_inner(dir, results).map(|_| ())
+}
+
+/// As [`write_reports`], returning the warnings (files that could not be read).
+fn write_reports_inner(dir: &Path, results: &model::BenchResults) -> anyhow::Result<Vec<String>> {
+    let write = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))
+    };
+    let mut warnings = Vec::new();
+    let html = html::report_html(dir, results, &mut warnings);
+    write("report.html", html.as_bytes())?;
+    let mut files: Vec<String> = vec!["report.html".into(), "results.json".into()];
+    for c in &results.cells {
+        files.extend(c.hgrm.iter().chain(&c.hlog).cloned());
+    }
+    let mut mdtext = md::report_markdown(results, &files);
+    if !warnings.is_empty() {
+        mdtext.push_str("\n## Warnings\n\n");
+        for w in &warnings {
+            mdtext.push_str(&format!("- {}\n", w.replace('\n', " ")));
+        }
+    }
+    write("report.md", mdtext.as_bytes())?;
+    let json = |v: serde_json::Value| serde_json::to_vec_pretty(&v).expect("JSON values serialize");
+    write("ci/github-action-benchmark.json", &json(ci::gab_smaller(results)))?;
+    write("ci/github-action-benchmark-bigger.json", &json(ci::gab_bigger(results)))?;
+    write("ci/bencher.json", &json(ci::bencher(results)))?;
+    Ok(warnings)
 }

@@ -1,0 +1,153 @@
+//! Human-friendly numbers for tables: durations from nanoseconds, rates, counts.
+
+/// A duration given in nanoseconds, with three significant digits and a unit chosen
+/// so the number stays between 1 and 1000: "850 ns", "12.3 µs", "1.23 ms", "2.50 s".
+pub fn ns(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let (x, unit) = if v.abs() < 1e3 {
+        (v, "ns")
+    } else if v.abs() < 1e6 {
+        (v / 1e3, "µs")
+    } else if v.abs() < 1e9 {
+        (v / 1e6, "ms")
+    } else {
+        (v / 1e9, "s")
+    };
+    format!("{} {unit}", sig3(x))
+}
+
+/// An optional duration in nanoseconds; "–" when absent.
+pub fn ns_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), ns)
+}
+
+/// A rate or count with a k/M/G suffix and three significant digits: "950", "12.3k", "1.20M".
+pub fn si(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let a = v.abs();
+    if a < 1e3 {
+        sig3(v)
+    } else if a < 1e6 {
+        format!("{}k", sig3(v / 1e3))
+    } else if a < 1e9 {
+        format!("{}M", sig3(v / 1e6))
+    } else {
+        format!("{}G", sig3(v / 1e9))
+    }
+}
+
+/// A small ratio or per-message figure with up to 3 significant digits: "0.52", "12.4", "3".
+pub fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    sig3(v)
+}
+
+pub fn num_opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), num)
+}
+
+/// Three significant digits without needless trailing zeros for integers below 1000
+/// ("850", "12.3", "1.20", "0.0123").
+fn sig3(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        return "0".into();
+    }
+    if a >= 100.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        // 0.0123 -> 3 significant digits
+        let decimals = (-a.log10().floor()) as usize + 2;
+        format!("{x:.decimals$}")
+    }
+}
+
+/// A signed percent change, e.g. "+4.2%", "-12%".
+pub fn pct(change: f64) -> String {
+    if !change.is_finite() {
+        return "–".into();
+    }
+    let p = change * 100.0;
+    if p.abs() >= 10.0 { format!("{p:+.0}%") } else { format!("{p:+.1}%") }
+}
+
+/// Seconds since the epoch as a UTC date, "2024-06-05 12:34:56 UTC".
+pub fn utc(unix_s: f64) -> String {
+    let (y, mo, d, h, mi, s, _) = civil(unix_s);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02} UTC")
+}
+
+/// Seconds since the epoch the way Java's `Date.toString()` writes it (what
+/// HistogramLogWriter puts after StartTime): "Wed Jun 05 12:34:56 UTC 2024".
+pub fn java_date(unix_s: f64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (y, mo, d, h, mi, s, days) = civil(unix_s);
+    let dow = DAYS[days.rem_euclid(7) as usize];
+    format!("{dow} {} {d:02} {h:02}:{mi:02}:{s:02} UTC {y}", MONTHS[(mo - 1) as usize])
+}
+
+/// (year, month, day, hour, minute, second, days since epoch) in UTC.
+/// Days-to-civil after Howard Hinnant's algorithm.
+fn civil(unix_s: f64) -> (i64, u32, u32, u32, u32, u32, i64) {
+    let t = if unix_s.is_finite() { unix_s.floor() as i64 } else { 0 };
+    let days = t.div_euclid(86_400);
+    let sod = t.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, (sod / 3600) as u32, (sod % 3600 / 60) as u32, (sod % 60) as u32, days)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(ns(0.0), "0 ns");
+        assert_eq!(ns(850.0), "850 ns");
+        assert_eq!(ns(12_345.0), "12.3 µs");
+        assert_eq!(ns(123_456.0), "123 µs");
+        assert_eq!(ns(1_234_567.0), "1.23 ms");
+        assert_eq!(ns(2.5e9), "2.50 s");
+        assert_eq!(ns_opt(None), "–");
+        assert_eq!(ns(f64::NAN), "–");
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(si(950.0), "950");
+        assert_eq!(si(123_456.0), "123k");
+        assert_eq!(si(1_204_000.0), "1.20M");
+        assert_eq!(num(0.0123), "0.0123");
+        assert_eq!(num(0.5), "0.500");
+        assert_eq!(num(3.0), "3.00");
+        assert_eq!(pct(0.042), "+4.2%");
+        assert_eq!(pct(-0.12), "-12%");
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc(0.0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_717_590_896.0), "2024-06-05 12:34:56 UTC");
+        assert_eq!(java_date(1_717_590_896.0), "Wed Jun 05 12:34:56 UTC 2024");
+        assert_eq!(java_date(951_782_400.0), "Tue Feb 29 00:00:00 UTC 2000");
+    }
+}

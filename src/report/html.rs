@@ -1,0 +1,598 @@
+//! report.html: one self-contained page (inline CSS and SVG, no scripts, nothing
+//! fetched from the network). Charts are drawn with plotters' SVG backend.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+
+use super::fmt;
+use super::hgrm::{HgrmPoint, points_of, read_hgrm};
+use super::hlog::{Hlog, read_hlog_file};
+use super::md::{self, HEADLINE_COLS, by_shape, headline_rows, ratios, servers, times};
+use super::merge::new_hist;
+use super::model::{BenchResults, Cell};
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(37, 99, 235),  // blue
+    RGBColor(234, 88, 12),  // orange
+    RGBColor(22, 163, 74),  // green
+    RGBColor(147, 51, 234), // purple
+    RGBColor(219, 39, 119), // pink
+    RGBColor(8, 145, 178),  // cyan
+    RGBColor(202, 138, 4),  // amber
+    RGBColor(71, 85, 105),  // slate
+];
+const W: u32 = 760;
+const H: u32 = 360;
+const FONT: &str = "sans-serif";
+
+/// The latency series a cell's histogram files hold, ready to draw.
+#[derive(Default)]
+pub struct CellData {
+    /// (1/(1-p), latency ns), without the final 100% point.
+    pub spectrum: Vec<(f64, f64)>,
+    /// (seconds since the log's start, p50, p99, max) in ns, from the first run's .hlog.
+    pub timeline: Vec<(f64, f64, f64, f64)>,
+    /// Where the spectrum came from, for the caption.
+    pub source: String,
+}
+
+/// The tag that holds the latency to show: "corrected" if present, else untagged,
+/// else the first tag seen.
+fn main_tag(log: &Hlog) -> Option<Option<String>> {
+    let tags: Vec<&Option<String>> = log.intervals.iter().map(|i| &i.tag).collect();
+    if tags.iter().any(|t| t.as_deref() == Some("corrected")) {
+        return Some(Some("corrected".into()));
+    }
+    if tags.iter().any(|t| t.is_none()) {
+        return Some(None);
+    }
+    tags.first().map(|t| (*t).clone())
+}
+
+/// Read what a cell's files hold. Problems become warnings, never a failed report.
+pub fn load_cell(dir: &Path, c: &Cell, warnings: &mut Vec<String>) -> CellData {
+    let mut d = CellData::default();
+    let mut merged: Option<Histogram<u64>> = None;
+    let mut logs_ok = 0;
+    for (i, rel) in c.hlog.iter().enumerate() {
+        match read_hlog_file(&dir.join(rel)) {
+            Ok(log) => {
+                let tag = main_tag(&log);
+                let sel = log.intervals.iter().filter(|iv| Some(&iv.tag) == tag.as_ref());
+                let acc = merged.get_or_insert_with(new_hist);
+                for iv in sel.clone() {
+                    if let Err(e) = acc.add(&iv.hist) {
+                        warnings.push(format!("{}: {rel}: cannot add histograms: {e:?}", c.id));
+                    }
+                }
+                if i == 0 {
+                    d.timeline = sel
+                        .filter(|iv| !iv.hist.is_empty())
+                        .map(|iv| {
+                            let h = &iv.hist;
+                            (
+                                iv.start_unix_s - log.start_unix_s + iv.length_s,
+                                h.value_at_quantile(0.5) as f64,
+                                h.value_at_quantile(0.99) as f64,
+                                h.max() as f64,
+                            )
+                        })
+                        .collect();
+                }
+                logs_ok += 1;
+            }
+            Err(e) => warnings.push(format!("{}: {e:#}", c.id)),
+        }
+    }
+    let from_points = |pts: &[HgrmPoint]| -> Vec<(f64, f64)> {
+        pts.iter().filter(|p| p.percentile < 1.0).map(|p| (1.0 / (1.0 - p.percentile), p.value_ms * 1e6)).collect()
+    };
+    if let Some(h) = merged.filter(|h| !h.is_empty()) {
+        d.spectrum = from_points(&points_of(&h));
+        d.source = format!("{logs_ok} interval log(s) merged, {} samples", h.len());
+        return d;
+    }
+    // No usable interval log: fall back to the first readable .hgrm.
+    for rel in &c.hgrm {
+        match std::fs::read_to_string(dir.join(rel)).map_err(anyhow::Error::from).and_then(|t| read_hgrm(&t)) {
+            Ok(pts) => {
+                d.spectrum = from_points(&pts);
+                d.source = rel.to_string();
+                if c.hgrm.len() > 1 {
+                    d.source.push_str(&format!(" (run 1 of {})", c.hgrm.len()));
+                }
+                return d;
+            }
+            Err(e) => warnings.push(format!("{}: {rel}: {e:#}", c.id)),
+        }
+    }
+    d
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn color_of(servers: &[String], s: &str) -> RGBColor {
+    PALETTE[servers.iter().position(|x| x == s).unwrap_or(0) % PALETTE.len()]
+}
+
+fn hex(c: RGBColor) -> String {
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
+
+/// "99.9%" for x = 1/(1-p) = 1000.
+fn pct_label(x: f64) -> String {
+    let p = (1.0 - 1.0 / x) * 100.0;
+    if p <= 0.0 {
+        return "0%".into();
+    }
+    let digits = ((x.log10().round() as i64) - 2).max(0) as usize;
+    format!("{p:.digits$}%")
+}
+
+/// y axis unit for latencies up to `max_ns`.
+fn unit_for(max_ns: f64) -> (&'static str, f64) {
+    if max_ns < 2e3 {
+        ("ns", 1.0)
+    } else if max_ns < 2e6 {
+        ("µs", 1e3)
+    } else if max_ns < 2e9 {
+        ("ms", 1e6)
+    } else {
+        ("s", 1e9)
+    }
+}
+
+/// Per shape, per server: (median, min, max).
+type BarRow = Vec<Option<(f64, f64, f64)>>;
+type BarValues = Vec<BarRow>;
+
+type Series<'a> = (String, RGBColor, &'a [(f64, f64)]);
+
+/// Percentile spectrum, one line per server, x log 1/(1-p) labeled as percentiles.
+pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let xmax_data = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(100.0f64, f64::max);
+        let decades = xmax_data.log10().ceil().clamp(2.0, 7.0) as i32;
+        let xmax = 10f64.powi(decades);
+        let ymax = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(1.0f64, f64::max);
+        let (unit, div) = unit_for(ymax);
+        let mut keys = vec![1.0, 2.0];
+        keys.extend((1..=decades).map(|d| 10f64.powi(d)));
+        let mut chart = ChartBuilder::on(&root)
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(62)
+            .build_cartesian_2d((1f64..xmax).log_scale().with_key_points(keys), 0f64..ymax / div * 1.08)?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc(format!("latency ({unit})"))
+            .x_label_formatter(&|x| pct_label(*x))
+            .y_label_formatter(&|y| fmt::num(*y))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .light_line_style(RGBColor(241, 245, 249))
+            .bold_line_style(RGBColor(226, 232, 240))
+            .axis_style(RGBColor(148, 163, 184))
+            .draw()?;
+        for (name, color, pts) in series {
+            let c = *color;
+            chart
+                .draw_series(LineSeries::new(pts.iter().filter(|p| p.0 <= xmax).map(|&(x, y)| (x, y / div)), c.stroke_width(2)))?
+                .label(name.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(203, 213, 225))
+            .draw()?;
+        root.present()?;
+    }
+    Ok(s)
+}
+
+type Timeline<'a> = (String, RGBColor, &'a [(f64, f64, f64, f64)]);
+
+/// Latency over time: p99 (bold), p50 (thin), max (dots) per server, log y.
+pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let all = || series.iter().flat_map(|s| s.2.iter());
+        let xmax = all().map(|p| p.0).fold(1.0f64, f64::max);
+        let ymin = all().map(|p| p.1).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+        let ymin = if ymin.is_finite() { ymin * 0.7 } else { 1.0 };
+        let ymax = all().map(|p| p.3).fold(ymin * 10.0, f64::max) * 1.5;
+        let mut chart = ChartBuilder::on(&root)
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..xmax, (ymin..ymax).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds into the run")
+            .y_desc("latency")
+            .y_label_formatter(&|y| fmt::ns(*y))
+            .x_label_formatter(&|x| fmt::num(*x))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .light_line_style(RGBColor(241, 245, 249))
+            .bold_line_style(RGBColor(226, 232, 240))
+            .axis_style(RGBColor(148, 163, 184))
+            .draw()?;
+        for (name, color, pts) in series {
+            let c = *color;
+            chart
+                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.2.max(ymin))), c.stroke_width(2)))?
+                .label(format!("{name} p99"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+            chart
+                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1.max(ymin))), c.mix(0.55).stroke_width(1)))?
+                .label(format!("{name} p50"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.mix(0.55).stroke_width(1)));
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new((p.0, p.3.max(ymin)), 2, c.mix(0.8).filled())))?
+                .label(format!("{name} max"))
+                .legend(move |(x, y)| Circle::new((x + 9, y), 3, c.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(203, 213, 225))
+            .draw()?;
+        root.present()?;
+    }
+    Ok(s)
+}
+
+/// Grouped bars: one group per shape, one bar per server, whiskers for min–max.
+/// `values[shape][server] = Some((median, min, max))`.
+pub fn bars_svg(
+    shapes: &[String],
+    servers: &[String],
+    values: &[BarRow],
+    label: &dyn Fn(f64) -> String,
+    y_desc: &str,
+) -> anyhow::Result<String> {
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let ymax = values.iter().flatten().flatten().map(|v| v.0.max(v.2)).fold(0.0f64, f64::max);
+        let ymax = if ymax > 0.0 { ymax * 1.18 } else { 1.0 };
+        let n = shapes.len().max(1) as f64;
+        // x in thousandths of a group: f64 ranges cannot take custom key points.
+        let centers: Vec<i64> = (0..shapes.len() as i64).map(|i| i * 1000 + 500).collect();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((0i64..(n as i64) * 1000).with_key_points(centers), 0f64..ymax)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc(y_desc)
+            .x_label_formatter(&|x| shapes.get((*x / 1000) as usize).cloned().unwrap_or_default())
+            .y_label_formatter(&|y| label(*y))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .light_line_style(RGBColor(241, 245, 249))
+            .bold_line_style(RGBColor(226, 232, 240))
+            .axis_style(RGBColor(148, 163, 184))
+            .draw()?;
+        let k = servers.len().max(1) as f64;
+        let bw = 760.0 / k;
+        let xi = |x: f64| x.round() as i64;
+        for (j, server) in servers.iter().enumerate() {
+            let c = color_of(servers, server);
+            let mut bars = Vec::new();
+            for (i, row) in values.iter().enumerate() {
+                if let Some(Some((med, lo, hi))) = row.get(j) {
+                    let x0 = i as f64 * 1000.0 + 120.0 + j as f64 * bw;
+                    bars.push((xi(x0), xi(x0 + bw * 0.9), *med, *lo, *hi));
+                }
+            }
+            chart
+                .draw_series(bars.iter().map(|&(x0, x1, med, _, _)| Rectangle::new([(x0, 0.0), (x1, med)], c.mix(0.85).filled())))?
+                .label(server.clone())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+            chart.draw_series(bars.iter().filter(|b| b.4 > b.3).map(|&(x0, x1, _, lo, hi)| {
+                let xm = (x0 + x1) / 2;
+                PathElement::new(vec![(xm, lo), (xm, hi)], RGBColor(15, 23, 42).stroke_width(1))
+            }))?;
+            chart.draw_series(bars.iter().map(|&(x0, x1, med, _, hi)| {
+                Text::new(label(med), ((x0 + x1) / 2 - xi(bw * 0.3), med.max(hi) + ymax * 0.055), (FONT, 11).into_font().color(&RGBColor(51, 65, 85)))
+            }))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(203, 213, 225))
+            .draw()?;
+        root.present()?;
+    }
+    Ok(s)
+}
+
+const CSS: &str = r#"
+:root{--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--accent:#2563eb}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
+main{max-width:1120px;margin:0 auto;padding:28px 20px 60px}
+header h1{margin:0;font-size:28px;letter-spacing:-.02em}
+header p{margin:4px 0 0;color:var(--muted)}
+h2{font-size:19px;margin:0 0 4px}
+section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:20px 22px;margin-top:22px;box-shadow:0 1px 2px rgba(15,23,42,.04)}
+section>p.lead{color:var(--muted);margin:0 0 14px;font-size:14px}
+.facts{display:grid;grid-template-columns:repeat(auto-fit,minmax(180px,1fr));gap:10px;margin:12px 0 0}
+.fact{background:var(--bg);border:1px solid var(--line);border-radius:8px;padding:8px 12px}
+.fact b{display:block;font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);font-weight:600}
+.fact span{font-size:15px;word-break:break-word}
+.tablewrap{overflow-x:auto}
+table{border-collapse:collapse;width:100%;font-size:14px;font-variant-numeric:tabular-nums}
+th,td{padding:7px 10px;border-bottom:1px solid var(--line);white-space:nowrap}
+th{text-align:left;font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);background:var(--bg)}
+td.n,th.n{text-align:right}
+tr.shape td{background:#f1f5f9;font-weight:600;font-size:13px;color:#334155}
+tr.err td{background:#fef2f2}
+.dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:7px;vertical-align:baseline}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:18px}
+figure{margin:0;border:1px solid var(--line);border-radius:10px;padding:10px 10px 4px;background:#fff}
+figcaption{font-weight:600;font-size:14px;margin:0 4px 6px}
+figcaption small{display:block;font-weight:400;color:var(--muted)}
+svg{display:block;width:100%;height:auto}
+.better{color:#15803d;font-weight:600}.worse{color:#b91c1c;font-weight:600}
+ul.notes{margin:8px 0 0;padding-left:20px}
+.warn{color:#b45309}
+footer{color:var(--muted);font-size:13px;margin-top:26px}
+code{font-size:13px;background:var(--bg);padding:1px 5px;border-radius:4px;border:1px solid var(--line)}
+"#;
+
+/// Make the SVG scale with its box: plotters writes width/height but no viewBox.
+fn responsive(svg: &str) -> String {
+    if svg.contains("viewBox") {
+        return svg.to_string();
+    }
+    svg.replacen("<svg ", &format!("<svg viewBox=\"0 0 {W} {H}\" preserveAspectRatio=\"xMidYMid meet\" "), 1)
+}
+
+fn figure(out: &mut String, title: &str, sub: &str, svg: anyhow::Result<String>, warnings: &mut Vec<String>) {
+    let _ = write!(out, "<figure><figcaption>{}<small>{}</small></figcaption>", esc(title), esc(sub));
+    match svg {
+        Ok(s) => out.push_str(&responsive(&s)),
+        Err(e) => {
+            warnings.push(format!("chart {title}: {e:#}"));
+            let _ = write!(out, "<p class=warn>chart could not be drawn: {}</p>", esc(&format!("{e:#}")));
+        }
+    }
+    out.push_str("</figure>\n");
+}
+
+/// A ratio cell: green when better than the baseline, red when worse.
+fn ratio_td(v: Option<f64>, higher_is_better: bool) -> String {
+    let class = match v {
+        Some(x) if (x > 1.02) == higher_is_better && (x - 1.0).abs() > 0.02 => "better",
+        Some(x) if (x - 1.0).abs() > 0.02 => "worse",
+        _ => "",
+    };
+    format!("<td class=\"n {class}\">{}</td>", times(v))
+}
+
+pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> String {
+    let srv = servers(r);
+    let shapes = by_shape(r);
+    let data: Vec<(String, CellData)> = r.cells.iter().map(|c| (c.id.clone(), load_cell(dir, c, warnings))).collect();
+    let data_of = |c: &Cell| data.iter().find(|(id, _)| *id == c.id).map(|(_, d)| d);
+
+    let mut h = String::new();
+    h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
+    h.push_str("<title>ringmux bench report</title><style>");
+    h.push_str(CSS);
+    h.push_str("</style></head><body><main>\n");
+    let _ = writeln!(
+        h,
+        "<header><h1>ringmux bench report</h1><p>{} · {} · {} cores · kernel {}</p></header>",
+        esc(&fmt::utc(r.start_unix_s)),
+        esc(&r.sys.cpu_model),
+        r.sys.cores,
+        esc(&r.sys.kernel)
+    );
+
+    // Machine
+    h.push_str("<section><h2>Machine</h2><div class=facts>");
+    let mut facts = vec![
+        ("kernel", r.sys.kernel.clone()),
+        ("CPU", r.sys.cpu_model.clone()),
+        ("cores", r.sys.cores.to_string()),
+        ("ringmux", r.sys.ringmux_version.clone()),
+        ("started", fmt::utc(r.start_unix_s)),
+    ];
+    if !r.sys.hostname.is_empty() {
+        facts.push(("host", r.sys.hostname.clone()));
+    }
+    for (k, v) in facts {
+        let _ = write!(h, "<div class=fact><b>{k}</b><span>{}</span></div>", esc(&v));
+    }
+    h.push_str("</div>");
+    if !r.args.is_null() {
+        let _ = write!(h, "<p class=lead style=\"margin-top:12px\">Matrix: <code>{}</code></p>", esc(&r.args.to_string()));
+    }
+    h.push_str("</section>\n");
+
+    // Headline table
+    h.push_str("<section><h2>Results</h2><p class=lead>Medians over runs, throughput spread in brackets. Latency from the load generator's HdrHistograms; CPU, syscalls and context switches are the server's, per message.</p><div class=tablewrap><table><thead><tr>");
+    for (i, col) in HEADLINE_COLS.iter().enumerate() {
+        let _ = write!(h, "<th{}>{}</th>", if i >= 3 { " class=n" } else { "" }, esc(col));
+    }
+    h.push_str("</tr></thead><tbody>");
+    let rows = headline_rows(r);
+    let mut it = rows.iter();
+    for (shape, cells) in &shapes {
+        let _ = write!(h, "<tr class=shape><td colspan=12>{}</td></tr>", esc(shape));
+        for c in cells {
+            let Some((row, errors)) = it.next() else { break };
+            let _ = write!(h, "<tr{}>", if *errors > 0 { " class=err" } else { "" });
+            for (i, v) in row.iter().enumerate() {
+                if i == 0 {
+                    let warn = if *errors > 0 { format!(" <span class=warn>⚠ {errors} errors</span>") } else { String::new() };
+                    let _ = write!(h, "<td><span class=dot style=\"background:{}\"></span>{}{warn}</td>", hex(color_of(&srv, &c.server)), esc(v));
+                } else {
+                    let _ = write!(h, "<td{}>{}</td>", if i >= 3 { " class=n" } else { "" }, esc(v));
+                }
+            }
+            h.push_str("</tr>");
+        }
+    }
+    h.push_str("</tbody></table></div></section>\n");
+
+    // Ratios
+    let rs = ratios(r);
+    if !rs.is_empty() {
+        let _ = write!(
+            h,
+            "<section><h2>Versus {} on the same load shape</h2><p class=lead>Ratios of medians. Green is better than {}, red is worse (beyond ±2%).</p><div class=tablewrap><table><thead><tr><th>shape</th><th>server</th><th class=n>msgs/s</th><th class=n>p99</th><th class=n>CPU/msg</th><th class=n>syscalls/msg</th></tr></thead><tbody>",
+            md::BASELINE,
+            md::BASELINE
+        );
+        for x in &rs {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td><span class=dot style=\"background:{}\"></span>{}</td>{}{}{}{}</tr>",
+                esc(&x.shape),
+                hex(color_of(&srv, &x.cell.server)),
+                esc(&x.cell.server),
+                ratio_td(x.throughput, true),
+                ratio_td(x.p99, false),
+                ratio_td(x.cpu, false),
+                ratio_td(x.syscalls, false)
+            );
+        }
+        h.push_str("</tbody></table></div></section>\n");
+    }
+
+    // Percentile spectrum per shape
+    h.push_str("<section><h2>Latency by percentile</h2><p class=lead>The HdrHistogram percentile spectrum: the x axis stretches the tail (each step is ten times rarer), so a stall that hits one request in a thousand shows up at 99.9%. Lower is better.</p><div class=grid>\n");
+    for (shape, cells) in &shapes {
+        let series: Vec<Series> = cells
+            .iter()
+            .filter_map(|c| data_of(c).filter(|d| !d.spectrum.is_empty()).map(|d| (c.server.clone(), color_of(&srv, &c.server), d.spectrum.as_slice())))
+            .collect();
+        let sources: Vec<String> = cells.iter().filter_map(|c| data_of(c).map(|d| format!("{}: {}", c.server, if d.source.is_empty() { "no histogram" } else { &d.source }))).collect();
+        if series.is_empty() {
+            let _ = write!(h, "<figure><figcaption>{}<small>no histogram files for this shape</small></figcaption></figure>", esc(shape));
+            continue;
+        }
+        figure(&mut h, shape, &sources.join("; "), spectrum_svg(&series), warnings);
+    }
+    h.push_str("</div></section>\n");
+
+    // Latency over time per shape
+    let any_timeline = data.iter().any(|(_, d)| !d.timeline.is_empty());
+    if any_timeline {
+        h.push_str("<section><h2>Latency over time</h2><p class=lead>Per interval of the first run's interval log: p99 (bold line), p50 (thin line) and max (dots), log scale.</p><div class=grid>\n");
+        for (shape, cells) in &shapes {
+            let series: Vec<Timeline> = cells
+                .iter()
+                .filter_map(|c| data_of(c).filter(|d| !d.timeline.is_empty()).map(|d| (c.server.clone(), color_of(&srv, &c.server), d.timeline.as_slice())))
+                .collect();
+            if series.is_empty() {
+                continue;
+            }
+            figure(&mut h, shape, "", timeline_svg(&series), warnings);
+        }
+        h.push_str("</div></section>\n");
+    }
+
+    // Bars
+    let shape_names: Vec<String> = shapes.iter().map(|(s, _)| s.clone()).collect();
+    let table = |get: &dyn Fn(&super::model::RunMetrics) -> Option<f64>| -> BarValues {
+        shapes
+            .iter()
+            .map(|(_, cells)| {
+                srv.iter()
+                    .map(|s| {
+                        let c = cells.iter().find(|c| c.server == *s)?;
+                        let med = get(&c.median).filter(|v| v.is_finite())?;
+                        let lo = get(&c.min).filter(|v| v.is_finite()).unwrap_or(med);
+                        let hi = get(&c.max).filter(|v| v.is_finite()).unwrap_or(med);
+                        Some((med, lo, hi))
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    h.push_str("<section><h2>Throughput and cost per message</h2><p class=lead>Bars are medians; whiskers span min to max over runs.</p><div class=grid>\n");
+    type Label<'a> = &'a dyn Fn(f64) -> String;
+    let charts: [(&str, &str, BarValues, Label, &str); 3] = [
+        ("Throughput", "messages per second, higher is better", table(&|m| Some(m.msgs_per_s)), &|v| fmt::si(v), "msgs/s"),
+        ("Server CPU per message", "user + system time, lower is better", table(&|m| m.cpu_ns_per_msg), &|v| fmt::ns(v), "CPU time / msg"),
+        ("Server syscalls per message", "lower is better", table(&|m| m.syscalls_per_msg), &|v| fmt::num(v), "syscalls / msg"),
+    ];
+    for (title, sub, vals, label, ydesc) in charts {
+        if vals.iter().flatten().all(Option::is_none) {
+            let _ = write!(h, "<figure><figcaption>{}<small>not measured for any server</small></figcaption></figure>", esc(title));
+            continue;
+        }
+        figure(&mut h, title, sub, bars_svg(&shape_names, &srv, &vals, label, ydesc), warnings);
+    }
+    h.push_str("</div></section>\n");
+
+    // Notes
+    h.push_str("<section><h2>Notes</h2><ul class=notes>");
+    for n in &r.notes {
+        let _ = write!(h, "<li>{}</li>", esc(n));
+    }
+    for w in warnings.iter() {
+        let _ = write!(h, "<li class=warn>{}</li>", esc(w));
+    }
+    h.push_str("<li>One run on one machine proves little: compare ratios within a run, interleave, and repeat.</li></ul></section>\n");
+    let _ = writeln!(
+        h,
+        "<footer>Generated by ringmux {} from results.json. Percentile distributions (.hgrm) open in the HdrHistogram plotter; interval logs (.hlog) in HistogramLogAnalyzer.</footer>",
+        esc(env!("CARGO_PKG_VERSION"))
+    );
+    h.push_str("</main></body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentile_labels() {
+        assert_eq!(pct_label(1.0), "0%");
+        assert_eq!(pct_label(2.0), "50%");
+        assert_eq!(pct_label(10.0), "90%");
+        assert_eq!(pct_label(100.0), "99%");
+        assert_eq!(pct_label(1000.0), "99.9%");
+        assert_eq!(pct_label(100_000.0), "99.999%");
+    }
+
+    #[test]
+    fn charts_draw() {
+        let pts = [(1.0, 1000.0), (10.0, 5000.0), (1000.0, 90_000.0)];
+        let s = spectrum_svg(&[("uring".into(), PALETTE[0], &pts)]).unwrap();
+        assert!(s.starts_with("<svg") && s.contains("99.9%"), "{}", &s[..200.min(s.len())]);
+        let tl = [(1.0, 1e3, 1e4, 1e5), (2.0, 2e3, 2e4, 2e5)];
+        assert!(timeline_svg(&[("epoll".into(), PALETTE[1], &tl)]).unwrap().contains("<svg"));
+        let b = bars_svg(&["a".into()], &["x".into(), "y".into()], &[vec![Some((1.0, 0.9, 1.1)), None]], &|v| fmt::num(v), "y").unwrap();
+        assert!(b.contains("<rect"));
+    }
+}

@@ -1,0 +1,208 @@
+//! report.md and the headline table (terminal, CI job summary).
+
+use std::fmt::Write;
+
+use super::fmt;
+use super::model::{BenchResults, Cell};
+
+/// The server every other one is measured against.
+pub const BASELINE: &str = "epoll";
+
+/// A load shape: what the load generator did, independent of the server.
+pub fn shape_key(c: &Cell) -> String {
+    let mut s = format!("{} c{} s{}", c.mode, c.conns, c.size);
+    if c.pipeline > 1 {
+        let _ = write!(s, " p{}", c.pipeline);
+    }
+    if let Some(r) = c.rate {
+        let _ = write!(s, " @{}/s", fmt::si(r));
+    }
+    s
+}
+
+/// Shapes in first-seen order, each with its cells in first-seen order.
+pub fn by_shape(r: &BenchResults) -> Vec<(String, Vec<&Cell>)> {
+    let mut out: Vec<(String, Vec<&Cell>)> = Vec::new();
+    for c in &r.cells {
+        let k = shape_key(c);
+        match out.iter_mut().find(|(s, _)| *s == k) {
+            Some((_, v)) => v.push(c),
+            None => out.push((k, vec![c])),
+        }
+    }
+    out
+}
+
+/// Servers in first-seen order.
+pub fn servers(r: &BenchResults) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in &r.cells {
+        if !out.contains(&c.server) {
+            out.push(c.server.clone());
+        }
+    }
+    out
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Column titles of the headline table.
+pub const HEADLINE_COLS: [&str; 12] =
+    ["server", "features", "mode", "conns", "size", "msgs/s median [min–max]", "p50", "p99", "p99.9", "CPU/msg", "syscalls/msg", "ctx/msg"];
+
+/// The headline table as text cells (no escaping), grouped by shape, and whether the
+/// row's cell counted errors.
+pub fn headline_rows(results: &BenchResults) -> Vec<([String; 12], u64)> {
+    let mut rows = Vec::new();
+    for (_, cells) in by_shape(results) {
+        for c in cells {
+            let m = &c.median;
+            let mode = if c.pipeline > 1 {
+                format!("{} ×{}", c.mode, c.pipeline)
+            } else if let Some(r) = c.rate {
+                format!("{} @{}/s", c.mode, fmt::si(r))
+            } else {
+                c.mode.clone()
+            };
+            let thr = if c.runs.len() > 1 {
+                format!("{} [{}–{}]", fmt::si(m.msgs_per_s), fmt::si(c.min.msgs_per_s), fmt::si(c.max.msgs_per_s))
+            } else {
+                fmt::si(m.msgs_per_s)
+            };
+            rows.push((
+                [
+                    c.server.clone(),
+                    c.features.clone().unwrap_or_else(|| "–".into()),
+                    mode,
+                    c.conns.to_string(),
+                    c.size.to_string(),
+                    thr,
+                    fmt::ns(m.p50_ns),
+                    fmt::ns(m.p99_ns),
+                    fmt::ns(m.p99_9_ns),
+                    fmt::ns_opt(m.cpu_ns_per_msg),
+                    fmt::num_opt(m.syscalls_per_msg),
+                    fmt::num_opt(m.ctx_switches_per_msg),
+                ],
+                m.errors,
+            ));
+        }
+    }
+    rows
+}
+
+/// The headline table (Markdown) the bench prints to the terminal and CI puts in the job summary.
+pub fn headline_markdown(results: &BenchResults) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "| {} |", HEADLINE_COLS.join(" | "));
+    s.push_str("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+    for (mut row, errors) in headline_rows(results) {
+        if errors > 0 {
+            row[0] = format!("{} ⚠ {errors} errors", row[0]);
+        }
+        let cells: Vec<String> = row.iter().map(|c| md_escape(c)).collect();
+        let _ = writeln!(s, "| {} |", cells.join(" | "));
+    }
+    s
+}
+
+/// One row of the "versus baseline" table.
+pub struct Ratio<'a> {
+    pub shape: String,
+    pub cell: &'a Cell,
+    pub throughput: Option<f64>,
+    pub p99: Option<f64>,
+    pub cpu: Option<f64>,
+    pub syscalls: Option<f64>,
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 && a.is_finite() && b.is_finite() => Some(a / b),
+        _ => None,
+    }
+}
+
+/// Each non-baseline cell against the baseline cell of the same shape.
+pub fn ratios(results: &BenchResults) -> Vec<Ratio<'_>> {
+    let mut out = Vec::new();
+    for (shape, cells) in by_shape(results) {
+        let Some(base) = cells.iter().find(|c| c.server == BASELINE) else { continue };
+        for c in cells.iter().filter(|c| c.server != BASELINE) {
+            let (m, b) = (&c.median, &base.median);
+            out.push(Ratio {
+                shape: shape.clone(),
+                cell: c,
+                throughput: ratio(Some(m.msgs_per_s), Some(b.msgs_per_s)),
+                p99: ratio(Some(m.p99_ns), Some(b.p99_ns)),
+                cpu: ratio(m.cpu_ns_per_msg, b.cpu_ns_per_msg),
+                syscalls: ratio(m.syscalls_per_msg, b.syscalls_per_msg),
+            });
+        }
+    }
+    out
+}
+
+pub fn times(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |x| format!("{x:.2}×"))
+}
+
+pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# ringmux bench report\n");
+    let _ = writeln!(s, "Run started {}.\n", fmt::utc(r.start_unix_s));
+    let _ = writeln!(s, "## Machine\n");
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| kernel | {} |", md_escape(&r.sys.kernel));
+    let _ = writeln!(s, "| CPU | {} |", md_escape(&r.sys.cpu_model));
+    let _ = writeln!(s, "| cores | {} |", r.sys.cores);
+    if !r.sys.hostname.is_empty() {
+        let _ = writeln!(s, "| host | {} |", md_escape(&r.sys.hostname));
+    }
+    let _ = writeln!(s, "| ringmux | {} |", md_escape(&r.sys.ringmux_version));
+    if !r.args.is_null() {
+        let _ = writeln!(s, "| matrix | `{}` |", md_escape(&r.args.to_string()).replace('`', "'"));
+    }
+    let _ = writeln!(s, "\n## Results\n");
+    let _ = writeln!(
+        s,
+        "Medians over runs; throughput spread is [min–max]. Latency percentiles come from the load generator's HdrHistograms (ns precision, 3 significant digits); CPU, syscalls and context switches are the server's, per message.\n"
+    );
+    s.push_str(&headline_markdown(r));
+    let rs = ratios(r);
+    if !rs.is_empty() {
+        let _ = writeln!(s, "\n## Versus {BASELINE}, same load shape\n");
+        let _ = writeln!(s, "Ratios of medians: above 1× is more throughput, below 1× is less latency, CPU or syscalls.\n");
+        let _ = writeln!(s, "| shape | server | msgs/s | p99 | CPU/msg | syscalls/msg |\n|---|---|--:|--:|--:|--:|");
+        for x in &rs {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                md_escape(&x.shape),
+                md_escape(&x.cell.server),
+                times(x.throughput),
+                times(x.p99),
+                times(x.cpu),
+                times(x.syscalls)
+            );
+        }
+    }
+    let _ = writeln!(s, "\n## Notes\n");
+    for n in &r.notes {
+        let _ = writeln!(s, "- {}", n.replace('\n', " "));
+    }
+    let errs: u64 = r.cells.iter().map(|c| c.median.errors).sum();
+    if errs > 0 {
+        let _ = writeln!(s, "- ⚠ errors were counted (mismatches, resets or timeouts): those cells' figures are suspect.");
+    }
+    let _ = writeln!(s, "- One run on one machine proves little: compare ratios within a run, and repeat.");
+    if !files.is_empty() {
+        let _ = writeln!(s, "\n## Files\n");
+        for f in files {
+            let _ = writeln!(s, "- [{f}]({f})");
+        }
+    }
+    s
+}
