@@ -576,26 +576,16 @@ fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, ste
     let r: LoadResult = serde_json::from_slice(&fs::read(&json).with_context(|| format!("load wrote no {}", json.display()))?)
         .with_context(|| format!("{} is not a load result", json.display()))?;
     let msgs = r.messages.max(1) as f64;
-    let lat = &r.latency;
+    let mut m = crate::report::compare::load_metrics(&r);
+    m.cpu_ns_per_msg = Some((after.cpu_s - before.cpu_s).max(0.0) * 1e9 / msgs);
+    m.syscalls_per_msg = match (before.syscalls, after.syscalls) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / msgs),
+        _ => None,
+    };
+    m.ctx_switches_per_msg = Some(after.ctx.saturating_sub(before.ctx) as f64 / msgs);
+    m.load_cpu_ns_per_msg = Some(load_cpu * 1e9 / msgs);
     Ok((
-        RunMetrics {
-            msgs_per_s: r.msgs_per_s,
-            mb_per_s: r.mb_per_s,
-            p50_ns: lat.p50 as f64,
-            p90_ns: lat.p90 as f64,
-            p99_ns: lat.p99 as f64,
-            p99_9_ns: lat.p99_9 as f64,
-            p99_99_ns: lat.p99_99 as f64,
-            max_ns: lat.max as f64,
-            cpu_ns_per_msg: Some((after.cpu_s - before.cpu_s).max(0.0) * 1e9 / msgs),
-            syscalls_per_msg: match (before.syscalls, after.syscalls) {
-                (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / msgs),
-                _ => None,
-            },
-            ctx_switches_per_msg: Some(after.ctx.saturating_sub(before.ctx) as f64 / msgs),
-            errors: r.errors.total(),
-            load_cpu_ns_per_msg: Some(load_cpu * 1e9 / msgs),
-        },
+        m,
         features,
     ))
 }

@@ -102,6 +102,7 @@ pub fn load_metrics(r: &LoadResult) -> RunMetrics {
         syscalls_per_msg: None,
         ctx_switches_per_msg: None,
         errors: r.errors.total(),
+        load_cpu_ns_per_msg: None,
     }
 }
 
