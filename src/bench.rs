@@ -597,7 +597,7 @@ mod tests {
     #[test]
     fn timestamp_format() {
         assert_eq!(format_timestamp(0), "1970-01-01T00-00-00");
-        assert_eq!(format_timestamp(1_795_449_845), "2026-11-23T14-04-05");
+        assert_eq!(format_timestamp(1_795_449_845), "2026-11-23T16-04-05");
     }
 
     #[test]

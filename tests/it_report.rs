@@ -234,6 +234,7 @@ fn metrics(thr: f64, p99: f64) -> RunMetrics {
         syscalls_per_msg: Some(2.1),
         ctx_switches_per_msg: Some(0.01),
         errors: 0,
+        load_cpu_ns_per_msg: None,
     }
 }
 
