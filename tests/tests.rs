@@ -233,6 +233,71 @@ mod serve {
         let _ = std::fs::remove_file(&json);
     });
 
+    backend_test!(emfile_backs_off_and_serves_everyone_later, |v| {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--addr", "127.0.0.1:0"]).args(v.args());
+        // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit { rlim_cur: 40, rlim_max: 40 };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let srv = Server::spawn(&mut cmd);
+        let mut first: Vec<TcpStream> = Vec::new();
+        let mut served = 0;
+        // 60 clients against 40 fds: the later ones wait in the backlog.
+        let mut conns: Vec<TcpStream> = (0..60).map(|_| srv.connect()).collect();
+        for c in conns.iter_mut() {
+            c.write_all(b"hi").unwrap();
+        }
+        thread::sleep(Duration::from_millis(700)); // ample time to serve all it can
+        let mut waiting = Vec::new();
+        for mut c in conns {
+            c.set_nonblocking(true).unwrap();
+            let mut b = [0u8; 2];
+            let got = c.read(&mut b);
+            c.set_nonblocking(false).unwrap();
+            match got {
+                Ok(2) => {
+                    served += 1;
+                    first.push(c);
+                }
+                Ok(1) => {
+                    c.read_exact(&mut b[1..]).unwrap();
+                    served += 1;
+                    first.push(c);
+                }
+                _ => waiting.push(c),
+            }
+        }
+        assert!(!waiting.is_empty(), "{v:?}: the fd limit did not bite (served {served})");
+        assert!(served > 10, "{v:?}: only {served} served under the fd limit");
+        drop(first); // free descriptors: the server must resume accepting
+        for (i, c) in waiting.iter_mut().enumerate() {
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut b = [0u8; 2];
+            c.read_exact(&mut b).unwrap_or_else(|e| panic!("{v:?}: waiting client {i} never served: {e}"));
+            assert_eq!(&b, b"hi");
+        }
+        let n_wait = waiting.len();
+        drop(waiting);
+        let st = srv.stop(Duration::from_secs(10));
+        assert!(st.status.success(), "{v:?}: {}", st.stderr);
+        let backoffs: u64 = st
+            .stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("accept_backoffs="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(backoffs > 0, "{v:?}: no accept back-off counted: {}", st.stdout);
+        println!("{v:?}: {served} served at once, {n_wait} after fds freed, {backoffs} back-offs");
+    });
+
     // ---- io_uring unavailable: injected with strace ----
 
     fn strace_available() -> bool {
