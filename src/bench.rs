@@ -89,11 +89,10 @@ impl Plan {
             match backend.as_str() {
                 "epoll" if level.is_none() => {}
                 "uring" => {
-                    if let Some(l) = &level {
-                        if !["baseline", "fastpoll"].contains(&l.as_str()) {
+                    if let Some(l) = &level
+                        && !["baseline", "fastpoll"].contains(&l.as_str()) {
                             bail!("unknown io_uring level '{l}' in --backends (baseline, fastpoll)");
                         }
-                    }
                     if let Some(u) = &probe.unavailable {
                         let n = format!("{b} skipped: {u}");
                         eprintln!("ringmux: warning: {n}");
@@ -116,8 +115,8 @@ impl Plan {
             servers.push(ServerSpec::External { name: name.to_string(), cmd: cmd.to_string() });
         }
         // The tokio reference peer, when its example binary is built beside us.
-        if a.external.is_empty() {
-            if let Some(dir) = exe.parent() {
+        if a.external.is_empty()
+            && let Some(dir) = exe.parent() {
                 let tokio = dir.join("examples").join("tokio_echo_server");
                 if tokio.is_file() {
                     servers.push(ServerSpec::External { name: "tokio".into(), cmd: format!("{} {{addr}}", tokio.display()) });
@@ -125,7 +124,6 @@ impl Plan {
                     notes.push("tokio reference server not built (cargo build --release --example tokio_echo_server adds it)".into());
                 }
             }
-        }
         if servers.is_empty() {
             bail!("no server left to benchmark");
         }
