@@ -125,7 +125,8 @@ pub struct LoadArgs {
     /// Unrecorded warm-up seconds.
     #[arg(long, default_value_t = 1.0, value_parser = parse_secs)]
     pub warmup: f64,
-    /// Messages in flight per connection (closed loop).
+    /// Messages in flight per connection (closed loop); the most outstanding per
+    /// connection in open loop.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub pipeline: u32,
     /// Total messages per second: open loop with coordinated-omission correction.
@@ -153,6 +154,13 @@ pub struct LoadArgs {
     /// Exit 0 even when errors (mismatches, resets, timeouts) were counted.
     #[arg(long)]
     pub allow_errors: bool,
+    /// Seconds a message may stay unanswered before it counts as a timeout (its
+    /// connection is then dropped). Also bounds the final drain of an open-loop run.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
+    pub timeout: f64,
+    /// Length of one interval of the interval log (--hlog) and of the progress line, seconds.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_secs)]
+    pub interval: f64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,9 +1,362 @@
-//! Load generator: closed and open loop, HdrHistogram latency. Never imports `server`.
+//! Load generator: drives any TCP echo server and records latency in HdrHistograms.
+//! Never imports `server`.
+//!
+//! # Modes
+//! - **Closed loop** (default): each connection keeps `pipeline` messages in flight and
+//!   sends the next one when a reply is complete. Latency = reply fully received − actual
+//!   send. Measures service time under a concurrency; hides stalls (coordinated omission).
+//! - **Open loop** (`rate`): wrk2's method. Connection `i` of `N` sends message `k` at its
+//!   intended time `(i/N + k) · N/rate` seconds after the start, with at most `pipeline`
+//!   messages outstanding; it sends at `max(intended, a slot frees)`, so after a stall it
+//!   catches up at once. Latency is recorded twice: from the intended time (corrected,
+//!   what users of the server would see) and from the actual send (uncorrected).
+//!
+//! # Verification and errors
+//! Every payload byte is a function of (connection, message, offset) ([`payload`]), so
+//! every echoed byte is checked without storing what was sent. Mismatches, resets,
+//! timeouts and connect failures are counted by kind; a reset or timed-out connection is
+//! dropped, never reconnected, and the run stops early when none is left.
+//!
+//! # Time bounds
+//! The run ends by `warmup + duration` (closed loop) or `warmup + duration + timeout`
+//! (open loop: replies to messages intended inside the window are awaited that long),
+//! whatever the server does. Connecting is bounded by `timeout` as a whole.
+//!
+//! # Threads
+//! Connections are spread over `threads` workers (connection `i` on worker `i % T`), each
+//! with its own epoll, buffers and histograms. Workers hand over one histogram pair per
+//! interval; the coordinator merges them (`Histogram::add`) into the interval series
+//! and the totals.
 
+mod config;
+mod engine;
+mod output;
+pub mod payload;
+pub mod schedule;
+mod sys;
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+
+pub use config::{LoadConfig, Mode, WindowEdge, WindowHook, parse_cpu_list, uncorrected_path};
+use engine::{Plan, Report, Shared, WorkerResult, new_histogram};
+use schedule::Schedule;
 
 use crate::cli::LoadArgs;
+use crate::report::model::{LOAD_SCHEMA, LoadErrors, LoadParams, LoadResult, Percentiles};
+use crate::sysinfo::SysInfo;
 
-pub fn load_cmd(_a: LoadArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`load` is not built yet (issue 4)")
+/// The IO driver this load generator runs on.
+pub const DRIVER: &str = "epoll";
+
+/// One interval of the interval series (all threads merged).
+#[derive(Debug, Clone)]
+pub struct IntervalHists {
+    /// Start of the interval, seconds since the epoch.
+    pub start_unix_s: f64,
+    pub length_s: f64,
+    /// Same meaning as [`LoadOutcome::latency`].
+    pub latency: Histogram<u64>,
+    /// Open loop only: from the actual send time.
+    pub uncorrected: Option<Histogram<u64>>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct LoadOutcome {
+    pub result: LoadResult,
+    /// Latency in ns: corrected (from the intended send time) in open loop, from the
+    /// actual send in closed loop.
+    pub latency: Histogram<u64>,
+    /// Open loop only: latency from the actual send time.
+    pub uncorrected: Option<Histogram<u64>>,
+    /// One entry per interval from the start of the measured window, empty ones included.
+    pub intervals: Vec<IntervalHists>,
+}
+
+/// `ringmux load`: run, write the files asked for, print the summary; exit 1 (one line
+/// naming the error kinds) when errors were counted, unless `--allow-errors`.
+pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
+    let cfg = LoadConfig::from_args(&a)?;
+    let outcome = run(&cfg)?;
+    output::write_files(&a, &outcome)?;
+    if !a.quiet {
+        print!("{}", output::summary(&outcome));
+    }
+    let e = &outcome.result.errors;
+    if e.total() > 0 && !a.allow_errors {
+        bail!("{} error(s) during the run: {} (use --allow-errors to exit 0 anyway)", e.total(), output::errors_line(e));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Run one load test. Blocks for about `warmup + duration` (see the module docs for the
+/// bounds). Errors only when the run could not happen at all (bad config, no connection
+/// could be made, a thread could not be pinned); errors during the run are counted in
+/// the result.
+pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
+    cfg.validate()?;
+    sys::raise_nofile_limit();
+    let threads = usize::from(cfg.effective_threads());
+    let plan = Arc::new(Plan {
+        addr: cfg.addr,
+        size: cfg.size as usize,
+        pipeline: cfg.pipeline,
+        schedule: cfg.rate().map(|r| Schedule::new(r, cfg.conns)),
+        warmup_ns: ns(cfg.warmup),
+        end_ns: ns(cfg.warmup + cfg.duration),
+        hard_stop_ns: ns(cfg.warmup + cfg.duration + cfg.timeout),
+        timeout_ns: ns(cfg.timeout),
+        interval_ns: ns(cfg.interval),
+        connect_timeout: cfg.timeout,
+    });
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = mpsc::channel::<Report>();
+    let mut starts = Vec::with_capacity(threads);
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let ids: Vec<u32> = (t as u32..cfg.conns).step_by(threads).collect();
+        let (stx, srx) = mpsc::channel();
+        starts.push(stx);
+        let (plan, shared, tx) = (plan.clone(), shared.clone(), tx.clone());
+        let cpu = cfg.pin.get(t).copied();
+        let h = std::thread::Builder::new()
+            .name(format!("ringmux-load-{t}"))
+            .spawn(move || engine::worker(ids, cpu, plan, shared, tx, srx))
+            .context("cannot start a load thread")?;
+        handles.push(h);
+    }
+    drop(tx);
+
+    // Connect phase: every worker reports once.
+    let mut connected = 0u64;
+    let mut first_err = None;
+    let mut fatal = None;
+    for _ in 0..threads {
+        match rx.recv() {
+            Ok(Report::Ready { connected: c, first_connect_error, fatal: f }) => {
+                connected += u64::from(c);
+                if first_err.is_none() {
+                    first_err = first_connect_error;
+                }
+                if fatal.is_none() {
+                    fatal = f;
+                }
+            }
+            Ok(Report::Interval { .. }) => {}
+            Err(_) => {
+                fatal.get_or_insert_with(|| "a load thread ended before connecting".to_string());
+                break;
+            }
+        }
+    }
+    let abort = |starts: Vec<mpsc::Sender<Option<Instant>>>, handles: Vec<std::thread::JoinHandle<WorkerResult>>| {
+        for s in starts {
+            let _ = s.send(None);
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+    };
+    if let Some(f) = fatal {
+        abort(starts, handles);
+        bail!("{f}");
+    }
+    if connected == 0 {
+        abort(starts, handles);
+        match first_err {
+            Some(e) => bail!("cannot connect to {}: {}", cfg.addr, strip_os_error(&e)),
+            None => bail!("cannot connect to {}", cfg.addr),
+        }
+    }
+
+    // Go. The base instant is warm-up start; the measured window is [warmup, end).
+    let base = Instant::now();
+    let base_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    for s in &starts {
+        let _ = s.send(Some(base));
+    }
+    let hook = |edge| {
+        if let Some(h) = &cfg.on_window {
+            h(edge)
+        }
+    };
+    let progress = output::Progress::new(cfg.progress && std::io::stderr().is_terminal());
+    let interval_s = cfg.interval.as_secs_f64();
+    let mut series: Vec<(Histogram<u64>, Option<Histogram<u64>>)> = Vec::new();
+    let mut started = false;
+    let mut ended = false;
+    let mut shown = 0u64; // intervals shown on the progress line
+    let store = |series: &mut Vec<(Histogram<u64>, Option<Histogram<u64>>)>, r: Report| {
+        if let Report::Interval { k, latency, uncorrected } = r {
+            let k = k as usize;
+            while series.len() <= k {
+                series.push((new_histogram(), uncorrected.as_ref().map(|_| new_histogram())));
+            }
+            let (l, u) = &mut series[k];
+            let _ = l.add(&latency);
+            if let (Some(u), Some(x)) = (u.as_mut(), uncorrected.as_ref()) {
+                let _ = u.add(x);
+            }
+        }
+    };
+    loop {
+        let now = base.elapsed();
+        if !started && now >= cfg.warmup {
+            started = true;
+            hook(WindowEdge::Start);
+            progress.line(format!("warm-up done: {} messages", shared.warmup_done.load(std::sync::atomic::Ordering::Relaxed)));
+        }
+        if !ended && now >= cfg.warmup + cfg.duration {
+            ended = true;
+            hook(WindowEdge::End);
+        }
+        if handles.iter().all(|h| h.is_finished()) {
+            break;
+        }
+        // Progress: interval k is shown a little after it ends, once workers handed it over.
+        let show_at = cfg.warmup + cfg.interval.mul_f64((shown + 1) as f64) + Duration::from_millis(30);
+        if started && now >= show_at {
+            let (l, u) = series.get(shown as usize).map_or((None, None), |(l, u)| (Some(l), u.as_ref()));
+            progress.interval(shown, interval_s, l, u, &shared.errors());
+            shown += 1;
+        }
+        let mut next = show_at;
+        if !started {
+            next = next.min(cfg.warmup);
+        }
+        if !ended {
+            next = next.min(cfg.warmup + cfg.duration);
+        }
+        let wait = next.saturating_sub(now).clamp(Duration::from_millis(1), Duration::from_millis(20));
+        match rx.recv_timeout(wait) {
+            Ok(r) => store(&mut series, r),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Every worker is gone; join below.
+                if handles.iter().all(|h| h.is_finished()) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    let stopped = base.elapsed();
+    if !started {
+        hook(WindowEdge::Start);
+    }
+    if !ended {
+        hook(WindowEdge::End);
+    }
+    let mut results = Vec::with_capacity(threads);
+    for h in handles {
+        results.push(h.join().map_err(|_| anyhow::anyhow!("a load thread panicked"))?);
+    }
+    while let Ok(r) = rx.try_recv() {
+        store(&mut series, r);
+    }
+    progress.finish();
+
+    // Merge.
+    let open = cfg.rate().is_some();
+    let mut latency = new_histogram();
+    let mut uncorrected = open.then(new_histogram);
+    for (l, u) in &series {
+        latency.add(l).context("merging histograms")?;
+        if let (Some(t), Some(u)) = (uncorrected.as_mut(), u.as_ref()) {
+            t.add(u).context("merging histograms")?;
+        }
+    }
+    let mut errors = LoadErrors::default();
+    let (mut messages, mut warmup_messages, mut missing, mut cpu) = (0u64, 0u64, 0u64, Duration::ZERO);
+    for r in &results {
+        add_errors(&mut errors, &r.errors);
+        messages += r.messages;
+        warmup_messages += r.warmup_messages;
+        missing += r.missing;
+        cpu += r.cpu_in_window;
+    }
+    debug_assert_eq!(messages, latency.len());
+
+    // The window: the full duration unless every connection was gone before its end.
+    let window = if open {
+        cfg.duration
+    } else {
+        stopped.saturating_sub(cfg.warmup).min(cfg.duration)
+    };
+    let elapsed_s = window.as_secs_f64();
+    let msgs_per_s = if elapsed_s > 0.0 { messages as f64 / elapsed_s } else { 0.0 };
+    let rate_kept = cfg.rate().map(|r| msgs_per_s >= 0.99 * r);
+    let start_unix_s = base_unix + cfg.warmup.as_secs_f64();
+    let n_intervals = ((elapsed_s / interval_s).ceil() as usize).max(series.len());
+    while series.len() < n_intervals {
+        series.push((new_histogram(), open.then(new_histogram)));
+    }
+    let intervals = series
+        .into_iter()
+        .enumerate()
+        .map(|(k, (l, u))| IntervalHists {
+            start_unix_s: start_unix_s + k as f64 * interval_s,
+            length_s: interval_s,
+            latency: l,
+            uncorrected: u,
+        })
+        .collect();
+    let result = LoadResult {
+        schema: LOAD_SCHEMA.to_string(),
+        params: LoadParams {
+            addr: cfg.addr.to_string(),
+            mode: cfg.mode_name().to_string(),
+            conns: cfg.conns,
+            size: cfg.size,
+            pipeline: cfg.pipeline,
+            rate: cfg.rate(),
+            duration_s: cfg.duration.as_secs_f64(),
+            warmup_s: cfg.warmup.as_secs_f64(),
+            threads: threads as u16,
+            driver: DRIVER.to_string(),
+            timeout_s: Some(cfg.timeout.as_secs_f64()),
+        },
+        sys: SysInfo::collect(),
+        start_unix_s,
+        elapsed_s,
+        messages,
+        warmup_messages,
+        msgs_per_s,
+        mb_per_s: msgs_per_s * f64::from(cfg.size) / 1e6,
+        rate_kept,
+        latency: Percentiles::of(&latency),
+        latency_uncorrected: uncorrected.as_ref().map(Percentiles::of),
+        errors,
+        load_cpu_ns_per_msg: (messages > 0).then(|| cpu.as_nanos() as f64 / messages as f64),
+        missing: open.then_some(missing),
+    };
+    Ok(LoadOutcome { result, latency, uncorrected, intervals })
+}
+
+fn add_errors(a: &mut LoadErrors, b: &LoadErrors) {
+    a.mismatch += b.mismatch;
+    a.reset += b.reset;
+    a.timeout += b.timeout;
+    a.connect += b.connect;
+    a.other += b.other;
+}
+
+/// "Connection refused (os error 111)" -> "Connection refused".
+fn strip_os_error(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }

@@ -80,6 +80,9 @@ pub struct LoadParams {
     pub threads: u16,
     /// IO driver the load generator used ("uring" or "epoll").
     pub driver: String,
+    /// Seconds a message may stay unanswered before it counts as a timeout.
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
 }
 
 /// What `ringmux load --json` writes.
@@ -107,6 +110,14 @@ pub struct LoadResult {
     /// Open loop only: from the actual send time (uncorrected).
     pub latency_uncorrected: Option<Percentiles>,
     pub errors: LoadErrors,
+    /// Load generator CPU (user + system, all its threads) per message over the measured
+    /// window, nanoseconds: to check the client costs less than the server.
+    #[serde(default)]
+    pub load_cpu_ns_per_msg: Option<f64>,
+    /// Open loop: messages intended in the window that got no verified reply (server too
+    /// slow, stalled at the end, or connections lost).
+    #[serde(default)]
+    pub missing: Option<u64>,
 }
 
 /// One measured figure set for one run of one cell of the bench matrix.

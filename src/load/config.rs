@@ -1,0 +1,291 @@
+//! A validated load configuration, built from the command line or by the bench.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::cli::LoadArgs;
+
+/// An edge of the measured window, reported to [`LoadConfig::on_window`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowEdge {
+    /// Warm-up is over: from now on samples are recorded.
+    Start,
+    /// The measured window is over (or every connection is gone).
+    End,
+}
+
+/// Hook called from the coordinating thread at each [`WindowEdge`], e.g. to sample the
+/// server's CPU time over exactly the measured window.
+pub type WindowHook = Arc<dyn Fn(WindowEdge) + Send + Sync>;
+
+/// Closed loop (each connection keeps `pipeline` messages in flight) or open loop at a
+/// total rate (messages/s), corrected for coordinated omission.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Closed,
+    Open { rate: f64 },
+}
+
+/// Everything [`super::run`] needs, validated.
+#[derive(Clone)]
+pub struct LoadConfig {
+    pub addr: SocketAddr,
+    pub conns: u32,
+    pub size: u32,
+    pub pipeline: u32,
+    pub mode: Mode,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// A message unanswered this long is a timeout error (its connection is dropped).
+    pub timeout: Duration,
+    /// Length of one interval of the interval series.
+    pub interval: Duration,
+    /// Worker threads (never more than `conns`).
+    pub threads: u16,
+    /// CPU for worker thread i: `pin[i]`. Empty: not pinned.
+    pub pin: Vec<usize>,
+    /// Print a progress line per interval on stderr (only if stderr is a terminal).
+    pub progress: bool,
+    pub on_window: Option<WindowHook>,
+}
+
+impl fmt::Debug for LoadConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadConfig")
+            .field("addr", &self.addr)
+            .field("conns", &self.conns)
+            .field("size", &self.size)
+            .field("pipeline", &self.pipeline)
+            .field("mode", &self.mode)
+            .field("duration", &self.duration)
+            .field("warmup", &self.warmup)
+            .field("timeout", &self.timeout)
+            .field("interval", &self.interval)
+            .field("threads", &self.threads)
+            .field("pin", &self.pin)
+            .field("progress", &self.progress)
+            .field("on_window", &self.on_window.as_ref().map(|_| "<hook>"))
+            .finish()
+    }
+}
+
+/// Most outstanding-message slots over all connections (8 bytes each).
+const MAX_SLOTS: u64 = 1 << 26;
+
+impl LoadConfig {
+    /// A closed-loop configuration with the command line's defaults, for in-process use.
+    pub fn closed(addr: SocketAddr, conns: u32, size: u32, duration: Duration) -> LoadConfig {
+        LoadConfig {
+            addr,
+            conns,
+            size,
+            pipeline: 1,
+            mode: Mode::Closed,
+            duration,
+            warmup: Duration::from_secs(1),
+            timeout: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            threads: 1,
+            pin: Vec::new(),
+            progress: false,
+            on_window: None,
+        }
+    }
+
+    /// Build from the command line: every value checked, one-line errors.
+    pub fn from_args(a: &LoadArgs) -> anyhow::Result<LoadConfig> {
+        let mode = match a.rate {
+            None => Mode::Closed,
+            Some(r) if r.is_finite() && r > 0.0 && r <= 1e9 => Mode::Open { rate: r },
+            Some(r) => bail!("--rate {r}: must be a number of messages per second above 0 (at most 1e9)"),
+        };
+        let pin = match &a.pin {
+            None => Vec::new(),
+            Some(s) => parse_cpu_list(s).with_context(|| format!("--pin '{s}'"))?,
+        };
+        let cfg = LoadConfig {
+            addr: a.addr,
+            conns: a.conns,
+            size: a.size,
+            pipeline: a.pipeline,
+            mode,
+            duration: Duration::from_secs_f64(a.duration),
+            warmup: Duration::from_secs_f64(a.warmup),
+            timeout: Duration::from_secs_f64(a.timeout),
+            interval: Duration::from_secs_f64(a.interval),
+            threads: a.threads,
+            pin,
+            progress: !a.quiet,
+            on_window: None,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Check a configuration built by hand (the bench) as strictly as the command line.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.conns == 0 {
+            bail!("--conns must be at least 1");
+        }
+        if self.size == 0 {
+            bail!("--size must be at least 1 byte");
+        }
+        if self.pipeline == 0 {
+            bail!("--pipeline must be at least 1");
+        }
+        if u64::from(self.conns) * u64::from(self.pipeline) > MAX_SLOTS {
+            bail!("--conns x --pipeline is {}: at most {MAX_SLOTS} messages may be outstanding", u64::from(self.conns) * u64::from(self.pipeline));
+        }
+        if let Mode::Open { rate } = self.mode
+            && !(rate.is_finite() && rate > 0.0 && rate <= 1e9)
+        {
+            bail!("--rate {rate}: must be a number of messages per second above 0 (at most 1e9)");
+        }
+        if self.duration.is_zero() {
+            bail!("--duration must be above 0");
+        }
+        if self.timeout < Duration::from_millis(1) {
+            bail!("--timeout must be at least 0.001 s");
+        }
+        if self.interval < Duration::from_millis(10) {
+            bail!("--interval must be at least 0.01 s");
+        }
+        if self.threads == 0 {
+            bail!("--threads must be at least 1");
+        }
+        if !self.pin.is_empty() && self.pin.len() < usize::from(self.effective_threads()) {
+            bail!("--pin lists {} CPU(s) for {} load threads: give one CPU per thread", self.pin.len(), self.effective_threads());
+        }
+        Ok(())
+    }
+
+    /// Threads actually started: no thread without a connection.
+    pub fn effective_threads(&self) -> u16 {
+        self.threads.min(u16::try_from(self.conns).unwrap_or(u16::MAX)).max(1)
+    }
+
+    pub fn mode_name(&self) -> &'static str {
+        match self.mode {
+            Mode::Closed => "closed",
+            Mode::Open { .. } => "open",
+        }
+    }
+
+    pub fn rate(&self) -> Option<f64> {
+        match self.mode {
+            Mode::Closed => None,
+            Mode::Open { rate } => Some(rate),
+        }
+    }
+}
+
+/// The biggest CPU number accepted (the size of a `cpu_set_t`).
+const MAX_CPU: usize = 1023;
+
+/// Parse a CPU list: "1", "2-5", "1,3", "0-1,4". Order is kept; duplicates are refused.
+pub fn parse_cpu_list(s: &str) -> anyhow::Result<Vec<usize>> {
+    let num = |t: &str| -> anyhow::Result<usize> {
+        let t = t.trim();
+        let v: usize = t.parse().map_err(|_| anyhow::anyhow!("'{t}' is not a CPU number (expected e.g. \"1\", \"2-5\" or \"1,3\")"))?;
+        if v > MAX_CPU {
+            bail!("CPU {v} is out of range (0 to {MAX_CPU})");
+        }
+        Ok(v)
+    };
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        if part.trim().is_empty() {
+            bail!("empty entry in the CPU list (expected e.g. \"1\", \"2-5\" or \"1,3\")");
+        }
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    bail!("range {a}-{b} runs backwards");
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    let mut sorted = out.clone();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        bail!("CPU {} is listed twice", w[0]);
+    }
+    Ok(out)
+}
+
+/// `path` with `.uncorrected` put before its extension: `run.hgrm` -> `run.uncorrected.hgrm`.
+pub fn uncorrected_path(path: &std::path::Path) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.uncorrected.{}", ext.to_string_lossy()),
+        None => format!("{stem}.uncorrected"),
+    };
+    path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
+        assert_eq!(parse_cpu_list("2-5").unwrap(), vec![2, 3, 4, 5]);
+        assert_eq!(parse_cpu_list("1,3").unwrap(), vec![1, 3]);
+        assert_eq!(parse_cpu_list("3,0-1").unwrap(), vec![3, 0, 1]);
+        assert_eq!(parse_cpu_list(" 4 , 6-6 ").unwrap(), vec![4, 6]);
+        for bad in ["", "abc", "1,", ",1", "5-2", "1-", "-1", "1,1", "0-2,2", "99999", "1.5", "1-x"] {
+            let e = parse_cpu_list(bad);
+            assert!(e.is_err(), "{bad:?} accepted: {e:?}");
+        }
+        assert!(parse_cpu_list("abc").unwrap_err().to_string().contains("not a CPU number"));
+    }
+
+    #[test]
+    fn uncorrected_names() {
+        use std::path::Path;
+        assert_eq!(uncorrected_path(Path::new("run.hgrm")), Path::new("run.uncorrected.hgrm"));
+        assert_eq!(uncorrected_path(Path::new("out/a.b.hgrm")), Path::new("out/a.b.uncorrected.hgrm"));
+        assert_eq!(uncorrected_path(Path::new("dist")), Path::new("dist.uncorrected"));
+    }
+
+    fn args(extra: &[&str]) -> LoadArgs {
+        let mut v = vec!["ringmux", "load"];
+        v.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(v).unwrap().command {
+            crate::cli::Command::Load(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn from_args_validates() {
+        let c = LoadConfig::from_args(&args(&["--rate", "2000", "--conns", "10"])).unwrap();
+        assert_eq!(c.mode, Mode::Open { rate: 2000.0 });
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        for bad in [
+            &["--rate", "0"][..],
+            &["--rate=-5"],
+            &["--rate", "inf"],
+            &["--pin", "abc"],
+            &["--duration", "0"],
+            &["--threads", "3", "--conns", "4", "--pin", "0-1"],
+        ] {
+            assert!(LoadConfig::from_args(&args(bad)).is_err(), "{bad:?} accepted");
+        }
+        let e = LoadConfig::from_args(&args(&["--pin", "abc"])).unwrap_err();
+        assert!(format!("{e:#}").contains("--pin 'abc'"), "{e:#}");
+        // More threads than connections: one thread per connection.
+        let c = LoadConfig::from_args(&args(&["--threads", "8", "--conns", "3"])).unwrap();
+        assert_eq!(c.effective_threads(), 3);
+    }
+}

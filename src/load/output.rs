@@ -1,0 +1,248 @@
+//! What `load` shows and writes: progress lines, the summary, .hgrm/.hlog/.json files.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressDrawTarget};
+
+use super::{LoadOutcome, uncorrected_path};
+use crate::cli::LoadArgs;
+use crate::report::model::{LoadErrors, Percentiles};
+
+/// A line per interval on stderr, only when enabled (terminal and not --quiet).
+pub(crate) struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(enabled: bool) -> Progress {
+        let bar = enabled.then(|| {
+            let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b.set_message("warming up");
+            b
+        });
+        Progress { bar }
+    }
+
+    pub fn line(&self, s: String) {
+        if let Some(b) = &self.bar {
+            b.println(s);
+        }
+    }
+
+    pub fn interval(&self, k: u64, len_s: f64, l: Option<&Histogram<u64>>, u: Option<&Histogram<u64>>, e: &LoadErrors) {
+        let Some(b) = &self.bar else { return };
+        let n = l.map_or(0, |h| h.len());
+        let q = |h: Option<&Histogram<u64>>, p: f64| h.filter(|h| !h.is_empty()).map_or("-".to_string(), |h| fmt_ns(h.value_at_quantile(p)));
+        let mut s = format!("[{:>5.1}s] {:>10.0} msgs/s  p50 {:>9}  p99 {:>9}", (k + 1) as f64 * len_s, n as f64 / len_s, q(l, 0.5), q(l, 0.99));
+        if u.is_some() {
+            let _ = write!(s, "  (uncorrected p99 {})", q(u, 0.99));
+        }
+        let _ = write!(s, "  errors {}", e.total());
+        b.set_message(format!("{n} msgs in the last interval"));
+        b.println(s);
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Nanoseconds with a unit: "850ns", "12.34µs", "1.50ms", "1.002s".
+pub fn fmt_ns(v: u64) -> String {
+    let f = v as f64;
+    if v < 1_000 {
+        format!("{v}ns")
+    } else if v < 1_000_000 {
+        format!("{:.2}µs", f / 1e3)
+    } else if v < 1_000_000_000 {
+        format!("{:.2}ms", f / 1e6)
+    } else {
+        format!("{:.3}s", f / 1e9)
+    }
+}
+
+/// "mismatch 1, reset 2" (kinds with a count only) or "none".
+pub fn errors_line(e: &LoadErrors) -> String {
+    let parts: Vec<String> = [("mismatch", e.mismatch), ("reset", e.reset), ("timeout", e.timeout), ("connect", e.connect), ("other", e.other)]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if parts.is_empty() { "none".to_string() } else { parts.join(", ") }
+}
+
+/// The human summary (wrk2 style).
+pub fn summary(o: &LoadOutcome) -> String {
+    let r = &o.result;
+    let p = &r.params;
+    let mut s = String::new();
+    let rate = p.rate.map_or(String::new(), |x| format!(" at {x} msgs/s"));
+    let _ = writeln!(
+        s,
+        "ringmux load: {} loop{rate}, {} conns, {} B, pipeline {}, {:.2} s measured after {:.2} s warm-up, {} thread(s), {} driver, {}",
+        p.mode, p.conns, p.size, p.pipeline, r.elapsed_s, p.warmup_s, p.threads, p.driver, p.addr
+    );
+    type Pick = fn(&Percentiles) -> u64;
+    let rows: [(&str, Pick); 9] = [
+        ("p50", |x| x.p50),
+        ("p75", |x| x.p75),
+        ("p90", |x| x.p90),
+        ("p99", |x| x.p99),
+        ("p99.9", |x| x.p99_9),
+        ("p99.99", |x| x.p99_99),
+        ("p99.999", |x| x.p99_999),
+        ("max", |x| x.max),
+        ("min", |x| x.min),
+    ];
+    match &r.latency_uncorrected {
+        Some(u) => {
+            let _ = writeln!(s, "  Latency     {:>12} {:>12}", "corrected", "uncorrected");
+            for (name, f) in rows {
+                let _ = writeln!(s, "  {name:<10}  {:>12} {:>12}", fmt_ns(f(&r.latency)), fmt_ns(f(u)));
+            }
+            let _ = writeln!(s, "  {:<10}  {:>12} {:>12}", "mean", fmt_ns(r.latency.mean as u64), fmt_ns(u.mean as u64));
+        }
+        None => {
+            let _ = writeln!(s, "  Latency     {:>12}", "service");
+            for (name, f) in rows {
+                let _ = writeln!(s, "  {name:<10}  {:>12}", fmt_ns(f(&r.latency)));
+            }
+            let _ = writeln!(s, "  {:<10}  {:>12}", "mean", fmt_ns(r.latency.mean as u64));
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  {} messages in {:.2} s: {:.1} msgs/s, {:.2} MB/s (+{} in warm-up)",
+        r.messages, r.elapsed_s, r.msgs_per_s, r.mb_per_s, r.warmup_messages
+    );
+    if let Some(c) = r.load_cpu_ns_per_msg {
+        let _ = writeln!(s, "  load generator CPU: {} per message", fmt_ns(c as u64));
+    }
+    let _ = writeln!(s, "  errors: {}", errors_line(&r.errors));
+    if let (Some(false), Some(asked)) = (r.rate_kept, p.rate) {
+        let _ = writeln!(
+            s,
+            "  RATE NOT KEPT: achieved {:.1} msgs/s of {asked} asked ({:+.1}%){}",
+            r.msgs_per_s,
+            (r.msgs_per_s / asked - 1.0) * 100.0,
+            r.missing.map_or(String::new(), |m| format!("; {m} intended messages got no reply"))
+        );
+    }
+    s
+}
+
+fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
+    Ok(BufWriter::new(File::create(path).with_context(|| format!("cannot write {}", path.display()))?))
+}
+
+/// Write --hgrm, --hlog and --json.
+pub fn write_files(a: &LoadArgs, o: &LoadOutcome) -> anyhow::Result<()> {
+    if let Some(path) = &a.hgrm {
+        let mut w = create(path)?;
+        shim::write_hgrm(&mut w, &o.latency).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
+        if let Some(u) = &o.uncorrected {
+            let up = uncorrected_path(path);
+            let mut w = create(&up)?;
+            shim::write_hgrm(&mut w, u).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", up.display()))?;
+        }
+    }
+    if let Some(path) = &a.hlog {
+        let log = to_hlog(o);
+        let mut w = create(path)?;
+        shim::write_hlog(&mut w, &log).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &a.json {
+        let mut w = create(path)?;
+        serde_json::to_writer_pretty(&mut w, &o.result)?;
+        writeln!(w)?;
+        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The interval series as an interval log: open loop tags "corrected" and
+/// "uncorrected"; closed loop one untagged series.
+pub fn to_hlog(o: &LoadOutcome) -> shim::Hlog {
+    let mut intervals = Vec::new();
+    for iv in &o.intervals {
+        match &iv.uncorrected {
+            Some(u) => {
+                intervals.push(shim::HlogInterval { tag: Some("corrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() });
+                intervals.push(shim::HlogInterval { tag: Some("uncorrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: u.clone() });
+            }
+            None => intervals.push(shim::HlogInterval { tag: None, start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() }),
+        }
+    }
+    shim::Hlog { start_unix_s: o.result.start_unix_s, intervals }
+}
+
+/// Stand-in for `crate::report::{hgrm, hlog}` (written on another branch with these exact
+/// signatures). To switch over: replace this module with
+/// `use crate::report::{hgrm::write_hgrm, hlog::{Hlog, HlogInterval, write_hlog}};`.
+pub mod shim {
+    use std::io::{self, Write};
+    use std::time::{Duration, SystemTime};
+
+    use hdrhistogram::Histogram;
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+
+    pub struct HlogInterval {
+        pub tag: Option<String>,
+        pub start_unix_s: f64,
+        pub length_s: f64,
+        pub hist: Histogram<u64>,
+    }
+
+    pub struct Hlog {
+        pub start_unix_s: f64,
+        pub intervals: Vec<HlogInterval>,
+    }
+
+    /// Percentile distribution in the HdrHistogram plotter format, values in ms.
+    pub fn write_hgrm(w: &mut dyn Write, h: &Histogram<u64>) -> io::Result<()> {
+        writeln!(w, "# latency in milliseconds (recorded in nanoseconds)")?;
+        writeln!(w, "{:>12} {:>14} {:>10} {:>14}", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
+        writeln!(w)?;
+        let mut total = 0u64;
+        for v in h.iter_quantiles(5) {
+            total += v.count_since_last_iteration();
+            let q = v.quantile_iterated_to();
+            let ms = v.value_iterated_to() as f64 / 1e6;
+            if q < 1.0 {
+                writeln!(w, "{ms:12.3} {q:14.12} {total:10} {:14.2}", 1.0 / (1.0 - q))?;
+            } else {
+                writeln!(w, "{ms:12.3} {q:14.12} {total:10}")?;
+            }
+        }
+        writeln!(w, "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]", h.mean() / 1e6, h.stdev() / 1e6)?;
+        writeln!(w, "#[Max     = {:12.3}, Total count    = {:12}]", h.max() as f64 / 1e6, h.len())?;
+        writeln!(w, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), h.distinct_values())
+    }
+
+    pub fn write_hlog(w: &mut dyn Write, log: &Hlog) -> io::Result<()> {
+        let mut ser = V2DeflateSerializer::new();
+        let mut wr = w;
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(log.start_unix_s.max(0.0));
+        writeln!(wr, "#[Histogram log format version 1.3]")?;
+        let mut lw = IntervalLogWriterBuilder::new()
+            .with_start_time(start)
+            .with_max_value_divisor(1e6)
+            .begin_log_with(&mut wr, &mut ser)?;
+        lw.write_comment("\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
+        for iv in &log.intervals {
+            let tag = iv.tag.as_deref().and_then(Tag::new);
+            lw.write_histogram(&iv.hist, Duration::from_secs_f64(iv.start_unix_s.max(0.0)), Duration::from_secs_f64(iv.length_s), tag)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
