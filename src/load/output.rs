@@ -1,5 +1,7 @@
 //! What `load` shows and writes: progress lines, the summary, .hgrm/.hlog/.json files.
 
+use crate::report::hgrm::write_hgrm;
+use crate::report::hlog::{Hlog, HlogInterval, write_hlog};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -147,17 +149,17 @@ fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
 pub fn write_files(a: &LoadArgs, o: &LoadOutcome) -> anyhow::Result<()> {
     if let Some(path) = &a.hgrm {
         let mut w = create(path)?;
-        shim::write_hgrm(&mut w, &o.latency).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
+        write_hgrm(&mut w, &o.latency).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
         if let Some(u) = &o.uncorrected {
             let up = uncorrected_path(path);
             let mut w = create(&up)?;
-            shim::write_hgrm(&mut w, u).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", up.display()))?;
+            write_hgrm(&mut w, u).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", up.display()))?;
         }
     }
     if let Some(path) = &a.hlog {
         let log = to_hlog(o);
         let mut w = create(path)?;
-        shim::write_hlog(&mut w, &log).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
+        write_hlog(&mut w, &log).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(path) = &a.json {
         let mut w = create(path)?;
@@ -170,79 +172,16 @@ pub fn write_files(a: &LoadArgs, o: &LoadOutcome) -> anyhow::Result<()> {
 
 /// The interval series as an interval log: open loop tags "corrected" and
 /// "uncorrected"; closed loop one untagged series.
-pub fn to_hlog(o: &LoadOutcome) -> shim::Hlog {
+pub fn to_hlog(o: &LoadOutcome) -> Hlog {
     let mut intervals = Vec::new();
     for iv in &o.intervals {
         match &iv.uncorrected {
             Some(u) => {
-                intervals.push(shim::HlogInterval { tag: Some("corrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() });
-                intervals.push(shim::HlogInterval { tag: Some("uncorrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: u.clone() });
+                intervals.push(HlogInterval { tag: Some("corrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() });
+                intervals.push(HlogInterval { tag: Some("uncorrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: u.clone() });
             }
-            None => intervals.push(shim::HlogInterval { tag: None, start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() }),
+            None => intervals.push(HlogInterval { tag: None, start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() }),
         }
     }
-    shim::Hlog { start_unix_s: o.result.start_unix_s, intervals }
-}
-
-/// Stand-in for `crate::report::{hgrm, hlog}` (written on another branch with these exact
-/// signatures). To switch over: replace this module with
-/// `use crate::report::{hgrm::write_hgrm, hlog::{Hlog, HlogInterval, write_hlog}};`.
-pub mod shim {
-    use std::io::{self, Write};
-    use std::time::{Duration, SystemTime};
-
-    use hdrhistogram::Histogram;
-    use hdrhistogram::serialization::V2DeflateSerializer;
-    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-
-    pub struct HlogInterval {
-        pub tag: Option<String>,
-        pub start_unix_s: f64,
-        pub length_s: f64,
-        pub hist: Histogram<u64>,
-    }
-
-    pub struct Hlog {
-        pub start_unix_s: f64,
-        pub intervals: Vec<HlogInterval>,
-    }
-
-    /// Percentile distribution in the HdrHistogram plotter format, values in ms.
-    pub fn write_hgrm(w: &mut dyn Write, h: &Histogram<u64>) -> io::Result<()> {
-        writeln!(w, "# latency in milliseconds (recorded in nanoseconds)")?;
-        writeln!(w, "{:>12} {:>14} {:>10} {:>14}", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
-        writeln!(w)?;
-        let mut total = 0u64;
-        for v in h.iter_quantiles(5) {
-            total += v.count_since_last_iteration();
-            let q = v.quantile_iterated_to();
-            let ms = v.value_iterated_to() as f64 / 1e6;
-            if q < 1.0 {
-                writeln!(w, "{ms:12.3} {q:14.12} {total:10} {:14.2}", 1.0 / (1.0 - q))?;
-            } else {
-                writeln!(w, "{ms:12.3} {q:14.12} {total:10}")?;
-            }
-        }
-        writeln!(w, "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]", h.mean() / 1e6, h.stdev() / 1e6)?;
-        writeln!(w, "#[Max     = {:12.3}, Total count    = {:12}]", h.max() as f64 / 1e6, h.len())?;
-        writeln!(w, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), h.distinct_values())
-    }
-
-    pub fn write_hlog(w: &mut dyn Write, log: &Hlog) -> io::Result<()> {
-        let mut ser = V2DeflateSerializer::new();
-        let mut wr = w;
-        let start = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(log.start_unix_s.max(0.0));
-        writeln!(wr, "#[Histogram log format version 1.3]")?;
-        let mut lw = IntervalLogWriterBuilder::new()
-            .with_start_time(start)
-            .with_max_value_divisor(1e6)
-            .begin_log_with(&mut wr, &mut ser)?;
-        lw.write_comment("\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"")?;
-        for iv in &log.intervals {
-            let tag = iv.tag.as_deref().and_then(Tag::new);
-            lw.write_histogram(&iv.hist, Duration::from_secs_f64(iv.start_unix_s.max(0.0)), Duration::from_secs_f64(iv.length_s), tag)
-                .map_err(|e| io::Error::other(e.to_string()))?;
-        }
-        Ok(())
-    }
+    Hlog { start_unix_s: o.result.start_unix_s, intervals }
 }
