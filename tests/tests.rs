@@ -298,6 +298,22 @@ mod serve {
         println!("{v:?}: {served} served at once, {n_wait} after fds freed, {backoffs} back-offs");
     });
 
+    backend_test!(restart_on_same_port_at_once, |v| {
+        let srv = Server::start(v, &[]);
+        let addr = srv.addr.to_string();
+        let mut c = srv.connect();
+        c.write_all(b"x").unwrap();
+        assert_eq!(read_varied(&mut c, 1), b"x");
+        drop(c);
+        let st = srv.stop(Duration::from_secs(10));
+        assert!(st.status.success());
+        // The port must be free as soon as the server has exited.
+        let mut args = vec!["serve", "--addr", addr.as_str()];
+        args.extend(v.args());
+        let again = Server::spawn(Command::new(BIN).args(&args));
+        assert_eq!(again.addr.to_string(), addr);
+    });
+
     // ---- io_uring unavailable: injected with strace ----
 
     fn strace_available() -> bool {

@@ -176,7 +176,10 @@ impl Proactor<'_> {
         self.arm_accept();
         self.arm_signal();
         loop {
-            if self.draining && self.conns.is_empty() {
+            // Wait for the cancelled accept too: a pending ACCEPT holds a reference to
+            // the listener, and the ring's teardown after exit is asynchronous, so
+            // leaving it would keep the port bound for a moment after we exit.
+            if self.draining && self.conns.is_empty() && self.accept_inflight.is_none() {
                 return Ok(());
             }
             if self.hard_stop {
