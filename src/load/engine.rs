@@ -455,6 +455,10 @@ impl Worker<'_> {
             let c = &mut self.conns[ci];
             match sys::send(c.fd, &self.tx_buf[..len]) {
                 Ok(n) => {
+                    if n < len {
+                        // Short write: the send buffer is full; EPOLLOUT will say when not.
+                        c.writable = false;
+                    }
                     let mut rem = n;
                     while rem > 0 {
                         if c.tx_off == 0 {
@@ -479,14 +483,21 @@ impl Worker<'_> {
         }
     }
 
-    /// Read until EAGAIN (edge-triggered). Bounded: the server can only owe what was sent;
+    /// Read until the socket is drained (edge-triggered). A short read means the receive
+    /// queue was empty at that moment, and data arriving later raises a new edge, so no
+    /// extra recv is spent to see EAGAIN. Bounded: the server can only owe what was sent;
     /// anything beyond is a mismatch that ends the connection.
     fn on_readable(&mut self, ci: usize, now: u64) -> Result<(), ErrKind> {
         loop {
             let fd = self.conns[ci].fd;
             match sys::recv(fd, &mut self.rx_buf) {
                 Ok(0) => return Err(ErrKind::Reset),
-                Ok(n) => self.on_bytes(ci, n, now)?,
+                Ok(n) => {
+                    self.on_bytes(ci, n, now)?;
+                    if n < self.rx_buf.len() {
+                        return Ok(());
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(classify(&e)),

@@ -360,3 +360,78 @@ fn strip_os_error(e: &std::io::Error) -> String {
         None => s,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::Mutex;
+
+    fn std_echo() -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut b = [0u8; 4096];
+                    while let Ok(n @ 1..) = s.read(&mut b) {
+                        if s.write_all(&b[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn in_process_run_calls_the_window_hook_in_order() {
+        let addr = std_echo();
+        let edges = Arc::new(Mutex::new(Vec::new()));
+        let e2 = edges.clone();
+        let t0 = Instant::now();
+        let mut cfg = LoadConfig::closed(addr, 3, 64, Duration::from_millis(400));
+        cfg.warmup = Duration::from_millis(200);
+        cfg.threads = 2;
+        cfg.on_window = Some(Arc::new(move |e| e2.lock().unwrap().push((e, t0.elapsed()))));
+        let o = run(&cfg).unwrap();
+        let edges = edges.lock().unwrap().clone();
+        assert_eq!(edges.iter().map(|e| e.0).collect::<Vec<_>>(), vec![WindowEdge::Start, WindowEdge::End]);
+        let window = edges[1].1 - edges[0].1;
+        assert!(window >= Duration::from_millis(380) && window < Duration::from_millis(600), "{window:?}");
+        assert_eq!(o.result.errors.total(), 0);
+        assert!(o.result.messages > 0);
+        assert_eq!(o.latency.len(), o.result.messages);
+        assert!(o.uncorrected.is_none());
+        // The interval series adds up to the totals.
+        let sum: u64 = o.intervals.iter().map(|i| i.latency.len()).sum();
+        assert_eq!(sum, o.result.messages);
+        assert!(!o.intervals.is_empty());
+    }
+
+    #[test]
+    fn in_process_open_loop_counts_the_schedule() {
+        let addr = std_echo();
+        let mut cfg = LoadConfig::closed(addr, 4, 100, Duration::from_millis(500));
+        cfg.mode = Mode::Open { rate: 400.0 };
+        cfg.warmup = Duration::from_millis(100);
+        cfg.interval = Duration::from_millis(100);
+        let o = run(&cfg).unwrap();
+        // Exactly the messages intended in the window: 400/s x 0.5 s.
+        assert_eq!(o.result.messages, 200, "{:?}", o.result);
+        assert_eq!(o.result.rate_kept, Some(true));
+        assert_eq!(o.result.missing, Some(0));
+        assert_eq!(o.uncorrected.as_ref().unwrap().len(), 200);
+        assert_eq!(o.intervals.len(), 5);
+    }
+
+    #[test]
+    fn refused_connection_error_names_the_address() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = LoadConfig::closed(format!("127.0.0.1:{port}").parse().unwrap(), 2, 8, Duration::from_millis(100));
+        let e = run(&cfg).unwrap_err().to_string();
+        assert_eq!(e, format!("cannot connect to 127.0.0.1:{port}: Connection refused"));
+    }
+}

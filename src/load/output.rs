@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressDrawTarget};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{LoadOutcome, uncorrected_path};
 use crate::cli::LoadArgs;
@@ -22,6 +22,9 @@ impl Progress {
     pub fn new(enabled: bool) -> Progress {
         let bar = enabled.then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            if let Ok(st) = ProgressStyle::with_template("{spinner} [{elapsed}] {msg}") {
+                b.set_style(st);
+            }
             b.enable_steady_tick(std::time::Duration::from_millis(200));
             b.set_message("warming up");
             b
