@@ -416,3 +416,36 @@ while True:
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(b"x").unwrap();
 }
+
+#[test]
+fn sigint_stops_early_and_still_reports() {
+    let _g = serial();
+    let addr = echo_server(Behaviour::default()).to_string();
+    let dir = std::env::temp_dir().join(format!("ringmux-it-load-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("int.json");
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmux"))
+        .args(["load", "--addr", &addr, "--conns", "2", "--rate", "500", "--duration", "60", "--warmup", "0.2", "--quiet", "--json"])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let code = wait_deadline(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("still running 10 s after SIGINT");
+    });
+    assert_eq!(code, Some(130));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["interrupted"], true);
+    let secs = f(&j, "elapsed_s");
+    assert!(secs > 0.5 && secs < 5.0, "{j}");
+    // About 500/s over what ran.
+    let n = u(&j, "messages") as f64;
+    assert!((n - 500.0 * secs).abs() < 0.1 * 500.0 * secs + 5.0, "{n} messages in {secs} s");
+}

@@ -14,7 +14,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,8 @@ pub(crate) struct Plan {
 /// Counters the coordinator reads for the progress line.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
+    /// Set by the coordinator to end every worker early.
+    pub stop: AtomicBool,
     pub warmup_done: AtomicU64,
     pub errors: [AtomicU64; 5],
 }
@@ -295,7 +297,7 @@ impl Worker<'_> {
                 cpu_end = Some(sys::thread_cpu_time());
             }
             let stop = if open { now >= plan.hard_stop_ns } else { now >= plan.end_ns };
-            if stop || self.remaining == 0 {
+            if stop || self.remaining == 0 || self.shared.stop.load(Ordering::Relaxed) {
                 break;
             }
             // Sends that are due.
@@ -375,10 +377,13 @@ impl Worker<'_> {
         if let Some(s) = plan.schedule {
             // Messages intended in the window that never completed (stall at the end, dead
             // connections, or a server too slow for the rate).
+            // When stopped early, only what was intended before the stop is owed.
+            let until = plan.end_ns.min(now);
             for c in &self.conns {
                 let first = s.count_before(c.id, plan.warmup_ns);
-                let done = c.rx_seq.clamp(first, c.last_seq);
-                self.res.missing += c.last_seq.saturating_sub(done);
+                let last = c.last_seq.min(s.count_before(c.id, until)).max(first);
+                let done = c.rx_seq.clamp(first, last);
+                self.res.missing += last - done;
             }
         }
         self.send_interval();

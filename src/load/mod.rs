@@ -83,7 +83,14 @@ pub struct LoadOutcome {
 /// `ringmux load`: run, write the files asked for, print the summary; exit 1 (one line
 /// naming the error kinds) when errors were counted, unless `--allow-errors`.
 pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
-    let cfg = LoadConfig::from_args(&a)?;
+    let mut cfg = LoadConfig::from_args(&a)?;
+    // First Ctrl-C / SIGTERM: stop and report what ran. Second: exit at once (130).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone()).context("installing a signal handler")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
+    }
+    cfg.stop = Some(stop);
     let outcome = run(&cfg)?;
     output::write_files(&a, &outcome)?;
     if !a.quiet {
@@ -92,6 +99,10 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     let e = &outcome.result.errors;
     if e.total() > 0 && !a.allow_errors {
         bail!("{} error(s) during the run: {} (use --allow-errors to exit 0 anyway)", e.total(), output::errors_line(e));
+    }
+    if outcome.result.interrupted {
+        // Files and summary cover what ran; the exit status says it was cut short.
+        return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -196,6 +207,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     let mut series: Vec<(Histogram<u64>, Option<Histogram<u64>>)> = Vec::new();
     let mut started = false;
     let mut ended = false;
+    let mut interrupted = false;
     let mut shown = 0u64; // intervals shown on the progress line
     let store = |series: &mut Vec<(Histogram<u64>, Option<Histogram<u64>>)>, r: Report| {
         if let Report::Interval { k, latency, uncorrected } = r {
@@ -223,6 +235,11 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         }
         if handles.iter().all(|h| h.is_finished()) {
             break;
+        }
+        if !interrupted && cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+            interrupted = true;
+            shared.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            progress.line("interrupted: stopping".to_string());
         }
         // Progress: interval k is shown a little after it ends, once workers handed it over.
         let show_at = cfg.warmup + cfg.interval.mul_f64((shown + 1) as f64) + Duration::from_millis(30);
@@ -288,8 +305,9 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     }
     debug_assert_eq!(messages, latency.len());
 
-    // The window: the full duration unless every connection was gone before its end.
-    let window = if open {
+    // The window: the full duration unless every connection was gone before its end
+    // (closed loop) or the run was interrupted. An open-loop window is the schedule's.
+    let window = if open && !interrupted {
         cfg.duration
     } else {
         stopped.saturating_sub(cfg.warmup).min(cfg.duration)
@@ -340,6 +358,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         errors,
         load_cpu_ns_per_msg: (messages > 0).then(|| cpu.as_nanos() as f64 / messages as f64),
         missing: open.then_some(missing),
+        interrupted,
     };
     Ok(LoadOutcome { result, latency, uncorrected, intervals })
 }

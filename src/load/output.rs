@@ -130,6 +130,9 @@ pub fn summary(o: &LoadOutcome) -> String {
         let _ = writeln!(s, "  load generator CPU: {} per message", fmt_ns(c as u64));
     }
     let _ = writeln!(s, "  errors: {}", errors_line(&r.errors));
+    if r.interrupted {
+        let _ = writeln!(s, "  INTERRUPTED after {:.2} s of the {:.2} s asked", r.elapsed_s, p.duration_s);
+    }
     if let (Some(false), Some(asked)) = (r.rate_kept, p.rate) {
         let _ = writeln!(
             s,
