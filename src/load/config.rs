@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -52,6 +53,8 @@ pub struct LoadConfig {
     /// Print a progress line per interval on stderr (only if stderr is a terminal).
     pub progress: bool,
     pub on_window: Option<WindowHook>,
+    /// Set it to end the run early (Ctrl-C); the result covers what ran.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl fmt::Debug for LoadConfig {
@@ -70,6 +73,7 @@ impl fmt::Debug for LoadConfig {
             .field("pin", &self.pin)
             .field("progress", &self.progress)
             .field("on_window", &self.on_window.as_ref().map(|_| "<hook>"))
+            .field("stop", &self.stop)
             .finish()
     }
 }
@@ -94,6 +98,7 @@ impl LoadConfig {
             pin: Vec::new(),
             progress: false,
             on_window: None,
+            stop: None,
         }
     }
 
@@ -122,6 +127,7 @@ impl LoadConfig {
             pin,
             progress: !a.quiet,
             on_window: None,
+            stop: None,
         };
         cfg.validate()?;
         Ok(cfg)

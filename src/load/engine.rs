@@ -14,7 +14,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -45,6 +45,8 @@ pub(crate) struct Plan {
 /// Counters the coordinator reads for the progress line.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
+    /// Set by the coordinator to end every worker early.
+    pub stop: AtomicBool,
     pub warmup_done: AtomicU64,
     pub errors: [AtomicU64; 5],
 }
@@ -295,7 +297,7 @@ impl Worker<'_> {
                 cpu_end = Some(sys::thread_cpu_time());
             }
             let stop = if open { now >= plan.hard_stop_ns } else { now >= plan.end_ns };
-            if stop || self.remaining == 0 {
+            if stop || self.remaining == 0 || self.shared.stop.load(Ordering::Relaxed) {
                 break;
             }
             // Sends that are due.
@@ -375,10 +377,13 @@ impl Worker<'_> {
         if let Some(s) = plan.schedule {
             // Messages intended in the window that never completed (stall at the end, dead
             // connections, or a server too slow for the rate).
+            // When stopped early, only what was intended before the stop is owed.
+            let until = plan.end_ns.min(now);
             for c in &self.conns {
                 let first = s.count_before(c.id, plan.warmup_ns);
-                let done = c.rx_seq.clamp(first, c.last_seq);
-                self.res.missing += c.last_seq.saturating_sub(done);
+                let last = c.last_seq.min(s.count_before(c.id, until)).max(first);
+                let done = c.rx_seq.clamp(first, last);
+                self.res.missing += last - done;
             }
         }
         self.send_interval();
@@ -455,6 +460,10 @@ impl Worker<'_> {
             let c = &mut self.conns[ci];
             match sys::send(c.fd, &self.tx_buf[..len]) {
                 Ok(n) => {
+                    if n < len {
+                        // Short write: the send buffer is full; EPOLLOUT will say when not.
+                        c.writable = false;
+                    }
                     let mut rem = n;
                     while rem > 0 {
                         if c.tx_off == 0 {
@@ -479,14 +488,21 @@ impl Worker<'_> {
         }
     }
 
-    /// Read until EAGAIN (edge-triggered). Bounded: the server can only owe what was sent;
+    /// Read until the socket is drained (edge-triggered). A short read means the receive
+    /// queue was empty at that moment, and data arriving later raises a new edge, so no
+    /// extra recv is spent to see EAGAIN. Bounded: the server can only owe what was sent;
     /// anything beyond is a mismatch that ends the connection.
     fn on_readable(&mut self, ci: usize, now: u64) -> Result<(), ErrKind> {
         loop {
             let fd = self.conns[ci].fd;
             match sys::recv(fd, &mut self.rx_buf) {
                 Ok(0) => return Err(ErrKind::Reset),
-                Ok(n) => self.on_bytes(ci, n, now)?,
+                Ok(n) => {
+                    self.on_bytes(ci, n, now)?;
+                    if n < self.rx_buf.len() {
+                        return Ok(());
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(classify(&e)),

@@ -83,7 +83,14 @@ pub struct LoadOutcome {
 /// `ringmux load`: run, write the files asked for, print the summary; exit 1 (one line
 /// naming the error kinds) when errors were counted, unless `--allow-errors`.
 pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
-    let cfg = LoadConfig::from_args(&a)?;
+    let mut cfg = LoadConfig::from_args(&a)?;
+    // First Ctrl-C / SIGTERM: stop and report what ran. Second: exit at once (130).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone()).context("installing a signal handler")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
+    }
+    cfg.stop = Some(stop);
     let outcome = run(&cfg)?;
     output::write_files(&a, &outcome)?;
     if !a.quiet {
@@ -92,6 +99,10 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     let e = &outcome.result.errors;
     if e.total() > 0 && !a.allow_errors {
         bail!("{} error(s) during the run: {} (use --allow-errors to exit 0 anyway)", e.total(), output::errors_line(e));
+    }
+    if outcome.result.interrupted {
+        // Files and summary cover what ran; the exit status says it was cut short.
+        return Ok(ExitCode::from(130));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -196,6 +207,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     let mut series: Vec<(Histogram<u64>, Option<Histogram<u64>>)> = Vec::new();
     let mut started = false;
     let mut ended = false;
+    let mut interrupted = false;
     let mut shown = 0u64; // intervals shown on the progress line
     let store = |series: &mut Vec<(Histogram<u64>, Option<Histogram<u64>>)>, r: Report| {
         if let Report::Interval { k, latency, uncorrected } = r {
@@ -223,6 +235,11 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         }
         if handles.iter().all(|h| h.is_finished()) {
             break;
+        }
+        if !interrupted && cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+            interrupted = true;
+            shared.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            progress.line("interrupted: stopping".to_string());
         }
         // Progress: interval k is shown a little after it ends, once workers handed it over.
         let show_at = cfg.warmup + cfg.interval.mul_f64((shown + 1) as f64) + Duration::from_millis(30);
@@ -288,8 +305,9 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     }
     debug_assert_eq!(messages, latency.len());
 
-    // The window: the full duration unless every connection was gone before its end.
-    let window = if open {
+    // The window: the full duration unless every connection was gone before its end
+    // (closed loop) or the run was interrupted. An open-loop window is the schedule's.
+    let window = if open && !interrupted {
         cfg.duration
     } else {
         stopped.saturating_sub(cfg.warmup).min(cfg.duration)
@@ -340,6 +358,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         errors,
         load_cpu_ns_per_msg: (messages > 0).then(|| cpu.as_nanos() as f64 / messages as f64),
         missing: open.then_some(missing),
+        interrupted,
     };
     Ok(LoadOutcome { result, latency, uncorrected, intervals })
 }
@@ -358,5 +377,80 @@ fn strip_os_error(e: &std::io::Error) -> String {
     match s.find(" (os error") {
         Some(i) => s[..i].to_string(),
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::Mutex;
+
+    fn std_echo() -> std::net::SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut b = [0u8; 4096];
+                    while let Ok(n @ 1..) = s.read(&mut b) {
+                        if s.write_all(&b[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn in_process_run_calls_the_window_hook_in_order() {
+        let addr = std_echo();
+        let edges = Arc::new(Mutex::new(Vec::new()));
+        let e2 = edges.clone();
+        let t0 = Instant::now();
+        let mut cfg = LoadConfig::closed(addr, 3, 64, Duration::from_millis(400));
+        cfg.warmup = Duration::from_millis(200);
+        cfg.threads = 2;
+        cfg.on_window = Some(Arc::new(move |e| e2.lock().unwrap().push((e, t0.elapsed()))));
+        let o = run(&cfg).unwrap();
+        let edges = edges.lock().unwrap().clone();
+        assert_eq!(edges.iter().map(|e| e.0).collect::<Vec<_>>(), vec![WindowEdge::Start, WindowEdge::End]);
+        let window = edges[1].1 - edges[0].1;
+        assert!(window >= Duration::from_millis(380) && window < Duration::from_millis(600), "{window:?}");
+        assert_eq!(o.result.errors.total(), 0);
+        assert!(o.result.messages > 0);
+        assert_eq!(o.latency.len(), o.result.messages);
+        assert!(o.uncorrected.is_none());
+        // The interval series adds up to the totals.
+        let sum: u64 = o.intervals.iter().map(|i| i.latency.len()).sum();
+        assert_eq!(sum, o.result.messages);
+        assert!(!o.intervals.is_empty());
+    }
+
+    #[test]
+    fn in_process_open_loop_counts_the_schedule() {
+        let addr = std_echo();
+        let mut cfg = LoadConfig::closed(addr, 4, 100, Duration::from_millis(500));
+        cfg.mode = Mode::Open { rate: 400.0 };
+        cfg.warmup = Duration::from_millis(100);
+        cfg.interval = Duration::from_millis(100);
+        let o = run(&cfg).unwrap();
+        // Exactly the messages intended in the window: 400/s x 0.5 s.
+        assert_eq!(o.result.messages, 200, "{:?}", o.result);
+        assert_eq!(o.result.rate_kept, Some(true));
+        assert_eq!(o.result.missing, Some(0));
+        assert_eq!(o.uncorrected.as_ref().unwrap().len(), 200);
+        assert_eq!(o.intervals.len(), 5);
+    }
+
+    #[test]
+    fn refused_connection_error_names_the_address() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = LoadConfig::closed(format!("127.0.0.1:{port}").parse().unwrap(), 2, 8, Duration::from_millis(100));
+        let e = run(&cfg).unwrap_err().to_string();
+        assert_eq!(e, format!("cannot connect to 127.0.0.1:{port}: Connection refused"));
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use indicatif::{ProgressBar, ProgressDrawTarget};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{LoadOutcome, uncorrected_path};
 use crate::cli::LoadArgs;
@@ -24,6 +24,9 @@ impl Progress {
     pub fn new(enabled: bool) -> Progress {
         let bar = enabled.then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            if let Ok(st) = ProgressStyle::with_template("{spinner} [{elapsed}] {msg}") {
+                b.set_style(st);
+            }
             b.enable_steady_tick(std::time::Duration::from_millis(200));
             b.set_message("warming up");
             b
@@ -129,6 +132,9 @@ pub fn summary(o: &LoadOutcome) -> String {
         let _ = writeln!(s, "  load generator CPU: {} per message", fmt_ns(c as u64));
     }
     let _ = writeln!(s, "  errors: {}", errors_line(&r.errors));
+    if r.interrupted {
+        let _ = writeln!(s, "  INTERRUPTED after {:.2} s of the {:.2} s asked", r.elapsed_s, p.duration_s);
+    }
     if let (Some(false), Some(asked)) = (r.rate_kept, p.rate) {
         let _ = writeln!(
             s,

@@ -118,6 +118,9 @@ pub struct LoadResult {
     /// slow, stalled at the end, or connections lost).
     #[serde(default)]
     pub missing: Option<u64>,
+    /// The run was stopped early (Ctrl-C, SIGTERM, or the caller's stop flag).
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// One measured figure set for one run of one cell of the bench matrix.

@@ -1,0 +1,451 @@
+//! `ringmux load` against small echo servers written here (the project's own server is
+//! not used: the load generator must work against any TCP echo server). Every run has a
+//! deadline; traffic stays on 127.0.0.1. Runs are serialized: timing assertions must not
+//! compete with each other for the CPU.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a test echo server misbehaves.
+#[derive(Clone, Default)]
+struct Behaviour {
+    /// Flip this byte (index in the stream of the first connection accepted).
+    corrupt_at: Option<u64>,
+    /// Close each connection after echoing this many bytes.
+    close_after: Option<u64>,
+    /// Read but never answer.
+    mute: bool,
+    /// Sleep this long before each echo.
+    delay: Option<Duration>,
+    /// While set, hold every reply (the server stalls).
+    paused: Option<Arc<AtomicBool>>,
+}
+
+/// A thread-per-connection std echo server on 127.0.0.1:0. Its threads die with the test
+/// process.
+fn echo_server(b: Behaviour) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut first = true;
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let b = b.clone();
+            let corrupt = if first { b.corrupt_at } else { None };
+            first = false;
+            std::thread::spawn(move || serve_conn(s, b, corrupt));
+        }
+    });
+    addr
+}
+
+fn serve_conn(mut s: TcpStream, b: Behaviour, corrupt_at: Option<u64>) {
+    let _ = s.set_nodelay(true);
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pos = 0u64;
+    loop {
+        let n = match s.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if b.mute {
+            continue;
+        }
+        if let Some(p) = &b.paused {
+            while p.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        if let Some(d) = b.delay {
+            std::thread::sleep(d);
+        }
+        if let Some(c) = corrupt_at
+            && c >= pos
+            && c < pos + n as u64
+        {
+            buf[(c - pos) as usize] ^= 0x20;
+        }
+        let mut out = &buf[..n];
+        if let Some(limit) = b.close_after {
+            let left = limit.saturating_sub(pos) as usize;
+            out = &out[..left.min(n)];
+        }
+        if s.write_all(out).is_err() {
+            return;
+        }
+        pos += n as u64;
+        if b.close_after.is_some_and(|l| pos >= l) {
+            return;
+        }
+    }
+}
+
+struct Run {
+    cmd: String,
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+    json: Option<Value>,
+}
+
+impl Run {
+    fn explain(&self) -> String {
+        format!("command: {}\nexit: {:?} after {:.2?}\nstdout:\n{}\nstderr:\n{}", self.cmd, self.code, self.elapsed, self.stdout, self.stderr)
+    }
+    fn json(&self) -> &Value {
+        self.json.as_ref().unwrap_or_else(|| panic!("no JSON written\n{}", self.explain()))
+    }
+}
+
+fn pipe_reader(r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = BufReader::new(r).read_to_string(&mut s);
+        s
+    })
+}
+
+/// Run `ringmux load ARGS --json F`; kill it past `deadline`.
+fn load(args: &[&str], deadline: Duration) -> Run {
+    let dir = std::env::temp_dir().join(format!("ringmux-it-load-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json_path = dir.join("out.json");
+    let _ = std::fs::remove_file(&json_path);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringmux"));
+    cmd.arg("load").args(args).arg("--json").arg(&json_path);
+    let shown = format!("ringmux load {}", args.join(" "));
+    let start = Instant::now();
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let out = pipe_reader(child.stdout.take().unwrap());
+    let err = pipe_reader(child.stderr.take().unwrap());
+    let Some(code) = wait_deadline(&mut child, deadline) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("`{shown}` still running after {deadline:?}: killed\nstderr: {}", err.join().unwrap_or_default());
+    };
+    let elapsed = start.elapsed();
+    let json = std::fs::read_to_string(&json_path).ok().map(|s| serde_json::from_str(&s).expect("valid JSON"));
+    Run { cmd: shown, code, stdout: out.join().unwrap(), stderr: err.join().unwrap(), elapsed, json }
+}
+
+fn wait_deadline(child: &mut Child, deadline: Duration) -> Option<Option<i32>> {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st.code());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn u(v: &Value, path: &str) -> u64 {
+    path.split('.').fold(v, |v, k| &v[k]).as_u64().unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+fn f(v: &Value, path: &str) -> f64 {
+    path.split('.').fold(v, |v, k| &v[k]).as_f64().unwrap_or_else(|| panic!("{path} missing in {v}"))
+}
+
+#[test]
+fn closed_loop_counts_and_verifies() {
+    let _g = serial();
+    let addr = echo_server(Behaviour::default()).to_string();
+    let r = load(
+        &["--addr", &addr, "--conns", "6", "--threads", "2", "--pipeline", "4", "--size", "300", "--duration", "1", "--warmup", "0.3"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    let j = r.json();
+    assert_eq!(j["schema"], "ringmux.load/1");
+    assert_eq!(j["params"]["mode"], "closed");
+    assert_eq!(j["params"]["driver"], "epoll");
+    assert_eq!(u(j, "params.threads"), 2);
+    let n = u(j, "messages");
+    assert!(n > 100, "too few messages\n{}", r.explain());
+    assert_eq!(u(j, "latency.count"), n, "every completed message recorded once");
+    assert!(u(j, "warmup_messages") > 0, "{}", r.explain());
+    assert_eq!(u(j, "errors.mismatch") + u(j, "errors.reset") + u(j, "errors.timeout") + u(j, "errors.connect"), 0, "{}", r.explain());
+    assert!(j["latency_uncorrected"].is_null());
+    assert!(r.stdout.contains("p99.999") && r.stdout.contains("msgs/s"), "{}", r.explain());
+}
+
+#[test]
+fn big_messages_split_across_reads_and_writes() {
+    let _g = serial();
+    let addr = echo_server(Behaviour::default()).to_string();
+    let r = load(&["--addr", &addr, "--conns", "2", "--pipeline", "3", "--size", "1000000", "--duration", "1", "--warmup", "0"], Duration::from_secs(20));
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    assert!(u(r.json(), "messages") >= 4, "{}", r.explain());
+}
+
+#[test]
+fn corrupted_byte_is_a_mismatch() {
+    let _g = serial();
+    let addr = echo_server(Behaviour { corrupt_at: Some(5_000), ..Default::default() }).to_string();
+    let r = load(&["--addr", &addr, "--conns", "2", "--duration", "1", "--warmup", "0.2", "--quiet"], Duration::from_secs(20));
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert!(r.stderr.contains("mismatch 1"), "{}", r.explain());
+    assert_eq!(r.stderr.trim().lines().count(), 1, "one error line\n{}", r.explain());
+    assert_eq!(u(r.json(), "errors.mismatch"), 1);
+    // The other messages were fine and recorded.
+    assert!(u(r.json(), "messages") > 10);
+    // --allow-errors: same run, exit 0.
+    let addr = echo_server(Behaviour { corrupt_at: Some(777), ..Default::default() }).to_string();
+    let r = load(&["--addr", &addr, "--conns", "1", "--duration", "0.5", "--warmup", "0", "--quiet", "--allow-errors"], Duration::from_secs(20));
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    assert_eq!(u(r.json(), "errors.mismatch"), 1);
+}
+
+#[test]
+fn resets_are_counted_and_the_run_stops_when_all_connections_are_gone() {
+    let _g = serial();
+    let addr = echo_server(Behaviour { close_after: Some(128 * 50), ..Default::default() }).to_string();
+    let r = load(&["--addr", &addr, "--conns", "3", "--duration", "30", "--warmup", "0", "--quiet"], Duration::from_secs(15));
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert!(r.elapsed < Duration::from_secs(10), "should stop early\n{}", r.explain());
+    assert_eq!(u(r.json(), "errors.reset"), 3, "{}", r.explain());
+    assert!(r.stderr.contains("reset 3"), "{}", r.explain());
+    assert_eq!(u(r.json(), "messages"), 150, "{}", r.explain());
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_within_the_bound() {
+    let _g = serial();
+    let addr = echo_server(Behaviour { mute: true, ..Default::default() }).to_string();
+    // Open loop: the run may wait for replies up to warmup + duration + timeout = 2 s.
+    let r = load(&["--addr", &addr, "--conns", "2", "--rate", "100", "--duration", "1", "--warmup", "0.5", "--timeout", "0.5", "--quiet"], Duration::from_secs(15));
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert!(r.elapsed < Duration::from_secs(5), "{}", r.explain());
+    assert!(u(r.json(), "errors.timeout") >= 2, "{}", r.explain());
+    assert!(r.stderr.contains("timeout"), "{}", r.explain());
+    assert_eq!(r.json()["rate_kept"], false);
+    // Closed loop: ends at warmup + duration.
+    let r = load(&["--addr", &addr, "--conns", "2", "--duration", "1", "--warmup", "0", "--timeout", "0.3", "--quiet"], Duration::from_secs(15));
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert!(r.elapsed < Duration::from_secs(4), "{}", r.explain());
+    assert_eq!(u(r.json(), "errors.timeout"), 2, "{}", r.explain());
+}
+
+#[test]
+fn slow_server_rate_not_kept() {
+    let _g = serial();
+    let addr = echo_server(Behaviour { delay: Some(Duration::from_millis(10)), ..Default::default() }).to_string();
+    let r = load(&["--addr", &addr, "--conns", "2", "--rate", "1000", "--duration", "1", "--warmup", "0", "--timeout", "1"], Duration::from_secs(15));
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    let j = r.json();
+    assert_eq!(j["rate_kept"], false, "{}", r.explain());
+    assert!(f(j, "msgs_per_s") < 500.0, "{}", r.explain());
+    assert!(r.stdout.contains("RATE NOT KEPT"), "{}", r.explain());
+    assert!(r.elapsed < Duration::from_secs(5), "{}", r.explain());
+}
+
+#[test]
+fn connection_refused_is_one_line() {
+    let _g = serial();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let r = load(&["--addr", &addr, "--conns", "3", "--duration", "1"], Duration::from_secs(15));
+    assert_eq!(r.code, Some(1), "{}", r.explain());
+    assert_eq!(r.stderr.trim(), format!("ringmux: error: cannot connect to {addr}: Connection refused"), "{}", r.explain());
+}
+
+#[test]
+fn bad_input_is_one_line_and_no_panic() {
+    let _g = serial();
+    for (args, needle) in [
+        (&["--rate", "0"][..], "--rate"),
+        (&["--pin", "abc"], "--pin 'abc'"),
+        (&["--pin", "5-2"], "backwards"),
+        (&["--duration", "0"], "--duration"),
+    ] {
+        let r = load(args, Duration::from_secs(10));
+        assert_ne!(r.code, Some(0), "{}", r.explain());
+        assert!(r.code.is_some(), "killed by a signal?\n{}", r.explain());
+        assert!(r.stderr.contains(needle), "expected {needle:?}\n{}", r.explain());
+        assert!(!r.stderr.contains("panicked"), "{}", r.explain());
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.explain());
+    }
+}
+
+#[test]
+fn histogram_files_are_written() {
+    let _g = serial();
+    let addr = echo_server(Behaviour::default()).to_string();
+    let dir = std::env::temp_dir().join(format!("ringmux-it-load-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hgrm = dir.join("run.hgrm");
+    let hlog = dir.join("run.hlog");
+    let r = load(
+        &["--addr", &addr, "--conns", "2", "--rate", "400", "--duration", "2", "--warmup", "0.2", "--quiet", "--hgrm", hgrm.to_str().unwrap(), "--hlog", hlog.to_str().unwrap()],
+        Duration::from_secs(15),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    let c = std::fs::read_to_string(&hgrm).unwrap();
+    let un = std::fs::read_to_string(dir.join("run.uncorrected.hgrm")).unwrap();
+    for h in [&c, &un] {
+        assert!(h.contains("Percentile") && h.contains("#[Max"), "{h}");
+        // The 100% line closes the distribution with the total count.
+        assert!(h.lines().any(|l| l.split_whitespace().nth(1) == Some("1.000000000000")), "{h}");
+    }
+    let log = std::fs::read_to_string(&hlog).unwrap();
+    assert!(log.starts_with("#[Histogram log format version 1.3]"), "{log}");
+    let corrected = log.lines().filter(|l| l.starts_with("Tag=corrected,")).count();
+    let uncorrected = log.lines().filter(|l| l.starts_with("Tag=uncorrected,")).count();
+    assert_eq!((corrected, uncorrected), (2, 2), "{log}");
+    let j = r.json();
+    let start = f(j, "start_unix_s");
+    let first: f64 = log.lines().find(|l| l.starts_with("Tag=corrected,")).unwrap().split(',').nth(1).unwrap().parse().unwrap();
+    assert!((first - start).abs() < 0.01, "interval starts are absolute: {first} vs {start}");
+}
+
+/// The stall test's assertions: corrected latency shows the stall, uncorrected hides it,
+/// and every intended message was sent and recorded.
+fn check_stall(r: &Run, rate: f64, duration: f64) {
+    assert_eq!(r.code, Some(0), "{}", r.explain());
+    let j = r.json();
+    let expected = rate * duration;
+    let n = u(j, "messages") as f64;
+    assert!((n - expected).abs() <= 0.05 * expected, "recorded {n}, expected {expected} ±5%\n{}", r.explain());
+    assert_eq!(u(j, "latency.count"), u(j, "latency_uncorrected.count"));
+    let c999 = u(j, "latency.p99_9");
+    let c90 = u(j, "latency.p90");
+    let u99 = u(j, "latency_uncorrected.p99");
+    // A 1 s stall at 2000/s: about 2000 of 8000 samples spread over 0..1 s.
+    assert!(c999 >= 500_000_000, "corrected p99.9 {c999} ns should show the 1 s stall\n{}", r.explain());
+    assert!(c90 >= 100_000_000, "corrected p90 {c90} ns should show the stall\n{}", r.explain());
+    // Uncorrected: about one slow sample per connection (10 of 8000): p99 stays small.
+    assert!(u99 < 50_000_000 && u99 * 10 < u(j, "latency.p99"), "uncorrected p99 {u99} ns should hide the stall\n{}", r.explain());
+    assert_eq!(j["rate_kept"], true, "{}", r.explain());
+}
+
+const STALL_ARGS: [&str; 10] = ["--conns", "10", "--rate", "2000", "--duration", "4", "--warmup", "1", "--timeout", "5"];
+
+#[test]
+fn open_loop_corrects_for_a_one_second_stall() {
+    let _g = serial();
+    let paused = Arc::new(AtomicBool::new(false));
+    let addr = echo_server(Behaviour { paused: Some(paused.clone()), ..Default::default() }).to_string();
+    let p = paused.clone();
+    let staller = std::thread::spawn(move || {
+        // Mid-window: the window is [1 s, 5 s) after start.
+        std::thread::sleep(Duration::from_millis(2200));
+        p.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_secs(1));
+        p.store(false, Ordering::SeqCst);
+    });
+    let mut args = vec!["--addr", &addr];
+    args.extend_from_slice(&STALL_ARGS);
+    let r = load(&args, Duration::from_secs(30));
+    staller.join().unwrap();
+    check_stall(&r, 2000.0, 4.0);
+    // Same run without the stall would fail these checks: the test can fail.
+    let addr = echo_server(Behaviour::default()).to_string();
+    let mut args = vec!["--addr", &addr];
+    args.extend_from_slice(&STALL_ARGS);
+    let r = load(&args, Duration::from_secs(30));
+    let c999 = u(r.json(), "latency.p99_9");
+    assert!(c999 < 500_000_000, "no stall, yet corrected p99.9 is {c999} ns\n{}", r.explain());
+}
+
+/// The realistic version: a separate server process stopped with SIGSTOP for 1 s.
+#[test]
+fn open_loop_corrects_for_sigstop_of_the_server_process() {
+    let _g = serial();
+    const PY: &str = r#"
+import socket, threading, sys
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", 0)); l.listen(128)
+print("listening 127.0.0.1:%d" % l.getsockname()[1], flush=True)
+def serve(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while True:
+        d = c.recv(65536)
+        if not d: return
+        c.sendall(d)
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+    let Ok(mut py) = Command::new("python3").args(["-c", PY]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn() else {
+        eprintln!("SKIPPED open_loop_corrects_for_sigstop_of_the_server_process: python3 not found");
+        return;
+    };
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut line = String::new();
+    BufReader::new(py.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let py = Kill(py);
+    let addr = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("python server said {line:?}")).to_string();
+    let pid = py.0.id() as libc::pid_t;
+    let staller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(2200));
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        std::thread::sleep(Duration::from_secs(1));
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    });
+    let mut args = vec!["--addr", &addr];
+    args.extend_from_slice(&STALL_ARGS);
+    let r = load(&args, Duration::from_secs(30));
+    staller.join().unwrap();
+    check_stall(&r, 2000.0, 4.0);
+    // Touch the server once more: it survived.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(b"x").unwrap();
+}
+
+#[test]
+fn sigint_stops_early_and_still_reports() {
+    let _g = serial();
+    let addr = echo_server(Behaviour::default()).to_string();
+    let dir = std::env::temp_dir().join(format!("ringmux-it-load-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("int.json");
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringmux"))
+        .args(["load", "--addr", &addr, "--conns", "2", "--rate", "500", "--duration", "60", "--warmup", "0.2", "--quiet", "--json"])
+        .arg(&json)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let code = wait_deadline(&mut child, Duration::from_secs(10)).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("still running 10 s after SIGINT");
+    });
+    assert_eq!(code, Some(130));
+    assert!(start.elapsed() < Duration::from_secs(10));
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["interrupted"], true);
+    let secs = f(&j, "elapsed_s");
+    assert!(secs > 0.5 && secs < 5.0, "{j}");
+    // About 500/s over what ran.
+    let n = u(&j, "messages") as f64;
+    assert!((n - 500.0 * secs).abs() < 0.1 * 500.0 * secs + 5.0, "{n} messages in {secs} s");
+}
