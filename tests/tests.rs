@@ -3,6 +3,11 @@
 
 mod util;
 
+/// `ringmux load` against small echo servers of the tests' own.
+mod it_load;
+/// Formats, report, compare and merge.
+mod it_report;
+
 mod serve {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpStream};
