@@ -30,7 +30,7 @@ pub fn fill(conn: u32, seq: u64, off: usize, out: &mut [u8]) {
     let s = seed(conn, seq);
     let mut out = out;
     let mut pos = off;
-    if pos % 8 != 0 {
+    if !pos.is_multiple_of(8) {
         // Unaligned head: part of one word.
         let w = word(s, (pos / 8) as u64).to_le_bytes();
         let b = pos % 8;
@@ -58,7 +58,7 @@ pub fn verify(conn: u32, seq: u64, off: usize, data: &[u8]) -> bool {
     let s = seed(conn, seq);
     let mut data = data;
     let mut pos = off;
-    if pos % 8 != 0 {
+    if !pos.is_multiple_of(8) {
         let w = word(s, (pos / 8) as u64).to_le_bytes();
         let b = pos % 8;
         let n = (8 - b).min(data.len());
