@@ -282,6 +282,12 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     while let Ok(r) = rx.try_recv() {
         store(&mut series, r);
     }
+    // The intervals not shown yet (the last one ends with the run).
+    while started && (shown as usize) < series.len() {
+        let (l, u) = &series[shown as usize];
+        progress.interval(shown, interval_s, Some(l), u.as_ref(), &shared.errors());
+        shown += 1;
+    }
     progress.finish();
 
     // Merge.

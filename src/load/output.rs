@@ -37,6 +37,7 @@ impl Progress {
     pub fn line(&self, s: String) {
         if let Some(b) = &self.bar {
             b.println(s);
+            b.set_message("measuring");
         }
     }
 

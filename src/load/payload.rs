@@ -16,28 +16,39 @@ fn seed(conn: u32, seq: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-#[inline]
-fn word(seed: u64, j: u64) -> [u8; 8] {
+#[inline(always)]
+fn word(seed: u64, j: u64) -> u64 {
     let mut w = seed.wrapping_add(j.wrapping_mul(K_WORD));
     w ^= w >> 32;
     w = w.wrapping_mul(K_MIX);
-    w ^= w >> 29;
-    w.to_le_bytes()
+    w ^ (w >> 29)
 }
 
 /// Fill `out` with bytes `off..off + out.len()` of message `seq` of connection `conn`.
 #[inline]
 pub fn fill(conn: u32, seq: u64, off: usize, out: &mut [u8]) {
     let s = seed(conn, seq);
+    let mut out = out;
     let mut pos = off;
-    let mut i = 0;
-    while i < out.len() {
-        let w = word(s, (pos / 8) as u64);
+    if !pos.is_multiple_of(8) {
+        // Unaligned head: part of one word.
+        let w = word(s, (pos / 8) as u64).to_le_bytes();
         let b = pos % 8;
-        let n = (8 - b).min(out.len() - i);
-        out[i..i + n].copy_from_slice(&w[b..b + n]);
-        i += n;
+        let n = (8 - b).min(out.len());
+        out[..n].copy_from_slice(&w[b..b + n]);
         pos += n;
+        out = &mut out[n..];
+    }
+    let mut j = (pos / 8) as u64;
+    let mut chunks = out.chunks_exact_mut(8);
+    for c in &mut chunks {
+        c.copy_from_slice(&word(s, j).to_le_bytes());
+        j += 1;
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let n = rest.len();
+        rest.copy_from_slice(&word(s, j).to_le_bytes()[..n]);
     }
 }
 
@@ -45,19 +56,27 @@ pub fn fill(conn: u32, seq: u64, off: usize, out: &mut [u8]) {
 #[inline]
 pub fn verify(conn: u32, seq: u64, off: usize, data: &[u8]) -> bool {
     let s = seed(conn, seq);
+    let mut data = data;
     let mut pos = off;
-    let mut i = 0;
-    while i < data.len() {
-        let w = word(s, (pos / 8) as u64);
+    if !pos.is_multiple_of(8) {
+        let w = word(s, (pos / 8) as u64).to_le_bytes();
         let b = pos % 8;
-        let n = (8 - b).min(data.len() - i);
-        if data[i..i + n] != w[b..b + n] {
+        let n = (8 - b).min(data.len());
+        if data[..n] != w[b..b + n] {
             return false;
         }
-        i += n;
         pos += n;
+        data = &data[n..];
     }
-    true
+    let mut j = (pos / 8) as u64;
+    let mut diff = 0u64;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        diff |= u64::from_le_bytes(c.try_into().expect("8-byte chunk")) ^ word(s, j);
+        j += 1;
+    }
+    let rest = chunks.remainder();
+    diff == 0 && (rest.is_empty() || rest == &word(s, j).to_le_bytes()[..rest.len()])
 }
 
 #[cfg(test)]
