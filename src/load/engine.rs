@@ -87,6 +87,8 @@ pub(crate) struct WorkerResult {
     pub stopped_ns: u64,
     /// Open loop: messages intended in the window that never got a verified reply.
     pub missing: u64,
+    /// Open loop: messages intended in the window (until the stop, if stopped early).
+    pub scheduled: u64,
 }
 
 pub(crate) fn new_histogram() -> Histogram<u64> {
@@ -384,6 +386,7 @@ impl Worker<'_> {
                 let last = c.last_seq.min(s.count_before(c.id, until)).max(first);
                 let done = c.rx_seq.clamp(first, last);
                 self.res.missing += last - done;
+                self.res.scheduled += last - first;
             }
         }
         self.send_interval();

@@ -253,3 +253,136 @@ pub mod shim {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::IntervalHists;
+    use crate::report::model::{LOAD_SCHEMA, LoadParams, LoadResult};
+    use hdrhistogram::serialization::Deserializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+
+    fn outcome() -> LoadOutcome {
+        let mut intervals = Vec::new();
+        let mut tot = Histogram::new(3).unwrap();
+        let mut totu = Histogram::new(3).unwrap();
+        for k in 0..3u64 {
+            let mut l = Histogram::new(3).unwrap();
+            let mut u = Histogram::new(3).unwrap();
+            for i in 0..100 * (k + 1) {
+                l.record(1_000 + i * 10_000 * (k + 1)).unwrap();
+                u.record(1_000 + i).unwrap();
+            }
+            tot.add(&l).unwrap();
+            totu.add(&u).unwrap();
+            intervals.push(IntervalHists { start_unix_s: 1_700_000_000.5 + k as f64, length_s: 1.0, latency: l, uncorrected: Some(u) });
+        }
+        let result = LoadResult {
+            schema: LOAD_SCHEMA.into(),
+            params: LoadParams {
+                addr: "127.0.0.1:1".into(),
+                mode: "open".into(),
+                conns: 1,
+                size: 1,
+                pipeline: 1,
+                rate: Some(200.0),
+                duration_s: 3.0,
+                warmup_s: 0.0,
+                threads: 1,
+                driver: "epoll".into(),
+                timeout_s: None,
+            },
+            sys: crate::sysinfo::SysInfo::collect(),
+            start_unix_s: 1_700_000_000.5,
+            elapsed_s: 3.0,
+            messages: tot.len(),
+            warmup_messages: 0,
+            msgs_per_s: 200.0,
+            mb_per_s: 0.0,
+            rate_kept: Some(true),
+            latency: Percentiles::of(&tot),
+            latency_uncorrected: Some(Percentiles::of(&totu)),
+            errors: LoadErrors::default(),
+            load_cpu_ns_per_msg: None,
+            missing: Some(0),
+            interrupted: false,
+        };
+        LoadOutcome { result, latency: tot, uncorrected: Some(totu), intervals }
+    }
+
+    /// Standard base64 (with padding), enough for the test.
+    fn b64(s: &str) -> Vec<u8> {
+        let val = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("bad base64 {c}"),
+        };
+        let mut out = Vec::new();
+        for q in s.trim_end_matches('=').as_bytes().chunks(4) {
+            let mut acc = 0u32;
+            for (i, &c) in q.iter().enumerate() {
+                acc |= u32::from(val(c)) << (18 - 6 * i);
+            }
+            out.extend_from_slice(&acc.to_be_bytes()[1..q.len()]);
+        }
+        out
+    }
+
+    #[test]
+    fn hlog_decodes_back_to_the_same_counts() {
+        let o = outcome();
+        let mut buf = Vec::new();
+        shim::write_hlog(&mut buf, &to_hlog(&o)).unwrap();
+        let mut de = Deserializer::new();
+        let (mut c, mut u, mut n) = (0u64, 0u64, 0);
+        for e in IntervalLogIterator::new(&buf) {
+            if let LogEntry::Interval(iv) = e.unwrap() {
+                let bytes = b64(iv.encoded_histogram());
+                let h: Histogram<u64> = de.deserialize(&mut &bytes[..]).unwrap();
+                match iv.tag().map(|t| t.as_str()) {
+                    Some("corrected") => c += h.len(),
+                    Some("uncorrected") => u += h.len(),
+                    t => panic!("unexpected tag {t:?}"),
+                }
+                n += 1;
+            }
+        }
+        assert_eq!(n, 6);
+        assert_eq!(c, o.latency.len());
+        assert_eq!(u, o.uncorrected.as_ref().unwrap().len());
+    }
+
+    #[test]
+    fn hgrm_ends_at_the_total_count() {
+        let o = outcome();
+        let mut buf = Vec::new();
+        shim::write_hgrm(&mut buf, &o.latency).unwrap();
+        let s = String::from_utf8(buf).unwrap();
+        let last = s.lines().filter(|l| !l.starts_with('#') && l.split_whitespace().count() >= 3).last().unwrap();
+        let cols: Vec<&str> = last.split_whitespace().collect();
+        assert_eq!(cols[1], "1.000000000000");
+        assert_eq!(cols[2].parse::<u64>().unwrap(), o.latency.len());
+        // Values are milliseconds: the max is 300 x 30 µs ~ 8.97 ms.
+        let max: f64 = cols[0].parse().unwrap();
+        assert!((max - o.latency.max() as f64 / 1e6).abs() < 0.01, "{max}");
+    }
+
+    #[test]
+    fn summary_names_units_and_rate() {
+        let mut o = outcome();
+        let s = summary(&o);
+        assert!(s.contains("corrected") && s.contains("uncorrected") && s.contains("p99.999"), "{s}");
+        assert!(s.contains("µs") || s.contains("ms"), "{s}");
+        assert!(!s.contains("RATE NOT KEPT"), "{s}");
+        o.result.rate_kept = Some(false);
+        o.result.msgs_per_s = 150.0;
+        assert!(summary(&o).contains("RATE NOT KEPT: achieved 150.0 msgs/s of 200 asked (-25.0%)"), "{}", summary(&o));
+        assert_eq!(fmt_ns(999), "999ns");
+        assert_eq!(fmt_ns(1_500), "1.50µs");
+        assert_eq!(fmt_ns(2_345_678), "2.35ms");
+        assert_eq!(fmt_ns(1_002_000_000), "1.002s");
+    }
+}
