@@ -361,7 +361,7 @@ mod tests {
         let mut buf = Vec::new();
         shim::write_hgrm(&mut buf, &o.latency).unwrap();
         let s = String::from_utf8(buf).unwrap();
-        let last = s.lines().filter(|l| !l.starts_with('#') && l.split_whitespace().count() >= 3).last().unwrap();
+        let last = s.lines().rev().find(|l| !l.starts_with('#') && l.split_whitespace().count() >= 3).unwrap();
         let cols: Vec<&str> = last.split_whitespace().collect();
         assert_eq!(cols[1], "1.000000000000");
         assert_eq!(cols[2].parse::<u64>().unwrap(), o.latency.len());
