@@ -175,7 +175,8 @@ pub(crate) fn worker(
     if let Some(cpu) = cpu
         && let Err(e) = sys::pin_current_thread(cpu)
     {
-        fatal(&out, format!("cannot pin a load thread to CPU {cpu}: {e}"));
+        let why = if e.raw_os_error() == Some(libc::EINVAL) { "no such CPU, or not allowed to this process".to_string() } else { e.to_string() };
+        fatal(&out, format!("--pin: cannot pin load thread to CPU {cpu}: {why}"));
         return WorkerResult::default();
     }
     sys::tighten_timer_slack();
