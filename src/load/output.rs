@@ -153,26 +153,54 @@ fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
 /// Write --hgrm, --hlog and --json.
 pub fn write_files(a: &LoadArgs, o: &LoadOutcome) -> anyhow::Result<()> {
     if let Some(path) = &a.hgrm {
+        o.write_hgrm(path)?;
+    }
+    if let Some(path) = &a.hlog {
+        o.write_hlog(path)?;
+    }
+    if let Some(path) = &a.json {
+        o.write_json(path)?;
+    }
+    Ok(())
+}
+
+impl LoadOutcome {
+    /// The percentile distribution (ms) at `path`; in open loop the uncorrected one goes
+    /// beside it with `.uncorrected` before the extension (`run.hgrm` ->
+    /// `run.uncorrected.hgrm`). Returns the files written.
+    pub fn write_hgrm(&self, path: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+        let mut written = vec![path.to_path_buf()];
         let mut w = create(path)?;
-        shim::write_hgrm(&mut w, &o.latency).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
-        if let Some(u) = &o.uncorrected {
+        shim::write_hgrm(&mut w, &self.latency).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
+        if let Some(u) = &self.uncorrected {
             let up = uncorrected_path(path);
             let mut w = create(&up)?;
             shim::write_hgrm(&mut w, u).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", up.display()))?;
+            written.push(up);
         }
+        Ok(written)
     }
-    if let Some(path) = &a.hlog {
-        let log = to_hlog(o);
+
+    /// The interval log (open loop: tags "corrected" and "uncorrected"; closed loop: one
+    /// untagged series), absolute start times.
+    pub fn write_hlog(&self, path: &Path) -> anyhow::Result<()> {
+        let log = to_hlog(self);
         let mut w = create(path)?;
-        shim::write_hlog(&mut w, &log).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
+        shim::write_hlog(&mut w, &log).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))
     }
-    if let Some(path) = &a.json {
+
+    /// The [`crate::report::model::LoadResult`] as pretty JSON.
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
         let mut w = create(path)?;
-        serde_json::to_writer_pretty(&mut w, &o.result)?;
+        serde_json::to_writer_pretty(&mut w, &self.result)?;
         writeln!(w)?;
-        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        w.flush().with_context(|| format!("cannot write {}", path.display()))
     }
-    Ok(())
+
+    /// The human summary `load` prints.
+    pub fn summary(&self) -> String {
+        summary(self)
+    }
 }
 
 /// The interval series as an interval log: open loop tags "corrected" and
