@@ -274,6 +274,8 @@ fn bad_input_is_one_line_and_no_panic() {
         (&["--pin", "abc"], "--pin 'abc'"),
         (&["--pin", "5-2"], "backwards"),
         (&["--duration", "0"], "--duration"),
+        (&["--pin", "1000", "--addr", "127.0.0.1:9"], "cannot pin load thread to CPU 1000"),
+        (&["--threads", "2", "--conns", "2", "--pin", "0"], "give one CPU per thread"),
     ] {
         let r = load(args, Duration::from_secs(10));
         assert_ne!(r.code, Some(0), "{}", r.explain());

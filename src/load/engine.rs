@@ -87,6 +87,8 @@ pub(crate) struct WorkerResult {
     pub stopped_ns: u64,
     /// Open loop: messages intended in the window that never got a verified reply.
     pub missing: u64,
+    /// Open loop: messages intended in the window (until the stop, if stopped early).
+    pub scheduled: u64,
 }
 
 pub(crate) fn new_histogram() -> Histogram<u64> {
@@ -173,7 +175,8 @@ pub(crate) fn worker(
     if let Some(cpu) = cpu
         && let Err(e) = sys::pin_current_thread(cpu)
     {
-        fatal(&out, format!("cannot pin a load thread to CPU {cpu}: {e}"));
+        let why = if e.raw_os_error() == Some(libc::EINVAL) { "no such CPU, or not allowed to this process".to_string() } else { e.to_string() };
+        fatal(&out, format!("--pin: cannot pin load thread to CPU {cpu}: {why}"));
         return WorkerResult::default();
     }
     sys::tighten_timer_slack();
@@ -384,6 +387,7 @@ impl Worker<'_> {
                 let last = c.last_seq.min(s.count_before(c.id, until)).max(first);
                 let done = c.rx_seq.clamp(first, last);
                 self.res.missing += last - done;
+                self.res.scheduled += last - first;
             }
         }
         self.send_interval();

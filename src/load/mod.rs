@@ -27,6 +27,33 @@
 //! with its own epoll, buffers and histograms. Workers hand over one histogram pair per
 //! interval; the coordinator merges them (`Histogram::add`) into the interval series
 //! and the totals.
+//!
+//! # In-process use (the bench)
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use ringmux::load::{self, LoadConfig, Mode, WindowEdge};
+//!
+//! let addr = "127.0.0.1:7878".parse().unwrap();
+//! let mut cfg = LoadConfig::closed(addr, 50, 128, Duration::from_secs(5));
+//! cfg.mode = Mode::Open { rate: 50_000.0 };
+//! cfg.pin = vec![1];
+//! // Called from the coordinating thread when the measured window opens and closes:
+//! // sample the server's CPU time here.
+//! cfg.on_window = Some(Arc::new(|edge| match edge {
+//!     WindowEdge::Start => { /* read /proc/<server>/stat */ }
+//!     WindowEdge::End => { /* read it again */ }
+//! }));
+//! let out = load::run(&cfg)?;
+//! println!("{} msgs/s, p99 {} ns", out.result.msgs_per_s, out.result.latency.p99);
+//! # anyhow::Ok(())
+//! ```
+//!
+//! # Cost
+//! Per message in closed loop: one `send`, one `recv`, a share of one `epoll_pwait2`
+//! (strace: about 36 messages per wait at 50 connections). perf puts about 94% of the
+//! load generator's CPU in the kernel's TCP path on loopback, so it costs about what a
+//! minimal echo server costs per message; its own code is a few percent.
 
 mod config;
 mod engine;
@@ -302,11 +329,13 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     }
     let mut errors = LoadErrors::default();
     let (mut messages, mut warmup_messages, mut missing, mut cpu) = (0u64, 0u64, 0u64, Duration::ZERO);
+    let mut scheduled = 0u64;
     for r in &results {
         add_errors(&mut errors, &r.errors);
         messages += r.messages;
         warmup_messages += r.warmup_messages;
         missing += r.missing;
+        scheduled += r.scheduled;
         cpu += r.cpu_in_window;
     }
     debug_assert_eq!(messages, latency.len());
@@ -320,7 +349,13 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     };
     let elapsed_s = window.as_secs_f64();
     let msgs_per_s = if elapsed_s > 0.0 { messages as f64 / elapsed_s } else { 0.0 };
-    let rate_kept = cfg.rate().map(|r| msgs_per_s >= 0.99 * r);
+    // Kept: within 1% of the asked rate, counted against the schedule itself (its count
+    // is rate x duration up to the rounding of a message per connection, which must not
+    // flag a short run at a low rate). Connections that never connected owe their share.
+    let rate_kept = cfg.rate().map(|_| {
+        let owed = scheduled as f64 * f64::from(cfg.conns) / connected as f64;
+        messages as f64 >= 0.99 * owed
+    });
     let start_unix_s = base_unix + cfg.warmup.as_secs_f64();
     let n_intervals = ((elapsed_s / interval_s).ceil() as usize).max(series.len());
     while series.len() < n_intervals {
@@ -425,7 +460,7 @@ mod tests {
         let edges = edges.lock().unwrap().clone();
         assert_eq!(edges.iter().map(|e| e.0).collect::<Vec<_>>(), vec![WindowEdge::Start, WindowEdge::End]);
         let window = edges[1].1 - edges[0].1;
-        assert!(window >= Duration::from_millis(380) && window < Duration::from_millis(600), "{window:?}");
+        assert!(window >= Duration::from_millis(380) && window < Duration::from_millis(1500), "{window:?}");
         assert_eq!(o.result.errors.total(), 0);
         assert!(o.result.messages > 0);
         assert_eq!(o.latency.len(), o.result.messages);

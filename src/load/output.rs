@@ -1,7 +1,5 @@
 //! What `load` shows and writes: progress lines, the summary, .hgrm/.hlog/.json files.
 
-use crate::report::hgrm::write_hgrm;
-use crate::report::hlog::{Hlog, HlogInterval, write_hlog};
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -14,6 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{LoadOutcome, uncorrected_path};
 use crate::cli::LoadArgs;
 use crate::report::model::{LoadErrors, Percentiles};
+use crate::report::{hgrm, hlog};
 
 /// A line per interval on stderr, only when enabled (terminal and not --quiet).
 pub(crate) struct Progress {
@@ -155,40 +154,68 @@ fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
 /// Write --hgrm, --hlog and --json.
 pub fn write_files(a: &LoadArgs, o: &LoadOutcome) -> anyhow::Result<()> {
     if let Some(path) = &a.hgrm {
-        let mut w = create(path)?;
-        write_hgrm(&mut w, &o.latency).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
-        if let Some(u) = &o.uncorrected {
-            let up = uncorrected_path(path);
-            let mut w = create(&up)?;
-            write_hgrm(&mut w, u).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", up.display()))?;
-        }
+        o.write_hgrm(path)?;
     }
     if let Some(path) = &a.hlog {
-        let log = to_hlog(o);
-        let mut w = create(path)?;
-        write_hlog(&mut w, &log).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
+        o.write_hlog(path)?;
     }
     if let Some(path) = &a.json {
-        let mut w = create(path)?;
-        serde_json::to_writer_pretty(&mut w, &o.result)?;
-        writeln!(w)?;
-        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        o.write_json(path)?;
     }
     Ok(())
 }
 
+impl LoadOutcome {
+    /// The percentile distribution (ms) at `path`; in open loop the uncorrected one goes
+    /// beside it with `.uncorrected` before the extension (`run.hgrm` ->
+    /// `run.uncorrected.hgrm`). Returns the files written.
+    pub fn write_hgrm(&self, path: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+        let mut written = vec![path.to_path_buf()];
+        let mut w = create(path)?;
+        hgrm::write_hgrm(&mut w, &self.latency).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
+        if let Some(u) = &self.uncorrected {
+            let up = uncorrected_path(path);
+            let mut w = create(&up)?;
+            hgrm::write_hgrm(&mut w, u).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", up.display()))?;
+            written.push(up);
+        }
+        Ok(written)
+    }
+
+    /// The interval log (open loop: tags "corrected" and "uncorrected"; closed loop: one
+    /// untagged series), absolute start times.
+    pub fn write_hlog(&self, path: &Path) -> anyhow::Result<()> {
+        let log = to_hlog(self);
+        let mut w = create(path)?;
+        hlog::write_hlog(&mut w, &log).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The [`crate::report::model::LoadResult`] as pretty JSON.
+    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
+        let mut w = create(path)?;
+        serde_json::to_writer_pretty(&mut w, &self.result)?;
+        writeln!(w)?;
+        w.flush().with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The human summary `load` prints.
+    pub fn summary(&self) -> String {
+        summary(self)
+    }
+}
+
 /// The interval series as an interval log: open loop tags "corrected" and
 /// "uncorrected"; closed loop one untagged series.
-pub fn to_hlog(o: &LoadOutcome) -> Hlog {
+pub fn to_hlog(o: &LoadOutcome) -> hlog::Hlog {
     let mut intervals = Vec::new();
     for iv in &o.intervals {
         match &iv.uncorrected {
             Some(u) => {
-                intervals.push(HlogInterval { tag: Some("corrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() });
-                intervals.push(HlogInterval { tag: Some("uncorrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: u.clone() });
+                intervals.push(hlog::HlogInterval { tag: Some("corrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() });
+                intervals.push(hlog::HlogInterval { tag: Some("uncorrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: u.clone() });
             }
-            None => intervals.push(HlogInterval { tag: None, start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() }),
+            None => intervals.push(hlog::HlogInterval { tag: None, start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() }),
         }
     }
-    Hlog { start_unix_s: o.result.start_unix_s, intervals }
+    hlog::Hlog { start_unix_s: o.result.start_unix_s, intervals }
 }
