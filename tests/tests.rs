@@ -429,3 +429,71 @@ mod serve {
         assert_ne!(Variant::UringBaseline.args(), Variant::UringFastpoll.args());
     }
 }
+
+mod bench {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use crate::util::BIN;
+
+    /// `bench --quick` end to end: real servers, real load, results.json valid, one
+    /// SVG per chart in a report.html that needs no network.
+    #[test]
+    fn quick_bench_end_to_end() {
+        let out = std::env::temp_dir().join(format!("ringmux-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let t0 = Instant::now();
+        let mut child = Command::new(BIN)
+            .args(["bench", "--quick", "--duration", "0.5", "--conns", "1,50", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(180) {
+                let _ = child.kill();
+                panic!("bench --quick did not finish within 180 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let o = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(status.success(), "bench failed: {status}\n{stdout}\n{stderr}");
+        assert!(stdout.contains("| server |") && stdout.contains("report.html"), "{stdout}");
+
+        let r: ringmux::report::model::BenchResults =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).expect("results.json parses");
+        assert_eq!(r.schema, "ringmux.bench/1");
+        let servers: std::collections::BTreeSet<&str> = r.cells.iter().map(|c| c.server.as_str()).collect();
+        assert!(servers.contains("epoll"), "{servers:?}");
+        let modes: std::collections::BTreeSet<&str> = r.cells.iter().map(|c| c.mode.as_str()).collect();
+        assert!(modes.contains("closed") && modes.contains("open"), "{modes:?}");
+        for c in &r.cells {
+            let m = &c.median;
+            assert!(m.msgs_per_s > 0.0 && m.p99_ns > 0.0, "{}: {m:?}", c.id);
+            assert_eq!(m.errors, 0, "{}", c.id);
+            assert!(m.cpu_ns_per_msg.is_some_and(|v| v > 0.0), "{}: no server CPU", c.id);
+            if c.server == "epoll" || c.server.starts_with("uring") {
+                assert!(m.syscalls_per_msg.is_some_and(|v| v > 0.0), "{}: ringmux must report syscalls", c.id);
+            }
+            for f in c.hgrm.iter().chain(&c.hlog) {
+                assert!(out.join(f).is_file(), "{}: missing {f}", c.id);
+            }
+        }
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        let svgs = html.matches("<svg").count();
+        // One spectrum and one timeline per shape, plus three bar charts.
+        let shapes: std::collections::BTreeSet<String> = r.cells.iter().map(|c| c.id.split_once('/').unwrap().1.to_string()).collect();
+        assert_eq!(svgs, shapes.len() * 2 + 3, "SVG charts in report.html");
+        assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("<script"), "report.html must open offline");
+        for f in ["report.md", "ci/github-action-benchmark.json", "ci/bencher.json"] {
+            assert!(out.join(f).is_file(), "missing {f}");
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+}
