@@ -308,17 +308,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Per-metric median, min and max over runs.
 fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
+    /// [median, min, max] of a non-empty list of values.
+    fn spread(v: Vec<f64>) -> [f64; 3] {
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        [median(v), min, max]
+    }
     fn pick(runs: &[RunMetrics], f: impl Fn(&RunMetrics) -> f64) -> [f64; 3] {
-        let v: Vec<f64> = runs.iter().map(f).collect();
-        [median(v.clone()), v.iter().copied().fold(f64::INFINITY, f64::min), v.iter().copied().fold(f64::NEG_INFINITY, f64::max)]
+        spread(runs.iter().map(f).collect())
     }
     fn pick_opt(runs: &[RunMetrics], f: impl Fn(&RunMetrics) -> Option<f64>) -> [Option<f64>; 3] {
         let v: Vec<f64> = runs.iter().filter_map(f).collect();
         if v.is_empty() {
             return [None; 3];
         }
-        let [a, b, c] = pick(&v.iter().map(|&x| RunMetrics { msgs_per_s: x, ..Default::default() }).collect::<Vec<_>>(), |r| r.msgs_per_s);
-        [Some(a), Some(b), Some(c)]
+        spread(v).map(Some)
     }
     let mut out: [RunMetrics; 3] = Default::default();
     macro_rules! set {
@@ -494,16 +498,10 @@ fn load_cmd(plan: &Plan, addr: SocketAddr, shape: &Shape, rate: Option<f64>, dur
     pinned(c, plan.load_cpus.clone())
 }
 
+/// CPU seconds of the children waited for so far (the load processes and servers).
 fn children_cpu_s() -> f64 {
-    let u = {
-        // SAFETY: zeroed rusage is valid; getrusage fills it.
-        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: `ru` is writable for the call.
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-        ru
-    };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(u.ru_utime) + tv(u.ru_stime)
+    let u = crate::server::sys::usage_of(libc::RUSAGE_CHILDREN);
+    u.user_s + u.sys_s
 }
 
 fn wait_load(mut c: Command, what: &str, limit: Duration) -> anyhow::Result<()> {

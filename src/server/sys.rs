@@ -165,11 +165,17 @@ pub struct Usage {
     pub max_rss_kib: u64,
 }
 
+/// This process, all threads.
 pub fn usage() -> Usage {
+    usage_of(libc::RUSAGE_SELF)
+}
+
+/// getrusage(`who`): RUSAGE_SELF, or RUSAGE_CHILDREN (children already waited for).
+pub fn usage_of(who: libc::c_int) -> Usage {
     // SAFETY: zeroed rusage is a valid value for this plain C struct; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is a live, writable rusage for the duration of the call.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    unsafe { libc::getrusage(who, &mut ru) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Usage {
         user_s: tv(ru.ru_utime),

@@ -287,13 +287,15 @@ impl Proactor<'_> {
                 let t = Token::new(Op::AcceptPoll, 0, 0);
                 (t, opcode::PollAdd::new(fd, libc::POLLIN as u32).build())
             }
-            FeatureLevel::Fastpoll => {
-                let t = Token::new(Op::Accept, 0, 0);
-                (t, opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut()).flags(libc::SOCK_CLOEXEC).build())
-            }
+            FeatureLevel::Fastpoll => (Token::new(Op::Accept, 0, 0), self.accept_sqe()),
         };
         self.accept_inflight = Some(t);
         self.push(e.user_data(t.encode()));
+    }
+
+    /// ACCEPT on the listener; the new socket stays blocking (the ring polls it).
+    fn accept_sqe(&self) -> squeue::Entry {
+        opcode::Accept::new(types::Fd(self.listen_fd), std::ptr::null_mut(), std::ptr::null_mut()).flags(libc::SOCK_CLOEXEC).build()
     }
 
     fn arm_timer(&mut self, after: Duration, what: Timer) {
@@ -379,10 +381,7 @@ impl Proactor<'_> {
         }
         let t = Token::new(Op::Accept, 0, 0);
         self.accept_inflight = Some(t);
-        let e = opcode::Accept::new(types::Fd(self.listen_fd), std::ptr::null_mut(), std::ptr::null_mut())
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(t.encode());
+        let e = self.accept_sqe().user_data(t.encode());
         self.push(e);
     }
 
