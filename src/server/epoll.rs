@@ -150,7 +150,12 @@ impl Reactor<'_> {
         let until = [drain_deadline, self.accept_paused_until].into_iter().flatten().min();
         match until {
             None => -1,
-            Some(t) => t.saturating_duration_since(now).as_millis().min(i32::MAX as u128) as i32 + 1,
+            // Round up so we never wake just before the deadline; but a deadline that
+            // has passed (more accepts queued) means no wait at all.
+            Some(t) => {
+                let d = t.saturating_duration_since(now);
+                if d.is_zero() { 0 } else { d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32 }
+            }
         }
     }
 
