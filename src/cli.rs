@@ -50,8 +50,14 @@ pub enum BackendChoice {
 pub enum FeatureLevel {
     /// Linux 5.6 set: POLL_ADD for readiness, then RECV; one-shot ACCEPT and SEND.
     Baseline,
-    /// Linux 5.7+ with FEAT_FAST_POLL: RECV/SEND/ACCEPT submitted directly.
+    /// Linux 5.7+ with FEAT_FAST_POLL: RECV/SEND/ACCEPT submitted directly; RECV picks
+    /// a buffer from a PROVIDE_BUFFERS group only when data arrives.
     Fastpoll,
+    /// Linux 6.0+: multishot ACCEPT, multishot RECV into a registered buffer ring,
+    /// COOP_TASKRUN.
+    Multishot,
+    /// Linux 6.1+: multishot plus SINGLE_ISSUER + DEFER_TASKRUN and a registered ring fd.
+    Full,
 }
 
 /// Pick the best level or pin one.
@@ -61,6 +67,32 @@ pub enum FeatureChoice {
     Auto,
     Baseline,
     Fastpoll,
+    Multishot,
+    Full,
+}
+
+impl FeatureChoice {
+    /// The level pinned, if one is.
+    pub fn pinned(self) -> Option<FeatureLevel> {
+        match self {
+            FeatureChoice::Auto => None,
+            FeatureChoice::Baseline => Some(FeatureLevel::Baseline),
+            FeatureChoice::Fastpoll => Some(FeatureLevel::Fastpoll),
+            FeatureChoice::Multishot => Some(FeatureLevel::Multishot),
+            FeatureChoice::Full => Some(FeatureLevel::Full),
+        }
+    }
+}
+
+impl FeatureLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureLevel::Baseline => "baseline",
+            FeatureLevel::Fastpoll => "fastpoll",
+            FeatureLevel::Multishot => "multishot",
+            FeatureLevel::Full => "full",
+        }
+    }
 }
 
 pub use crate::proto::Proto as ProtoChoice;
@@ -76,9 +108,27 @@ pub struct ServeArgs {
     /// Protocol.
     #[arg(long, value_enum, default_value_t = ProtoChoice::Echo)]
     pub proto: ProtoChoice,
-    /// io_uring feature level (ignored by epoll).
+    /// io_uring feature level (ignored by epoll). `auto` picks the best this kernel
+    /// supports (see `ringmux probe`); naming a level pins it, and fails if the kernel
+    /// lacks it.
     #[arg(long, value_enum, default_value_t = FeatureChoice::Auto)]
     pub uring_features: FeatureChoice,
+    /// At multishot/full: use one-shot ACCEPT instead of multishot ACCEPT (multishot
+    /// accept with DEFER_TASKRUN returned bad descriptors on some 6.6-6.8 kernels).
+    #[arg(long)]
+    pub no_multishot_accept: bool,
+    /// At full: leave out DEFER_TASKRUN (keep SINGLE_ISSUER).
+    #[arg(long)]
+    pub no_defer_taskrun: bool,
+    /// Let a kernel thread poll the submission queue (IORING_SETUP_SQPOLL). It burns a
+    /// core while busy; its CPU time counts in the server's stats. Excludes DEFER_TASKRUN.
+    #[arg(long)]
+    pub sqpoll: bool,
+    /// Receive buffers the kernel may pick from at fastpoll/multishot/full (a power of
+    /// two; each is --recv-buf bytes). When all are in use, RECV completes with ENOBUFS
+    /// and is re-armed; the bytes wait in the socket.
+    #[arg(long, default_value_t = 512, value_parser = parse_buf_entries)]
+    pub buf_ring_entries: u16,
     /// Event-loop threads (one listener per thread with SO_REUSEPORT). Only 1 for now.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
@@ -226,6 +276,14 @@ pub struct ProbeArgs {
 }
 
 /// Seconds as a non-negative finite number ("5", "0.5").
+fn parse_buf_entries(s: &str) -> Result<u16, String> {
+    let n: u32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !(1..=32768).contains(&n) || !n.is_power_of_two() {
+        return Err(format!("{n} is not a power of two between 1 and 32768"));
+    }
+    Ok(n as u16)
+}
+
 pub fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim_end_matches('s').parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !v.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&v) {

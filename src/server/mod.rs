@@ -5,6 +5,7 @@
 
 pub mod conn;
 pub mod epoll;
+pub mod fault;
 pub mod listener;
 pub mod sys;
 pub mod uring;
@@ -41,6 +42,15 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     pub stats_json: Option<PathBuf>,
     pub quiet: bool,
+    /// At multishot/full: multishot ACCEPT (else one-shot).
+    pub multishot_accept: bool,
+    /// At full: DEFER_TASKRUN.
+    pub defer_taskrun: bool,
+    pub sqpoll: bool,
+    /// Provided receive buffers (a power of two).
+    pub buf_entries: u16,
+    /// Injected faults (tests only; from RINGMUX_FAULTS).
+    pub faults: fault::Faults,
 }
 
 impl ServerConfig {
@@ -63,6 +73,11 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs_f64(a.drain_timeout),
             stats_json: a.stats_json.clone(),
             quiet: a.quiet,
+            multishot_accept: !a.no_multishot_accept,
+            defer_taskrun: !a.no_defer_taskrun,
+            sqpoll: a.sqpoll,
+            buf_entries: a.buf_ring_entries,
+            faults: fault::Faults::from_env()?,
         })
     }
 }
@@ -105,6 +120,10 @@ pub struct LoopStats {
     pub enter_busy: u64,
     /// Connections still open (or owing bytes) when the drain timeout ran out.
     pub forced_closed: u64,
+    /// Receives that found no provided buffer (ENOBUFS) and were re-armed.
+    pub recv_nobufs: u64,
+    /// Results rewritten by RINGMUX_FAULTS.
+    pub faults_injected: u64,
 }
 
 /// SIGINT/SIGTERM (stop) and SIGUSR1 (write a stats snapshot) arrive as flags plus a
@@ -179,6 +198,10 @@ pub struct StatsReport {
     pub sq_full: u64,
     pub enter_busy: u64,
     pub forced_closed: u64,
+    pub recv_nobufs: u64,
+    pub faults_injected: u64,
+    /// Each io_uring feature's state (uring only).
+    pub uring: Option<uring::probe::RingFeatures>,
     pub cpu_user_s: f64,
     pub cpu_sys_s: f64,
     pub ctx_voluntary: u64,
@@ -189,6 +212,7 @@ pub struct StatsReport {
 /// Everything a loop needs to report itself.
 pub struct Reporter {
     pub backend: Backend,
+    pub uring: Option<uring::probe::RingFeatures>,
     pub cfg: ServerConfig,
     pub addr: SocketAddr,
     pub started: Instant,
@@ -218,6 +242,9 @@ impl Reporter {
             sq_full: s.sq_full,
             enter_busy: s.enter_busy,
             forced_closed: s.forced_closed,
+            recv_nobufs: s.recv_nobufs,
+            faults_injected: s.faults_injected,
+            uring: self.uring,
             cpu_user_s: u.user_s,
             cpu_sys_s: u.sys_s,
             ctx_voluntary: u.voluntary_ctx,
@@ -249,7 +276,7 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         out,
         "stats: backend={} features={} proto={} elapsed={:.3}s",
         r.backend,
-        r.features.map_or("-".to_string(), |f| format!("{f:?}").to_lowercase()),
+        r.features.map_or("-", |f| f.name()),
         r.proto.name(),
         r.elapsed_s
     )?;
@@ -262,7 +289,14 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     let calls: Vec<String> = r.syscalls.iter().map(|(k, v)| format!("{k}={v}")).collect();
     writeln!(out, "  syscalls: total={} {}", r.syscalls_total, calls.join(" "))?;
     if r.backend == "uring" {
-        writeln!(out, "  io_uring: cq_overflow={} sq_full={} enter_busy={}", r.cq_overflow, r.sq_full, r.enter_busy)?;
+        writeln!(
+            out,
+            "  io_uring: cq_overflow={} sq_full={} enter_busy={} recv_nobufs={}",
+            r.cq_overflow, r.sq_full, r.enter_busy, r.recv_nobufs
+        )?;
+        if let Some(f) = &r.uring {
+            writeln!(out, "  io_uring features: {}", f.summary())?;
+        }
     }
     writeln!(
         out,
@@ -294,7 +328,8 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
             }
         },
     };
-    let backend = ring.as_ref().map_or(Backend::Epoll, |r| Backend::Uring(r.level));
+    let backend = ring.as_ref().map_or(Backend::Epoll, |r| Backend::Uring(r.features.level));
+    let uring_features = ring.as_ref().map(|r| r.features);
     // io_uring sockets stay blocking (the ring polls them); epoll needs non-blocking.
     let listener = listener::bind(cfg.addr, cfg.backlog, false, ring.is_none())
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
@@ -304,11 +339,17 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
             "ringmux: serving {} on {addr} backend={} features={} threads=1 pid={}",
             cfg.proto.name(),
             backend.name(),
-            backend.features().map_or("-".to_string(), |f| format!("{f:?}").to_lowercase()),
+            backend.features().map_or("-", |f| f.name()),
             std::process::id()
         );
+        if let Some(f) = &uring_features {
+            println!("ringmux: io_uring {}", f.summary());
+        }
+        if cfg.faults.any() {
+            println!("ringmux: fault injection on: {}", std::env::var(fault::ENV).unwrap_or_default());
+        }
     }
-    let reporter = Reporter { backend, cfg: cfg.clone(), addr, started: Instant::now() };
+    let reporter = Reporter { backend, uring: uring_features, cfg: cfg.clone(), addr, started: Instant::now() };
     let stats = match ring {
         Some(ring) => uring::run(ring, listener, &cfg, &signals, &reporter),
         None => epoll::run(listener, &cfg, &signals, &reporter),

@@ -17,6 +17,8 @@ pub enum Variant {
     Epoll,
     UringBaseline,
     UringFastpoll,
+    UringMultishot,
+    UringFull,
 }
 
 impl Variant {
@@ -25,6 +27,8 @@ impl Variant {
             Variant::Epoll => vec!["--backend", "epoll"],
             Variant::UringBaseline => vec!["--backend", "uring", "--uring-features", "baseline"],
             Variant::UringFastpoll => vec!["--backend", "uring", "--uring-features", "fastpoll"],
+            Variant::UringMultishot => vec!["--backend", "uring", "--uring-features", "multishot"],
+            Variant::UringFull => vec!["--backend", "uring", "--uring-features", "full"],
         }
     }
 
@@ -34,6 +38,8 @@ impl Variant {
             Variant::Epoll => "backend=epoll features=-",
             Variant::UringBaseline => "backend=uring features=baseline",
             Variant::UringFastpoll => "backend=uring features=fastpoll",
+            Variant::UringMultishot => "backend=uring features=multishot",
+            Variant::UringFull => "backend=uring features=full",
         }
     }
 
@@ -48,6 +54,8 @@ impl Variant {
             Variant::Epoll => return Ok(()),
             Variant::UringBaseline => "baseline",
             Variant::UringFastpoll => "fastpoll",
+            Variant::UringMultishot => "multishot",
+            Variant::UringFull => "full",
         };
         let usable = p["levels"].as_array().unwrap().iter().any(|l| l[0] == level && l[1] == true);
         if usable {
@@ -83,6 +91,14 @@ macro_rules! backend_test {
             #[test]
             fn uring_fastpoll() {
                 $crate::util::run_variant($crate::util::Variant::UringFastpoll, stringify!($name), $body);
+            }
+            #[test]
+            fn uring_multishot() {
+                $crate::util::run_variant($crate::util::Variant::UringMultishot, stringify!($name), $body);
+            }
+            #[test]
+            fn uring_full() {
+                $crate::util::run_variant($crate::util::Variant::UringFull, stringify!($name), $body);
             }
         }
     };

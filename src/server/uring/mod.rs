@@ -5,11 +5,24 @@
 //! tracks its in-flight ops; its slot (and the buffers in it) is freed only when
 //! none is left, after `shutdown(SHUT_RDWR)` has made every pending op complete.
 //!
-//! Levels: `baseline` (5.6) arms POLL_ADD and submits RECV only once readable, so no
-//! io-wq thread is parked per idle connection and idle connections own no receive
-//! buffer; `fastpoll` (5.7+) submits RECV/ACCEPT directly and lets the kernel's
-//! internal poll do the waiting.
+//! The feature ladder (REFERENCE.md section 1), each level adding to the one before:
+//! - `baseline` (5.6) arms POLL_ADD and submits RECV into a pooled buffer only once
+//!   readable, so no io-wq thread is parked per idle connection and an idle connection
+//!   owns no receive buffer; POLL_ADD then ACCEPT likewise.
+//! - `fastpoll` (5.7) submits ACCEPT and RECV directly (the kernel's internal poll
+//!   waits); RECV selects a buffer from a PROVIDE_BUFFERS group when data arrives, so an
+//!   idle connection still owns none ([`bufs`]).
+//! - `multishot` (6.0) arms one multishot ACCEPT for the listener and one multishot
+//!   RECV per connection over a registered buffer ring; buffers go back by a store to
+//!   shared memory; COOP_TASKRUN stops completions from interrupting the loop.
+//! - `full` (6.1) adds SINGLE_ISSUER + DEFER_TASKRUN (completion work runs only when
+//!   the loop enters the ring) and a registered ring fd.
+//!
+//! Every multishot completion is checked for IORING_CQE_F_MORE: without it the op is
+//! over (EOF, an error, ENOBUFS, EMFILE, a CQ overflow, or even a success) and is
+//! re-armed if the connection still wants it.
 
+pub mod bufs;
 pub mod probe;
 pub mod token;
 
@@ -18,61 +31,149 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use io_uring::{IoUring, opcode, squeue, types};
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use slab::Slab;
 use socket2::Socket;
 
 use super::conn::{self, Conn};
+use super::fault::Faults;
 use super::sys::{self, Sys, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
-use crate::cli::{FeatureChoice, FeatureLevel};
-use probe::Unavailable;
+use crate::cli::FeatureLevel;
+use bufs::ProvidedBufs;
+use probe::{RingFeatures, SetupFlags, Unavailable};
 use token::{Op, Token};
 
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 /// After the drain deadline, how long to wait for the kernel to hand buffers back.
 const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
-/// Free receive buffers kept for reuse.
+/// Free receive buffers kept for reuse (baseline).
 const POOL_MAX: usize = 1024;
 /// Largest single SEND (the SQE length is 32 bits).
 const MAX_SEND: usize = 1 << 30;
+/// SQPOLL thread idle time before it sleeps.
+const SQPOLL_IDLE_MS: u32 = 100;
 
 const IN_POLL: u8 = 1;
 const IN_RECV: u8 = 2;
 const IN_SEND: u8 = 4;
 
-/// A ring that was set up and has what the chosen level needs.
+/// A ring that was set up with what the chosen level needs.
 pub struct Ring {
+    // Field order is drop order: the ring goes before the buffers it may write into.
     ring: IoUring,
-    pub level: FeatureLevel,
+    bufs: Option<ProvidedBufs>,
+    /// The PROVIDE_BUFFERS SQE that hands a legacy group to the kernel (fastpoll).
+    provide: Option<squeue::Entry>,
+    pub features: RingFeatures,
+}
+
+fn unavailable(what: impl Into<String>, hint: impl Into<String>) -> Unavailable {
+    Unavailable { errno: None, what: what.into(), hint: hint.into() }
 }
 
 impl Ring {
-    /// Set up the ring, check the opcodes, pick the feature level.
+    /// Set up the ring, check the opcodes, pick the feature level: the one pinned by
+    /// `--uring-features`, or with `auto` the best that sets up here, stepping down a
+    /// level whenever a flag or registration is refused.
     pub fn setup(cfg: &ServerConfig) -> Result<Ring, Unavailable> {
-        let ring = probe::build_ring(cfg.ring_entries)?;
-        let p = probe::probe_ops(&ring)?;
+        let basic = probe::build_ring(cfg.ring_entries)?;
+        let p = probe::probe_ops(&basic)?;
         if let Some((name, _)) = probe::BASELINE_OPS.iter().find(|(_, code)| !p.is_supported(*code)) {
-            return Err(Unavailable {
-                errno: None,
-                what: format!("opcode {name} is missing"),
-                hint: "ringmux needs Linux 5.6+ (ACCEPT, RECV, SEND, POLL_ADD, ASYNC_CANCEL, TIMEOUT); fix: upgrade the kernel".into(),
-            });
+            return Err(unavailable(
+                format!("opcode {name} is missing"),
+                "ringmux needs Linux 5.6+ (ACCEPT, RECV, SEND, POLL_ADD, ASYNC_CANCEL, TIMEOUT); fix: upgrade the kernel",
+            ));
         }
-        let fast_poll = ring.params().is_feature_fast_poll();
-        let level = match cfg.features {
-            FeatureChoice::Auto if fast_poll => FeatureLevel::Fastpoll,
-            FeatureChoice::Auto | FeatureChoice::Baseline => FeatureLevel::Baseline,
-            FeatureChoice::Fastpoll if fast_poll => FeatureLevel::Fastpoll,
-            FeatureChoice::Fastpoll => {
-                return Err(Unavailable {
-                    errno: None,
-                    what: "--uring-features fastpoll needs IORING_FEAT_FAST_POLL".into(),
-                    hint: "this kernel lacks it (needs Linux 5.7+); use --uring-features baseline".into(),
-                });
+        let fast_poll = basic.params().is_feature_fast_poll() && p.is_supported(opcode::ProvideBuffers::CODE);
+        let pinned = cfg.features.pinned();
+        let top = pinned.unwrap_or(FeatureLevel::Full);
+        let mut basic = Some(basic);
+        let mut last_err = None;
+        for level in [FeatureLevel::Full, FeatureLevel::Multishot, FeatureLevel::Fastpoll, FeatureLevel::Baseline] {
+            if level > top || (pinned.is_some() && Some(level) != pinned) {
+                continue;
+            }
+            match Ring::try_level(cfg, level, fast_poll, &mut basic) {
+                Ok(r) => return Ok(r),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| unavailable("io_uring setup", "no level could be set up")))
+    }
+
+    fn try_level(cfg: &ServerConfig, level: FeatureLevel, fast_poll: bool, basic: &mut Option<IoUring>) -> Result<Ring, Unavailable> {
+        let name = level.name();
+        if level >= FeatureLevel::Fastpoll && !fast_poll {
+            return Err(unavailable(
+                format!("--uring-features {name} needs IORING_FEAT_FAST_POLL and PROVIDE_BUFFERS"),
+                "this kernel lacks them (needs Linux 5.7+); use --uring-features baseline",
+            ));
+        }
+        if level >= FeatureLevel::Multishot {
+            let t = probe::multishot_trial();
+            if let Some(why) = [&t.buf_ring, &t.accept, &t.recv].into_iter().find_map(|r| r.as_ref().err()) {
+                return Err(unavailable(format!("--uring-features {name} needs multishot ACCEPT/RECV and buffer rings"), format!("{why}; use --uring-features fastpoll")));
+            }
+        }
+        let sqpoll_idle_ms = cfg.sqpoll.then_some(SQPOLL_IDLE_MS);
+        let flags = SetupFlags {
+            coop_taskrun: level == FeatureLevel::Multishot,
+            single_issuer: level == FeatureLevel::Full,
+            // DEFER_TASKRUN and SQPOLL exclude each other (the SQ thread is the issuer).
+            defer_taskrun: level == FeatureLevel::Full && cfg.defer_taskrun && !cfg.sqpoll,
+            sqpoll_idle_ms,
+        };
+        let ring = match (flags == SetupFlags::default(), basic.take()) {
+            (true, Some(r)) => r,
+            (_, b) => {
+                *basic = b;
+                probe::build_ring_with(cfg.ring_entries, flags).map_err(|mut e| {
+                    e.hint = format!("{}; the kernel refused the setup flags for --uring-features {name}", e.hint);
+                    e
+                })?
             }
         };
-        Ok(Ring { ring, level })
+        let mut registered_ring_fd = false;
+        if level == FeatureLevel::Full {
+            sys::count(Sys::IoUringRegister);
+            // Fails with EINVAL before 5.18: then the raw fd is used, nothing else changes.
+            registered_ring_fd = ring.submitter().register_ring_fd().is_ok();
+        }
+        let mut provide = None;
+        let bufs = match level {
+            FeatureLevel::Baseline => None,
+            FeatureLevel::Fastpoll => {
+                let (b, e) = ProvidedBufs::legacy(cfg.buf_entries, cfg.recv_buf);
+                provide = Some(e);
+                Some(b)
+            }
+            FeatureLevel::Multishot | FeatureLevel::Full => Some(ProvidedBufs::ring(&ring, cfg.buf_entries, cfg.recv_buf).map_err(|e| Unavailable {
+                errno: e.raw_os_error(),
+                what: "IORING_REGISTER_PBUF_RING".into(),
+                hint: format!("cannot register {} buffers of {} bytes; use --uring-features fastpoll", cfg.buf_entries, cfg.recv_buf),
+            })?),
+        };
+        let multishot = level >= FeatureLevel::Multishot;
+        let features = RingFeatures {
+            level,
+            recv_buffers: match level {
+                FeatureLevel::Baseline => "pooled",
+                FeatureLevel::Fastpoll => "provide_buffers",
+                _ => "buf_ring",
+            },
+            buf_entries: if level == FeatureLevel::Baseline { 0 } else { cfg.buf_entries },
+            multishot_accept: multishot && cfg.multishot_accept,
+            multishot_recv: multishot,
+            coop_taskrun: flags.coop_taskrun,
+            single_issuer: flags.single_issuer,
+            defer_taskrun: flags.defer_taskrun,
+            registered_ring_fd,
+            sqpoll: cfg.sqpoll,
+            sq_entries: ring.params().sq_entries(),
+            cq_entries: ring.params().cq_entries(),
+        };
+        Ok(Ring { ring, bufs, provide, features })
     }
 }
 
@@ -87,23 +188,26 @@ struct UConn {
     fd: RawFd,
     generation: u32,
     conn: Conn,
-    /// Kernel-owned while a RECV is in flight. At `fastpoll` the connection keeps it
-    /// between receives; at `baseline` it goes back to the pool after each one.
+    /// Baseline only: kernel-owned while a RECV is in flight, back to the pool after.
     recv_buf: Option<Box<[u8]>>,
     /// Kernel-owned while a SEND is in flight; `send_buf[send_pos..]` is still unsent.
     send_buf: Vec<u8>,
     send_pos: usize,
     /// A drained send buffer kept to swap in as the next outbox.
     spare: Vec<u8>,
-    /// IN_POLL | IN_RECV | IN_SEND: ops whose completion has not been reaped.
+    /// IN_POLL | IN_RECV | IN_SEND: ops whose (last) completion has not been reaped.
     inflight: u8,
     read_paused: bool,
+    /// A cancel was sent for the armed multishot RECV (backpressure).
+    recv_cancelling: bool,
     closing: bool,
 }
 
 struct Proactor<'a> {
+    // Field order is drop order: the ring goes before the buffers it may write into.
     ring: IoUring,
-    level: FeatureLevel,
+    bufs: Option<ProvidedBufs>,
+    features: RingFeatures,
     cfg: &'a ServerConfig,
     listen_fd: RawFd,
     signal_fd: RawFd,
@@ -117,16 +221,24 @@ struct Proactor<'a> {
     stats: LoopStats,
     accepting: bool,
     accept_inflight: Option<Token>,
+    accept_backoff: bool,
     draining: bool,
     hard_stop: bool,
     last_overflow: u32,
-    cqes: Vec<(u64, i32)>,
+    cqes: Vec<(u64, i32, u32)>,
+    /// Connections whose RECV found no buffer: re-armed after the turn, once the
+    /// buffers consumed in it are back.
+    starved: Vec<(usize, u32)>,
+    /// Completions made up by the fault layer, reaped like the kernel's.
+    synthetic: Vec<(u64, i32, u32)>,
+    faults: Faults,
 }
 
 pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
     let mut p = Proactor {
-        level: ring.level,
         ring: ring.ring,
+        bufs: ring.bufs,
+        features: ring.features,
         cfg,
         listen_fd: listener.as_raw_fd(),
         signal_fd: signals.fd(),
@@ -138,25 +250,35 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
         stats: LoopStats::default(),
         accepting: true,
         accept_inflight: None,
+        accept_backoff: false,
         draining: false,
         hard_stop: false,
         last_overflow: 0,
         cqes: Vec::with_capacity(1024),
+        starved: Vec::new(),
+        synthetic: Vec::new(),
+        faults: cfg.faults,
     };
+    if let Some(e) = ring.provide {
+        p.push(e.user_data(Token::new(Op::Cancel, 0, 0).encode()));
+    }
     let res = p.event_loop(signals, reporter);
     p.stats.syscalls = SyscallCounts::this_thread();
     let stats = std::mem::take(&mut p.stats);
     // Connections whose ops never completed: the kernel may still own their buffers,
-    // so they are leaked on purpose rather than freed under it. Their fds close with
-    // the process.
+    // so they (and the provided buffers) are leaked on purpose rather than freed under
+    // it. Their fds close with the process.
     let leaked = std::mem::take(&mut p.conns);
     if leaked.is_empty() {
         drop(leaked);
+        drop(p);
     } else {
         eprintln!("ringmux: warning: {} connections still had io_uring ops in flight at exit", leaked.len());
         std::mem::forget(leaked);
+        let bufs = p.bufs.take();
+        drop(p);
+        std::mem::forget(bufs);
     }
-    drop(p);
     drop(listener);
     res.map(|_| stats)
 }
@@ -187,7 +309,9 @@ impl Proactor<'_> {
             }
             self.flush_backlog();
             sys::count(Sys::IoUringEnter);
-            match self.ring.submit_and_wait(1) {
+            // Made-up completions are waiting: submit, but do not block.
+            let want = if self.synthetic.is_empty() { 1 } else { 0 };
+            match self.ring.submit_and_wait(want) {
                 Ok(_) => {}
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EINTR) => {}
@@ -203,6 +327,7 @@ impl Proactor<'_> {
                 },
             }
             self.reap(signals, reporter);
+            self.rearm_starved();
         }
     }
 
@@ -217,14 +342,15 @@ impl Proactor<'_> {
         }
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();
-        cqes.extend(cq.map(|c| (c.user_data(), c.result())));
-        for &(ud, res) in &cqes {
+        cqes.extend(cq.map(|c| (c.user_data(), c.result(), c.flags())));
+        cqes.append(&mut self.synthetic);
+        for &(ud, res, flags) in &cqes {
             let Some(t) = Token::decode(ud) else { continue };
             match t.op {
                 Op::AcceptPoll => self.on_accept_poll(res),
-                Op::Accept => self.on_accept(res),
+                Op::Accept => self.on_accept(res, flags),
                 Op::Poll => self.on_poll(t, res),
-                Op::Recv => self.on_recv(t, res),
+                Op::Recv => self.on_recv(t, res, flags),
                 Op::Send => self.on_send(t, res),
                 Op::Signal => self.on_signal(signals, reporter),
                 Op::Timer => self.on_timer(t.key as usize),
@@ -240,7 +366,8 @@ impl Proactor<'_> {
         if self.backlog.is_empty() {
             // SAFETY: every SQE built here references only memory that outlives its
             // completion: recv/send buffers live in the connection slot, which is freed
-            // only once no op is in flight; timespecs live in `self.timers` until their
+            // only once no op is in flight; provided buffers live in `self.bufs`, which
+            // outlives the ring; timespecs live in `self.timers` until their
             // completion; fds stay open until their ops complete.
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
                 return;
@@ -278,16 +405,19 @@ impl Proactor<'_> {
     }
 
     fn arm_accept(&mut self) {
-        if !self.accepting || self.accept_inflight.is_some() {
+        if !self.accepting || self.accept_inflight.is_some() || self.accept_backoff {
             return;
         }
         let fd = types::Fd(self.listen_fd);
-        let (t, e) = match self.level {
+        let (t, e) = match self.features.level {
             FeatureLevel::Baseline => {
                 let t = Token::new(Op::AcceptPoll, 0, 0);
                 (t, opcode::PollAdd::new(fd, libc::POLLIN as u32).build())
             }
-            FeatureLevel::Fastpoll => (Token::new(Op::Accept, 0, 0), self.accept_sqe()),
+            _ if self.features.multishot_accept => {
+                (Token::new(Op::Accept, 0, 0), opcode::AcceptMulti::new(fd).flags(libc::SOCK_CLOEXEC).build())
+            }
+            _ => (Token::new(Op::Accept, 0, 0), self.accept_sqe()),
         };
         self.accept_inflight = Some(t);
         self.push(e.user_data(t.encode()));
@@ -311,11 +441,12 @@ impl Proactor<'_> {
         self.push(e);
     }
 
-    /// Ask for input: POLL_ADD at baseline, RECV at fastpoll. Not while the outbox is
-    /// over its cap (backpressure), after EOF, or while closing.
+    /// Ask for input: POLL_ADD at baseline, RECV (multishot from `multishot` up)
+    /// otherwise. Not while the outbox is over its cap (backpressure), after EOF, or
+    /// while closing.
     fn arm_read(&mut self, key: usize) {
         let cap = self.cfg.outbox_cap;
-        let level = self.level;
+        let level = self.features.level;
         let Some(c) = self.conns.get_mut(key) else { return };
         if c.closing || c.conn.read_eof || c.conn.close_after_flush || c.inflight & (IN_POLL | IN_RECV) != 0 {
             return;
@@ -324,18 +455,36 @@ impl Proactor<'_> {
             c.read_paused = true;
             return;
         }
-        match level {
-            FeatureLevel::Baseline => {
-                c.inflight |= IN_POLL;
-                let e = opcode::PollAdd::new(types::Fd(c.fd), (libc::POLLIN | libc::POLLRDHUP) as u32)
-                    .build()
-                    .user_data(Token::new(Op::Poll, key, c.generation).encode());
-                self.push(e);
-            }
-            FeatureLevel::Fastpoll => self.submit_recv(key),
+        c.read_paused = false;
+        if level == FeatureLevel::Baseline {
+            c.inflight |= IN_POLL;
+            let e = opcode::PollAdd::new(types::Fd(c.fd), (libc::POLLIN | libc::POLLRDHUP) as u32)
+                .build()
+                .user_data(Token::new(Op::Poll, key, c.generation).encode());
+            self.push(e);
+            return;
         }
+        c.inflight |= IN_RECV;
+        let t = Token::new(Op::Recv, key, c.generation);
+        if self.faults.recv_nobufs.hit() {
+            // As if the group were empty: the op "ran" and found no buffer.
+            self.stats.faults_injected += 1;
+            self.synthetic.push((t.encode(), -libc::ENOBUFS, 0));
+            return;
+        }
+        let fd = types::Fd(c.fd);
+        let e = if self.features.multishot_recv {
+            opcode::RecvMulti::new(fd, bufs::BGID).build()
+        } else {
+            opcode::Recv::new(fd, std::ptr::null_mut(), self.cfg.recv_buf as u32)
+                .buf_group(bufs::BGID)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT)
+        };
+        self.push(e.user_data(t.encode()));
     }
 
+    /// Baseline: the socket is readable; RECV into a pooled buffer.
     fn submit_recv(&mut self, key: usize) {
         let size = self.cfg.recv_buf;
         let Some(c) = self.conns.get_mut(key) else { return };
@@ -362,10 +511,14 @@ impl Proactor<'_> {
     fn submit_send(&mut self, key: usize) {
         let Some(c) = self.conns.get_mut(key) else { return };
         let rest = &c.send_buf[c.send_pos..];
-        let len = rest.len().min(MAX_SEND) as u32;
+        let mut len = rest.len().min(MAX_SEND);
+        if len > 1 && self.faults.send_short.hit() {
+            self.stats.faults_injected += 1;
+            len /= 2;
+        }
         let ptr = rest.as_ptr();
         c.inflight |= IN_SEND; // send_buf is kernel-owned until the SEND completion
-        let e = opcode::Send::new(types::Fd(c.fd), ptr, len).build().user_data(Token::new(Op::Send, key, c.generation).encode());
+        let e = opcode::Send::new(types::Fd(c.fd), ptr, len as u32).build().user_data(Token::new(Op::Send, key, c.generation).encode());
         self.push(e);
     }
 
@@ -385,8 +538,10 @@ impl Proactor<'_> {
         self.push(e);
     }
 
-    fn on_accept(&mut self, res: i32) {
-        self.accept_inflight = None;
+    fn on_accept(&mut self, res: i32, flags: u32) {
+        if !cqueue::more(flags) {
+            self.accept_inflight = None; // a multishot ACCEPT ended, or a one-shot did
+        }
         if res >= 0 {
             self.stats.accepted += 1;
             if !self.accepting {
@@ -398,11 +553,14 @@ impl Proactor<'_> {
         } else {
             match errno(res) {
                 libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                    // Out of descriptors or memory: back off instead of spinning; the
-                    // backlog keeps the clients waiting.
+                    // Out of descriptors or memory (this also ends a multishot ACCEPT):
+                    // back off instead of spinning; the backlog keeps the clients waiting.
                     self.stats.accept_errors += 1;
-                    self.stats.accept_backoffs += 1;
-                    self.arm_timer(ACCEPT_BACKOFF, Timer::AcceptBackoff);
+                    if self.accept_inflight.is_none() && !self.accept_backoff {
+                        self.stats.accept_backoffs += 1;
+                        self.accept_backoff = true;
+                        self.arm_timer(ACCEPT_BACKOFF, Timer::AcceptBackoff);
+                    }
                     return;
                 }
                 libc::ECANCELED | libc::EAGAIN | libc::EINTR => {}
@@ -426,11 +584,11 @@ impl Proactor<'_> {
             spare: Vec::new(),
             inflight: 0,
             read_paused: false,
+            recv_cancelling: false,
             closing: false,
         });
         self.arm_read(key);
     }
-
 
     fn on_poll(&mut self, t: Token, res: i32) {
         let key = t.key as usize;
@@ -451,46 +609,109 @@ impl Proactor<'_> {
         }
     }
 
-    fn on_recv(&mut self, t: Token, res: i32) {
+    fn on_recv(&mut self, t: Token, mut res: i32, flags: u32) {
         let key = t.key as usize;
-        let level = self.level;
-        let Some(c) = slot(&mut self.conns, t) else { return };
-        c.inflight &= !IN_RECV;
-        // The kernel is done with the buffer.
-        let buf = c.recv_buf.take();
-        if res > 0 {
-            if let Some(b) = &buf {
-                c.conn.on_input(&b[..res as usize]);
+        let Some(c) = slot(&mut self.conns, t) else {
+            // Never expected (the slot outlives its ops), but a selected buffer must
+            // still go back or the group shrinks for good.
+            if let Some(bid) = cqueue::buffer_select(flags) {
+                self.give_back(bid);
             }
-            self.stats.bytes_in += res as u64;
+            return;
+        };
+        let more = cqueue::more(flags);
+        if !more {
+            c.inflight &= !IN_RECV;
+        }
+        if res > 0 && self.faults.recv_reset.hit() {
+            self.stats.faults_injected += 1;
+            res = -libc::ECONNRESET; // the bytes are dropped, as a reset drops them
+        }
+        // Hand the bytes to the protocol, then the buffer back to the kernel.
+        let selected = cqueue::buffer_select(flags);
+        if res > 0 {
+            let n = res as usize;
+            match (selected, &self.bufs, &c.recv_buf) {
+                (Some(bid), Some(b), _) => {
+                    if let Some(data) = b.data(bid, n) {
+                        c.conn.on_input(data);
+                    }
+                }
+                (None, _, Some(b)) => c.conn.on_input(&b[..n]),
+                _ => {}
+            }
+            self.stats.bytes_in += n as u64;
         } else if res == 0 {
             c.conn.read_eof = true;
         }
-        let keep = level == FeatureLevel::Fastpoll && res > 0 && !c.closing;
-        if let Some(b) = buf {
-            if keep {
-                c.recv_buf = Some(b);
-            } else if self.pool.len() < POOL_MAX {
-                self.pool.push(b);
-            }
+        if let Some(b) = c.recv_buf.take()
+            && self.pool.len() < POOL_MAX
+        {
+            self.pool.push(b);
         }
-        let c = &self.conns[key];
+        if let Some(bid) = selected {
+            self.give_back(bid);
+        }
+        let c = &mut self.conns[key];
         if c.closing {
             self.maybe_finalize(key);
             return;
         }
-        let benign = matches!(errno(res), libc::EINTR | libc::EAGAIN | libc::ENOBUFS)
-            || (errno(res) == libc::ECANCELED && self.draining);
-        if res < 0 && !benign {
-            self.begin_close(key); // ECONNRESET, ECANCELED, ...
-            return;
+        if res < 0 {
+            match errno(res) {
+                libc::ENOBUFS => {
+                    // The group was empty: the bytes wait in the socket. Re-arm after
+                    // this turn, when the buffers it consumed are back.
+                    self.stats.recv_nobufs += 1;
+                    if !more {
+                        self.starved.push((key, c.generation));
+                    }
+                    return;
+                }
+                libc::ECANCELED if c.recv_cancelling => c.recv_cancelling = false,
+                libc::ECANCELED if self.draining => {}
+                libc::EINTR | libc::EAGAIN => {}
+                _ => {
+                    self.begin_close(key); // ECONNRESET, ...
+                    return;
+                }
+            }
         }
         self.start_send(key);
-        if self.conns.get(key).is_some_and(|c| c.conn.finished() && c.inflight & IN_SEND == 0) {
+        let cap = self.cfg.outbox_cap;
+        let Some(c) = self.conns.get_mut(key) else { return };
+        if c.conn.finished() && c.inflight & IN_SEND == 0 {
             self.begin_close(key);
             return;
         }
+        if c.inflight & IN_RECV != 0 {
+            // A multishot RECV is still armed: stop it while the outbox is over its cap.
+            if !c.recv_cancelling && c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap {
+                c.recv_cancelling = true;
+                c.read_paused = true;
+                let t = Token::new(Op::Recv, key, c.generation);
+                self.cancel(t);
+            }
+            return;
+        }
         self.arm_read(key);
+    }
+
+    fn give_back(&mut self, bid: u16) {
+        if let Some(e) = self.bufs.as_mut().and_then(|b| b.give_back(bid)) {
+            self.push(e.user_data(Token::new(Op::Cancel, 0, 0).encode()));
+        }
+    }
+
+    fn rearm_starved(&mut self) {
+        let starved = std::mem::take(&mut self.starved);
+        for &(key, generation) in &starved {
+            if self.conns.get(key).is_some_and(|c| c.generation == generation) {
+                self.arm_read(key);
+            }
+        }
+        self.starved = starved;
+        self.starved.clear();
     }
 
     fn on_send(&mut self, t: Token, res: i32) {
@@ -524,7 +745,6 @@ impl Proactor<'_> {
             return;
         }
         if c.read_paused && c.conn.owed_len() < cap {
-            c.read_paused = false;
             self.arm_read(key);
         }
     }
@@ -544,7 +764,10 @@ impl Proactor<'_> {
     fn on_timer(&mut self, key: usize) {
         let Some((_, what)) = self.timers.try_remove(key) else { return };
         match what {
-            Timer::AcceptBackoff => self.arm_accept(),
+            Timer::AcceptBackoff => {
+                self.accept_backoff = false;
+                self.arm_accept();
+            }
             Timer::DrainDeadline => {
                 self.stats.forced_closed += self.conns.len() as u64;
                 let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -617,8 +840,9 @@ impl Proactor<'_> {
         sys::close(c.fd);
         self.stats.closed += 1;
         if let Some(b) = c.recv_buf
-            && self.pool.len() < POOL_MAX {
-                self.pool.push(b);
-            }
+            && self.pool.len() < POOL_MAX
+        {
+            self.pool.push(b);
+        }
     }
 }
