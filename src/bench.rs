@@ -60,6 +60,12 @@ impl Shape {
     }
 }
 
+/// io_uring levels `--backends uring:LEVEL` accepts.
+const LEVELS: [&str; 4] = ["baseline", "fastpoll", "multishot", "full"];
+/// `uring:LEVEL+OPTION`: the serve flag each option adds.
+const LEVEL_MODS: [(&str, &str); 3] =
+    [("sqpoll", "--sqpoll"), ("no-defer-taskrun", "--no-defer-taskrun"), ("no-multishot-accept", "--no-multishot-accept")];
+
 /// A validated bench plan.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -89,10 +95,24 @@ impl Plan {
             match backend.as_str() {
                 "epoll" if level.is_none() => {}
                 "uring" => {
-                    if let Some(l) = &level
-                        && !["baseline", "fastpoll"].contains(&l.as_str()) {
-                            bail!("unknown io_uring level '{l}' in --backends (baseline, fastpoll)");
+                    if let Some(l) = &level {
+                        let mut parts = l.split('+');
+                        let name = parts.next().unwrap_or("");
+                        if !LEVELS.contains(&name) {
+                            bail!("unknown io_uring level '{name}' in --backends ({})", LEVELS.join(", "));
                         }
+                        if let Some(m) = parts.find(|m| !LEVEL_MODS.iter().any(|(k, _)| k == m)) {
+                            bail!("unknown option '+{m}' in --backends {b} (+{})", LEVEL_MODS.map(|(k, _)| k).join(", +"));
+                        }
+                        if let Some((_, ok)) = probe.levels.iter().find(|(x, _)| x.name() == name)
+                            && !ok
+                        {
+                            let n = format!("{b} skipped: level {name} is not usable on this kernel (see `ringmux probe`)");
+                            eprintln!("ringmux: warning: {n}");
+                            notes.push(n);
+                            continue;
+                        }
+                    }
                     if let Some(u) = &probe.unavailable {
                         let n = format!("{b} skipped: {u}");
                         eprintln!("ringmux: warning: {n}");
@@ -100,7 +120,7 @@ impl Plan {
                         continue;
                     }
                 }
-                _ => bail!("unknown backend '{b}' in --backends (uring, uring:baseline, uring:fastpoll, epoll)"),
+                _ => bail!("unknown backend '{b}' in --backends (uring, uring:LEVEL[+OPTION...], epoll)"),
             }
             servers.push(ServerSpec::Ringmux { backend, level });
         }
@@ -457,7 +477,13 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
             let mut c = Command::new(&plan.exe);
             c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--stats-json"]).arg(&stats);
             if let Some(l) = level {
-                c.args(["--uring-features", l]);
+                let mut parts = l.split('+');
+                c.args(["--uring-features", parts.next().unwrap_or("auto")]);
+                for m in parts {
+                    if let Some((_, flag)) = LEVEL_MODS.iter().find(|(k, _)| *k == m) {
+                        c.arg(flag);
+                    }
+                }
             }
             (c, Some(stats))
         }

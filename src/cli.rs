@@ -124,10 +124,11 @@ pub struct ServeArgs {
     /// core while busy; its CPU time counts in the server's stats. Excludes DEFER_TASKRUN.
     #[arg(long)]
     pub sqpoll: bool,
-    /// Receive buffers the kernel may pick from at fastpoll/multishot/full (a power of
-    /// two; each is --recv-buf bytes). When all are in use, RECV completes with ENOBUFS
-    /// and is re-armed; the bytes wait in the socket.
-    #[arg(long, default_value_t = 512, value_parser = parse_buf_entries)]
+    /// The most receive buffers the kernel may pick from at fastpoll/multishot/full (a
+    /// power of two; each is --recv-buf bytes). The group starts at 64 and doubles after
+    /// a loop turn in which a RECV found it empty (ENOBUFS: the bytes wait in the
+    /// socket and the RECV is re-armed).
+    #[arg(long, default_value_t = 1024, value_parser = parse_buf_entries)]
     pub buf_ring_entries: u16,
     /// Event-loop threads (one listener per thread with SO_REUSEPORT). Only 1 for now.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -215,7 +216,10 @@ pub struct LoadArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Backends to compare, comma separated.
+    /// Backends to compare, comma separated: `uring` (the best level here), `epoll`, or
+    /// `uring:LEVEL` with LEVEL one of baseline, fastpoll, multishot, full, optionally
+    /// followed by `+sqpoll`, `+no-defer-taskrun` or `+no-multishot-accept`
+    /// (e.g. `uring:full+sqpoll`).
     #[arg(long, value_delimiter = ',', default_value = "uring,epoll")]
     pub backends: Vec<String>,
     /// Connection counts, comma separated.

@@ -122,6 +122,8 @@ pub struct LoopStats {
     pub forced_closed: u64,
     /// Receives that found no provided buffer (ENOBUFS) and were re-armed.
     pub recv_nobufs: u64,
+    /// Times the provided-buffer group doubled after running dry.
+    pub buf_grows: u64,
     /// Results rewritten by RINGMUX_FAULTS.
     pub faults_injected: u64,
 }
@@ -199,6 +201,7 @@ pub struct StatsReport {
     pub enter_busy: u64,
     pub forced_closed: u64,
     pub recv_nobufs: u64,
+    pub buf_grows: u64,
     pub faults_injected: u64,
     /// Each io_uring feature's state (uring only).
     pub uring: Option<uring::probe::RingFeatures>,
@@ -243,6 +246,7 @@ impl Reporter {
             enter_busy: s.enter_busy,
             forced_closed: s.forced_closed,
             recv_nobufs: s.recv_nobufs,
+            buf_grows: s.buf_grows,
             faults_injected: s.faults_injected,
             uring: self.uring,
             cpu_user_s: u.user_s,
@@ -291,8 +295,8 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     if r.backend == "uring" {
         writeln!(
             out,
-            "  io_uring: cq_overflow={} sq_full={} enter_busy={} recv_nobufs={}",
-            r.cq_overflow, r.sq_full, r.enter_busy, r.recv_nobufs
+            "  io_uring: cq_overflow={} sq_full={} enter_busy={} recv_nobufs={} buf_grows={}",
+            r.cq_overflow, r.sq_full, r.enter_busy, r.recv_nobufs, r.buf_grows
         )?;
         if let Some(f) = &r.uring {
             writeln!(out, "  io_uring features: {}", f.summary())?;

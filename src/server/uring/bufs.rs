@@ -15,6 +15,11 @@
 //! to cover the receives that complete within one loop turn. When it runs dry anyway,
 //! RECV completes with ENOBUFS, the bytes stay in the socket, and the loop re-arms the
 //! receive after the turn, once buffers are back.
+//!
+//! The group is adaptive: it starts with [`START`] buffers and doubles, up to the
+//! configured maximum, after each turn that saw ENOBUFS. The kernel cycles through a
+//! ring's buffers in order, so every buffer provided ends up resident; starting small
+//! keeps a server with few busy connections small.
 
 use std::alloc::{self, Layout};
 use std::io;
@@ -24,6 +29,10 @@ use io_uring::{IoUring, opcode, squeue, types::BufRingEntry};
 
 /// The buffer group id ringmux uses (one group per ring).
 pub const BGID: u16 = 0;
+/// Buffers provided at start.
+pub const START: u16 = 64;
+/// Buffers per allocation: growth adds whole chunks, which never move.
+const CHUNK: u16 = 16;
 
 enum Kind {
     Legacy,
@@ -32,34 +41,81 @@ enum Kind {
 
 pub struct ProvidedBufs {
     kind: Kind,
-    /// `entries` buffers of `size` bytes each, back to back. Allocated zeroed, so pages
-    /// become resident only once the kernel writes into them.
-    mem: Box<[u8]>,
+    /// Chunks of [`CHUNK`] buffers of `size` bytes each; buffer `bid` lives in chunk
+    /// `bid / CHUNK`. Allocated zeroed, so pages become resident only once the kernel
+    /// writes into them. A chunk never moves or shrinks while the group lives.
+    chunks: Vec<Box<[u8]>>,
     size: usize,
-    entries: u16,
+    /// Buffers handed to the kernel so far (bids `0..provided`).
+    provided: u16,
+    /// The most it may grow to (the ring's capacity).
+    max: u16,
 }
 
 impl ProvidedBufs {
-    fn storage(entries: u16, size: usize) -> Box<[u8]> {
-        vec![0u8; entries as usize * size].into_boxed_slice()
-    }
-
     fn addr(&mut self, bid: u16) -> *mut u8 {
-        debug_assert!(bid < self.entries);
-        // In bounds: bid < entries and mem holds entries * size bytes.
-        self.mem[bid as usize * self.size..].as_mut_ptr()
+        let (chunk, i) = ((bid / CHUNK) as usize, (bid % CHUNK) as usize);
+        // In bounds: bid < provided, so its chunk exists and holds CHUNK * size bytes.
+        self.chunks[chunk][i * self.size..].as_mut_ptr()
     }
 
-    /// A legacy group, and the one PROVIDE_BUFFERS SQE that hands all of it to the
-    /// kernel (push it before any RECV that selects from the group).
-    pub fn legacy(entries: u16, size: usize) -> (ProvidedBufs, squeue::Entry) {
-        let mut b = ProvidedBufs { kind: Kind::Legacy, mem: Self::storage(entries, size), size, entries };
-        let e = opcode::ProvideBuffers::new(b.addr(0), size as i32, entries, BGID, 0).build();
+    /// Allocate chunks until `provided` reaches `target`; the new bids are
+    /// `old..provided`.
+    fn add_chunks(&mut self, target: u16) -> std::ops::Range<u16> {
+        let old = self.provided;
+        let target = target.min(self.max);
+        while self.provided < target {
+            self.chunks.push(vec![0u8; CHUNK as usize * self.size].into_boxed_slice());
+            self.provided += CHUNK.min(self.max - self.provided);
+        }
+        old..self.provided
+    }
+
+    /// A legacy group of at most `max` buffers, and the PROVIDE_BUFFERS SQEs that hand
+    /// its first buffers to the kernel (push them before any RECV that selects).
+    pub fn legacy(max: u16, size: usize) -> (ProvidedBufs, Vec<squeue::Entry>) {
+        let mut b = ProvidedBufs { kind: Kind::Legacy, chunks: Vec::new(), size, provided: 0, max: max.max(1) };
+        let e = b.grow_to(START);
         (b, e)
     }
 
-    /// Register a buffer ring of `entries` (a power of two, at most 32768) with the
-    /// kernel and fill it.
+    /// Provide more buffers: `target` in all (capped at the maximum). For a legacy
+    /// group, the SQEs to push (one per chunk).
+    fn grow_to(&mut self, target: u16) -> Vec<squeue::Entry> {
+        let new = self.add_chunks(target);
+        let mut sqes = Vec::new();
+        let mut bid = new.start;
+        while bid < new.end {
+            let n = (CHUNK - bid % CHUNK).min(new.end - bid);
+            match self.kind {
+                Kind::Legacy => {
+                    let size = self.size as i32;
+                    sqes.push(opcode::ProvideBuffers::new(self.addr(bid), size, n, BGID, bid).build());
+                }
+                Kind::Ring { .. } => (bid..bid + n).for_each(|b| self.ring_put(b)),
+            }
+            bid += n;
+        }
+        self.ring_publish();
+        sqes
+    }
+
+    /// Double the group (after a turn that saw ENOBUFS). Returns false at the maximum.
+    pub fn grow(&mut self, sqes: &mut Vec<squeue::Entry>) -> bool {
+        if self.provided >= self.max {
+            return false;
+        }
+        sqes.extend(self.grow_to(self.provided.saturating_mul(2)));
+        true
+    }
+
+    /// Buffers handed to the kernel so far.
+    pub fn provided(&self) -> u16 {
+        self.provided
+    }
+
+    /// Register a buffer ring of `entries` (a power of two, at most 32768: the most
+    /// buffers the group may grow to) with the kernel and provide the first ones.
     pub fn ring(uring: &IoUring, entries: u16, size: usize) -> io::Result<ProvidedBufs> {
         if !entries.is_power_of_two() || entries > 32768 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer ring entries must be a power of two up to 32768"));
@@ -80,40 +136,24 @@ impl ProvidedBufs {
             unsafe { alloc::dealloc(base as *mut u8, layout) };
             return Err(e);
         }
-        let mut b = ProvidedBufs {
-            kind: Kind::Ring { base, layout, mask: entries - 1, tail: 0 },
-            mem: Self::storage(entries, size),
-            size,
-            entries,
-        };
-        for bid in 0..entries {
-            b.ring_put(bid);
-        }
-        b.ring_publish();
+        let mut b = ProvidedBufs { kind: Kind::Ring { base, layout, mask: entries - 1, tail: 0 }, chunks: Vec::new(), size, provided: 0, max: entries };
+        b.grow_to(START);
         Ok(b)
-    }
-
-    pub fn is_ring(&self) -> bool {
-        matches!(self.kind, Kind::Ring { .. })
-    }
-
-    pub fn entries(&self) -> u16 {
-        self.entries
     }
 
     /// The bytes the kernel wrote into buffer `bid`. Valid between the completion that
     /// named `bid` and [`give_back`](Self::give_back).
     pub fn data(&self, bid: u16, len: usize) -> Option<&[u8]> {
-        if bid >= self.entries || len > self.size {
+        if bid >= self.provided || len > self.size {
             return None;
         }
-        let start = bid as usize * self.size;
-        Some(&self.mem[start..start + len])
+        let (chunk, i) = ((bid / CHUNK) as usize, (bid % CHUNK) as usize);
+        Some(&self.chunks[chunk][i * self.size..i * self.size + len])
     }
 
     /// Return buffer `bid` to the kernel. For a legacy group this is an SQE to push.
     pub fn give_back(&mut self, bid: u16) -> Option<squeue::Entry> {
-        if bid >= self.entries {
+        if bid >= self.provided {
             return None;
         }
         match self.kind {

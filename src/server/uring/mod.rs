@@ -63,8 +63,8 @@ pub struct Ring {
     // Field order is drop order: the ring goes before the buffers it may write into.
     ring: IoUring,
     bufs: Option<ProvidedBufs>,
-    /// The PROVIDE_BUFFERS SQE that hands a legacy group to the kernel (fastpoll).
-    provide: Option<squeue::Entry>,
+    /// The PROVIDE_BUFFERS SQEs that hand a legacy group to the kernel (fastpoll).
+    provide: Vec<squeue::Entry>,
     pub features: RingFeatures,
 }
 
@@ -140,12 +140,12 @@ impl Ring {
             // Fails with EINVAL before 5.18: then the raw fd is used, nothing else changes.
             registered_ring_fd = ring.submitter().register_ring_fd().is_ok();
         }
-        let mut provide = None;
+        let mut provide = Vec::new();
         let bufs = match level {
             FeatureLevel::Baseline => None,
             FeatureLevel::Fastpoll => {
                 let (b, e) = ProvidedBufs::legacy(cfg.buf_entries, cfg.recv_buf);
-                provide = Some(e);
+                provide = e;
                 Some(b)
             }
             FeatureLevel::Multishot | FeatureLevel::Full => Some(ProvidedBufs::ring(&ring, cfg.buf_entries, cfg.recv_buf).map_err(|e| Unavailable {
@@ -259,7 +259,7 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
         synthetic: Vec::new(),
         faults: cfg.faults,
     };
-    if let Some(e) = ring.provide {
+    for e in ring.provide {
         p.push(e.user_data(Token::new(Op::Cancel, 0, 0).encode()));
     }
     let res = p.event_loop(signals, reporter);
@@ -704,6 +704,17 @@ impl Proactor<'_> {
     }
 
     fn rearm_starved(&mut self) {
+        if self.starved.is_empty() {
+            return;
+        }
+        // The group ran dry this turn: grow it (up to its maximum) before re-arming.
+        let mut sqes = Vec::new();
+        if self.bufs.as_mut().is_some_and(|b| b.grow(&mut sqes)) {
+            self.stats.buf_grows += 1;
+        }
+        for e in sqes {
+            self.push(e.user_data(Token::new(Op::Cancel, 0, 0).encode()));
+        }
         let starved = std::mem::take(&mut self.starved);
         for &(key, generation) in &starved {
             if self.conns.get(key).is_some_and(|c| c.generation == generation) {
