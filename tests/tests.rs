@@ -7,6 +7,8 @@ mod util;
 mod it_load;
 /// Formats, report, compare and merge.
 mod it_report;
+/// Provided-buffer exhaustion and the RINGMUX_FAULTS fault layer.
+mod it_faults;
 
 mod serve {
     use std::io::{Read, Write};

@@ -46,6 +46,7 @@ struct Reactor<'a> {
     cfg: &'a ServerConfig,
     accept_paused_until: Option<Instant>,
     accepting: bool,
+    faults: super::fault::Faults,
 }
 
 fn ctl(epfd: RawFd, op: i32, fd: RawFd, events: u32, data: u64) -> io::Result<()> {
@@ -67,6 +68,7 @@ pub fn run(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &R
         cfg,
         accept_paused_until: None,
         accepting: true,
+        faults: cfg.faults,
     };
     let res = r.event_loop(signals, reporter);
     for c in r.conns.drain() {
@@ -252,6 +254,12 @@ impl Reactor<'_> {
                     c.conn.read_eof = true;
                     break;
                 }
+                Ok(_) if self.faults.recv_reset.hit() => {
+                    // Injected: as if the peer had reset (the bytes are dropped).
+                    self.stats.faults_injected += 1;
+                    self.close(key);
+                    return;
+                }
                 Ok(n) => {
                     let n = n as usize;
                     self.stats.bytes_in += n as u64;
@@ -282,7 +290,12 @@ impl Reactor<'_> {
         while c.conn.owed_len() > 0 && bound < 1024 {
             bound += 1;
             let owed = c.conn.owed();
-            match syscall!(Send, send(c.fd, owed.as_ptr() as *const libc::c_void, owed.len(), libc::MSG_NOSIGNAL)) {
+            let mut len = owed.len();
+            if len > 1 && self.faults.send_short.hit() {
+                self.stats.faults_injected += 1;
+                len /= 2; // injected short send
+            }
+            match syscall!(Send, send(c.fd, owed.as_ptr() as *const libc::c_void, len, libc::MSG_NOSIGNAL)) {
                 Ok(n) => {
                     self.stats.bytes_out += n as u64;
                     c.conn.advance(n as usize);
