@@ -620,8 +620,12 @@ impl Proactor<'_> {
             return;
         };
         let more = cqueue::more(flags);
+        // Whether this completion ends a RECV we had asked to cancel (the cancel may
+        // also lose the race to an EOF or error: either way the op is over).
+        let mut was_cancelling = false;
         if !more {
             c.inflight &= !IN_RECV;
+            was_cancelling = std::mem::take(&mut c.recv_cancelling);
         }
         if res > 0 && self.faults.recv_reset.hit() {
             self.stats.faults_injected += 1;
@@ -668,7 +672,7 @@ impl Proactor<'_> {
                     }
                     return;
                 }
-                libc::ECANCELED if c.recv_cancelling => c.recv_cancelling = false,
+                libc::ECANCELED if was_cancelling => {}
                 libc::ECANCELED if self.draining => {}
                 libc::EINTR | libc::EAGAIN => {}
                 _ => {
