@@ -115,6 +115,11 @@ backend_test!(fault_short_send, |v| {
 backend_test!(fault_recv_reset, |v| {
     let json = json_path("freset", v);
     let srv = start(v, &[], Some("recv-reset=5"), &json);
+    // Count descriptors once the loop is up and one connection is open (the first
+    // receive is never the 5th, so this one is served).
+    let mut healthy = srv.connect();
+    healthy.write_all(b"!").unwrap();
+    assert_eq!(crate::util::read_varied(&mut healthy, 1), b"!", "{v:?}");
     let fds0 = srv.fd_count();
     let (mut served, mut reset) = (0, 0);
     for i in 0..40u64 {
@@ -145,6 +150,7 @@ backend_test!(fault_recv_reset, |v| {
     }
     assert!(reset > 0 && served > 0, "{v:?}: served {served}, reset {reset}");
     assert!(crate::util::wait_until(Duration::from_secs(10), || srv.fd_count() <= fds0), "{v:?}: fds leaked: {} > {fds0}", srv.fd_count());
+    drop(healthy);
     let j = stop_stats(srv, &json, v);
     assert_eq!(j["faults_injected"].as_u64(), Some(reset), "{v:?}: {j}");
 });
