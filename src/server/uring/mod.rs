@@ -51,6 +51,8 @@ const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
 const POOL_MAX: usize = 1024;
 /// Largest single SEND (the SQE length is 32 bits).
 const MAX_SEND: usize = 1 << 30;
+/// At `full`, how long a wait for sends-plus-one may go before settling for fewer.
+const MIN_WAIT_US: u32 = 50;
 /// SQPOLL thread idle time before it sleeps.
 const SQPOLL_IDLE_MS: u32 = 100;
 
@@ -157,6 +159,7 @@ impl Ring {
         let multishot = level >= FeatureLevel::Multishot;
         let features = RingFeatures {
             level,
+            min_wait: level == FeatureLevel::Full && ring.params().is_feature_min_timeout(),
             recv_buffers: match level {
                 FeatureLevel::Baseline => "pooled",
                 FeatureLevel::Fastpoll => "provide_buffers",
@@ -232,6 +235,9 @@ struct Proactor<'a> {
     /// Completions made up by the fault layer, reaped like the kernel's.
     synthetic: Vec<(u64, i32, u32)>,
     faults: Faults,
+    /// SENDs queued since the last enter, and whether the kernel has min_wait.
+    sends_queued: usize,
+    min_wait: bool,
 }
 
 pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
@@ -258,7 +264,10 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
         starved: Vec::new(),
         synthetic: Vec::new(),
         faults: cfg.faults,
+        sends_queued: 0,
+        min_wait: false,
     };
+    p.min_wait = p.features.min_wait;
     for e in ring.provide {
         p.push(e.user_data(Token::new(Op::Cancel, 0, 0).encode()));
     }
@@ -310,8 +319,14 @@ impl Proactor<'_> {
             self.flush_backlog();
             sys::count(Sys::IoUringEnter);
             // Made-up completions are waiting: submit, but do not block.
-            let want = if self.synthetic.is_empty() { 1 } else { 0 };
-            match self.ring.submit_and_wait(want) {
+            let (want, min_wait) = self.wait_for();
+            self.sends_queued = 0;
+            let res = match min_wait {
+                Some(us) => self.ring.submitter().submit_with_args(want, &types::SubmitArgs::new().min_wait_usec(us)),
+                None => self.ring.submit_and_wait(want),
+            };
+            match res {
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
                 Ok(_) => {}
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EINTR) => {}
@@ -329,6 +344,22 @@ impl Proactor<'_> {
             self.reap(signals, reporter);
             self.rearm_starved();
         }
+    }
+
+    /// How many completions to wait for. Usually 1. At `full` on 6.12+ (min_wait): a
+    /// SEND to a socket with room completes inside the enter that submits it, and its
+    /// completion would end the wait at once, costing a second enter to wait for the
+    /// next receive; so wait for the queued sends plus one more, and let min_wait
+    /// return after `MIN_WAIT_US` with whatever is there (a send that had to wait for
+    /// room, or no receive coming).
+    fn wait_for(&self) -> (usize, Option<u32>) {
+        if !self.synthetic.is_empty() {
+            return (0, None); // made-up completions are waiting: submit, do not block
+        }
+        if self.min_wait && self.sends_queued > 0 {
+            return (self.sends_queued + 1, Some(MIN_WAIT_US));
+        }
+        (1, None)
     }
 
     fn reap(&mut self, signals: &Signals, reporter: &Reporter) {
@@ -518,6 +549,7 @@ impl Proactor<'_> {
         }
         let ptr = rest.as_ptr();
         c.inflight |= IN_SEND; // send_buf is kernel-owned until the SEND completion
+        self.sends_queued += 1;
         let e = opcode::Send::new(types::Fd(c.fd), ptr, len as u32).build().user_data(Token::new(Op::Send, key, c.generation).encode());
         self.push(e);
     }

@@ -274,6 +274,8 @@ pub struct RingFeatures {
     pub single_issuer: bool,
     pub defer_taskrun: bool,
     pub registered_ring_fd: bool,
+    /// Waits for the queued sends plus one receive, with a 6.12 min_wait bound.
+    pub min_wait: bool,
     pub sqpoll: bool,
     pub sq_entries: u32,
     pub cq_entries: u32,
@@ -284,7 +286,7 @@ impl RingFeatures {
     pub fn summary(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} sqpoll={} sq={} cq={}",
+            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} min_wait={} sqpoll={} sq={} cq={}",
             self.level.name(),
             self.recv_buffers,
             if self.buf_entries > 0 { format!("x{}", self.buf_entries) } else { String::new() },
@@ -294,6 +296,7 @@ impl RingFeatures {
             on(self.single_issuer),
             on(self.defer_taskrun),
             on(self.registered_ring_fd),
+            on(self.min_wait),
             on(self.sqpoll),
             self.sq_entries,
             self.cq_entries,
@@ -365,6 +368,7 @@ pub fn probe() -> ProbeReport {
     feat("FEAT_FAST_POLL", params.map(|p| p.is_feature_fast_poll()), "fastpoll", "needs Linux 5.7+");
     feat("FEAT_EXT_ARG", params.map(|p| p.is_feature_ext_arg()), "multishot", "needs Linux 5.11+");
     feat("FEAT_CQE_SKIP", params.map(|p| p.is_feature_skip_cqe_on_success()), "unused", "needs Linux 5.17+");
+    feat("FEAT_MIN_TIMEOUT", params.map(|p| p.is_feature_min_timeout()), "full", "needs Linux 6.12+ (full then waits for 1 completion at a time)");
     // Multishot flags: a loopback trial. Setup flags: try each, EINVAL means no.
     let have_ring = unavailable.is_none();
     let trial = if have_ring { Some(multishot_trial()) } else { None };
