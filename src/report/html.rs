@@ -694,4 +694,37 @@ mod tests {
         let b = bars_svg(&["a".into()], &["x".into(), "y".into()], &[vec![Some((1.0, 0.9, 1.1)), None]], &|v| fmt::num(v), "y").unwrap();
         assert!(b.contains("<rect"));
     }
+
+    #[test]
+    fn idle_table_and_chart() {
+        use super::super::model::{IdleRun, IdleServer};
+        let srv = |name: &str, b: f64| IdleServer {
+            id: format!("{name}/idle/c100"),
+            server: name.into(),
+            features: None,
+            runs: vec![IdleRun { rss_before_kib: 4000, rss_after_kib: 4010, bytes_per_conn: b, anon_bytes_per_conn: b, ..Default::default() }],
+            bytes_per_conn: b,
+            bytes_per_conn_min: b,
+            bytes_per_conn_max: b * 1.1,
+            anon_bytes_per_conn: b,
+        };
+        let idle = IdleResults {
+            conns: 100,
+            round_trip_bytes: 16,
+            wave: 100,
+            warmup_conns: 16,
+            settle_ms: 200,
+            budget_bytes_per_conn: 1024.0,
+            servers: vec![srv("epoll", 101.0), srv("uring:fastpoll", 15_700.0)],
+        };
+        let svg = idle_bars_svg(&idle).unwrap();
+        assert!(svg.contains("budget 1 KiB") && svg.contains("15.3 KiB"), "{svg}");
+        let rows = idle_rows(&idle);
+        assert_eq!(rows.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [true, false]);
+        assert_eq!(rows[0].0[6], "ok, < 1 KiB");
+        assert_eq!(rows[1].0[6], "over 1 KiB, 15.3×");
+        let md = md::idle_markdown(&idle);
+        assert_eq!(md.lines().count(), 4);
+        assert!(md.contains("| epoll | – | 100 | 101 B |"), "{md}");
+    }
 }
