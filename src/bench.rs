@@ -5,6 +5,11 @@
 //! CPU, context switches and (for ringmux) syscalls are read just before and after the
 //! measured load, so warm-up and connection set-up of the warm-up run stay out.
 //! Servers are interleaved (A B A B ...) within every repeat.
+//!
+//! `--idle-conns N` runs a different case instead (see [`idle`]): the server's
+//! resident memory per idle connection.
+
+mod idle;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -80,6 +85,8 @@ pub struct Plan {
     pub server_cpu: Option<usize>,
     pub load_cpus: Option<Vec<usize>>,
     pub notes: Vec<String>,
+    /// `--idle-conns N`: measure memory per idle connection instead of the matrix.
+    pub idle_conns: Option<u32>,
 }
 
 impl Plan {
@@ -121,6 +128,17 @@ impl Plan {
                     }
                 }
                 _ => bail!("unknown backend '{b}' in --backends (uring, uring:LEVEL[+OPTION...], epoll)"),
+            }
+            if a.idle_conns.is_some() && backend == "uring" && level.is_none() {
+                // Memory differs by level (fastpoll keeps a receive buffer per
+                // connection): a plain `uring` stands for every level this kernel has.
+                for (l, usable) in &probe.levels {
+                    let l = format!("{l:?}").to_lowercase();
+                    if *usable && !servers.iter().any(|s: &ServerSpec| s.name() == format!("uring:{l}")) {
+                        servers.push(ServerSpec::Ringmux { backend: backend.clone(), level: Some(l) });
+                    }
+                }
+                continue;
             }
             servers.push(ServerSpec::Ringmux { backend, level });
         }
@@ -192,7 +210,7 @@ impl Plan {
                 PathBuf::from("bench-out").join(format_timestamp(t))
             }
         };
-        Ok(Plan { exe, servers, shapes, size: a.size, duration, warmup, repeat, out, server_cpu, load_cpus, notes })
+        Ok(Plan { exe, servers, shapes, size: a.size, duration, warmup, repeat, out, server_cpu, load_cpus, notes, idle_conns: a.idle_conns })
     }
 }
 
@@ -205,6 +223,14 @@ fn format_timestamp(secs: u64) -> String {
 pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the ringmux binary")?;
     let plan = Plan::from_args(&a, exe)?;
+    if let Some(n) = plan.idle_conns {
+        let results = idle::run(&plan, &a, n)?;
+        if let Some(idle) = &results.idle {
+            println!("{}", crate::report::md::idle_markdown(idle));
+        }
+        println!("report: {}", plan.out.join("report.html").display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let results = run(&plan, &a)?;
     println!("{}", crate::report::headline_markdown(&results));
     println!("report: {}", plan.out.join("report.html").display());
@@ -296,6 +322,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         }),
         cells,
         notes,
+        idle: None,
     };
     fs::write(plan.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     crate::report::write_reports(&plan.out, &results)?;
@@ -423,19 +450,24 @@ fn proc_counters(pid: u32) -> Counters {
 
 /// ringmux's own counters via a SIGUSR1 snapshot (µs CPU resolution, syscalls).
 fn ringmux_counters(pid: u32, stats: &Path) -> anyhow::Result<Counters> {
+    let j = stats_snapshot(pid, stats)?;
+    let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
+    Ok(Counters {
+        cpu_s: f("cpu_user_s") + f("cpu_sys_s"),
+        ctx: (f("ctx_voluntary") + f("ctx_involuntary")) as u64,
+        syscalls: j["syscalls_total"].as_u64(),
+    })
+}
+
+/// Ask a ringmux server for a stats snapshot (SIGUSR1) and read it.
+fn stats_snapshot(pid: u32, stats: &Path) -> anyhow::Result<serde_json::Value> {
     let _ = fs::remove_file(stats);
     // SAFETY: kill(2) on the server process we spawned.
     unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
     let t0 = Instant::now();
     loop {
         if let Ok(b) = fs::read(stats) {
-            let j: serde_json::Value = serde_json::from_slice(&b)?;
-            let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
-            return Ok(Counters {
-                cpu_s: f("cpu_user_s") + f("cpu_sys_s"),
-                ctx: (f("ctx_voluntary") + f("ctx_involuntary")) as u64,
-                syscalls: j["syscalls_total"].as_u64(),
-            });
+            return Ok(serde_json::from_slice(&b)?);
         }
         if t0.elapsed() > Duration::from_secs(5) {
             bail!("server wrote no stats snapshot within 5 s of SIGUSR1");

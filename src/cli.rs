@@ -243,6 +243,14 @@ pub struct BenchArgs {
     /// Output folder (default bench-out/<timestamp>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Measure memory instead of throughput: hold N idle connections to each server and
+    /// report its resident memory per connection, (VmRSS after - before) / N. Each
+    /// connection sends 16 bytes and reads the echo once, then stays open and silent.
+    /// Runs this case only, not the throughput matrix (run bench twice for both);
+    /// --backends, --external, --repeat, --quick (one repeat) and --out apply, and a
+    /// plain `uring` stands for every io_uring level this kernel has.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub idle_conns: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -271,6 +271,7 @@ fn bench(cells: Vec<Cell>) -> BenchResults {
         args: serde_json::json!({"backends": ["uring", "epoll"], "conns": [1, 50]}),
         cells,
         notes: vec!["closed loop; client and server pinned to different CPUs".into()],
+        idle: None,
     }
 }
 

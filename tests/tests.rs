@@ -9,6 +9,8 @@ mod it_load;
 mod it_report;
 /// Provided-buffer exhaustion and the RINGMUX_FAULTS fault layer.
 mod it_faults;
+/// Resident memory per idle connection, per backend variant.
+mod it_idle;
 
 mod serve {
     use std::io::{Read, Write};
@@ -496,6 +498,117 @@ mod bench {
         for f in ["report.md", "ci/github-action-benchmark.json", "ci/bencher.json"] {
             assert!(out.join(f).is_file(), "missing {f}");
         }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    /// Run `ringmux ARGS` to the end, at most `limit`; (status, stdout, stderr).
+    fn run_bounded(args: &[&str], limit: Duration) -> (std::process::ExitStatus, String, String) {
+        let t0 = Instant::now();
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Drain the pipes on threads so a chatty child cannot block on a full pipe.
+        let mut so = child.stdout.take().unwrap();
+        let mut se = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut so, &mut s);
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut se, &mut s);
+            s
+        });
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("ringmux {args:?} did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, out.join().unwrap(), err.join().unwrap())
+    }
+
+    /// `bench --idle-conns 500 --quick`: every server measured, results.json carries
+    /// the idle section, report.md and report.html the table, compare the metric.
+    #[test]
+    fn idle_bench_end_to_end() {
+        let out = std::env::temp_dir().join(format!("ringmux-bench-idle-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let (status, stdout, stderr) =
+            run_bounded(&["bench", "--idle-conns", "500", "--quick", "--backends", "uring,epoll", "--out", out.to_str().unwrap()], Duration::from_secs(120));
+        assert!(status.success(), "bench --idle-conns failed: {status}\n{stdout}\n{stderr}");
+        assert!(stdout.contains("| server | features | conns | bytes/conn") && stdout.contains("report.html"), "{stdout}");
+
+        let r: ringmux::report::model::BenchResults =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).expect("results.json parses");
+        assert_eq!(r.schema, "ringmux.bench/1");
+        assert!(r.cells.is_empty(), "an idle run measures no throughput matrix");
+        let idle = r.idle.as_ref().expect("results.json has the idle section");
+        assert_eq!((idle.conns, idle.round_trip_bytes), (500, 16));
+        let planned: Vec<String> = serde_json::from_value(r.args["servers"].clone()).unwrap();
+        let measured: Vec<&str> = idle.servers.iter().map(|s| s.server.as_str()).collect();
+        assert_eq!(planned, measured, "one idle entry per planned server");
+        assert!(measured.contains(&"epoll"), "{measured:?}");
+        // A plain `uring` stands for every level the kernel has.
+        if crate::util::Variant::UringBaseline.available().is_ok() {
+            assert!(measured.contains(&"uring:baseline"), "{measured:?}");
+        }
+        if crate::util::Variant::UringFastpoll.available().is_ok() {
+            assert!(measured.contains(&"uring:fastpoll"), "{measured:?}");
+        }
+        for s in &idle.servers {
+            assert_eq!(s.runs.len(), 1, "{}: --quick is one repeat", s.id);
+            assert_eq!(s.id, format!("{}/idle/c500", s.server));
+            let run = &s.runs[0];
+            assert!(run.rss_before_kib > 0 && run.rss_after_kib > 0, "{}: {run:?}", s.id);
+            assert!(run.server_open >= 500, "{}: server reported {} open", s.id, run.server_open);
+            assert!(s.bytes_per_conn.is_finite() && s.bytes_per_conn == run.bytes_per_conn, "{}: {s:?}", s.id);
+            if s.server.starts_with("uring") {
+                assert_eq!(s.features.as_deref(), s.server.strip_prefix("uring:"), "{}", s.id);
+            }
+        }
+        let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+        assert!(md.contains("## Idle connections: resident memory"), "{md}");
+        assert!(md.contains("| server | features | conns | bytes/conn median [min–max] |"), "{md}");
+        assert!(md.contains("not in the process's RSS"), "the report must say kernel socket memory is not counted: {md}");
+        for s in &idle.servers {
+            assert!(md.contains(&format!("| {} |", s.server)), "{md}");
+        }
+        assert!(!md.contains("## Results"), "no empty throughput table: {md}");
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        assert!(html.contains("Idle connections: resident memory"));
+        assert_eq!(html.matches("<svg").count(), 1, "one chart: bytes per connection");
+        let gab: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("ci/github-action-benchmark.json")).unwrap()).unwrap();
+        assert_eq!(gab.as_array().unwrap().len(), idle.servers.len());
+
+        let results = out.join("results.json");
+        let (status, cmp, err) =
+            run_bounded(&["compare", results.to_str().unwrap(), results.to_str().unwrap(), "--max-regression", "memory=10%"], Duration::from_secs(20));
+        assert!(status.success(), "compare an idle run with itself: {status}\n{cmp}\n{err}");
+        assert_eq!(cmp.lines().filter(|l| l.contains(" memory ")).count(), idle.servers.len(), "{cmp}");
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
+    /// More connections than descriptors or local ports allow: one line, no panic.
+    #[test]
+    fn idle_bench_too_many_connections_is_one_line() {
+        let out = std::env::temp_dir().join(format!("ringmux-bench-idle-big-{}", std::process::id()));
+        let (status, stdout, stderr) = run_bounded(&["bench", "--idle-conns", "100000", "--backends", "epoll", "--out", out.to_str().unwrap()], Duration::from_secs(20));
+        assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
+        let last = stderr.lines().last().unwrap_or("");
+        assert!(last.starts_with("ringmux: error: --idle-conns 100000: needs"), "{stderr}");
+        assert!(last.contains("RLIMIT_NOFILE") || last.contains("ip_local_port_range"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!out.join("results.json").exists());
         let _ = std::fs::remove_dir_all(&out);
     }
 }

@@ -23,7 +23,8 @@ fn entry(name: String, unit: &str, value: f64, range: Option<String>, runs: usiz
     Some(o)
 }
 
-/// `customSmallerIsBetter`: p99 latency (µs), CPU ns/msg and syscalls/msg per cell.
+/// `customSmallerIsBetter`: p99 latency (µs), CPU ns/msg and syscalls/msg per cell;
+/// resident bytes per idle connection per server of an idle run.
 pub fn gab_smaller(r: &BenchResults) -> Value {
     let mut v = Vec::new();
     for c in &r.cells {
@@ -36,6 +37,11 @@ pub fn gab_smaller(r: &BenchResults) -> Value {
         if let Some(sc) = m.syscalls_per_msg {
             v.extend(entry(format!("{} syscalls per msg", c.id), "syscalls/msg", sc, spread(c, |m| m.syscalls_per_msg), n));
         }
+    }
+    for s in r.idle.iter().flat_map(|i| &i.servers) {
+        let n = s.runs.len();
+        let range = (n > 1).then(|| format!("± {:.3}", (s.bytes_per_conn_max - s.bytes_per_conn_min) / 2.0));
+        v.extend(entry(format!("{} memory per connection", s.id), "bytes/conn", s.bytes_per_conn, range, n));
     }
     Value::Array(v)
 }
@@ -74,6 +80,17 @@ pub fn bencher(r: &BenchResults) -> Value {
         put("syscalls_per_msg", &|m| m.syscalls_per_msg);
         put("ctx_switches_per_msg", &|m| m.ctx_switches_per_msg);
         root.insert(c.id.clone(), Value::Object(measures));
+    }
+    for s in r.idle.iter().flat_map(|i| &i.servers) {
+        let Some(v) = finite(s.bytes_per_conn) else { continue };
+        let mut o = json!({ "value": v });
+        if let Some(lo) = finite(s.bytes_per_conn_min) {
+            o["lower_value"] = json!(lo.min(v));
+        }
+        if let Some(hi) = finite(s.bytes_per_conn_max) {
+            o["upper_value"] = json!(hi.max(v));
+        }
+        root.insert(s.id.clone(), json!({ "memory_bytes_per_conn": o }));
     }
     Value::Object(root)
 }

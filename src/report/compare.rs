@@ -1,7 +1,8 @@
 //! `ringmux compare BASE HEAD --max-regression p99=10%,throughput=5%`.
 //!
 //! Each file is a bench `results.json` or a load `--json` file (one cell, id "load").
-//! Cells are matched by id and their medians compared metric by metric.
+//! Cells are matched by id and their medians compared metric by metric; the servers of
+//! a `bench --idle-conns` run are entries too (id "SERVER/idle/cN", metric `memory`).
 
 use std::io::Write;
 use std::path::Path;
@@ -9,11 +10,26 @@ use std::path::Path;
 use super::fmt;
 use super::model::{BENCH_SCHEMA, BenchResults, Cell, LOAD_SCHEMA, LoadResult, RunMetrics};
 
+/// What `compare` reads of one entry: a matrix cell's medians, or a server's median
+/// resident bytes per idle connection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Figures {
+    Run(RunMetrics),
+    Idle { bytes_per_conn: f64 },
+}
+
+fn run_of(f: &Figures) -> Option<&RunMetrics> {
+    match f {
+        Figures::Run(m) => Some(m),
+        Figures::Idle { .. } => None,
+    }
+}
+
 /// A metric `compare` knows: its name on the command line, where it lives, and which
 /// direction is better.
 pub struct Metric {
     pub name: &'static str,
-    pub get: fn(&RunMetrics) -> Option<f64>,
+    pub get: fn(&Figures) -> Option<f64>,
     pub higher_is_better: bool,
     /// How to print a value of it.
     pub show: fn(f64) -> String,
@@ -24,15 +40,24 @@ fn thr(v: f64) -> String {
 }
 
 pub const METRICS: &[Metric] = &[
-    Metric { name: "throughput", get: |m| Some(m.msgs_per_s), higher_is_better: true, show: thr },
-    Metric { name: "p50", get: |m| Some(m.p50_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "p90", get: |m| Some(m.p90_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "p99", get: |m| Some(m.p99_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "p99.9", get: |m| Some(m.p99_9_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "p99.99", get: |m| Some(m.p99_99_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "max", get: |m| Some(m.max_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "cpu", get: |m| m.cpu_ns_per_msg, higher_is_better: false, show: fmt::ns },
-    Metric { name: "syscalls", get: |m| m.syscalls_per_msg, higher_is_better: false, show: fmt::num },
+    Metric { name: "throughput", get: |f| run_of(f).map(|m| m.msgs_per_s), higher_is_better: true, show: thr },
+    Metric { name: "p50", get: |f| run_of(f).map(|m| m.p50_ns), higher_is_better: false, show: fmt::ns },
+    Metric { name: "p90", get: |f| run_of(f).map(|m| m.p90_ns), higher_is_better: false, show: fmt::ns },
+    Metric { name: "p99", get: |f| run_of(f).map(|m| m.p99_ns), higher_is_better: false, show: fmt::ns },
+    Metric { name: "p99.9", get: |f| run_of(f).map(|m| m.p99_9_ns), higher_is_better: false, show: fmt::ns },
+    Metric { name: "p99.99", get: |f| run_of(f).map(|m| m.p99_99_ns), higher_is_better: false, show: fmt::ns },
+    Metric { name: "max", get: |f| run_of(f).map(|m| m.max_ns), higher_is_better: false, show: fmt::ns },
+    Metric { name: "cpu", get: |f| run_of(f).and_then(|m| m.cpu_ns_per_msg), higher_is_better: false, show: fmt::ns },
+    Metric { name: "syscalls", get: |f| run_of(f).and_then(|m| m.syscalls_per_msg), higher_is_better: false, show: fmt::num },
+    Metric {
+        name: "memory",
+        get: |f| match f {
+            Figures::Idle { bytes_per_conn } => Some(*bytes_per_conn),
+            Figures::Run(_) => None,
+        },
+        higher_is_better: false,
+        show: fmt::bytes,
+    },
 ];
 
 /// "10", "2.5", "0.125": a percentage as the user wrote it, without float noise.
@@ -71,16 +96,17 @@ pub fn parse_limits(s: &str) -> anyhow::Result<Vec<(usize, f64)>> {
 }
 
 /// Read a results file of either schema as a list of cells (id, median metrics).
-pub fn load_cells(path: &Path) -> anyhow::Result<Vec<(String, RunMetrics)>> {
+pub fn load_cells(path: &Path) -> anyhow::Result<Vec<(String, Figures)>> {
     let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("{}: not JSON: {e}", path.display())))?;
     let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
     if schema == BENCH_SCHEMA {
         let r: BenchResults = serde_json::from_value(v).map_err(|e| bad(format!("{}: not a {BENCH_SCHEMA} file: {e}", path.display())))?;
-        Ok(r.cells.into_iter().map(|c: Cell| (c.id, c.median)).collect())
+        let idle = r.idle.into_iter().flat_map(|i| i.servers).map(|s| (s.id, Figures::Idle { bytes_per_conn: s.bytes_per_conn }));
+        Ok(r.cells.into_iter().map(|c: Cell| (c.id, Figures::Run(c.median))).chain(idle).collect())
     } else if schema == LOAD_SCHEMA {
         let r: LoadResult = serde_json::from_value(v).map_err(|e| bad(format!("{}: not a {LOAD_SCHEMA} file: {e}", path.display())))?;
-        Ok(vec![("load".to_string(), load_metrics(&r))])
+        Ok(vec![("load".to_string(), Figures::Run(load_metrics(&r)))])
     } else {
         Err(bad(format!("{}: schema {schema:?} is neither {BENCH_SCHEMA} nor {LOAD_SCHEMA}", path.display())))
     }
@@ -131,7 +157,7 @@ fn change(base: f64, head: f64) -> Option<f64> {
     Some((head - base) / base.abs())
 }
 
-pub fn compare(base: &[(String, RunMetrics)], head: &[(String, RunMetrics)], limits: &[(usize, f64)]) -> Vec<Row> {
+pub fn compare(base: &[(String, Figures)], head: &[(String, Figures)], limits: &[(usize, f64)]) -> Vec<Row> {
     let mut rows = Vec::new();
     for (id, b) in base {
         let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else { continue };
@@ -168,7 +194,7 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str) -> anyhow::Result<s
     let head = load_cells(head_path)?;
     let rows = compare(&base, &head, &limits);
     if rows.is_empty() {
-        let ids = |v: &[(String, RunMetrics)]| v.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", ");
+        let ids = |v: &[(String, Figures)]| v.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", ");
         return Err(bad(format!("no common cells: base has [{}], head has [{}]", ids(&base), ids(&head))));
     }
     let mut out = std::io::stdout().lock();
@@ -234,8 +260,8 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str) -> anyhow::Result<s
 mod tests {
     use super::*;
 
-    fn m(thr: f64, p99: f64) -> RunMetrics {
-        RunMetrics { msgs_per_s: thr, p99_ns: p99, ..Default::default() }
+    fn m(thr: f64, p99: f64) -> Figures {
+        Figures::Run(RunMetrics { msgs_per_s: thr, p99_ns: p99, ..Default::default() })
     }
 
     #[test]
@@ -268,5 +294,17 @@ mod tests {
         assert!(compare(&base, &[("a".into(), m(1.0, 1e12))], &[]).iter().all(|r| !r.regressed));
         // cpu/syscalls absent on both sides: no row
         assert!(rows.iter().all(|r| r.metric != "cpu"));
+    }
+
+    #[test]
+    fn idle_memory_is_smaller_is_better() {
+        let limits = parse_limits("memory=10%").unwrap();
+        let idle = |b: f64| vec![("epoll/idle/c10000".to_string(), Figures::Idle { bytes_per_conn: b })];
+        let rows = compare(&idle(100.0), &idle(105.0), &limits);
+        assert_eq!(rows.len(), 1, "only the memory metric applies to an idle entry");
+        assert!(!rows[0].regressed);
+        let rows = compare(&idle(100.0), &idle(120.0), &limits);
+        assert!(rows[0].regressed && rows[0].metric == "memory");
+        assert!(!compare(&idle(100.0), &idle(50.0), &limits)[0].regressed);
     }
 }

@@ -72,6 +72,24 @@ fn sig3(x: f64) -> String {
     }
 }
 
+/// A size in bytes with a binary unit and three significant digits: "101 B",
+/// "15.4 KiB", "3.70 MiB".
+pub fn bytes(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let a = v.abs();
+    if a < 1024.0 {
+        format!("{} B", sig3(v))
+    } else if a < 1024.0 * 1024.0 {
+        format!("{} KiB", sig3(v / 1024.0))
+    } else if a < 1024.0 * 1024.0 * 1024.0 {
+        format!("{} MiB", sig3(v / (1024.0 * 1024.0)))
+    } else {
+        format!("{} GiB", sig3(v / (1024.0 * 1024.0 * 1024.0)))
+    }
+}
+
 /// A signed percent change, e.g. "+4.2%", "-12%".
 pub fn pct(change: f64) -> String {
     if !change.is_finite() {
@@ -141,6 +159,10 @@ mod tests {
         assert_eq!(num(3.0), "3.00");
         assert_eq!(pct(0.042), "+4.2%");
         assert_eq!(pct(-0.12), "-12%");
+        assert_eq!(bytes(101.2), "101 B");
+        assert_eq!(bytes(15_770.0), "15.4 KiB");
+        assert_eq!(bytes(3_788.0 * 1024.0), "3.70 MiB");
+        assert_eq!(bytes(-40.0), "-40.0 B");
     }
 
     #[test]

@@ -10,9 +10,9 @@ use plotters::prelude::*;
 use super::fmt;
 use super::hgrm::{HgrmPoint, points_of, read_hgrm};
 use super::hlog::{Hlog, read_hlog_file};
-use super::md::{self, HEADLINE_COLS, by_shape, headline_rows, ratios, servers, times};
+use super::md::{self, HEADLINE_COLS, IDLE_COLS, by_shape, headline_rows, idle_lead, idle_rows, ratios, servers, times};
 use super::merge::new_hist;
-use super::model::{BenchResults, Cell};
+use super::model::{BenchResults, Cell, IdleResults};
 
 const PALETTE: [RGBColor; 8] = [
     RGBColor(37, 99, 235),  // blue
@@ -330,6 +330,69 @@ pub fn bars_svg(
     Ok(s)
 }
 
+/// Idle memory: one bar per server (median bytes per connection, min–max whisker)
+/// and a line at the budget.
+pub fn idle_bars_svg(idle: &IdleResults) -> anyhow::Result<String> {
+    let names: Vec<String> = idle.servers.iter().map(|s| s.server.clone()).collect();
+    let budget = idle.budget_bytes_per_conn;
+    let mut s = String::new();
+    {
+        let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let top = idle.servers.iter().map(|s| s.bytes_per_conn.max(s.bytes_per_conn_max)).filter(|v| v.is_finite()).fold(budget, f64::max);
+        let ymax = top * 1.18;
+        let n = names.len().max(1) as i64;
+        let centers: Vec<i64> = (0..n).map(|i| i * 1000 + 500).collect();
+        let mut chart = ChartBuilder::on(&root)
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((0i64..n * 1000).with_key_points(centers), 0f64..ymax)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc("resident bytes per idle connection")
+            .x_label_formatter(&|x| names.get((*x / 1000) as usize).cloned().unwrap_or_default())
+            .y_label_formatter(&|y| fmt::bytes(*y))
+            .label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .light_line_style(RGBColor(241, 245, 249))
+            .bold_line_style(RGBColor(226, 232, 240))
+            .axis_style(RGBColor(148, 163, 184))
+            .draw()?;
+        for (i, srv) in idle.servers.iter().enumerate() {
+            if !srv.bytes_per_conn.is_finite() {
+                continue;
+            }
+            let c = color_of(&names, &srv.server);
+            let (x0, x1) = (i as i64 * 1000 + 200, i as i64 * 1000 + 800);
+            let med = srv.bytes_per_conn.max(0.0);
+            chart.draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, med)], c.mix(0.85).filled())))?;
+            let (lo, hi) = (srv.bytes_per_conn_min, srv.bytes_per_conn_max);
+            if hi > lo && lo.is_finite() && hi.is_finite() {
+                let xm = (x0 + x1) / 2;
+                chart.draw_series(std::iter::once(PathElement::new(vec![(xm, lo.max(0.0)), (xm, hi)], RGBColor(15, 23, 42).stroke_width(1))))?;
+            }
+            let y = med.max(if hi.is_finite() { hi } else { med }) + ymax * 0.03;
+            chart.draw_series(std::iter::once(Text::new(fmt::bytes(srv.bytes_per_conn), (x0 + 180, y), (FONT, 12).into_font().color(&RGBColor(51, 65, 85)))))?;
+        }
+        let red = RGBColor(185, 28, 28);
+        chart
+            .draw_series(LineSeries::new([(0, budget), (n * 1000, budget)], red.stroke_width(2)))?
+            .label(format!("budget {}", md::budget_text(budget)))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FONT, 13))
+            .background_style(WHITE.mix(0.9))
+            .border_style(RGBColor(203, 213, 225))
+            .draw()?;
+        root.present()?;
+    }
+    Ok(s)
+}
+
 const CSS: &str = r#"
 :root{--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--accent:#2563eb}
 *{box-sizing:border-box}
@@ -395,11 +458,6 @@ fn ratio_td(v: Option<f64>, higher_is_better: bool) -> String {
 }
 
 pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> String {
-    let srv = servers(r);
-    let shapes = by_shape(r);
-    let data: Vec<(String, CellData)> = r.cells.iter().map(|c| (c.id.clone(), load_cell(dir, c, warnings))).collect();
-    let data_of = |c: &Cell| data.iter().find(|(id, _)| *id == c.id).map(|(_, d)| d);
-
     let mut h = String::new();
     h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
     h.push_str("<title>ringmux bench report</title><style>");
@@ -434,6 +492,64 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
         let _ = write!(h, "<p class=lead style=\"margin-top:12px\">Matrix: <code>{}</code></p>", esc(&r.args.to_string()));
     }
     h.push_str("</section>\n");
+
+    if let Some(idle) = &r.idle {
+        idle_section(&mut h, idle, warnings);
+    }
+    if !r.cells.is_empty() {
+        matrix_sections(&mut h, dir, r, warnings);
+    }
+
+    // Notes
+    h.push_str("<section><h2>Notes</h2><ul class=notes>");
+    for n in &r.notes {
+        let _ = write!(h, "<li>{}</li>", esc(n));
+    }
+    for w in warnings.iter() {
+        let _ = write!(h, "<li class=warn>{}</li>", esc(w));
+    }
+    h.push_str("<li>One run on one machine proves little: compare ratios within a run, interleave, and repeat.</li></ul></section>\n");
+    let _ = writeln!(
+        h,
+        "<footer>Generated by ringmux {} from results.json. Percentile distributions (.hgrm) open in the HdrHistogram plotter; interval logs (.hlog) in HistogramLogAnalyzer.</footer>",
+        esc(env!("CARGO_PKG_VERSION"))
+    );
+    h.push_str("</main></body></html>\n");
+    h
+}
+
+/// The idle-memory table and its chart.
+fn idle_section(h: &mut String, idle: &IdleResults, warnings: &mut Vec<String>) {
+    let names: Vec<String> = idle.servers.iter().map(|s| s.server.clone()).collect();
+    let _ = write!(h, "<section><h2>Idle connections: resident memory</h2><p class=lead>{}</p><div class=tablewrap><table><thead><tr>", esc(&idle_lead(idle)));
+    for (i, col) in IDLE_COLS.iter().enumerate() {
+        let _ = write!(h, "<th{}>{}</th>", if (2..6).contains(&i) { " class=n" } else { "" }, esc(col));
+    }
+    h.push_str("</tr></thead><tbody>");
+    for (row, within) in idle_rows(idle) {
+        h.push_str(if within { "<tr>" } else { "<tr class=err>" });
+        for (i, v) in row.iter().enumerate() {
+            if i == 0 {
+                let _ = write!(h, "<td><span class=dot style=\"background:{}\"></span>{}</td>", hex(color_of(&names, v)), esc(v));
+            } else if i == 6 {
+                let _ = write!(h, "<td class={}>{}</td>", if within { "better" } else { "worse" }, esc(v));
+            } else {
+                let _ = write!(h, "<td{}>{}</td>", if (2..6).contains(&i) { " class=n" } else { "" }, esc(v));
+            }
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</tbody></table></div><div class=grid>\n");
+    figure(h, "Resident memory per idle connection", "median bytes per connection, whiskers min–max; lower is better", idle_bars_svg(idle), warnings);
+    h.push_str("</div></section>\n");
+}
+
+/// Headline table, ratios, latency charts and cost bars of the throughput matrix.
+fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) {
+    let srv = servers(r);
+    let shapes = by_shape(r);
+    let data: Vec<(String, CellData)> = r.cells.iter().map(|c| (c.id.clone(), load_cell(dir, c, warnings))).collect();
+    let data_of = |c: &Cell| data.iter().find(|(id, _)| *id == c.id).map(|(_, d)| d);
 
     // Headline table
     h.push_str("<section><h2>Results</h2><p class=lead>Medians over runs, throughput spread in brackets. Latency from the load generator's HdrHistograms; CPU, syscalls and context switches are the server's, per message.</p><div class=tablewrap><table><thead><tr>");
@@ -498,7 +614,7 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
             let _ = write!(h, "<figure><figcaption>{}<small>no histogram files for this shape</small></figcaption></figure>", esc(shape));
             continue;
         }
-        figure(&mut h, shape, &sources.join("; "), spectrum_svg(&series), warnings);
+        figure(h, shape, &sources.join("; "), spectrum_svg(&series), warnings);
     }
     h.push_str("</div></section>\n");
 
@@ -514,7 +630,7 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
             if series.is_empty() {
                 continue;
             }
-            figure(&mut h, shape, "", timeline_svg(&series), warnings);
+            figure(h, shape, "", timeline_svg(&series), warnings);
         }
         h.push_str("</div></section>\n");
     }
@@ -549,26 +665,9 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
             let _ = write!(h, "<figure><figcaption>{}<small>not measured for any server</small></figcaption></figure>", esc(title));
             continue;
         }
-        figure(&mut h, title, sub, bars_svg(&shape_names, &srv, &vals, label, ydesc), warnings);
+        figure(h, title, sub, bars_svg(&shape_names, &srv, &vals, label, ydesc), warnings);
     }
     h.push_str("</div></section>\n");
-
-    // Notes
-    h.push_str("<section><h2>Notes</h2><ul class=notes>");
-    for n in &r.notes {
-        let _ = write!(h, "<li>{}</li>", esc(n));
-    }
-    for w in warnings.iter() {
-        let _ = write!(h, "<li class=warn>{}</li>", esc(w));
-    }
-    h.push_str("<li>One run on one machine proves little: compare ratios within a run, interleave, and repeat.</li></ul></section>\n");
-    let _ = writeln!(
-        h,
-        "<footer>Generated by ringmux {} from results.json. Percentile distributions (.hgrm) open in the HdrHistogram plotter; interval logs (.hlog) in HistogramLogAnalyzer.</footer>",
-        esc(env!("CARGO_PKG_VERSION"))
-    );
-    h.push_str("</main></body></html>\n");
-    h
 }
 
 #[cfg(test)]
@@ -594,5 +693,38 @@ mod tests {
         assert!(timeline_svg(&[("epoll".into(), PALETTE[1], &tl)]).unwrap().contains("<svg"));
         let b = bars_svg(&["a".into()], &["x".into(), "y".into()], &[vec![Some((1.0, 0.9, 1.1)), None]], &|v| fmt::num(v), "y").unwrap();
         assert!(b.contains("<rect"));
+    }
+
+    #[test]
+    fn idle_table_and_chart() {
+        use super::super::model::{IdleRun, IdleServer};
+        let srv = |name: &str, b: f64| IdleServer {
+            id: format!("{name}/idle/c100"),
+            server: name.into(),
+            features: None,
+            runs: vec![IdleRun { rss_before_kib: 4000, rss_after_kib: 4010, bytes_per_conn: b, anon_bytes_per_conn: b, ..Default::default() }],
+            bytes_per_conn: b,
+            bytes_per_conn_min: b,
+            bytes_per_conn_max: b * 1.1,
+            anon_bytes_per_conn: b,
+        };
+        let idle = IdleResults {
+            conns: 100,
+            round_trip_bytes: 16,
+            wave: 100,
+            warmup_conns: 16,
+            settle_ms: 200,
+            budget_bytes_per_conn: 1024.0,
+            servers: vec![srv("epoll", 101.0), srv("uring:fastpoll", 15_700.0)],
+        };
+        let svg = idle_bars_svg(&idle).unwrap();
+        assert!(svg.contains("budget 1 KiB") && svg.contains("15.3 KiB"), "{svg}");
+        let rows = idle_rows(&idle);
+        assert_eq!(rows.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [true, false]);
+        assert_eq!(rows[0].0[6], "ok, < 1 KiB");
+        assert_eq!(rows[1].0[6], "over 1 KiB, 15.3×");
+        let md = md::idle_markdown(&idle);
+        assert_eq!(md.lines().count(), 4);
+        assert!(md.contains("| epoll | – | 100 | 101 B |"), "{md}");
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::fmt;
-use super::model::{BenchResults, Cell};
+use super::model::{BenchResults, Cell, IdleResults};
 
 /// The server every other one is measured against.
 pub const BASELINE: &str = "epoll";
@@ -149,6 +149,77 @@ pub fn times(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |x| format!("{x:.2}×"))
 }
 
+/// What the idle-memory table shows and what it leaves out.
+pub fn idle_lead(i: &IdleResults) -> String {
+    let runs = i.servers.iter().map(|s| s.runs.len()).max().unwrap_or(0);
+    format!(
+        "{} connections per server, opened {} at a time; each sent {} bytes and read the echo once, then stayed open and silent. \
+         Per connection: (VmRSS after − before) / {}, median [min–max] over {runs} fresh server process(es); RssAnon counts the heap and \
+         anonymous mappings alone. The server served {} connections before the first reading. The kernel's memory for each socket \
+         (socket structures, buffers, epoll items, io_uring requests) is not in the process's RSS and is not counted here.",
+        i.conns, i.wave, i.round_trip_bytes, i.conns, i.warmup_conns
+    )
+}
+
+/// Column titles of the idle-memory table.
+pub const IDLE_COLS: [&str; 7] = ["server", "features", "conns", "bytes/conn median [min–max]", "RssAnon bytes/conn", "RSS before → after", "budget"];
+
+/// The idle-memory table as text cells, and whether the row is within the budget.
+pub fn idle_rows(i: &IdleResults) -> Vec<([String; 7], bool)> {
+    i.servers
+        .iter()
+        .map(|s| {
+            let per = if s.runs.len() > 1 {
+                format!("{} [{}–{}]", fmt::bytes(s.bytes_per_conn), fmt::bytes(s.bytes_per_conn_min), fmt::bytes(s.bytes_per_conn_max))
+            } else {
+                fmt::bytes(s.bytes_per_conn)
+            };
+            let rss = s.runs.first().map_or_else(
+                || "–".into(),
+                |r| format!("{} → {}", fmt::bytes(r.rss_before_kib as f64 * 1024.0), fmt::bytes(r.rss_after_kib as f64 * 1024.0)),
+            );
+            let within = s.bytes_per_conn < i.budget_bytes_per_conn;
+            let budget = if within {
+                format!("ok, < {}", budget_text(i.budget_bytes_per_conn))
+            } else {
+                format!("over {}, {:.1}×", budget_text(i.budget_bytes_per_conn), s.bytes_per_conn / i.budget_bytes_per_conn)
+            };
+            (
+                [
+                    s.server.clone(),
+                    s.features.clone().unwrap_or_else(|| "–".into()),
+                    i.conns.to_string(),
+                    per,
+                    fmt::bytes(s.anon_bytes_per_conn),
+                    rss,
+                    budget,
+                ],
+                within,
+            )
+        })
+        .collect()
+}
+
+/// "1 KiB" for a whole number of KiB, else as [`fmt::bytes`] writes it.
+pub fn budget_text(b: f64) -> String {
+    if b >= 1024.0 && (b / 1024.0).fract() == 0.0 { format!("{} KiB", b / 1024.0) } else { fmt::bytes(b) }
+}
+
+/// The idle-memory table (Markdown), for report.md and the terminal.
+pub fn idle_markdown(i: &IdleResults) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "| {} |", IDLE_COLS.join(" | "));
+    s.push_str("|---|---|--:|--:|--:|--:|---|\n");
+    for (row, within) in idle_rows(i) {
+        let mut cells: Vec<String> = row.iter().map(|c| md_escape(c)).collect();
+        if !within {
+            cells[6] = format!("⚠ {}", cells[6]);
+        }
+        let _ = writeln!(s, "| {} |", cells.join(" | "));
+    }
+    s
+}
+
 pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# ringmux bench report\n");
@@ -165,12 +236,19 @@ pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
     if !r.args.is_null() {
         let _ = writeln!(s, "| matrix | `{}` |", md_escape(&r.args.to_string()).replace('`', "'"));
     }
-    let _ = writeln!(s, "\n## Results\n");
-    let _ = writeln!(
-        s,
-        "Medians over runs; throughput spread is [min–max]. Latency percentiles come from the load generator's HdrHistograms (ns precision, 3 significant digits); CPU, syscalls and context switches are the server's, per message.\n"
-    );
-    s.push_str(&headline_markdown(r));
+    if !r.cells.is_empty() {
+        let _ = writeln!(s, "\n## Results\n");
+        let _ = writeln!(
+            s,
+            "Medians over runs; throughput spread is [min–max]. Latency percentiles come from the load generator's HdrHistograms (ns precision, 3 significant digits); CPU, syscalls and context switches are the server's, per message.\n"
+        );
+        s.push_str(&headline_markdown(r));
+    }
+    if let Some(idle) = &r.idle {
+        let _ = writeln!(s, "\n## Idle connections: resident memory\n");
+        let _ = writeln!(s, "{}\n", idle_lead(idle));
+        s.push_str(&idle_markdown(idle));
+    }
     let rs = ratios(r);
     if !rs.is_empty() {
         let _ = writeln!(s, "\n## Versus {BASELINE}, same load shape\n");

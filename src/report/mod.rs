@@ -38,7 +38,12 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
     for w in &warnings {
         eprintln!("ringmux: warning: {w}");
     }
-    print!("{}", headline_markdown(&results));
+    if !results.cells.is_empty() {
+        print!("{}", headline_markdown(&results));
+    }
+    if let Some(idle) = &results.idle {
+        print!("{}", md::idle_markdown(idle));
+    }
     println!("\nreport: {}", a.dir.join("report.html").display());
     Ok(ExitCode::SUCCESS)
 }

@@ -186,4 +186,61 @@ pub struct BenchResults {
     /// Free-form notes (e.g. "open loop at 50% of measured peak 120000 msgs/s").
     #[serde(default)]
     pub notes: Vec<String>,
+    /// `bench --idle-conns N`: resident memory per idle connection, per server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleResults>,
+}
+
+/// The server's resident memory per idle connection (`bench --idle-conns N`): RSS
+/// read before and after N connections that each did one small echo round trip and
+/// then stayed open and silent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IdleResults {
+    /// Connections held open per run.
+    pub conns: u32,
+    /// Bytes each connection sent, and read back, once before going idle.
+    pub round_trip_bytes: u32,
+    /// Connections opened and round-tripped at a time.
+    pub wave: u32,
+    /// Connections opened and closed before the first RSS reading (code pages and
+    /// one-time allocations are not charged to the idle connections).
+    pub warmup_conns: u32,
+    /// Pause before each RSS reading, milliseconds.
+    pub settle_ms: u64,
+    /// The budget figures are held against, bytes per connection (1024).
+    pub budget_bytes_per_conn: f64,
+    pub servers: Vec<IdleServer>,
+}
+
+/// One server's idle-memory figures over `runs.len()` fresh server processes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IdleServer {
+    /// Stable key used by `compare`, e.g. "idle/uring:baseline/c10000".
+    pub id: String,
+    pub server: String,
+    /// io_uring feature level used, when the server is ringmux on io_uring.
+    pub features: Option<String>,
+    pub runs: Vec<IdleRun>,
+    /// (VmRSS after - before) / conns in bytes: median, min and max over runs.
+    pub bytes_per_conn: f64,
+    pub bytes_per_conn_min: f64,
+    pub bytes_per_conn_max: f64,
+    /// The same for RssAnon (heap and anonymous mappings only), median over runs.
+    pub anon_bytes_per_conn: f64,
+}
+
+/// One run: a fresh server, its RSS before and after the idle connections.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IdleRun {
+    pub rss_before_kib: u64,
+    pub rss_after_kib: u64,
+    pub anon_before_kib: u64,
+    pub anon_after_kib: u64,
+    pub bytes_per_conn: f64,
+    pub anon_bytes_per_conn: f64,
+    /// Seconds to open every connection and do its round trip.
+    pub connect_s: f64,
+    /// Connections the server had open when RSS was read (ringmux: accepted - closed
+    /// from a stats snapshot; other servers: file descriptors gained).
+    pub server_open: u64,
 }

@@ -47,8 +47,9 @@ use token::{Op, Token};
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 /// After the drain deadline, how long to wait for the kernel to hand buffers back.
 const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
-/// Free receive buffers kept for reuse (baseline).
-const POOL_MAX: usize = 1024;
+/// Free receive buffers kept for reuse (baseline): enough for a busy turn's worth of
+/// receives without keeping megabytes after a burst across thousands of connections.
+const POOL_MAX: usize = 64;
 /// Largest single SEND (the SQE length is 32 bits).
 const MAX_SEND: usize = 1 << 30;
 /// At `full`, how long a wait for sends-plus-one may go before settling for fewer.
