@@ -206,3 +206,47 @@ impl Drop for ProvidedBufs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_group_starts_small_and_grows_by_doubling_to_its_cap() {
+        let (mut b, sqes) = ProvidedBufs::legacy(100, 512);
+        assert_eq!(b.provided(), START);
+        assert_eq!(sqes.len(), (START / CHUNK) as usize, "one PROVIDE_BUFFERS per chunk");
+        let mut more = Vec::new();
+        assert!(b.grow(&mut more));
+        assert_eq!(b.provided(), 100, "doubling is capped at the maximum");
+        assert_eq!(more.len(), 3, "bids 64..80, 80..96, 96..100");
+        assert!(!b.grow(&mut more), "no growth past the maximum");
+        // Every provided buffer is addressable, none beyond.
+        assert_eq!(b.data(99, 512).map(<[u8]>::len), Some(512));
+        assert!(b.data(100, 1).is_none());
+        assert!(b.data(0, 513).is_none());
+        assert!(b.give_back(99).is_some());
+        assert!(b.give_back(100).is_none());
+    }
+
+    #[test]
+    fn buffers_do_not_overlap() {
+        let (mut b, _) = ProvidedBufs::legacy(64, 256);
+        let mut addrs: Vec<usize> = (0..64).map(|bid| b.addr(bid) as usize).collect();
+        addrs.sort_unstable();
+        assert!(addrs.windows(2).all(|w| w[1] - w[0] >= 256));
+    }
+
+    #[test]
+    fn ring_group_registers_where_the_kernel_allows() {
+        let Ok(ring) = IoUring::new(8) else {
+            println!("SKIPPED ring_group_registers_where_the_kernel_allows: no io_uring here");
+            return;
+        };
+        match ProvidedBufs::ring(&ring, 128, 1024) {
+            Ok(b) => assert_eq!(b.provided(), START),
+            Err(e) => println!("SKIPPED ring_group_registers_where_the_kernel_allows: no buffer rings ({e})"),
+        }
+        assert!(ProvidedBufs::ring(&ring, 100, 1024).is_err(), "entries must be a power of two");
+    }
+}
