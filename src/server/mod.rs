@@ -148,16 +148,25 @@ impl LoopStats {
 
 /// The process's signal state, with one wake pipe per event loop.
 ///
-/// SIGINT/SIGTERM set one stop flag; SIGUSR1 bumps a request counter. Then every
-/// loop's own wake pipe gets a byte, so every loop wakes whichever thread the kernel
-/// ran the handler on (signal-hook runs a signal's actions in registration order:
-/// flag and counter are set before any byte is written). A counter, not a flag: each
-/// loop must tell by itself whether a request is new to it, and two quick SIGUSR1s
-/// may reach a loop as one wake, yet the snapshot must cover the newest request.
+/// SIGINT/SIGTERM set one stop flag; SIGUSR1 bumps a request counter. Either then
+/// writes a byte to every loop's own wake pipe, so every loop wakes, whichever thread
+/// the kernel ran the handler on. A counter, not a flag: each loop must tell by itself
+/// whether a request is new to it, and two quick SIGUSR1s may reach a loop as one
+/// wake, yet the snapshot must cover the newest request.
+///
+/// One handler action per signal wakes all loops (rather than signal-hook's pipe
+/// helper once per loop and signal), so a loop costs two fds, not four.
 pub struct SignalHub {
     stop: Arc<AtomicBool>,
-    /// Write ends of the loops' wake pipes, to stop them from code ([`SignalHub::stop_all`]).
-    wakers: Vec<UnixStream>,
+    /// Write ends of the loops' wake pipes. The handler actions hold them too, so they
+    /// stay open as long as an action may run.
+    wakers: Arc<Vec<UnixStream>>,
+}
+
+fn wake_all(wakers: &[UnixStream]) {
+    for w in wakers {
+        sys::wake(w.as_raw_fd());
+    }
 }
 
 impl SignalHub {
@@ -166,39 +175,43 @@ impl SignalHub {
         use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
-        for sig in [SIGINT, SIGTERM] {
-            signal_hook::flag::register(sig, stop.clone())?;
-        }
-        let r = requests.clone();
-        // SAFETY: the action runs inside the signal handler; it does one lock-free
-        // atomic add (async-signal-safe) on memory the Arc keeps alive, nothing else.
-        unsafe {
-            signal_hook::low_level::register(SIGUSR1, move || {
-                r.fetch_add(1, Ordering::SeqCst);
-            })
-        }?;
         let mut wakers = Vec::with_capacity(loops);
         let mut each = Vec::with_capacity(loops);
         for _ in 0..loops.max(1) {
             let (read, write) = UnixStream::pair()?;
             read.set_nonblocking(true)?;
             write.set_nonblocking(true)?;
-            for sig in [SIGINT, SIGTERM, SIGUSR1] {
-                signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
-            }
             wakers.push(write);
             each.push(Signals { read, stop: stop.clone(), requests: requests.clone(), seen: Arc::new(AtomicUsize::new(0)) });
         }
+        let wakers = Arc::new(wakers);
+        for sig in [SIGINT, SIGTERM] {
+            let (stop, w) = (stop.clone(), wakers.clone());
+            // SAFETY: the action runs inside the signal handler and does only
+            // async-signal-safe things: an atomic store, then send(2) on fds the
+            // closure keeps open (signal-hook saves and restores errno around it).
+            unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    stop.store(true, Ordering::SeqCst);
+                    wake_all(&w);
+                })
+            }?;
+        }
+        let (r, w) = (requests.clone(), wakers.clone());
+        // SAFETY: as above: a lock-free atomic add, then send(2) on fds kept open.
+        unsafe {
+            signal_hook::low_level::register(SIGUSR1, move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                wake_all(&w);
+            })
+        }?;
         Ok((SignalHub { stop, wakers }, each))
     }
 
     /// Stop every loop as SIGTERM would (a loop failed: the server fails as a whole).
     pub fn stop_all(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        for w in &self.wakers {
-            // Non-blocking: a full pipe already holds a wake-up.
-            let _ = (&*w).write(&[1]);
-        }
+        wake_all(&self.wakers);
     }
 }
 
@@ -249,6 +262,10 @@ pub struct StatsReport {
     pub schema: &'static str,
     /// false for a SIGUSR1 snapshot, true for the report written on exit.
     pub r#final: bool,
+    /// A snapshot: the SIGUSR1 it answers (1 for the first; signals sent in quick
+    /// succession may be answered by one snapshot, for the last of them). Every loop's
+    /// counts in it were taken after that signal. None in the final report.
+    pub snapshot_request: Option<usize>,
     pub backend: &'static str,
     pub features: Option<FeatureLevel>,
     pub proto: Proto,
@@ -353,6 +370,7 @@ impl StatsBoard {
         StatsReport {
             schema: "ringmux.server-stats/1",
             r#final: is_final,
+            snapshot_request: (!is_final).then(|| slots.written()),
             backend: self.backend.name(),
             features: self.backend.features(),
             proto: self.cfg.proto,

@@ -110,6 +110,14 @@ pub fn shutdown_rdwr(fd: i32) {
     let _ = syscall!(Shutdown, shutdown(fd, libc::SHUT_RDWR));
 }
 
+/// Write one byte to a wake pipe, never blocking: a full pipe already holds a wake-up.
+/// Async-signal-safe (a bare send(2), not counted), so signal handlers may call it.
+pub fn wake(fd: i32) {
+    let b = 1u8;
+    // SAFETY: `b` is a live byte for the duration of the call; a bad fd is only an error.
+    let _ = unsafe { libc::send(fd, (&b as *const u8).cast(), 1, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+}
+
 pub fn close(fd: i32) {
     let _ = syscall!(Close, close(fd));
 }

@@ -111,6 +111,11 @@ impl Board {
         false
     }
 
+    /// The newest request a merged snapshot was written for (0: none).
+    pub fn written(&self) -> usize {
+        self.written
+    }
+
     /// Every loop's counts, summed.
     pub fn merged(&self) -> LoopStats {
         let mut m = LoopStats::default();
@@ -295,6 +300,7 @@ mod tests {
         assert!(!b.publish(0, Some(1), Some(&stats(1)), u));
         assert!(!b.publish(1, Some(1), Some(&stats(2)), u));
         assert!(b.publish(2, Some(1), Some(&stats(3)), u), "the last loop to publish completes request 1");
+        assert_eq!(b.written(), 1);
         assert_eq!(b.merged().accepted, 6);
         let per: Vec<u64> = b.each().map(|(s, _)| s.accepted).collect();
         assert_eq!(per, [1, 2, 3]);
