@@ -651,6 +651,60 @@ mod bench {
 
     use crate::util::BIN;
 
+    /// `--server-threads 2`: ringmux servers run two event loops, the merged SIGUSR1
+    /// snapshots still give their syscall counts, and results.json records the threads.
+    #[test]
+    fn bench_with_two_server_threads() {
+        let out = std::env::temp_dir().join(format!("ringmux-bench-t2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let t0 = Instant::now();
+        let mut child = Command::new(BIN)
+            .args(["bench", "--quick", "--backends", "uring,epoll", "--conns", "20", "--duration", "0.3", "--server-threads", "2", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("bench --server-threads 2 did not finish within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let o = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(status.success(), "bench failed: {status}\n{stdout}\n{stderr}");
+        let r: ringmux::report::model::BenchResults =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).expect("results.json parses");
+        assert_eq!(r.args["server_threads"], 2, "{}", r.args);
+        assert!(r.notes.iter().any(|n| n.contains("2 event loops")), "{:?}", r.notes);
+        let mut ringmux_cells = 0;
+        for c in &r.cells {
+            if c.server == "epoll" || c.server.starts_with("uring") {
+                ringmux_cells += 1;
+                assert_eq!(c.server_threads, Some(2), "{}", c.id);
+                assert!(c.median.syscalls_per_msg.is_some_and(|v| v > 0.0), "{}: no syscalls from the merged snapshots", c.id);
+            } else {
+                assert_eq!(c.server_threads, None, "{}: not a ringmux server", c.id);
+            }
+            assert_eq!(c.median.errors, 0, "{}", c.id);
+        }
+        assert!(ringmux_cells >= 2, "{:?}", r.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
+        // The servers' own stats files say two loops served.
+        let stats: Vec<_> = std::fs::read_dir(out.join("runs")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".server.json")).collect();
+        assert!(!stats.is_empty(), "no server stats files");
+        for e in stats {
+            let j: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            assert_eq!(j["threads"], 2, "{}: {j}", e.path().display());
+            assert_eq!(j["per_thread"].as_array().map(Vec::len), Some(2), "{}", e.path().display());
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
+
     /// `bench --quick` end to end: real servers, real load, results.json valid, one
     /// SVG per chart in a report.html that needs no network.
     #[test]
