@@ -453,6 +453,63 @@ mod serve {
         assert!(st.stdout.contains("accepted=20 closed=20"), "{v:?}: {}", st.stdout);
     });
 
+    /// A later loop's ring that cannot be set up fails the whole server, before it
+    /// serves, with one line naming the loop (no fallback: the backend was decided by
+    /// loop 0). Forced with a file limit that leaves loop 0 its ring and loop 1 none;
+    /// the exact limit depends on how many fds start-up takes, so scan a range.
+    #[test]
+    fn later_ring_failure_fails_the_server() {
+        use std::os::unix::process::CommandExt;
+        for v in [Variant::UringBaseline, Variant::UringFastpoll] {
+            if let Err(why) = v.available() {
+                println!("SKIPPED later_ring_failure_fails_the_server [{v:?}]: {why}");
+                continue;
+            }
+            let mut hit = None;
+            for limit in 6..40u64 {
+                let mut cmd = Command::new(BIN);
+                cmd.args(["serve", "--addr", "127.0.0.1:0", "--threads", "2"]).args(v.args());
+                // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+                let t0 = Instant::now();
+                let status = loop {
+                    if let Some(st) = child.try_wait().unwrap() {
+                        break Some(st);
+                    }
+                    if t0.elapsed() > Duration::from_secs(3) {
+                        break None;
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                };
+                let Some(status) = status else {
+                    // Enough fds for both rings: it serves. The scan is over.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                };
+                let out = child.wait_with_output().unwrap();
+                let err = String::from_utf8_lossy(&out.stderr).to_string();
+                assert_eq!(status.code(), Some(1), "{v:?} limit {limit}: {err}");
+                assert_eq!(err.lines().count(), 1, "{v:?} limit {limit}: one line expected: {err}");
+                assert!(!err.contains("panicked") && out.stdout.is_empty(), "{v:?} limit {limit}: {err}");
+                if err.contains("event loop 1 of 2") {
+                    hit = Some(err);
+                }
+            }
+            let err = hit.unwrap_or_else(|| panic!("{v:?}: no file limit made loop 1's ring fail alone"));
+            assert!(err.contains("io_uring") && err.contains("EMFILE") && !err.contains("falling back"), "{v:?}: {err}");
+        }
+    }
+
     backend_test!(emfile_backs_off_and_serves_everyone_later, |v| {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(BIN);

@@ -3,7 +3,7 @@
 //! Every backend exposes the same entry, `run(listener, &cfg, &signals, ...) ->
 //! io::Result<LoopStats>`; [`serve`] picks one with a plain `match`.
 //!
-//! Thread-per-core (`--threads N`, [`threads`]): N such loops, each on its own thread
+//! Thread-per-core (`--threads N`, [`percore`]): N such loops, each on its own thread
 //! with its own SO_REUSEPORT listener and its own ring or epoll instance. A loop sees
 //! only its own [`Signals`] (wake pipe) and [`Reporter`] (its slot for stats); the
 //! process's figures are the loops' [`LoopStats`] summed.
@@ -11,8 +11,8 @@
 pub mod conn;
 pub mod epoll;
 pub mod listener;
+pub mod percore;
 pub mod sys;
-pub mod threads;
 pub mod uring;
 
 use std::io::{self, Write};
@@ -56,7 +56,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     pub fn from_args(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
         let threads = usize::from(a.threads.max(1));
-        let cpus = threads::plan_cpus(threads, a.pin, a.cpus.as_deref(), sys::allowed_cpus)?;
+        let cpus = percore::plan_cpus(threads, a.pin, a.cpus.as_deref(), sys::allowed_cpus)?;
         Ok(ServerConfig {
             addr: a.addr,
             backend: a.backend,
@@ -298,8 +298,8 @@ pub struct StatsReport {
 /// One event loop's counts in [`StatsReport`].
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct ThreadReport {
-    /// The CPU it is pinned to (`--pin`).
-    pub cpu: Option<usize>,
+    /// The CPU it is pinned to (`--pin`), if any.
+    pub pinned_cpu: Option<usize>,
     pub connections_accepted: u64,
     pub connections_closed: u64,
     pub bytes_in: u64,
@@ -316,16 +316,16 @@ pub struct StatsBoard {
     pub cfg: ServerConfig,
     pub addr: SocketAddr,
     pub started: Instant,
-    slots: Mutex<threads::Board>,
+    slots: Mutex<percore::Board>,
 }
 
 impl StatsBoard {
     pub fn new(backend: Backend, cfg: ServerConfig, addr: SocketAddr) -> StatsBoard {
         let n = cfg.threads;
-        StatsBoard { backend, cfg, addr, started: Instant::now(), slots: Mutex::new(threads::Board::new(n)) }
+        StatsBoard { backend, cfg, addr, started: Instant::now(), slots: Mutex::new(percore::Board::new(n)) }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, threads::Board> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, percore::Board> {
         // A loop that panicked while holding the lock left whole values behind.
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -350,14 +350,14 @@ impl StatsBoard {
         self.report_of(&self.slots(), is_final)
     }
 
-    fn report_of(&self, slots: &threads::Board, is_final: bool) -> StatsReport {
+    fn report_of(&self, slots: &percore::Board, is_final: bool) -> StatsReport {
         let s = slots.merged();
         let u = sys::usage();
         let per_thread = slots
             .each()
             .enumerate()
             .map(|(i, (l, cpu))| ThreadReport {
-                cpu: self.cfg.cpus.as_ref().and_then(|c| c.get(i).copied()),
+                pinned_cpu: self.cfg.cpus.as_ref().and_then(|c| c.get(i).copied()),
                 connections_accepted: l.accepted,
                 connections_closed: l.closed,
                 bytes_in: l.bytes_in,
@@ -519,7 +519,7 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
             );
         }
     };
-    threads::run(&cfg, backend, ring, listeners, signals, Arc::new(hub), &board, announce)?;
+    percore::run(&cfg, backend, ring, listeners, signals, Arc::new(hub), &board, announce)?;
     let report = board.report(true);
     if !cfg.quiet {
         let mut out = io::stdout().lock();

@@ -13,9 +13,12 @@
 //! themselves on their own thread, and report ready before any loop serves: a ring
 //! that cannot be set up fails the whole server before the start line. A loop that
 //! fails or panics later stops the others, and the server exits with its error.
+//!
+//! (Named `percore`, not `threads`: DESIGN.md keeps `threads.rs` for a future
+//! thread-per-connection IO model.)
 
-use std::sync::mpsc;
 use std::sync::Arc;
+use std::sync::mpsc;
 use std::thread;
 
 use anyhow::{Context, anyhow, bail};
