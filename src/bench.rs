@@ -165,14 +165,15 @@ impl Plan {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (server_cpus, load_cpus) = split_cpus(cores, usize::from(a.server_threads), &mut notes);
         if a.server_threads > 1 {
-            let on = |c: &Option<Vec<usize>>| c.as_ref().map_or("unpinned".to_string(), |c| format!("CPUs {}", crate::cli::format_cpu_list(c)));
-            notes.push(format!(
-                "ringmux servers ran {n} event loops (serve --threads {n}{}) on {}, the load on {}; other servers got the same CPUs and chose their own threads",
-                if server_cpus.is_some() { " --pin" } else { "" },
-                on(&server_cpus),
-                on(&load_cpus),
-                n = a.server_threads,
-            ));
+            let n = a.server_threads;
+            notes.push(match (&server_cpus, &load_cpus) {
+                (Some(s), Some(l)) => format!(
+                    "ringmux servers ran {n} event loops (serve --threads {n} --cpus {s}), the load on CPUs {l}; other servers got CPUs {s} and chose their own threads",
+                    s = crate::cli::format_cpu_list(s),
+                    l = crate::cli::format_cpu_list(l)
+                ),
+                _ => format!("ringmux servers ran {n} event loops (serve --threads {n}), server and load unpinned"),
+            });
         }
         let out = match &a.out {
             Some(o) => o.clone(),
@@ -198,7 +199,7 @@ fn split_cpus(cores: usize, threads: usize, notes: &mut Vec<String>) -> (Option<
         "one CPU: server and load not pinned apart; figures mix both".to_string()
     } else {
         let n = format!(
-            "--server-threads {threads} on {cores} CPUs leaves none for the load: server and load run unpinned on shared CPUs; figures mix both and are no scaling measurement"
+            "--server-threads {threads} on {cores} CPUs leaves none for the load: server and load run unpinned on shared CPUs; figures mix both and do not measure scaling"
         );
         eprintln!("ringmux: warning: {n}");
         n
@@ -649,7 +650,7 @@ mod tests {
         assert!(notes.is_empty(), "{notes:?}");
         // Nothing left for the load: run, unpinned, and say so.
         assert_eq!(split_cpus(2, 2, &mut notes), (None, None));
-        assert!(notes[0].contains("--server-threads 2 on 2 CPUs") && notes[0].contains("no scaling"), "{notes:?}");
+        assert!(notes[0].contains("--server-threads 2 on 2 CPUs") && notes[0].contains("do not measure scaling"), "{notes:?}");
         assert_eq!(split_cpus(1, 1, &mut notes), (None, None));
         assert!(notes[1].contains("one CPU"), "{notes:?}");
     }
