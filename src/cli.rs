@@ -206,9 +206,11 @@ pub struct BenchArgs {
     /// Output folder (default bench-out/<timestamp>/).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Event-loop threads for ringmux servers (`serve --threads N --pin`), to measure
-    /// scaling. The server gets CPUs 0..N-1 and the load the CPUs after them; when
-    /// that leaves the load no CPU, nothing is pinned and the bench says so.
+    /// Event-loop threads for ringmux servers (`serve --threads N --pin`).
+    ///
+    /// To measure scaling: the server gets CPUs 0..N-1, one loop on each, and the load
+    /// the CPUs after them. When that leaves the load no CPU, nothing is pinned and the
+    /// bench warns that the figures do not measure scaling.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
     pub server_threads: u16,
 }
