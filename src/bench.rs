@@ -1,7 +1,8 @@
 //! The orchestrator: the one place that knows servers, load and reports together.
 //!
-//! Each run starts a fresh server process pinned to one CPU and a `ringmux load`
-//! process pinned to the others, warms up (unrecorded), then measures. The server's
+//! Each run starts a fresh server process pinned to one CPU (`--server-threads N`: N
+//! CPUs, one event loop on each) and a `ringmux load` process pinned to the others,
+//! warms up (unrecorded), then measures. The server's
 //! CPU, context switches and (for ringmux) syscalls are read just before and after the
 //! measured load, so warm-up and connection set-up of the warm-up run stay out.
 //! Servers are interleaved (A B A B ...) within every repeat.
@@ -82,7 +83,10 @@ pub struct Plan {
     pub warmup: f64,
     pub repeat: u32,
     pub out: PathBuf,
-    pub server_cpu: Option<usize>,
+    /// Event loops of ringmux servers (`serve --threads`).
+    pub server_threads: u16,
+    /// CPUs of the server process (ringmux: loop i on the i-th); None: not pinned.
+    pub server_cpus: Option<Vec<usize>>,
     pub load_cpus: Option<Vec<usize>>,
     pub notes: Vec<String>,
     /// `--idle-conns N`: measure memory per idle connection instead of the matrix.
@@ -197,12 +201,18 @@ impl Plan {
         }
         shapes.push(Shape { mode: "open", conns: mid, pipeline: 1, rate_fraction: Some(0.5) });
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let (server_cpu, load_cpus) = if cores >= 2 {
-            (Some(0), Some((1..cores.min(9)).collect::<Vec<_>>()))
-        } else {
-            notes.push("one CPU: server and load not pinned apart; figures mix both".into());
-            (None, None)
-        };
+        let (server_cpus, load_cpus) = split_cpus(cores, usize::from(a.server_threads), &mut notes);
+        if a.server_threads > 1 {
+            let n = a.server_threads;
+            notes.push(match (&server_cpus, &load_cpus) {
+                (Some(s), Some(l)) => format!(
+                    "ringmux servers ran {n} event loops (serve --threads {n} --cpus {s}), the load on CPUs {l}; other servers got CPUs {s} and chose their own threads",
+                    s = crate::cli::format_cpu_list(s),
+                    l = crate::cli::format_cpu_list(l)
+                ),
+                _ => format!("ringmux servers ran {n} event loops (serve --threads {n}), server and load unpinned"),
+            });
+        }
         let out = match &a.out {
             Some(o) => o.clone(),
             None => {
@@ -210,8 +220,30 @@ impl Plan {
                 PathBuf::from("bench-out").join(format_timestamp(t))
             }
         };
-        Ok(Plan { exe, servers, shapes, size: a.size, duration, warmup, repeat, out, server_cpu, load_cpus, notes, idle_conns: a.idle_conns })
+        Ok(Plan { exe, servers, shapes, size: a.size, duration, warmup, repeat, out, server_threads: a.server_threads, server_cpus, load_cpus, notes, idle_conns: a.idle_conns })
     }
+}
+
+/// CPUs for the server (0..threads) and for the load (the next ones, at most 8), or
+/// none pinned when that leaves the load no CPU. Overlapping is allowed rather than
+/// refused so `--server-threads 2` still runs on a 2-core box, but then server and
+/// load compete for the same cores: the figures mix both and measure no scaling,
+/// which a warning and a note in results.json say.
+fn split_cpus(cores: usize, threads: usize, notes: &mut Vec<String>) -> (Option<Vec<usize>>, Option<Vec<usize>>) {
+    if cores > threads {
+        return (Some((0..threads).collect()), Some((threads..cores.min(threads + 8)).collect()));
+    }
+    let n = if cores < 2 {
+        "one CPU: server and load not pinned apart; figures mix both".to_string()
+    } else {
+        let n = format!(
+            "--server-threads {threads} on {cores} CPUs leaves none for the load: server and load run unpinned on shared CPUs; figures mix both and do not measure scaling"
+        );
+        eprintln!("ringmux: warning: {n}");
+        n
+    };
+    notes.push(n);
+    (None, None)
 }
 
 /// "2026-11-23T15-04-05" (UTC), safe in paths.
@@ -278,6 +310,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
                         id,
                         server: server.name(),
                         features: features.clone(),
+                        server_threads: matches!(server, ServerSpec::Ringmux { .. }).then_some(plan.server_threads),
                         mode: shape.mode.to_string(),
                         conns: shape.conns,
                         size: plan.size,
@@ -318,7 +351,8 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
             "backends": args.backends, "conns": args.conns, "size": plan.size, "duration_s": plan.duration,
             "warmup_s": plan.warmup, "repeat": plan.repeat, "quick": args.quick,
             "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
-            "server_cpu": plan.server_cpu, "load_cpus": plan.load_cpus,
+            "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
+            "server_threads": plan.server_threads, "load_cpus": plan.load_cpus,
         }),
         cells,
         notes,
@@ -517,6 +551,12 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
                     }
                 }
             }
+            if plan.server_threads > 1 {
+                c.args(["--threads", &plan.server_threads.to_string()]);
+                if let Some(cpus) = &plan.server_cpus {
+                    c.args(["--cpus", &crate::cli::format_cpu_list(cpus)]);
+                }
+            }
             (c, Some(stats))
         }
         ServerSpec::External { cmd, .. } => {
@@ -525,7 +565,7 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
             (c, None)
         }
     };
-    let mut cmd = pinned(cmd, plan.server_cpu.map(|c| vec![c]));
+    let mut cmd = pinned(cmd, plan.server_cpus.clone());
     let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().with_context(|| format!("cannot start {}", spec.name()))?;
     let mut srv = RunningServer { child, addr, stats };
     let t0 = Instant::now();
@@ -656,6 +696,21 @@ mod tests {
         assert_eq!((med.syscalls_per_msg, min.syscalls_per_msg, max.syscalls_per_msg), (Some(2.0), Some(1.0), Some(3.0)));
         assert_eq!(med.cpu_ns_per_msg, None);
         assert_eq!(med.errors, 3);
+    }
+
+    #[test]
+    fn cpu_split_between_server_and_load() {
+        let mut notes = Vec::new();
+        assert_eq!(split_cpus(2, 1, &mut notes), (Some(vec![0]), Some(vec![1])));
+        assert_eq!(split_cpus(16, 1, &mut notes), (Some(vec![0]), Some((1..9).collect())));
+        assert_eq!(split_cpus(8, 2, &mut notes), (Some(vec![0, 1]), Some((2..8).collect())));
+        assert_eq!(split_cpus(3, 2, &mut notes), (Some(vec![0, 1]), Some(vec![2])));
+        assert!(notes.is_empty(), "{notes:?}");
+        // Nothing left for the load: run, unpinned, and say so.
+        assert_eq!(split_cpus(2, 2, &mut notes), (None, None));
+        assert!(notes[0].contains("--server-threads 2 on 2 CPUs") && notes[0].contains("do not measure scaling"), "{notes:?}");
+        assert_eq!(split_cpus(1, 1, &mut notes), (None, None));
+        assert!(notes[1].contains("one CPU"), "{notes:?}");
     }
 
     #[test]

@@ -71,6 +71,17 @@ pub enum FeatureChoice {
     Full,
 }
 
+impl From<FeatureLevel> for FeatureChoice {
+    fn from(l: FeatureLevel) -> FeatureChoice {
+        match l {
+            FeatureLevel::Baseline => FeatureChoice::Baseline,
+            FeatureLevel::Fastpoll => FeatureChoice::Fastpoll,
+            FeatureLevel::Multishot => FeatureChoice::Multishot,
+            FeatureLevel::Full => FeatureChoice::Full,
+        }
+    }
+}
+
 impl FeatureChoice {
     /// The level pinned, if one is.
     pub fn pinned(self) -> Option<FeatureLevel> {
@@ -130,12 +141,29 @@ pub struct ServeArgs {
     /// socket and the RECV is re-armed).
     #[arg(long, default_value_t = 1024, value_parser = parse_buf_entries)]
     pub buf_ring_entries: u16,
-    /// Event-loop threads (one listener per thread with SO_REUSEPORT). Only 1 for now.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// Event loops, one thread each, sharing the port through SO_REUSEPORT.
+    ///
+    /// Each loop has its own listening socket on the same address (SO_REUSEPORT) and
+    /// its own io_uring ring or epoll instance; loops share nothing while serving. The
+    /// kernel hands each new connection to one listener by a hash of its addresses and
+    /// ports, so the spread is even only on average (a few connections may all land on
+    /// one loop), and a connection stays on the loop that accepted it for its whole
+    /// life: the load of one busy connection is never shared out. `--stats-json` shows
+    /// the spread (per_thread). 1, the default, runs one loop on the main thread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
     pub threads: u16,
-    /// Pin event-loop thread i to CPU i (or to the CPUs in --cpus).
-    #[arg(long)]
+    /// Pin event loop i to CPU i (or to the i-th CPU of --cpus).
+    ///
+    /// A pinned loop keeps its caches warm and never competes with another loop for a
+    /// core. Without it the scheduler places and moves the threads as it likes.
+    #[arg(long, verbatim_doc_comment)]
     pub pin: bool,
+    /// CPUs for the event loops, e.g. "2-5,7" (implies --pin).
+    ///
+    /// Loop i runs on the i-th CPU listed; list at least --threads CPUs this process
+    /// may run on (`taskset -c` syntax).
+    #[arg(long, value_name = "LIST", verbatim_doc_comment)]
+    pub cpus: Option<String>,
     /// Per-connection outbox cap in bytes; above it the server stops reading that connection.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1024..=(1u64 << 32)))]
     pub outbox_cap: u64,
@@ -251,6 +279,13 @@ pub struct BenchArgs {
     /// plain `uring` stands for every io_uring level this kernel has.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub idle_conns: Option<u32>,
+    /// Event-loop threads for ringmux servers (`serve --threads N --pin`).
+    ///
+    /// To measure scaling: the server gets CPUs 0..N-1, one loop on each, and the load
+    /// the CPUs after them. When that leaves the load no CPU, nothing is pinned and the
+    /// bench warns that the figures do not measure scaling.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
+    pub server_threads: u16,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -304,6 +339,59 @@ pub fn parse_secs(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// The biggest CPU number accepted (the size of a `cpu_set_t`).
+pub const MAX_CPU: usize = 1023;
+
+/// Parse a CPU list: "1", "2-5", "1,3", "0-1,4". Order is kept; duplicates are refused.
+/// Used by `load --pin` and `serve --cpus` (the same syntax as `taskset -c`).
+pub fn parse_cpu_list(s: &str) -> anyhow::Result<Vec<usize>> {
+    let num = |t: &str| -> anyhow::Result<usize> {
+        let t = t.trim();
+        let v: usize = t.parse().map_err(|_| anyhow::anyhow!("'{t}' is not a CPU number (expected e.g. \"1\", \"2-5\" or \"1,3\")"))?;
+        if v > MAX_CPU {
+            anyhow::bail!("CPU {v} is out of range (0 to {MAX_CPU})");
+        }
+        Ok(v)
+    };
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        if part.trim().is_empty() {
+            anyhow::bail!("empty entry in the CPU list (expected e.g. \"1\", \"2-5\" or \"1,3\")");
+        }
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    anyhow::bail!("range {a}-{b} runs backwards");
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    let mut sorted = out.clone();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        anyhow::bail!("CPU {} is listed twice", w[0]);
+    }
+    Ok(out)
+}
+
+/// Write CPUs the way [`parse_cpu_list`] reads them, runs folded: [0, 1, 2, 5] -> "0-2,5".
+pub fn format_cpu_list(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if j > i { format!("{}-{}", cpus[i], cpus[j]) } else { cpus[i].to_string() });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +400,31 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
+        assert_eq!(parse_cpu_list("2-5").unwrap(), vec![2, 3, 4, 5]);
+        assert_eq!(parse_cpu_list("1,3").unwrap(), vec![1, 3]);
+        assert_eq!(parse_cpu_list("3,0-1").unwrap(), vec![3, 0, 1]);
+        assert_eq!(parse_cpu_list(" 4 , 6-6 ").unwrap(), vec![4, 6]);
+        for bad in ["", "abc", "1,", ",1", "5-2", "1-", "-1", "1,1", "0-2,2", "99999", "1.5", "1-x"] {
+            let e = parse_cpu_list(bad);
+            assert!(e.is_err(), "{bad:?} accepted: {e:?}");
+        }
+        assert!(parse_cpu_list("abc").unwrap_err().to_string().contains("not a CPU number"));
+    }
+
+    #[test]
+    fn cpu_lists_format_round_trip() {
+        assert_eq!(format_cpu_list(&[0, 1, 2, 5]), "0-2,5");
+        assert_eq!(format_cpu_list(&[3, 0, 1]), "3,0-1");
+        assert_eq!(format_cpu_list(&[7]), "7");
+        assert_eq!(format_cpu_list(&[]), "");
+        for l in ["0-3", "1,3", "2-5,7", "3,0-1"] {
+            assert_eq!(format_cpu_list(&parse_cpu_list(l).unwrap()), l);
+        }
     }
 
     #[test]

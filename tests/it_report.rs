@@ -249,6 +249,7 @@ fn cell(server: &str, mode: &str, conns: u32, m: RunMetrics, runs: usize) -> Cel
         id: format!("{server}/{mode}/c{conns}/s128"),
         server: server.into(),
         features: (server == "uring").then(|| "fastpoll".into()),
+        server_threads: (server != "tokio").then_some(1),
         mode: mode.into(),
         conns,
         size: 128,

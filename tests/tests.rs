@@ -242,6 +242,278 @@ mod serve {
         let _ = std::fs::remove_file(&json);
     });
 
+    // ---- thread-per-core: --threads, --pin, --cpus ----
+
+    /// A fresh, empty folder for one test's files.
+    fn scratch_dir(tag: &str, v: Variant) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("ringmux-{tag}-{}-{v:?}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn read_json(path: &std::path::Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    }
+
+    /// Each loop's accepted count from a stats file's per_thread list.
+    fn per_thread_accepted(j: &serde_json::Value) -> Vec<u64> {
+        j["per_thread"].as_array().unwrap_or_else(|| panic!("no per_thread in {j}")).iter().map(|t| t["connections_accepted"].as_u64().unwrap()).collect()
+    }
+
+    /// The CPUs this test process may run on (to pick CPUs for --pin).
+    fn allowed_cpus() -> Vec<usize> {
+        let st = std::fs::read_to_string("/proc/self/status").unwrap();
+        let list = st.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim().to_string();
+        ringmux::cli::parse_cpu_list(&list).unwrap()
+    }
+
+    backend_test!(threads_two_echo_200_connections_on_both_loops, |v| {
+        let dir = scratch_dir("t2echo", v);
+        let json = dir.join("stats.json");
+        let srv = Server::start(v, &["--threads", "2", "--stats-json", json.to_str().unwrap()]);
+        assert!(srv.start_line.contains("threads=2"), "{}", srv.start_line);
+        let mut conns: Vec<TcpStream> = (0..200).map(|_| srv.connect()).collect();
+        let mut sent = 0u64;
+        for round in 0..2u64 {
+            for (i, c) in conns.iter_mut().enumerate() {
+                let m = payload(round * 1000 + i as u64, 100 + i * 37);
+                c.write_all(&m).unwrap();
+                sent += m.len() as u64;
+            }
+            for (i, c) in conns.iter_mut().enumerate() {
+                let want = payload(round * 1000 + i as u64, 100 + i * 37);
+                assert!(read_varied(c, want.len()) == want, "{v:?}: conn {i} round {round}: echo differs");
+            }
+        }
+        drop(conns);
+        let st = srv.stop(Duration::from_secs(10));
+        assert!(st.status.success(), "{v:?}: exit {:?} stderr {}", st.status, st.stderr);
+        assert!(st.stdout.contains("accepted=200 closed=200") && st.stdout.contains("per thread: connections"), "{v:?}: {}", st.stdout);
+        let j = read_json(&json);
+        assert_eq!(j["threads"], 2, "{v:?}: {j}");
+        assert_eq!(j["bytes_in"], sent, "{v:?}: merged bytes_in");
+        let per = per_thread_accepted(&j);
+        assert_eq!(per.len(), 2, "{v:?}: {j}");
+        assert_eq!(per.iter().sum::<u64>(), 200, "{v:?}: {per:?}");
+        // SO_REUSEPORT hashes each connection's ports: 200 on one loop would be 2^-199.
+        assert!(per.iter().all(|&n| n > 0), "{v:?}: a loop got no connection: {per:?}");
+        println!("{v:?}: SO_REUSEPORT spread 200 connections as {per:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+
+    backend_test!(threads_two_sigterm_drains_every_loop, |v| {
+        let dir = scratch_dir("t2term", v);
+        let json = dir.join("stats.json");
+        let srv = Server::start(v, &["--threads", "2", "--stats-json", json.to_str().unwrap()]);
+        let addr = srv.addr.to_string();
+        // A second thread-per-core server must not join this one's SO_REUSEPORT group.
+        let mut args = vec!["serve", "--addr", addr.as_str(), "--threads", "2"];
+        args.extend(v.args());
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{v:?}: a second server on {addr} should fail: {err}");
+        assert!(err.contains("in use") && err.lines().count() == 1, "{v:?}: {err}");
+
+        let mut conns: Vec<TcpStream> = (0..50).map(|_| srv.connect()).collect();
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.write_all(&payload(i as u64, 100)).unwrap();
+            assert_eq!(read_varied(c, 100), payload(i as u64, 100));
+        }
+        // Connections still open at SIGTERM, on both loops: each loop drains its own.
+        let t0 = Instant::now();
+        let st = srv.stop(Duration::from_secs(10));
+        assert!(st.status.success(), "{v:?}: exit {:?} stderr {}", st.status, st.stderr);
+        assert!(t0.elapsed() < Duration::from_secs(4), "{v:?}: took {:?}", t0.elapsed());
+        assert!(st.stdout.contains("accepted=50 closed=50"), "{v:?}: {}", st.stdout);
+        for c in &mut conns {
+            let mut b = [0u8; 8];
+            assert!(matches!(c.read(&mut b), Ok(0) | Err(_)), "{v:?}: a connection outlived the server");
+        }
+        let j = read_json(&json);
+        assert_eq!((j["final"].as_bool(), j["threads"].as_u64()), (Some(true), Some(2)), "{v:?}: {j}");
+        assert_eq!(j["connections_accepted"], 50);
+        assert_eq!(j["connections_closed"], 50);
+        let per = per_thread_accepted(&j);
+        assert!(per.len() == 2 && per.iter().all(|&n| n > 0), "{v:?}: {per:?}");
+        // Every listener is gone: the port can be bound at once.
+        std::net::TcpListener::bind(&addr).unwrap_or_else(|e| panic!("{v:?}: {addr} still bound after exit: {e}"));
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+
+    backend_test!(threads_two_sigusr1_writes_one_merged_snapshot, |v| {
+        let dir = scratch_dir("t2snap", v);
+        let json = dir.join("stats.json");
+        let srv = Server::start(v, &["--threads", "2", "--stats-json", json.to_str().unwrap()]);
+        let mut conns: Vec<TcpStream> = (0..40).map(|_| srv.connect()).collect();
+        let echo_round = |conns: &mut Vec<TcpStream>| {
+            for c in conns.iter_mut() {
+                c.write_all(b"0123456789").unwrap();
+            }
+            for c in conns.iter_mut() {
+                assert_eq!(read_varied(c, 10), b"0123456789");
+            }
+        };
+        echo_round(&mut conns);
+        srv.signal(libc::SIGUSR1);
+        // Read it the moment it appears, as the bench does: a file written before both
+        // loops published would show here.
+        let t0 = Instant::now();
+        while !json.exists() && t0.elapsed() < Duration::from_secs(5) {
+            thread::sleep(Duration::from_micros(200));
+        }
+        let j = read_json(&json);
+        assert_eq!((j["final"].as_bool(), j["threads"].as_u64()), (Some(false), Some(2)), "{v:?}: {j}");
+        assert_eq!(j["snapshot_request"], 1, "{v:?}: {j}");
+        // Written only once both loops published: neither loop's share is missing.
+        assert_eq!(j["connections_accepted"], 40, "{v:?}: {j}");
+        assert_eq!(j["bytes_in"], 400, "{v:?}: {j}");
+        let per = per_thread_accepted(&j);
+        assert!(per.len() == 2 && per.iter().sum::<u64>() == 40 && per.iter().all(|&n| n > 0), "{v:?}: {per:?}");
+        let files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(files, ["stats.json"], "{v:?}: one merged file, no per-loop or temp files");
+
+        // A burst of signals (coalesced by the kernel and by the loops) leaves no loop
+        // waiting for the other: the next request is still answered, with new counts.
+        for _ in 0..20 {
+            srv.signal(libc::SIGUSR1);
+        }
+        echo_round(&mut conns);
+        let _ = std::fs::remove_file(&json);
+        srv.signal(libc::SIGUSR1);
+        let fresh = wait_until(Duration::from_secs(5), || {
+            // Late answers to the burst may land first; the answer to the last signal holds round 2.
+            std::fs::read(&json).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).is_some_and(|j| j["bytes_in"] == 800)
+        });
+        assert!(fresh, "{v:?}: no snapshot after the burst covers the second round");
+        let j = read_json(&json);
+        assert!(j["snapshot_request"].as_u64().unwrap() >= 2, "{v:?}: {j}");
+        // Still serving after the snapshots.
+        echo_round(&mut conns);
+        let st = srv.stop(Duration::from_secs(10));
+        assert!(st.status.success(), "{v:?}: {}", st.stderr);
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+
+    backend_test!(pin_with_bad_cpus_fails_in_one_line, |v| {
+        let n_allowed = allowed_cpus().len();
+        let too_many = (n_allowed + 1).to_string();
+        let cases: [(&[&str], &str); 5] = [
+            (&["--threads", "2", "--cpus", "0,1023"], "CPU 1023 is not available"),
+            (&["--pin", "--cpus", "0,x"], "not a CPU number"),
+            (&["--threads", "3", "--cpus", "0-1"], "lists 2 CPU(s) for --threads 3"),
+            (&["--threads", &too_many, "--pin"], "is not available to this process"),
+            (&["--cpus", "5-2"], "runs backwards"),
+        ];
+        for (extra, want) in cases {
+            let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+            args.extend(v.args());
+            args.extend(extra);
+            let out = Command::new(BIN).args(&args).output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{v:?} {extra:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{v:?} {extra:?}: one line expected: {err}");
+            assert!(err.contains(want) && !err.contains("panicked"), "{v:?} {extra:?}: want {want:?} in {err}");
+            assert!(out.stdout.is_empty(), "{v:?} {extra:?}: nothing may start: {}", String::from_utf8_lossy(&out.stdout));
+        }
+    });
+
+    backend_test!(threads_two_pin_puts_each_loop_on_its_cpu, |v| {
+        let allowed = allowed_cpus();
+        if allowed.len() < 2 {
+            println!("SKIPPED threads_two_pin_puts_each_loop_on_its_cpu [{v:?}]: needs 2 CPUs, this process may use {allowed:?}");
+            return;
+        }
+        // Plain --pin where CPUs 0 and 1 are ours (this 2-core box), else name two.
+        let cpus = [allowed[0], allowed[1]];
+        let list = format!("{},{}", cpus[0], cpus[1]);
+        let mut extra = vec!["--threads", "2", "--pin"];
+        if cpus != [0, 1] {
+            extra.extend(["--cpus", list.as_str()]);
+        }
+        let srv = Server::start(v, &extra);
+        let want = if cpus == [0, 1] { "threads=2 cpus=0-1".to_string() } else { format!("threads=2 cpus={list}") };
+        assert!(srv.start_line.contains(&want), "{v:?}: {}", srv.start_line);
+        // The loop threads: "ringmux" (loop 0, the main thread) and "ringmux-loop-1".
+        let mut pinned = Vec::new();
+        for t in std::fs::read_dir(format!("/proc/{}/task", srv.pid)).unwrap().flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_string();
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            let mask = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap_or("").trim().to_string();
+            if comm == "ringmux" || comm.starts_with("ringmux-loop") {
+                pinned.push((comm, mask));
+            }
+        }
+        pinned.sort();
+        let expect = vec![("ringmux".to_string(), cpus[0].to_string()), ("ringmux-loop-1".to_string(), cpus[1].to_string())];
+        assert_eq!(pinned, expect, "{v:?}: loop threads and their CPUs");
+        let mut conns: Vec<TcpStream> = (0..20).map(|_| srv.connect()).collect();
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.write_all(&payload(i as u64, 3000)).unwrap();
+            assert_eq!(read_varied(c, 3000), payload(i as u64, 3000), "{v:?}: conn {i}");
+        }
+        let st = srv.stop(Duration::from_secs(10));
+        assert!(st.status.success(), "{v:?}: {}", st.stderr);
+        assert!(st.stdout.contains("accepted=20 closed=20"), "{v:?}: {}", st.stdout);
+    });
+
+    /// A later loop's ring that cannot be set up fails the whole server, before it
+    /// serves, with one line naming the loop (no fallback: the backend was decided by
+    /// loop 0). Forced with a file limit that leaves loop 0 its ring and loop 1 none;
+    /// the exact limit depends on how many fds start-up takes, so scan a range.
+    #[test]
+    fn later_ring_failure_fails_the_server() {
+        use std::os::unix::process::CommandExt;
+        for v in [Variant::UringBaseline, Variant::UringFastpoll] {
+            if let Err(why) = v.available() {
+                println!("SKIPPED later_ring_failure_fails_the_server [{v:?}]: {why}");
+                continue;
+            }
+            let mut hit = None;
+            for limit in 6..40u64 {
+                let mut cmd = Command::new(BIN);
+                cmd.args(["serve", "--addr", "127.0.0.1:0", "--threads", "2"]).args(v.args());
+                // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let lim = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+                let t0 = Instant::now();
+                let status = loop {
+                    if let Some(st) = child.try_wait().unwrap() {
+                        break Some(st);
+                    }
+                    if t0.elapsed() > Duration::from_secs(3) {
+                        break None;
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                };
+                let Some(status) = status else {
+                    // Enough fds for both rings: it serves. The scan is over.
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                };
+                let out = child.wait_with_output().unwrap();
+                let err = String::from_utf8_lossy(&out.stderr).to_string();
+                assert_eq!(status.code(), Some(1), "{v:?} limit {limit}: {err}");
+                assert_eq!(err.lines().count(), 1, "{v:?} limit {limit}: one line expected: {err}");
+                assert!(!err.contains("panicked") && out.stdout.is_empty(), "{v:?} limit {limit}: {err}");
+                if err.contains("event loop 1 of 2") {
+                    hit = Some(err);
+                }
+            }
+            let err = hit.unwrap_or_else(|| panic!("{v:?}: no file limit made loop 1's ring fail alone"));
+            assert!(err.contains("io_uring") && err.contains("EMFILE") && !err.contains("falling back"), "{v:?}: {err}");
+        }
+    }
+
     backend_test!(emfile_backs_off_and_serves_everyone_later, |v| {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(BIN);
@@ -439,6 +711,60 @@ mod bench {
     use std::time::{Duration, Instant};
 
     use crate::util::BIN;
+
+    /// `--server-threads 2`: ringmux servers run two event loops, the merged SIGUSR1
+    /// snapshots still give their syscall counts, and results.json records the threads.
+    #[test]
+    fn bench_with_two_server_threads() {
+        let out = std::env::temp_dir().join(format!("ringmux-bench-t2-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let t0 = Instant::now();
+        let mut child = Command::new(BIN)
+            .args(["bench", "--quick", "--backends", "uring,epoll", "--conns", "20", "--duration", "0.3", "--server-threads", "2", "--out"])
+            .arg(&out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("bench --server-threads 2 did not finish within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let o = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(status.success(), "bench failed: {status}\n{stdout}\n{stderr}");
+        let r: ringmux::report::model::BenchResults =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).expect("results.json parses");
+        assert_eq!(r.args["server_threads"], 2, "{}", r.args);
+        assert!(r.notes.iter().any(|n| n.contains("2 event loops")), "{:?}", r.notes);
+        let mut ringmux_cells = 0;
+        for c in &r.cells {
+            if c.server == "epoll" || c.server.starts_with("uring") {
+                ringmux_cells += 1;
+                assert_eq!(c.server_threads, Some(2), "{}", c.id);
+                assert!(c.median.syscalls_per_msg.is_some_and(|v| v > 0.0), "{}: no syscalls from the merged snapshots", c.id);
+            } else {
+                assert_eq!(c.server_threads, None, "{}: not a ringmux server", c.id);
+            }
+            assert_eq!(c.median.errors, 0, "{}", c.id);
+        }
+        assert!(ringmux_cells >= 2, "{:?}", r.cells.iter().map(|c| &c.id).collect::<Vec<_>>());
+        // The servers' own stats files say two loops served.
+        let stats: Vec<_> = std::fs::read_dir(out.join("runs")).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".server.json")).collect();
+        assert!(!stats.is_empty(), "no server stats files");
+        for e in stats {
+            let j: serde_json::Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            assert_eq!(j["threads"], 2, "{}: {j}", e.path().display());
+            assert_eq!(j["per_thread"].as_array().map(Vec::len), Some(2), "{}", e.path().display());
+        }
+        let _ = std::fs::remove_dir_all(&out);
+    }
 
     /// `bench --quick` end to end: real servers, real load, results.json valid, one
     /// SVG per chart in a report.html that needs no network.

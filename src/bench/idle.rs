@@ -87,7 +87,7 @@ pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults
         start_unix_s,
         args: serde_json::json!({
             "idle_conns": n, "backends": args.backends, "repeat": plan.repeat, "quick": args.quick,
-            "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(), "server_cpu": plan.server_cpu,
+            "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(), "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()),
         }),
         cells: Vec::new(),
         notes,

@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::cli::LoadArgs;
+/// Shared with `serve --cpus`; lives in the CLI module, re-exported here for the load API.
+pub use crate::cli::parse_cpu_list;
 
 /// An edge of the measured window, reported to [`LoadConfig::on_window`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,43 +192,6 @@ impl LoadConfig {
     }
 }
 
-/// The biggest CPU number accepted (the size of a `cpu_set_t`).
-const MAX_CPU: usize = 1023;
-
-/// Parse a CPU list: "1", "2-5", "1,3", "0-1,4". Order is kept; duplicates are refused.
-pub fn parse_cpu_list(s: &str) -> anyhow::Result<Vec<usize>> {
-    let num = |t: &str| -> anyhow::Result<usize> {
-        let t = t.trim();
-        let v: usize = t.parse().map_err(|_| anyhow::anyhow!("'{t}' is not a CPU number (expected e.g. \"1\", \"2-5\" or \"1,3\")"))?;
-        if v > MAX_CPU {
-            bail!("CPU {v} is out of range (0 to {MAX_CPU})");
-        }
-        Ok(v)
-    };
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        if part.trim().is_empty() {
-            bail!("empty entry in the CPU list (expected e.g. \"1\", \"2-5\" or \"1,3\")");
-        }
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b) = (num(a)?, num(b)?);
-                if a > b {
-                    bail!("range {a}-{b} runs backwards");
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(num(part)?),
-        }
-    }
-    let mut sorted = out.clone();
-    sorted.sort_unstable();
-    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
-        bail!("CPU {} is listed twice", w[0]);
-    }
-    Ok(out)
-}
-
 /// `path` with `.uncorrected` put before its extension: `run.hgrm` -> `run.uncorrected.hgrm`.
 pub fn uncorrected_path(path: &std::path::Path) -> PathBuf {
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -241,20 +206,6 @@ pub fn uncorrected_path(path: &std::path::Path) -> PathBuf {
 mod tests {
     use super::*;
     use clap::Parser;
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
-        assert_eq!(parse_cpu_list("2-5").unwrap(), vec![2, 3, 4, 5]);
-        assert_eq!(parse_cpu_list("1,3").unwrap(), vec![1, 3]);
-        assert_eq!(parse_cpu_list("3,0-1").unwrap(), vec![3, 0, 1]);
-        assert_eq!(parse_cpu_list(" 4 , 6-6 ").unwrap(), vec![4, 6]);
-        for bad in ["", "abc", "1,", ",1", "5-2", "1-", "-1", "1,1", "0-2,2", "99999", "1.5", "1-x"] {
-            let e = parse_cpu_list(bad);
-            assert!(e.is_err(), "{bad:?} accepted: {e:?}");
-        }
-        assert!(parse_cpu_list("abc").unwrap_err().to_string().contains("not a CPU number"));
-    }
 
     #[test]
     fn uncorrected_names() {

@@ -156,6 +156,10 @@ pub struct Cell {
     pub server: String,
     /// io_uring feature level used, when the server is ringmux on io_uring.
     pub features: Option<String>,
+    /// Event-loop threads of a ringmux server (`bench --server-threads`, `serve
+    /// --threads`); None for other servers and in files from before it was recorded.
+    #[serde(default)]
+    pub server_threads: Option<u16>,
     /// "closed", "pipelined" or "open".
     pub mode: String,
     pub conns: u32,

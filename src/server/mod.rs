@@ -2,11 +2,17 @@
 //!
 //! Every backend exposes the same entry, `run(listener, &cfg, &signals, ...) ->
 //! io::Result<LoopStats>`; [`serve`] picks one with a plain `match`.
+//!
+//! Thread-per-core (`--threads N`, [`percore`]): N such loops, each on its own thread
+//! with its own SO_REUSEPORT listener and its own ring or epoll instance. A loop sees
+//! only its own [`Signals`] (wake pipe) and [`Reporter`] (its slot for stats); the
+//! process's figures are the loops' [`LoopStats`] summed.
 
 pub mod conn;
 pub mod epoll;
 pub mod fault;
 pub mod listener;
+pub mod percore;
 pub mod sys;
 pub mod uring;
 
@@ -16,8 +22,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -51,16 +57,16 @@ pub struct ServerConfig {
     pub buf_entries: u16,
     /// Injected faults (tests only; from RINGMUX_FAULTS).
     pub faults: fault::Faults,
+    /// Event loops (threads), at least 1.
+    pub threads: usize,
+    /// `--pin`: the CPU of loop i is `cpus[i]` (exactly `threads` entries).
+    pub cpus: Option<Vec<usize>>,
 }
 
 impl ServerConfig {
     pub fn from_args(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
-        if a.threads != 1 {
-            anyhow::bail!("--threads {} is not supported yet: only 1 event-loop thread for now", a.threads);
-        }
-        if a.pin {
-            anyhow::bail!("--pin needs --threads, which is not supported yet; pin with `taskset -c CPU ringmux serve ...`");
-        }
+        let threads = usize::from(a.threads.max(1));
+        let cpus = percore::plan_cpus(threads, a.pin, a.cpus.as_deref(), sys::allowed_cpus)?;
         Ok(ServerConfig {
             addr: a.addr,
             backend: a.backend,
@@ -78,6 +84,8 @@ impl ServerConfig {
             sqpoll: a.sqpoll,
             buf_entries: a.buf_ring_entries,
             faults: fault::Faults::from_env()?,
+            threads,
+            cpus,
         })
     }
 }
@@ -128,30 +136,123 @@ pub struct LoopStats {
     pub faults_injected: u64,
 }
 
-/// SIGINT/SIGTERM (stop) and SIGUSR1 (write a stats snapshot) arrive as flags plus a
-/// byte on a pipe the event loop watches, so no loop sleeps through a signal.
+impl LoopStats {
+    /// Add another loop's counts: with several loops the server's figures are the sums.
+    pub fn merge(&mut self, o: &LoopStats) {
+        // Destructured so that a field added to LoopStats cannot be forgotten here.
+        let LoopStats {
+            accepted,
+            closed,
+            accept_errors,
+            accept_backoffs,
+            bytes_in,
+            bytes_out,
+            syscalls,
+            cq_overflow,
+            sq_full,
+            enter_busy,
+            forced_closed,
+            recv_nobufs,
+            buf_grows,
+            faults_injected,
+        } = o;
+        self.accepted += accepted;
+        self.closed += closed;
+        self.accept_errors += accept_errors;
+        self.accept_backoffs += accept_backoffs;
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+        self.syscalls.add(syscalls);
+        self.cq_overflow += cq_overflow;
+        self.sq_full += sq_full;
+        self.enter_busy += enter_busy;
+        self.forced_closed += forced_closed;
+        self.recv_nobufs += recv_nobufs;
+        self.buf_grows += buf_grows;
+        self.faults_injected += faults_injected;
+    }
+}
+
+/// The process's signal state, with one wake pipe per event loop.
+///
+/// SIGINT/SIGTERM set one stop flag; SIGUSR1 bumps a request counter. Either then
+/// writes a byte to every loop's own wake pipe, so every loop wakes, whichever thread
+/// the kernel ran the handler on. A counter, not a flag: each loop must tell by itself
+/// whether a request is new to it, and two quick SIGUSR1s may reach a loop as one
+/// wake, yet the snapshot must cover the newest request.
+///
+/// One handler action per signal wakes all loops (rather than signal-hook's pipe
+/// helper once per loop and signal), so a loop costs two fds, not four.
+pub struct SignalHub {
+    stop: Arc<AtomicBool>,
+    /// Write ends of the loops' wake pipes. The handler actions hold them too, so they
+    /// stay open as long as an action may run.
+    wakers: Arc<Vec<UnixStream>>,
+}
+
+fn wake_all(wakers: &[UnixStream]) {
+    for w in wakers {
+        sys::wake(w.as_raw_fd());
+    }
+}
+
+impl SignalHub {
+    /// Install the handlers; returns the hub and each loop's [`Signals`].
+    pub fn install(loops: usize) -> io::Result<(SignalHub, Vec<Signals>)> {
+        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let mut wakers = Vec::with_capacity(loops);
+        let mut each = Vec::with_capacity(loops);
+        for _ in 0..loops.max(1) {
+            let (read, write) = UnixStream::pair()?;
+            read.set_nonblocking(true)?;
+            write.set_nonblocking(true)?;
+            wakers.push(write);
+            each.push(Signals { read, stop: stop.clone(), requests: requests.clone(), seen: Arc::new(AtomicUsize::new(0)) });
+        }
+        let wakers = Arc::new(wakers);
+        for sig in [SIGINT, SIGTERM] {
+            let (stop, w) = (stop.clone(), wakers.clone());
+            // SAFETY: the action runs inside the signal handler and does only
+            // async-signal-safe things: an atomic store, then send(2) on fds the
+            // closure keeps open (signal-hook saves and restores errno around it).
+            unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    stop.store(true, Ordering::SeqCst);
+                    wake_all(&w);
+                })
+            }?;
+        }
+        let (r, w) = (requests.clone(), wakers.clone());
+        // SAFETY: as above: a lock-free atomic add, then send(2) on fds kept open.
+        unsafe {
+            signal_hook::low_level::register(SIGUSR1, move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                wake_all(&w);
+            })
+        }?;
+        Ok((SignalHub { stop, wakers }, each))
+    }
+
+    /// Stop every loop as SIGTERM would (a loop failed: the server fails as a whole).
+    pub fn stop_all(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        wake_all(&self.wakers);
+    }
+}
+
+/// One event loop's view of the signals: its own wake pipe, which it watches, and the
+/// shared stop flag and snapshot counter.
 pub struct Signals {
     read: UnixStream,
     stop: Arc<AtomicBool>,
-    snapshot: Arc<AtomicBool>,
+    requests: Arc<AtomicUsize>,
+    /// The newest snapshot request this loop has taken (shared with its [`Reporter`]).
+    seen: Arc<AtomicUsize>,
 }
 
 impl Signals {
-    pub fn install() -> io::Result<Signals> {
-        let (read, write) = UnixStream::pair()?;
-        read.set_nonblocking(true)?;
-        write.set_nonblocking(true)?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let snapshot = Arc::new(AtomicBool::new(false));
-        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-            signal_hook::flag::register(sig, stop.clone())?;
-            signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
-        }
-        signal_hook::flag::register(signal_hook::consts::SIGUSR1, snapshot.clone())?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGUSR1, write)?;
-        Ok(Signals { read, stop, snapshot })
-    }
-
     pub fn fd(&self) -> RawFd {
         self.read.as_raw_fd()
     }
@@ -171,8 +272,14 @@ impl Signals {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// True once per new SIGUSR1 (several quick ones may count as one).
     pub fn take_snapshot_request(&self) -> bool {
-        self.snapshot.swap(false, Ordering::Relaxed)
+        let now = self.requests.load(Ordering::SeqCst);
+        if now == self.seen.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.seen.store(now, Ordering::Relaxed);
+        true
     }
 }
 
@@ -182,9 +289,15 @@ pub struct StatsReport {
     pub schema: &'static str,
     /// false for a SIGUSR1 snapshot, true for the report written on exit.
     pub r#final: bool,
+    /// A snapshot: the SIGUSR1 it answers (1 for the first; signals sent in quick
+    /// succession may be answered by one snapshot, for the last of them). Every loop's
+    /// counts in it were taken after that signal. None in the final report.
+    pub snapshot_request: Option<usize>,
     pub backend: &'static str,
     pub features: Option<FeatureLevel>,
     pub proto: Proto,
+    /// Event loops (`--threads`); every count below is their sum.
+    pub threads: usize,
     pub addr: String,
     pub pid: u32,
     pub elapsed_s: f64,
@@ -210,26 +323,91 @@ pub struct StatsReport {
     pub ctx_voluntary: u64,
     pub ctx_involuntary: u64,
     pub max_rss_kib: u64,
+    /// Each loop's share, in loop order: how SO_REUSEPORT spread the connections.
+    pub per_thread: Vec<ThreadReport>,
 }
 
-/// Everything a loop needs to report itself.
-pub struct Reporter {
+/// One event loop's counts in [`StatsReport`].
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ThreadReport {
+    /// The CPU it is pinned to (`--pin`), if any.
+    pub pinned_cpu: Option<usize>,
+    pub connections_accepted: u64,
+    pub connections_closed: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub syscalls_total: u64,
+    /// This thread's CPU time (io_uring's kernel workers are counted only process-wide).
+    pub cpu_user_s: f64,
+    pub cpu_sys_s: f64,
+}
+
+/// What every loop reports into: the facts of the run and one slot per loop.
+pub struct StatsBoard {
     pub backend: Backend,
     pub uring: Option<uring::probe::RingFeatures>,
     pub cfg: ServerConfig,
     pub addr: SocketAddr,
     pub started: Instant,
+    slots: Mutex<percore::Board>,
 }
 
-impl Reporter {
-    pub fn report(&self, s: &LoopStats, is_final: bool) -> StatsReport {
+impl StatsBoard {
+    pub fn new(backend: Backend, uring: Option<uring::probe::RingFeatures>, cfg: ServerConfig, addr: SocketAddr) -> StatsBoard {
+        let n = cfg.threads;
+        StatsBoard { backend, uring, cfg, addr, started: Instant::now(), slots: Mutex::new(percore::Board::new(n)) }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, percore::Board> {
+        // A loop that panicked while holding the lock left whole values behind.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Loop `i` publishes its counts: for snapshot request `generation`, or its final
+    /// ones (`None`). Called on the loop's own thread (its CPU time is read here). The
+    /// publish that completes a request writes the merged snapshot.
+    fn publish(&self, i: usize, generation: Option<usize>, s: Option<&LoopStats>) {
+        let cpu = sys::thread_usage();
+        let mut slots = self.slots();
+        if slots.publish(i, generation, s, cpu) {
+            // Written under the lock: one writer at a time for the temp file.
+            let report = self.report_of(&slots, false);
+            if let Err(e) = self.write_json(&report) {
+                eprintln!("ringmux: warning: cannot write stats snapshot: {e}");
+            }
+        }
+    }
+
+    /// The merged report of what the loops published last.
+    pub fn report(&self, is_final: bool) -> StatsReport {
+        self.report_of(&self.slots(), is_final)
+    }
+
+    fn report_of(&self, slots: &percore::Board, is_final: bool) -> StatsReport {
+        let s = slots.merged();
         let u = sys::usage();
+        let per_thread = slots
+            .each()
+            .enumerate()
+            .map(|(i, (l, cpu))| ThreadReport {
+                pinned_cpu: self.cfg.cpus.as_ref().and_then(|c| c.get(i).copied()),
+                connections_accepted: l.accepted,
+                connections_closed: l.closed,
+                bytes_in: l.bytes_in,
+                bytes_out: l.bytes_out,
+                syscalls_total: l.syscalls.total(),
+                cpu_user_s: cpu.user_s,
+                cpu_sys_s: cpu.sys_s,
+            })
+            .collect();
         StatsReport {
             schema: "ringmux.server-stats/1",
             r#final: is_final,
+            snapshot_request: (!is_final).then(|| slots.written()),
             backend: self.backend.name(),
             features: self.backend.features(),
             proto: self.cfg.proto,
+            threads: self.cfg.threads,
             addr: self.addr.to_string(),
             pid: std::process::id(),
             elapsed_s: self.started.elapsed().as_secs_f64(),
@@ -254,24 +432,45 @@ impl Reporter {
             ctx_voluntary: u.voluntary_ctx,
             ctx_involuntary: u.involuntary_ctx,
             max_rss_kib: u.max_rss_kib,
+            per_thread,
         }
     }
 
     /// Write the JSON stats file if asked for (atomically: temp file, then rename, so a
     /// reader never sees half a file).
-    pub fn write_json(&self, s: &LoopStats, is_final: bool) -> io::Result<()> {
+    pub fn write_json(&self, r: &StatsReport) -> io::Result<()> {
         let Some(path) = &self.cfg.stats_json else { return Ok(()) };
         let tmp = path.with_extension("tmp");
-        let body = serde_json::to_vec_pretty(&self.report(s, is_final)).map_err(io::Error::other)?;
+        let body = serde_json::to_vec_pretty(r).map_err(io::Error::other)?;
         std::fs::write(&tmp, body)?;
         std::fs::rename(&tmp, path)
     }
+}
 
-    /// SIGUSR1: a snapshot; a failure to write it is a warning, not the end of the server.
+/// One loop's handle on the [`StatsBoard`]: its slot. What the backends report through.
+pub struct Reporter {
+    index: usize,
+    /// The newest snapshot request this loop took (shared with its [`Signals`]).
+    seen: Arc<AtomicUsize>,
+    board: Arc<StatsBoard>,
+}
+
+impl Reporter {
+    pub fn new(index: usize, signals: &Signals, board: Arc<StatsBoard>) -> Reporter {
+        Reporter { index, seen: signals.seen.clone(), board }
+    }
+
+    /// SIGUSR1: publish this loop's counts for the request just taken. The file is
+    /// written, merged over every loop, once all have published for that request; a
+    /// failure to write it is a warning, not the end of the server.
     pub fn snapshot(&self, s: &LoopStats) {
-        if let Err(e) = self.write_json(s, false) {
-            eprintln!("ringmux: warning: cannot write stats snapshot: {e}");
-        }
+        self.board.publish(self.index, Some(self.seen.load(Ordering::Relaxed)), Some(s));
+    }
+
+    /// The loop has ended (with its final counts, or `None` after an error): it no
+    /// longer holds snapshots up.
+    pub fn finish(&self, s: Option<&LoopStats>) {
+        self.board.publish(self.index, None, s);
     }
 }
 
@@ -306,7 +505,18 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         out,
         "  cpu: user={:.3}s sys={:.3}s ctx_switches: voluntary={} involuntary={} max_rss={}KiB",
         r.cpu_user_s, r.cpu_sys_s, r.ctx_voluntary, r.ctx_involuntary, r.max_rss_kib
-    )
+    )?;
+    if r.threads > 1 {
+        let each = |f: fn(&ThreadReport) -> String| r.per_thread.iter().map(f).collect::<Vec<_>>().join("/");
+        writeln!(
+            out,
+            "  per thread: connections {} bytes_in {} cpu {}",
+            each(|t| t.connections_accepted.to_string()),
+            each(|t| t.bytes_in.to_string()),
+            each(|t| format!("{:.3}s", t.cpu_user_s + t.cpu_sys_s)),
+        )?;
+    }
+    Ok(())
 }
 
 /// `ringmux serve`.
@@ -318,9 +528,10 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Choose the backend, bind, run until a stop signal, report.
 pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
-    let signals = Signals::install().context("cannot install signal handlers")?;
+    let (hub, signals) = SignalHub::install(cfg.threads).context("cannot install signal handlers")?;
     // Decide the backend before binding, so a failed `--backend uring` leaves no
-    // socket behind and `auto` prints its one warning first.
+    // socket behind and `auto` prints its one warning first. This ring serves loop 0;
+    // every other loop sets up its own.
     let ring = match cfg.backend {
         BackendChoice::Epoll => None,
         BackendChoice::Uring => Some(uring::Ring::setup(&cfg).map_err(anyhow::Error::new)?),
@@ -335,36 +546,72 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
     let backend = ring.as_ref().map_or(Backend::Epoll, |r| Backend::Uring(r.features.level));
     let uring_features = ring.as_ref().map(|r| r.features);
     // io_uring sockets stay blocking (the ring polls them); epoll needs non-blocking.
-    let listener = listener::bind(cfg.addr, cfg.backlog, false, ring.is_none())
+    let listeners = listener::bind_group(cfg.addr, cfg.threads, cfg.backlog, ring.is_none())
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
-    let addr = listener.local_addr()?.as_socket().context("listener has no inet address")?;
-    if !cfg.quiet {
-        println!(
-            "ringmux: serving {} on {addr} backend={} features={} threads=1 pid={}",
-            cfg.proto.name(),
-            backend.name(),
-            backend.features().map_or("-", |f| f.name()),
-            std::process::id()
-        );
-        if let Some(f) = &uring_features {
-            println!("ringmux: io_uring {}", f.summary());
+    let addr = listeners[0].local_addr()?.as_socket().context("listener has no inet address")?;
+    let board = Arc::new(StatsBoard::new(backend, uring_features, cfg.clone(), addr));
+    // Printed once every loop is ready to serve.
+    let announce = || {
+        if !cfg.quiet {
+            let cpus = cfg.cpus.as_ref().map_or(String::new(), |c| format!(" cpus={}", crate::cli::format_cpu_list(c)));
+            println!(
+                "ringmux: serving {} on {addr} backend={} features={} threads={}{cpus} pid={}",
+                cfg.proto.name(),
+                backend.name(),
+                backend.features().map_or("-", |f| f.name()),
+                cfg.threads,
+                std::process::id()
+            );
+            if let Some(f) = &uring_features {
+                println!("ringmux: io_uring {}", f.summary());
+            }
+            if cfg.faults.any() {
+                println!("ringmux: fault injection on: {}", std::env::var(fault::ENV).unwrap_or_default());
+            }
         }
-        if cfg.faults.any() {
-            println!("ringmux: fault injection on: {}", std::env::var(fault::ENV).unwrap_or_default());
-        }
-    }
-    let reporter = Reporter { backend, uring: uring_features, cfg: cfg.clone(), addr, started: Instant::now() };
-    let stats = match ring {
-        Some(ring) => uring::run(ring, listener, &cfg, &signals, &reporter),
-        None => epoll::run(listener, &cfg, &signals, &reporter),
-    }
-    .context("event loop failed")?;
-    let report = reporter.report(&stats, true);
+    };
+    percore::run(&cfg, backend, ring, listeners, signals, Arc::new(hub), &board, announce)?;
+    let report = board.report(true);
     if !cfg.quiet {
         let mut out = io::stdout().lock();
         print_summary(&report, &mut out)?;
         out.flush()?;
     }
-    reporter.write_json(&stats, true).with_context(|| format!("cannot write {}", cfg.stats_json.as_ref().unwrap().display()))?;
+    board.write_json(&report).with_context(|| format!("cannot write {}", cfg.stats_json.as_ref().unwrap().display()))?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loop_stats_merge_sums_every_field() {
+        let mut syscalls = SyscallCounts::default();
+        syscalls.0[sys::Sys::Recv as usize] = 5;
+        let a = LoopStats {
+            accepted: 1,
+            closed: 2,
+            accept_errors: 3,
+            accept_backoffs: 4,
+            bytes_in: 5,
+            bytes_out: 6,
+            syscalls,
+            cq_overflow: 7,
+            sq_full: 8,
+            enter_busy: 9,
+            forced_closed: 10,
+            recv_nobufs: 11,
+            buf_grows: 12,
+            faults_injected: 13,
+        };
+        let mut m = LoopStats::default();
+        m.merge(&a);
+        m.merge(&a);
+        assert_eq!((m.accepted, m.closed, m.accept_errors, m.accept_backoffs), (2, 4, 6, 8));
+        assert_eq!((m.bytes_in, m.bytes_out, m.cq_overflow, m.sq_full, m.enter_busy, m.forced_closed), (10, 12, 14, 16, 18, 20));
+        assert_eq!((m.recv_nobufs, m.buf_grows, m.faults_injected), (22, 24, 26));
+        assert_eq!(m.syscalls.0[sys::Sys::Recv as usize], 10);
+        assert_eq!(m.syscalls.total(), 10);
+    }
 }

@@ -110,6 +110,14 @@ pub fn shutdown_rdwr(fd: i32) {
     let _ = syscall!(Shutdown, shutdown(fd, libc::SHUT_RDWR));
 }
 
+/// Write one byte to a wake pipe, never blocking: a full pipe already holds a wake-up.
+/// Async-signal-safe (a bare send(2), not counted), so signal handlers may call it.
+pub fn wake(fd: i32) {
+    let b = 1u8;
+    // SAFETY: `b` is a live byte for the duration of the call; a bad fd is only an error.
+    let _ = unsafe { libc::send(fd, (&b as *const u8).cast(), 1, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+}
+
 pub fn close(fd: i32) {
     let _ = syscall!(Close, close(fd));
 }
@@ -170,7 +178,17 @@ pub fn usage() -> Usage {
     usage_of(libc::RUSAGE_SELF)
 }
 
-/// getrusage(`who`): RUSAGE_SELF, or RUSAGE_CHILDREN (children already waited for).
+/// The calling thread only (Linux's RUSAGE_THREAD, which the libc crate lacks for
+/// glibc): an event loop's own CPU time.
+pub const RUSAGE_THREAD: libc::c_int = 1;
+
+/// This thread (CPU and context switches; max RSS stays process-wide).
+pub fn thread_usage() -> Usage {
+    usage_of(RUSAGE_THREAD)
+}
+
+/// getrusage(`who`): RUSAGE_SELF, RUSAGE_CHILDREN (children already waited for) or
+/// [`RUSAGE_THREAD`].
 pub fn usage_of(who: libc::c_int) -> Usage {
     // SAFETY: zeroed rusage is a valid value for this plain C struct; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -186,6 +204,35 @@ pub fn usage_of(who: libc::c_int) -> Usage {
     }
 }
 
+/// Pin the calling thread to one CPU (sched_setaffinity). EINVAL: no such CPU, or
+/// one this process may not use (cpuset, taskset).
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` < CPU_SETSIZE (checked above), so CPU_SET writes inside `set`.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` lives across the call; pid 0 is the calling thread.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The CPUs the calling thread may run on (sched_getaffinity), ascending.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is live and writable for the call; pid 0 is the calling thread.
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: every `c` is below CPU_SETSIZE, so CPU_ISSET reads inside `set`.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +246,23 @@ mod tests {
         assert_eq!(after.0[Sys::Close as usize] - before.0[Sys::Close as usize], 1);
         assert_eq!(after.total() - before.total(), 1);
         assert_eq!(NAMES.len(), KINDS);
+    }
+
+    #[test]
+    fn affinity() {
+        let allowed = allowed_cpus().unwrap();
+        assert!(!allowed.is_empty());
+        // Pin a scratch thread (not the test runner's) to a CPU it may use, then to one
+        // that cannot exist.
+        let cpu = allowed[allowed.len() - 1];
+        std::thread::spawn(move || {
+            pin_current_thread(cpu).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), vec![cpu]);
+            assert_eq!(pin_current_thread(100_000).unwrap_err().raw_os_error(), Some(libc::EINVAL));
+            let u = thread_usage();
+            assert!(u.user_s >= 0.0 && u.sys_s >= 0.0);
+        })
+        .join()
+        .unwrap();
     }
 }
