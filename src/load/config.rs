@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cli::LoadArgs;
+use crate::cli::{DriverChoice, LoadArgs};
 
 /// An edge of the measured window, reported to [`LoadConfig::on_window`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct LoadConfig {
     pub threads: u16,
     /// CPU for worker thread i: `pin[i]`. Empty: not pinned.
     pub pin: Vec<usize>,
+    /// IO driver: io_uring, epoll, or io_uring when available (see [`super::Driver::choose`]).
+    pub driver: DriverChoice,
     /// Print a progress line per interval on stderr (only if stderr is a terminal).
     pub progress: bool,
     pub on_window: Option<WindowHook>,
@@ -71,6 +73,7 @@ impl fmt::Debug for LoadConfig {
             .field("interval", &self.interval)
             .field("threads", &self.threads)
             .field("pin", &self.pin)
+            .field("driver", &self.driver)
             .field("progress", &self.progress)
             .field("on_window", &self.on_window.as_ref().map(|_| "<hook>"))
             .field("stop", &self.stop)
@@ -96,6 +99,7 @@ impl LoadConfig {
             interval: Duration::from_secs(1),
             threads: 1,
             pin: Vec::new(),
+            driver: DriverChoice::Auto,
             progress: false,
             on_window: None,
             stop: None,
@@ -125,6 +129,7 @@ impl LoadConfig {
             interval: Duration::from_secs_f64(a.interval),
             threads: a.threads,
             pin,
+            driver: a.driver,
             progress: !a.quiet,
             on_window: None,
             stop: None,

@@ -57,10 +57,12 @@
 
 mod config;
 mod engine;
+mod epoll;
 mod output;
 pub mod payload;
 pub mod schedule;
 mod sys;
+mod uring;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -75,12 +77,47 @@ pub use config::{LoadConfig, Mode, WindowEdge, WindowHook, parse_cpu_list, uncor
 use engine::{Plan, Report, Shared, WorkerResult, new_histogram};
 use schedule::Schedule;
 
-use crate::cli::LoadArgs;
+use crate::cli::{DriverChoice, LoadArgs};
 use crate::report::model::{LOAD_SCHEMA, LoadErrors, LoadParams, LoadResult, Percentiles};
 use crate::sysinfo::SysInfo;
 
-/// The IO driver this load generator runs on.
-pub const DRIVER: &str = "epoll";
+/// The IO driver a run actually uses (see [`LoadConfig::driver`] for the choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// SEND/RECV submitted to an io_uring per worker (Linux 5.11+).
+    Uring,
+    /// Non-blocking send/recv on edge-triggered epoll readiness.
+    Epoll,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::Uring => "uring",
+            Driver::Epoll => "epoll",
+        }
+    }
+
+    /// Decide once, before any worker starts. `auto`: io_uring when a ring with what the
+    /// driver needs can be set up, else epoll after one warning line on stderr naming
+    /// the reason and the fix. `uring` without it: that reason as the error.
+    pub fn choose(choice: DriverChoice) -> anyhow::Result<Driver> {
+        match choice {
+            DriverChoice::Epoll => Ok(Driver::Epoll),
+            DriverChoice::Uring => match uring::available() {
+                Ok(()) => Ok(Driver::Uring),
+                Err(e) => Err(anyhow::Error::new(e).context("--driver uring")),
+            },
+            DriverChoice::Auto => match uring::available() {
+                Ok(()) => Ok(Driver::Uring),
+                Err(e) => {
+                    eprintln!("ringmux: warning: {e}; load falls back to epoll");
+                    Ok(Driver::Epoll)
+                }
+            },
+        }
+    }
+}
 
 /// One interval of the interval series (all threads merged).
 #[derive(Debug, Clone)]
@@ -144,6 +181,7 @@ fn ns(d: Duration) -> u64 {
 /// the result.
 pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     cfg.validate()?;
+    let driver = Driver::choose(cfg.driver)?;
     sys::raise_nofile_limit();
     let threads = usize::from(cfg.effective_threads());
     let plan = Arc::new(Plan {
@@ -157,6 +195,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         timeout_ns: ns(cfg.timeout),
         interval_ns: ns(cfg.interval),
         connect_timeout: cfg.timeout,
+        driver,
     });
     let shared = Arc::new(Shared::default());
     let (tx, rx) = mpsc::channel::<Report>();
@@ -383,7 +422,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
             duration_s: cfg.duration.as_secs_f64(),
             warmup_s: cfg.warmup.as_secs_f64(),
             threads: threads as u16,
-            driver: DRIVER.to_string(),
+            driver: driver.name().to_string(),
             timeout_s: Some(cfg.timeout.as_secs_f64()),
         },
         sys: SysInfo::collect(),
