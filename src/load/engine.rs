@@ -325,10 +325,8 @@ pub(crate) fn drive<D: Driver>(core: &mut Core, io: &mut D) {
 
         // Sleep until the next thing to do, at most MAX_WAIT_NS.
         let mut wake = next_scan.min(if open { plan.hard_stop_ns } else { plan.end_ns });
-        if now >= plan.warmup_ns {
-            wake = wake.min(plan.warmup_ns + (core.cur_k + 1) * plan.interval_ns);
-        } else {
-            wake = wake.min(plan.warmup_ns);
+        if let Some(t) = core.next_roll(now) {
+            wake = wake.min(t);
         }
         if let Some(&Reverse((t, _))) = core.heap.peek() {
             wake = wake.min(t);
@@ -555,15 +553,35 @@ impl<'a> Core<'a> {
         }
     }
 
-    /// Close the current interval if `now` is past its end.
+    /// Close the current interval if `now` is past its end. A reply that comes after the
+    /// window (open loop: to a message intended inside it) counts in the window's last
+    /// interval, so the interval series covers exactly the measured window.
     fn roll_interval(&mut self, now: u64) {
-        if now < self.plan.warmup_ns {
+        let plan = self.plan;
+        if now < plan.warmup_ns {
             return;
         }
-        let k = (now - self.plan.warmup_ns) / self.plan.interval_ns;
+        let k = ((now - plan.warmup_ns) / plan.interval_ns).min(self.last_k());
         if k > self.cur_k {
             self.send_interval();
             self.cur_k = k;
+        }
+    }
+
+    /// The window's last interval.
+    fn last_k(&self) -> u64 {
+        (self.plan.end_ns - self.plan.warmup_ns).saturating_sub(1) / self.plan.interval_ns
+    }
+
+    /// When the current interval is to be handed over: after warm-up, while inside the window.
+    fn next_roll(&self, now: u64) -> Option<u64> {
+        let plan = self.plan;
+        if now < plan.warmup_ns {
+            Some(plan.warmup_ns)
+        } else if self.cur_k < self.last_k() {
+            Some(plan.warmup_ns + (self.cur_k + 1) * plan.interval_ns)
+        } else {
+            None
         }
     }
 
