@@ -11,7 +11,9 @@
 //! measured the same way (all its threads). Prints a table of medians (min–max):
 //! msgs/s, client and server CPU µs per message, server and client CPU utilisation, the
 //! ratio load/tokio (median of the per-round ratios, adjacent runs), and whether one
-//! load thread kept the server core saturated (server utilisation ≥ 95%).
+//! load thread kept the server core saturated (server utilisation ≥ 95%). "other CPU" is
+//! what else kept the two CPUs busy (other processes, interrupts, a VM's steal): a run
+//! with much of it says little.
 //!
 //! Options after `--`: `--duration S` (5), `--warmup S` (1), `--repeat K` (3),
 //! `--conns N` (50), `--size B` (128), `--servers epoll,uring`, `--json FILE`.
@@ -136,12 +138,37 @@ impl Client {
     }
 }
 
+/// Busy seconds (all but idle and iowait; steal included) of the server and client
+/// CPUs from /proc/stat, to see what else ran on them.
+fn cpus_busy_s() -> f64 {
+    let tck = {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if t > 0 { t as f64 } else { 100.0 }
+    };
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let mut busy = 0.0;
+    for cpu in [SERVER_CPU, CLIENT_CPU] {
+        let name = format!("cpu{cpu}");
+        if let Some(l) = stat.lines().find(|l| l.split_whitespace().next() == Some(name.as_str())) {
+            let v: Vec<f64> = l.split_whitespace().skip(1).take(8).filter_map(|x| x.parse().ok()).collect();
+            if v.len() == 8 {
+                busy += (v.iter().sum::<f64>() - v[3] - v[4]) / tck;
+            }
+        }
+    }
+    busy
+}
+
 /// One measured run.
 struct Sample {
     msgs_per_s: f64,
     /// CPU seconds per wall second over the sampling window.
     client_util: f64,
     server_util: f64,
+    /// CPU busy on the two CPUs with neither the client nor the server (other processes,
+    /// interrupts, steal), per wall second.
+    other_util: f64,
     /// What the client says of itself (load: worker thread in its window; tokio: rusage).
     client_self_ns_per_msg: f64,
     errors: u64,
@@ -184,9 +211,9 @@ fn run_one(exe: &Path, tokio: &Path, o: &Opts, srv: &Server, client: Client, tmp
     let pid = child.id();
     let sleep_until = |t: f64| std::thread::sleep(Duration::from_secs_f64(t).saturating_sub(t0.elapsed()));
     sleep_until(o.warmup + MARGIN);
-    let (c0, s0, w0) = (proc_cpu_s(pid), proc_cpu_s(srv.pid), Instant::now());
+    let (c0, s0, b0, w0) = (proc_cpu_s(pid), proc_cpu_s(srv.pid), cpus_busy_s(), Instant::now());
     sleep_until(o.warmup + o.duration - MARGIN);
-    let (c1, s1, wall) = (proc_cpu_s(pid), proc_cpu_s(srv.pid), w0.elapsed().as_secs_f64());
+    let (c1, s1, b1, wall) = (proc_cpu_s(pid), proc_cpu_s(srv.pid), cpus_busy_s(), w0.elapsed().as_secs_f64());
     // Bounded: the client ends itself after warm-up + duration; kill it well past that.
     let limit = Duration::from_secs_f64(o.warmup + o.duration + 30.0);
     let status = loop {
@@ -224,7 +251,9 @@ fn run_one(exe: &Path, tokio: &Path, o: &Opts, srv: &Server, client: Client, tmp
         }
         Client::Tokio => (f("cpu_ns_per_msg"), j["errors"].as_u64().unwrap_or(0)),
     };
-    Ok(Sample { msgs_per_s: f("msgs_per_s"), client_util: (c1 - c0) / wall, server_util: (s1 - s0) / wall, client_self_ns_per_msg: self_ns, errors })
+    let (client_util, server_util) = ((c1 - c0) / wall, (s1 - s0) / wall);
+    let other_util = ((b1 - b0) / wall - client_util - server_util).max(0.0);
+    Ok(Sample { msgs_per_s: f("msgs_per_s"), client_util, server_util, other_util, client_self_ns_per_msg: self_ns, errors })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -300,7 +329,7 @@ fn main() -> ExitCode {
                 match run_one(&exe, &tokio, &o, srv, client, &tmp) {
                     Ok(s) => {
                         eprintln!(
-                            "  round {} server {:<5} {:<10} {:>9.0} msgs/s  client {:>5.2} µs/msg ({:>3.0}% CPU)  server {:>5.2} µs/msg ({:>3.0}% CPU)",
+                            "  round {} server {:<5} {:<10} {:>9.0} msgs/s  client {:>5.2} µs/msg ({:>3.0}% CPU)  server {:>5.2} µs/msg ({:>3.0}% CPU)  other {:>3.0}%",
                             round + 1,
                             srv.backend,
                             client.name(),
@@ -308,7 +337,8 @@ fn main() -> ExitCode {
                             s.client_us_per_msg(),
                             s.client_util * 100.0,
                             s.server_us_per_msg(),
-                            s.server_util * 100.0
+                            s.server_util * 100.0,
+                            s.other_util * 100.0
                         );
                         failed |= s.errors > 0;
                         samples[si][ci].push(s);
@@ -331,8 +361,8 @@ fn main() -> ExitCode {
         o.conns, o.size, o.duration, o.warmup, o.repeat, sys.cpu_model, sys.cores, sys.kernel
     );
     println!();
-    println!("| server | client | msgs/s | client µs/msg | client self-reported µs/msg | server µs/msg | server CPU | client CPU |");
-    println!("|---|---|--:|--:|--:|--:|--:|--:|");
+    println!("| server | client | msgs/s | client µs/msg | client self-reported µs/msg | server µs/msg | server CPU | client CPU | other CPU |");
+    println!("|---|---|--:|--:|--:|--:|--:|--:|--:|");
     let mut results = Vec::new();
     for (si, srv) in servers.iter().enumerate() {
         for (ci, client) in clients.iter().enumerate() {
@@ -342,7 +372,7 @@ fn main() -> ExitCode {
             }
             let col = |f: fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<f64>>();
             println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 srv.backend,
                 client.name(),
                 spread(&col(|s| s.msgs_per_s), 1e-3, 1).replace(" (", "k (").replace(')', "k)"),
@@ -351,13 +381,14 @@ fn main() -> ExitCode {
                 spread(&col(Sample::server_us_per_msg), 1.0, 2),
                 spread(&col(|s| s.server_util), 100.0, 0).replace(" (", "% (").replace(')', "%)"),
                 spread(&col(|s| s.client_util), 100.0, 0).replace(" (", "% (").replace(')', "%)"),
+                spread(&col(|s| s.other_util), 100.0, 0).replace(" (", "% (").replace(')', "%)"),
             );
             results.push(json!({
                 "server": srv.backend, "client": client.name(),
                 "msgs_per_s": col(|s| s.msgs_per_s), "client_us_per_msg": col(Sample::client_us_per_msg),
                 "client_self_us_per_msg": col(|s| s.client_self_ns_per_msg / 1e3),
                 "server_us_per_msg": col(Sample::server_us_per_msg), "server_util": col(|s| s.server_util),
-                "client_util": col(|s| s.client_util),
+                "client_util": col(|s| s.client_util), "other_util": col(|s| s.other_util),
             }));
         }
     }

@@ -12,6 +12,11 @@
 //! then drops it once no op is left; at the end of the run whatever the kernel still
 //! holds after a grace period is leaked on purpose, never freed under it.
 //!
+//! Per op costs kept low: the sockets are registered files (no file lookup per op), and
+//! RECV asks the kernel to arm its poll first (RECVSEND_POLL_FIRST, 5.19+) since the reply
+//! cannot be there yet when the RECV goes in. On 6.1+ the ring runs DEFER_TASKRUN, so
+//! completions are processed only when this thread enters the ring.
+//!
 //! Ring setup and opcode probing reuse `server::uring::probe` (the one kernel-feature
 //! module); nothing of the server's event loop is imported.
 
@@ -34,6 +39,11 @@ const FINISH_GRACE: Duration = Duration::from_secs(2);
 const MAX_ENTRIES: u32 = 16384;
 /// All buffers of one worker together stay under this (per-connection size shrinks).
 const BUFFER_BUDGET: usize = 256 << 20;
+/// RECV flag (5.19+): arm the poll without trying the receive first. When a RECV is
+/// submitted its reply is not there yet (the request goes out in the same enter), so the
+/// first try would only cost a failed `tcp_recvmsg`. Older kernels answer EINVAL, and
+/// the driver goes on without it.
+const RECVSEND_POLL_FIRST: u16 = 1;
 
 /// What a completion is for: `user_data` is the connection index shifted left once,
 /// with the low bit telling RECV (0) from SEND (1).
@@ -120,6 +130,11 @@ pub(crate) struct UringDriver {
     ring: IoUring,
     /// Never grows or shrinks during the run; the boxed buffers never move.
     conns: Vec<UConn>,
+    /// The sockets are registered files (slot = connection index): no file lookup and
+    /// reference count per op. Off if registering failed.
+    fixed: bool,
+    /// Set RECVSEND_POLL_FIRST on RECV; cleared on the first EINVAL (kernel before 5.19).
+    poll_first: bool,
     /// SQEs that did not fit in the SQ (more connections than entries), in order.
     backlog: VecDeque<squeue::Entry>,
     cqes: Vec<(u64, i32)>,
@@ -135,6 +150,9 @@ impl UringDriver {
         let ring = build(entries).map_err(|e| e.to_string())?;
         let want = (size.saturating_mul(pipeline as usize)).clamp(4096, 64 * 1024);
         let buf = want.min((BUFFER_BUDGET / (2 * n)).max(512));
+        // Registered files save a lookup per op; without them the ring works on fds.
+        let fds: Vec<RawFd> = streams.iter().map(|s| s.as_raw_fd()).collect();
+        let fixed = ring.submitter().register_files(&fds).is_ok();
         let conns = streams
             .into_iter()
             .map(|s| UConn {
@@ -148,7 +166,7 @@ impl UringDriver {
                 closing: false,
             })
             .collect();
-        Ok(UringDriver { ring, conns, backlog: VecDeque::new(), cqes: Vec::with_capacity(4 * entries as usize) })
+        Ok(UringDriver { ring, conns, fixed, poll_first: true, backlog: VecDeque::new(), cqes: Vec::with_capacity(4 * entries as usize) })
     }
 
     fn push(&mut self, e: squeue::Entry) {
@@ -213,8 +231,13 @@ impl UringDriver {
         let c = &mut self.conns[ci];
         let (ptr, len) = (c.rx.as_mut_ptr(), c.rx.len() as u32);
         c.inflight |= IN_RECV; // rx is kernel-owned until the RECV completion
-        let e = opcode::Recv::new(types::Fd(c.fd), ptr, len).build().user_data(token(Op::Recv, ci));
-        self.push(e);
+        let prio = if self.poll_first { RECVSEND_POLL_FIRST } else { 0 };
+        let e = if self.fixed {
+            opcode::Recv::new(types::Fixed(ci as u32), ptr, len).ioprio(prio).build()
+        } else {
+            opcode::Recv::new(types::Fd(c.fd), ptr, len).ioprio(prio).build()
+        };
+        self.push(e.user_data(token(Op::Recv, ci)));
     }
 
     fn submit_send(&mut self, ci: usize) {
@@ -222,14 +245,22 @@ impl UringDriver {
         let rest = &c.tx[c.tx_pos..c.tx_len];
         let (ptr, len) = (rest.as_ptr(), rest.len() as u32);
         c.inflight |= IN_SEND; // tx is kernel-owned until the SEND completion
-        let e = opcode::Send::new(types::Fd(c.fd), ptr, len).build().user_data(token(Op::Send, ci));
-        self.push(e);
+        let e = if self.fixed {
+            opcode::Send::new(types::Fixed(ci as u32), ptr, len).build()
+        } else {
+            opcode::Send::new(types::Fd(c.fd), ptr, len).build()
+        };
+        self.push(e.user_data(token(Op::Send, ci)));
     }
 
-    /// A closing connection with nothing in flight: close the socket.
+    /// A closing connection with nothing in flight: close the socket (and drop the
+    /// ring's reference to it, or the peer would see no FIN until the ring goes).
     fn settle(&mut self, ci: usize) {
         let c = &mut self.conns[ci];
-        if c.closing && c.inflight == 0 {
+        if c.closing && c.inflight == 0 && c.stream.is_some() {
+            if self.fixed {
+                let _ = self.ring.submitter().register_files_update(ci as u32, &[-1]);
+            }
             c.stream = None;
         }
     }
@@ -243,6 +274,10 @@ impl UringDriver {
             let kind = match -res {
                 0 => ErrKind::Reset, // EOF
                 libc::EINTR | libc::EAGAIN => return self.submit_recv(ci),
+                libc::EINVAL if self.poll_first => {
+                    self.poll_first = false; // a kernel before 5.19
+                    return self.submit_recv(ci);
+                }
                 e => classify(Some(e)),
             };
             return core.kill(ci, kind, 1);
@@ -321,11 +356,10 @@ impl Driver for UringDriver {
     fn close(&mut self, ci: usize) {
         let c = &mut self.conns[ci];
         c.closing = true;
-        if c.inflight != 0 {
-            // Pending RECV completes with 0, SEND with EPIPE: the kernel lets go.
-            if let Some(s) = &c.stream {
-                let _ = s.shutdown(Shutdown::Both);
-            }
+        // The peer sees the end now, and a pending RECV completes with 0, a SEND with
+        // EPIPE: the kernel lets go of the buffers.
+        if let Some(s) = &c.stream {
+            let _ = s.shutdown(Shutdown::Both);
         }
         self.settle(ci);
     }
