@@ -3,7 +3,7 @@
 //! saturate one core of ringmux's own echo server?
 //!
 //! Starts `ringmux serve` (epoll and uring) pinned to CPU 0. Against each, runs
-//! interleaved (A B C A B C ..., `--repeat` rounds) `ringmux load --driver uring`,
+//! interleaved (A B C C B A A B C ..., `--repeat` rounds) `ringmux load --driver uring`,
 //! `ringmux load --driver epoll` (both `--threads 1 --pin 1`, the whole process pinned to
 //! CPU 1) and `examples/tokio_echo_client` pinned to CPU 1, each for the same warm-up
 //! and duration at 50 connections of 128 bytes. Inside each measured window it reads
@@ -340,11 +340,15 @@ fn main() -> ExitCode {
         o.duration, o.warmup, o.conns, o.size
     );
     // samples[server][client][round], interleaved: round by round, client by client.
-    let mut samples: Vec<Vec<Vec<Option<Sample>>>> = servers.iter().map(|_| clients.iter().map(|_| Vec::new()).collect()).collect();
+    let mut samples: Vec<Vec<Vec<Option<Sample>>>> =
+        servers.iter().map(|_| clients.iter().map(|_| (0..o.repeat).map(|_| None).collect()).collect()).collect();
     let mut failed = false;
     for round in 0..o.repeat {
         for (si, srv) in servers.iter().enumerate() {
-            for (ci, &client) in clients.iter().enumerate() {
+            // A B C, then C B A: a machine drifting in speed favours no client.
+            let order: Vec<usize> = if round % 2 == 0 { (0..clients.len()).collect() } else { (0..clients.len()).rev().collect() };
+            for ci in order {
+                let client = clients[ci];
                 let mut kept = None;
                 for attempt in 0..=o.retries {
                     match run_one(&exe, &tokio, &o, srv, client, &tmp) {
@@ -377,7 +381,7 @@ fn main() -> ExitCode {
                         }
                     }
                 }
-                samples[si][ci].push(kept);
+                samples[si][ci][round as usize] = kept;
             }
         }
     }
