@@ -546,6 +546,20 @@ mod tests {
     }
 
     #[test]
+    fn more_connections_than_ring_entries() {
+        // In unit tests the ring has 8 entries: 40 connections queue SQEs in the backlog.
+        let addr = std_echo();
+        for driver in drivers() {
+            let mut cfg = LoadConfig::closed(addr, 40, 64, Duration::from_millis(300));
+            cfg.warmup = Duration::from_millis(100);
+            cfg.driver = driver;
+            let o = run(&cfg).unwrap();
+            assert_eq!(o.result.errors.total(), 0, "{driver:?}: {:?}", o.result.errors);
+            assert!(o.result.messages >= 40, "{driver:?}: {}", o.result.messages);
+        }
+    }
+
+    #[test]
     fn in_process_pipelined_big_messages_on_every_driver() {
         // Messages larger than a driver's buffers, several in flight: short sends and
         // split receives on both drivers, every byte verified.
