@@ -423,7 +423,7 @@ fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
 }
 
 /// Pin the child to `cpus` between fork and exec.
-fn pinned(mut cmd: Command, cpus: Option<Vec<usize>>) -> Command {
+pub fn pinned(mut cmd: Command, cpus: Option<Vec<usize>>) -> Command {
     if let Some(cpus) = cpus {
         // SAFETY: the closure runs in the forked child before exec and only calls
         // sched_setaffinity on a stack-local cpu_set_t (async-signal-safe).
@@ -455,8 +455,9 @@ struct Counters {
     syscalls: Option<u64>,
 }
 
-/// CPU seconds and context switches of a process (all threads) from /proc.
-fn proc_counters(pid: u32) -> Counters {
+/// CPU seconds (user + system, all threads) of a process from /proc/PID/stat, at the
+/// clock-tick resolution (10 ms); 0 when the process is gone.
+pub fn proc_cpu_s(pid: u32) -> f64 {
     let tck = {
         // SAFETY: sysconf has no memory-safety preconditions.
         let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -467,7 +468,12 @@ fn proc_counters(pid: u32) -> Counters {
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let cpu_s = (ticks(14) + ticks(15)) / tck;
+    (ticks(14) + ticks(15)) / tck
+}
+
+/// CPU seconds and context switches of a process (all threads) from /proc.
+fn proc_counters(pid: u32) -> Counters {
+    let cpu_s = proc_cpu_s(pid);
     let mut ctx = 0;
     if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {

@@ -44,6 +44,18 @@ pub enum BackendChoice {
     Epoll,
 }
 
+/// How `load` drives its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverChoice {
+    /// io_uring if a ring with what the driver needs can be set up (Linux 5.11+), else
+    /// epoll (one warning line).
+    Auto,
+    /// SEND/RECV through io_uring; exit non-zero if io_uring is unavailable.
+    Uring,
+    /// Non-blocking sockets on edge-triggered epoll.
+    Epoll,
+}
+
 /// io_uring feature level. Each level adds to the one before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -218,6 +230,9 @@ pub struct LoadArgs {
     /// CPUs to pin load threads to, e.g. "1" or "2-5" or "1,3".
     #[arg(long)]
     pub pin: Option<String>,
+    /// How the load threads drive their sockets.
+    #[arg(long, value_enum, default_value_t = DriverChoice::Auto)]
+    pub driver: DriverChoice,
     /// Write the percentile distribution (HdrHistogram plotter format, ms).
     #[arg(long)]
     pub hgrm: Option<PathBuf>,

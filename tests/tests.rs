@@ -22,7 +22,7 @@ mod serve {
     use std::time::{Duration, Instant};
 
     use crate::backend_test;
-    use crate::util::{BIN, Server, Variant, payload, read_varied, wait_until};
+    use crate::util::{BIN, Server, Variant, payload, read_varied, strace_available, wait_until};
 
     /// Send `msg` in writes of varying size from a thread while reading the reply in
     /// reads of varying size (a 4 MiB message would deadlock a single thread).
@@ -596,15 +596,6 @@ mod serve {
     });
 
     // ---- io_uring unavailable: injected with strace ----
-
-    fn strace_available() -> bool {
-        let ok = Command::new("strace").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
-        if !ok {
-            assert!(std::env::var_os("CI").is_none(), "strace is missing in CI: .ci/run must install it");
-            println!("SKIPPED fallback tests: strace not installed");
-        }
-        ok
-    }
 
     fn under_strace(errno: &str, backend: &str) -> Command {
         let mut c = Command::new("strace");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cli::LoadArgs;
+use crate::cli::{DriverChoice, LoadArgs};
 /// Shared with `serve --cpus`; lives in the CLI module, re-exported here for the load API.
 pub use crate::cli::parse_cpu_list;
 
@@ -52,6 +52,8 @@ pub struct LoadConfig {
     pub threads: u16,
     /// CPU for worker thread i: `pin[i]`. Empty: not pinned.
     pub pin: Vec<usize>,
+    /// IO driver: io_uring, epoll, or io_uring when available (see [`super::Driver::choose`]).
+    pub driver: DriverChoice,
     /// Print a progress line per interval on stderr (only if stderr is a terminal).
     pub progress: bool,
     pub on_window: Option<WindowHook>,
@@ -73,6 +75,7 @@ impl fmt::Debug for LoadConfig {
             .field("interval", &self.interval)
             .field("threads", &self.threads)
             .field("pin", &self.pin)
+            .field("driver", &self.driver)
             .field("progress", &self.progress)
             .field("on_window", &self.on_window.as_ref().map(|_| "<hook>"))
             .field("stop", &self.stop)
@@ -98,6 +101,7 @@ impl LoadConfig {
             interval: Duration::from_secs(1),
             threads: 1,
             pin: Vec::new(),
+            driver: DriverChoice::Auto,
             progress: false,
             on_window: None,
             stop: None,
@@ -127,6 +131,7 @@ impl LoadConfig {
             interval: Duration::from_secs_f64(a.interval),
             threads: a.threads,
             pin,
+            driver: a.driver,
             progress: !a.quiet,
             on_window: None,
             stop: None,

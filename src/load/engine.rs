@@ -1,7 +1,11 @@
-//! One load worker: a thread driving its share of the connections with edge-triggered
-//! epoll. No allocation per message: one send and one receive scratch buffer per thread,
-//! send times in a fixed ring of `pipeline` slots per connection, payload regenerated
-//! (not stored) for both sending and verifying.
+//! One load worker: a thread driving its share of the connections. The protocol — what
+//! may be sent when, verification of every echoed byte, latency recording, schedules,
+//! intervals, timeouts, error counts — lives once in [`Core`]; a [`Driver`] only moves
+//! bytes: [`super::epoll`] with non-blocking calls on readiness, [`super::uring`] with
+//! SEND/RECV submitted to an io_uring. [`drive`] is the loop both run under.
+//!
+//! No allocation per message: send times in a fixed ring of `pipeline` slots per
+//! connection, payload regenerated (not stored) for both sending and verifying.
 //!
 //! Time is nanoseconds since the run's base instant (warm-up starts at 0). The measured
 //! window is `[warmup, end)`: in closed loop by completion time, in open loop by
@@ -12,7 +16,6 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -22,7 +25,8 @@ use hdrhistogram::Histogram;
 
 use super::payload;
 use super::schedule::Schedule;
-use super::sys::{self, EV_ERR, EV_IN, EV_OUT, Epoll};
+use super::sys;
+use super::{Driver as DriverKind, epoll, uring};
 use crate::report::model::LoadErrors;
 
 /// Read-only facts every worker shares.
@@ -40,6 +44,8 @@ pub(crate) struct Plan {
     pub interval_ns: u64,
     /// Total time allowed for the connect phase.
     pub connect_timeout: Duration,
+    /// The IO driver every worker runs (decided once, before the workers start).
+    pub driver: DriverKind,
 }
 
 /// Counters the coordinator reads for the progress line.
@@ -58,8 +64,8 @@ impl Shared {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum ErrKind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrKind {
     Mismatch = 0,
     Reset = 1,
     Timeout = 2,
@@ -69,7 +75,7 @@ enum ErrKind {
 
 /// What a worker tells the coordinator while it runs.
 pub(crate) enum Report {
-    /// Connect phase over. `Err`: the worker cannot run at all (pinning, epoll).
+    /// Connect phase over. `fatal`: the worker cannot run at all (pinning, epoll, ring).
     Ready { connected: u32, first_connect_error: Option<io::Error>, fatal: Option<String> },
     /// A finished interval `k` (counted from the start of the measured window).
     Interval { k: u64, latency: Histogram<u64>, uncorrected: Option<Histogram<u64>> },
@@ -96,11 +102,27 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new(3).expect("3 significant digits is valid")
 }
 
+/// The IO side of a worker. `ci` is the connection's index in the worker (its streams
+/// are handed over in that order); a connection is never reconnected, so an index is
+/// never reused within a run. Every method is called from the worker's thread only.
+pub(crate) trait Driver {
+    /// Send what connection `ci` may send now ([`Core::fill`]), or, when nothing may,
+    /// tell the core ([`Core::idle`]). A send error kills the connection.
+    fn send(&mut self, core: &mut Core, ci: usize, now: u64);
+    /// Wait up to `wait_ns` for IO and handle what arrived: received bytes go to
+    /// [`Core::on_bytes`], freed slots to [`Driver::send`]. An error ends the run.
+    fn poll(&mut self, core: &mut Core, wait_ns: u64) -> io::Result<()>;
+    /// The core dropped connection `ci`: close it (once the kernel is done with it).
+    fn close(&mut self, ci: usize);
+    /// The run is over: close every connection.
+    fn finish(&mut self);
+}
+
+/// Protocol state of one connection.
 struct Conn {
-    stream: Option<TcpStream>,
-    fd: RawFd,
     id: u32,
-    /// Write cursor: message `tx_seq`, `tx_off` bytes of it already written.
+    live: bool,
+    /// Write cursor: message `tx_seq`, `tx_off` bytes of it already handed to the kernel.
     tx_seq: u64,
     tx_off: usize,
     /// Read cursor.
@@ -108,7 +130,6 @@ struct Conn {
     rx_off: usize,
     /// A byte of message `rx_seq` differed from what was sent.
     rx_bad: bool,
-    writable: bool,
     in_heap: bool,
     /// Open loop: the first message not to send (intended at or after the window's end).
     last_seq: u64,
@@ -123,27 +144,15 @@ impl Conn {
     fn outstanding(&self) -> u64 {
         self.started() - self.rx_seq
     }
-    fn live(&self) -> bool {
-        self.stream.is_some()
-    }
 }
 
-enum Flush {
-    /// Socket buffer full: wait for EPOLLOUT.
-    Blocked,
-    /// Nothing may be sent now (slots or schedule).
-    Idle,
-    Failed(ErrKind),
-}
-
-struct Worker<'a> {
+/// Everything of a worker that is not IO: per-connection protocol state, the open-loop
+/// send heap, histograms and counters.
+pub(crate) struct Core<'a> {
     plan: &'a Plan,
     shared: &'a Shared,
     base: Instant,
-    epoll: Epoll,
     conns: Vec<Conn>,
-    tx_buf: Vec<u8>,
-    rx_buf: Vec<u8>,
     heap: BinaryHeap<Reverse<(u64, u32)>>,
     /// Open loop: live connections with messages still to complete. Closed: live ones.
     remaining: usize,
@@ -152,15 +161,15 @@ struct Worker<'a> {
     latency: Histogram<u64>,
     uncorrected: Option<Histogram<u64>>,
     out: Sender<Report>,
+    /// Connections killed since the driver last closed them.
+    dead: Vec<usize>,
 }
 
-const SCRATCH: usize = 64 * 1024;
-const EVENTS: usize = 1024;
 const SCAN_EVERY_NS: u64 = 50_000_000;
 const MAX_WAIT_NS: u64 = 20_000_000;
 
 /// Run one worker to its end. Sends `Ready` once connected, waits for the base instant
-/// (None: abort), then drives its connections.
+/// (None: abort), then drives its connections with the plan's driver.
 pub(crate) fn worker(
     conn_ids: Vec<u32>,
     cpu: Option<usize>,
@@ -180,18 +189,13 @@ pub(crate) fn worker(
         return WorkerResult::default();
     }
     sys::tighten_timer_slack();
-    let epoll = match Epoll::new() {
-        Ok(e) => e,
-        Err(e) => {
-            fatal(&out, format!("epoll_create1: {e}"));
-            return WorkerResult::default();
-        }
-    };
 
-    // Connect phase, bounded as a whole by the connect timeout.
+    // Connect phase, bounded as a whole by the connect timeout. Sockets stay blocking
+    // here; the epoll driver makes them non-blocking, io_uring polls them as they are.
     let mut res = WorkerResult::default();
     let mut first_err = None;
-    let mut conns = Vec::with_capacity(conn_ids.len());
+    let mut streams = Vec::with_capacity(conn_ids.len());
+    let mut ids = Vec::with_capacity(conn_ids.len());
     let deadline = Instant::now() + plan.connect_timeout;
     for &id in &conn_ids {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -200,31 +204,13 @@ pub(crate) fn worker(
         } else {
             TcpStream::connect_timeout(&plan.addr, left).and_then(|s| {
                 s.set_nodelay(true)?;
-                s.set_nonblocking(true)?;
                 Ok(s)
             })
         };
         match r {
             Ok(s) => {
-                let fd = s.as_raw_fd();
-                if let Err(e) = epoll.add(fd, conns.len() as u64) {
-                    fatal(&out, format!("epoll_ctl: {e}"));
-                    return WorkerResult::default();
-                }
-                conns.push(Conn {
-                    stream: Some(s),
-                    fd,
-                    id,
-                    tx_seq: 0,
-                    tx_off: 0,
-                    rx_seq: 0,
-                    rx_off: 0,
-                    rx_bad: false,
-                    writable: true,
-                    in_heap: false,
-                    last_seq: plan.schedule.map_or(u64::MAX, |s| s.count_before(id, plan.end_ns)),
-                    sent_at: vec![0; plan.pipeline as usize].into_boxed_slice(),
-                });
+                streams.push(s);
+                ids.push(id);
             }
             Err(e) => {
                 res.errors.connect += 1;
@@ -233,181 +219,196 @@ pub(crate) fn worker(
             }
         }
     }
-    let connected = conns.len() as u32;
-    if out.send(Report::Ready { connected, first_connect_error: first_err, fatal: None }).is_err() {
-        return res;
+    // The IO side is set up before `Ready`, so a failure is reported as fatal.
+    let go = Go { plan: &plan, shared: &shared, ids, res, first_err, out, start };
+    match plan.driver {
+        DriverKind::Epoll => go.run(epoll::EpollDriver::new(streams, plan.size)),
+        DriverKind::Uring => go.run(uring::UringDriver::new(streams, plan.size, plan.pipeline)),
     }
-    let base = match start.recv() {
-        Ok(Some(b)) => b,
-        _ => return res,
-    };
-    let mut w = Worker {
-        plan: &plan,
-        shared: &shared,
-        base,
-        epoll,
-        remaining: conns.len(),
-        conns,
-        tx_buf: vec![0; SCRATCH.max(plan.size.min(1 << 20))],
-        rx_buf: vec![0; SCRATCH],
-        heap: BinaryHeap::with_capacity(conn_ids.len()),
-        res,
-        cur_k: 0,
-        latency: new_histogram(),
-        uncorrected: plan.schedule.map(|_| new_histogram()),
-        out,
-    };
-    w.run();
-    w.res
 }
 
-impl Worker<'_> {
+/// A connected worker, ready to report and run once its driver is set up.
+struct Go<'a> {
+    plan: &'a Plan,
+    shared: &'a Shared,
+    ids: Vec<u32>,
+    res: WorkerResult,
+    first_err: Option<io::Error>,
+    out: Sender<Report>,
+    start: Receiver<Option<Instant>>,
+}
+
+impl Go<'_> {
+    fn run<D: Driver>(self, io: Result<D, String>) -> WorkerResult {
+        let mut io = match io {
+            Ok(io) => io,
+            Err(e) => {
+                let _ = self.out.send(Report::Ready { connected: 0, first_connect_error: None, fatal: Some(e) });
+                return WorkerResult::default();
+            }
+        };
+        let connected = self.ids.len() as u32;
+        if self.out.send(Report::Ready { connected, first_connect_error: self.first_err, fatal: None }).is_err() {
+            return self.res;
+        }
+        let base = match self.start.recv() {
+            Ok(Some(b)) => b,
+            _ => return self.res,
+        };
+        let mut core = Core::new(self.plan, self.shared, base, &self.ids, self.res, self.out);
+        drive(&mut core, &mut io);
+        core.res
+    }
+}
+
+/// The worker's loop, the same for every driver: due sends, interval hand-over,
+/// timeouts, then one wait for IO (bounded by the next thing to do and `MAX_WAIT_NS`).
+pub(crate) fn drive<D: Driver>(core: &mut Core, io: &mut D) {
+    let plan = core.plan;
+    let open = plan.schedule.is_some();
+    let mut cpu_start: Option<Duration> = None;
+    let mut cpu_end: Option<Duration> = None;
+    let mut warm_published = 0u64;
+
+    let now = core.now();
+    if open {
+        for ci in 0..core.conns.len() {
+            if core.conns[ci].last_seq == 0 {
+                core.remaining -= 1;
+            } else {
+                core.idle(ci);
+            }
+        }
+    } else {
+        for ci in 0..core.conns.len() {
+            io.send(core, ci, now);
+        }
+    }
+    core.close_dead(io);
+
+    let mut next_scan = now + SCAN_EVERY_NS;
+    loop {
+        let now = core.now();
+        if cpu_start.is_none() && now >= plan.warmup_ns {
+            cpu_start = Some(sys::thread_cpu_time());
+        }
+        if cpu_end.is_none() && now >= plan.end_ns {
+            cpu_end = Some(sys::thread_cpu_time());
+        }
+        let stop = if open { now >= plan.hard_stop_ns } else { now >= plan.end_ns };
+        if stop || core.remaining == 0 || core.shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // Sends that are due.
+        while let Some(&Reverse((t, ci))) = core.heap.peek() {
+            if t > now {
+                break;
+            }
+            core.heap.pop();
+            let ci = ci as usize;
+            core.conns[ci].in_heap = false;
+            if core.conns[ci].live {
+                io.send(core, ci, now);
+            }
+        }
+        core.roll_interval(now);
+        if now >= next_scan {
+            core.scan_timeouts(now);
+            next_scan = now + SCAN_EVERY_NS;
+        }
+        core.close_dead(io);
+        let warm = core.res.warmup_messages;
+        if warm != warm_published {
+            core.shared.warmup_done.fetch_add(warm - warm_published, Ordering::Relaxed);
+            warm_published = warm;
+        }
+
+        // Sleep until the next thing to do, at most MAX_WAIT_NS.
+        let mut wake = next_scan.min(if open { plan.hard_stop_ns } else { plan.end_ns });
+        if let Some(t) = core.next_roll(now) {
+            wake = wake.min(t);
+        }
+        if let Some(&Reverse((t, _))) = core.heap.peek() {
+            wake = wake.min(t);
+        }
+        let wait = wake.saturating_sub(now).min(MAX_WAIT_NS);
+        let polled = io.poll(core, wait);
+        core.close_dead(io);
+        if polled.is_err() {
+            core.count(ErrKind::Other, 1);
+            break;
+        }
+    }
+
+    let now = core.now();
+    core.res.stopped_ns = now;
+    let cpu_now = sys::thread_cpu_time();
+    if let Some(s) = cpu_start {
+        core.res.cpu_in_window = cpu_end.unwrap_or(cpu_now).saturating_sub(s);
+    }
+    if warm_published != core.res.warmup_messages {
+        core.shared.warmup_done.fetch_add(core.res.warmup_messages - warm_published, Ordering::Relaxed);
+    }
+    core.count_missing(now);
+    io.finish();
+    core.send_interval();
+}
+
+impl<'a> Core<'a> {
+    fn new(plan: &'a Plan, shared: &'a Shared, base: Instant, ids: &[u32], res: WorkerResult, out: Sender<Report>) -> Core<'a> {
+        let conns: Vec<Conn> = ids
+            .iter()
+            .map(|&id| Conn {
+                id,
+                live: true,
+                tx_seq: 0,
+                tx_off: 0,
+                rx_seq: 0,
+                rx_off: 0,
+                rx_bad: false,
+                in_heap: false,
+                last_seq: plan.schedule.map_or(u64::MAX, |s| s.count_before(id, plan.end_ns)),
+                sent_at: vec![0; plan.pipeline as usize].into_boxed_slice(),
+            })
+            .collect();
+        Core {
+            plan,
+            shared,
+            base,
+            remaining: conns.len(),
+            heap: BinaryHeap::with_capacity(conns.len()),
+            conns,
+            res,
+            cur_k: 0,
+            latency: new_histogram(),
+            uncorrected: plan.schedule.map(|_| new_histogram()),
+            out,
+            dead: Vec::new(),
+        }
+    }
+
     #[inline]
-    fn now(&self) -> u64 {
+    pub fn now(&self) -> u64 {
         self.base.elapsed().as_nanos() as u64
     }
 
-    fn run(&mut self) {
-        let plan = self.plan;
-        let open = plan.schedule.is_some();
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
-        let mut cpu_start: Option<Duration> = None;
-        let mut cpu_end: Option<Duration> = None;
-        let mut warm_published = 0u64;
-
-        let now = self.now();
-        if open {
-            for ci in 0..self.conns.len() {
-                if self.conns[ci].last_seq == 0 {
-                    self.remaining -= 1;
-                } else {
-                    self.schedule_next(ci);
-                }
-            }
-        } else {
-            for ci in 0..self.conns.len() {
-                self.flush_and_handle(ci, now);
-            }
-        }
-
-        let mut next_scan = now + SCAN_EVERY_NS;
-        loop {
-            let now = self.now();
-            if cpu_start.is_none() && now >= plan.warmup_ns {
-                cpu_start = Some(sys::thread_cpu_time());
-            }
-            if cpu_end.is_none() && now >= plan.end_ns {
-                cpu_end = Some(sys::thread_cpu_time());
-            }
-            let stop = if open { now >= plan.hard_stop_ns } else { now >= plan.end_ns };
-            if stop || self.remaining == 0 || self.shared.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            // Sends that are due.
-            while let Some(&Reverse((t, ci))) = self.heap.peek() {
-                if t > now {
-                    break;
-                }
-                self.heap.pop();
-                let ci = ci as usize;
-                self.conns[ci].in_heap = false;
-                if self.conns[ci].live() {
-                    self.flush_and_handle(ci, now);
-                }
-            }
-            self.roll_interval(now);
-            if now >= next_scan {
-                self.scan_timeouts(now);
-                next_scan = now + SCAN_EVERY_NS;
-            }
-            let warm = self.res.warmup_messages;
-            if warm != warm_published {
-                self.shared.warmup_done.fetch_add(warm - warm_published, Ordering::Relaxed);
-                warm_published = warm;
-            }
-
-            // Sleep until the next thing to do, at most MAX_WAIT_NS.
-            let mut wake = next_scan.min(if open { plan.hard_stop_ns } else { plan.end_ns });
-            if now >= plan.warmup_ns {
-                wake = wake.min(plan.warmup_ns + (self.cur_k + 1) * plan.interval_ns);
-            } else {
-                wake = wake.min(plan.warmup_ns);
-            }
-            if let Some(&Reverse((t, _))) = self.heap.peek() {
-                wake = wake.min(t);
-            }
-            let wait = wake.saturating_sub(now).min(MAX_WAIT_NS);
-            let n = match self.epoll.wait(&mut events, Duration::from_nanos(wait)) {
-                Ok(n) => n,
-                Err(_) => {
-                    self.res.errors.other += 1;
-                    self.shared.errors[ErrKind::Other as usize].fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-            };
-            let now = self.now();
-            for ev in &events[..n] {
-                let ci = ev.u64 as usize;
-                let flags = ev.events;
-                if !self.conns[ci].live() {
-                    continue;
-                }
-                if flags & (EV_IN | EV_ERR) != 0 {
-                    if let Err(kind) = self.on_readable(ci, now) {
-                        self.kill(ci, kind, 1);
-                        continue;
-                    }
-                    if !self.conns[ci].live() {
-                        continue;
-                    }
-                }
-                if flags & EV_OUT != 0 {
-                    self.conns[ci].writable = true;
-                }
-                self.flush_and_handle(ci, now);
-            }
-        }
-
-        let now = self.now();
-        self.res.stopped_ns = now;
-        let cpu_now = sys::thread_cpu_time();
-        if let Some(s) = cpu_start {
-            self.res.cpu_in_window = cpu_end.unwrap_or(cpu_now).saturating_sub(s);
-        }
-        if warm_published != self.res.warmup_messages {
-            self.shared.warmup_done.fetch_add(self.res.warmup_messages - warm_published, Ordering::Relaxed);
-        }
-        if let Some(s) = plan.schedule {
-            // Messages intended in the window that never completed (stall at the end, dead
-            // connections, or a server too slow for the rate).
-            // When stopped early, only what was intended before the stop is owed.
-            let until = plan.end_ns.min(now);
-            for c in &self.conns {
-                let first = s.count_before(c.id, plan.warmup_ns);
-                let last = c.last_seq.min(s.count_before(c.id, until)).max(first);
-                let done = c.rx_seq.clamp(first, last);
-                self.res.missing += last - done;
-                self.res.scheduled += last - first;
-            }
-        }
-        self.send_interval();
+    #[inline]
+    pub fn live(&self, ci: usize) -> bool {
+        self.conns[ci].live
     }
 
-    /// Send what may be sent on connection `ci`, then handle failure or scheduling.
-    fn flush_and_handle(&mut self, ci: usize, now: u64) {
-        match self.flush(ci, now) {
-            Flush::Failed(kind) => self.kill(ci, kind, 1),
-            Flush::Blocked => {}
-            Flush::Idle => self.schedule_next(ci),
+    fn close_dead<D: Driver>(&mut self, io: &mut D) {
+        for ci in self.dead.drain(..) {
+            io.close(ci);
         }
     }
 
-    /// Open loop: if connection `ci` has a free slot and a message still to send, wake
-    /// at its intended time.
-    fn schedule_next(&mut self, ci: usize) {
+    /// Nothing may be sent on `ci` now. Open loop: if it has a free slot and a message
+    /// still to send, wake at its intended time.
+    pub fn idle(&mut self, ci: usize) {
         let Some(s) = self.plan.schedule else { return };
         let c = &mut self.conns[ci];
-        if c.in_heap || !c.live() || c.tx_off > 0 || c.tx_seq >= c.last_seq || c.outstanding() >= u64::from(self.plan.pipeline) {
+        if c.in_heap || !c.live || c.tx_off > 0 || c.tx_seq >= c.last_seq || c.outstanding() >= u64::from(self.plan.pipeline) {
             return;
         }
         c.in_heap = true;
@@ -431,92 +432,58 @@ impl Worker<'_> {
         }
     }
 
-    fn flush(&mut self, ci: usize, now: u64) -> Flush {
+    /// Write into `buf` the bytes connection `ci` may send now, from its write cursor on
+    /// (pipeline slots and, in open loop, the schedule allowing). The cursor does not
+    /// move: call [`Core::sent`] with what the kernel took. 0: nothing may be sent.
+    pub fn fill(&self, ci: usize, now: u64, buf: &mut [u8]) -> usize {
+        let size = self.plan.size;
+        let c = &self.conns[ci];
+        let limit = self.start_limit(c, now);
+        let (mut seq, mut off) = (c.tx_seq, c.tx_off);
+        let mut len = 0;
+        while len < buf.len() {
+            if off == 0 && seq >= limit {
+                break;
+            }
+            let n = (size - off).min(buf.len() - len);
+            payload::fill(c.id, seq, off, &mut buf[len..len + n]);
+            len += n;
+            off += n;
+            if off == size {
+                seq += 1;
+                off = 0;
+            }
+        }
+        len
+    }
+
+    /// The kernel took `n` more bytes of connection `ci` at `now`: move its write
+    /// cursor, stamping the send time of every message started.
+    pub fn sent(&mut self, ci: usize, n: usize, now: u64) {
         let size = self.plan.size;
         let p = u64::from(self.plan.pipeline);
-        // Bounded: each pass writes bytes or returns; bytes allowed are at most
-        // pipeline x size beyond what was already received.
-        loop {
-            let c = &self.conns[ci];
-            if !c.writable {
-                return Flush::Blocked;
+        let c = &mut self.conns[ci];
+        let mut rem = n;
+        while rem > 0 {
+            if c.tx_off == 0 {
+                c.sent_at[(c.tx_seq % p) as usize] = now;
             }
-            let limit = self.start_limit(c, now);
-            let (mut seq, mut off, id) = (c.tx_seq, c.tx_off, c.id);
-            let mut len = 0;
-            let buf = &mut self.tx_buf;
-            while len < buf.len() {
-                if off == 0 && seq >= limit {
-                    break;
-                }
-                let n = (size - off).min(buf.len() - len);
-                payload::fill(id, seq, off, &mut buf[len..len + n]);
-                len += n;
-                off += n;
-                if off == size {
-                    seq += 1;
-                    off = 0;
-                }
-            }
-            if len == 0 {
-                return Flush::Idle;
-            }
-            let c = &mut self.conns[ci];
-            match sys::send(c.fd, &self.tx_buf[..len]) {
-                Ok(n) => {
-                    if n < len {
-                        // Short write: the send buffer is full; EPOLLOUT will say when not.
-                        c.writable = false;
-                    }
-                    let mut rem = n;
-                    while rem > 0 {
-                        if c.tx_off == 0 {
-                            c.sent_at[(c.tx_seq % p) as usize] = now;
-                        }
-                        let k = (size - c.tx_off).min(rem);
-                        c.tx_off += k;
-                        rem -= k;
-                        if c.tx_off == size {
-                            c.tx_seq += 1;
-                            c.tx_off = 0;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.writable = false;
-                    return Flush::Blocked;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Flush::Failed(classify(&e)),
+            let k = (size - c.tx_off).min(rem);
+            c.tx_off += k;
+            rem -= k;
+            if c.tx_off == size {
+                c.tx_seq += 1;
+                c.tx_off = 0;
             }
         }
     }
 
-    /// Read until the socket is drained (edge-triggered). A short read means the receive
-    /// queue was empty at that moment, and data arriving later raises a new edge, so no
-    /// extra recv is spent to see EAGAIN. Bounded: the server can only owe what was sent;
-    /// anything beyond is a mismatch that ends the connection.
-    fn on_readable(&mut self, ci: usize, now: u64) -> Result<(), ErrKind> {
-        loop {
-            let fd = self.conns[ci].fd;
-            match sys::recv(fd, &mut self.rx_buf) {
-                Ok(0) => return Err(ErrKind::Reset),
-                Ok(n) => {
-                    self.on_bytes(ci, n, now)?;
-                    if n < self.rx_buf.len() {
-                        return Ok(());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(classify(&e)),
-            }
-        }
-    }
-
-    fn on_bytes(&mut self, ci: usize, n: usize, now: u64) -> Result<(), ErrKind> {
+    /// Bytes received on connection `ci`: verify them, complete and record messages.
+    /// Err: the connection must be killed with that kind (more bytes than were sent).
+    pub fn on_bytes(&mut self, ci: usize, data: &[u8], now: u64) -> Result<(), ErrKind> {
         let size = self.plan.size;
         let sz = size as u64;
+        let n = data.len();
         {
             let c = &self.conns[ci];
             let sent = c.tx_seq * sz + c.tx_off as u64;
@@ -530,7 +497,7 @@ impl Worker<'_> {
         while i < n {
             let c = &mut self.conns[ci];
             let k = (size - c.rx_off).min(n - i);
-            if !c.rx_bad && !payload::verify(c.id, c.rx_seq, c.rx_off, &self.rx_buf[i..i + k]) {
+            if !c.rx_bad && !payload::verify(c.id, c.rx_seq, c.rx_off, &data[i..i + k]) {
                 c.rx_bad = true;
             }
             c.rx_off += k;
@@ -586,15 +553,35 @@ impl Worker<'_> {
         }
     }
 
-    /// Close the current interval if `now` is past its end.
+    /// Close the current interval if `now` is past its end. A reply that comes after the
+    /// window (open loop: to a message intended inside it) counts in the window's last
+    /// interval, so the interval series covers exactly the measured window.
     fn roll_interval(&mut self, now: u64) {
-        if now < self.plan.warmup_ns {
+        let plan = self.plan;
+        if now < plan.warmup_ns {
             return;
         }
-        let k = (now - self.plan.warmup_ns) / self.plan.interval_ns;
+        let k = ((now - plan.warmup_ns) / plan.interval_ns).min(self.last_k());
         if k > self.cur_k {
             self.send_interval();
             self.cur_k = k;
+        }
+    }
+
+    /// The window's last interval.
+    fn last_k(&self) -> u64 {
+        (self.plan.end_ns - self.plan.warmup_ns).saturating_sub(1) / self.plan.interval_ns
+    }
+
+    /// When the current interval is to be handed over: after warm-up, while inside the window.
+    fn next_roll(&self, now: u64) -> Option<u64> {
+        let plan = self.plan;
+        if now < plan.warmup_ns {
+            Some(plan.warmup_ns)
+        } else if self.cur_k < self.last_k() {
+            Some(plan.warmup_ns + (self.cur_k + 1) * plan.interval_ns)
+        } else {
+            None
         }
     }
 
@@ -613,7 +600,7 @@ impl Worker<'_> {
         let p = u64::from(self.plan.pipeline);
         for ci in 0..self.conns.len() {
             let c = &self.conns[ci];
-            if !c.live() || c.outstanding() == 0 {
+            if !c.live || c.outstanding() == 0 {
                 continue;
             }
             let oldest = c.sent_at[(c.rx_seq % p) as usize];
@@ -624,7 +611,23 @@ impl Worker<'_> {
         }
     }
 
-    fn count(&mut self, kind: ErrKind, n: u64) {
+    /// Open loop: messages intended in the window that never completed (stall at the end,
+    /// dead connections, or a server too slow for the rate). When stopped early, only
+    /// what was intended before the stop is owed.
+    fn count_missing(&mut self, now: u64) {
+        let plan = self.plan;
+        let Some(s) = plan.schedule else { return };
+        let until = plan.end_ns.min(now);
+        for c in &self.conns {
+            let first = s.count_before(c.id, plan.warmup_ns);
+            let last = c.last_seq.min(s.count_before(c.id, until)).max(first);
+            let done = c.rx_seq.clamp(first, last);
+            self.res.missing += last - done;
+            self.res.scheduled += last - first;
+        }
+    }
+
+    pub fn count(&mut self, kind: ErrKind, n: u64) {
         let e = &mut self.res.errors;
         match kind {
             ErrKind::Mismatch => e.mismatch += n,
@@ -636,13 +639,14 @@ impl Worker<'_> {
         self.shared.errors[kind as usize].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Count the error and drop the connection (never reconnected).
-    fn kill(&mut self, ci: usize, kind: ErrKind, n: u64) {
+    /// Count the error and drop the connection (never reconnected); the driver closes
+    /// it at the end of the current step.
+    pub fn kill(&mut self, ci: usize, kind: ErrKind, n: u64) {
         self.count(kind, n);
         let c = &mut self.conns[ci];
-        if let Some(s) = c.stream.take() {
-            let _ = self.epoll.delete(c.fd);
-            drop(s);
+        if c.live {
+            c.live = false;
+            self.dead.push(ci);
             let finished = self.plan.schedule.is_some() && c.rx_seq >= c.last_seq;
             if !finished {
                 self.remaining -= 1;
@@ -659,8 +663,9 @@ fn record(h: &mut Histogram<u64>, v: u64) {
     }
 }
 
-fn classify(e: &io::Error) -> ErrKind {
-    match e.raw_os_error() {
+/// The error kind of a failed send or receive (errno).
+pub(crate) fn classify(errno: Option<i32>) -> ErrKind {
+    match errno {
         Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED | libc::ENOTCONN) => ErrKind::Reset,
         Some(libc::ETIMEDOUT) => ErrKind::Timeout,
         _ => ErrKind::Other,

@@ -45,11 +45,7 @@ impl Variant {
 
     /// Ok, or why this kernel cannot run the variant (from `ringmux probe --json`).
     pub fn available(self) -> Result<(), String> {
-        static PROBE: OnceLock<serde_json::Value> = OnceLock::new();
-        let p = PROBE.get_or_init(|| {
-            let out = Command::new(BIN).args(["probe", "--json"]).output().expect("run ringmux probe");
-            serde_json::from_slice(&out.stdout).expect("probe --json is JSON")
-        });
+        let p = probe();
         let level = match self {
             Variant::Epoll => return Ok(()),
             Variant::UringBaseline => "baseline",
@@ -64,6 +60,25 @@ impl Variant {
             Err(format!("io_uring level {level} not usable here: {}", p["unavailable"]))
         }
     }
+}
+
+/// `ringmux probe --json`, run once.
+pub fn probe() -> &'static serde_json::Value {
+    static PROBE: OnceLock<serde_json::Value> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let out = Command::new(BIN).args(["probe", "--json"]).output().expect("run ringmux probe");
+        serde_json::from_slice(&out.stdout).expect("probe --json is JSON")
+    })
+}
+
+/// Whether strace can inject faults here (a skip is printed, and refused in CI).
+pub fn strace_available() -> bool {
+    let ok = Command::new("strace").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "strace is missing in CI: .ci/run must install it");
+        println!("SKIPPED fallback tests: strace not installed");
+    }
+    ok
 }
 
 /// Run `body` for one variant, or print why it is skipped (by name, never silently).
