@@ -68,7 +68,8 @@ pub enum FeatureLevel {
     /// Linux 6.0+: multishot ACCEPT, multishot RECV into a registered buffer ring,
     /// COOP_TASKRUN.
     Multishot,
-    /// Linux 6.1+: multishot plus SINGLE_ISSUER + DEFER_TASKRUN and a registered ring fd.
+    /// Linux 6.1+: multishot plus SINGLE_ISSUER + DEFER_TASKRUN and a registered ring fd;
+    /// on 6.12+ coalesced waits bounded by min_wait.
     Full,
 }
 

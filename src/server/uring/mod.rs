@@ -236,8 +236,10 @@ struct Proactor<'a> {
     /// Completions made up by the fault layer, reaped like the kernel's.
     synthetic: Vec<(u64, i32, u32)>,
     faults: Faults,
-    /// SENDs queued since the last enter, and whether the kernel has min_wait.
+    /// SENDs queued since the last enter, RECV completions in the last turn, and
+    /// whether the kernel has min_wait.
     sends_queued: usize,
+    recvs_last: usize,
     min_wait: bool,
 }
 
@@ -266,6 +268,7 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
         synthetic: Vec::new(),
         faults: cfg.faults,
         sends_queued: 0,
+        recvs_last: 0,
         min_wait: false,
     };
     p.min_wait = p.features.min_wait;
@@ -347,18 +350,19 @@ impl Proactor<'_> {
         }
     }
 
-    /// How many completions to wait for. Usually 1. At `full` on 6.12+ (min_wait): a
-    /// SEND to a socket with room completes inside the enter that submits it, and its
-    /// completion would end the wait at once, costing a second enter to wait for the
-    /// next receive; so wait for the queued sends plus one more, and let min_wait
-    /// return after `MIN_WAIT_US` with whatever is there (a send that had to wait for
-    /// room, or no receive coming).
+    /// How many completions to wait for. Usually 1. At `full` on 6.12+ (min_wait),
+    /// coalesce: a SEND to a socket with room completes inside the enter that submits
+    /// it, and its completion alone would end a wait for 1 at once, costing a second
+    /// enter to wait for the next receive. So wait for the queued sends plus half the
+    /// receives the last turn brought (at least one), and let min_wait return after
+    /// `MIN_WAIT_US` with whatever is there once anything is. Measured on a 2-core VM:
+    /// one enter per message at 1 connection instead of two, about a third fewer at 50.
     fn wait_for(&self) -> (usize, Option<u32>) {
         if !self.synthetic.is_empty() {
             return (0, None); // made-up completions are waiting: submit, do not block
         }
-        if self.min_wait && self.sends_queued > 0 {
-            return (self.sends_queued + 1, Some(MIN_WAIT_US));
+        if self.min_wait {
+            return (self.sends_queued + (self.recvs_last / 2).max(1), Some(MIN_WAIT_US));
         }
         (1, None)
     }
@@ -376,13 +380,17 @@ impl Proactor<'_> {
         cqes.clear();
         cqes.extend(cq.map(|c| (c.user_data(), c.result(), c.flags())));
         cqes.append(&mut self.synthetic);
+        let mut recvs = 0;
         for &(ud, res, flags) in &cqes {
             let Some(t) = Token::decode(ud) else { continue };
             match t.op {
                 Op::AcceptPoll => self.on_accept_poll(res),
                 Op::Accept => self.on_accept(res, flags),
                 Op::Poll => self.on_poll(t, res),
-                Op::Recv => self.on_recv(t, res, flags),
+                Op::Recv => {
+                    recvs += 1;
+                    self.on_recv(t, res, flags)
+                }
                 Op::Send => self.on_send(t, res),
                 Op::Signal => self.on_signal(signals, reporter),
                 Op::Timer => self.on_timer(t.key as usize),
@@ -390,6 +398,7 @@ impl Proactor<'_> {
             }
         }
         self.cqes = cqes;
+        self.recvs_last = recvs;
     }
 
     // ---- submission ----

@@ -274,7 +274,7 @@ pub struct RingFeatures {
     pub single_issuer: bool,
     pub defer_taskrun: bool,
     pub registered_ring_fd: bool,
-    /// Waits for the queued sends plus one receive, with a 6.12 min_wait bound.
+    /// Coalesced waits: the queued sends plus some receives, bounded by 6.12 min_wait.
     pub min_wait: bool,
     pub sqpoll: bool,
     pub sq_entries: u32,
