@@ -709,26 +709,9 @@ mod bench {
     fn bench_with_two_server_threads() {
         let out = std::env::temp_dir().join(format!("ringmux-bench-t2-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
-        let t0 = Instant::now();
-        let mut child = Command::new(BIN)
-            .args(["bench", "--quick", "--backends", "uring,epoll", "--conns", "20", "--duration", "0.3", "--server-threads", "2", "--out"])
-            .arg(&out)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if t0.elapsed() > Duration::from_secs(120) {
-                let _ = child.kill();
-                panic!("bench --server-threads 2 did not finish within 120 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let o = child.wait_with_output().unwrap();
-        let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let out_s = out.to_str().unwrap();
+        let args = ["bench", "--quick", "--backends", "uring,epoll", "--conns", "20", "--duration", "0.3", "--server-threads", "2", "--out", out_s];
+        let (status, stdout, stderr) = run_bounded(&args, Duration::from_secs(120));
         assert!(status.success(), "bench failed: {status}\n{stdout}\n{stderr}");
         let r: ringmux::report::model::BenchResults =
             serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).expect("results.json parses");
@@ -763,27 +746,8 @@ mod bench {
     fn quick_bench_end_to_end() {
         let out = std::env::temp_dir().join(format!("ringmux-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
-        let t0 = Instant::now();
-        let mut child = Command::new(BIN)
-            .args(["bench", "--quick", "--duration", "0.5", "--conns", "1,50", "--out"])
-            .arg(&out)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if t0.elapsed() > Duration::from_secs(180) {
-                let _ = child.kill();
-                panic!("bench --quick did not finish within 180 s");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let o = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        let stderr = String::from_utf8_lossy(&o.stderr);
+        let out_s = out.to_str().unwrap();
+        let (status, stdout, stderr) = run_bounded(&["bench", "--quick", "--duration", "0.5", "--conns", "1,50", "--out", out_s], Duration::from_secs(180));
         assert!(status.success(), "bench failed: {status}\n{stdout}\n{stderr}");
         assert!(stdout.contains("| server |") && stdout.contains("report.html"), "{stdout}");
 

@@ -190,13 +190,7 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(203, 213, 225))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
         root.present()?;
     }
     Ok(s)
@@ -247,13 +241,7 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
                 .label(format!("{name} max"))
                 .legend(move |(x, y)| Circle::new((x + 9, y), 3, c.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(203, 213, 225))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
         root.present()?;
     }
     Ok(s)
@@ -318,13 +306,7 @@ pub fn bars_svg(
                 Text::new(label(med), ((x0 + x1) / 2 - xi(bw * 0.3), med.max(hi) + ymax * 0.055), (FONT, 11).into_font().color(&RGBColor(51, 65, 85)))
             }))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(203, 213, 225))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 13)?;
         root.present()?;
     }
     Ok(s)
@@ -381,16 +363,25 @@ pub fn idle_bars_svg(idle: &IdleResults) -> anyhow::Result<String> {
             .draw_series(LineSeries::new([(0, budget), (n * 1000, budget)], red.stroke_width(2)))?
             .label(format!("budget {}", md::budget_text(budget)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FONT, 13))
-            .background_style(WHITE.mix(0.9))
-            .border_style(RGBColor(203, 213, 225))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
         root.present()?;
     }
     Ok(s)
+}
+
+/// The legend box every chart draws, in one style.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    at: SeriesLabelPosition,
+    font: u32,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .label_font((FONT, font))
+        .background_style(WHITE.mix(0.9))
+        .border_style(RGBColor(203, 213, 225))
+        .draw()
 }
 
 const CSS: &str = r#"
