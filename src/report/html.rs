@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
+use plotters::chart::MeshStyle;
 use plotters::prelude::*;
 
 use super::fmt;
@@ -177,11 +178,7 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
             .y_desc(format!("latency ({unit})"))
             .x_label_formatter(&|x| pct_label(*x))
             .y_label_formatter(&|y| fmt::num(*y))
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(RGBColor(241, 245, 249))
-            .bold_line_style(RGBColor(226, 232, 240))
-            .axis_style(RGBColor(148, 163, 184))
+            .house_style()
             .draw()?;
         for (name, color, pts) in series {
             let c = *color;
@@ -220,11 +217,7 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
             .y_desc("latency")
             .y_label_formatter(&|y| fmt::ns(*y))
             .x_label_formatter(&|x| fmt::num(*x))
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(RGBColor(241, 245, 249))
-            .bold_line_style(RGBColor(226, 232, 240))
-            .axis_style(RGBColor(148, 163, 184))
+            .house_style()
             .draw()?;
         for (name, color, pts) in series {
             let c = *color;
@@ -276,11 +269,7 @@ pub fn bars_svg(
             .y_desc(y_desc)
             .x_label_formatter(&|x| shapes.get((*x / 1000) as usize).cloned().unwrap_or_default())
             .y_label_formatter(&|y| label(*y))
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(RGBColor(241, 245, 249))
-            .bold_line_style(RGBColor(226, 232, 240))
-            .axis_style(RGBColor(148, 163, 184))
+            .house_style()
             .draw()?;
         let k = servers.len().max(1) as f64;
         let bw = 760.0 / k;
@@ -336,11 +325,7 @@ pub fn idle_bars_svg(idle: &IdleResults) -> anyhow::Result<String> {
             .y_desc("resident bytes per idle connection")
             .x_label_formatter(&|x| names.get((*x / 1000) as usize).cloned().unwrap_or_default())
             .y_label_formatter(&|y| fmt::bytes(*y))
-            .label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
-            .light_line_style(RGBColor(241, 245, 249))
-            .bold_line_style(RGBColor(226, 232, 240))
-            .axis_style(RGBColor(148, 163, 184))
+            .house_style()
             .draw()?;
         for (i, srv) in idle.servers.iter().enumerate() {
             if !srv.bytes_per_conn.is_finite() {
@@ -367,6 +352,21 @@ pub fn idle_bars_svg(idle: &IdleResults) -> anyhow::Result<String> {
         root.present()?;
     }
     Ok(s)
+}
+
+/// The grid, labels and axes every chart draws, in one style.
+trait HouseStyle {
+    fn house_style(&mut self) -> &mut Self;
+}
+
+impl<X: Ranged, Y: Ranged, DB: DrawingBackend> HouseStyle for MeshStyle<'_, '_, X, Y, DB> {
+    fn house_style(&mut self) -> &mut Self {
+        self.label_style((FONT, 13))
+            .axis_desc_style((FONT, 14))
+            .light_line_style(RGBColor(241, 245, 249))
+            .bold_line_style(RGBColor(226, 232, 240))
+            .axis_style(RGBColor(148, 163, 184))
+    }
 }
 
 /// The legend box every chart draws, in one style.
