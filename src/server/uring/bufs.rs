@@ -127,7 +127,7 @@ impl ProvidedBufs {
         if base.is_null() {
             alloc::handle_alloc_error(layout);
         }
-        super::super::sys::count(super::super::sys::Sys::IoUringRegister);
+        crate::server::sys::count(crate::server::sys::Sys::IoUringRegister);
         // SAFETY: `base` is page aligned and holds `entries` entries; it stays allocated
         // until `Drop`, which runs only after the ring (declared before this in the
         // proactor) is gone, or never (a leaked group when ops were still in flight).

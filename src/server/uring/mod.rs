@@ -236,11 +236,9 @@ struct Proactor<'a> {
     /// Completions made up by the fault layer, reaped like the kernel's.
     synthetic: Vec<(u64, i32, u32)>,
     faults: Faults,
-    /// SENDs queued since the last enter, RECV completions in the last turn, and
-    /// whether the kernel has min_wait.
+    /// SENDs queued since the last enter, and RECV completions in the last turn.
     sends_queued: usize,
     recvs_last: usize,
-    min_wait: bool,
 }
 
 pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
@@ -269,11 +267,9 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
         faults: cfg.faults,
         sends_queued: 0,
         recvs_last: 0,
-        min_wait: false,
     };
-    p.min_wait = p.features.min_wait;
     for e in ring.provide {
-        p.push(e.user_data(Token::new(Op::Cancel, 0, 0).encode()));
+        p.push(e.user_data(Token::new(Op::Ignored, 0, 0).encode()));
     }
     let res = p.event_loop(signals, reporter);
     p.stats.syscalls = SyscallCounts::this_thread();
@@ -361,7 +357,7 @@ impl Proactor<'_> {
         if !self.synthetic.is_empty() {
             return (0, None); // made-up completions are waiting: submit, do not block
         }
-        if self.min_wait {
+        if self.features.min_wait {
             return (self.sends_queued + (self.recvs_last / 2).max(1), Some(MIN_WAIT_US));
         }
         (1, None)
@@ -394,7 +390,7 @@ impl Proactor<'_> {
                 Op::Send => self.on_send(t, res),
                 Op::Signal => self.on_signal(signals, reporter),
                 Op::Timer => self.on_timer(t.key as usize),
-                Op::Cancel => {}
+                Op::Ignored => {}
             }
         }
         self.cqes = cqes;
@@ -478,7 +474,7 @@ impl Proactor<'_> {
     }
 
     fn cancel(&mut self, t: Token) {
-        let e = opcode::AsyncCancel::new(t.encode()).build().user_data(Token::new(Op::Cancel, 0, 0).encode());
+        let e = opcode::AsyncCancel::new(t.encode()).build().user_data(Token::new(Op::Ignored, 0, 0).encode());
         self.push(e);
     }
 
@@ -745,7 +741,7 @@ impl Proactor<'_> {
 
     fn give_back(&mut self, bid: u16) {
         if let Some(e) = self.bufs.as_mut().and_then(|b| b.give_back(bid)) {
-            self.push(e.user_data(Token::new(Op::Cancel, 0, 0).encode()));
+            self.push(e.user_data(Token::new(Op::Ignored, 0, 0).encode()));
         }
     }
 
@@ -759,7 +755,7 @@ impl Proactor<'_> {
             self.stats.buf_grows += 1;
         }
         for e in sqes {
-            self.push(e.user_data(Token::new(Op::Cancel, 0, 0).encode()));
+            self.push(e.user_data(Token::new(Op::Ignored, 0, 0).encode()));
         }
         let starved = std::mem::take(&mut self.starved);
         for &(key, generation) in &starved {

@@ -15,8 +15,8 @@ pub enum Op {
     Signal = 6,
     /// A TIMEOUT; the key indexes the timer table.
     Timer = 7,
-    /// ASYNC_CANCEL (its own completion is ignored).
-    Cancel = 8,
+    /// An op whose completion needs no action: ASYNC_CANCEL, PROVIDE_BUFFERS.
+    Ignored = 8,
 }
 
 impl Op {
@@ -29,7 +29,7 @@ impl Op {
             5 => Op::Send,
             6 => Op::Signal,
             7 => Op::Timer,
-            8 => Op::Cancel,
+            8 => Op::Ignored,
             _ => return None,
         })
     }
@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for op in [Op::AcceptPoll, Op::Accept, Op::Poll, Op::Recv, Op::Send, Op::Signal, Op::Timer, Op::Cancel] {
+        for op in [Op::AcceptPoll, Op::Accept, Op::Poll, Op::Recv, Op::Send, Op::Signal, Op::Timer, Op::Ignored] {
             for (key, g) in [(0usize, 0u32), (1, 1), (u32::MAX as usize, GEN_MASK), (12345, 0x00ab_cdef)] {
                 let t = Token::new(op, key, g);
                 assert_eq!(Token::decode(t.encode()), Some(t));
