@@ -18,15 +18,10 @@ fn selects_buffers(v: Variant) -> bool {
 }
 
 fn start(v: Variant, extra: &[&str], faults: Option<&str>, json: &std::path::Path) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--addr", "127.0.0.1:0"]).args(v.args()).args(extra).arg("--stats-json").arg(json);
-    match faults {
-        Some(f) => cmd.env("RINGMUX_FAULTS", f),
-        None => cmd.env_remove("RINGMUX_FAULTS"),
-    };
-    let s = Server::spawn(&mut cmd);
-    assert!(s.start_line.contains(v.expect()), "start line {:?} should say {:?}", s.start_line, v.expect());
-    s
+    let mut args = extra.to_vec();
+    args.extend(["--stats-json", json.to_str().unwrap()]);
+    let env: Vec<(&str, &str)> = faults.map(|f| ("RINGMUX_FAULTS", f)).into_iter().collect();
+    Server::start_env(v, &args, &env)
 }
 
 fn json_path(test: &str, v: Variant) -> std::path::PathBuf {

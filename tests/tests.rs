@@ -179,11 +179,7 @@ mod serve {
         std::fs::create_dir_all(&dir).unwrap();
         let json = dir.join("stats.json");
         let srv = Server::start(v, &["--drain-timeout", "3", "--stats-json", json.to_str().unwrap()]);
-        let mut conns: Vec<TcpStream> = (0..100).map(|_| srv.connect()).collect();
-        for (i, c) in conns.iter_mut().enumerate() {
-            c.write_all(&payload(i as u64, 100)).unwrap();
-            assert_eq!(read_varied(c, 100), payload(i as u64, 100));
-        }
+        let mut conns = srv.connect_echoed(100, 100);
         let t0 = Instant::now();
         let st = srv.stop(Duration::from_secs(10));
         assert!(st.status.success(), "{v:?}: exit {:?} stderr {}", st.status, st.stderr);
@@ -315,11 +311,7 @@ mod serve {
         assert_eq!(out.status.code(), Some(1), "{v:?}: a second server on {addr} should fail: {err}");
         assert!(err.contains("in use") && err.lines().count() == 1, "{v:?}: {err}");
 
-        let mut conns: Vec<TcpStream> = (0..50).map(|_| srv.connect()).collect();
-        for (i, c) in conns.iter_mut().enumerate() {
-            c.write_all(&payload(i as u64, 100)).unwrap();
-            assert_eq!(read_varied(c, 100), payload(i as u64, 100));
-        }
+        let mut conns = srv.connect_echoed(50, 100);
         // Connections still open at SIGTERM, on both loops: each loop drains its own.
         let t0 = Instant::now();
         let st = srv.stop(Duration::from_secs(10));
@@ -447,11 +439,7 @@ mod serve {
         pinned.sort();
         let expect = vec![("ringmux".to_string(), cpus[0].to_string()), ("ringmux-loop-1".to_string(), cpus[1].to_string())];
         assert_eq!(pinned, expect, "{v:?}: loop threads and their CPUs");
-        let mut conns: Vec<TcpStream> = (0..20).map(|_| srv.connect()).collect();
-        for (i, c) in conns.iter_mut().enumerate() {
-            c.write_all(&payload(i as u64, 3000)).unwrap();
-            assert_eq!(read_varied(c, 3000), payload(i as u64, 3000), "{v:?}: conn {i}");
-        }
+        let _conns = srv.connect_echoed(20, 3000); // open until the server stops
         let st = srv.stop(Duration::from_secs(10));
         assert!(st.status.success(), "{v:?}: {}", st.stderr);
         assert!(st.stdout.contains("accepted=20 closed=20"), "{v:?}: {}", st.stdout);

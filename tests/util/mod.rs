@@ -2,7 +2,7 @@
 //! Every wait has a deadline; assertion messages carry the command and stderr.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -157,10 +157,17 @@ fn pump(r: impl Read + Send + 'static, sink: Arc<Mutex<String>>, first_line: Opt
 impl Server {
     /// `ringmux serve --addr 127.0.0.1:0 <variant args> <extra>`.
     pub fn start(v: Variant, extra: &[&str]) -> Server {
+        Server::start_env(v, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables set (RINGMUX_FAULTS only as given).
+    pub fn start_env(v: Variant, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
         args.extend(v.args());
         args.extend(extra);
-        let s = Server::spawn(Command::new(BIN).args(&args));
+        let mut cmd = Command::new(BIN);
+        cmd.args(&args).env_remove("RINGMUX_FAULTS").envs(env.iter().copied());
+        let s = Server::spawn(&mut cmd);
         assert!(s.start_line.contains(v.expect()), "start line {:?} should say {:?}", s.start_line, v.expect());
         s
     }
@@ -194,6 +201,18 @@ impl Server {
         s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
         s.set_nodelay(true).unwrap();
         s
+    }
+
+    /// `n` connections, each having echoed `payload(i, len)` once, byte-exact.
+    pub fn connect_echoed(&self, n: usize, len: usize) -> Vec<TcpStream> {
+        (0..n)
+            .map(|i| {
+                let mut c = self.connect();
+                c.write_all(&payload(i as u64, len)).unwrap();
+                assert_eq!(read_varied(&mut c, len), payload(i as u64, len), "{}: conn {i}", self.cmdline);
+                c
+            })
+            .collect()
     }
 
     pub fn stderr(&self) -> String {
