@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod cli;
 pub mod load;
+pub mod os;
 pub mod probe;
 pub mod proto;
 pub mod report;

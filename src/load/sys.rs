@@ -71,48 +71,4 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) })
 }
 
-/// Pin the calling thread to one CPU.
-pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` was checked against the set's size (1024) by the CPU-list parser;
-    // CPU_SET only writes inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` lives across the call; pid 0 is the calling thread.
-    cvt(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })?;
-    Ok(())
-}
-
-/// Ask for precise timer wake-ups on this thread (default slack is 50 µs), so open-loop
-/// sends leave close to their intended time. Best effort.
-pub fn tighten_timer_slack() {
-    // SAFETY: PR_SET_TIMERSLACK takes an unsigned long and touches no memory.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
-}
-
-/// Raise the soft limit of open files to the hard limit so many connections fit. Best effort.
-pub fn raise_nofile_limit() {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `rl` is valid for writes during the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 && rl.rlim_cur < rl.rlim_max {
-        rl.rlim_cur = rl.rlim_max;
-        // SAFETY: `rl` is valid for reads during the call.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
-    }
-}
-
-/// CPU time (user + system) of the calling thread.
-pub fn thread_cpu_time() -> Duration {
-    let mut ru: libc::rusage = unsafe_zeroed_rusage();
-    // SAFETY: `ru` is valid for writes during the call.
-    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn unsafe_zeroed_rusage() -> libc::rusage {
-    // SAFETY: rusage is plain data; all-zero is a valid value.
-    unsafe { std::mem::zeroed() }
-}
+pub use crate::os::{pin_current_thread, raise_nofile_limit, thread_cpu_time, tighten_timer_slack};

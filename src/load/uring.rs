@@ -17,8 +17,8 @@
 //! cannot be there yet when the RECV goes in. On 6.1+ the ring runs DEFER_TASKRUN, so
 //! completions are processed only when this thread enters the ring.
 //!
-//! Ring setup and opcode probing reuse `server::uring::probe` (the one kernel-feature
-//! module); nothing of the server's event loop is imported.
+//! Ring setup and opcode probing come from `os::uring` (neutral: load never imports
+//! the server).
 
 use std::collections::VecDeque;
 use std::io;
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, opcode, squeue, types};
 
 use super::engine::{Core, Driver, ErrKind, classify};
-use crate::server::uring::probe::{self, Unavailable};
+use crate::os::uring::{self as probe, Unavailable};
 
 const IN_RECV: u8 = 1;
 const IN_SEND: u8 = 2;
