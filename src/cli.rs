@@ -40,8 +40,25 @@ pub enum BackendChoice {
     Auto,
     /// The io_uring proactor; exit non-zero if io_uring is unavailable.
     Uring,
-    /// The edge-triggered epoll reactor.
+    /// The reactor on epoll (edge-triggered; a wait costs O(ready fds)).
     Epoll,
+    /// The reactor on poll(2) (level-triggered; a wait costs O(watched fds)).
+    Poll,
+    /// The reactor on select(2) (level-triggered; O(highest fd); a connection whose fd
+    /// is 1024 or more is closed at once and counted as refused_fd_setsize).
+    Select,
+    /// The reactor on signal-driven IO (O_ASYNC + F_SETSIG real-time signals routed by
+    /// fd; a queue overflow means a rescan of every connection, counted).
+    Sigio,
+    /// A blocking thread per connection (64 KiB stacks); --max-threads caps them, and a
+    /// connection above the cap waits in the listen backlog until a thread ends.
+    Threads,
+    /// One connection at a time with blocking calls: a second client waits in the
+    /// listen backlog until the first leaves.
+    Blocking,
+    /// Non-blocking sockets polled in a loop with no readiness call (burns a core while
+    /// any connection is open; counts the EAGAINs).
+    Busypoll,
 }
 
 /// How `load` drives its sockets.
@@ -165,6 +182,11 @@ pub struct ServeArgs {
     /// the spread (per_thread). 1, the default, runs one loop on the main thread.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
     pub threads: u16,
+    /// threads: the most connection threads at once. A connection above the cap is not
+    /// accepted: it waits in the listen backlog until a thread ends. Each thread has a
+    /// 64 KiB stack.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), verbatim_doc_comment)]
+    pub max_threads: u32,
     /// Pin event loop i to CPU i (or to the i-th CPU of --cpus).
     ///
     /// A pinned loop keeps its caches warm and never competes with another loop for a

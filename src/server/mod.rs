@@ -8,12 +8,16 @@
 //! only its own [`Signals`] (wake pipe) and [`Reporter`] (its slot for stats); the
 //! process's figures are the loops' [`LoopStats`] summed.
 
+pub mod blocking;
+pub mod busypoll;
 pub mod conn;
-pub mod epoll;
+pub mod core;
 pub mod fault;
 pub mod listener;
 pub mod percore;
+pub mod reactor;
 pub mod sys;
+pub mod threads;
 pub mod uring;
 
 use std::io::{self, Write};
@@ -59,6 +63,8 @@ pub struct ServerConfig {
     pub faults: fault::Faults,
     /// Event loops (threads), at least 1.
     pub threads: usize,
+    /// `threads` backend: the most connection threads at once.
+    pub max_threads: usize,
     /// `--pin`: the CPU of loop i is `cpus[i]` (exactly `threads` entries).
     pub cpus: Option<Vec<usize>>,
 }
@@ -85,30 +91,84 @@ impl ServerConfig {
             buf_entries: a.buf_ring_entries,
             faults: fault::Faults::from_env()?,
             threads,
+            max_threads: a.max_threads as usize,
             cpus,
         })
     }
 }
 
-/// The backend actually running.
+/// The backend actually running: every IO model ringmux has, one list.
+///
+/// [`Backend::NAMES`] is the list the CLI, the bench's `--backends`, the stats and the
+/// tests check themselves against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// The io_uring proactor (completions), at a feature level.
     Uring(FeatureLevel),
+    /// The reactor over epoll (edge-triggered).
     Epoll,
+    /// The reactor over poll(2) (level-triggered).
+    Poll,
+    /// The reactor over select(2) (level-triggered; fds >= 1024 refused).
+    Select,
+    /// The reactor over signal-driven IO (F_SETSIG real-time signals).
+    Sigio,
+    /// A blocking thread per connection.
+    Threads,
+    /// One connection at a time, blocking calls.
+    Blocking,
+    /// Non-blocking sockets polled in a loop, no readiness call.
+    Busypoll,
 }
 
 impl Backend {
+    /// Every backend's name, in the order of MODELS.md's table (uring last).
+    pub const NAMES: [&'static str; 8] = ["blocking", "threads", "busypoll", "select", "poll", "epoll", "sigio", "uring"];
+
     pub fn name(self) -> &'static str {
         match self {
             Backend::Uring(_) => "uring",
             Backend::Epoll => "epoll",
+            Backend::Poll => "poll",
+            Backend::Select => "select",
+            Backend::Sigio => "sigio",
+            Backend::Threads => "threads",
+            Backend::Blocking => "blocking",
+            Backend::Busypoll => "busypoll",
         }
+    }
+
+    /// The backend a `--backend` choice names, when it needs no io_uring probing
+    /// (`auto` and `uring` are decided by setting up a ring).
+    pub fn from_choice(c: BackendChoice) -> Option<Backend> {
+        Some(match c {
+            BackendChoice::Auto | BackendChoice::Uring => return None,
+            BackendChoice::Epoll => Backend::Epoll,
+            BackendChoice::Poll => Backend::Poll,
+            BackendChoice::Select => Backend::Select,
+            BackendChoice::Sigio => Backend::Sigio,
+            BackendChoice::Threads => Backend::Threads,
+            BackendChoice::Blocking => Backend::Blocking,
+            BackendChoice::Busypoll => Backend::Busypoll,
+        })
+    }
+
+    /// False for the models with no event loop to replicate: `--threads N` > 1 is
+    /// refused for them.
+    pub fn has_event_loop(self) -> bool {
+        !matches!(self, Backend::Threads | Backend::Blocking | Backend::Busypoll)
+    }
+
+    /// Whether the listening socket is non-blocking (io_uring polls blocking sockets;
+    /// the blocking models block in accept).
+    pub fn nonblocking_listener(self) -> bool {
+        !matches!(self, Backend::Uring(_) | Backend::Threads | Backend::Blocking)
     }
 
     pub fn features(self) -> Option<FeatureLevel> {
         match self {
             Backend::Uring(l) => Some(l),
-            Backend::Epoll => None,
+            _ => None,
         }
     }
 }
@@ -134,6 +194,18 @@ pub struct LoopStats {
     pub buf_grows: u64,
     /// Results rewritten by RINGMUX_FAULTS.
     pub faults_injected: u64,
+    /// select: connections closed at once because their fd was >= FD_SETSIZE.
+    pub refused_fd_setsize: u64,
+    /// sigio: real-time signals (and SIGIOs) taken.
+    pub sigio_signals: u64,
+    /// sigio: plain SIGIOs, i.e. the signal queue overflowed and every connection was rescanned.
+    pub sigio_overflows: u64,
+    /// busypoll: recv/accept calls that found nothing (EAGAIN).
+    pub busypoll_eagain: u64,
+    /// threads: connection threads started.
+    pub threads_started: u64,
+    /// threads: the most connection threads alive at once (merged as a sum over loops).
+    pub threads_peak: u64,
 }
 
 impl LoopStats {
@@ -155,6 +227,12 @@ impl LoopStats {
             recv_nobufs,
             buf_grows,
             faults_injected,
+            refused_fd_setsize,
+            sigio_signals,
+            sigio_overflows,
+            busypoll_eagain,
+            threads_started,
+            threads_peak,
         } = o;
         self.accepted += accepted;
         self.closed += closed;
@@ -170,6 +248,12 @@ impl LoopStats {
         self.recv_nobufs += recv_nobufs;
         self.buf_grows += buf_grows;
         self.faults_injected += faults_injected;
+        self.refused_fd_setsize += refused_fd_setsize;
+        self.sigio_signals += sigio_signals;
+        self.sigio_overflows += sigio_overflows;
+        self.busypoll_eagain += busypoll_eagain;
+        self.threads_started += threads_started;
+        self.threads_peak += threads_peak;
     }
 }
 
@@ -257,10 +341,11 @@ impl Signals {
         self.read.as_raw_fd()
     }
 
-    /// Empty the wake pipe (bounded: it is non-blocking and small).
+    /// Empty the wake pipe until EAGAIN (bounded: it is non-blocking, and each signal
+    /// adds one byte; edge-triggered waits need it empty).
     pub fn drain(&self) {
-        let mut buf = [0u8; 64];
-        for _ in 0..64 {
+        let mut buf = [0u8; 256];
+        for _ in 0..4096 {
             match syscall!(Read, read(self.fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())) {
                 Ok(n) if n > 0 => continue,
                 _ => break,
@@ -270,6 +355,11 @@ impl Signals {
 
     pub fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// A SIGUSR1 is pending for this loop (without taking it).
+    pub fn take_snapshot_request_peek(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) != self.seen.load(Ordering::Relaxed)
     }
 
     /// True once per new SIGUSR1 (several quick ones may count as one).
@@ -316,6 +406,18 @@ pub struct StatsReport {
     pub recv_nobufs: u64,
     pub buf_grows: u64,
     pub faults_injected: u64,
+    /// select: connections refused because their fd was >= FD_SETSIZE (1024).
+    pub refused_fd_setsize: u64,
+    /// sigio: signals taken, and queue overflows (each a rescan of every connection).
+    pub sigio_signals: u64,
+    pub sigio_overflows: u64,
+    /// busypoll: calls that found nothing (EAGAIN): the waste of polling without waiting.
+    pub busypoll_eagain: u64,
+    /// threads: connection threads started, and the most alive at once.
+    pub threads_started: u64,
+    pub threads_peak: u64,
+    /// threads: each connection thread's stack size in bytes.
+    pub thread_stack_bytes: Option<usize>,
     /// Each io_uring feature's state (uring only).
     pub uring: Option<uring::probe::RingFeatures>,
     pub cpu_user_s: f64,
@@ -426,6 +528,13 @@ impl StatsBoard {
             recv_nobufs: s.recv_nobufs,
             buf_grows: s.buf_grows,
             faults_injected: s.faults_injected,
+            refused_fd_setsize: s.refused_fd_setsize,
+            sigio_signals: s.sigio_signals,
+            sigio_overflows: s.sigio_overflows,
+            busypoll_eagain: s.busypoll_eagain,
+            threads_started: s.threads_started,
+            threads_peak: s.threads_peak,
+            thread_stack_bytes: (self.backend == Backend::Threads).then_some(threads::STACK_SIZE),
             uring: self.uring,
             cpu_user_s: u.user_s,
             cpu_sys_s: u.sys_s,
@@ -501,6 +610,19 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
             writeln!(out, "  io_uring features: {}", f.summary())?;
         }
     }
+    match r.backend {
+        "select" => writeln!(out, "  select: refused_fd_setsize={}", r.refused_fd_setsize)?,
+        "sigio" => writeln!(out, "  sigio: signals={} overflows={}", r.sigio_signals, r.sigio_overflows)?,
+        "busypoll" => writeln!(out, "  busypoll: eagain={}", r.busypoll_eagain)?,
+        "threads" => writeln!(
+            out,
+            "  threads: started={} peak={} stack={}KiB",
+            r.threads_started,
+            r.threads_peak,
+            r.thread_stack_bytes.unwrap_or(0) / 1024
+        )?,
+        _ => {}
+    }
     writeln!(
         out,
         "  cpu: user={:.3}s sys={:.3}s ctx_switches: voluntary={} involuntary={} max_rss={}KiB",
@@ -533,7 +655,6 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
     // socket behind and `auto` prints its one warning first. This ring serves loop 0;
     // every other loop sets up its own.
     let ring = match cfg.backend {
-        BackendChoice::Epoll => None,
         BackendChoice::Uring => Some(uring::Ring::setup(&cfg).map_err(anyhow::Error::new)?),
         BackendChoice::Auto => match uring::Ring::setup(&cfg) {
             Ok(r) => Some(r),
@@ -542,11 +663,30 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
                 None
             }
         },
+        _ => None,
     };
-    let backend = ring.as_ref().map_or(Backend::Epoll, |r| Backend::Uring(r.features.level));
+    let backend = match &ring {
+        Some(r) => Backend::Uring(r.features.level),
+        None => Backend::from_choice(cfg.backend).unwrap_or(Backend::Epoll),
+    };
+    if !backend.has_event_loop() && cfg.threads > 1 {
+        anyhow::bail!(crate::ExitError {
+            code: 2,
+            msg: format!(
+                "--threads {} does not apply to --backend {}: it has no event loop to run per core (use --threads 1)",
+                cfg.threads,
+                backend.name()
+            )
+        });
+    }
+    if backend == Backend::Sigio {
+        // Before any loop thread exists, so every thread inherits the mask.
+        reactor::sigio::block_signals().context("sigio: cannot block its signals")?;
+    }
     let uring_features = ring.as_ref().map(|r| r.features);
-    // io_uring sockets stay blocking (the ring polls them); epoll needs non-blocking.
-    let listeners = listener::bind_group(cfg.addr, cfg.threads, cfg.backlog, ring.is_none())
+    // io_uring sockets stay blocking (the ring polls them), and so do the blocking
+    // models' listeners; the readiness models need non-blocking ones.
+    let listeners = listener::bind_group(cfg.addr, cfg.threads, cfg.backlog, backend.nonblocking_listener())
         .with_context(|| format!("cannot listen on {}", cfg.addr))?;
     let addr = listeners[0].local_addr()?.as_socket().context("listener has no inet address")?;
     let board = Arc::new(StatsBoard::new(backend, uring_features, cfg.clone(), addr));
@@ -604,6 +744,12 @@ mod tests {
             recv_nobufs: 11,
             buf_grows: 12,
             faults_injected: 13,
+            refused_fd_setsize: 14,
+            sigio_signals: 15,
+            sigio_overflows: 16,
+            busypoll_eagain: 17,
+            threads_started: 18,
+            threads_peak: 19,
         };
         let mut m = LoopStats::default();
         m.merge(&a);
@@ -611,6 +757,8 @@ mod tests {
         assert_eq!((m.accepted, m.closed, m.accept_errors, m.accept_backoffs), (2, 4, 6, 8));
         assert_eq!((m.bytes_in, m.bytes_out, m.cq_overflow, m.sq_full, m.enter_busy, m.forced_closed), (10, 12, 14, 16, 18, 20));
         assert_eq!((m.recv_nobufs, m.buf_grows, m.faults_injected), (22, 24, 26));
+        assert_eq!((m.refused_fd_setsize, m.sigio_signals, m.sigio_overflows), (28, 30, 32));
+        assert_eq!((m.busypoll_eagain, m.threads_started, m.threads_peak), (34, 36, 38));
         assert_eq!(m.syscalls.0[sys::Sys::Recv as usize], 10);
         assert_eq!(m.syscalls.total(), 10);
     }

@@ -26,7 +26,7 @@ use socket2::Socket;
 
 use super::sys::{self, Usage};
 use super::uring::Ring;
-use super::{Backend, LoopStats, Reporter, ServerConfig, SignalHub, Signals, StatsBoard, epoll, uring};
+use super::{Backend, LoopStats, Reporter, ServerConfig, SignalHub, Signals, StatsBoard, blocking, busypoll, reactor, threads, uring};
 use crate::cli::{format_cpu_list, parse_cpu_list};
 
 /// The CPU of each loop, or `None` without pinning. `--cpus` implies `--pin`; loop i
@@ -177,7 +177,7 @@ pub fn run(
                 reporter.finish(None);
                 return Ok(()); // another loop could not start
             }
-            run_loop(i, n, ring, listener, &cfg, &signals, &reporter, &hub)
+            run_loop(i, n, backend, ring, listener, &cfg, &signals, &reporter, &hub)
         };
         let handle = thread::Builder::new()
             .name(format!("ringmux-loop-{i}"))
@@ -218,7 +218,7 @@ pub fn run(
     for (_, go) in &workers {
         let _ = go.send(true);
     }
-    let first = run_loop(0, n, ring, listener0, cfg, &signals0, &reporter0, &hub);
+    let first = run_loop(0, n, backend, ring, listener0, cfg, &signals0, &reporter0, &hub);
     let mut result = first;
     for (i, (handle, _)) in workers.into_iter().enumerate() {
         let r = handle.join().unwrap_or_else(|_| Err(anyhow!("event loop {} panicked", i + 1)));
@@ -269,6 +269,7 @@ impl Drop for StopOthersUnlessDisarmed<'_> {
 fn run_loop(
     i: usize,
     n: usize,
+    backend: Backend,
     ring: Option<Ring>,
     listener: Socket,
     cfg: &ServerConfig,
@@ -277,9 +278,16 @@ fn run_loop(
     hub: &SignalHub,
 ) -> anyhow::Result<()> {
     let mut guard = StopOthersUnlessDisarmed { hub, reporter, armed: true };
-    let res = match ring {
-        Some(ring) => uring::run(ring, listener, cfg, signals, reporter),
-        None => epoll::run(listener, cfg, signals, reporter),
+    let res = match (backend, ring) {
+        (Backend::Uring(_), Some(ring)) => uring::run(ring, listener, cfg, signals, reporter),
+        (Backend::Uring(_), None) => unreachable!("a uring loop always has its ring"),
+        (Backend::Epoll, _) => reactor::run::<reactor::epoll::Epoll>(listener, cfg, signals, reporter),
+        (Backend::Poll, _) => reactor::run::<reactor::poll::Poll>(listener, cfg, signals, reporter),
+        (Backend::Select, _) => reactor::run::<reactor::select::Select>(listener, cfg, signals, reporter),
+        (Backend::Sigio, _) => reactor::run::<reactor::sigio::Sigio>(listener, cfg, signals, reporter),
+        (Backend::Threads, _) => threads::run(listener, cfg, signals, reporter),
+        (Backend::Blocking, _) => blocking::run(listener, cfg, signals, reporter),
+        (Backend::Busypoll, _) => busypoll::run(listener, cfg, signals, reporter),
     };
     let stats = match res {
         Ok(s) => s,

@@ -3,9 +3,10 @@
 //! figure) and turns -1 into `io::Error`. io_uring calls made through the `io-uring`
 //! crate are counted at their call sites with [`count`].
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Syscall kinds the server makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +24,15 @@ pub enum Sys {
     IoUringSetup,
     IoUringEnter,
     IoUringRegister,
+    Poll,
+    Select,
+    RtSigtimedwait,
+    Fcntl,
+    Nanosleep,
+    Signalfd,
 }
 
-pub const KINDS: usize = 12;
+pub const KINDS: usize = 18;
 pub const NAMES: [&str; KINDS] = [
     "accept4",
     "recv",
@@ -39,16 +46,35 @@ pub const NAMES: [&str; KINDS] = [
     "io_uring_setup",
     "io_uring_enter",
     "io_uring_register",
+    "poll",
+    "select",
+    "rt_sigtimedwait",
+    "fcntl",
+    "nanosleep",
+    "signalfd",
 ];
 
+/// One thread's counts. Only that thread writes them (a relaxed load and store, as
+/// cheap as a plain add); other threads may read them at any time, and after the
+/// thread has exited (the `threads` backend sums its connection threads this way).
+pub type ThreadCounts = [AtomicU64; KINDS];
+
 thread_local! {
-    static COUNTS: [Cell<u64>; KINDS] = const { [const { Cell::new(0) }; KINDS] };
+    static COUNTS: Arc<ThreadCounts> = Arc::new(std::array::from_fn(|_| AtomicU64::new(0)));
 }
 
 /// Count one syscall of `kind` on this thread.
 #[inline]
 pub fn count(kind: Sys) {
-    COUNTS.with(|c| c[kind as usize].set(c[kind as usize].get() + 1));
+    COUNTS.with(|c| {
+        let a = &c[kind as usize];
+        a.store(a.load(Ordering::Relaxed) + 1, Ordering::Relaxed)
+    });
+}
+
+/// A handle on this thread's counts, readable from any thread for as long as it is held.
+pub fn this_thread_counts() -> Arc<ThreadCounts> {
+    COUNTS.with(Arc::clone)
 }
 
 /// Syscall counts by kind.
@@ -58,7 +84,12 @@ pub struct SyscallCounts(pub [u64; KINDS]);
 impl SyscallCounts {
     /// This thread's counts so far.
     pub fn this_thread() -> SyscallCounts {
-        SyscallCounts(COUNTS.with(|c| std::array::from_fn(|i| c[i].get())))
+        COUNTS.with(|c| SyscallCounts::of(c))
+    }
+
+    /// The counts behind a [`this_thread_counts`] handle.
+    pub fn of(c: &ThreadCounts) -> SyscallCounts {
+        SyscallCounts(std::array::from_fn(|i| c[i].load(Ordering::Relaxed)))
     }
 
     pub fn add(&mut self, o: &SyscallCounts) {

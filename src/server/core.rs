@@ -1,0 +1,431 @@
+//! Loop policies every backend shares, written once: accept errors and back-off,
+//! signal and snapshot handling, the drain deadline, receive and send on a
+//! connection with the outbox cap, fault hooks and counting, and the refusal of
+//! descriptors a mechanism cannot watch. Backends own their waiting; what they do
+//! once a socket is ready (or a blocking call returned) goes through here.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::conn::Conn;
+use super::fault::Faults;
+use super::sys::{self, SyscallCounts, ThreadCounts};
+use super::{LoopStats, Reporter, ServerConfig, Signals};
+use crate::syscall;
+
+/// Back-off after EMFILE/ENFILE/ENOBUFS/ENOMEM on accept.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+/// Sends per flush before giving the others a turn.
+const SENDS_PER_FLUSH: usize = 1024;
+
+/// What to do after a failed accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcceptFailure {
+    /// Nothing queued (EAGAIN): wait for readiness.
+    Empty,
+    /// Out of descriptors or memory: stop accepting for [`ACCEPT_BACKOFF`]; the
+    /// backlog keeps the clients waiting.
+    BackOff,
+    /// One connection failed (ECONNABORTED, EPROTO, EINTR...): try the next.
+    Next,
+}
+
+/// Classify and count an accept error.
+pub fn accept_failed(e: &io::Error, stats: &mut LoopStats) -> AcceptFailure {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) => AcceptFailure::Empty,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+            stats.accept_errors += 1;
+            stats.accept_backoffs += 1;
+            AcceptFailure::BackOff
+        }
+        _ => {
+            stats.accept_errors += 1;
+            AcceptFailure::Next
+        }
+    }
+}
+
+/// accept4 on `listen_fd`, the new socket non-blocking or not, counted.
+pub fn accept(listen_fd: RawFd, nonblocking: bool) -> io::Result<RawFd> {
+    let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    syscall!(Accept4, accept4(listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), flags))
+}
+
+/// A new connection is in: count it, set TCP_NODELAY.
+pub fn accepted(fd: RawFd, stats: &mut LoopStats) {
+    stats.accepted += 1;
+    let _ = sys::set_nodelay(fd);
+}
+
+/// The drain deadline: unset while serving, set by the first stop signal.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Drain {
+    pub deadline: Option<Instant>,
+}
+
+impl Drain {
+    /// Start draining (once). True when this call started it.
+    pub fn begin(&mut self, timeout: Duration) -> bool {
+        if self.deadline.is_some() {
+            return false;
+        }
+        self.deadline = Some(Instant::now() + timeout);
+        true
+    }
+
+    pub fn draining(&self) -> bool {
+        self.deadline.is_some()
+    }
+
+    pub fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// The loop was woken through its wake pipe (or polls the flags): answer a new
+/// SIGUSR1 with a snapshot of `stats` (this thread's syscall counts filled in), and
+/// return true when a stop was requested and the drain starts now.
+pub fn on_wake(signals: &Signals, reporter: &Reporter, stats: &mut LoopStats, drain: &mut Drain, timeout: Duration) -> bool {
+    signals.drain();
+    check_signals(signals, reporter, stats, drain, timeout)
+}
+
+/// [`on_wake`] without reading the wake pipe (busy polling reads the flags each turn).
+pub fn check_signals(signals: &Signals, reporter: &Reporter, stats: &mut LoopStats, drain: &mut Drain, timeout: Duration) -> bool {
+    if signals.take_snapshot_request() {
+        stats.syscalls = SyscallCounts::this_thread();
+        reporter.snapshot(stats);
+    }
+    signals.stop_requested() && drain.begin(timeout)
+}
+
+/// The outcome of one receive on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recv {
+    /// `n` bytes went to the protocol.
+    Data(usize),
+    /// The peer sent FIN (`conn.read_eof` is set).
+    Eof,
+    /// Nothing there (non-blocking socket).
+    WouldBlock,
+    /// Interrupted by a signal: try again.
+    Interrupted,
+    /// An error, or an injected reset: close the connection.
+    Failed,
+}
+
+/// One recv into `scratch`, fed to the connection's protocol; faults and counts here.
+pub fn recv(fd: RawFd, scratch: &mut [u8], conn: &mut Conn, faults: &mut Faults, stats: &mut LoopStats) -> Recv {
+    match syscall!(Recv, recv(fd, scratch.as_mut_ptr() as *mut libc::c_void, scratch.len(), 0)) {
+        Ok(0) => {
+            conn.read_eof = true;
+            Recv::Eof
+        }
+        Ok(_) if faults.recv_reset.hit() => {
+            // Injected: as if the peer had reset (the bytes are dropped).
+            stats.faults_injected += 1;
+            Recv::Failed
+        }
+        Ok(n) => {
+            let n = n as usize;
+            stats.bytes_in += n as u64;
+            conn.on_input(&scratch[..n]);
+            Recv::Data(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Recv::WouldBlock,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Recv::Interrupted,
+        Err(_) => Recv::Failed,
+    }
+}
+
+/// The outcome of a flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Nothing owed any more.
+    Done,
+    /// The socket took what it could (EAGAIN, or the per-flush bound): bytes still owed.
+    Owes,
+    /// A send failed: close the connection.
+    Failed,
+}
+
+/// Send owed bytes until none are owed, the socket would block, or the bound.
+/// On a blocking socket this blocks until everything is sent (or it fails).
+pub fn flush(fd: RawFd, conn: &mut Conn, faults: &mut Faults, stats: &mut LoopStats) -> Flush {
+    let mut bound = 0;
+    while conn.owed_len() > 0 && bound < SENDS_PER_FLUSH {
+        bound += 1;
+        let owed = conn.owed();
+        let mut len = owed.len();
+        if len > 1 && faults.send_short.hit() {
+            stats.faults_injected += 1;
+            len /= 2; // injected short send
+        }
+        match syscall!(Send, send(fd, owed.as_ptr() as *const libc::c_void, len, libc::MSG_NOSIGNAL)) {
+            Ok(n) => {
+                stats.bytes_out += n as u64;
+                conn.advance(n as usize);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Flush::Failed,
+        }
+    }
+    if conn.owed_len() > 0 { Flush::Owes } else { Flush::Done }
+}
+
+/// A counted sleep (accept back-off, busy polling with nothing to poll).
+pub fn sleep(d: Duration) {
+    let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+    let _ = syscall!(Nanosleep, nanosleep(&ts, std::ptr::null_mut()));
+}
+
+/// Over the outbox cap: stop reading this connection until it drains.
+pub fn over_cap(conn: &Conn, cap: usize) -> bool {
+    conn.owed_len() >= cap
+}
+
+/// Refusals of descriptors a mechanism cannot watch (select: fd >= FD_SETSIZE),
+/// with one warning line per burst (a refusal after a quiet second starts a burst).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    last: Option<Instant>,
+}
+
+const BURST_GAP: Duration = Duration::from_secs(1);
+
+impl Refusals {
+    /// Close `fd` at once (it was never watched) and count it.
+    pub fn refuse(&mut self, fd: RawFd, limit: RawFd, why: &str, stats: &mut LoopStats) {
+        sys::close(fd);
+        stats.refused_fd_setsize += 1;
+        stats.closed += 1;
+        let now = Instant::now();
+        if self.last.is_none_or(|t| now.duration_since(t) > BURST_GAP) {
+            eprintln!(
+                "ringmux: warning: refusing connections on fd >= {limit} ({why}); \
+                 counted as refused_fd_setsize, the others are served"
+            );
+        }
+        self.last = Some(now);
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The models with no readiness call (blocking, threads) block in accept, recv and
+// send. Signal handling cannot run in those threads, so a supervisor thread waits on
+// the wake pipe: it answers SIGUSR1 with the counts of every thread, and on a stop it
+// shuts the listener and every live connection down for reading (a blocked accept
+// returns EINVAL, a blocked recv returns 0), then, at the drain deadline, for writing
+// too (a blocked send fails), counting those as forced_closed.
+
+/// A connection served by blocking calls, as the supervisor sees it.
+pub struct Live {
+    pub fd: RawFd,
+    /// Its counts, published after every call (never locked across a blocking call).
+    pub stats: Arc<Mutex<LoopStats>>,
+}
+
+/// What the serving threads and the supervisor share.
+pub struct Blocking {
+    pub listen_fd: RawFd,
+    live: Mutex<Slab<Live>>,
+    /// Signalled when a connection leaves (the threads backend's cap) or the drain starts.
+    pub changed: Condvar,
+    /// Counts of connections that ended (syscalls excluded: they are per thread).
+    finished: Mutex<LoopStats>,
+    /// Syscall counts of every thread that served, live or ended.
+    counts: Mutex<Vec<Arc<ThreadCounts>>>,
+    draining: AtomicBool,
+    /// The serving side has ended (written when it returns, so the supervisor wakes).
+    done: (UnixStream, UnixStream),
+    forced: AtomicU64,
+}
+
+/// The locks hold plain counts: a thread that panicked left whole values behind.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Blocking {
+    pub fn new(listen_fd: RawFd) -> io::Result<Blocking> {
+        Ok(Blocking {
+            listen_fd,
+            live: Mutex::new(Slab::new()),
+            changed: Condvar::new(),
+            finished: Mutex::new(LoopStats::default()),
+            counts: Mutex::new(Vec::new()),
+            draining: AtomicBool::new(false),
+            done: UnixStream::pair()?,
+            forced: AtomicU64::new(0),
+        })
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Count this thread's syscalls in the server's (once per thread).
+    pub fn count_this_thread(&self) {
+        lock(&self.counts).push(sys::this_thread_counts());
+    }
+
+    /// Live connections now.
+    pub fn live(&self) -> usize {
+        lock(&self.live).len()
+    }
+
+    /// Block until fewer than `cap` connections are live, or the drain starts.
+    pub fn wait_below(&self, cap: usize) {
+        let mut live = lock(&self.live);
+        while live.len() >= cap && !self.draining() {
+            live = self.changed.wait(live).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A connection starts being served. If the drain has begun it is shut for
+    /// reading at once (its owed bytes are still flushed).
+    pub fn enter(&self, fd: RawFd, stats: Arc<Mutex<LoopStats>>) -> usize {
+        let mut live = lock(&self.live);
+        if self.draining() {
+            let _ = syscall!(Shutdown, shutdown(fd, libc::SHUT_RD));
+        }
+        live.insert(Live { fd, stats })
+    }
+
+    /// The connection `key` ended with `stats`: close its fd (under the lock, so the
+    /// supervisor never shuts down a reused fd number).
+    pub fn leave(&self, key: usize, stats: &LoopStats) {
+        let mut live = lock(&self.live);
+        if let Some(l) = live.try_remove(key) {
+            sys::close(l.fd);
+        }
+        let mut s = stats.clone();
+        s.closed += 1;
+        s.syscalls = SyscallCounts::default();
+        lock(&self.finished).merge(&s);
+        drop(live);
+        self.changed.notify_all();
+    }
+
+    /// The serving side returned: wake the supervisor.
+    pub fn serving_ended(&self) {
+        sys::wake(self.done.1.as_raw_fd());
+    }
+
+    /// Every count so far: ended connections, live ones, `extra` (the acceptor's),
+    /// and the syscalls of every thread.
+    pub fn merged(&self, extra: &LoopStats) -> LoopStats {
+        let mut m = lock(&self.finished).clone();
+        for (_, l) in lock(&self.live).iter() {
+            let mut s = lock(&l.stats).clone();
+            s.syscalls = SyscallCounts::default();
+            m.merge(&s);
+        }
+        let mut e = extra.clone();
+        e.syscalls = SyscallCounts::default();
+        m.merge(&e);
+        m.forced_closed += self.forced.load(Ordering::SeqCst);
+        for c in lock(&self.counts).iter() {
+            m.syscalls.add(&SyscallCounts::of(c));
+        }
+        m
+    }
+
+    fn begin_drain(&self) {
+        let live = lock(&self.live);
+        self.draining.store(true, Ordering::SeqCst);
+        // A blocked accept returns EINVAL once its listener is shut down.
+        let _ = syscall!(Shutdown, shutdown(self.listen_fd, libc::SHUT_RD));
+        for (_, l) in live.iter() {
+            let _ = syscall!(Shutdown, shutdown(l.fd, libc::SHUT_RD));
+        }
+        drop(live);
+        self.changed.notify_all();
+    }
+
+    fn force_close(&self) {
+        let live = lock(&self.live);
+        self.forced.store(live.len() as u64, Ordering::SeqCst);
+        for (_, l) in live.iter() {
+            let _ = syscall!(Shutdown, shutdown(l.fd, libc::SHUT_RDWR));
+        }
+    }
+
+    /// The supervisor: run on its own thread until the serving side has ended.
+    /// `acceptor` holds the acceptor's counts (accepted, accept errors...).
+    pub fn supervise(&self, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter, acceptor: &Mutex<LoopStats>) {
+        self.count_this_thread();
+        let mut drain = Drain::default();
+        let mut forced = false;
+        let done_fd = self.done.0.as_raw_fd();
+        let _ = self.done.0.set_nonblocking(true);
+        loop {
+            let timeout = match drain.deadline {
+                Some(d) if !forced => super::reactor::timeout_ms(Some(d.saturating_duration_since(Instant::now()))),
+                _ => -1,
+            };
+            let mut fds = [
+                libc::pollfd { fd: signals.fd(), events: libc::POLLIN, revents: 0 },
+                libc::pollfd { fd: done_fd, events: libc::POLLIN, revents: 0 },
+            ];
+            let _ = syscall!(Poll, poll(fds.as_mut_ptr(), 2, timeout));
+            if fds[1].revents != 0 {
+                return;
+            }
+            if fds[0].revents != 0 {
+                signals.drain();
+                if signals.take_snapshot_request() {
+                    reporter.snapshot(&self.merged(&lock(acceptor)));
+                }
+                if signals.stop_requested() && drain.begin(cfg.drain_timeout) {
+                    self.begin_drain();
+                }
+            }
+            if !forced && drain.expired() {
+                forced = true;
+                self.force_close();
+            }
+        }
+    }
+}
+
+/// Serve one connection with blocking calls until the peer leaves (or the drain shuts
+/// it): recv, feed the protocol, send everything owed (a blocking send is the
+/// backpressure: nothing more is read while the peer does not read). `stats` gets
+/// the counts after every call.
+pub fn serve_blocking(fd: RawFd, cfg: &ServerConfig, scratch: &mut [u8], stats: &Mutex<LoopStats>) {
+    let mut conn = Conn::new(cfg.proto);
+    let mut faults = cfg.faults;
+    let mut s = LoopStats::default();
+    loop {
+        if !(conn.read_eof || conn.close_after_flush) {
+            match recv(fd, scratch, &mut conn, &mut faults, &mut s) {
+                Recv::Data(_) | Recv::Eof => {}
+                Recv::Interrupted | Recv::WouldBlock => continue,
+                Recv::Failed => break,
+            }
+        }
+        let mut failed = false;
+        // Blocking sends: each returns once the kernel took some bytes (bounded by the
+        // owed length: every turn advances, or fails).
+        while conn.owed_len() > 0 {
+            if flush(fd, &mut conn, &mut faults, &mut s) == Flush::Failed {
+                failed = true;
+                break;
+            }
+        }
+        lock(stats).clone_from(&s);
+        if failed || conn.finished() {
+            break;
+        }
+    }
+    *lock(stats) = s;
+}

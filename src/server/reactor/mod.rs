@@ -1,0 +1,445 @@
+//! The reactor: one loop for every readiness mechanism (select, poll, epoll,
+//! signal-driven IO). A mechanism ([`Readiness`]) only translates interest into its
+//! kernel interface and readiness back into [`Event`]s, like Python's selectors; the
+//! loop here does accept, recv, send, backpressure and drain once for all of them.
+//!
+//! Edge- or level-triggered matters to the loop. Edge-triggered (epoll ET, SIGIO):
+//! a ready socket is reported once per change, so the loop reads and writes until
+//! EAGAIN (or keeps the connection on its own ready list), and read interest never
+//! changes. Level-triggered (select, poll): a ready socket is reported on every wait,
+//! so the loop must drop read interest while a connection is paused by its outbox
+//! cap (and the listener's while accept backs off), or the wait would spin.
+//! Write interest is armed only while a connection owes bytes the socket would not
+//! take. Reads go into one scratch buffer shared by every connection, so an idle
+//! connection owns no read buffer.
+
+pub mod epoll;
+pub mod poll;
+pub mod select;
+pub mod sigio;
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+use socket2::Socket;
+
+use super::conn::Conn;
+use super::core::{self, AcceptFailure, Drain, Flush, Recv, Refusals};
+use super::sys::{self, SyscallCounts};
+use super::{LoopStats, Reporter, ServerConfig, Signals};
+
+/// What the loop wants to hear about a descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Interest {
+    pub read: bool,
+    pub write: bool,
+}
+
+impl Interest {
+    pub const READ: Interest = Interest { read: true, write: false };
+    pub const NONE: Interest = Interest { read: false, write: false };
+}
+
+/// Readiness of one registered descriptor, by its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    pub token: usize,
+    pub readable: bool,
+    pub writable: bool,
+    /// Peer hang-up or error (read to learn which).
+    pub hup: bool,
+}
+
+/// Token of the listening socket.
+pub const LISTENER: usize = usize::MAX;
+/// Token of the loop's wake pipe.
+pub const SIGNAL: usize = usize::MAX - 1;
+/// Not a descriptor: readiness was lost (sigio's queue overflowed); every registered
+/// descriptor may be ready.
+pub const RESCAN: usize = usize::MAX - 2;
+
+/// A readiness mechanism: register/modify/unregister descriptors under tokens, wait
+/// for events. It knows nothing of connections.
+pub trait Readiness: Sized {
+    /// The name in stats and the start line.
+    const NAME: &'static str;
+    /// Edge-triggered (reported once per change) rather than level-triggered.
+    const EDGE: bool;
+    /// Edge-triggered only: a FIN already queued is reported with the readiness
+    /// (epoll's EPOLLRDHUP), so the loop may stop reading at a short read. Without
+    /// it the loop reads until EAGAIN.
+    const REPORTS_RDHUP: bool = false;
+    /// Readiness that came before registration may not be reported (sigio: no
+    /// signal for data already queued): read once at registration.
+    const READ_ON_REGISTER: bool = false;
+    fn new(cfg: &ServerConfig) -> io::Result<Self>;
+    /// Descriptors at or above this cannot be watched (select: FD_SETSIZE).
+    fn fd_limit(&self) -> Option<RawFd> {
+        None
+    }
+    fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
+    fn modify(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
+    /// Stop watching `fd`; `closing`: the caller closes it right after (epoll lets
+    /// close(2) do the removal).
+    fn unregister(&mut self, fd: RawFd, token: usize, closing: bool) -> io::Result<()>;
+    /// Wait up to `timeout` (None: no limit) and append the events to `events`.
+    fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()>;
+    /// Move the mechanism's own counts (sigio's signals and overflows) into `stats`.
+    fn count_into(&mut self, _stats: &mut LoopStats) {}
+}
+
+/// Reads per connection per turn before yielding to others (fairness under load).
+const READS_PER_TURN: usize = 16;
+/// Accepts per turn.
+const ACCEPTS_PER_TURN: usize = 256;
+
+struct RConn {
+    fd: RawFd,
+    conn: Conn,
+    /// What the mechanism watches for this connection now.
+    interest: Interest,
+    /// Reading stopped because the outbox is over its cap.
+    read_paused: bool,
+    /// On the ready list: still has unread input after its turn.
+    in_ready: bool,
+}
+
+struct Reactor<'a, M: Readiness> {
+    poller: M,
+    listen_fd: RawFd,
+    conns: Slab<RConn>,
+    scratch: Vec<u8>,
+    ready: Vec<usize>,
+    stats: LoopStats,
+    cfg: &'a ServerConfig,
+    accept_paused_until: Option<Instant>,
+    /// Level-triggered: the listener's read interest is off during a back-off.
+    listener_muted: bool,
+    accepting: bool,
+    faults: super::fault::Faults,
+    refusals: Refusals,
+}
+
+/// Serve on `listener` with mechanism `M` until a stop signal and the drain.
+pub fn run<M: Readiness>(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
+    let poller = M::new(cfg)?;
+    let listen_fd = listener.as_raw_fd();
+    if let Some(limit) = poller.fd_limit()
+        && (listen_fd >= limit || signals.fd() >= limit)
+    {
+        return Err(io::Error::other(format!(
+            "{}: the listening socket (fd {listen_fd}) or wake pipe (fd {}) is at or above {limit}; it cannot be watched",
+            M::NAME,
+            signals.fd()
+        )));
+    }
+    let mut r = Reactor {
+        poller,
+        listen_fd,
+        conns: Slab::new(),
+        scratch: vec![0u8; cfg.recv_buf],
+        ready: Vec::new(),
+        stats: LoopStats::default(),
+        cfg,
+        accept_paused_until: None,
+        listener_muted: false,
+        accepting: true,
+        faults: cfg.faults,
+        refusals: Refusals::default(),
+    };
+    let res = r.event_loop(signals, reporter);
+    for (_, c) in r.conns.iter() {
+        let _ = r.poller.unregister(c.fd, 0, true);
+    }
+    for c in r.conns.drain() {
+        sys::close(c.fd);
+    }
+    drop(listener);
+    r.poller.count_into(&mut r.stats);
+    drop(r.poller);
+    r.stats.syscalls = SyscallCounts::this_thread();
+    res.map(|_| r.stats)
+}
+
+impl<M: Readiness> Reactor<'_, M> {
+    fn event_loop(&mut self, signals: &Signals, reporter: &Reporter) -> io::Result<()> {
+        self.poller.register(self.listen_fd, LISTENER, Interest::READ)?;
+        self.poller.register(signals.fd(), SIGNAL, Interest::READ)?;
+        let mut events: Vec<Event> = Vec::with_capacity(512);
+        let mut drain = Drain::default();
+        loop {
+            if drain.draining() {
+                if self.conns.is_empty() {
+                    return Ok(());
+                }
+                if drain.expired() {
+                    self.stats.forced_closed += self.conns.len() as u64;
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for k in keys {
+                        self.close(k);
+                    }
+                    return Ok(());
+                }
+            }
+            let timeout = self.wait_timeout(drain.deadline);
+            events.clear();
+            match self.poller.wait(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            for ev in &events {
+                match ev.token {
+                    LISTENER => self.accept_all(),
+                    SIGNAL => self.on_signal(signals, reporter, &mut drain),
+                    RESCAN => {
+                        // Readiness was lost: look at everything as if it were ready.
+                        self.on_signal(signals, reporter, &mut drain);
+                        self.accept_all();
+                        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                        for k in keys {
+                            if self.flush(k) {
+                                self.on_readable(k, true);
+                            }
+                        }
+                    }
+                    key => self.on_conn_event(key, ev),
+                }
+            }
+            if let Some(t) = self.accept_paused_until
+                && Instant::now() >= t
+            {
+                self.accept_paused_until = None;
+                self.unmute_listener();
+                self.accept_all();
+            }
+            // Connections that still had input after their turn.
+            // Keys pushed while these run go to the fresh `self.ready` for next turn.
+            let mut ready = std::mem::take(&mut self.ready);
+            for key in ready.drain(..) {
+                if let Some(c) = self.conns.get_mut(key) {
+                    c.in_ready = false;
+                    self.on_readable(key, true);
+                }
+            }
+            if self.ready.is_empty() {
+                self.ready = ready; // keep the allocation
+            }
+        }
+    }
+
+    fn on_signal(&mut self, signals: &Signals, reporter: &Reporter, drain: &mut Drain) {
+        let mut stats = std::mem::take(&mut self.stats);
+        self.poller.count_into(&mut stats);
+        let stop = core::on_wake(signals, reporter, &mut stats, drain, self.cfg.drain_timeout);
+        self.stats = stats;
+        if stop {
+            self.begin_drain();
+        }
+    }
+
+    fn wait_timeout(&self, drain_deadline: Option<Instant>) -> Option<Duration> {
+        if !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        [drain_deadline, self.accept_paused_until].into_iter().flatten().min().map(|t| t.saturating_duration_since(now))
+    }
+
+    fn accept_all(&mut self) {
+        if !self.accepting || self.accept_paused_until.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            match core::accept(self.listen_fd, true) {
+                Ok(fd) => self.add_conn(fd),
+                Err(e) => match core::accept_failed(&e, &mut self.stats) {
+                    AcceptFailure::Empty => return,
+                    AcceptFailure::BackOff => {
+                        self.accept_paused_until = Some(Instant::now() + core::ACCEPT_BACKOFF);
+                        self.mute_listener();
+                        return;
+                    }
+                    AcceptFailure::Next => {}
+                },
+            }
+        }
+        // More may be queued: edge-triggered, so come back without waiting.
+        self.accept_paused_until = Some(Instant::now());
+    }
+
+    /// Level-triggered: a listener with a queued connection would wake every wait
+    /// during a back-off.
+    fn mute_listener(&mut self) {
+        if !M::EDGE && !self.listener_muted && self.poller.modify(self.listen_fd, LISTENER, Interest::NONE).is_ok() {
+            self.listener_muted = true;
+        }
+    }
+
+    fn unmute_listener(&mut self) {
+        if self.listener_muted && self.accepting {
+            self.listener_muted = false;
+            let _ = self.poller.modify(self.listen_fd, LISTENER, Interest::READ);
+        }
+    }
+
+    fn add_conn(&mut self, fd: RawFd) {
+        if let Some(limit) = self.poller.fd_limit()
+            && fd >= limit
+        {
+            self.stats.accepted += 1;
+            self.refusals.refuse(fd, limit, M::NAME, &mut self.stats);
+            return;
+        }
+        core::accepted(fd, &mut self.stats);
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if self.poller.register(fd, key, Interest::READ).is_err() {
+            sys::close(fd);
+            self.stats.closed += 1;
+            return;
+        }
+        entry.insert(RConn { fd, conn: Conn::new(self.cfg.proto), interest: Interest::READ, read_paused: false, in_ready: false });
+        // epoll: data that arrived before registration raises an edge at EPOLL_CTL_ADD
+        // (the socket is already readable then), so no read is needed here.
+        if M::READ_ON_REGISTER {
+            self.on_readable(key, true);
+        }
+    }
+
+    fn on_conn_event(&mut self, key: usize, ev: &Event) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        if ev.writable && !self.flush(key) {
+            return;
+        }
+        if ev.hup {
+            self.on_readable(key, true);
+        } else if ev.readable {
+            self.on_readable(key, M::EDGE && !M::REPORTS_RDHUP);
+        }
+    }
+
+    /// Read until EAGAIN (or the outbox cap, or the per-turn bound), feeding the
+    /// protocol; then flush.
+    ///
+    /// `greedy` false (epoll): stop at a short read, like nginx. The socket was empty
+    /// at that moment and any later data or FIN raises a new edge; a FIN that was
+    /// already queued shows as EPOLLRDHUP in this event, and then the caller passes
+    /// greedy. Level-triggered mechanisms may stop anywhere: the next wait reports
+    /// the rest.
+    fn on_readable(&mut self, key: usize, greedy: bool) {
+        let cap = self.cfg.outbox_cap;
+        let mut turns = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(key) else { return };
+            if c.conn.read_eof || c.conn.close_after_flush {
+                break;
+            }
+            if core::over_cap(&c.conn, cap) {
+                c.read_paused = true;
+                break;
+            }
+            if turns == READS_PER_TURN {
+                // Fairness: let the others run, come back next turn without an edge.
+                if !c.in_ready {
+                    c.in_ready = true;
+                    self.ready.push(key);
+                }
+                break;
+            }
+            turns += 1;
+            match core::recv(c.fd, &mut self.scratch, &mut c.conn, &mut self.faults, &mut self.stats) {
+                Recv::Eof | Recv::WouldBlock => break,
+                Recv::Interrupted => continue,
+                Recv::Failed => {
+                    self.close(key);
+                    return;
+                }
+                Recv::Data(n) => {
+                    if n < self.scratch.len() && !greedy {
+                        break;
+                    }
+                    if c.conn.owed_len() >= cap / 2 && !self.flush(key) {
+                        return;
+                    }
+                }
+            }
+        }
+        self.flush(key);
+    }
+
+    /// Write owed bytes until EAGAIN, then bring the interest up to date. Returns
+    /// false when the connection was closed.
+    fn flush(&mut self, key: usize) -> bool {
+        let cap = self.cfg.outbox_cap;
+        let Some(c) = self.conns.get_mut(key) else { return false };
+        if core::flush(c.fd, &mut c.conn, &mut self.faults, &mut self.stats) == Flush::Failed {
+            self.close(key);
+            return false;
+        }
+        let c = &mut self.conns[key];
+        if c.conn.finished() {
+            self.close(key);
+            return false;
+        }
+        if c.read_paused && c.conn.owed_len() < cap {
+            // Backpressure released: the input left in the socket raises no new edge,
+            // so read it now (via the ready list, to keep the stack flat).
+            c.read_paused = false;
+            if !c.in_ready {
+                c.in_ready = true;
+                self.ready.push(key);
+            }
+        }
+        let want = Interest {
+            // Edge-triggered: read interest stays (a paused connection simply is not read).
+            read: M::EDGE || !(c.read_paused || c.conn.read_eof || c.conn.close_after_flush),
+            write: c.conn.owed_len() > 0,
+        };
+        if want != c.interest {
+            if self.poller.modify(c.fd, key, want).is_err() {
+                self.close(key);
+                return false;
+            }
+            self.conns[key].interest = want;
+        }
+        true
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(c) = self.conns.try_remove(key) {
+            let _ = self.poller.unregister(c.fd, key, true);
+            sys::close(c.fd);
+            self.stats.closed += 1;
+        }
+    }
+
+    /// Stop accepting and reading; close what owes nothing, flush the rest.
+    fn begin_drain(&mut self) {
+        if self.accepting {
+            self.accepting = false;
+            let _ = self.poller.unregister(self.listen_fd, LISTENER, false);
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            if let Some(c) = self.conns.get_mut(k) {
+                c.conn.read_eof = true;
+            }
+            self.flush(k);
+        }
+    }
+}
+
+/// A wait timeout in whole milliseconds for poll(2)-style calls: -1 for none, rounded
+/// up so the loop never wakes just before a deadline (a passed one is 0).
+pub fn timeout_ms(t: Option<Duration>) -> i32 {
+    match t {
+        None => -1,
+        Some(d) if d.is_zero() => 0,
+        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+    }
+}
