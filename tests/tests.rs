@@ -11,6 +11,8 @@ mod it_report;
 mod it_faults;
 /// Resident memory per idle connection, per backend variant.
 mod it_idle;
+/// What only some IO models do (select's refusal, sigio's overflow, busypoll, threads).
+mod it_models;
 
 mod serve {
     use std::io::{Read, Write};
@@ -22,7 +24,9 @@ mod serve {
     use std::time::{Duration, Instant};
 
     use crate::backend_test;
-    use crate::util::{BIN, Server, Variant, payload, read_varied, strace_available, wait_until};
+    use crate::util::{
+        BIN, Server, Variant, assert_second_client_waits, assert_threads_refused, payload, read_varied, strace_available, wait_until,
+    };
 
     /// Send `msg` in writes of varying size from a thread while reading the reply in
     /// reads of varying size (a 4 MiB message would deadlock a single thread).
@@ -65,26 +69,69 @@ mod serve {
             let got = round_trip(&s, &msg);
             assert!(got == msg.to_ascii_uppercase(), "{v:?}: upper of {size} bytes differs");
         }
+        if !v.concurrent() {
+            drop(s); // blocking: the next client is served once this one leaves
+        }
         let mut s2 = srv.connect();
         s2.write_all(b"Hello, ringmux!").unwrap();
         assert_eq!(read_varied(&mut s2, 15), b"HELLO, RINGMUX!");
     });
 
     backend_test!(two_thousand_connections, |v| {
-        let srv = Server::start(v, &[]);
-        let mut conns: Vec<TcpStream> = (0..2000).map(|_| srv.connect()).collect();
-        for round in 0..3u64 {
-            for (i, c) in conns.iter_mut().enumerate() {
-                c.write_all(&payload(round * 10_000 + i as u64, 64)).unwrap();
+        let json = std::env::temp_dir().join(format!("ringmux-2000-{}-{v:?}.json", std::process::id()));
+        let srv = Server::start(v, &["--stats-json", json.to_str().unwrap()]);
+        if !v.concurrent() {
+            // blocking serves one connection at a time: 20 clients in a row, each
+            // waiting in the backlog until the one before leaves.
+            let mut prev = srv.connect_echoed(1, 64).pop().unwrap();
+            for _ in 0..20 {
+                prev = assert_second_client_waits(&srv, prev);
             }
-            for (i, c) in conns.iter_mut().enumerate() {
-                let got = read_varied(c, 64);
+            drop(prev);
+            let st = srv.stop(Duration::from_secs(10));
+            assert!(st.stdout.contains("accepted=21 closed=21"), "{v:?}: {}", st.stdout);
+            return;
+        }
+        let mut conns: Vec<TcpStream> = (0..2000).map(|_| srv.connect()).collect();
+        // select refuses connections whose fd is 1024 or more: they are closed at once
+        // (EOF or reset here), the others are served.
+        let mut served: Vec<usize> = Vec::new();
+        for (i, c) in conns.iter_mut().enumerate() {
+            let m = payload(i as u64, 64);
+            let wrote = c.write_all(&m).is_ok();
+            let mut got = vec![0u8; 64];
+            match c.read_exact(&mut got) {
+                Ok(()) if wrote => {
+                    assert_eq!(got, m, "{v:?}: conn {i} round 0");
+                    served.push(i);
+                }
+                r => assert!(v.fd_limit().is_some(), "{v:?}: conn {i} not served: {r:?}"),
+            }
+        }
+        let refused = 2000 - served.len();
+        if v.fd_limit().is_some() {
+            assert!(refused > 0 && served.len() >= 1000, "{v:?}: served {}, refused {refused}", served.len());
+            let lines = srv.stderr().lines().filter(|l| l.contains("refusing connections on fd >= 1024")).count();
+            assert!((1..=3).contains(&lines), "{v:?}: one warning line per burst expected, got {lines}: {}", srv.stderr());
+        } else {
+            assert_eq!(refused, 0, "{v:?}");
+        }
+        for round in 1..3u64 {
+            for &i in &served {
+                conns[i].write_all(&payload(round * 10_000 + i as u64, 64)).unwrap();
+            }
+            for &i in &served {
+                let got = read_varied(&mut conns[i], 64);
                 assert_eq!(got, payload(round * 10_000 + i as u64, 64), "{v:?}: conn {i} round {round}");
             }
         }
         drop(conns);
         let st = srv.stop(Duration::from_secs(10));
         assert!(st.stdout.contains("accepted=2000"), "{v:?}: {}", st.stdout);
+        let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&json);
+        assert_eq!(j["refused_fd_setsize"].as_u64(), Some(refused as u64), "{v:?}: {j}");
+        println!("{v:?}: served {}, refused {refused}", served.len());
     });
 
     backend_test!(half_close_gets_everything_then_eof, |v| {
@@ -110,6 +157,8 @@ mod serve {
         healthy.write_all(b"ping").unwrap();
         assert_eq!(read_varied(&mut healthy, 4), b"ping");
         let before = srv.fd_count();
+        // blocking: the resets are served one after another once the first leaves.
+        let mut healthy = if v.concurrent() { Some(healthy) } else { None };
         for i in 0..1000u64 {
             let s = srv.connect();
             let sock = socket2::SockRef::from(&s);
@@ -121,9 +170,11 @@ mod serve {
             }
             sock.set_linger(Some(Duration::ZERO)).unwrap();
             drop(s); // RST
-            if i % 100 == 0 {
+            if i % 100 == 0
+                && let Some(healthy) = healthy.as_mut()
+            {
                 healthy.write_all(b"still there?").unwrap();
-                assert_eq!(read_varied(&mut healthy, 12), b"still there?", "{v:?}: after {i} resets");
+                assert_eq!(read_varied(healthy, 12), b"still there?", "{v:?}: after {i} resets");
             }
         }
         let settled = wait_until(Duration::from_secs(10), || srv.fd_count() <= before);
@@ -179,13 +230,23 @@ mod serve {
         std::fs::create_dir_all(&dir).unwrap();
         let json = dir.join("stats.json");
         let srv = Server::start(v, &["--drain-timeout", "3", "--stats-json", json.to_str().unwrap()]);
-        let mut conns = srv.connect_echoed(100, 100);
+        // blocking: one served, 99 waiting in the backlog; they get a reset when the
+        // listener closes, and only the one accepted counts.
+        let n = if v.concurrent() { 100 } else { 1 };
+        let mut conns = srv.connect_echoed(n, 100);
+        if !v.concurrent() {
+            for _ in 0..99 {
+                let mut c = srv.connect();
+                c.write_all(b"waiting").unwrap();
+                conns.push(c);
+            }
+        }
         let t0 = Instant::now();
         let st = srv.stop(Duration::from_secs(10));
         assert!(st.status.success(), "{v:?}: exit {:?} stderr {}", st.status, st.stderr);
         assert!(t0.elapsed() < Duration::from_secs(4), "{v:?}: took {:?}", t0.elapsed());
         assert!(st.stdout.contains("stats:") && st.stdout.contains("syscalls: total="), "{v:?}: {}", st.stdout);
-        assert!(st.stdout.contains("accepted=100 closed=100"), "{v:?}: {}", st.stdout);
+        assert!(st.stdout.contains(&format!("accepted={n} closed={n}")), "{v:?}: {}", st.stdout);
         for c in &mut conns {
             let mut b = [0u8; 8];
             // Closed by the server: EOF (or a reset), never a hang.
@@ -193,7 +254,7 @@ mod serve {
         }
         let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         assert_eq!(j["final"], true);
-        assert_eq!(j["connections_accepted"], 100);
+        assert_eq!(j["connections_accepted"], n);
         assert!(j["syscalls_total"].as_u64().unwrap() > 0);
         assert!(j["cpu_user_s"].as_f64().is_some());
         let _ = std::fs::remove_dir_all(&dir);
@@ -265,6 +326,9 @@ mod serve {
     }
 
     backend_test!(threads_two_echo_200_connections_on_both_loops, |v| {
+        if !v.has_event_loop() {
+            return assert_threads_refused(v, &["--threads", "2"]);
+        }
         let dir = scratch_dir("t2echo", v);
         let json = dir.join("stats.json");
         let srv = Server::start(v, &["--threads", "2", "--stats-json", json.to_str().unwrap()]);
@@ -299,6 +363,9 @@ mod serve {
     });
 
     backend_test!(threads_two_sigterm_drains_every_loop, |v| {
+        if !v.has_event_loop() {
+            return assert_threads_refused(v, &["--threads", "2"]);
+        }
         let dir = scratch_dir("t2term", v);
         let json = dir.join("stats.json");
         let srv = Server::start(v, &["--threads", "2", "--stats-json", json.to_str().unwrap()]);
@@ -334,6 +401,9 @@ mod serve {
     });
 
     backend_test!(threads_two_sigusr1_writes_one_merged_snapshot, |v| {
+        if !v.has_event_loop() {
+            return assert_threads_refused(v, &["--threads", "2"]);
+        }
         let dir = scratch_dir("t2snap", v);
         let json = dir.join("stats.json");
         let srv = Server::start(v, &["--threads", "2", "--stats-json", json.to_str().unwrap()]);
@@ -422,6 +492,9 @@ mod serve {
         let mut extra = vec!["--threads", "2", "--pin"];
         if cpus != [0, 1] {
             extra.extend(["--cpus", list.as_str()]);
+        }
+        if !v.has_event_loop() {
+            return assert_threads_refused(v, &extra);
         }
         let srv = Server::start(v, &extra);
         let want = if cpus == [0, 1] { "threads=2 cpus=0-1".to_string() } else { format!("threads=2 cpus={list}") };
@@ -525,7 +598,7 @@ mod serve {
             c.write_all(b"hi").unwrap();
         }
         thread::sleep(Duration::from_millis(700)); // ample time to serve all it can
-        let mut waiting = Vec::new();
+        let mut waiting: Vec<TcpStream> = Vec::new();
         for mut c in conns {
             c.set_nonblocking(true).unwrap();
             let mut b = [0u8; 2];
@@ -543,6 +616,21 @@ mod serve {
                 }
                 _ => waiting.push(c),
             }
+        }
+        if !v.concurrent() {
+            // blocking: one connection at a time never runs out of descriptors; the
+            // others wait in the backlog and are served in turn.
+            assert_eq!(served, 1, "{v:?}: blocking served {served} at once");
+            drop(first);
+            for (i, mut c) in waiting.into_iter().enumerate() {
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut b = [0u8; 2];
+                c.read_exact(&mut b).unwrap_or_else(|e| panic!("{v:?}: waiting client {i} never served: {e}"));
+                assert_eq!(&b, b"hi");
+            }
+            let st = srv.stop(Duration::from_secs(10));
+            assert!(st.stdout.contains("accepted=60 closed=60") && st.stdout.contains("accept_backoffs=0"), "{v:?}: {}", st.stdout);
+            return;
         }
         assert!(!waiting.is_empty(), "{v:?}: the fd limit did not bite (served {served})");
         assert!(served > 10, "{v:?}: only {served} served under the fd limit");

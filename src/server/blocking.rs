@@ -18,7 +18,7 @@ use super::core::{self, AcceptFailure, Blocking};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 
 pub fn run(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
-    let shared = Blocking::new(listener.as_raw_fd())?;
+    let shared = Blocking::new(listener.as_raw_fd(), cfg.faults)?;
     let acceptor = Mutex::new(LoopStats::default());
     shared.count_this_thread();
     let res = thread::scope(|s| {
@@ -56,7 +56,7 @@ fn serve(shared: &Blocking, cfg: &ServerConfig, acceptor: &Mutex<LoopStats>) -> 
         *acceptor.lock().unwrap_or_else(|e| e.into_inner()) = a;
         *conn_stats.lock().unwrap_or_else(|e| e.into_inner()) = LoopStats::default();
         let key = shared.enter(fd, conn_stats.clone());
-        core::serve_blocking(fd, cfg, &mut scratch, &conn_stats);
+        core::serve_blocking(shared, fd, cfg, &mut scratch, &conn_stats);
         let s = conn_stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         shared.leave(key, &s);
     }

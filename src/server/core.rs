@@ -247,6 +247,9 @@ pub struct Blocking {
     /// The serving side has ended (written when it returns, so the supervisor wakes).
     done: (UnixStream, UnixStream),
     forced: AtomicU64,
+    /// RINGMUX_FAULTS counters, shared by every connection (counted per server, as
+    /// the event loops count per loop); only used when faults are on.
+    faults: Mutex<Faults>,
 }
 
 /// The locks hold plain counts: a thread that panicked left whole values behind.
@@ -255,7 +258,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Blocking {
-    pub fn new(listen_fd: RawFd) -> io::Result<Blocking> {
+    pub fn new(listen_fd: RawFd, faults: Faults) -> io::Result<Blocking> {
         Ok(Blocking {
             listen_fd,
             live: Mutex::new(Slab::new()),
@@ -265,6 +268,7 @@ impl Blocking {
             draining: AtomicBool::new(false),
             done: UnixStream::pair()?,
             forced: AtomicU64::new(0),
+            faults: Mutex::new(faults),
         })
     }
 
@@ -401,13 +405,24 @@ impl Blocking {
 /// it): recv, feed the protocol, send everything owed (a blocking send is the
 /// backpressure: nothing more is read while the peer does not read). `stats` gets
 /// the counts after every call.
-pub fn serve_blocking(fd: RawFd, cfg: &ServerConfig, scratch: &mut [u8], stats: &Mutex<LoopStats>) {
+pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch: &mut [u8], stats: &Mutex<LoopStats>) {
     let mut conn = Conn::new(cfg.proto);
-    let mut faults = cfg.faults;
     let mut s = LoopStats::default();
+    let with_faults = cfg.faults.any();
+    // The shared counters, taken for one call and put back (not across the blocking
+    // call: another thread may count meanwhile, so a count may be lost; tests only).
+    let take = || if with_faults { *lock(&shared.faults) } else { Faults::default() };
+    let give = |f: Faults| {
+        if with_faults {
+            *lock(&shared.faults) = f;
+        }
+    };
     loop {
         if !(conn.read_eof || conn.close_after_flush) {
-            match recv(fd, scratch, &mut conn, &mut faults, &mut s) {
+            let mut faults = take();
+            let r = recv(fd, scratch, &mut conn, &mut faults, &mut s);
+            give(faults);
+            match r {
                 Recv::Data(_) | Recv::Eof => {}
                 Recv::Interrupted | Recv::WouldBlock => continue,
                 Recv::Failed => break,
@@ -417,7 +432,10 @@ pub fn serve_blocking(fd: RawFd, cfg: &ServerConfig, scratch: &mut [u8], stats: 
         // Blocking sends: each returns once the kernel took some bytes (bounded by the
         // owed length: every turn advances, or fails).
         while conn.owed_len() > 0 {
-            if flush(fd, &mut conn, &mut faults, &mut s) == Flush::Failed {
+            let mut faults = take();
+            let r = flush(fd, &mut conn, &mut faults, &mut s);
+            give(faults);
+            if r == Flush::Failed {
                 failed = true;
                 break;
             }

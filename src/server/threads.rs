@@ -26,7 +26,7 @@ use super::{LoopStats, Reporter, ServerConfig, Signals};
 pub const STACK_SIZE: usize = 64 * 1024;
 
 pub fn run(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
-    let shared = Blocking::new(listener.as_raw_fd())?;
+    let shared = Blocking::new(listener.as_raw_fd(), cfg.faults)?;
     let acceptor = Mutex::new(LoopStats::default());
     shared.count_this_thread();
     let res = thread::scope(|s| {
@@ -83,7 +83,7 @@ fn accept_loop<'s, 'e: 's>(
         let body = move || {
             shared.count_this_thread();
             let mut scratch = vec![0u8; cfg.recv_buf];
-            core::serve_blocking(fd, cfg, &mut scratch, &stats);
+            core::serve_blocking(shared, fd, cfg, &mut scratch, &stats);
             let st = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
             shared.leave(key, &st);
         };

@@ -12,9 +12,16 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringmux");
 
 /// One backend at one io_uring feature level: every server test runs once per variant.
+/// [`Variant::ALL`] covers `ringmux::server::Backend::NAMES` (checked by a test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Variant {
     Epoll,
+    Poll,
+    Select,
+    Sigio,
+    Blocking,
+    Threads,
+    Busypoll,
     UringBaseline,
     UringFastpoll,
     UringMultishot,
@@ -22,37 +29,78 @@ pub enum Variant {
 }
 
 impl Variant {
-    pub fn args(self) -> Vec<&'static str> {
+    pub const ALL: [Variant; 11] = [
+        Variant::Epoll,
+        Variant::Poll,
+        Variant::Select,
+        Variant::Sigio,
+        Variant::Blocking,
+        Variant::Threads,
+        Variant::Busypoll,
+        Variant::UringBaseline,
+        Variant::UringFastpoll,
+        Variant::UringMultishot,
+        Variant::UringFull,
+    ];
+
+    /// The `--backend` name.
+    pub fn backend(self) -> &'static str {
         match self {
-            Variant::Epoll => vec!["--backend", "epoll"],
-            Variant::UringBaseline => vec!["--backend", "uring", "--uring-features", "baseline"],
-            Variant::UringFastpoll => vec!["--backend", "uring", "--uring-features", "fastpoll"],
-            Variant::UringMultishot => vec!["--backend", "uring", "--uring-features", "multishot"],
-            Variant::UringFull => vec!["--backend", "uring", "--uring-features", "full"],
+            Variant::Epoll => "epoll",
+            Variant::Poll => "poll",
+            Variant::Select => "select",
+            Variant::Sigio => "sigio",
+            Variant::Blocking => "blocking",
+            Variant::Threads => "threads",
+            Variant::Busypoll => "busypoll",
+            _ => "uring",
         }
     }
 
-    /// What the server's start line must say.
-    pub fn expect(self) -> &'static str {
+    /// The io_uring feature level, for the uring variants.
+    pub fn level(self) -> Option<&'static str> {
         match self {
-            Variant::Epoll => "backend=epoll features=-",
-            Variant::UringBaseline => "backend=uring features=baseline",
-            Variant::UringFastpoll => "backend=uring features=fastpoll",
-            Variant::UringMultishot => "backend=uring features=multishot",
-            Variant::UringFull => "backend=uring features=full",
+            Variant::UringBaseline => Some("baseline"),
+            Variant::UringFastpoll => Some("fastpoll"),
+            Variant::UringMultishot => Some("multishot"),
+            Variant::UringFull => Some("full"),
+            _ => None,
         }
+    }
+
+    pub fn args(self) -> Vec<&'static str> {
+        let mut a = vec!["--backend", self.backend()];
+        if let Some(l) = self.level() {
+            a.extend(["--uring-features", l]);
+        }
+        a
+    }
+
+    /// What the server's start line must say.
+    pub fn expect(self) -> String {
+        format!("backend={} features={}", self.backend(), self.level().unwrap_or("-"))
+    }
+
+    /// Serves several connections at once (`blocking` serves one; the next waits in
+    /// the listen backlog until it leaves).
+    pub fn concurrent(self) -> bool {
+        self != Variant::Blocking
+    }
+
+    /// Has an event loop to run per core: `--threads N` > 1 is refused otherwise.
+    pub fn has_event_loop(self) -> bool {
+        !matches!(self, Variant::Blocking | Variant::Threads | Variant::Busypoll)
+    }
+
+    /// select refuses connections whose fd is FD_SETSIZE (1024) or more.
+    pub fn fd_limit(self) -> Option<usize> {
+        (self == Variant::Select).then_some(1024)
     }
 
     /// Ok, or why this kernel cannot run the variant (from `ringmux probe --json`).
     pub fn available(self) -> Result<(), String> {
+        let Some(level) = self.level() else { return Ok(()) };
         let p = probe();
-        let level = match self {
-            Variant::Epoll => return Ok(()),
-            Variant::UringBaseline => "baseline",
-            Variant::UringFastpoll => "fastpoll",
-            Variant::UringMultishot => "multishot",
-            Variant::UringFull => "full",
-        };
         let usable = p["levels"].as_array().unwrap().iter().any(|l| l[0] == level && l[1] == true);
         if usable {
             Ok(())
@@ -98,6 +146,30 @@ macro_rules! backend_test {
             #[test]
             fn epoll() {
                 $crate::util::run_variant($crate::util::Variant::Epoll, stringify!($name), $body);
+            }
+            #[test]
+            fn poll() {
+                $crate::util::run_variant($crate::util::Variant::Poll, stringify!($name), $body);
+            }
+            #[test]
+            fn select() {
+                $crate::util::run_variant($crate::util::Variant::Select, stringify!($name), $body);
+            }
+            #[test]
+            fn sigio() {
+                $crate::util::run_variant($crate::util::Variant::Sigio, stringify!($name), $body);
+            }
+            #[test]
+            fn blocking() {
+                $crate::util::run_variant($crate::util::Variant::Blocking, stringify!($name), $body);
+            }
+            #[test]
+            fn threads() {
+                $crate::util::run_variant($crate::util::Variant::Threads, stringify!($name), $body);
+            }
+            #[test]
+            fn busypoll() {
+                $crate::util::run_variant($crate::util::Variant::Busypoll, stringify!($name), $body);
             }
             #[test]
             fn uring_baseline() {
@@ -168,7 +240,7 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.args(&args).env_remove("RINGMUX_FAULTS").envs(env.iter().copied());
         let s = Server::spawn(&mut cmd);
-        assert!(s.start_line.contains(v.expect()), "start line {:?} should say {:?}", s.start_line, v.expect());
+        assert!(s.start_line.contains(&v.expect()), "start line {:?} should say {:?}", s.start_line, v.expect());
         s
     }
 
@@ -317,4 +389,38 @@ pub fn read_varied(s: &mut TcpStream, n: usize) -> Vec<u8> {
         step = if step >= 65536 { 1 } else { step * 3 + 1 };
     }
     out
+}
+
+/// The `blocking` model's queueing, asserted: while `first` stays open, a second
+/// client's bytes get no reply (it waits in the backlog); once `first` closes, the
+/// second is served. Returns the second connection, still open.
+pub fn assert_second_client_waits(srv: &Server, first: TcpStream) -> TcpStream {
+    let mut second = srv.connect();
+    second.write_all(b"queued").unwrap();
+    second.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
+    let mut b = [0u8; 6];
+    let early = second.read(&mut b);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "{}: a second client was served while the first was still connected: {early:?}",
+        srv.cmdline
+    );
+    drop(first);
+    second.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    second.read_exact(&mut b).unwrap_or_else(|e| panic!("{}: the waiting client was not served after the first left: {e}", srv.cmdline));
+    assert_eq!(&b, b"queued");
+    second
+}
+
+/// `--threads 2` with a backend that has no event loop: one line, exit 2, nothing served.
+pub fn assert_threads_refused(v: Variant, extra: &[&str]) {
+    let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
+    args.extend(v.args());
+    args.extend(extra);
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{v:?} {args:?}: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "{v:?}: one line expected: {err}");
+    assert!(err.contains("--threads") && err.contains(v.backend()) && !err.contains("panicked"), "{v:?}: {err}");
+    assert!(out.stdout.is_empty(), "{v:?}: nothing may start: {}", String::from_utf8_lossy(&out.stdout));
 }
