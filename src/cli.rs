@@ -230,6 +230,12 @@ pub struct LoadArgs {
     /// Connections.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub conns: u32,
+    /// Silent connections opened before the active ones and held for the whole run, so
+    /// the active sockets get the highest descriptors in the server (what makes
+    /// select's O(highest fd) show). They send nothing and count in neither errors nor
+    /// latency; at the end the summary says how many the server had closed.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub idle_conns: u32,
     /// Message size in bytes.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=(64i64 << 20)))]
     pub size: u32,

@@ -216,3 +216,63 @@ fn blocking_serves_one_client_at_a_time() {
     let st = srv.stop(Duration::from_secs(10));
     assert!(st.stdout.contains("accepted=2 closed=2"), "{}", st.stdout);
 }
+
+/// `ringmux load ARGS --json F` with a deadline; (exit code, stdout+stderr, JSON).
+fn load(args: &[&str], json: &std::path::Path) -> (Option<i32>, String, serde_json::Value) {
+    let mut child = Command::new(BIN)
+        .arg("load")
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("load {args:?} still running after 30 s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let j = serde_json::from_slice(&std::fs::read(json).unwrap_or_else(|e| panic!("no load JSON ({e}): {text}"))).unwrap();
+    let _ = std::fs::remove_file(json);
+    (out.status.code(), text, j)
+}
+
+#[test]
+fn load_idle_conns_held_open_and_checked() {
+    let sjson = json_path("idle-srv");
+    let srv = Server::start(Variant::Epoll, &["--stats-json", sjson.to_str().unwrap()]);
+    let addr = srv.addr.to_string();
+    let ljson = json_path("idle-load");
+    let (code, text, j) = load(&["--addr", &addr, "--conns", "2", "--idle-conns", "300", "--duration", "0.5", "--warmup", "0.1", "--driver", "epoll"], &ljson);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!((j["idle_conns"].as_u64(), j["idle_closed"].as_u64()), (Some(300), Some(0)), "{j}");
+    let errors: u64 = j["errors"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(errors, 0, "idle connections are no errors: {j}");
+    assert!(j["messages"].as_u64().unwrap() > 0 && text.contains("300 held, 300 still open, 0 closed"), "{text}");
+    let st = srv.stop(Duration::from_secs(10));
+    assert!(st.stdout.contains("accepted=302"), "idle and active both reach the server: {}", st.stdout);
+    let _ = std::fs::remove_file(&sjson);
+
+    // Against select, idle connections past fd 1023 are refused: the load counts them
+    // as closed by the server, not as errors (the active one, above them, is refused
+    // too and that is an error).
+    let srv = Server::start(Variant::Select, &["--stats-json", sjson.to_str().unwrap()]);
+    let addr = srv.addr.to_string();
+    let (_, text, j) = load(
+        &["--addr", &addr, "--conns", "1", "--idle-conns", "1040", "--duration", "0.3", "--warmup", "0", "--driver", "epoll", "--allow-errors", "--timeout", "2"],
+        &ljson,
+    );
+    let closed = j["idle_closed"].as_u64().unwrap();
+    assert!((1..=40).contains(&closed), "{closed} idle connections closed; {text}");
+    let st = srv.stop(Duration::from_secs(10));
+    let s = read_json(&sjson);
+    let _ = std::fs::remove_file(&sjson);
+    assert!(s["refused_fd_setsize"].as_u64().unwrap() >= closed, "{s} {}", st.stdout);
+    println!("select: {closed} of 1040 idle connections refused");
+}

@@ -39,6 +39,8 @@ pub enum Mode {
 pub struct LoadConfig {
     pub addr: SocketAddr,
     pub conns: u32,
+    /// Silent connections opened before the active ones, held for the run.
+    pub idle_conns: u32,
     pub size: u32,
     pub pipeline: u32,
     pub mode: Mode,
@@ -66,6 +68,7 @@ impl fmt::Debug for LoadConfig {
         f.debug_struct("LoadConfig")
             .field("addr", &self.addr)
             .field("conns", &self.conns)
+            .field("idle_conns", &self.idle_conns)
             .field("size", &self.size)
             .field("pipeline", &self.pipeline)
             .field("mode", &self.mode)
@@ -92,6 +95,7 @@ impl LoadConfig {
         LoadConfig {
             addr,
             conns,
+            idle_conns: 0,
             size,
             pipeline: 1,
             mode: Mode::Closed,
@@ -122,6 +126,7 @@ impl LoadConfig {
         let cfg = LoadConfig {
             addr: a.addr,
             conns: a.conns,
+            idle_conns: a.idle_conns,
             size: a.size,
             pipeline: a.pipeline,
             mode,

@@ -62,6 +62,7 @@
 mod config;
 mod engine;
 mod epoll;
+mod idle;
 mod output;
 pub mod payload;
 pub mod schedule;
@@ -187,6 +188,8 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     cfg.validate()?;
     let driver = Driver::choose(cfg.driver)?;
     sys::raise_nofile_limit();
+    // Before any active connection, so the active ones get the server's highest fds.
+    let idle = idle::open(cfg.addr, cfg.idle_conns, cfg.timeout)?;
     let threads = usize::from(cfg.effective_threads());
     let plan = Arc::new(Plan {
         addr: cfg.addr,
@@ -399,6 +402,8 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         let owed = scheduled as f64 * f64::from(cfg.conns) / connected as f64;
         messages as f64 >= 0.99 * owed
     });
+    let idle_closed = idle::closed(&idle);
+    drop(idle);
     let start_unix_s = base_unix + cfg.warmup.as_secs_f64();
     let n_intervals = ((elapsed_s / interval_s).ceil() as usize).max(series.len());
     while series.len() < n_intervals {
@@ -443,6 +448,8 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         load_cpu_ns_per_msg: (messages > 0).then(|| cpu.as_nanos() as f64 / messages as f64),
         missing: open.then_some(missing),
         interrupted,
+        idle_conns: cfg.idle_conns,
+        idle_closed,
     };
     Ok(LoadOutcome { result, latency, uncorrected, intervals })
 }

@@ -132,6 +132,15 @@ pub fn summary(o: &LoadOutcome) -> String {
         let _ = writeln!(s, "  load generator CPU: {} per message", fmt_ns(c as u64));
     }
     let _ = writeln!(s, "  errors: {}", errors_line(&r.errors));
+    if r.idle_conns > 0 {
+        let _ = writeln!(
+            s,
+            "  idle connections: {} held, {} still open, {} closed by the server",
+            r.idle_conns,
+            r.idle_conns - r.idle_closed,
+            r.idle_closed
+        );
+    }
     if r.interrupted {
         let _ = writeln!(s, "  INTERRUPTED after {:.2} s of the {:.2} s asked", r.elapsed_s, p.duration_s);
     }

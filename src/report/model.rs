@@ -121,6 +121,12 @@ pub struct LoadResult {
     /// The run was stopped early (Ctrl-C, SIGTERM, or the caller's stop flag).
     #[serde(default)]
     pub interrupted: bool,
+    /// `--idle-conns`: silent connections held open during the run.
+    #[serde(default)]
+    pub idle_conns: u32,
+    /// Of those, how many the server had closed (EOF or reset) by the end.
+    #[serde(default)]
+    pub idle_closed: u32,
 }
 
 /// One measured figure set for one run of one cell of the bench matrix.
