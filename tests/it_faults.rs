@@ -117,7 +117,12 @@ backend_test!(fault_recv_reset, |v| {
     assert_eq!(crate::util::read_varied(&mut healthy, 1), b"!", "{v:?}");
     let fds0 = srv.fd_count();
     // blocking: the next client is served only once this one leaves.
-    let healthy = if v.concurrent() { Some(healthy) } else { None };
+    let healthy = if v.concurrent() {
+        Some(healthy)
+    } else {
+        drop(healthy);
+        None
+    };
     let (mut served, mut reset) = (0, 0);
     for i in 0..40u64 {
         let mut s = srv.connect();

@@ -87,6 +87,11 @@ impl Variant {
         self != Variant::Blocking
     }
 
+    /// Sends block (blocking, threads): a connection owes at most one read's worth.
+    pub fn blocking_sends(self) -> bool {
+        matches!(self, Variant::Blocking | Variant::Threads)
+    }
+
     /// Has an event loop to run per core: `--threads N` > 1 is refused otherwise.
     pub fn has_event_loop(self) -> bool {
         !matches!(self, Variant::Blocking | Variant::Threads | Variant::Busypoll)

@@ -169,6 +169,12 @@ impl<M: Readiness> Reactor<'_, M> {
         self.poller.register(signals.fd(), SIGNAL, Interest::READ)?;
         let mut events: Vec<Event> = Vec::with_capacity(512);
         let mut drain = Drain::default();
+        if M::READ_ON_REGISTER {
+            // Connections queued, or a signal taken, before the listener and the wake
+            // pipe were armed raised no readiness.
+            self.on_signal(signals, reporter, &mut drain);
+            self.accept_all();
+        }
         loop {
             if drain.draining() {
                 if self.conns.is_empty() {
