@@ -30,7 +30,7 @@ use crate::sysinfo::SysInfo;
 /// A server in the matrix.
 #[derive(Debug, Clone)]
 pub enum ServerSpec {
-    /// ringmux itself: backend "uring" or "epoll", optional io_uring level.
+    /// ringmux itself: a backend of `server::Backend::NAMES`, optional io_uring level.
     Ringmux { backend: String, level: Option<String> },
     /// Any other server: a shell command with `{addr}` in it.
     External { name: String, cmd: String },
@@ -104,7 +104,6 @@ impl Plan {
                 None => (b.clone(), None),
             };
             match backend.as_str() {
-                "epoll" if level.is_none() => {}
                 "uring" => {
                     if let Some(l) = &level {
                         let mut parts = l.split('+');
@@ -131,7 +130,14 @@ impl Plan {
                         continue;
                     }
                 }
-                _ => bail!("unknown backend '{b}' in --backends (uring, uring:LEVEL[+OPTION...], epoll)"),
+                x if level.is_none() && crate::server::Backend::NAMES.contains(&x) => {}
+                _ => bail!(
+                    "unknown backend '{b}' in --backends (uring:LEVEL[+OPTION...], or one of {})",
+                    crate::server::Backend::NAMES.join(", ")
+                ),
+            }
+            if a.server_threads > 1 && ["blocking", "threads", "busypoll"].contains(&backend.as_str()) {
+                bail!("--server-threads {} does not apply to backend '{backend}': it has no event loop to run per core", a.server_threads);
             }
             if a.idle_conns.is_some() && backend == "uring" && level.is_none() {
                 // Memory differs by level (fastpoll keeps a receive buffer per

@@ -288,7 +288,8 @@ pub struct LoadArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
-    /// Backends to compare, comma separated: `uring` (the best level here), `epoll`, or
+    /// Backends to compare, comma separated: `uring` (the best level here), any other
+    /// `serve --backend` (epoll, poll, select, sigio, threads, blocking, busypoll), or
     /// `uring:LEVEL` with LEVEL one of baseline, fastpoll, multishot, full, optionally
     /// followed by `+sqpoll`, `+no-defer-taskrun` or `+no-multishot-accept`
     /// (e.g. `uring:full+sqpoll`).
