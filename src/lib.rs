@@ -1,8 +1,10 @@
-//! ringmux: a Linux TCP server with two IO models side by side (an io_uring proactor
-//! and an epoll reactor), and the measurement kit to compare them.
+//! ringmux: a Linux TCP server with the classic IO models side by side (blocking,
+//! thread per connection, busy polling, select, poll, epoll, signal-driven IO and an
+//! io_uring proactor), and the measurement kit to compare them.
 //!
 //! Layout: [`proto`] holds sans-IO protocol cores, [`server`] the backends, [`load`]
-//! the load generator (it knows nothing of the server), [`report`] pure steps over
+//! the load generator (it knows nothing of the server), [`os`] OS helpers both use,
+//! [`report`] pure steps over
 //! result files, and [`bench`] the one place that ties servers, load and reports.
 
 pub mod bench;

@@ -8,8 +8,10 @@
 //! half of what it owes (a short send). Counts are per event loop. Unset or empty: no
 //! faults, and the checks cost one branch.
 //!
-//! The epoll reactor honours `recv-reset` and `send-short`; `recv-nobufs` has no
-//! meaning there (it reads into its own buffer) and is ignored.
+//! The reactor (epoll, poll, select, sigio) and busypoll honour `recv-reset` and
+//! `send-short`; `recv-nobufs` has no meaning there (they read into their own buffer)
+//! and is ignored. blocking and threads count once for the whole server (every
+//! connection shares the counters).
 
 use std::fmt;
 

@@ -1,7 +1,9 @@
 //! The server: configuration, backend selection, signals, stats.
 //!
 //! Every backend exposes the same entry, `run(listener, &cfg, &signals, ...) ->
-//! io::Result<LoopStats>`; [`serve`] picks one with a plain `match`.
+//! io::Result<LoopStats>`; [`percore::run`] picks one with a plain `match` on
+//! [`Backend`], the one list of every IO model. The readiness models share one loop
+//! ([`reactor`]) over a mechanism each; what every backend repeats lives in [`core`].
 //!
 //! Thread-per-core (`--threads N`, [`percore`]): N such loops, each on its own thread
 //! with its own SO_REUSEPORT listener and its own ring or epoll instance. A loop sees
