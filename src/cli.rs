@@ -73,6 +73,28 @@ pub enum FeatureLevel {
     Full,
 }
 
+/// How the proactor waits for completions at `full` (with FEAT_MIN_TIMEOUT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitMode {
+    /// Coalesce only after a busy turn (two or more receives); else wait for one.
+    Adaptive,
+    /// Always wait for the queued sends plus some receives, bounded by min_wait.
+    Coalesce,
+    /// Always wait for one completion.
+    Single,
+}
+
+impl WaitMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitMode::Adaptive => "adaptive",
+            WaitMode::Coalesce => "coalesce",
+            WaitMode::Single => "single",
+        }
+    }
+}
+
 /// Pick the best level or pin one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FeatureChoice {
@@ -144,6 +166,14 @@ pub struct ServeArgs {
     /// At full: leave out DEFER_TASKRUN (keep SINGLE_ISSUER).
     #[arg(long)]
     pub no_defer_taskrun: bool,
+    /// At full on Linux 6.12+: how the loop waits for completions.
+    ///
+    /// `adaptive` (default) waits for one completion at a time while traffic is light
+    /// and coalesces (the queued sends plus half the last turn's receives, bounded by
+    /// min_wait) only after a turn that brought two or more receives. `coalesce` always
+    /// coalesces; `single` never does. An idle server sleeps in every mode.
+    #[arg(long, value_enum, default_value_t = WaitMode::Adaptive, verbatim_doc_comment)]
+    pub uring_wait: WaitMode,
     /// Let a kernel thread poll the submission queue (IORING_SETUP_SQPOLL). It burns a
     /// core while busy; its CPU time counts in the server's stats. Excludes DEFER_TASKRUN.
     #[arg(long)]
