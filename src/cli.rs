@@ -292,8 +292,8 @@ pub struct LoadArgs {
 pub struct BenchArgs {
     /// Backends to compare, comma separated: `uring` (the best level here), `epoll`, or
     /// `uring:LEVEL` with LEVEL one of baseline, fastpoll, multishot, full, optionally
-    /// followed by `+sqpoll`, `+no-defer-taskrun` or `+no-multishot-accept`
-    /// (e.g. `uring:full+sqpoll`).
+    /// followed by `+sqpoll`, `+no-defer-taskrun`, `+no-multishot-accept`,
+    /// `+wait-single`, `+wait-coalesce` or `+wait-adaptive` (e.g. `uring:full+sqpoll`).
     #[arg(long, value_delimiter = ',', default_value = "uring,epoll")]
     pub backends: Vec<String>,
     /// Connection counts, comma separated.
@@ -332,6 +332,20 @@ pub struct BenchArgs {
     /// bench warns that the figures do not measure scaling.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
     pub server_threads: u16,
+    /// Record each server with `perf` during every measured run and show where its
+    /// CPU went: network stack, io_uring, readiness (epoll/poll/select, sock_poll,
+    /// tcp_poll), syscall entry, scheduler and timers, other kernel, user space.
+    /// Shares go to results.json and a stacked bar per server and cell to
+    /// report.html. Without perf installed, the bench says so and runs the rest.
+    #[arg(long, verbatim_doc_comment)]
+    pub profile: bool,
+    /// Seconds each server sits idle for the quiet rows (CPU share and syscalls per
+    /// second with no connection, then with --quiet-conns silent ones); 0 skips them.
+    #[arg(long, default_value_t = 1.5, value_parser = parse_secs)]
+    pub quiet_secs: f64,
+    /// Silent connections held open for the second quiet row.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub quiet_conns: u32,
 }
 
 #[derive(Debug, Clone, Args)]
