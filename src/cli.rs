@@ -216,6 +216,12 @@ pub struct ServeArgs {
     /// io_uring submission queue entries (the completion queue gets 4x). Halved on ENOMEM.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(8..=32768i64))]
     pub ring_entries: u32,
+    /// io_uring completion queue entries (default 4x --ring-entries; at least
+    /// --ring-entries). A small CQ overflows under bursts: completions are then kept
+    /// by the kernel (FEAT_NODROP) and reaped later, counted as cq_overflow, and
+    /// multishot ops ended by it are re-armed. Mostly a test knob.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=131072i64))]
+    pub cq_entries: Option<u32>,
     /// listen(2) backlog.
     #[arg(long, default_value_t = 4096)]
     pub backlog: i32,

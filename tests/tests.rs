@@ -11,6 +11,8 @@ mod it_report;
 mod it_faults;
 /// Resident memory per idle connection, per backend variant.
 mod it_idle;
+/// io_uring: CQ overflow, failed submissions, refused registrations.
+mod it_ring;
 
 mod serve {
     use std::io::{Read, Write};

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub outbox_cap: usize,
     pub recv_buf: usize,
     pub ring_entries: u32,
+    /// Completion queue entries (`--cq-entries`; default 4x ring_entries).
+    pub cq_entries: Option<u32>,
     pub backlog: i32,
     pub drain_timeout: Duration,
     pub stats_json: Option<PathBuf>,
@@ -68,6 +70,11 @@ pub struct ServerConfig {
 impl ServerConfig {
     pub fn from_args(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
         let threads = usize::from(a.threads.max(1));
+        if let Some(cq) = a.cq_entries
+            && cq < a.ring_entries
+        {
+            return Err(crate::ExitError { code: 2, msg: format!("--cq-entries {cq} must be at least --ring-entries {}", a.ring_entries) }.into());
+        }
         let cpus = percore::plan_cpus(threads, a.pin, a.cpus.as_deref(), sys::allowed_cpus)?;
         Ok(ServerConfig {
             addr: a.addr,
@@ -77,6 +84,7 @@ impl ServerConfig {
             outbox_cap: a.outbox_cap as usize,
             recv_buf: a.recv_buf as usize,
             ring_entries: a.ring_entries,
+            cq_entries: a.cq_entries,
             backlog: a.backlog,
             drain_timeout: Duration::from_secs_f64(a.drain_timeout),
             stats_json: a.stats_json.clone(),

@@ -84,7 +84,7 @@ impl Ring {
     /// `--uring-features`, or with `auto` the best that sets up here, stepping down a
     /// level whenever a flag or registration is refused.
     pub fn setup(cfg: &ServerConfig) -> Result<Ring, Unavailable> {
-        let basic = probe::build_ring(cfg.ring_entries)?;
+        let basic = probe::build_ring_with(cfg.ring_entries, SetupFlags { cq_entries: cfg.cq_entries, ..SetupFlags::default() })?;
         let p = probe::probe_ops(&basic)?;
         if let Some((name, _)) = probe::BASELINE_OPS.iter().find(|(_, code)| !p.is_supported(*code)) {
             return Err(unavailable(
@@ -97,13 +97,30 @@ impl Ring {
         let top = pinned.unwrap_or(FeatureLevel::Full);
         let mut basic = Some(basic);
         let mut last_err = None;
+        let mut passed_over: Vec<&str> = Vec::new();
+        let mut first_reason = None;
         for level in [FeatureLevel::Full, FeatureLevel::Multishot, FeatureLevel::Fastpoll, FeatureLevel::Baseline] {
             if level > top || (pinned.is_some() && Some(level) != pinned) {
                 continue;
             }
             match Ring::try_level(cfg, level, fast_poll, &mut basic) {
-                Ok(r) => return Ok(r),
-                Err(e) => last_err = Some(e),
+                Ok(r) => {
+                    if !passed_over.is_empty() && !cfg.quiet {
+                        // `auto` stepped down: say from where and why, once.
+                        eprintln!(
+                            "ringmux: note: io_uring level {} not used ({}); running at {}",
+                            passed_over.join(", "),
+                            first_reason.unwrap_or_default(),
+                            level.name()
+                        );
+                    }
+                    return Ok(r);
+                }
+                Err(e) => {
+                    passed_over.push(level.name());
+                    first_reason.get_or_insert_with(|| e.to_string());
+                    last_err = Some(e)
+                }
             }
         }
         Err(last_err.unwrap_or_else(|| unavailable("io_uring setup", "no level could be set up")))
@@ -130,8 +147,10 @@ impl Ring {
             // DEFER_TASKRUN and SQPOLL exclude each other (the SQ thread is the issuer).
             defer_taskrun: level == FeatureLevel::Full && cfg.defer_taskrun && !cfg.sqpoll,
             sqpoll_idle_ms,
+            cq_entries: cfg.cq_entries,
         };
-        let ring = match (flags == SetupFlags::default(), basic.take()) {
+        let plain = SetupFlags { cq_entries: cfg.cq_entries, ..SetupFlags::default() };
+        let ring = match (flags == plain, basic.take()) {
             (true, Some(r)) => r,
             (_, b) => {
                 *basic = b;
@@ -392,13 +411,22 @@ impl Proactor<'_> {
     }
 
     fn reap(&mut self, signals: &Signals, reporter: &Reporter) {
+        // With FEAT_NODROP, completions that do not fit in the CQ wait on a kernel
+        // list and IORING_SQ_CQ_OVERFLOW is set; the next enter with GETEVENTS moves
+        // them into the CQ, in order. Count the turns that found the flag (the ring's
+        // own overflow counter does not move for these). That counter moves only when
+        // the kernel could not even keep a completion (out of memory): it is lost,
+        // and nothing can recover the op, so say it loudly.
+        if self.ring.submission().cq_overflow() {
+            self.stats.cq_overflow += 1;
+        }
         let cq = self.ring.completion();
-        let overflow = cq.overflow();
-        if overflow != self.last_overflow {
-            // With FEAT_NODROP the kernel keeps overflowed completions and hands them
-            // over on a later enter; count the event, lose nothing.
-            self.stats.cq_overflow += overflow.wrapping_sub(self.last_overflow) as u64;
-            self.last_overflow = overflow;
+        let dropped = cq.overflow();
+        if dropped != self.last_overflow {
+            let n = dropped.wrapping_sub(self.last_overflow);
+            eprintln!("ringmux: warning: the kernel dropped {n} io_uring completions (CQ overflow with no memory to keep them)");
+            self.stats.cq_overflow += n as u64;
+            self.last_overflow = dropped;
         }
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();

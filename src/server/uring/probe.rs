@@ -82,6 +82,8 @@ pub struct SetupFlags {
     pub defer_taskrun: bool,
     /// SQPOLL with this idle time in milliseconds.
     pub sqpoll_idle_ms: Option<u32>,
+    /// Completion queue entries (default: 4x the submission queue).
+    pub cq_entries: Option<u32>,
 }
 
 /// Build a ring, halving the size on ENOMEM (a low RLIMIT_MEMLOCK) down to 8 entries.
@@ -95,7 +97,7 @@ pub fn build_ring_with(entries: u32, f: SetupFlags) -> Result<IoUring, Unavailab
     loop {
         sys::count(Sys::IoUringSetup);
         let mut b = IoUring::builder();
-        b.setup_cqsize(n.saturating_mul(4));
+        b.setup_cqsize(f.cq_entries.unwrap_or(n.saturating_mul(4)));
         if f.coop_taskrun {
             b.setup_coop_taskrun().setup_taskrun_flag();
         }
