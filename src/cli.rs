@@ -121,6 +121,28 @@ impl FeatureLevel {
 
 pub use crate::proto::Proto as ProtoChoice;
 
+/// What `load` speaks (and verifies) on each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadProto {
+    /// Every byte sent comes back unchanged.
+    Echo,
+    /// Every byte comes back with ASCII letters upper-cased (`serve --proto upper`).
+    Upper,
+    /// HTTP/1.1: `GET /` expecting `Hello, World!` with --size 0, else `POST /echo` with
+    /// a --size byte body expected back; non-2xx replies count as errors by status.
+    Http,
+}
+
+impl LoadProto {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadProto::Echo => "echo",
+            LoadProto::Upper => "upper",
+            LoadProto::Http => "http",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (use port 0 for any free port; the bound address is printed).
@@ -208,9 +230,12 @@ pub struct LoadArgs {
     /// Connections.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub conns: u32,
-    /// Message size in bytes.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=(64i64 << 20)))]
+    /// Message size in bytes (with --proto http: the POST body; 0 sends `GET /`).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(0..=(64i64 << 20)))]
     pub size: u32,
+    /// Protocol to speak and verify.
+    #[arg(long, value_enum, default_value_t = LoadProto::Echo)]
+    pub proto: LoadProto,
     /// Measured seconds (after warm-up).
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
     pub duration: f64,
