@@ -31,6 +31,8 @@ pub enum Command {
     Merge(MergeArgs),
     /// Show the kernel, whether io_uring can be set up here, and each feature ringmux may use.
     Probe(ProbeArgs),
+    /// Connect, send each stdin line, print what the server sends as it arrives.
+    Client(ClientArgs),
 }
 
 /// Which IO model serves connections.
@@ -354,6 +356,16 @@ pub struct MergeArgs {
     /// Output interval log.
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub addr: SocketAddr,
+    /// Seconds to wait for the connection.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
+    pub connect_timeout: f64,
 }
 
 #[derive(Debug, Clone, Args)]
