@@ -11,6 +11,8 @@ mod it_report;
 mod it_faults;
 /// Resident memory per idle connection, per backend variant.
 mod it_idle;
+/// HTTP on every backend, load --proto, ringmux client.
+mod it_proto;
 
 mod serve {
     use std::io::{Read, Write};
