@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, LoadProto};
 use crate::report::model::{BENCH_SCHEMA, BenchResults, Cell, LoadResult, RunMetrics};
 use crate::sysinfo::SysInfo;
 
@@ -79,6 +79,8 @@ pub struct Plan {
     pub servers: Vec<ServerSpec>,
     pub shapes: Vec<Shape>,
     pub size: u32,
+    /// What every server serves and the load verifies.
+    pub proto: LoadProto,
     pub duration: f64,
     pub warmup: f64,
     pub repeat: u32,
@@ -166,6 +168,19 @@ impl Plan {
                     notes.push("tokio reference server not built (cargo build --release --example tokio_echo_server adds it)".into());
                 }
             }
+        if a.proto != LoadProto::Echo {
+            // External servers (and the tokio reference) are echo servers.
+            let left: Vec<String> = servers.iter().filter(|s| matches!(s, ServerSpec::External { .. })).map(|s| s.name()).collect();
+            if !left.is_empty() {
+                let n = format!("{} left out: external servers are taken to speak echo only, not {}", left.join(", "), a.proto.name());
+                eprintln!("ringmux: warning: {n}");
+                notes.push(n);
+                servers.retain(|s| matches!(s, ServerSpec::Ringmux { .. }));
+            }
+            if a.idle_conns.is_some() {
+                bail!("--idle-conns measures echo connections: leave out --proto {}", a.proto.name());
+            }
+        }
         if servers.is_empty() {
             bail!("no server left to benchmark");
         }
@@ -178,8 +193,11 @@ impl Plan {
         if a.conns.is_empty() || a.conns.iter().any(|&c| c == 0 || c > 100_000) {
             bail!("--conns must be a list of counts between 1 and 100000");
         }
-        if a.size == 0 || a.size > 16 << 20 {
-            bail!("--size must be between 1 and 16777216 bytes");
+        if (a.size == 0 && a.proto != LoadProto::Http) || a.size > 16 << 20 {
+            bail!("--size must be between 1 and 16777216 bytes (0 only with --proto http)");
+        }
+        if a.proto == LoadProto::Http && u64::from(a.size) > crate::proto::http::MAX_BODY {
+            bail!("--size {} is over the HTTP server's body limit ({} bytes)", a.size, crate::proto::http::MAX_BODY);
         }
         let (duration, warmup, repeat) = if a.quick { (1.0, 0.3, 1) } else { (1.5, 0.5, 3) };
         let duration = a.duration.unwrap_or(duration);
@@ -220,7 +238,7 @@ impl Plan {
                 PathBuf::from("bench-out").join(format_timestamp(t))
             }
         };
-        Ok(Plan { exe, servers, shapes, size: a.size, duration, warmup, repeat, out, server_threads: a.server_threads, server_cpus, load_cpus, notes, idle_conns: a.idle_conns })
+        Ok(Plan { exe, servers, shapes, size: a.size, proto: a.proto, duration, warmup, repeat, out, server_threads: a.server_threads, server_cpus, load_cpus, notes, idle_conns: a.idle_conns })
     }
 }
 
@@ -348,7 +366,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         sys: SysInfo::collect(),
         start_unix_s,
         args: serde_json::json!({
-            "backends": args.backends, "conns": args.conns, "size": plan.size, "duration_s": plan.duration,
+            "backends": args.backends, "conns": args.conns, "size": plan.size, "proto": plan.proto.name(), "duration_s": plan.duration,
             "warmup_s": plan.warmup, "repeat": plan.repeat, "quick": args.quick,
             "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
@@ -547,7 +565,7 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
         ServerSpec::Ringmux { backend, level } => {
             let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
             let mut c = Command::new(&plan.exe);
-            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--stats-json"]).arg(&stats);
+            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--proto", plan.proto.name(), "--stats-json"]).arg(&stats);
             if let Some(l) = level {
                 let mut parts = l.split('+');
                 c.args(["--uring-features", parts.next().unwrap_or("auto")]);
@@ -593,7 +611,7 @@ fn load_cmd(plan: &Plan, addr: SocketAddr, shape: &Shape, rate: Option<f64>, dur
     let mut c = Command::new(&plan.exe);
     let threads = plan.load_cpus.as_ref().map_or(1, |l| l.len().min(shape.conns as usize).max(1));
     c.args(["load", "--quiet", "--allow-errors", "--addr", &addr.to_string()])
-        .args(["--conns", &shape.conns.to_string(), "--size", &plan.size.to_string()])
+        .args(["--conns", &shape.conns.to_string(), "--size", &plan.size.to_string(), "--proto", plan.proto.name()])
         .args(["--pipeline", &shape.pipeline.to_string(), "--duration", &duration.to_string(), "--warmup", "0"])
         .args(["--threads", &threads.to_string()]);
     if let Some(r) = rate {

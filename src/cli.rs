@@ -296,9 +296,14 @@ pub struct BenchArgs {
     /// Connection counts, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,50,500")]
     pub conns: Vec<u32>,
-    /// Message size in bytes.
+    /// Message size in bytes (with --proto http: the POST body; 0 sends `GET /`).
     #[arg(long, default_value_t = 128)]
     pub size: u32,
+    /// Protocol every server in the matrix serves and the load speaks and verifies
+    /// (`serve --proto`, `load --proto`). External servers are taken to speak echo only:
+    /// with another protocol they are named in one line and left out.
+    #[arg(long, value_enum, default_value_t = LoadProto::Echo)]
+    pub proto: LoadProto,
     /// Seconds per measured run.
     #[arg(long, value_parser = parse_secs)]
     pub duration: Option<f64>,

@@ -285,3 +285,55 @@ fn client_bad_address_is_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("ringmux: error: cannot connect to"), "{err}");
 }
+
+#[test]
+fn bench_proto_http_runs_every_ringmux_server_and_leaves_out_externals() {
+    let out = std::env::temp_dir().join(format!("ringmux-bench-http-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut child = Command::new(BIN)
+        .args(["bench", "--quick", "--proto", "http", "--size", "0", "--backends", "uring,epoll", "--conns", "10", "--duration", "0.3"])
+        .args(["--external", "someecho=sleep 100 {addr}", "--out"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("bench --proto http did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "{status}: {err}");
+    let left: Vec<&str> = err.lines().filter(|l| l.contains("left out")).collect();
+    assert_eq!(left, ["ringmux: warning: someecho left out: external servers are taken to speak echo only, not http"], "{err}");
+    let r: Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["args"]["proto"], "http");
+    let cells = r["cells"].as_array().unwrap();
+    let servers: std::collections::BTreeSet<&str> = cells.iter().map(|c| c["server"].as_str().unwrap()).collect();
+    assert!(servers.contains("epoll") && !servers.contains("someecho"), "{servers:?}");
+    for c in cells {
+        assert_eq!(c["median"]["errors"], 0, "{}", c["id"]);
+        assert!(c["median"]["msgs_per_s"].as_f64().unwrap() > 0.0, "{}", c["id"]);
+    }
+    // Every run's load file says it spoke http.
+    let runs: Vec<_> = std::fs::read_dir(out.join("runs")).unwrap().flatten().filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.ends_with(".json") && !n.ends_with(".server.json")
+        })
+        .collect();
+    assert!(!runs.is_empty());
+    for e in runs {
+        let j: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+        assert_eq!(j["params"]["proto"], "http", "{:?}", e.path());
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
