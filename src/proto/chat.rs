@@ -246,4 +246,36 @@ mod tests {
         a.on_close(&mut fx);
         assert_eq!(bc, b"* guest-1 is now al\n* al left\n");
     }
+
+    proptest::proptest! {
+        /// Any sequence of lines, cut anywhere: the same output as whole; the broadcast
+        /// (everyone else's copy) is exactly the sender's reply minus the lines meant
+        /// for the sender alone, in the same order, each once.
+        #[test]
+        fn broadcast_is_the_reply_minus_private_lines(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[a-z ]{0,12}",
+                    "/nick [A-Za-z0-9_-]{1,34}",
+                    "/nick [a-z!]{0,4}",
+                ],
+                0..12,
+            ),
+            crlf: bool,
+            cut in 0usize..400,
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let input: String = lines.iter().map(|l| format!("{l}{eol}")).collect();
+            let input = input.as_bytes();
+            let whole = run(&[input]);
+            let cut = cut.min(input.len());
+            proptest::prop_assert_eq!(&run(&[&input[..cut], &input[cut..]]), &whole);
+            let private = |l: &&[u8]| *l == b"* bad nick" || *l == b"* line too long";
+            let reply: Vec<&[u8]> = whole.0.split(|&b| b == b'\n').filter(|l| !l.is_empty()).filter(|l| !private(l)).collect();
+            let bcast: Vec<&[u8]> = whole.1.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+            proptest::prop_assert_eq!(reply, bcast);
+            // One reply line per input line.
+            proptest::prop_assert_eq!(whole.0.iter().filter(|&&b| b == b'\n').count(), lines.len());
+        }
+    }
 }
