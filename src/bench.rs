@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
-use crate::cli::BenchArgs;
+use crate::cli::{BenchArgs, LoadProto};
 use crate::report::model::{BENCH_SCHEMA, BenchResults, Cell, LoadResult, QuietRow, RunMetrics};
 use crate::sysinfo::SysInfo;
 
@@ -86,6 +86,8 @@ pub struct Plan {
     pub servers: Vec<ServerSpec>,
     pub shapes: Vec<Shape>,
     pub size: u32,
+    /// What every server serves and the load verifies.
+    pub proto: LoadProto,
     pub duration: f64,
     pub warmup: f64,
     pub repeat: u32,
@@ -175,6 +177,19 @@ impl Plan {
                     notes.push("tokio reference server not built (cargo build --release --example tokio_echo_server adds it)".into());
                 }
             }
+        if a.proto != LoadProto::Echo {
+            // External servers (and the tokio reference) are echo servers.
+            let left: Vec<String> = servers.iter().filter(|s| matches!(s, ServerSpec::External { .. })).map(|s| s.name()).collect();
+            if !left.is_empty() {
+                let n = format!("{} left out: external servers are taken to speak echo only, not {}", left.join(", "), a.proto.name());
+                eprintln!("ringmux: warning: {n}");
+                notes.push(n);
+                servers.retain(|s| matches!(s, ServerSpec::Ringmux { .. }));
+            }
+            if a.idle_conns.is_some() {
+                bail!("--idle-conns measures echo connections: leave out --proto {}", a.proto.name());
+            }
+        }
         if servers.is_empty() {
             bail!("no server left to benchmark");
         }
@@ -187,8 +202,11 @@ impl Plan {
         if a.conns.is_empty() || a.conns.iter().any(|&c| c == 0 || c > 100_000) {
             bail!("--conns must be a list of counts between 1 and 100000");
         }
-        if a.size == 0 || a.size > 16 << 20 {
-            bail!("--size must be between 1 and 16777216 bytes");
+        if (a.size == 0 && a.proto != LoadProto::Http) || a.size > 16 << 20 {
+            bail!("--size must be between 1 and 16777216 bytes (0 only with --proto http)");
+        }
+        if a.proto == LoadProto::Http && u64::from(a.size) > crate::proto::http::MAX_BODY {
+            bail!("--size {} is over the HTTP server's body limit ({} bytes)", a.size, crate::proto::http::MAX_BODY);
         }
         let (duration, warmup, repeat) = if a.quick { (1.0, 0.3, 1) } else { (1.5, 0.5, 3) };
         let duration = a.duration.unwrap_or(duration);
@@ -244,6 +262,7 @@ impl Plan {
             servers,
             shapes,
             size: a.size,
+            proto: a.proto,
             duration,
             warmup,
             repeat,
@@ -332,7 +351,7 @@ fn quiet_rows(plan: &Plan, args: &BenchArgs, notes: &mut Vec<String>) -> anyhow:
         let mut held = Vec::new();
         for conns in [0, args.quiet_conns] {
             if conns > 0 {
-                match open_silent(srv.addr, conns) {
+                match open_silent(srv.addr, conns, plan.proto) {
                     Ok(c) => held = c,
                     Err(e) => {
                         notes.push(format!("{}: quiet row with {conns} connections skipped: {e:#}", server.name()));
@@ -371,12 +390,15 @@ fn quiet_rows(plan: &Plan, args: &BenchArgs, notes: &mut Vec<String>) -> anyhow:
     Ok(rows)
 }
 
-/// `n` connections to `addr`, each having echoed 16 bytes once (so the server has
-/// accepted and served it), then left silent.
-fn open_silent(addr: SocketAddr, n: u32) -> anyhow::Result<Vec<TcpStream>> {
+/// `n` connections to `addr`, each having done one round trip (so the server has
+/// accepted and served it: 16 bytes echoed, or a `GET /`), then left silent.
+fn open_silent(addr: SocketAddr, n: u32, proto: LoadProto) -> anyhow::Result<Vec<TcpStream>> {
     use std::io::{Read, Write};
     let mut conns = Vec::with_capacity(n as usize);
-    let msg = *b"quiet-row-16byte";
+    let (msg, reply): (&[u8], usize) = match proto {
+        LoadProto::Http => (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0),
+        _ => (b"quiet-row-16byte", 16),
+    };
     for chunk in 0..n.div_ceil(100) {
         let start = conns.len();
         for _ in 0..(n - chunk * 100).min(100) {
@@ -386,9 +408,20 @@ fn open_silent(addr: SocketAddr, n: u32) -> anyhow::Result<Vec<TcpStream>> {
             conns.push(s);
         }
         for s in &mut conns[start..] {
-            let mut buf = [0u8; 16];
-            s.read_exact(&mut buf).context("echo")?;
-            anyhow::ensure!(buf == msg, "the echo differs");
+            if reply == 0 {
+                // HTTP: read until the response's body ("Hello, World!") has arrived.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 512];
+                while !got.ends_with(b"Hello, World!") {
+                    let k = s.read(&mut buf).context("response")?;
+                    anyhow::ensure!(k > 0 && got.len() < 4096, "the server closed or sent no plaintext response");
+                    got.extend_from_slice(&buf[..k]);
+                }
+            } else {
+                let mut buf = vec![0u8; reply];
+                s.read_exact(&mut buf).context("reply")?;
+                anyhow::ensure!(proto != LoadProto::Echo || buf == msg, "the echo differs");
+            }
         }
     }
     Ok(conns)
@@ -481,7 +514,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         sys: SysInfo::collect(),
         start_unix_s,
         args: serde_json::json!({
-            "backends": args.backends, "conns": args.conns, "size": plan.size, "duration_s": plan.duration,
+            "backends": args.backends, "conns": args.conns, "size": plan.size, "proto": plan.proto.name(), "duration_s": plan.duration,
             "warmup_s": plan.warmup, "repeat": plan.repeat, "quick": args.quick,
             "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
@@ -681,7 +714,7 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
         ServerSpec::Ringmux { backend, level } => {
             let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
             let mut c = Command::new(&plan.exe);
-            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--stats-json"]).arg(&stats);
+            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--proto", plan.proto.name(), "--stats-json"]).arg(&stats);
             if let Some(l) = level {
                 let mut parts = l.split('+');
                 c.args(["--uring-features", parts.next().unwrap_or("auto")]);
@@ -727,7 +760,7 @@ fn load_cmd(plan: &Plan, addr: SocketAddr, shape: &Shape, rate: Option<f64>, dur
     let mut c = Command::new(&plan.exe);
     let threads = plan.load_cpus.as_ref().map_or(1, |l| l.len().min(shape.conns as usize).max(1));
     c.args(["load", "--quiet", "--allow-errors", "--addr", &addr.to_string()])
-        .args(["--conns", &shape.conns.to_string(), "--size", &plan.size.to_string()])
+        .args(["--conns", &shape.conns.to_string(), "--size", &plan.size.to_string(), "--proto", plan.proto.name()])
         .args(["--pipeline", &shape.pipeline.to_string(), "--duration", &duration.to_string(), "--warmup", "0"])
         .args(["--threads", &threads.to_string()]);
     if let Some(r) = rate {

@@ -31,6 +31,8 @@ pub enum Command {
     Merge(MergeArgs),
     /// Show the kernel, whether io_uring can be set up here, and each feature ringmux may use.
     Probe(ProbeArgs),
+    /// Connect, send each stdin line, print what the server sends as it arrives.
+    Client(ClientArgs),
 }
 
 /// Which IO model serves connections.
@@ -143,6 +145,28 @@ impl FeatureLevel {
 
 pub use crate::proto::Proto as ProtoChoice;
 
+/// What `load` speaks (and verifies) on each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadProto {
+    /// Every byte sent comes back unchanged.
+    Echo,
+    /// Every byte comes back with ASCII letters upper-cased (`serve --proto upper`).
+    Upper,
+    /// HTTP/1.1: `GET /` expecting `Hello, World!` with --size 0, else `POST /echo` with
+    /// a --size byte body expected back; non-2xx replies count as errors by status.
+    Http,
+}
+
+impl LoadProto {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadProto::Echo => "echo",
+            LoadProto::Upper => "upper",
+            LoadProto::Http => "http",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on (use port 0 for any free port; the bound address is printed).
@@ -244,9 +268,12 @@ pub struct LoadArgs {
     /// Connections.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub conns: u32,
-    /// Message size in bytes.
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=(64i64 << 20)))]
+    /// Message size in bytes (with --proto http: the POST body; 0 sends `GET /`).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(0..=(64i64 << 20)))]
     pub size: u32,
+    /// Protocol to speak and verify.
+    #[arg(long, value_enum, default_value_t = LoadProto::Echo)]
+    pub proto: LoadProto,
     /// Measured seconds (after warm-up).
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
     pub duration: f64,
@@ -305,9 +332,14 @@ pub struct BenchArgs {
     /// Connection counts, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "1,50,500")]
     pub conns: Vec<u32>,
-    /// Message size in bytes.
+    /// Message size in bytes (with --proto http: the POST body; 0 sends `GET /`).
     #[arg(long, default_value_t = 128)]
     pub size: u32,
+    /// Protocol every server in the matrix serves and the load speaks and verifies
+    /// (`serve --proto`, `load --proto`). External servers are taken to speak echo only:
+    /// with another protocol they are named in one line and left out.
+    #[arg(long, value_enum, default_value_t = LoadProto::Echo)]
+    pub proto: LoadProto,
     /// Seconds per measured run.
     #[arg(long, value_parser = parse_secs)]
     pub duration: Option<f64>,
@@ -379,6 +411,16 @@ pub struct MergeArgs {
     /// Output interval log.
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub addr: SocketAddr,
+    /// Seconds to wait for the connection.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
+    pub connect_timeout: f64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,6 +13,8 @@ mod it_faults;
 mod it_idle;
 /// io_uring: CQ overflow, failed submissions, refused registrations.
 mod it_ring;
+/// HTTP on every backend, load --proto, ringmux client.
+mod it_proto;
 
 mod serve {
     use std::io::{Read, Write};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cli::{DriverChoice, LoadArgs};
+use crate::cli::{DriverChoice, LoadArgs, LoadProto};
 /// Shared with `serve --cpus`; lives in the CLI module, re-exported here for the load API.
 pub use crate::cli::parse_cpu_list;
 
@@ -39,7 +39,10 @@ pub enum Mode {
 pub struct LoadConfig {
     pub addr: SocketAddr,
     pub conns: u32,
+    /// Bytes per message (http: the POST body; 0 sends `GET /`).
     pub size: u32,
+    /// What is sent and how replies are verified.
+    pub proto: LoadProto,
     pub pipeline: u32,
     pub mode: Mode,
     pub duration: Duration,
@@ -67,6 +70,7 @@ impl fmt::Debug for LoadConfig {
             .field("addr", &self.addr)
             .field("conns", &self.conns)
             .field("size", &self.size)
+            .field("proto", &self.proto)
             .field("pipeline", &self.pipeline)
             .field("mode", &self.mode)
             .field("duration", &self.duration)
@@ -93,6 +97,7 @@ impl LoadConfig {
             addr,
             conns,
             size,
+            proto: LoadProto::Echo,
             pipeline: 1,
             mode: Mode::Closed,
             duration,
@@ -123,6 +128,7 @@ impl LoadConfig {
             addr: a.addr,
             conns: a.conns,
             size: a.size,
+            proto: a.proto,
             pipeline: a.pipeline,
             mode,
             duration: Duration::from_secs_f64(a.duration),
@@ -145,8 +151,11 @@ impl LoadConfig {
         if self.conns == 0 {
             bail!("--conns must be at least 1");
         }
-        if self.size == 0 {
-            bail!("--size must be at least 1 byte");
+        if self.size == 0 && self.proto != LoadProto::Http {
+            bail!("--size must be at least 1 byte (0 is for --proto http: GET /)");
+        }
+        if self.proto == LoadProto::Http && u64::from(self.size) > crate::proto::http::MAX_BODY {
+            bail!("--size {} is over the HTTP server's body limit ({} bytes)", self.size, crate::proto::http::MAX_BODY);
         }
         if self.pipeline == 0 {
             bail!("--pipeline must be at least 1");

@@ -78,7 +78,7 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 
 pub use config::{LoadConfig, Mode, WindowEdge, WindowHook, parse_cpu_list, uncorrected_path};
-use engine::{Plan, Report, Shared, WorkerResult, new_histogram};
+use engine::{Plan, Report, Shared, Wire, WorkerResult, new_histogram};
 use schedule::Schedule;
 
 use crate::cli::{DriverChoice, LoadArgs};
@@ -190,7 +190,8 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     let threads = usize::from(cfg.effective_threads());
     let plan = Arc::new(Plan {
         addr: cfg.addr,
-        size: cfg.size as usize,
+        size: Wire::new(cfg.proto, cfg.size as usize).request_len(cfg.size as usize),
+        wire: Wire::new(cfg.proto, cfg.size as usize),
         pipeline: cfg.pipeline,
         schedule: cfg.rate().map(|r| Schedule::new(r, cfg.conns)),
         warmup_ns: ns(cfg.warmup),
@@ -427,6 +428,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
             warmup_s: cfg.warmup.as_secs_f64(),
             threads: threads as u16,
             driver: driver.name().to_string(),
+            proto: Some(cfg.proto.name().to_string()),
             timeout_s: Some(cfg.timeout.as_secs_f64()),
         },
         sys: SysInfo::collect(),
@@ -453,6 +455,9 @@ fn add_errors(a: &mut LoadErrors, b: &LoadErrors) {
     a.timeout += b.timeout;
     a.connect += b.connect;
     a.other += b.other;
+    for (k, v) in &b.status {
+        *a.status.entry(*k).or_default() += v;
+    }
 }
 
 /// "Connection refused (os error 111)" -> "Connection refused".
@@ -467,6 +472,7 @@ fn strip_os_error(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::LoadProto;
     use std::io::{Read, Write};
     use std::sync::Mutex;
 
@@ -579,5 +585,127 @@ mod tests {
         let cfg = LoadConfig::closed(format!("127.0.0.1:{port}").parse().unwrap(), 2, 8, Duration::from_millis(100));
         let e = run(&cfg).unwrap_err().to_string();
         assert_eq!(e, format!("cannot connect to 127.0.0.1:{port}: Connection refused"));
+    }
+
+    /// A std server that feeds each connection's bytes to `serve` (bytes in, reply out,
+    /// unconsumed bytes kept), one thread per connection.
+    fn std_server<F>(serve: F) -> std::net::SocketAddr
+    where
+        F: Fn() -> Box<dyn FnMut(&[u8], &mut Vec<u8>) -> usize + Send> + Send + 'static,
+    {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let mut f = serve();
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut b = [0u8; 4096];
+                    let mut pending = Vec::new();
+                    while let Ok(n @ 1..) = s.read(&mut b) {
+                        pending.extend_from_slice(&b[..n]);
+                        let mut out = Vec::new();
+                        let used = f(&pending, &mut out);
+                        pending.drain(..used);
+                        if s.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// The server's own HTTP core behind a std socket.
+    fn std_http() -> std::net::SocketAddr {
+        std_server(|| {
+            let mut st = crate::proto::ProtoState::new(crate::proto::Proto::Http);
+            Box::new(move |input, out| {
+                let mut bc = Vec::new();
+                let mut fx = crate::proto::Effects { reply: out, broadcast: &mut bc, close: false };
+                st.handle(input, &mut fx)
+            })
+        })
+    }
+
+    /// Answer every request head (GET, no body) with `reply`.
+    fn std_http_fixed(reply: &'static [u8]) -> std::net::SocketAddr {
+        std_server(move || {
+            Box::new(move |input, out| {
+                let mut used = 0;
+                while let Some(p) = input[used..].windows(4).position(|w| w == b"\r\n\r\n") {
+                    used += p + 4;
+                    out.extend_from_slice(reply);
+                }
+                used
+            })
+        })
+    }
+
+    fn http_cfg(addr: std::net::SocketAddr, size: u32, driver: DriverChoice) -> LoadConfig {
+        let mut cfg = LoadConfig::closed(addr, 3, size, Duration::from_millis(300));
+        cfg.proto = LoadProto::Http;
+        cfg.pipeline = 3;
+        cfg.warmup = Duration::from_millis(50);
+        cfg.driver = driver;
+        cfg
+    }
+
+    #[test]
+    fn http_get_and_post_verified_on_every_driver() {
+        let addr = std_http();
+        for driver in drivers() {
+            // 0: GET /; 5000: a POST /echo body bigger than one read.
+            for size in [0, 5000] {
+                let o = run(&http_cfg(addr, size, driver)).unwrap();
+                assert_eq!(o.result.errors.total(), 0, "{driver:?} size {size}: {:?}", o.result.errors);
+                assert!(o.result.messages >= 3, "{driver:?} size {size}: {}", o.result.messages);
+                assert_eq!(o.result.params.proto.as_deref(), Some("http"));
+            }
+        }
+    }
+
+    #[test]
+    fn http_non_2xx_counted_by_status_and_bad_bodies_as_mismatch() {
+        let addr = std_http_fixed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno!");
+        let o = run(&http_cfg(addr, 0, DriverChoice::Epoll)).unwrap();
+        let n404 = o.result.errors.status.get(&404).copied().unwrap_or(0);
+        assert!(n404 >= 3, "{:?}", o.result.errors);
+        assert_eq!(o.result.messages, 0);
+        assert_eq!(o.result.errors.total(), n404, "{:?}", o.result.errors);
+        assert!(output::errors_line(&o.result.errors).contains("status 404 "));
+        let addr = std_http_fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World?");
+        let o = run(&http_cfg(addr, 0, DriverChoice::Epoll)).unwrap();
+        assert!(o.result.errors.mismatch >= 3, "{:?}", o.result.errors);
+        assert_eq!(o.result.messages, 0);
+        // A reply without a Content-Length cannot be framed: the connection is dropped.
+        let addr = std_http_fixed(b"HTTP/1.1 200 OK\r\n\r\nHello, World!");
+        let o = run(&http_cfg(addr, 0, DriverChoice::Epoll)).unwrap();
+        assert!(o.result.errors.mismatch >= 1, "{:?}", o.result.errors);
+        assert_eq!(o.result.messages, 0);
+    }
+
+    #[test]
+    fn upper_replies_verified_and_echo_is_a_mismatch() {
+        let upper = std_server(|| {
+            Box::new(|input, out| {
+                out.extend(input.iter().map(u8::to_ascii_uppercase));
+                input.len()
+            })
+        });
+        for driver in drivers() {
+            let mut cfg = LoadConfig::closed(upper, 2, 300, Duration::from_millis(300));
+            cfg.proto = LoadProto::Upper;
+            cfg.warmup = Duration::from_millis(50);
+            cfg.driver = driver;
+            let o = run(&cfg).unwrap();
+            assert_eq!(o.result.errors.total(), 0, "{driver:?}: {:?}", o.result.errors);
+            assert!(o.result.messages > 0);
+            // Against a plain echo the upper-cased check fails.
+            cfg.addr = std_echo();
+            let o = run(&cfg).unwrap();
+            assert!(o.result.errors.mismatch > 0, "{driver:?}: {:?}", o.result.errors);
+        }
     }
 }

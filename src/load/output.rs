@@ -76,11 +76,12 @@ pub fn fmt_ns(v: u64) -> String {
 
 /// "mismatch 1, reset 2" (kinds with a count only) or "none".
 pub fn errors_line(e: &LoadErrors) -> String {
-    let parts: Vec<String> = [("mismatch", e.mismatch), ("reset", e.reset), ("timeout", e.timeout), ("connect", e.connect), ("other", e.other)]
+    let mut parts: Vec<String> = [("mismatch", e.mismatch), ("reset", e.reset), ("timeout", e.timeout), ("connect", e.connect), ("other", e.other)]
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
+    parts.extend(e.status.iter().map(|(code, n)| format!("status {code} {n}")));
     if parts.is_empty() { "none".to_string() } else { parts.join(", ") }
 }
 

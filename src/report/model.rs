@@ -56,11 +56,14 @@ pub struct LoadErrors {
     /// Failed connects.
     pub connect: u64,
     pub other: u64,
+    /// HTTP: replies with a status outside 2xx, by status.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub status: std::collections::BTreeMap<u16, u64>,
 }
 
 impl LoadErrors {
     pub fn total(&self) -> u64 {
-        self.mismatch + self.reset + self.timeout + self.connect + self.other
+        self.mismatch + self.reset + self.timeout + self.connect + self.other + self.status.values().sum::<u64>()
     }
 }
 
@@ -80,6 +83,9 @@ pub struct LoadParams {
     pub threads: u16,
     /// IO driver the load generator used ("uring" or "epoll").
     pub driver: String,
+    /// Protocol spoken ("echo", "upper", "http"); absent in files from before it existed (echo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
     /// Seconds a message may stay unanswered before it counts as a timeout.
     #[serde(default)]
     pub timeout_s: Option<f64>,

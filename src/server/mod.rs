@@ -10,6 +10,7 @@
 
 pub mod conn;
 pub mod epoll;
+pub mod fanout;
 pub mod fault;
 pub mod listener;
 pub mod percore;
@@ -532,6 +533,15 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
 
 /// `ringmux serve`.
 pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    if a.proto == Proto::Chat {
+        // The chat core and the fan-out exist (proto::chat, server::fanout); the
+        // backends do not deliver broadcasts yet.
+        return Err(crate::ExitError {
+            code: 2,
+            msg: "--proto chat needs the broadcast fan-out wired into the backends, which is not done yet".into(),
+        }
+        .into());
+    }
     let cfg = ServerConfig::from_args(&a)?;
     serve(cfg)?;
     Ok(ExitCode::SUCCESS)
