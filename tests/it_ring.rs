@@ -105,10 +105,10 @@ uring_test!(enter_faults_lose_nothing, |v| {
     if !strace_available() {
         return;
     }
-    // Every 7th enter from the 50th on fails: nothing queued may be lost or
+    // Every 5th enter from the 10th on fails: nothing queued may be lost or
     // resubmitted twice, and no buffer freed while the kernel owns it.
     for errno in ["EAGAIN", "EBUSY", "EINTR"] {
-        let srv = serve_with_enter_faults(v, &format!("error={errno}:when=50+7"));
+        let srv = serve_with_enter_faults(v, &format!("error={errno}:when=10+5"));
         assert!(srv.start_line.contains(v.expect()), "{v:?} {errno}: {}", srv.start_line);
         // 200 connections in 4 waves of 50, 128 KiB each (enough enters at every
         // level to reach the injected ones), every byte verified.
