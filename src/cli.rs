@@ -246,9 +246,18 @@ pub struct LoadArgs {
     /// No progress line and no summary.
     #[arg(long)]
     pub quiet: bool,
-    /// Exit 0 even when errors (mismatches, resets, timeouts) were counted.
+    /// Exit 0 even when errors (mismatches, resets, timeouts, failed connects) were
+    /// counted; with it, a run where no connection could be made still writes its files.
     #[arg(long)]
     pub allow_errors: bool,
+    /// Open loop: exit 1 when the rate was not kept (achieved below 99% of --rate, or
+    /// the schedule fell behind by more than --max-lag).
+    #[arg(long)]
+    pub require_rate: bool,
+    /// Open loop: seconds a send may fall behind its intended time before the rate
+    /// counts as not kept.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_secs)]
+    pub max_lag: f64,
     /// Seconds a message may stay unanswered before it counts as a timeout (its
     /// connection is then dropped). Also bounds the final drain of an open-loop run.
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]

@@ -57,6 +57,11 @@ pub struct LoadConfig {
     /// Print a progress line per interval on stderr (only if stderr is a terminal).
     pub progress: bool,
     pub on_window: Option<WindowHook>,
+    /// Open loop: the rate counts as not kept when a message is sent this much later
+    /// than its intended time.
+    pub max_lag: Duration,
+    /// Run (and report) even when no connection could be established.
+    pub allow_errors: bool,
     /// Set it to end the run early (Ctrl-C); the result covers what ran.
     pub stop: Option<Arc<AtomicBool>>,
 }
@@ -78,10 +83,15 @@ impl fmt::Debug for LoadConfig {
             .field("driver", &self.driver)
             .field("progress", &self.progress)
             .field("on_window", &self.on_window.as_ref().map(|_| "<hook>"))
+            .field("max_lag", &self.max_lag)
+            .field("allow_errors", &self.allow_errors)
             .field("stop", &self.stop)
             .finish()
     }
 }
+
+/// Default `--max-lag`, milliseconds.
+pub const DEFAULT_MAX_LAG_MS: u64 = 50;
 
 /// Most outstanding-message slots over all connections (8 bytes each).
 const MAX_SLOTS: u64 = 1 << 26;
@@ -104,6 +114,8 @@ impl LoadConfig {
             driver: DriverChoice::Auto,
             progress: false,
             on_window: None,
+            max_lag: Duration::from_millis(DEFAULT_MAX_LAG_MS),
+            allow_errors: false,
             stop: None,
         }
     }
@@ -134,6 +146,8 @@ impl LoadConfig {
             driver: a.driver,
             progress: !a.quiet,
             on_window: None,
+            max_lag: Duration::from_secs_f64(a.max_lag),
+            allow_errors: a.allow_errors,
             stop: None,
         };
         cfg.validate()?;

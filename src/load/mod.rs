@@ -152,6 +152,8 @@ pub struct LoadOutcome {
 /// naming the error kinds) when errors were counted, unless `--allow-errors`.
 pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = LoadConfig::from_args(&a)?;
+    // An hour's run is not lost to a typo in an output path: check them all first.
+    output::check_paths(&a)?;
     // First Ctrl-C / SIGTERM: stop and report what ran. Second: exit at once (130).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -160,10 +162,13 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     cfg.stop = Some(stop);
     let outcome = run(&cfg)?;
-    output::write_files(&a, &outcome)?;
+    // The summary first: a file that cannot be written does not hide the figures.
     if !a.quiet {
         print!("{}", output::summary(&outcome));
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
     }
+    output::write_files(&a, &outcome)?;
     let e = &outcome.result.errors;
     if e.total() > 0 && !a.allow_errors {
         bail!("{} error(s) during the run: {} (use --allow-errors to exit 0 anyway)", e.total(), output::errors_line(e));
@@ -171,6 +176,10 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     if outcome.result.interrupted {
         // Files and summary cover what ran; the exit status says it was cut short.
         return Ok(ExitCode::from(130));
+    }
+    if a.require_rate && outcome.result.rate_kept == Some(false) {
+        eprintln!("ringmux: error: {}", output::rate_line(&outcome.result).trim());
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -253,7 +262,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         abort(starts, handles);
         bail!("{f}");
     }
-    if connected == 0 {
+    if connected == 0 && !cfg.allow_errors {
         abort(starts, handles);
         match first_err {
             Some(e) => bail!("cannot connect to {}: {}", cfg.addr, strip_os_error(&e)),
@@ -383,21 +392,41 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     }
     debug_assert_eq!(messages, latency.len());
 
+    let (mut last_reply_ns, mut max_lag_ns, mut connect_refused) = (0u64, 0u64, 0u64);
+    for r in &results {
+        last_reply_ns = last_reply_ns.max(r.last_reply_ns);
+        max_lag_ns = max_lag_ns.max(r.max_lag_ns);
+        connect_refused += r.connect_refused;
+    }
     // The window: the full duration unless every connection was gone before its end
-    // (closed loop) or the run was interrupted. An open-loop window is the schedule's.
-    let window = if open && !interrupted {
+    // (closed loop) or the run was interrupted.
+    let sched_window = if open && !interrupted {
         cfg.duration
     } else {
         stopped.saturating_sub(cfg.warmup).min(cfg.duration)
     };
+    // Open loop: the real time from the first send intended in the window to the last
+    // reply, so a server that needs 2 s for a 1 s schedule shows half the rate.
+    let window = match plan.schedule {
+        Some(s) if messages > 0 => {
+            let first = (0..cfg.conns).map(|c| s.intended(c, s.count_before(c, plan.warmup_ns))).min().unwrap_or(plan.warmup_ns);
+            Duration::from_nanos(last_reply_ns.saturating_sub(first).max(1))
+        }
+        _ => sched_window,
+    };
     let elapsed_s = window.as_secs_f64();
     let msgs_per_s = if elapsed_s > 0.0 { messages as f64 / elapsed_s } else { 0.0 };
-    // Kept: within 1% of the asked rate, counted against the schedule itself (its count
-    // is rate x duration up to the rounding of a message per connection, which must not
-    // flag a short run at a low rate). Connections that never connected owe their share.
+    // Kept: the achieved rate is at least 99% of the schedule's (its count is rate x
+    // duration up to the rounding of a message per connection, which must not flag a
+    // short run at a low rate; connections that never connected owe their share), and
+    // no send fell behind its intended time by more than the lag allowed.
     let rate_kept = cfg.rate().map(|_| {
+        if connected == 0 {
+            return false;
+        }
         let owed = scheduled as f64 * f64::from(cfg.conns) / connected as f64;
-        messages as f64 >= 0.99 * owed
+        let target = owed / sched_window.as_secs_f64().max(1e-9);
+        msgs_per_s >= 0.99 * target && max_lag_ns <= ns(cfg.max_lag)
     });
     let start_unix_s = base_unix + cfg.warmup.as_secs_f64();
     let n_intervals = ((elapsed_s / interval_s).ceil() as usize).max(series.len());
@@ -443,6 +472,10 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         load_cpu_ns_per_msg: (messages > 0).then(|| cpu.as_nanos() as f64 / messages as f64),
         missing: open.then_some(missing),
         interrupted,
+        max_lag_s: open.then(|| max_lag_ns as f64 / 1e9),
+        max_lag_limit_s: open.then(|| cfg.max_lag.as_secs_f64()),
+        conns_established: Some(u32::try_from(connected).unwrap_or(u32::MAX)),
+        connect_refused,
     };
     Ok(LoadOutcome { result, latency, uncorrected, intervals })
 }

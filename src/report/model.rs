@@ -102,8 +102,22 @@ pub struct LoadResult {
     pub msgs_per_s: f64,
     /// Payload megabytes (1e6) per second, one direction.
     pub mb_per_s: f64,
-    /// Open loop: true when the achieved rate stayed within 1% of the asked rate.
+    /// Open loop: true when the achieved rate (`msgs_per_s`) is at least 99% of the
+    /// asked rate and the schedule never fell behind by more than `max_lag_limit_s`.
     pub rate_kept: Option<bool>,
+    /// Open loop: the most a message intended in the window was sent after its intended
+    /// time, seconds (a message never sent: how late it was when the run stopped).
+    #[serde(default)]
+    pub max_lag_s: Option<f64>,
+    /// Open loop: the lag above which the rate counts as not kept (`load --max-lag`).
+    #[serde(default)]
+    pub max_lag_limit_s: Option<f64>,
+    /// Connections that were established (of `params.conns` requested).
+    #[serde(default)]
+    pub conns_established: Option<u32>,
+    /// Connects the server refused (ECONNREFUSED); included in `errors.connect`.
+    #[serde(default)]
+    pub connect_refused: u64,
     /// Latency: from the intended send time in open loop (corrected), from the actual
     /// send in closed loop.
     pub latency: Percentiles,
