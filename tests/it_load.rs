@@ -568,11 +568,11 @@ fn io_uring_unavailable_auto_falls_back_and_uring_fails() {
     }
 }
 
-/// Overload: a rate far above what a thread-per-connection echo server on loopback can
-/// answer. The achieved rate is messages over the real time from the first intended
-/// send to the last reply, so it falls far short of the asked one; `rate_kept` is false,
-/// the summary says so in one line, and `--require-rate` exits 1. A rate the server can
-/// keep passes the same checks.
+// Overload: a rate far above what a thread-per-connection echo server on loopback can
+// answer. The achieved rate is messages over the real time from the first intended
+// send to the last reply, so it falls far short of the asked one; `rate_kept` is false,
+// the summary says so in one line, and `--require-rate` exits 1. A rate the server can
+// keep passes the same checks.
 driver_test!(overload_is_reported_and_require_rate_fails, |d| {
     let _g = serial();
     let addr = echo_server(Behaviour::default()).to_string();
