@@ -284,9 +284,14 @@ pub struct BenchArgs {
     /// Seconds per measured run.
     #[arg(long, value_parser = parse_secs)]
     pub duration: Option<f64>,
-    /// Repeats of the whole interleaved matrix.
+    /// Repeats of the whole interleaved matrix (`compare` needs 3 or more per side for
+    /// a verdict that sees noise).
     #[arg(long)]
     pub repeat: Option<u32>,
+    /// Run the open-loop shape at this fixed rate (msgs/s) instead of 50% of the
+    /// measured peak, so runs on different days are comparable (cell id open-R/cN/sS).
+    #[arg(long, value_name = "R")]
+    pub open_rate: Option<f64>,
     /// Another server in the same matrix: NAME=CMD, CMD gets {addr}.
     #[arg(long)]
     pub external: Vec<String>,
@@ -328,6 +333,9 @@ pub struct CompareArgs {
     /// Allowed regressions, e.g. "p99=10%,throughput=5%".
     #[arg(long, default_value = "p99=10%,throughput=5%")]
     pub max_regression: String,
+    /// Exit 1 on an inconclusive verdict too (the noise straddles a limit).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -50,7 +50,7 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
 
 /// `ringmux compare BASE HEAD`: exit 0 within limits, 1 on a regression, 2 on bad input.
 pub fn compare_cmd(a: CompareArgs) -> anyhow::Result<ExitCode> {
-    compare::run(&a.base, &a.head, &a.max_regression)
+    compare::run(&a.base, &a.head, &a.max_regression, a.strict)
 }
 
 /// `ringmux merge a.hlog b.hlog -o out.hlog`.
