@@ -11,6 +11,8 @@ mod it_report;
 mod it_faults;
 /// Resident memory per idle connection, per backend variant.
 mod it_idle;
+/// scripts/: the CI baseline rule, the YAML examples.
+mod it_ci;
 
 mod serve {
     use std::io::{Read, Write};
