@@ -27,7 +27,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two results files; exit 0 within limits, 1 on a regression, 2 on bad input.
     Compare(CompareArgs),
-    /// Merge interval logs (.hlog) from several load processes into one.
+    /// Merge interval logs (.hlog) from several load processes, or a folder of load
+    /// agents' results, into one.
     Merge(MergeArgs),
     /// Show the kernel, whether io_uring can be set up here, and each feature ringmux may use.
     Probe(ProbeArgs),
@@ -258,6 +259,17 @@ pub struct LoadArgs {
     /// counts as not kept.
     #[arg(long, default_value_t = 0.05, value_parser = parse_secs)]
     pub max_lag: f64,
+    /// Load agents (processes, machines) sharing this run: each runs its share of
+    /// --conns and of --rate (merge their files with `ringmux merge DIR`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub agents: u32,
+    /// This agent's index, 0..agents-1 (a Kubernetes Indexed Job's completion index).
+    #[arg(long, default_value_t = 0)]
+    pub agent_id: u32,
+    /// Start the warm-up at this wall-clock time (UNIX seconds, fractions allowed), so
+    /// every agent starts together. Connections are made before it.
+    #[arg(long, value_name = "UNIX_TIME")]
+    pub start_at: Option<f64>,
     /// Seconds a message may stay unanswered before it counts as a timeout (its
     /// connection is then dropped). Also bounds the final drain of an open-loop run.
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
@@ -340,12 +352,17 @@ pub struct CompareArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MergeArgs {
-    /// Interval logs to merge.
+    /// Interval logs to merge, or one folder holding the .json and .hlog files of
+    /// `load --agents N` agents (then OUTPUT is a load result, its .hlog beside it).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Output interval log.
+    /// Output interval log (or, for a folder of agents, the merged load result .json).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Merge the agents that are there even when some are missing or failed (they are
+    /// named; the result's rate_kept is then false).
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -655,3 +655,92 @@ fn output_paths_checked_first_and_summary_survives_a_failed_write() {
     assert!(r.stdout.contains("messages in") && r.stdout.contains("p99"), "summary printed\n{}", r.explain());
     assert!(r.stderr.contains("cannot write /dev/full"), "{}", r.explain());
 }
+
+/// Three agents (processes) against one server at once, sharing --conns and --rate and
+/// starting at one wall-clock time, then `ringmux merge DIR`: the merged count is the
+/// sum and exactly the single-agent schedule's count, the merged p99 (from the merged
+/// histograms) lies between the agents' p99s, and the merged rate is the asked one.
+#[test]
+fn three_agents_merge_into_one_run() {
+    let _g = serial();
+    let addr = echo_server(Behaviour::default()).to_string();
+    let dir = std::env::temp_dir().join(format!("ringmux-it-agents-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (rate, conns, warmup, duration) = (3000.0, 6u32, 0.3, 2.0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let start_at = format!("{:.6}", now + 1.5);
+    let mut kids = Vec::new();
+    for i in 0..3 {
+        let (json, hlog) = (dir.join(format!("agent-{i}.json")), dir.join(format!("agent-{i}.hlog")));
+        let child = Command::new(env!("CARGO_BIN_EXE_ringmux"))
+            .args(["load", "--driver", "epoll", "--addr", &addr, "--conns", &conns.to_string(), "--rate", &rate.to_string()])
+            .args(["--duration", &duration.to_string(), "--warmup", &warmup.to_string(), "--max-lag", "0.5", "--quiet"])
+            .args(["--agents", "3", "--agent-id", &i.to_string(), "--start-at", &start_at, "--json"])
+            .arg(&json)
+            .arg("--hlog")
+            .arg(&hlog)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        kids.push(child);
+    }
+    for (i, mut k) in kids.into_iter().enumerate() {
+        let code = wait_deadline(&mut k, Duration::from_secs(30)).unwrap_or_else(|| {
+            let _ = k.kill();
+            panic!("agent {i} still running after 30 s");
+        });
+        let mut err = String::new();
+        let _ = k.stderr.take().unwrap().read_to_string(&mut err);
+        assert_eq!(code, Some(0), "agent {i}: {err}");
+    }
+    let agents: Vec<Value> = (0..3).map(|i| serde_json::from_str(&std::fs::read_to_string(dir.join(format!("agent-{i}.json"))).unwrap()).unwrap()).collect();
+    let at: f64 = start_at.parse().unwrap();
+    for (i, a) in agents.iter().enumerate() {
+        assert_eq!(u(a, "params.conns"), 2, "agent {i}: {a}");
+        assert!((f(a, "params.rate") - 1000.0).abs() < 1e-9, "agent {i}: {a}");
+        assert!((f(a, "start_unix_s") - (at + warmup)).abs() < 1e-6, "agent {i} starts at the wall-clock time: {a}");
+    }
+    let merged_path = dir.join("merged.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_ringmux")).arg("merge").arg(&dir).arg("-o").arg(&merged_path).output().unwrap();
+    let shown = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    println!("{shown}");
+    assert_eq!(o.status.code(), Some(0), "{shown}");
+    let m: Value = serde_json::from_str(&std::fs::read_to_string(&merged_path).unwrap()).unwrap();
+    let sum: u64 = agents.iter().map(|a| u(a, "messages")).sum();
+    assert_eq!(u(&m, "messages"), sum, "{m}");
+    assert_eq!(u(&m, "latency.count"), sum, "percentiles from the merged histograms: {m}");
+    // The union of the three schedules is the single-agent schedule: its count exactly.
+    let s = ringmux::load::schedule::Schedule::new(rate, conns);
+    let (w0, w1) = ((warmup * 1e9) as u64, ((warmup + duration) * 1e9) as u64);
+    let single: u64 = (0..conns).map(|c| s.count_before(c, w1) - s.count_before(c, w0)).sum();
+    assert_eq!(sum, single, "{m}");
+    let p99s: Vec<u64> = agents.iter().map(|a| u(a, "latency.p99")).collect();
+    for (i, a) in agents.iter().enumerate() {
+        println!("agent {i}: {} messages, {:.1} msgs/s, p99 {} ns, rate_kept {}", u(a, "messages"), f(a, "msgs_per_s"), p99s[i], a["rate_kept"]);
+    }
+    let mp99 = u(&m, "latency.p99");
+    assert!(mp99 >= *p99s.iter().min().unwrap() && mp99 <= *p99s.iter().max().unwrap(), "merged p99 {mp99} outside the agents' {p99s:?}");
+    assert!((f(&m, "params.rate") - rate).abs() < 1e-6, "{m}");
+    assert_eq!(u(&m, "params.conns"), u64::from(conns));
+    // The merged rate is messages over the union of the agents' real windows (first
+    // intended send to last reply): the count is exact (above), the window is the 2 s
+    // schedule plus the last reply's latency and the agents' start skew (same clock:
+    // well under a ms). 3% allows a 60 ms tail on this shared machine.
+    let achieved = f(&m, "msgs_per_s");
+    assert!((achieved - rate).abs() <= 0.03 * rate, "merged rate {achieved} vs asked {rate}\n{m}");
+    assert_eq!(m["rate_kept"], agents.iter().all(|a| a["rate_kept"] == true), "{m}");
+    // A missing agent is named and fails the merge unless --allow-partial.
+    std::fs::remove_file(dir.join("agent-1.json")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ringmux")).arg("merge").arg(&dir).arg("-o").arg(dir.join("partial.json")).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("agent 1 of 3 is missing"), "{err}");
+    let o = Command::new(env!("CARGO_BIN_EXE_ringmux")).arg("merge").arg(&dir).arg("-o").arg(dir.join("partial.json")).arg("--allow-partial").output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let p: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("partial.json")).unwrap()).unwrap();
+    assert_eq!(p["rate_kept"], false, "{p}");
+    // compare reads the merged result.
+    let o = Command::new(env!("CARGO_BIN_EXE_ringmux")).arg("compare").arg(&merged_path).arg(&merged_path).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}

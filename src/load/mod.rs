@@ -215,7 +215,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     let mut starts = Vec::with_capacity(threads);
     let mut handles = Vec::with_capacity(threads);
     for t in 0..threads {
-        let ids: Vec<u32> = (t as u32..cfg.conns).step_by(threads).collect();
+        let ids: Vec<u32> = cfg.my_conn_ids().skip(t).step_by(threads).collect();
         let (stx, srx) = mpsc::channel();
         starts.push(stx);
         let (plan, shared, tx) = (plan.clone(), shared.clone(), tx.clone());
@@ -271,8 +271,16 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     }
 
     // Go. The base instant is warm-up start; the measured window is [warmup, end).
-    let base = Instant::now();
-    let base_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let (base, base_unix) = match cfg.start_at {
+        None => (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())),
+        Some(at) => match wait_for_start(at, cfg) {
+            Ok(b) => (b, at),
+            Err(e) => {
+                abort(starts, handles);
+                return Err(e);
+            }
+        },
+    };
     for s in &starts {
         let _ = s.send(Some(base));
     }
@@ -409,7 +417,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     // reply, so a server that needs 2 s for a 1 s schedule shows half the rate.
     let window = match plan.schedule {
         Some(s) if messages > 0 => {
-            let first = (0..cfg.conns).map(|c| s.intended(c, s.count_before(c, plan.warmup_ns))).min().unwrap_or(plan.warmup_ns);
+            let first = cfg.my_conn_ids().map(|c| s.intended(c, s.count_before(c, plan.warmup_ns))).min().unwrap_or(plan.warmup_ns);
             Duration::from_nanos(last_reply_ns.saturating_sub(first).max(1))
         }
         _ => sched_window,
@@ -424,7 +432,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         if connected == 0 {
             return false;
         }
-        let owed = scheduled as f64 * f64::from(cfg.conns) / connected as f64;
+        let owed = scheduled as f64 * f64::from(cfg.my_conns()) / connected as f64;
         let target = owed / sched_window.as_secs_f64().max(1e-9);
         msgs_per_s >= 0.99 * target && max_lag_ns <= ns(cfg.max_lag)
     });
@@ -448,15 +456,18 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         params: LoadParams {
             addr: cfg.addr.to_string(),
             mode: cfg.mode_name().to_string(),
-            conns: cfg.conns,
+            conns: cfg.my_conns(),
             size: cfg.size,
             pipeline: cfg.pipeline,
-            rate: cfg.rate(),
+            rate: cfg.my_rate(),
             duration_s: cfg.duration.as_secs_f64(),
             warmup_s: cfg.warmup.as_secs_f64(),
             threads: threads as u16,
             driver: driver.name().to_string(),
             timeout_s: Some(cfg.timeout.as_secs_f64()),
+            agents: (cfg.agents > 1).then_some(cfg.agents),
+            agent_id: (cfg.agents > 1).then_some(cfg.agent_id),
+            start_at: cfg.start_at,
         },
         sys: SysInfo::collect(),
         start_unix_s,
@@ -478,6 +489,40 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         connect_refused,
     };
     Ok(LoadOutcome { result, latency, uncorrected, intervals })
+}
+
+/// The latest a `--start-at` may lie ahead.
+const MAX_START_AHEAD_S: f64 = 24.0 * 3600.0;
+
+/// `--start-at`: sleep until the wall-clock time `at` (Ctrl-C still stops it) and return
+/// the instant it stands for. A time already past is allowed while the run's window
+/// still lies ahead: the schedule keeps its wall-clock times, so a late agent shows as
+/// schedule lag instead of shifting its share.
+fn wait_for_start(at: f64, cfg: &LoadConfig) -> anyhow::Result<Instant> {
+    let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let now = Instant::now();
+    let ahead = at - now_unix;
+    if ahead > MAX_START_AHEAD_S {
+        bail!("--start-at {at}: {ahead:.0} s from now (at most {MAX_START_AHEAD_S:.0} s)");
+    }
+    if ahead < 0.0 {
+        let late = Duration::from_secs_f64(-ahead);
+        if late >= cfg.warmup + cfg.duration {
+            bail!("--start-at {at}: {:.1} s ago, the run would be over already", -ahead);
+        }
+        return now.checked_sub(late).context("--start-at: too far in the past for this clock");
+    }
+    let target = now + Duration::from_secs_f64(ahead);
+    loop {
+        let left = target.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(target);
+        }
+        if cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+            bail!("interrupted while waiting for --start-at");
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
 }
 
 fn add_errors(a: &mut LoadErrors, b: &LoadErrors) {

@@ -55,6 +55,11 @@ pub fn compare_cmd(a: CompareArgs) -> anyhow::Result<ExitCode> {
 
 /// `ringmux merge a.hlog b.hlog -o out.hlog`.
 pub fn merge_cmd(a: MergeArgs) -> anyhow::Result<ExitCode> {
+    if let [dir] = a.inputs.as_slice()
+        && dir.is_dir()
+    {
+        return merge::run_agents(dir, &a.output, a.allow_partial);
+    }
     merge::run(&a.inputs, &a.output)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -83,6 +83,16 @@ pub struct LoadParams {
     /// Seconds a message may stay unanswered before it counts as a timeout.
     #[serde(default)]
     pub timeout_s: Option<f64>,
+    /// `load --agents N`: the number of agents sharing the run (None: one). `conns` and
+    /// `rate` above are this agent's share (a merged result: the sums).
+    #[serde(default)]
+    pub agents: Option<u32>,
+    /// `load --agent-id I` (None in a merged result).
+    #[serde(default)]
+    pub agent_id: Option<u32>,
+    /// `load --start-at`: the wall-clock start of the warm-up, UNIX seconds.
+    #[serde(default)]
+    pub start_at: Option<f64>,
 }
 
 /// What `ringmux load --json` writes.
