@@ -324,7 +324,7 @@ mod tests {
             .collect();
         all.sort_unstable();
         assert_eq!(all, (0..7).collect::<Vec<_>>());
-        for bad in [&["--agents", "3", "--agent-id", "3"][..], &["--agents", "4", "--conns", "3"], &["--start-at", "-1"]] {
+        for bad in [&["--agents", "3", "--agent-id", "3"][..], &["--agents", "4", "--conns", "3"], &["--start-at=-1"]] {
             assert!(LoadConfig::from_args(&args(bad)).is_err(), "{bad:?} accepted");
         }
     }
