@@ -133,7 +133,7 @@ fn yaml_examples_parse() {
             }
         }
     }
-    assert!(!files.is_empty());
+    assert!(files.len() >= 4, "{files:?}");
     for f in &files {
         let o = Command::new("python3")
             .args(["-c", "import sys, yaml; docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]; assert docs; print(len(docs))"])
@@ -142,4 +142,23 @@ fn yaml_examples_parse() {
             .unwrap();
         assert!(o.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&o.stderr));
     }
+    // The agents' Job: Indexed, the index is the agent id, a Service for the server, and
+    // the merge Job reads the shared folder.
+    const CHECK: &str = r#"
+import sys, yaml
+docs = list(yaml.safe_load_all(open(sys.argv[1] + "/ringmux-agents.yaml")))
+kinds = {d["kind"]: d for d in docs}
+assert {"Service", "Job", "PersistentVolumeClaim"} <= set(kinds), kinds.keys()
+job = kinds["Job"]["spec"]
+assert job["completionMode"] == "Indexed"
+cmd = " ".join(job["template"]["spec"]["containers"][0]["command"])
+for w in ["--agent-id \"$JOB_COMPLETION_INDEX\"", "--start-at", "--agents", "--hlog", "--json"]:
+    assert w in cmd, w
+merge = yaml.safe_load(open(sys.argv[1] + "/ringmux-merge.yaml"))
+assert merge["spec"]["template"]["spec"]["containers"][0]["command"][:3] == ["ringmux", "merge", "/results"]
+m = yaml.safe_load(open(sys.argv[2]))
+assert m["jobs"]["agent"]["strategy"]["matrix"]["agent"] == [0, 1, 2]
+"#;
+    let o = Command::new("python3").args(["-c", CHECK]).arg(root().join("scripts/k8s")).arg(root().join("scripts/github/load-agents.yml")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
