@@ -311,7 +311,10 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
                     let id = format!("{}/{}", server.name(), shape.id(plan.size));
                     eprintln!("[{done}/{total}] {id} run {} ({:.0}s)", rep + 1, t0.elapsed().as_secs_f64());
                     let stem = format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1);
-                    let (m, features) = run_one(plan, server, shape, rate, &stem).with_context(|| format!("run {id}"))?;
+                    let (m, features, rate_note) = run_one(plan, server, shape, rate, &stem).with_context(|| format!("run {id}"))?;
+                    if let Some(n) = rate_note {
+                        notes.push(format!("{id} run {}: {n}", rep + 1));
+                    }
                     if m.errors > 0 {
                         notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
                     }
@@ -643,7 +646,7 @@ fn wait_load(mut c: Command, what: &str, limit: Duration) -> anyhow::Result<()> 
 }
 
 /// One run: fresh server, warm-up, measured load, counters around it.
-fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, stem: &str) -> anyhow::Result<(RunMetrics, Option<String>)> {
+fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, stem: &str) -> anyhow::Result<(RunMetrics, Option<String>, Option<String>)> {
     let srv = start_server(plan, spec, stem)?;
     let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 30.0);
     if plan.warmup > 0.0 {
@@ -684,10 +687,8 @@ fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, ste
     };
     m.ctx_switches_per_msg = Some(after.ctx.saturating_sub(before.ctx) as f64 / msgs);
     m.load_cpu_ns_per_msg = Some(load_cpu * 1e9 / msgs);
-    Ok((
-        m,
-        features,
-    ))
+    let rate_note = (r.rate_kept == Some(false)).then(|| crate::load::rate_line(&r).trim().to_string());
+    Ok((m, features, rate_note))
 }
 
 #[cfg(test)]

@@ -78,6 +78,7 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 
 pub use config::{LoadConfig, Mode, WindowEdge, WindowHook, parse_cpu_list, uncorrected_path};
+pub use output::rate_line;
 use engine::{Plan, Report, Shared, WorkerResult, new_histogram};
 use schedule::Schedule;
 
@@ -437,7 +438,8 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         msgs_per_s >= 0.99 * target && max_lag_ns <= ns(cfg.max_lag)
     });
     let start_unix_s = base_unix + cfg.warmup.as_secs_f64();
-    let n_intervals = ((elapsed_s / interval_s).ceil() as usize).max(series.len());
+    // The interval series covers the schedule's window (late replies are in its last interval).
+    let n_intervals = ((sched_window.as_secs_f64() / interval_s).ceil() as usize).max(series.len());
     while series.len() < n_intervals {
         series.push((new_histogram(), open.then(new_histogram)));
     }
@@ -484,7 +486,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         missing: open.then_some(missing),
         interrupted,
         max_lag_s: open.then(|| max_lag_ns as f64 / 1e9),
-        max_lag_limit_s: open.then(|| cfg.max_lag.as_secs_f64()),
+        max_lag_limit_s: open.then_some(cfg.max_lag.as_secs_f64()),
         conns_established: Some(u32::try_from(connected).unwrap_or(u32::MAX)),
         connect_refused,
     };
