@@ -11,6 +11,7 @@
 //! resident memory per idle connection.
 
 mod idle;
+mod profile;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -24,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 
 use crate::cli::BenchArgs;
-use crate::report::model::{BENCH_SCHEMA, BenchResults, Cell, LoadResult, RunMetrics};
+use crate::report::model::{BENCH_SCHEMA, BenchResults, Cell, LoadResult, QuietRow, RunMetrics};
 use crate::sysinfo::SysInfo;
 
 /// A server in the matrix.
@@ -72,8 +73,14 @@ impl Shape {
 /// io_uring levels `--backends uring:LEVEL` accepts.
 const LEVELS: [&str; 4] = ["baseline", "fastpoll", "multishot", "full"];
 /// `uring:LEVEL+OPTION`: the serve flag each option adds.
-const LEVEL_MODS: [(&str, &str); 3] =
-    [("sqpoll", "--sqpoll"), ("no-defer-taskrun", "--no-defer-taskrun"), ("no-multishot-accept", "--no-multishot-accept")];
+const LEVEL_MODS: [(&str, &str); 6] = [
+    ("sqpoll", "--sqpoll"),
+    ("no-defer-taskrun", "--no-defer-taskrun"),
+    ("no-multishot-accept", "--no-multishot-accept"),
+    ("wait-single", "--uring-wait=single"),
+    ("wait-coalesce", "--uring-wait=coalesce"),
+    ("wait-adaptive", "--uring-wait=adaptive"),
+];
 
 /// A validated bench plan.
 #[derive(Debug, Clone)]
@@ -94,6 +101,8 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// `--idle-conns N`: measure memory per idle connection instead of the matrix.
     pub idle_conns: Option<u32>,
+    /// `--profile` with perf available.
+    pub profile: bool,
 }
 
 impl Plan {
@@ -228,7 +237,32 @@ impl Plan {
                 PathBuf::from("bench-out").join(format_timestamp(t))
             }
         };
-        Ok(Plan { exe, servers, shapes, size: a.size, duration, warmup, repeat, out, server_threads: a.server_threads, server_cpus, load_cpus, notes, idle_conns: a.idle_conns })
+        let profile = a.profile
+            && match profile::available() {
+                Ok(()) => true,
+                Err(why) => {
+                    let n = format!("--profile: no CPU profile: {why}");
+                    eprintln!("ringmux: warning: {n}");
+                    notes.push(n);
+                    false
+                }
+            };
+        Ok(Plan {
+            exe,
+            servers,
+            shapes,
+            size: a.size,
+            duration,
+            warmup,
+            repeat,
+            out,
+            server_threads: a.server_threads,
+            server_cpus,
+            load_cpus,
+            notes,
+            idle_conns: a.idle_conns,
+            profile,
+        })
     }
 }
 
@@ -273,6 +307,7 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let results = run(&plan, &a)?;
     println!("{}", crate::report::headline_markdown(&results));
+    print!("{}", crate::report::cost::quiet_markdown(&results));
     println!("report: {}", plan.out.join("report.html").display());
     let errors: u64 = results.cells.iter().flat_map(|c| &c.runs).map(|r| r.errors).sum();
     if errors > 0 {
@@ -280,6 +315,91 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The quiet rows: each server, fresh, sits idle for `--quiet-secs` with no
+/// connection, then again with `--quiet-conns` connections that each echoed 16
+/// bytes once and fell silent. An idle server should cost nothing: a loop that spins
+/// (busy polling, or a wait that returns at once) shows here.
+fn quiet_rows(plan: &Plan, args: &BenchArgs, notes: &mut Vec<String>) -> anyhow::Result<Vec<QuietRow>> {
+    let mut rows = Vec::new();
+    let secs = args.quiet_secs;
+    for server in &plan.servers {
+        let stem = format!("quiet-{}", server.name().replace([':', '/'], "_"));
+        let srv = start_server(plan, server, &stem)?;
+        let pid = srv.child.id();
+        let snap = |stats: &Option<PathBuf>| -> anyhow::Result<Counters> {
+            let c = match stats {
+                Some(p) => ringmux_counters(pid, p)?,
+                None => proc_counters(pid),
+            };
+            // Context switches from /proc for every server, so the rows compare.
+            Ok(Counters { ctx: proc_counters(pid).ctx, ..c })
+        };
+        let mut features = None;
+        let mut held = Vec::new();
+        for conns in [0, args.quiet_conns] {
+            if conns > 0 {
+                match open_silent(srv.addr, conns) {
+                    Ok(c) => held = c,
+                    Err(e) => {
+                        notes.push(format!("{}: quiet row with {conns} connections skipped: {e:#}", server.name()));
+                        break;
+                    }
+                }
+            }
+            let a = snap(&srv.stats)?;
+            let t0 = Instant::now();
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            let b = snap(&srv.stats)?;
+            let wall = t0.elapsed().as_secs_f64();
+            if let (Some(p), None) = (&srv.stats, &features)
+                && let ServerSpec::Ringmux { backend, .. } = server
+                && backend == "uring"
+            {
+                let j: serde_json::Value = serde_json::from_slice(&fs::read(p)?)?;
+                features = j["features"].as_str().map(str::to_string);
+            }
+            rows.push(QuietRow {
+                server: server.name(),
+                features: features.clone(),
+                conns,
+                seconds: wall,
+                cpu_share: (b.cpu_s - a.cpu_s).max(0.0) / wall,
+                syscalls_per_s: match (a.syscalls, b.syscalls) {
+                    (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / wall),
+                    _ => None,
+                },
+                ctx_per_s: b.ctx.saturating_sub(a.ctx) as f64 / wall,
+            });
+        }
+        drop(held);
+        drop(srv);
+    }
+    Ok(rows)
+}
+
+/// `n` connections to `addr`, each having echoed 16 bytes once (so the server has
+/// accepted and served it), then left silent.
+fn open_silent(addr: SocketAddr, n: u32) -> anyhow::Result<Vec<TcpStream>> {
+    use std::io::{Read, Write};
+    let mut conns = Vec::with_capacity(n as usize);
+    let msg = *b"quiet-row-16byte";
+    for chunk in 0..n.div_ceil(100) {
+        let start = conns.len();
+        for _ in 0..(n - chunk * 100).min(100) {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).context("connect")?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(&msg).context("send")?;
+            conns.push(s);
+        }
+        for s in &mut conns[start..] {
+            let mut buf = [0u8; 16];
+            s.read_exact(&mut buf).context("echo")?;
+            anyhow::ensure!(buf == msg, "the echo differs");
+        }
+    }
+    Ok(conns)
 }
 
 /// Run the matrix, write results.json and the reports into `plan.out`.
@@ -294,6 +414,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
     // Closed-loop shapes first: open loop runs at a fraction of their measured peak.
     let (closed, open): (Vec<usize>, Vec<usize>) = (0..plan.shapes.len()).partition(|&i| plan.shapes[i].rate_fraction.is_none());
     let mut peak: Option<f64> = None;
+    let mut profiles: BTreeMap<(usize, usize), Vec<crate::report::profile::Profile>> = BTreeMap::new();
     for phase in [closed, open] {
         for rep in 0..plan.repeat {
             for &si in &phase {
@@ -311,15 +432,12 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
                     let id = format!("{}/{}", server.name(), shape.id(plan.size));
                     eprintln!("[{done}/{total}] {id} run {} ({:.0}s)", rep + 1, t0.elapsed().as_secs_f64());
                     let stem = format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1);
-                    let (m, features, rate_note) = run_one(plan, server, shape, rate, &stem).with_context(|| format!("run {id}"))?;
-                    if let Some(n) = rate_note {
-                        notes.push(format!("{id} run {}: {n}", rep + 1));
-                    }
+                    let (m, features, prof) = run_one(plan, server, shape, rate, &stem).with_context(|| format!("run {id}"))?;
                     if m.errors > 0 {
                         notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
                     }
                     let cell = cells.entry((si, vi)).or_insert_with(|| Cell {
-                        id,
+                        id: id.clone(),
                         server: server.name(),
                         features: features.clone(),
                         server_threads: matches!(server, ServerSpec::Ringmux { .. }).then_some(plan.server_threads),
@@ -334,7 +452,13 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
                         max: RunMetrics::default(),
                         hgrm: Vec::new(),
                         hlog: Vec::new(),
+                        profile: None,
                     });
+                    match prof {
+                        Some(Ok(p)) => profiles.entry((si, vi)).or_default().push(p),
+                        Some(Err(e)) => notes.push(format!("{id} run {}: no profile: {e:#}", rep + 1)),
+                        None => {}
+                    }
                     cell.runs.push(m);
                     cell.hgrm.push(format!("runs/{stem}.hgrm"));
                     cell.hlog.push(format!("runs/{stem}.hlog"));
@@ -350,6 +474,12 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
     } else if let Some(p) = peak {
         notes.push(format!("open loop at 50% of the peak closed-loop rate of the slowest ringmux backend ({p:.0} msgs/s)"));
     }
+    for (k, p) in &profiles {
+        if let Some(c) = cells.get_mut(k) {
+            c.profile = crate::report::profile::combine(p);
+        }
+    }
+    let quiet = if args.quiet_secs > 0.0 { quiet_rows(plan, args, &mut notes)? } else { Vec::new() };
     let mut cells: Vec<Cell> = cells.into_values().collect();
     for c in &mut cells {
         let (med, min, max) = summarize(&c.runs);
@@ -371,6 +501,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         cells,
         notes,
         idle: None,
+        quiet,
     };
     fs::write(plan.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     crate::report::write_reports(&plan.out, &results)?;
@@ -427,7 +558,7 @@ fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
         ($($f:ident),*) => { $( let v = pick_opt(runs, |r| r.$f); for i in 0..3 { out[i].$f = v[i]; } )* };
     }
     set!(msgs_per_s, mb_per_s, p50_ns, p90_ns, p99_ns, p99_9_ns, p99_99_ns, max_ns);
-    set_opt!(cpu_ns_per_msg, syscalls_per_msg, ctx_switches_per_msg, load_cpu_ns_per_msg);
+    set_opt!(cpu_ns_per_msg, syscalls_per_msg, ctx_switches_per_msg, load_cpu_ns_per_msg, server_busy);
     let errs: Vec<u64> = runs.iter().map(|r| r.errors).collect();
     out[0].errors = errs.iter().sum();
     out[1].errors = errs.iter().copied().min().unwrap_or(0);
@@ -646,7 +777,9 @@ fn wait_load(mut c: Command, what: &str, limit: Duration) -> anyhow::Result<()> 
 }
 
 /// One run: fresh server, warm-up, measured load, counters around it.
-fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, stem: &str) -> anyhow::Result<(RunMetrics, Option<String>, Option<String>)> {
+type RunOutcome = (RunMetrics, Option<String>, Option<anyhow::Result<crate::report::profile::Profile>>);
+
+fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, stem: &str) -> anyhow::Result<RunOutcome> {
     let srv = start_server(plan, spec, stem)?;
     let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 30.0);
     if plan.warmup > 0.0 {
@@ -664,10 +797,18 @@ fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, ste
     let json = runs.join(format!("{stem}.json"));
     let mut cmd = load_cmd(plan, srv.addr, shape, rate, plan.duration);
     cmd.arg("--json").arg(&json).arg("--hgrm").arg(runs.join(format!("{stem}.hgrm"))).arg("--hlog").arg(runs.join(format!("{stem}.hlog")));
+    let recording = if plan.profile { Some(profile::Recording::start(pid, &runs.join(format!("{stem}.perf.data")))) } else { None };
     let cpu0 = children_cpu_s();
+    let wall0 = Instant::now();
     wait_load(cmd, "load", limit)?;
     let load_cpu = children_cpu_s() - cpu0;
     let after = snap(&srv.stats)?;
+    let wall = wall0.elapsed().as_secs_f64();
+    let prof = recording.map(|r| {
+        let p = r.and_then(profile::Recording::finish);
+        let _ = fs::remove_file(runs.join(format!("{stem}.perf.data")));
+        p
+    });
     let features = match (&spec, &srv.stats) {
         (ServerSpec::Ringmux { backend, .. }, Some(p)) if backend == "uring" => {
             let j: serde_json::Value = serde_json::from_slice(&fs::read(p)?)?;
@@ -687,8 +828,9 @@ fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, ste
     };
     m.ctx_switches_per_msg = Some(after.ctx.saturating_sub(before.ctx) as f64 / msgs);
     m.load_cpu_ns_per_msg = Some(load_cpu * 1e9 / msgs);
-    let rate_note = (r.rate_kept == Some(false)).then(|| crate::load::rate_line(&r).trim().to_string());
-    Ok((m, features, rate_note))
+    // The load process's own start-up is inside `wall`: a slight underestimate.
+    m.server_busy = (wall > 0.0).then(|| (after.cpu_s - before.cpu_s).max(0.0) / wall);
+    Ok((m, features, prof))
 }
 
 #[cfg(test)]

@@ -74,6 +74,28 @@ pub enum FeatureLevel {
     Full,
 }
 
+/// How the proactor waits for completions at `full` (with FEAT_MIN_TIMEOUT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitMode {
+    /// Coalesce only after a busy turn (two or more receives); else wait for one.
+    Adaptive,
+    /// Always wait for the queued sends plus some receives, bounded by min_wait.
+    Coalesce,
+    /// Always wait for one completion.
+    Single,
+}
+
+impl WaitMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitMode::Adaptive => "adaptive",
+            WaitMode::Coalesce => "coalesce",
+            WaitMode::Single => "single",
+        }
+    }
+}
+
 /// Pick the best level or pin one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FeatureChoice {
@@ -145,6 +167,14 @@ pub struct ServeArgs {
     /// At full: leave out DEFER_TASKRUN (keep SINGLE_ISSUER).
     #[arg(long)]
     pub no_defer_taskrun: bool,
+    /// At full on Linux 6.12+: how the loop waits for completions.
+    ///
+    /// `adaptive` (default) waits for one completion at a time while traffic is light
+    /// and coalesces (the queued sends plus half the last turn's receives, bounded by
+    /// min_wait) only after a turn that brought two or more receives. `coalesce` always
+    /// coalesces; `single` never does. An idle server sleeps in every mode.
+    #[arg(long, value_enum, default_value_t = WaitMode::Adaptive, verbatim_doc_comment)]
+    pub uring_wait: WaitMode,
     /// Let a kernel thread poll the submission queue (IORING_SETUP_SQPOLL). It burns a
     /// core while busy; its CPU time counts in the server's stats. Excludes DEFER_TASKRUN.
     #[arg(long)]
@@ -283,8 +313,8 @@ pub struct LoadArgs {
 pub struct BenchArgs {
     /// Backends to compare, comma separated: `uring` (the best level here), `epoll`, or
     /// `uring:LEVEL` with LEVEL one of baseline, fastpoll, multishot, full, optionally
-    /// followed by `+sqpoll`, `+no-defer-taskrun` or `+no-multishot-accept`
-    /// (e.g. `uring:full+sqpoll`).
+    /// followed by `+sqpoll`, `+no-defer-taskrun`, `+no-multishot-accept`,
+    /// `+wait-single`, `+wait-coalesce` or `+wait-adaptive` (e.g. `uring:full+sqpoll`).
     #[arg(long, value_delimiter = ',', default_value = "uring,epoll")]
     pub backends: Vec<String>,
     /// Connection counts, comma separated.
@@ -328,6 +358,20 @@ pub struct BenchArgs {
     /// bench warns that the figures do not measure scaling.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
     pub server_threads: u16,
+    /// Record each server with `perf` during every measured run and show where its
+    /// CPU went: network stack, io_uring, readiness (epoll/poll/select, sock_poll,
+    /// tcp_poll), syscall entry, scheduler and timers, other kernel, user space.
+    /// Shares go to results.json and a stacked bar per server and cell to
+    /// report.html. Without perf installed, the bench says so and runs the rest.
+    #[arg(long, verbatim_doc_comment)]
+    pub profile: bool,
+    /// Seconds each server sits idle for the quiet rows (CPU share and syscalls per
+    /// second with no connection, then with --quiet-conns silent ones); 0 skips them.
+    #[arg(long, default_value_t = 1.5, value_parser = parse_secs)]
+    pub quiet_secs: f64,
+    /// Silent connections held open for the second quiet row.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub quiet_conns: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -45,9 +45,11 @@ fn results(thr: &[f64]) -> BenchResults {
             max: med,
             hgrm: vec![],
             hlog: vec![],
+            profile: None,
         }],
         notes: vec![],
         idle: None,
+        quiet: vec![],
     }
 }
 

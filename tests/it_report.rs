@@ -235,6 +235,7 @@ fn metrics(thr: f64, p99: f64) -> RunMetrics {
         ctx_switches_per_msg: Some(0.01),
         errors: 0,
         load_cpu_ns_per_msg: None,
+        server_busy: None,
     }
 }
 
@@ -261,6 +262,7 @@ fn cell(server: &str, mode: &str, conns: u32, m: RunMetrics, runs: usize) -> Cel
         max: hi,
         hgrm: vec![],
         hlog: vec![],
+        profile: None,
     }
 }
 
@@ -273,6 +275,7 @@ fn bench(cells: Vec<Cell>) -> BenchResults {
         cells,
         notes: vec!["closed loop; client and server pinned to different CPUs".into()],
         idle: None,
+        quiet: vec![],
     }
 }
 

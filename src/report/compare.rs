@@ -167,6 +167,7 @@ pub fn load_metrics(r: &LoadResult) -> RunMetrics {
         ctx_switches_per_msg: None,
         errors: r.errors.total(),
         load_cpu_ns_per_msg: None,
+        server_busy: None,
     }
 }
 

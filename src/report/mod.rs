@@ -9,6 +9,7 @@
 
 pub mod ci;
 pub mod compare;
+pub mod cost;
 pub mod fmt;
 pub mod hgrm;
 pub mod hlog;
@@ -16,6 +17,7 @@ pub mod html;
 pub mod md;
 pub mod merge;
 pub mod model;
+pub mod profile;
 
 use std::path::Path;
 use std::process::ExitCode;

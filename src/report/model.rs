@@ -169,6 +169,11 @@ pub struct RunMetrics {
     /// than the server it measures).
     #[serde(default)]
     pub load_cpu_ns_per_msg: Option<f64>,
+    /// The server's busy share during the measured run: its CPU seconds over the
+    /// run's wall seconds (1.0 = one core saturated). CPU per message means little
+    /// without it: an unsaturated server sleeps and wakes for small batches.
+    #[serde(default)]
+    pub server_busy: Option<f64>,
 }
 
 /// One cell of the bench matrix: a server under one load shape, run `runs.len()` times.
@@ -200,6 +205,10 @@ pub struct Cell {
     pub hgrm: Vec<String>,
     #[serde(default)]
     pub hlog: Vec<String>,
+    /// `bench --profile`: where the server's CPU went (perf samples grouped), the
+    /// mean of the runs' shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<super::profile::Profile>,
 }
 
 /// What `ringmux bench` writes as results.json.
@@ -217,6 +226,25 @@ pub struct BenchResults {
     /// `bench --idle-conns N`: resident memory per idle connection, per server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleResults>,
+    /// What each server costs with no traffic: CPU share and syscalls (or context
+    /// switches) per second, with no connection and with idle connections open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quiet: Vec<QuietRow>,
+}
+
+/// One server sitting idle for `seconds` with `conns` silent connections open.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct QuietRow {
+    pub server: String,
+    pub features: Option<String>,
+    pub conns: u32,
+    pub seconds: f64,
+    /// Server CPU seconds per wall second (0.01 = 1% of a core).
+    pub cpu_share: f64,
+    /// Syscalls per second (ringmux servers, from their own counts).
+    pub syscalls_per_s: Option<f64>,
+    /// Context switches per second (every server, from /proc).
+    pub ctx_per_s: f64,
 }
 
 /// The server's resident memory per idle connection (`bench --idle-conns N`): RSS

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub multishot_accept: bool,
     /// At full: DEFER_TASKRUN.
     pub defer_taskrun: bool,
+    /// At full with FEAT_MIN_TIMEOUT: how the proactor waits.
+    pub uring_wait: crate::cli::WaitMode,
     pub sqpoll: bool,
     /// Provided receive buffers (a power of two).
     pub buf_entries: u16,
@@ -81,6 +83,7 @@ impl ServerConfig {
             quiet: a.quiet,
             multishot_accept: !a.no_multishot_accept,
             defer_taskrun: !a.no_defer_taskrun,
+            uring_wait: a.uring_wait,
             sqpoll: a.sqpoll,
             buf_entries: a.buf_ring_entries,
             faults: fault::Faults::from_env()?,

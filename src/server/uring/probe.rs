@@ -274,8 +274,11 @@ pub struct RingFeatures {
     pub single_issuer: bool,
     pub defer_taskrun: bool,
     pub registered_ring_fd: bool,
-    /// Coalesced waits: the queued sends plus some receives, bounded by 6.12 min_wait.
+    /// Coalesced waits are possible: the queued sends plus some receives, bounded by
+    /// 6.12 min_wait (FEAT_MIN_TIMEOUT, at full).
     pub min_wait: bool,
+    /// How the loop waits: "single", "coalesce" or "adaptive" ("single" without min_wait).
+    pub wait: &'static str,
     pub sqpoll: bool,
     pub sq_entries: u32,
     pub cq_entries: u32,
@@ -286,7 +289,7 @@ impl RingFeatures {
     pub fn summary(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} min_wait={} sqpoll={} sq={} cq={}",
+            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} min_wait={} wait={} sqpoll={} sq={} cq={}",
             self.level.name(),
             self.recv_buffers,
             if self.buf_entries > 0 { format!("x{}", self.buf_entries) } else { String::new() },
@@ -297,6 +300,7 @@ impl RingFeatures {
             on(self.defer_taskrun),
             on(self.registered_ring_fd),
             on(self.min_wait),
+            self.wait,
             on(self.sqpoll),
             self.sq_entries,
             self.cq_entries,
