@@ -55,11 +55,14 @@ pub struct Shape {
     pub pipeline: u32,
     /// Open loop: fraction of the measured peak.
     pub rate_fraction: Option<f64>,
+    /// Open loop at this fixed rate instead (`--open-rate`): comparable between runs.
+    pub open_rate: Option<f64>,
 }
 
 impl Shape {
     fn id(&self, size: u32) -> String {
         match self.rate_fraction {
+            Some(_) if self.open_rate.is_some() => format!("open-{:.0}/c{}/s{size}", self.open_rate.unwrap_or(0.0), self.conns),
             Some(f) => format!("open{:.0}/c{}/s{size}", f * 100.0, self.conns),
             None if self.pipeline > 1 => format!("pipelined{}/c{}/s{size}", self.pipeline, self.conns),
             None => format!("closed/c{}/s{size}", self.conns),
@@ -221,12 +224,17 @@ impl Plan {
                 conns.push(50);
             }
         }
-        let mut shapes: Vec<Shape> = conns.iter().map(|&c| Shape { mode: "closed", conns: c, pipeline: 1, rate_fraction: None }).collect();
+        let mut shapes: Vec<Shape> = conns.iter().map(|&c| Shape { mode: "closed", conns: c, pipeline: 1, rate_fraction: None, open_rate: None }).collect();
         let mid = *conns.iter().find(|&&c| c >= 50).unwrap_or(conns.last().unwrap());
         if !a.quick {
-            shapes.push(Shape { mode: "pipelined", conns: mid, pipeline: 8, rate_fraction: None });
+            shapes.push(Shape { mode: "pipelined", conns: mid, pipeline: 8, rate_fraction: None, open_rate: None });
         }
-        shapes.push(Shape { mode: "open", conns: mid, pipeline: 1, rate_fraction: Some(0.5) });
+        if let Some(r) = a.open_rate
+            && !(r.is_finite() && r > 0.0 && r <= 1e9)
+        {
+            bail!("--open-rate {r}: must be a number of messages per second above 0 (at most 1e9)");
+        }
+        shapes.push(Shape { mode: "open", conns: mid, pipeline: 1, rate_fraction: Some(0.5), open_rate: a.open_rate });
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (server_cpus, load_cpus) = split_cpus(cores, usize::from(a.server_threads), &mut notes);
         if a.server_threads > 1 {
@@ -445,6 +453,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
             for &si in &phase {
                 let shape = &plan.shapes[si];
                 let rate = match shape.rate_fraction {
+                    Some(_) if shape.open_rate.is_some() => shape.open_rate,
                     Some(f) => {
                         let p = peak.context("no closed-loop run to take the peak from")?;
                         Some((p * f).max(100.0).round())
@@ -493,7 +502,9 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
             }
         }
     }
-    if let Some(p) = peak {
+    if let Some(r) = plan.shapes.iter().find_map(|s| s.open_rate) {
+        notes.push(format!("open loop at a fixed {r:.0} msgs/s (--open-rate)"));
+    } else if let Some(p) = peak {
         notes.push(format!("open loop at 50% of the peak closed-loop rate of the slowest ringmux backend ({p:.0} msgs/s)"));
     }
     for (k, p) in &profiles {
@@ -897,11 +908,13 @@ mod tests {
 
     #[test]
     fn shape_ids_are_stable() {
-        let s = Shape { mode: "closed", conns: 50, pipeline: 1, rate_fraction: None };
+        let s = Shape { mode: "closed", conns: 50, pipeline: 1, rate_fraction: None, open_rate: None };
         assert_eq!(s.id(128), "closed/c50/s128");
-        let p = Shape { mode: "pipelined", conns: 50, pipeline: 8, rate_fraction: None };
+        let p = Shape { mode: "pipelined", conns: 50, pipeline: 8, rate_fraction: None, open_rate: None };
         assert_eq!(p.id(128), "pipelined8/c50/s128");
-        let o = Shape { mode: "open", conns: 50, pipeline: 1, rate_fraction: Some(0.5) };
+        let o = Shape { mode: "open", conns: 50, pipeline: 1, rate_fraction: Some(0.5), open_rate: None };
         assert_eq!(o.id(128), "open50/c50/s128");
+        let f = Shape { open_rate: Some(20000.0), ..o };
+        assert_eq!(f.id(128), "open-20000/c50/s128");
     }
 }

@@ -27,7 +27,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two results files; exit 0 within limits, 1 on a regression, 2 on bad input.
     Compare(CompareArgs),
-    /// Merge interval logs (.hlog) from several load processes into one.
+    /// Merge interval logs (.hlog) from several load processes, or a folder of load
+    /// agents' results, into one.
     Merge(MergeArgs),
     /// Show the kernel, whether io_uring can be set up here, and each feature ringmux may use.
     Probe(ProbeArgs),
@@ -309,9 +310,29 @@ pub struct LoadArgs {
     /// No progress line and no summary.
     #[arg(long)]
     pub quiet: bool,
-    /// Exit 0 even when errors (mismatches, resets, timeouts) were counted.
+    /// Exit 0 even when errors (mismatches, resets, timeouts, failed connects) were
+    /// counted; with it, a run where no connection could be made still writes its files.
     #[arg(long)]
     pub allow_errors: bool,
+    /// Open loop: exit 1 when the rate was not kept (achieved below 99% of --rate, or
+    /// the schedule fell behind by more than --max-lag).
+    #[arg(long)]
+    pub require_rate: bool,
+    /// Open loop: seconds a send may fall behind its intended time before the rate
+    /// counts as not kept.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_secs)]
+    pub max_lag: f64,
+    /// Load agents (processes, machines) sharing this run: each runs its share of
+    /// --conns and of --rate (merge their files with `ringmux merge DIR`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub agents: u32,
+    /// This agent's index, 0..agents-1 (a Kubernetes Indexed Job's completion index).
+    #[arg(long, default_value_t = 0)]
+    pub agent_id: u32,
+    /// Start the warm-up at this wall-clock time (UNIX seconds, fractions allowed), so
+    /// every agent starts together. Connections are made before it.
+    #[arg(long, value_name = "UNIX_TIME")]
+    pub start_at: Option<f64>,
     /// Seconds a message may stay unanswered before it counts as a timeout (its
     /// connection is then dropped). Also bounds the final drain of an open-loop run.
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
@@ -343,9 +364,14 @@ pub struct BenchArgs {
     /// Seconds per measured run.
     #[arg(long, value_parser = parse_secs)]
     pub duration: Option<f64>,
-    /// Repeats of the whole interleaved matrix.
+    /// Repeats of the whole interleaved matrix (`compare` needs 3 or more per side for
+    /// a verdict that sees noise).
     #[arg(long)]
     pub repeat: Option<u32>,
+    /// Run the open-loop shape at this fixed rate (msgs/s) instead of 50% of the
+    /// measured peak, so runs on different days are comparable (cell id open-R/cN/sS).
+    #[arg(long, value_name = "R")]
+    pub open_rate: Option<f64>,
     /// Another server in the same matrix: NAME=CMD, CMD gets {addr}.
     #[arg(long)]
     pub external: Vec<String>,
@@ -401,16 +427,24 @@ pub struct CompareArgs {
     /// Allowed regressions, e.g. "p99=10%,throughput=5%".
     #[arg(long, default_value = "p99=10%,throughput=5%")]
     pub max_regression: String,
+    /// Exit 1 on an inconclusive verdict too (the noise straddles a limit).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct MergeArgs {
-    /// Interval logs to merge.
+    /// Interval logs to merge, or one folder holding the .json and .hlog files of
+    /// `load --agents N` agents (then OUTPUT is a load result, its .hlog beside it).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Output interval log.
+    /// Output interval log (or, for a folder of agents, the merged load result .json).
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Merge the agents that are there even when some are missing or failed (they are
+    /// named; the result's rate_kept is then false).
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 #[derive(Debug, Clone, Args)]

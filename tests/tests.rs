@@ -15,6 +15,8 @@ mod it_idle;
 mod it_ring;
 /// HTTP on every backend, load --proto, ringmux client.
 mod it_proto;
+/// scripts/: the CI baseline rule, the YAML examples.
+mod it_ci;
 
 mod serve {
     use std::io::{Read, Write};

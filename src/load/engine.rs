@@ -164,6 +164,13 @@ pub(crate) struct WorkerResult {
     pub missing: u64,
     /// Open loop: messages intended in the window (until the stop, if stopped early).
     pub scheduled: u64,
+    /// Completion time of the last message recorded in the window, ns since base (0: none).
+    pub last_reply_ns: u64,
+    /// Open loop: the most a message intended in the window was sent after its intended
+    /// time (one never sent: how late it was when the run stopped), ns.
+    pub max_lag_ns: u64,
+    /// Connects refused by the server (ECONNREFUSED), also counted in `errors.connect`.
+    pub connect_refused: u64,
 }
 
 pub(crate) fn new_histogram() -> Histogram<u64> {
@@ -285,6 +292,9 @@ pub(crate) fn worker(
             }
             Err(e) => {
                 res.errors.connect += 1;
+                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                    res.connect_refused += 1;
+                }
                 shared.errors[ErrKind::Connect as usize].fetch_add(1, Ordering::Relaxed);
                 first_err.get_or_insert(e);
             }
@@ -557,6 +567,12 @@ impl<'a> Core<'a> {
         while rem > 0 {
             if c.tx_off == 0 {
                 c.sent_at[(c.tx_seq % p) as usize] = now;
+                if let Some(s) = self.plan.schedule {
+                    let intended = s.intended(c.id, c.tx_seq);
+                    if intended >= self.plan.warmup_ns {
+                        self.res.max_lag_ns = self.res.max_lag_ns.max(now.saturating_sub(intended));
+                    }
+                }
             }
             let k = (size - c.tx_off).min(rem);
             c.tx_off += k;
@@ -716,6 +732,7 @@ impl<'a> Core<'a> {
     fn record(&mut self, now: u64, latency: u64, uncorrected: Option<u64>) {
         self.roll_interval(now);
         self.res.messages += 1;
+        self.res.last_reply_ns = self.res.last_reply_ns.max(now);
         record(&mut self.latency, latency);
         if let (Some(h), Some(v)) = (self.uncorrected.as_mut(), uncorrected) {
             record(h, v);
@@ -792,6 +809,11 @@ impl<'a> Core<'a> {
             let last = c.last_seq.min(s.count_before(c.id, until)).max(first);
             let done = c.rx_seq.clamp(first, last);
             self.res.missing += last - done;
+            // The first message of the window never sent was that late when the run stopped.
+            let unsent = c.started().max(first);
+            if unsent < last {
+                self.res.max_lag_ns = self.res.max_lag_ns.max(now.saturating_sub(s.intended(c.id, unsent)));
+            }
             self.res.scheduled += last - first;
         }
     }

@@ -89,6 +89,16 @@ pub struct LoadParams {
     /// Seconds a message may stay unanswered before it counts as a timeout.
     #[serde(default)]
     pub timeout_s: Option<f64>,
+    /// `load --agents N`: the number of agents sharing the run (None: one). `conns` and
+    /// `rate` above are this agent's share (a merged result: the sums).
+    #[serde(default)]
+    pub agents: Option<u32>,
+    /// `load --agent-id I` (None in a merged result).
+    #[serde(default)]
+    pub agent_id: Option<u32>,
+    /// `load --start-at`: the wall-clock start of the warm-up, UNIX seconds.
+    #[serde(default)]
+    pub start_at: Option<f64>,
 }
 
 /// What `ringmux load --json` writes.
@@ -108,8 +118,22 @@ pub struct LoadResult {
     pub msgs_per_s: f64,
     /// Payload megabytes (1e6) per second, one direction.
     pub mb_per_s: f64,
-    /// Open loop: true when the achieved rate stayed within 1% of the asked rate.
+    /// Open loop: true when the achieved rate (`msgs_per_s`) is at least 99% of the
+    /// asked rate and the schedule never fell behind by more than `max_lag_limit_s`.
     pub rate_kept: Option<bool>,
+    /// Open loop: the most a message intended in the window was sent after its intended
+    /// time, seconds (a message never sent: how late it was when the run stopped).
+    #[serde(default)]
+    pub max_lag_s: Option<f64>,
+    /// Open loop: the lag above which the rate counts as not kept (`load --max-lag`).
+    #[serde(default)]
+    pub max_lag_limit_s: Option<f64>,
+    /// Connections that were established (of `params.conns` requested).
+    #[serde(default)]
+    pub conns_established: Option<u32>,
+    /// Connects the server refused (ECONNREFUSED); included in `errors.connect`.
+    #[serde(default)]
+    pub connect_refused: u64,
     /// Latency: from the intended send time in open loop (corrected), from the actual
     /// send in closed loop.
     pub latency: Percentiles,
