@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod load;
 pub mod os;
 pub mod probe;
@@ -52,5 +53,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(a) => report::report_cmd(a),
         Command::Compare(a) => report::compare_cmd(a),
         Command::Merge(a) => report::merge_cmd(a),
+        Command::Client(a) => client::client_cmd(a),
     }
 }

@@ -490,6 +490,7 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
     if !r.cells.is_empty() {
         matrix_sections(&mut h, dir, r, warnings);
     }
+    h.push_str(&super::cost::cost_html(r));
 
     // Notes
     h.push_str("<section><h2>Notes</h2><ul class=notes>");

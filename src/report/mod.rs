@@ -9,6 +9,7 @@
 
 pub mod ci;
 pub mod compare;
+pub mod cost;
 pub mod fmt;
 pub mod hgrm;
 pub mod hlog;
@@ -16,6 +17,7 @@ pub mod html;
 pub mod md;
 pub mod merge;
 pub mod model;
+pub mod profile;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -50,11 +52,16 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
 
 /// `ringmux compare BASE HEAD`: exit 0 within limits, 1 on a regression, 2 on bad input.
 pub fn compare_cmd(a: CompareArgs) -> anyhow::Result<ExitCode> {
-    compare::run(&a.base, &a.head, &a.max_regression)
+    compare::run(&a.base, &a.head, &a.max_regression, a.strict)
 }
 
 /// `ringmux merge a.hlog b.hlog -o out.hlog`.
 pub fn merge_cmd(a: MergeArgs) -> anyhow::Result<ExitCode> {
+    if let [dir] = a.inputs.as_slice()
+        && dir.is_dir()
+    {
+        return merge::run_agents(dir, &a.output, a.allow_partial);
+    }
     merge::run(&a.inputs, &a.output)?;
     Ok(ExitCode::SUCCESS)
 }
