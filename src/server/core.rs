@@ -422,6 +422,9 @@ pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch:
             let mut faults = take();
             let r = recv(fd, scratch, &mut conn, &mut faults, &mut s);
             give(faults);
+            // Published before the reply goes out, so a snapshot taken after the peer
+            // saw its reply counts the bytes that caused it.
+            lock(stats).clone_from(&s);
             match r {
                 Recv::Data(_) | Recv::Eof => {}
                 Recv::Interrupted | Recv::WouldBlock => continue,
@@ -435,12 +438,12 @@ pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch:
             let mut faults = take();
             let r = flush(fd, &mut conn, &mut faults, &mut s);
             give(faults);
+            lock(stats).clone_from(&s);
             if r == Flush::Failed {
                 failed = true;
                 break;
             }
         }
-        lock(stats).clone_from(&s);
         if failed || conn.finished() {
             break;
         }
