@@ -278,9 +278,15 @@ pub struct BenchArgs {
     /// Repeats of the whole interleaved matrix.
     #[arg(long)]
     pub repeat: Option<u32>,
-    /// Another server in the same matrix: NAME=CMD, CMD gets {addr}.
+    /// Another server in the same matrix: NAME=CMD, CMD gets {addr} (repeatable). With
+    /// any --external, the reference peers are left out.
     #[arg(long)]
     pub external: Vec<String>,
+    /// Leave out the reference peers. By default the matrix includes a tokio echo server
+    /// (epoll) and a monoio echo server (io_uring), the example binaries beside ringmux;
+    /// run from the source tree, the bench builds them once with cargo and says so.
+    #[arg(long)]
+    pub no_peers: bool,
     /// Short matrix for CI (under 30 s).
     #[arg(long)]
     pub quick: bool,
