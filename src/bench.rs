@@ -335,7 +335,8 @@ fn format_timestamp(secs: u64) -> String {
 /// `ringmux bench`.
 pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the ringmux binary")?;
-    let plan = Plan::from_args(&a, exe)?;
+    // Every error of the plan is bad usage (unknown backend, bad --external, ...).
+    let plan = Plan::from_args(&a, exe).map_err(|e| crate::ExitError { code: 2, msg: format!("{e:#}") })?;
     if let Some(n) = plan.idle_conns {
         let results = idle::run(&plan, &a, n)?;
         if let Some(idle) = &results.idle {
@@ -632,7 +633,7 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
         ServerSpec::Ringmux { backend, level } => {
             let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
             let mut c = Command::new(&plan.exe);
-            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--stats-json"]).arg(&stats);
+            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--json"]).arg(&stats);
             if let Some(l) = level {
                 let mut parts = l.split('+');
                 c.args(["--uring-features", parts.next().unwrap_or("auto")]);

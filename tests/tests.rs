@@ -403,7 +403,7 @@ mod serve {
             args.extend(extra);
             let out = Command::new(BIN).args(&args).output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{v:?} {extra:?}: {err}");
+            assert_eq!(out.status.code(), Some(2), "{v:?} {extra:?}: bad usage exits 2: {err}");
             assert_eq!(err.lines().count(), 1, "{v:?} {extra:?}: one line expected: {err}");
             assert!(err.contains(want) && !err.contains("panicked"), "{v:?} {extra:?}: want {want:?} in {err}");
             assert!(out.stdout.is_empty(), "{v:?} {extra:?}: nothing may start: {}", String::from_utf8_lossy(&out.stdout));

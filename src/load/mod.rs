@@ -160,9 +160,9 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     cfg.stop = Some(stop);
     let outcome = run(&cfg)?;
-    output::write_files(&a, &outcome)?;
+    let files = output::write_files(&a, &outcome)?;
     if !a.quiet {
-        print!("{}", output::summary(&outcome));
+        print!("{}{}", output::summary(&outcome), output::files_lines(&files));
     }
     let e = &outcome.result.errors;
     if e.total() > 0 && !a.allow_errors {
@@ -272,7 +272,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
             h(edge)
         }
     };
-    let progress = output::Progress::new(cfg.progress && std::io::stderr().is_terminal());
+    let progress = output::Progress::new(cfg.progress && std::io::stderr().is_terminal(), cfg.warmup.as_secs_f64(), cfg.duration.as_secs_f64());
     let interval_s = cfg.interval.as_secs_f64();
     let mut series: Vec<(Histogram<u64>, Option<Histogram<u64>>)> = Vec::new();
     let mut started = false;
