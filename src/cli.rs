@@ -297,7 +297,7 @@ pub struct BenchArgs {
     /// one repeat (about 10 s with the two backends, 20 s with the peers).
     #[arg(long)]
     pub quick: bool,
-    /// Output folder [default: bench-out/<UTC timestamp>/]. `--output` is an alias.
+    /// Output folder [default: bench-out/<UTC timestamp>/].
     #[arg(short = 'o', long, visible_alias = "output", value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Measure memory instead of throughput: hold N idle connections to each server and

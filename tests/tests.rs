@@ -11,6 +11,8 @@ mod it_report;
 mod it_faults;
 /// Resident memory per idle connection, per backend variant.
 mod it_idle;
+/// Exit codes, option spellings, addresses and a closed stdout, as a newcomer meets them.
+mod it_cli;
 
 mod serve {
     use std::io::{Read, Write};
