@@ -173,10 +173,12 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
         let xmax = 10f64.powi(decades);
         let ymax = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(1.0f64, f64::max);
         let (unit, div) = unit_for(ymax);
-        let mut keys = vec![1.0, 2.0];
+        // 0%, 90%, 99%, ...: a 50% key would crowd 0% at this width.
+        let mut keys = vec![1.0];
         keys.extend((1..=decades).map(|d| 10f64.powi(d)));
         let mut chart = ChartBuilder::on(&root)
             .margin(14)
+            .margin_right(36)
             .x_label_area_size(48)
             .y_label_area_size(76)
             .build_cartesian_2d((1f64..xmax).log_scale().with_key_points(keys), 0f64..ymax / div * 1.08)?;
@@ -213,7 +215,8 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
         let xmax = all().map(|p| p.0).fold(0.1f64, f64::max) * 1.03;
         let ymin = all().map(|p| p.1).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
         let ymin = if ymin.is_finite() { ymin * 0.7 } else { 1.0 };
-        let ymax = all().map(|p| p.3).fold(ymin * 10.0, f64::max) * 1.5;
+        // Headroom on the log axis, so that the legend (upper right) covers no data.
+        let ymax = all().map(|p| p.3).fold(ymin * 10.0, f64::max) * 4.0;
         let mut chart = ChartBuilder::on(&root)
             .margin(14)
             .x_label_area_size(48)
@@ -651,7 +654,7 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td><span class=dot style=\"background:{}\"></span>{}</td>{}{}{}{}</tr>",
-                esc(&x.shape),
+                esc(&shape_text(&x.shape)),
                 hex(color_of(&srv, &x.cell.server)),
                 esc(&x.cell.server),
                 ratio_td(x.throughput, true),
@@ -672,10 +675,10 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
             .collect();
         let sources: Vec<String> = cells.iter().filter_map(|c| data_of(c).map(|d| format!("{}: {}", c.server, if d.source.is_empty() { "no histogram" } else { &d.source }))).collect();
         if series.is_empty() {
-            let _ = write!(h, "<figure><figcaption>{}<small>no histogram files for this shape</small></figcaption></figure>", esc(shape));
+            let _ = write!(h, "<figure><figcaption>{}<small>no histogram files for this shape</small></figcaption></figure>", esc(&shape_text(shape)));
             continue;
         }
-        figure(h, shape, &sources.join("; "), spectrum_svg(&series), warnings);
+        figure(h, &shape_text(shape), &sources.join("; "), spectrum_svg(&series), warnings);
     }
     h.push_str("</div></section>\n");
 
@@ -691,7 +694,7 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
             if series.is_empty() {
                 continue;
             }
-            figure(h, shape, "", timeline_svg(&series), warnings);
+            figure(h, &shape_text(shape), "", timeline_svg(&series), warnings);
         }
         h.push_str("</div></section>\n");
     }
