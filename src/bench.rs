@@ -251,29 +251,26 @@ fn peer_servers(exe: &Path, notes: &mut Vec<String>) -> Vec<ServerSpec> {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         let target = dir.parent().filter(|t| t.join("CACHEDIR.TAG").is_file());
         let profile = dir.file_name().and_then(|p| p.to_str());
-        match (manifest.is_file(), target, profile) {
-            (true, Some(target), Some(profile @ ("release" | "debug"))) => {
-                let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-                c.arg("build").arg("--manifest-path").arg(&manifest).env("CARGO_TARGET_DIR", target);
-                if profile == "release" {
-                    c.arg("--release");
-                }
-                for b in &missing {
-                    c.args(["--example", b]);
-                }
-                eprintln!(
-                    "ringmux: building the reference peers once ({}): cargo build{} --example {}",
-                    missing.join(", "),
-                    if profile == "release" { " --release" } else { "" },
-                    missing.join(" --example ")
-                );
-                match c.stdin(Stdio::null()).stdout(Stdio::null()).status() {
-                    Ok(st) if st.success() => {}
-                    Ok(st) => eprintln!("ringmux: warning: building the reference peers failed ({st}); the bench runs without them"),
-                    Err(e) => eprintln!("ringmux: warning: cannot run cargo to build the reference peers: {e}"),
-                }
+        if let (true, Some(target), Some(profile @ ("release" | "debug"))) = (manifest.is_file(), target, profile) {
+            let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            c.arg("build").arg("--manifest-path").arg(&manifest).env("CARGO_TARGET_DIR", target);
+            if profile == "release" {
+                c.arg("--release");
             }
-            _ => {}
+            for b in &missing {
+                c.args(["--example", b]);
+            }
+            eprintln!(
+                "ringmux: building the reference peers once ({}): cargo build{} --example {}",
+                missing.join(", "),
+                if profile == "release" { " --release" } else { "" },
+                missing.join(" --example ")
+            );
+            match c.stdin(Stdio::null()).stdout(Stdio::null()).status() {
+                Ok(st) if st.success() => {}
+                Ok(st) => eprintln!("ringmux: warning: building the reference peers failed ({st}); the bench runs without them"),
+                Err(e) => eprintln!("ringmux: warning: cannot run cargo to build the reference peers: {e}"),
+            }
         }
     }
     let mut out = Vec::new();
@@ -809,7 +806,7 @@ mod tests {
     fn at_least_ten_intervals_per_run() {
         for d in [0.2, 0.3, 0.5, 1.0, 1.5, 3.0, 9.9, 10.0, 60.0] {
             let i = interval_for(d);
-            assert!(i >= 0.01 && i <= 1.0 && d / i >= 10.0 - 1e-9, "{d} s -> {i} s");
+            assert!((0.01..=1.0).contains(&i) && d / i >= 10.0 - 1e-9, "{d} s -> {i} s");
         }
         assert_eq!(interval_for(1.5), 0.1);
     }

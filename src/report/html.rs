@@ -520,7 +520,7 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
 /// report.html for a folder of `load` outputs (no results.json): the percentile
 /// spectrum and the latency over time of every .hlog/.hgrm file there, one series per
 /// file stem (`uring.hlog` and `uring.hgrm` are one series, the interval log preferred).
-pub fn files_report_html(dir: &Path, stems: &[(String, Vec<String>, Vec<String>)], warnings: &mut Vec<String>) -> String {
+pub fn files_report_html(dir: &Path, stems: &[super::StemFiles], warnings: &mut Vec<String>) -> String {
     let mut h = String::new();
     h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
     h.push_str("<title>ringmux load report</title><style>");

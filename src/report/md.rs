@@ -272,29 +272,6 @@ pub fn idle_markdown(i: &IdleResults) -> String {
     s
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn matrix_reads_as_a_sentence() {
-        let args = serde_json::json!({
-            "backends": ["uring", "epoll"], "conns": [1, 50, 500], "size": 128, "duration_s": 1.5, "warmup_s": 0.5,
-            "repeat": 3, "quick": false, "servers": ["uring", "epoll", "tokio", "monoio"], "server_cpus": [0],
-            "server_threads": 1, "load_cpus": [1],
-        });
-        assert_eq!(
-            matrix_text(&args),
-            "Servers: uring, epoll, tokio and monoio. Load: 1, 50 and 500 connection(s), 128-byte messages. \
-             Each run: 0.5 s warm-up (unrecorded), then 1.5 s measured; 3 repeat(s), servers interleaved (A B A B …). \
-             Server pinned to CPU 0, load generator to CPU 1."
-        );
-        let unpinned = serde_json::json!({"servers": ["epoll"], "server_cpus": null, "load_cpus": null, "quick": true});
-        assert_eq!(matrix_text(&unpinned), "Servers: epoll. Server and load generator not pinned apart. Quick matrix (--quick).");
-        assert_eq!(matrix_text(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
-    }
-}
-
 pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# ringmux bench report\n");
@@ -358,4 +335,27 @@ pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_reads_as_a_sentence() {
+        let args = serde_json::json!({
+            "backends": ["uring", "epoll"], "conns": [1, 50, 500], "size": 128, "duration_s": 1.5, "warmup_s": 0.5,
+            "repeat": 3, "quick": false, "servers": ["uring", "epoll", "tokio", "monoio"], "server_cpus": [0],
+            "server_threads": 1, "load_cpus": [1],
+        });
+        assert_eq!(
+            matrix_text(&args),
+            "Servers: uring, epoll, tokio and monoio. Load: 1, 50 and 500 connection(s), 128-byte messages. \
+             Each run: 0.5 s warm-up (unrecorded), then 1.5 s measured; 3 repeat(s), servers interleaved (A B A B …). \
+             Server pinned to CPU 0, load generator to CPU 1."
+        );
+        let unpinned = serde_json::json!({"servers": ["epoll"], "server_cpus": null, "load_cpus": null, "quick": true});
+        assert_eq!(matrix_text(&unpinned), "Servers: epoll. Server and load generator not pinned apart. Quick matrix (--quick).");
+        assert_eq!(matrix_text(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
+    }
 }

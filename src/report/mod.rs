@@ -59,9 +59,12 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The histogram files of a folder grouped by stem: (stem, .hgrm files, .hlog files).
-pub fn histogram_files(dir: &Path) -> anyhow::Result<Vec<(String, Vec<String>, Vec<String>)>> {
-    let mut out: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+/// One series of a folder of `load` outputs: (file stem, its .hgrm files, its .hlog files).
+pub type StemFiles = (String, Vec<String>, Vec<String>);
+
+/// The histogram files of a folder grouped by stem, in name order.
+pub fn histogram_files(dir: &Path) -> anyhow::Result<Vec<StemFiles>> {
+    let mut out: Vec<StemFiles> = Vec::new();
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .flatten()
