@@ -11,6 +11,7 @@
 //! resident memory per idle connection.
 
 mod idle;
+mod profile;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,8 +24,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
-use crate::cli::BenchArgs;
-use crate::report::model::{BENCH_SCHEMA, BenchResults, Cell, LoadResult, RunMetrics};
+use crate::cli::{BenchArgs, LoadProto};
+use crate::report::model::{BENCH_SCHEMA, BenchResults, Cell, LoadResult, QuietRow, RunMetrics};
 use crate::sysinfo::SysInfo;
 
 /// A server in the matrix.
@@ -54,11 +55,14 @@ pub struct Shape {
     pub pipeline: u32,
     /// Open loop: fraction of the measured peak.
     pub rate_fraction: Option<f64>,
+    /// Open loop at this fixed rate instead (`--open-rate`): comparable between runs.
+    pub open_rate: Option<f64>,
 }
 
 impl Shape {
     fn id(&self, size: u32) -> String {
         match self.rate_fraction {
+            Some(_) if self.open_rate.is_some() => format!("open-{:.0}/c{}/s{size}", self.open_rate.unwrap_or(0.0), self.conns),
             Some(f) => format!("open{:.0}/c{}/s{size}", f * 100.0, self.conns),
             None if self.pipeline > 1 => format!("pipelined{}/c{}/s{size}", self.pipeline, self.conns),
             None => format!("closed/c{}/s{size}", self.conns),
@@ -69,8 +73,14 @@ impl Shape {
 /// io_uring levels `--backends uring:LEVEL` accepts.
 const LEVELS: [&str; 4] = ["baseline", "fastpoll", "multishot", "full"];
 /// `uring:LEVEL+OPTION`: the serve flag each option adds.
-const LEVEL_MODS: [(&str, &str); 3] =
-    [("sqpoll", "--sqpoll"), ("no-defer-taskrun", "--no-defer-taskrun"), ("no-multishot-accept", "--no-multishot-accept")];
+const LEVEL_MODS: [(&str, &str); 6] = [
+    ("sqpoll", "--sqpoll"),
+    ("no-defer-taskrun", "--no-defer-taskrun"),
+    ("no-multishot-accept", "--no-multishot-accept"),
+    ("wait-single", "--uring-wait=single"),
+    ("wait-coalesce", "--uring-wait=coalesce"),
+    ("wait-adaptive", "--uring-wait=adaptive"),
+];
 
 /// A validated bench plan.
 #[derive(Debug, Clone)]
@@ -79,6 +89,8 @@ pub struct Plan {
     pub servers: Vec<ServerSpec>,
     pub shapes: Vec<Shape>,
     pub size: u32,
+    /// What every server serves and the load verifies.
+    pub proto: LoadProto,
     pub duration: f64,
     pub warmup: f64,
     /// Interval of the load's interval log (`load --interval`): at least 10 per run.
@@ -93,6 +105,8 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// `--idle-conns N`: measure memory per idle connection instead of the matrix.
     pub idle_conns: Option<u32>,
+    /// `--profile` with perf available.
+    pub profile: bool,
 }
 
 impl Plan {
@@ -158,9 +172,23 @@ impl Plan {
             }
             servers.push(ServerSpec::External { name: name.to_string(), cmd: cmd.to_string() });
         }
-        // The reference peers (tokio, monoio), unless the user names their own servers.
-        if a.external.is_empty() && !a.no_peers {
+        // The reference peers (tokio, monoio), unless the user names their own servers
+        // or the protocol is not echo (the peers are echo servers).
+        if a.external.is_empty() && !a.no_peers && a.proto == LoadProto::Echo {
             servers.extend(peer_servers(&exe, &mut notes));
+        }
+        if a.proto != LoadProto::Echo {
+            // External servers (and the reference peers) are echo servers.
+            let left: Vec<String> = servers.iter().filter(|s| matches!(s, ServerSpec::External { .. })).map(|s| s.name()).collect();
+            if !left.is_empty() {
+                let n = format!("{} left out: external servers are taken to speak echo only, not {}", left.join(", "), a.proto.name());
+                eprintln!("ringmux: warning: {n}");
+                notes.push(n);
+                servers.retain(|s| matches!(s, ServerSpec::Ringmux { .. }));
+            }
+            if a.idle_conns.is_some() {
+                bail!("--idle-conns measures echo connections: leave out --proto {}", a.proto.name());
+            }
         }
         if servers.is_empty() {
             bail!("no server left to benchmark");
@@ -174,8 +202,11 @@ impl Plan {
         if a.conns.is_empty() || a.conns.iter().any(|&c| c == 0 || c > 100_000) {
             bail!("--conns must be a list of counts between 1 and 100000");
         }
-        if a.size == 0 || a.size > 16 << 20 {
-            bail!("--size must be between 1 and 16777216 bytes");
+        if (a.size == 0 && a.proto != LoadProto::Http) || a.size > 16 << 20 {
+            bail!("--size must be between 1 and 16777216 bytes (0 only with --proto http)");
+        }
+        if a.proto == LoadProto::Http && u64::from(a.size) > crate::proto::http::MAX_BODY {
+            bail!("--size {} is over the HTTP server's body limit ({} bytes)", a.size, crate::proto::http::MAX_BODY);
         }
         let (duration, warmup, repeat) = if a.quick { (1.0, 0.3, 1) } else { (1.5, 0.5, 3) };
         let duration = a.duration.unwrap_or(duration);
@@ -190,12 +221,17 @@ impl Plan {
                 conns.push(50);
             }
         }
-        let mut shapes: Vec<Shape> = conns.iter().map(|&c| Shape { mode: "closed", conns: c, pipeline: 1, rate_fraction: None }).collect();
+        let mut shapes: Vec<Shape> = conns.iter().map(|&c| Shape { mode: "closed", conns: c, pipeline: 1, rate_fraction: None, open_rate: None }).collect();
         let mid = *conns.iter().find(|&&c| c >= 50).unwrap_or(conns.last().unwrap());
         if !a.quick {
-            shapes.push(Shape { mode: "pipelined", conns: mid, pipeline: 8, rate_fraction: None });
+            shapes.push(Shape { mode: "pipelined", conns: mid, pipeline: 8, rate_fraction: None, open_rate: None });
         }
-        shapes.push(Shape { mode: "open", conns: mid, pipeline: 1, rate_fraction: Some(0.5) });
+        if let Some(r) = a.open_rate
+            && !(r.is_finite() && r > 0.0 && r <= 1e9)
+        {
+            bail!("--open-rate {r}: must be a number of messages per second above 0 (at most 1e9)");
+        }
+        shapes.push(Shape { mode: "open", conns: mid, pipeline: 1, rate_fraction: Some(0.5), open_rate: a.open_rate });
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (server_cpus, load_cpus) = split_cpus(cores, usize::from(a.server_threads), &mut notes);
         if a.server_threads > 1 {
@@ -216,7 +252,34 @@ impl Plan {
                 PathBuf::from("bench-out").join(format_timestamp(t))
             }
         };
-        Ok(Plan { exe, servers, shapes, size: a.size, duration, warmup, interval: interval_for(duration), repeat, out, server_threads: a.server_threads, server_cpus, load_cpus, notes, idle_conns: a.idle_conns })
+        let profile = a.profile
+            && match profile::available() {
+                Ok(()) => true,
+                Err(why) => {
+                    let n = format!("--profile: no CPU profile: {why}");
+                    eprintln!("ringmux: warning: {n}");
+                    notes.push(n);
+                    false
+                }
+            };
+        Ok(Plan {
+            exe,
+            servers,
+            shapes,
+            size: a.size,
+            proto: a.proto,
+            duration,
+            warmup,
+            interval: interval_for(duration),
+            repeat,
+            out,
+            server_threads: a.server_threads,
+            server_cpus,
+            load_cpus,
+            notes,
+            idle_conns: a.idle_conns,
+            profile,
+        })
     }
 }
 
@@ -344,6 +407,7 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let results = run(&plan, &a)?;
     println!("{}", crate::report::headline_markdown(&results));
+    print!("{}", crate::report::cost::quiet_markdown(&results));
     println!("report: {}", plan.out.join("report.html").display());
     let errors: u64 = results.cells.iter().flat_map(|c| &c.runs).map(|r| r.errors).sum();
     if errors > 0 {
@@ -351,6 +415,105 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The quiet rows: each server, fresh, sits idle for `--quiet-secs` with no
+/// connection, then again with `--quiet-conns` connections that each echoed 16
+/// bytes once and fell silent. An idle server should cost nothing: a loop that spins
+/// (busy polling, or a wait that returns at once) shows here.
+fn quiet_rows(plan: &Plan, args: &BenchArgs, notes: &mut Vec<String>) -> anyhow::Result<Vec<QuietRow>> {
+    let mut rows = Vec::new();
+    let secs = args.quiet_secs;
+    for server in &plan.servers {
+        let stem = format!("quiet-{}", server.name().replace([':', '/'], "_"));
+        let srv = start_server(plan, server, &stem)?;
+        let pid = srv.child.id();
+        let snap = |stats: &Option<PathBuf>| -> anyhow::Result<Counters> {
+            let c = match stats {
+                Some(p) => ringmux_counters(pid, p)?,
+                None => proc_counters(pid),
+            };
+            // Context switches from /proc for every server, so the rows compare.
+            Ok(Counters { ctx: proc_counters(pid).ctx, ..c })
+        };
+        let mut features = None;
+        let mut held = Vec::new();
+        for conns in [0, args.quiet_conns] {
+            if conns > 0 {
+                match open_silent(srv.addr, conns, plan.proto) {
+                    Ok(c) => held = c,
+                    Err(e) => {
+                        notes.push(format!("{}: quiet row with {conns} connections skipped: {e:#}", server.name()));
+                        break;
+                    }
+                }
+            }
+            let a = snap(&srv.stats)?;
+            let t0 = Instant::now();
+            std::thread::sleep(Duration::from_secs_f64(secs));
+            let b = snap(&srv.stats)?;
+            let wall = t0.elapsed().as_secs_f64();
+            if let (Some(p), None) = (&srv.stats, &features)
+                && let ServerSpec::Ringmux { backend, .. } = server
+                && backend == "uring"
+            {
+                let j: serde_json::Value = serde_json::from_slice(&fs::read(p)?)?;
+                features = j["features"].as_str().map(str::to_string);
+            }
+            rows.push(QuietRow {
+                server: server.name(),
+                features: features.clone(),
+                conns,
+                seconds: wall,
+                cpu_share: (b.cpu_s - a.cpu_s).max(0.0) / wall,
+                syscalls_per_s: match (a.syscalls, b.syscalls) {
+                    (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / wall),
+                    _ => None,
+                },
+                ctx_per_s: b.ctx.saturating_sub(a.ctx) as f64 / wall,
+            });
+        }
+        drop(held);
+        drop(srv);
+    }
+    Ok(rows)
+}
+
+/// `n` connections to `addr`, each having done one round trip (so the server has
+/// accepted and served it: 16 bytes echoed, or a `GET /`), then left silent.
+fn open_silent(addr: SocketAddr, n: u32, proto: LoadProto) -> anyhow::Result<Vec<TcpStream>> {
+    use std::io::{Read, Write};
+    let mut conns = Vec::with_capacity(n as usize);
+    let (msg, reply): (&[u8], usize) = match proto {
+        LoadProto::Http => (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0),
+        _ => (b"quiet-row-16byte", 16),
+    };
+    for chunk in 0..n.div_ceil(100) {
+        let start = conns.len();
+        for _ in 0..(n - chunk * 100).min(100) {
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).context("connect")?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(&msg).context("send")?;
+            conns.push(s);
+        }
+        for s in &mut conns[start..] {
+            if reply == 0 {
+                // HTTP: read until the response's body ("Hello, World!") has arrived.
+                let mut got = Vec::new();
+                let mut buf = [0u8; 512];
+                while !got.ends_with(b"Hello, World!") {
+                    let k = s.read(&mut buf).context("response")?;
+                    anyhow::ensure!(k > 0 && got.len() < 4096, "the server closed or sent no plaintext response");
+                    got.extend_from_slice(&buf[..k]);
+                }
+            } else {
+                let mut buf = vec![0u8; reply];
+                s.read_exact(&mut buf).context("reply")?;
+                anyhow::ensure!(proto != LoadProto::Echo || buf == msg, "the echo differs");
+            }
+        }
+    }
+    Ok(conns)
 }
 
 /// Run the matrix, write results.json and the reports into `plan.out`.
@@ -365,11 +528,13 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
     // Closed-loop shapes first: open loop runs at a fraction of their measured peak.
     let (closed, open): (Vec<usize>, Vec<usize>) = (0..plan.shapes.len()).partition(|&i| plan.shapes[i].rate_fraction.is_none());
     let mut peak: Option<f64> = None;
+    let mut profiles: BTreeMap<(usize, usize), Vec<crate::report::profile::Profile>> = BTreeMap::new();
     for phase in [closed, open] {
         for rep in 0..plan.repeat {
             for &si in &phase {
                 let shape = &plan.shapes[si];
                 let rate = match shape.rate_fraction {
+                    Some(_) if shape.open_rate.is_some() => shape.open_rate,
                     Some(f) => {
                         let p = peak.context("no closed-loop run to take the peak from")?;
                         Some((p * f).max(100.0).round())
@@ -381,12 +546,12 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
                     let id = format!("{}/{}", server.name(), shape.id(plan.size));
                     eprintln!("[{done}/{total}] {id} run {} ({:.0}s)", rep + 1, t0.elapsed().as_secs_f64());
                     let stem = format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1);
-                    let (m, features) = run_one(plan, server, shape, rate, &stem).with_context(|| format!("run {id}"))?;
+                    let (m, features, prof) = run_one(plan, server, shape, rate, &stem).with_context(|| format!("run {id}"))?;
                     if m.errors > 0 {
                         notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
                     }
                     let cell = cells.entry((si, vi)).or_insert_with(|| Cell {
-                        id,
+                        id: id.clone(),
                         server: server.name(),
                         features: features.clone(),
                         server_threads: matches!(server, ServerSpec::Ringmux { .. }).then_some(plan.server_threads),
@@ -401,7 +566,13 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
                         max: RunMetrics::default(),
                         hgrm: Vec::new(),
                         hlog: Vec::new(),
+                        profile: None,
                     });
+                    match prof {
+                        Some(Ok(p)) => profiles.entry((si, vi)).or_default().push(p),
+                        Some(Err(e)) => notes.push(format!("{id} run {}: no profile: {e:#}", rep + 1)),
+                        None => {}
+                    }
                     cell.runs.push(m);
                     cell.hgrm.push(format!("runs/{stem}.hgrm"));
                     cell.hlog.push(format!("runs/{stem}.hlog"));
@@ -412,9 +583,17 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
             }
         }
     }
-    if let Some(p) = peak {
+    if let Some(r) = plan.shapes.iter().find_map(|s| s.open_rate) {
+        notes.push(format!("open loop at a fixed {r:.0} msgs/s (--open-rate)"));
+    } else if let Some(p) = peak {
         notes.push(format!("open loop at 50% of the peak closed-loop rate of the slowest ringmux backend ({p:.0} msgs/s)"));
     }
+    for (k, p) in &profiles {
+        if let Some(c) = cells.get_mut(k) {
+            c.profile = crate::report::profile::combine(p);
+        }
+    }
+    let quiet = if args.quiet_secs > 0.0 { quiet_rows(plan, args, &mut notes)? } else { Vec::new() };
     let mut cells: Vec<Cell> = cells.into_values().collect();
     for c in &mut cells {
         let (med, min, max) = summarize(&c.runs);
@@ -427,7 +606,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         sys: SysInfo::collect(),
         start_unix_s,
         args: serde_json::json!({
-            "backends": args.backends, "conns": args.conns, "size": plan.size, "duration_s": plan.duration,
+            "backends": args.backends, "conns": args.conns, "size": plan.size, "proto": plan.proto.name(), "duration_s": plan.duration,
             "warmup_s": plan.warmup, "repeat": plan.repeat, "quick": args.quick,
             "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
@@ -440,6 +619,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         cells,
         notes,
         idle: None,
+        quiet,
     };
     fs::write(plan.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     crate::report::write_reports(&plan.out, &results)?;
@@ -496,7 +676,7 @@ fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
         ($($f:ident),*) => { $( let v = pick_opt(runs, |r| r.$f); for i in 0..3 { out[i].$f = v[i]; } )* };
     }
     set!(msgs_per_s, mb_per_s, p50_ns, p90_ns, p99_ns, p99_9_ns, p99_99_ns, max_ns);
-    set_opt!(cpu_ns_per_msg, syscalls_per_msg, ctx_switches_per_msg, load_cpu_ns_per_msg);
+    set_opt!(cpu_ns_per_msg, syscalls_per_msg, ctx_switches_per_msg, load_cpu_ns_per_msg, server_busy);
     let errs: Vec<u64> = runs.iter().map(|r| r.errors).collect();
     out[0].errors = errs.iter().sum();
     out[1].errors = errs.iter().copied().min().unwrap_or(0);
@@ -630,7 +810,7 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
         ServerSpec::Ringmux { backend, level } => {
             let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
             let mut c = Command::new(&plan.exe);
-            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--json"]).arg(&stats);
+            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--proto", plan.proto.name(), "--json"]).arg(&stats);
             if let Some(l) = level {
                 let mut parts = l.split('+');
                 c.args(["--uring-features", parts.next().unwrap_or("auto")]);
@@ -676,7 +856,7 @@ fn load_cmd(plan: &Plan, addr: SocketAddr, shape: &Shape, rate: Option<f64>, dur
     let mut c = Command::new(&plan.exe);
     let threads = plan.load_cpus.as_ref().map_or(1, |l| l.len().min(shape.conns as usize).max(1));
     c.args(["load", "--quiet", "--allow-errors", "--addr", &addr.to_string()])
-        .args(["--conns", &shape.conns.to_string(), "--size", &plan.size.to_string()])
+        .args(["--conns", &shape.conns.to_string(), "--size", &plan.size.to_string(), "--proto", plan.proto.name()])
         .args(["--pipeline", &shape.pipeline.to_string(), "--duration", &duration.to_string(), "--warmup", "0"])
         .args(["--threads", &threads.to_string()]);
     if let Some(r) = rate {
@@ -715,7 +895,9 @@ fn wait_load(mut c: Command, what: &str, limit: Duration) -> anyhow::Result<()> 
 }
 
 /// One run: fresh server, warm-up, measured load, counters around it.
-fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, stem: &str) -> anyhow::Result<(RunMetrics, Option<String>)> {
+type RunOutcome = (RunMetrics, Option<String>, Option<anyhow::Result<crate::report::profile::Profile>>);
+
+fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, stem: &str) -> anyhow::Result<RunOutcome> {
     let srv = start_server(plan, spec, stem)?;
     let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 30.0);
     if plan.warmup > 0.0 {
@@ -733,10 +915,18 @@ fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, ste
     let json = runs.join(format!("{stem}.json"));
     let mut cmd = load_cmd(plan, srv.addr, shape, rate, plan.duration);
     cmd.args(["--interval", &plan.interval.to_string()]).arg("--json").arg(&json).arg("--hgrm").arg(runs.join(format!("{stem}.hgrm"))).arg("--hlog").arg(runs.join(format!("{stem}.hlog")));
+    let recording = if plan.profile { Some(profile::Recording::start(pid, &runs.join(format!("{stem}.perf.data")))) } else { None };
     let cpu0 = children_cpu_s();
+    let wall0 = Instant::now();
     wait_load(cmd, "load", limit)?;
     let load_cpu = children_cpu_s() - cpu0;
     let after = snap(&srv.stats)?;
+    let wall = wall0.elapsed().as_secs_f64();
+    let prof = recording.map(|r| {
+        let p = r.and_then(profile::Recording::finish);
+        let _ = fs::remove_file(runs.join(format!("{stem}.perf.data")));
+        p
+    });
     let features = match (&spec, &srv.stats) {
         (ServerSpec::Ringmux { backend, .. }, Some(p)) if backend == "uring" => {
             let j: serde_json::Value = serde_json::from_slice(&fs::read(p)?)?;
@@ -756,10 +946,9 @@ fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, ste
     };
     m.ctx_switches_per_msg = Some(after.ctx.saturating_sub(before.ctx) as f64 / msgs);
     m.load_cpu_ns_per_msg = Some(load_cpu * 1e9 / msgs);
-    Ok((
-        m,
-        features,
-    ))
+    // The load process's own start-up is inside `wall`: a slight underestimate.
+    m.server_busy = (wall > 0.0).then(|| (after.cpu_s - before.cpu_s).max(0.0) / wall);
+    Ok((m, features, prof))
 }
 
 #[cfg(test)]
@@ -822,11 +1011,13 @@ mod tests {
 
     #[test]
     fn shape_ids_are_stable() {
-        let s = Shape { mode: "closed", conns: 50, pipeline: 1, rate_fraction: None };
+        let s = Shape { mode: "closed", conns: 50, pipeline: 1, rate_fraction: None, open_rate: None };
         assert_eq!(s.id(128), "closed/c50/s128");
-        let p = Shape { mode: "pipelined", conns: 50, pipeline: 8, rate_fraction: None };
+        let p = Shape { mode: "pipelined", conns: 50, pipeline: 8, rate_fraction: None, open_rate: None };
         assert_eq!(p.id(128), "pipelined8/c50/s128");
-        let o = Shape { mode: "open", conns: 50, pipeline: 1, rate_fraction: Some(0.5) };
+        let o = Shape { mode: "open", conns: 50, pipeline: 1, rate_fraction: Some(0.5), open_rate: None };
         assert_eq!(o.id(128), "open50/c50/s128");
+        let f = Shape { open_rate: Some(20000.0), ..o };
+        assert_eq!(f.id(128), "open-20000/c50/s128");
     }
 }

@@ -27,10 +27,13 @@ pub enum Command {
     Report(ReportArgs),
     /// Compare two results files; exit 0 within limits, 1 on a regression, 2 on bad input.
     Compare(CompareArgs),
-    /// Merge interval logs (.hlog) from several load processes into one.
+    /// Merge interval logs (.hlog) from several load processes, or a folder of load
+    /// agents' results, into one.
     Merge(MergeArgs),
     /// Show the kernel, whether io_uring can be set up here, and each feature ringmux may use.
     Probe(ProbeArgs),
+    /// Connect, send each stdin line, print what the server sends as it arrives.
+    Client(ClientArgs),
 }
 
 /// Which IO model serves connections.
@@ -71,6 +74,28 @@ pub enum FeatureLevel {
     /// Linux 6.1+: multishot plus SINGLE_ISSUER + DEFER_TASKRUN and a registered ring fd;
     /// on 6.12+ coalesced waits bounded by min_wait.
     Full,
+}
+
+/// How the proactor waits for completions at `full` (with FEAT_MIN_TIMEOUT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitMode {
+    /// Coalesce only after a busy turn (two or more receives); else wait for one.
+    Adaptive,
+    /// Always wait for the queued sends plus some receives, bounded by min_wait.
+    Coalesce,
+    /// Always wait for one completion.
+    Single,
+}
+
+impl WaitMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitMode::Adaptive => "adaptive",
+            WaitMode::Coalesce => "coalesce",
+            WaitMode::Single => "single",
+        }
+    }
 }
 
 /// Pick the best level or pin one.
@@ -121,6 +146,28 @@ impl FeatureLevel {
 
 pub use crate::proto::Proto as ProtoChoice;
 
+/// What `load` speaks (and verifies) on each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadProto {
+    /// Every byte sent comes back unchanged.
+    Echo,
+    /// Every byte comes back with ASCII letters upper-cased (`serve --proto upper`).
+    Upper,
+    /// HTTP/1.1: `GET /` expecting `Hello, World!` with --size 0, else `POST /echo` with
+    /// a --size byte body expected back; non-2xx replies count as errors by status.
+    Http,
+}
+
+impl LoadProto {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadProto::Echo => "echo",
+            LoadProto::Upper => "upper",
+            LoadProto::Http => "http",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on, IP:PORT (port 0: any free port; the bound address is printed).
@@ -144,6 +191,14 @@ pub struct ServeArgs {
     /// At full: leave out DEFER_TASKRUN (keep SINGLE_ISSUER).
     #[arg(long)]
     pub no_defer_taskrun: bool,
+    /// At full on Linux 6.12+: how the loop waits for completions.
+    ///
+    /// `adaptive` (default) waits for one completion at a time while traffic is light
+    /// and coalesces (the queued sends plus half the last turn's receives, bounded by
+    /// min_wait) only after a turn that brought two or more receives. `coalesce` always
+    /// coalesces; `single` never does. An idle server sleeps in every mode.
+    #[arg(long, value_enum, default_value_t = WaitMode::Adaptive, verbatim_doc_comment)]
+    pub uring_wait: WaitMode,
     /// Let a kernel thread poll the submission queue (IORING_SETUP_SQPOLL). It burns a
     /// core while busy; its CPU time counts in the server's stats. Excludes DEFER_TASKRUN.
     #[arg(long)]
@@ -187,6 +242,12 @@ pub struct ServeArgs {
     /// io_uring submission queue entries (the completion queue gets 4x). Halved on ENOMEM.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(8..=32768i64))]
     pub ring_entries: u32,
+    /// io_uring completion queue entries (default 4x --ring-entries; at least
+    /// --ring-entries). A small CQ overflows under bursts: completions are then kept
+    /// by the kernel (FEAT_NODROP) and reaped later, counted as cq_overflow, and
+    /// multishot ops ended by it are re-armed. Mostly a test knob.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=131072i64))]
+    pub cq_entries: Option<u32>,
     /// listen(2) backlog.
     #[arg(long, default_value_t = 4096)]
     pub backlog: i32,
@@ -210,9 +271,13 @@ pub struct LoadArgs {
     /// Connections (1 to 1000000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub conns: u32,
-    /// Message size in bytes (1 to 67108864).
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=(64i64 << 20)))]
+    /// Message size in bytes, up to 67108864 (with --proto http: the POST body; 0 sends
+    /// `GET /`; echo and upper need at least 1).
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(0..=(64i64 << 20)))]
     pub size: u32,
+    /// Protocol to speak and verify.
+    #[arg(long, value_enum, default_value_t = LoadProto::Echo)]
+    pub proto: LoadProto,
     /// Measured seconds, after the warm-up (above 0, at most a year).
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
     pub duration: f64,
@@ -250,9 +315,29 @@ pub struct LoadArgs {
     /// No progress line and no summary.
     #[arg(long)]
     pub quiet: bool,
-    /// Exit 0 even when errors (mismatches, resets, timeouts) were counted.
+    /// Exit 0 even when errors (mismatches, resets, timeouts, failed connects) were
+    /// counted; with it, a run where no connection could be made still writes its files.
     #[arg(long)]
     pub allow_errors: bool,
+    /// Open loop: exit 1 when the rate was not kept (achieved below 99% of --rate, or
+    /// the schedule fell behind by more than --max-lag).
+    #[arg(long)]
+    pub require_rate: bool,
+    /// Open loop: seconds a send may fall behind its intended time before the rate
+    /// counts as not kept.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_secs)]
+    pub max_lag: f64,
+    /// Load agents (processes, machines) sharing this run: each runs its share of
+    /// --conns and of --rate (merge their files with `ringmux merge DIR`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub agents: u32,
+    /// This agent's index, 0..agents-1 (a Kubernetes Indexed Job's completion index).
+    #[arg(long, default_value_t = 0)]
+    pub agent_id: u32,
+    /// Start the warm-up at this wall-clock time (UNIX seconds, fractions allowed), so
+    /// every agent starts together. Connections are made before it.
+    #[arg(long, value_name = "UNIX_TIME")]
+    pub start_at: Option<f64>,
     /// Seconds a message may stay unanswered before it counts as a timeout (its
     /// connection is then dropped). Also bounds the final drain of an open-loop run.
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
@@ -267,23 +352,35 @@ pub struct LoadArgs {
 pub struct BenchArgs {
     /// Backends to compare, comma separated: `uring` (the best level here), `epoll`, or
     /// `uring:LEVEL` with LEVEL one of baseline, fastpoll, multishot, full, optionally
-    /// followed by `+sqpoll`, `+no-defer-taskrun` or `+no-multishot-accept`
-    /// (e.g. `uring:full+sqpoll`).
+    /// followed by `+sqpoll`, `+no-defer-taskrun`, `+no-multishot-accept`,
+    /// `+wait-single`, `+wait-coalesce` or `+wait-adaptive` (e.g. `uring:full+sqpoll`).
     #[arg(long, value_delimiter = ',', default_value = "uring,epoll")]
     pub backends: Vec<String>,
     /// Connection counts, comma separated (each 1 to 100000; --quick keeps those up to 50).
     #[arg(long, value_delimiter = ',', default_value = "1,50,500")]
     pub conns: Vec<u32>,
-    /// Message size in bytes (1 to 16777216).
-    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=(16i64 << 20)))]
+    /// Message size in bytes, up to 16777216 (with --proto http: the POST body; 0 sends
+    /// `GET /`).
+    #[arg(long, default_value_t = 128)]
     pub size: u32,
+    /// Protocol every server in the matrix serves and the load speaks and verifies
+    /// (`serve --proto`, `load --proto`). External servers are taken to speak echo only:
+    /// with another protocol they are named in one line and left out.
+    #[arg(long, value_enum, default_value_t = LoadProto::Echo)]
+    pub proto: LoadProto,
     /// Seconds per measured run, 0.2 to 3600 [default: 1.5; with --quick 1.0]. Each run
     /// has an unrecorded warm-up before it (0.5 s; with --quick 0.3 s).
     #[arg(long, value_parser = parse_bench_secs)]
     pub duration: Option<f64>,
-    /// Repeats of the whole interleaved matrix, 1 to 100 [default: 3; with --quick 1].
+    /// Repeats of the whole interleaved matrix, 1 to 100 [default: 3; with --quick 1]
+    /// (`compare` needs 3 or more per side for a verdict that sees noise).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: Option<u32>,
+    /// Run the open-loop shape at this fixed rate (msgs/s) instead of 50% of the
+    /// measured peak, so runs on different days are comparable (cell id open-R/cN/sS).
+    /// Default: none.
+    #[arg(long, value_name = "R")]
+    pub open_rate: Option<f64>,
     /// Another server in the same matrix: NAME=CMD, CMD gets {addr} (repeatable). With
     /// any --external, the reference peers are left out.
     #[arg(long)]
@@ -317,6 +414,20 @@ pub struct BenchArgs {
     /// 1 to 1024. `--threads` is an alias (as in `serve --threads`).
     #[arg(long, visible_alias = "threads", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
     pub server_threads: u16,
+    /// Record each server with `perf` during every measured run and show where its
+    /// CPU went: network stack, io_uring, readiness (epoll/poll/select, sock_poll,
+    /// tcp_poll), syscall entry, scheduler and timers, other kernel, user space.
+    /// Shares go to results.json and a stacked bar per server and cell to
+    /// report.html. Without perf installed, the bench says so and runs the rest.
+    #[arg(long, verbatim_doc_comment)]
+    pub profile: bool,
+    /// Seconds each server sits idle for the quiet rows (CPU share and syscalls per
+    /// second with no connection, then with --quiet-conns silent ones); 0 skips them.
+    #[arg(long, default_value_t = 1.5, value_parser = parse_secs)]
+    pub quiet_secs: f64,
+    /// Silent connections held open for the second quiet row.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub quiet_conns: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -334,16 +445,35 @@ pub struct CompareArgs {
     /// Allowed regressions, e.g. "p99=10%,throughput=5%".
     #[arg(long, default_value = "p99=10%,throughput=5%")]
     pub max_regression: String,
+    /// Exit 1 on an inconclusive verdict too (the noise straddles a limit).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct MergeArgs {
-    /// Interval logs to merge.
+    /// Interval logs to merge, or one folder holding the .json and .hlog files of
+    /// `load --agents N` agents (then OUTPUT is a load result, its .hlog beside it).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Output interval log. `--output` is the old spelling.
+    /// Output interval log (or, for a folder of agents, the merged load result .json).
+    /// `--output` is the old spelling.
     #[arg(short = 'o', long = "out", visible_alias = "output", value_name = "FILE")]
     pub output: PathBuf,
+    /// Merge the agents that are there even when some are missing or failed (they are
+    /// named; the result's rate_kept is then false).
+    #[arg(long)]
+    pub allow_partial: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub addr: SocketAddr,
+    /// Seconds to wait for the connection.
+    #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
+    pub connect_timeout: f64,
 }
 
 #[derive(Debug, Clone, Args)]

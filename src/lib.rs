@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod load;
 pub mod probe;
 pub mod proto;
@@ -73,5 +74,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(a) => report::report_cmd(a),
         Command::Compare(a) => report::compare_cmd(a),
         Command::Merge(a) => report::merge_cmd(a),
+        Command::Client(a) => client::client_cmd(a),
     }
 }

@@ -114,3 +114,69 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
     );
     assert!(st.status.success(), "{v:?}: exit {:?}, stderr {}", st.status, st.stderr);
 });
+
+/// Take a SIGUSR1 snapshot and return it (the file is removed first, so the one read
+/// is new).
+fn snapshot(srv: &Server, v: Variant, json: &std::path::Path) -> serde_json::Value {
+    let _ = std::fs::remove_file(json);
+    srv.signal(libc::SIGUSR1);
+    assert!(wait_until(Duration::from_secs(10), || json.exists()), "{v:?}: no SIGUSR1 snapshot within 10 s; stderr: {}", srv.stderr());
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap_or_else(|e| panic!("{v:?}: snapshot is not JSON: {e}"))
+}
+
+/// The idle budget of issue 11: over a quiet window an idle server makes fewer than
+/// `MAX_CALLS_PER_S` syscalls a second (any kind: waits, and whatever a spinning loop
+/// would do) and uses under 1% of a core. Counts come from two SIGUSR1 snapshots, so
+/// they are exact; the window is long enough that the two snapshots' own handling
+/// (a wake-pipe read and a re-arm each) stays far below the budget.
+fn assert_idle(srv: &Server, v: Variant, json: &std::path::Path, what: &str) {
+    const WINDOW: Duration = Duration::from_secs(3);
+    const MAX_CALLS_PER_S: f64 = 10.0;
+    const MAX_CORE_SHARE: f64 = 0.01;
+    let cpu = |j: &serde_json::Value| j["cpu_user_s"].as_f64().unwrap() + j["cpu_sys_s"].as_f64().unwrap();
+    let a = snapshot(srv, v, json);
+    thread::sleep(WINDOW);
+    let b = snapshot(srv, v, json);
+    let secs = b["elapsed_s"].as_f64().unwrap() - a["elapsed_s"].as_f64().unwrap();
+    let calls = b["syscalls_total"].as_u64().unwrap() - a["syscalls_total"].as_u64().unwrap();
+    let share = (cpu(&b) - cpu(&a)) / secs;
+    println!("{v:?} idle with {what}: {calls} syscalls in {secs:.2} s, {:.3}% of a core; by kind {}", share * 100.0, b["syscalls"]);
+    assert!(
+        (calls as f64) < MAX_CALLS_PER_S * secs,
+        "{v:?} idle with {what}: {calls} syscalls in {secs:.2} s (budget {MAX_CALLS_PER_S}/s); before {} after {}",
+        a["syscalls"],
+        b["syscalls"]
+    );
+    assert!(share < MAX_CORE_SHARE, "{v:?} idle with {what}: {:.2}% of a core over {secs:.2} s (budget 1%)", share * 100.0);
+}
+
+backend_test!(idle_server_sleeps, |v| {
+    let json = std::env::temp_dir().join(format!("ringmux-idle-{}-{v:?}.json", std::process::id()));
+    let srv = Server::start(v, &["--stats-json", json.to_str().unwrap()]);
+    // No connection at all.
+    assert_idle(&srv, v, &json, "no connections");
+    // 1,000 connections that each echoed once, then fell silent (a busy turn first:
+    // a loop that adapts its waiting to traffic must settle back to sleeping).
+    let conns = srv.connect_echoed(1000, 16);
+    assert_idle(&srv, v, &json, "1000 idle connections");
+    drop(conns);
+    let st = srv.stop(Duration::from_secs(10));
+    assert!(st.status.success(), "{v:?}: exit {:?}, stderr {}", st.status, st.stderr);
+    let _ = std::fs::remove_file(&json);
+});
+
+/// `--uring-wait coalesce` coalesces even when idle: each wait is capped (1 s), so the
+/// loop wakes about once a second instead of spinning on min_wait's ETIME.
+#[test]
+fn coalescing_wait_sleeps_when_idle() {
+    crate::util::run_variant(Variant::UringFull, "coalescing_wait_sleeps_when_idle", |v| {
+        let json = std::env::temp_dir().join(format!("ringmux-idle-coalesce-{}.json", std::process::id()));
+        let srv = Server::start(v, &["--uring-wait", "coalesce", "--stats-json", json.to_str().unwrap()]);
+        assert!(srv.start_line.contains("full"), "{}", srv.start_line);
+        assert_idle(&srv, v, &json, "no connections, --uring-wait coalesce");
+        let conns = srv.connect_echoed(100, 16);
+        assert_idle(&srv, v, &json, "100 idle connections, --uring-wait coalesce");
+        drop(conns);
+        let _ = std::fs::remove_file(&json);
+    });
+}

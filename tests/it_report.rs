@@ -235,6 +235,7 @@ fn metrics(thr: f64, p99: f64) -> RunMetrics {
         ctx_switches_per_msg: Some(0.01),
         errors: 0,
         load_cpu_ns_per_msg: None,
+        server_busy: None,
     }
 }
 
@@ -261,6 +262,7 @@ fn cell(server: &str, mode: &str, conns: u32, m: RunMetrics, runs: usize) -> Cel
         max: hi,
         hgrm: vec![],
         hlog: vec![],
+        profile: None,
     }
 }
 
@@ -273,6 +275,7 @@ fn bench(cells: Vec<Cell>) -> BenchResults {
         cells,
         notes: vec!["closed loop; client and server pinned to different CPUs".into()],
         idle: None,
+        quiet: vec![],
     }
 }
 
@@ -355,8 +358,55 @@ fn compare_load_files() {
     let (c, s) = compare(&d, "a.json", "b.json", "p99=10%,throughput=5%");
     assert_eq!(c, Some(0), "{s}");
     assert!(s.contains("load"), "{s}");
+    assert!(s.contains("cannot see noise"), "a single load file is one value per side\n{s}");
     let (c, s) = compare(&d, "a.json", "c.json", "p99=10%,throughput=5%");
     assert_eq!(c, Some(1), "{s}");
+}
+
+/// A cell whose runs have the given throughputs (p99 fixed), median and spread from them.
+fn noisy_cell(thr: &[f64]) -> Cell {
+    let runs: Vec<RunMetrics> = thr.iter().map(|&t| metrics(t, 200_000.0)).collect();
+    let mut sorted = thr.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut c = cell("epoll", "closed", 50, metrics(sorted[sorted.len() / 2], 200_000.0), 0);
+    c.min = metrics(sorted[0], 200_000.0);
+    c.max = metrics(sorted[sorted.len() - 1], 200_000.0);
+    c.runs = runs;
+    c
+}
+
+#[test]
+fn compare_sees_noise_strict_and_fingerprints() {
+    let d = tmpdir("compare_noise");
+    write_json(&d.join("base.json"), &bench(vec![noisy_cell(&[100_000.0, 80_000.0, 120_000.0])]));
+    // Median -10%, runs overlapping the base's: inconclusive, exit 0; --strict: exit 1.
+    write_json(&d.join("noisy.json"), &bench(vec![noisy_cell(&[90_000.0, 118_000.0, 75_000.0])]));
+    // Every run far below: a regression whose interval lies beyond the limit.
+    write_json(&d.join("slow.json"), &bench(vec![noisy_cell(&[50_000.0, 52_000.0, 55_000.0])]));
+    let (c, s) = compare(&d, "base.json", "noisy.json", "throughput=5%");
+    assert_eq!(c, Some(0), "{s}");
+    assert!(s.contains("inconclusive") && s.contains("95% interval") && s.contains("3/3"), "{s}");
+    let (b, h) = (d.join("base.json"), d.join("noisy.json"));
+    let args = ["compare", b.to_str().unwrap(), h.to_str().unwrap(), "--max-regression", "throughput=5%", "--strict"];
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&args, &o));
+    let (c, s) = compare(&d, "base.json", "slow.json", "throughput=5%");
+    assert_eq!(c, Some(1), "{s}");
+    assert!(s.contains("REGRESSION") && s.contains("regression: epoll/closed/c50/s128 throughput") && s.contains("95% interval ["), "{s}");
+    assert!(!s.contains("warning"), "same machine: no warning\n{s}");
+    // Another machine: a warning naming what differs (the verdict stands).
+    let mut other = bench(vec![noisy_cell(&[100_000.0, 80_000.0, 120_000.0])]);
+    other.sys.cores = 64;
+    other.sys.kernel = "6.1.0".into();
+    write_json(&d.join("other.json"), &other);
+    let (c, s) = compare(&d, "base.json", "other.json", "throughput=5%");
+    assert_eq!(c, Some(0), "{s}");
+    assert!(s.contains("warning: the results come from different machines") && s.contains("cores \"2\" -> \"64\"") && s.contains("kernel"), "{s}");
+    // One run per side: single values, and a note saying noise is not seen.
+    write_json(&d.join("one.json"), &bench(vec![cell("epoll", "closed", 50, metrics(100_000.0, 200_000.0), 1)]));
+    let (c, s) = compare(&d, "one.json", "one.json", "throughput=5%");
+    assert_eq!(c, Some(0), "{s}");
+    assert!(s.contains("cannot see noise"), "{s}");
 }
 
 // ---------------------------------------------------------------- report

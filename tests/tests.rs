@@ -13,6 +13,12 @@ mod it_faults;
 mod it_idle;
 /// Exit codes, option spellings, addresses and a closed stdout, as a newcomer meets them.
 mod it_cli;
+/// io_uring: CQ overflow, failed submissions, refused registrations.
+mod it_ring;
+/// HTTP on every backend, load --proto, ringmux client.
+mod it_proto;
+/// scripts/: the CI baseline rule, the YAML examples.
+mod it_ci;
 
 mod serve {
     use std::io::{Read, Write};

@@ -91,6 +91,7 @@ pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults
         }),
         cells: Vec::new(),
         notes,
+        quiet: Vec::new(),
         idle: Some(IdleResults {
             conns: n,
             round_trip_bytes: ROUND_TRIP as u32,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::cli::{DriverChoice, LoadArgs};
+use crate::cli::{DriverChoice, LoadArgs, LoadProto};
 /// Shared with `serve --cpus`; lives in the CLI module, re-exported here for the load API.
 pub use crate::cli::parse_cpu_list;
 
@@ -39,7 +39,10 @@ pub enum Mode {
 pub struct LoadConfig {
     pub addr: SocketAddr,
     pub conns: u32,
+    /// Bytes per message (http: the POST body; 0 sends `GET /`).
     pub size: u32,
+    /// What is sent and how replies are verified.
+    pub proto: LoadProto,
     pub pipeline: u32,
     pub mode: Mode,
     pub duration: Duration,
@@ -57,6 +60,17 @@ pub struct LoadConfig {
     /// Print a progress line per interval on stderr (only if stderr is a terminal).
     pub progress: bool,
     pub on_window: Option<WindowHook>,
+    /// Open loop: the rate counts as not kept when a message is sent this much later
+    /// than its intended time.
+    pub max_lag: Duration,
+    /// Run (and report) even when no connection could be established.
+    pub allow_errors: bool,
+    /// One of `agents` load processes (machines) sharing `conns` and the rate: this one
+    /// runs connections `i` with `i % agents == agent_id`, on the single-agent schedule.
+    pub agents: u32,
+    pub agent_id: u32,
+    /// Start (the warm-up) at this wall-clock time, seconds since the epoch.
+    pub start_at: Option<f64>,
     /// Set it to end the run early (Ctrl-C); the result covers what ran.
     pub stop: Option<Arc<AtomicBool>>,
 }
@@ -67,6 +81,7 @@ impl fmt::Debug for LoadConfig {
             .field("addr", &self.addr)
             .field("conns", &self.conns)
             .field("size", &self.size)
+            .field("proto", &self.proto)
             .field("pipeline", &self.pipeline)
             .field("mode", &self.mode)
             .field("duration", &self.duration)
@@ -78,10 +93,18 @@ impl fmt::Debug for LoadConfig {
             .field("driver", &self.driver)
             .field("progress", &self.progress)
             .field("on_window", &self.on_window.as_ref().map(|_| "<hook>"))
+            .field("max_lag", &self.max_lag)
+            .field("allow_errors", &self.allow_errors)
+            .field("agents", &self.agents)
+            .field("agent_id", &self.agent_id)
+            .field("start_at", &self.start_at)
             .field("stop", &self.stop)
             .finish()
     }
 }
+
+/// Default `--max-lag`, milliseconds.
+pub const DEFAULT_MAX_LAG_MS: u64 = 50;
 
 /// Most outstanding-message slots over all connections (8 bytes each).
 const MAX_SLOTS: u64 = 1 << 26;
@@ -93,6 +116,7 @@ impl LoadConfig {
             addr,
             conns,
             size,
+            proto: LoadProto::Echo,
             pipeline: 1,
             mode: Mode::Closed,
             duration,
@@ -104,6 +128,11 @@ impl LoadConfig {
             driver: DriverChoice::Auto,
             progress: false,
             on_window: None,
+            max_lag: Duration::from_millis(DEFAULT_MAX_LAG_MS),
+            allow_errors: false,
+            agents: 1,
+            agent_id: 0,
+            start_at: None,
             stop: None,
         }
     }
@@ -123,6 +152,7 @@ impl LoadConfig {
             addr: a.addr,
             conns: a.conns,
             size: a.size,
+            proto: a.proto,
             pipeline: a.pipeline,
             mode,
             duration: Duration::from_secs_f64(a.duration),
@@ -134,6 +164,11 @@ impl LoadConfig {
             driver: a.driver,
             progress: !a.quiet,
             on_window: None,
+            max_lag: Duration::from_secs_f64(a.max_lag),
+            allow_errors: a.allow_errors,
+            agents: a.agents,
+            agent_id: a.agent_id,
+            start_at: a.start_at,
             stop: None,
         };
         cfg.validate()?;
@@ -145,8 +180,11 @@ impl LoadConfig {
         if self.conns == 0 {
             bail!("--conns must be at least 1");
         }
-        if self.size == 0 {
-            bail!("--size must be at least 1 byte");
+        if self.size == 0 && self.proto != LoadProto::Http {
+            bail!("--size must be at least 1 byte (0 is for --proto http: GET /)");
+        }
+        if self.proto == LoadProto::Http && u64::from(self.size) > crate::proto::http::MAX_BODY {
+            bail!("--size {} is over the HTTP server's body limit ({} bytes)", self.size, crate::proto::http::MAX_BODY);
         }
         if self.pipeline == 0 {
             bail!("--pipeline must be at least 1");
@@ -171,6 +209,17 @@ impl LoadConfig {
         if self.threads == 0 {
             bail!("--threads must be at least 1");
         }
+        if self.agents == 0 || self.agent_id >= self.agents {
+            bail!("--agent-id {} with --agents {}: the id must be below the number of agents", self.agent_id, self.agents);
+        }
+        if self.conns < self.agents {
+            bail!("--conns {} is fewer than --agents {}: every agent needs a connection", self.conns, self.agents);
+        }
+        if let Some(t) = self.start_at
+            && !(t.is_finite() && t > 0.0)
+        {
+            bail!("--start-at {t}: must be a UNIX time in seconds");
+        }
         if !self.pin.is_empty() && self.pin.len() < usize::from(self.effective_threads()) {
             bail!("--cpus lists {} CPU(s) for {} load threads: give one CPU per thread", self.pin.len(), self.effective_threads());
         }
@@ -179,7 +228,26 @@ impl LoadConfig {
 
     /// Threads actually started: no thread without a connection.
     pub fn effective_threads(&self) -> u16 {
-        self.threads.min(u16::try_from(self.conns).unwrap_or(u16::MAX)).max(1)
+        self.threads.min(u16::try_from(self.my_conns()).unwrap_or(u16::MAX)).max(1)
+    }
+
+    /// The connections this agent runs (all of them with one agent): ids `i` of
+    /// `0..conns` with `i % agents == agent_id`. Their intended times are those of the
+    /// single-agent schedule, so the union over agents is that schedule exactly.
+    pub fn my_conn_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        (self.agent_id..self.conns).step_by(self.agents.max(1) as usize)
+    }
+
+    pub fn my_conns(&self) -> u32 {
+        self.my_conn_ids().count() as u32
+    }
+
+    /// This agent's share of the asked rate (the whole rate with one agent).
+    pub fn my_rate(&self) -> Option<f64> {
+        match self.agents {
+            1 => self.rate(),
+            _ => self.rate().map(|r| r * f64::from(self.my_conns()) / f64::from(self.conns)),
+        }
     }
 
     pub fn mode_name(&self) -> &'static str {
@@ -249,5 +317,24 @@ mod tests {
         // More threads than connections: one thread per connection.
         let c = LoadConfig::from_args(&args(&["--threads", "8", "--conns", "3"])).unwrap();
         assert_eq!(c.effective_threads(), 3);
+    }
+
+    #[test]
+    fn agents_share_connections_and_rate() {
+        let c = LoadConfig::from_args(&args(&["--conns", "7", "--rate", "700", "--agents", "3", "--agent-id", "1"])).unwrap();
+        assert_eq!(c.my_conn_ids().collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(c.my_rate(), Some(200.0));
+        // The agents' connections are 0..conns, each exactly once.
+        let mut all: Vec<u32> = (0..3)
+            .flat_map(|i| {
+                let c = LoadConfig::from_args(&args(&["--conns", "7", "--agents", "3", "--agent-id", &i.to_string()])).unwrap();
+                c.my_conn_ids().collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..7).collect::<Vec<_>>());
+        for bad in [&["--agents", "3", "--agent-id", "3"][..], &["--agents", "4", "--conns", "3"], &["--start-at=-1"]] {
+            assert!(LoadConfig::from_args(&args(bad)).is_err(), "{bad:?} accepted");
+        }
     }
 }

@@ -16,8 +16,9 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,10 @@ use crate::report::model::LoadErrors;
 #[derive(Debug)]
 pub(crate) struct Plan {
     pub addr: SocketAddr,
+    /// Bytes of one request on the wire (http: head and body).
     pub size: usize,
+    /// What is sent and what replies must be.
+    pub wire: Wire,
     pub pipeline: u32,
     pub schedule: Option<Schedule>,
     pub warmup_ns: u64,
@@ -48,6 +52,47 @@ pub(crate) struct Plan {
     pub driver: DriverKind,
 }
 
+/// The protocol of a run: how a request is laid out and how its reply is checked.
+#[derive(Debug)]
+pub(crate) enum Wire {
+    /// The reply is the request.
+    Echo,
+    /// The reply is the request with ASCII letters upper-cased.
+    Upper,
+    /// HTTP/1.1: each request is `head` then `body` payload bytes; each reply is a status
+    /// line, headers with a Content-Length, and a body: `Hello, World!` when `body` is
+    /// 0 (`GET /`), else the payload sent (`POST /echo`).
+    Http { head: Box<[u8]>, body: usize },
+}
+
+impl Wire {
+    pub fn new(proto: crate::cli::LoadProto, size: usize) -> Wire {
+        use crate::cli::LoadProto;
+        match proto {
+            LoadProto::Echo => Wire::Echo,
+            LoadProto::Upper => Wire::Upper,
+            LoadProto::Http if size == 0 => Wire::Http { head: Box::from(&b"GET / HTTP/1.1\r\nHost: ringmux\r\n\r\n"[..]), body: 0 },
+            LoadProto::Http => Wire::Http {
+                head: format!("POST /echo HTTP/1.1\r\nHost: ringmux\r\nContent-Length: {size}\r\n\r\n").into_bytes().into_boxed_slice(),
+                body: size,
+            },
+        }
+    }
+
+    /// Bytes of one request on the wire.
+    pub fn request_len(&self, size: usize) -> usize {
+        match self {
+            Wire::Echo | Wire::Upper => size,
+            Wire::Http { head, body } => head.len() + body,
+        }
+    }
+}
+
+/// The body `GET /` answers.
+const HELLO: &[u8] = b"Hello, World!";
+/// The longest HTTP reply head accepted.
+const MAX_REPLY_HEAD: usize = 8 * 1024;
+
 /// Counters the coordinator reads for the progress line.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
@@ -55,13 +100,37 @@ pub(crate) struct Shared {
     pub stop: AtomicBool,
     pub warmup_done: AtomicU64,
     pub errors: [AtomicU64; 5],
+    /// HTTP replies outside 2xx, by status.
+    pub status: Mutex<BTreeMap<u16, u64>>,
 }
 
 impl Shared {
     pub fn errors(&self) -> LoadErrors {
         let e = |i: usize| self.errors[i].load(Ordering::Relaxed);
-        LoadErrors { mismatch: e(0), reset: e(1), timeout: e(2), connect: e(3), other: e(4) }
+        let status = self.status.lock().map(|m| m.clone()).unwrap_or_default();
+        LoadErrors { mismatch: e(0), reset: e(1), timeout: e(2), connect: e(3), other: e(4), status }
     }
+}
+
+/// How a message ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Verified,
+    Mismatch,
+    /// HTTP: a reply with this status outside 2xx.
+    Status(u16),
+}
+
+/// HTTP reply parsing state of one connection.
+#[derive(Debug, Default)]
+struct HttpRx {
+    /// Bytes of the reply head so far (until the blank line).
+    head: Vec<u8>,
+    /// In the body: bytes still to come.
+    body_left: Option<u64>,
+    body_off: usize,
+    status: u16,
+    bad: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +164,13 @@ pub(crate) struct WorkerResult {
     pub missing: u64,
     /// Open loop: messages intended in the window (until the stop, if stopped early).
     pub scheduled: u64,
+    /// Completion time of the last message recorded in the window, ns since base (0: none).
+    pub last_reply_ns: u64,
+    /// Open loop: the most a message intended in the window was sent after its intended
+    /// time (one never sent: how late it was when the run stopped), ns.
+    pub max_lag_ns: u64,
+    /// Connects refused by the server (ECONNREFUSED), also counted in `errors.connect`.
+    pub connect_refused: u64,
 }
 
 pub(crate) fn new_histogram() -> Histogram<u64> {
@@ -135,6 +211,8 @@ struct Conn {
     last_seq: u64,
     /// Send time (ns) of message `seq` at `seq % pipeline`.
     sent_at: Box<[u64]>,
+    /// HTTP only.
+    http: Option<Box<HttpRx>>,
 }
 
 impl Conn {
@@ -214,6 +292,9 @@ pub(crate) fn worker(
             }
             Err(e) => {
                 res.errors.connect += 1;
+                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
+                    res.connect_refused += 1;
+                }
                 shared.errors[ErrKind::Connect as usize].fetch_add(1, Ordering::Relaxed);
                 first_err.get_or_insert(e);
             }
@@ -369,6 +450,7 @@ impl<'a> Core<'a> {
                 in_heap: false,
                 last_seq: plan.schedule.map_or(u64::MAX, |s| s.count_before(id, plan.end_ns)),
                 sent_at: vec![0; plan.pipeline as usize].into_boxed_slice(),
+                http: matches!(plan.wire, Wire::Http { .. }).then(Box::default),
             })
             .collect();
         Core {
@@ -446,7 +528,7 @@ impl<'a> Core<'a> {
                 break;
             }
             let n = (size - off).min(buf.len() - len);
-            payload::fill(c.id, seq, off, &mut buf[len..len + n]);
+            self.fill_msg(c.id, seq, off, &mut buf[len..len + n]);
             len += n;
             off += n;
             if off == size {
@@ -455,6 +537,24 @@ impl<'a> Core<'a> {
             }
         }
         len
+    }
+
+    /// Bytes `off..` of request `seq` of connection `id`.
+    fn fill_msg(&self, id: u32, seq: u64, off: usize, out: &mut [u8]) {
+        match &self.plan.wire {
+            Wire::Echo | Wire::Upper => payload::fill(id, seq, off, out),
+            Wire::Http { head, .. } => {
+                let mut out = out;
+                let mut off = off;
+                if off < head.len() {
+                    let n = (head.len() - off).min(out.len());
+                    out[..n].copy_from_slice(&head[off..off + n]);
+                    out = &mut out[n..];
+                    off += n;
+                }
+                payload::fill(id, seq, off - head.len(), out);
+            }
+        }
     }
 
     /// The kernel took `n` more bytes of connection `ci` at `now`: move its write
@@ -467,6 +567,12 @@ impl<'a> Core<'a> {
         while rem > 0 {
             if c.tx_off == 0 {
                 c.sent_at[(c.tx_seq % p) as usize] = now;
+                if let Some(s) = self.plan.schedule {
+                    let intended = s.intended(c.id, c.tx_seq);
+                    if intended >= self.plan.warmup_ns {
+                        self.res.max_lag_ns = self.res.max_lag_ns.max(now.saturating_sub(intended));
+                    }
+                }
             }
             let k = (size - c.tx_off).min(rem);
             c.tx_off += k;
@@ -481,6 +587,10 @@ impl<'a> Core<'a> {
     /// Bytes received on connection `ci`: verify them, complete and record messages.
     /// Err: the connection must be killed with that kind (more bytes than were sent).
     pub fn on_bytes(&mut self, ci: usize, data: &[u8], now: u64) -> Result<(), ErrKind> {
+        if matches!(self.plan.wire, Wire::Http { .. }) {
+            return self.on_http_bytes(ci, data, now);
+        }
+        let upper = matches!(self.plan.wire, Wire::Upper);
         let size = self.plan.size;
         let sz = size as u64;
         let n = data.len();
@@ -497,7 +607,8 @@ impl<'a> Core<'a> {
         while i < n {
             let c = &mut self.conns[ci];
             let k = (size - c.rx_off).min(n - i);
-            if !c.rx_bad && !payload::verify(c.id, c.rx_seq, c.rx_off, &data[i..i + k]) {
+            let ok = if upper { verify_upper(c.id, c.rx_seq, c.rx_off, &data[i..i + k]) } else { payload::verify(c.id, c.rx_seq, c.rx_off, &data[i..i + k]) };
+            if !c.rx_bad && !ok {
                 c.rx_bad = true;
             }
             c.rx_off += k;
@@ -507,18 +618,92 @@ impl<'a> Core<'a> {
                 c.rx_seq += 1;
                 c.rx_off = 0;
                 c.rx_bad = false;
-                self.complete(ci, seq, bad, now);
+                self.complete(ci, seq, if bad { Outcome::Mismatch } else { Outcome::Verified }, now);
             }
         }
         Ok(())
     }
 
-    fn complete(&mut self, ci: usize, seq: u64, bad: bool, now: u64) {
+    /// HTTP replies: parse each head (status, Content-Length), check the body against
+    /// what the request asked for, complete the message. Err: the connection must be
+    /// killed (a reply nobody asked for, a head that does not parse or has no valid
+    /// Content-Length: the stream cannot be framed any more).
+    fn on_http_bytes(&mut self, ci: usize, data: &[u8], now: u64) -> Result<(), ErrKind> {
+        let Wire::Http { body: req_body, .. } = self.plan.wire else { unreachable!("http only") };
+        let mut i = 0;
+        while i < data.len() {
+            let c = &mut self.conns[ci];
+            let (id, seq) = (c.id, c.rx_seq);
+            let outstanding = c.outstanding();
+            let rx = c.http.as_mut().expect("http state on an http run");
+            match rx.body_left {
+                None => {
+                    // Head: take bytes up to the blank line.
+                    let from = rx.head.len().saturating_sub(3);
+                    let take = (data.len() - i).min(MAX_REPLY_HEAD + 1 - rx.head.len());
+                    rx.head.extend_from_slice(&data[i..i + take]);
+                    let Some(end) = rx.head[from..].windows(4).position(|w| w == b"\r\n\r\n").map(|p| from + p + 4) else {
+                        if rx.head.len() > MAX_REPLY_HEAD {
+                            return Err(ErrKind::Mismatch);
+                        }
+                        return Ok(());
+                    };
+                    i += take - (rx.head.len() - end);
+                    rx.head.truncate(end);
+                    if outstanding == 0 {
+                        return Err(ErrKind::Mismatch);
+                    }
+                    let (status, len) = parse_reply_head(&rx.head).ok_or(ErrKind::Mismatch)?;
+                    let want = if req_body == 0 { HELLO.len() } else { req_body } as u64;
+                    rx.head.clear();
+                    rx.status = status;
+                    rx.bad = (200..300).contains(&status) && len != want;
+                    rx.body_off = 0;
+                    rx.body_left = Some(len);
+                }
+                Some(left) => {
+                    let k = left.min((data.len() - i) as u64) as usize;
+                    let part = &data[i..i + k];
+                    if (200..300).contains(&rx.status) && !rx.bad {
+                        let ok = if req_body == 0 {
+                            HELLO.get(rx.body_off..rx.body_off + k) == Some(part)
+                        } else {
+                            payload::verify(id, seq, rx.body_off, part)
+                        };
+                        rx.bad = !ok;
+                    }
+                    rx.body_off += k;
+                    rx.body_left = Some(left - k as u64);
+                    i += k;
+                }
+            }
+            let c = &mut self.conns[ci];
+            let rx = c.http.as_mut().expect("http state on an http run");
+            if rx.body_left == Some(0) {
+                rx.body_left = None;
+                let outcome = match (rx.status, rx.bad) {
+                    (200..=299, false) => Outcome::Verified,
+                    (200..=299, true) => Outcome::Mismatch,
+                    (s, _) => Outcome::Status(s),
+                };
+                c.rx_seq += 1;
+                self.complete(ci, seq, outcome, now);
+            }
+        }
+        Ok(())
+    }
+
+    fn complete(&mut self, ci: usize, seq: u64, outcome: Outcome, now: u64) {
         let plan = self.plan;
         let c = &self.conns[ci];
         let sent = c.sent_at[(seq % u64::from(plan.pipeline)) as usize];
         let (id, last) = (c.id, c.last_seq);
-        if bad {
+        if let Outcome::Status(s) = outcome {
+            *self.res.errors.status.entry(s).or_default() += 1;
+            if let Ok(mut m) = self.shared.status.lock() {
+                *m.entry(s).or_default() += 1;
+            }
+        } else if outcome == Outcome::Mismatch {
             self.count(ErrKind::Mismatch, 1);
         } else {
             match plan.schedule {
@@ -547,6 +732,7 @@ impl<'a> Core<'a> {
     fn record(&mut self, now: u64, latency: u64, uncorrected: Option<u64>) {
         self.roll_interval(now);
         self.res.messages += 1;
+        self.res.last_reply_ns = self.res.last_reply_ns.max(now);
         record(&mut self.latency, latency);
         if let (Some(h), Some(v)) = (self.uncorrected.as_mut(), uncorrected) {
             record(h, v);
@@ -623,6 +809,11 @@ impl<'a> Core<'a> {
             let last = c.last_seq.min(s.count_before(c.id, until)).max(first);
             let done = c.rx_seq.clamp(first, last);
             self.res.missing += last - done;
+            // The first message of the window never sent was that late when the run stopped.
+            let unsent = c.started().max(first);
+            if unsent < last {
+                self.res.max_lag_ns = self.res.max_lag_ns.max(now.saturating_sub(s.intended(c.id, unsent)));
+            }
             self.res.scheduled += last - first;
         }
     }
@@ -653,6 +844,38 @@ impl<'a> Core<'a> {
             }
         }
     }
+}
+
+/// True when `data` is bytes `off..` of message `seq` of `conn`, upper-cased.
+fn verify_upper(conn: u32, seq: u64, off: usize, data: &[u8]) -> bool {
+    let mut buf = [0u8; 256];
+    data.chunks(buf.len()).enumerate().all(|(j, chunk)| {
+        let b = &mut buf[..chunk.len()];
+        payload::fill(conn, seq, off + j * 256, b);
+        b.make_ascii_uppercase();
+        b == chunk
+    })
+}
+
+/// Status and Content-Length of an HTTP reply head (ending in the blank line); None
+/// when it does not parse or has no single all-digit Content-Length.
+fn parse_reply_head(head: &[u8]) -> Option<(u16, u64)> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut r = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(_) = r.parse(head).ok()? else { return None };
+    let status = r.code?;
+    let mut len = None;
+    for h in r.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+        if h.value.is_empty() || !h.value.iter().all(u8::is_ascii_digit) || h.value.len() > 18 {
+            return None;
+        }
+        let v: u64 = std::str::from_utf8(h.value).ok()?.parse().ok()?;
+        if len.is_some_and(|l| l != v) {
+            return None;
+        }
+        len = Some(v);
+    }
+    Some((status, len?))
 }
 
 /// Record `v`, growing the histogram when needed (rare: a new largest value).

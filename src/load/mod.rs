@@ -78,7 +78,8 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 
 pub use config::{LoadConfig, Mode, WindowEdge, WindowHook, parse_cpu_list, uncorrected_path};
-use engine::{Plan, Report, Shared, WorkerResult, new_histogram};
+pub use output::rate_line;
+use engine::{Plan, Report, Shared, Wire, WorkerResult, new_histogram};
 use schedule::Schedule;
 
 use crate::cli::{DriverChoice, LoadArgs};
@@ -152,6 +153,8 @@ pub struct LoadOutcome {
 /// naming the error kinds) when errors were counted, unless `--allow-errors`.
 pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = LoadConfig::from_args(&a)?;
+    // An hour's run is not lost to a typo in an output path: check them all first.
+    output::check_paths(&a)?;
     // First Ctrl-C / SIGTERM: stop and report what ran. Second: exit at once (130).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -160,9 +163,15 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     cfg.stop = Some(stop);
     let outcome = run(&cfg)?;
+    // The summary first: a file that cannot be written does not hide the figures.
+    if !a.quiet {
+        print!("{}", output::summary(&outcome));
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    }
     let files = output::write_files(&a, &outcome)?;
     if !a.quiet {
-        print!("{}{}", output::summary(&outcome), output::files_lines(&files));
+        print!("{}", output::files_lines(&files));
     }
     let e = &outcome.result.errors;
     if e.total() > 0 && !a.allow_errors {
@@ -171,6 +180,10 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     if outcome.result.interrupted {
         // Files and summary cover what ran; the exit status says it was cut short.
         return Ok(ExitCode::from(130));
+    }
+    if a.require_rate && outcome.result.rate_kept == Some(false) {
+        eprintln!("ringmux: error: {}", output::rate_line(&outcome.result).trim());
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -190,7 +203,8 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     let threads = usize::from(cfg.effective_threads());
     let plan = Arc::new(Plan {
         addr: cfg.addr,
-        size: cfg.size as usize,
+        size: Wire::new(cfg.proto, cfg.size as usize).request_len(cfg.size as usize),
+        wire: Wire::new(cfg.proto, cfg.size as usize),
         pipeline: cfg.pipeline,
         schedule: cfg.rate().map(|r| Schedule::new(r, cfg.conns)),
         warmup_ns: ns(cfg.warmup),
@@ -206,7 +220,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     let mut starts = Vec::with_capacity(threads);
     let mut handles = Vec::with_capacity(threads);
     for t in 0..threads {
-        let ids: Vec<u32> = (t as u32..cfg.conns).step_by(threads).collect();
+        let ids: Vec<u32> = cfg.my_conn_ids().skip(t).step_by(threads).collect();
         let (stx, srx) = mpsc::channel();
         starts.push(stx);
         let (plan, shared, tx) = (plan.clone(), shared.clone(), tx.clone());
@@ -253,7 +267,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         abort(starts, handles);
         bail!("{f}");
     }
-    if connected == 0 {
+    if connected == 0 && !cfg.allow_errors {
         abort(starts, handles);
         match first_err {
             Some(e) => bail!("cannot connect to {}: {}", cfg.addr, strip_os_error(&e)),
@@ -262,8 +276,16 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     }
 
     // Go. The base instant is warm-up start; the measured window is [warmup, end).
-    let base = Instant::now();
-    let base_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let (base, base_unix) = match cfg.start_at {
+        None => (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())),
+        Some(at) => match wait_for_start(at, cfg) {
+            Ok(b) => (b, at),
+            Err(e) => {
+                abort(starts, handles);
+                return Err(e);
+            }
+        },
+    };
     for s in &starts {
         let _ = s.send(Some(base));
     }
@@ -383,24 +405,45 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     }
     debug_assert_eq!(messages, latency.len());
 
+    let (mut last_reply_ns, mut max_lag_ns, mut connect_refused) = (0u64, 0u64, 0u64);
+    for r in &results {
+        last_reply_ns = last_reply_ns.max(r.last_reply_ns);
+        max_lag_ns = max_lag_ns.max(r.max_lag_ns);
+        connect_refused += r.connect_refused;
+    }
     // The window: the full duration unless every connection was gone before its end
-    // (closed loop) or the run was interrupted. An open-loop window is the schedule's.
-    let window = if open && !interrupted {
+    // (closed loop) or the run was interrupted.
+    let sched_window = if open && !interrupted {
         cfg.duration
     } else {
         stopped.saturating_sub(cfg.warmup).min(cfg.duration)
     };
+    // Open loop: the real time from the first send intended in the window to the last
+    // reply, so a server that needs 2 s for a 1 s schedule shows half the rate.
+    let window = match plan.schedule {
+        Some(s) if messages > 0 => {
+            let first = cfg.my_conn_ids().map(|c| s.intended(c, s.count_before(c, plan.warmup_ns))).min().unwrap_or(plan.warmup_ns);
+            Duration::from_nanos(last_reply_ns.saturating_sub(first).max(1))
+        }
+        _ => sched_window,
+    };
     let elapsed_s = window.as_secs_f64();
     let msgs_per_s = if elapsed_s > 0.0 { messages as f64 / elapsed_s } else { 0.0 };
-    // Kept: within 1% of the asked rate, counted against the schedule itself (its count
-    // is rate x duration up to the rounding of a message per connection, which must not
-    // flag a short run at a low rate). Connections that never connected owe their share.
+    // Kept: the achieved rate is at least 99% of the schedule's (its count is rate x
+    // duration up to the rounding of a message per connection, which must not flag a
+    // short run at a low rate; connections that never connected owe their share), and
+    // no send fell behind its intended time by more than the lag allowed.
     let rate_kept = cfg.rate().map(|_| {
-        let owed = scheduled as f64 * f64::from(cfg.conns) / connected as f64;
-        messages as f64 >= 0.99 * owed
+        if connected == 0 {
+            return false;
+        }
+        let owed = scheduled as f64 * f64::from(cfg.my_conns()) / connected as f64;
+        let target = owed / sched_window.as_secs_f64().max(1e-9);
+        msgs_per_s >= 0.99 * target && max_lag_ns <= ns(cfg.max_lag)
     });
     let start_unix_s = base_unix + cfg.warmup.as_secs_f64();
-    let n_intervals = ((elapsed_s / interval_s).ceil() as usize).max(series.len());
+    // The interval series covers the schedule's window (late replies are in its last interval).
+    let n_intervals = ((sched_window.as_secs_f64() / interval_s).ceil() as usize).max(series.len());
     while series.len() < n_intervals {
         series.push((new_histogram(), open.then(new_histogram)));
     }
@@ -419,15 +462,19 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         params: LoadParams {
             addr: cfg.addr.to_string(),
             mode: cfg.mode_name().to_string(),
-            conns: cfg.conns,
+            conns: cfg.my_conns(),
             size: cfg.size,
             pipeline: cfg.pipeline,
-            rate: cfg.rate(),
+            rate: cfg.my_rate(),
             duration_s: cfg.duration.as_secs_f64(),
             warmup_s: cfg.warmup.as_secs_f64(),
             threads: threads as u16,
             driver: driver.name().to_string(),
+            proto: Some(cfg.proto.name().to_string()),
             timeout_s: Some(cfg.timeout.as_secs_f64()),
+            agents: (cfg.agents > 1).then_some(cfg.agents),
+            agent_id: (cfg.agents > 1).then_some(cfg.agent_id),
+            start_at: cfg.start_at,
         },
         sys: SysInfo::collect(),
         start_unix_s,
@@ -443,8 +490,46 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         load_cpu_ns_per_msg: (messages > 0).then(|| cpu.as_nanos() as f64 / messages as f64),
         missing: open.then_some(missing),
         interrupted,
+        max_lag_s: open.then(|| max_lag_ns as f64 / 1e9),
+        max_lag_limit_s: open.then_some(cfg.max_lag.as_secs_f64()),
+        conns_established: Some(u32::try_from(connected).unwrap_or(u32::MAX)),
+        connect_refused,
     };
     Ok(LoadOutcome { result, latency, uncorrected, intervals })
+}
+
+/// The latest a `--start-at` may lie ahead.
+const MAX_START_AHEAD_S: f64 = 24.0 * 3600.0;
+
+/// `--start-at`: sleep until the wall-clock time `at` (Ctrl-C still stops it) and return
+/// the instant it stands for. A time already past is allowed while the run's window
+/// still lies ahead: the schedule keeps its wall-clock times, so a late agent shows as
+/// schedule lag instead of shifting its share.
+fn wait_for_start(at: f64, cfg: &LoadConfig) -> anyhow::Result<Instant> {
+    let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let now = Instant::now();
+    let ahead = at - now_unix;
+    if ahead > MAX_START_AHEAD_S {
+        bail!("--start-at {at}: {ahead:.0} s from now (at most {MAX_START_AHEAD_S:.0} s)");
+    }
+    if ahead < 0.0 {
+        let late = Duration::from_secs_f64(-ahead);
+        if late >= cfg.warmup + cfg.duration {
+            bail!("--start-at {at}: {:.1} s ago, the run would be over already", -ahead);
+        }
+        return now.checked_sub(late).context("--start-at: too far in the past for this clock");
+    }
+    let target = now + Duration::from_secs_f64(ahead);
+    loop {
+        let left = target.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(target);
+        }
+        if cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+            bail!("interrupted while waiting for --start-at");
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
 }
 
 fn add_errors(a: &mut LoadErrors, b: &LoadErrors) {
@@ -453,6 +538,9 @@ fn add_errors(a: &mut LoadErrors, b: &LoadErrors) {
     a.timeout += b.timeout;
     a.connect += b.connect;
     a.other += b.other;
+    for (k, v) in &b.status {
+        *a.status.entry(*k).or_default() += v;
+    }
 }
 
 /// "Connection refused (os error 111)" -> "Connection refused".
@@ -467,6 +555,7 @@ fn strip_os_error(e: &std::io::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::LoadProto;
     use std::io::{Read, Write};
     use std::sync::Mutex;
 
@@ -579,5 +668,127 @@ mod tests {
         let cfg = LoadConfig::closed(format!("127.0.0.1:{port}").parse().unwrap(), 2, 8, Duration::from_millis(100));
         let e = run(&cfg).unwrap_err().to_string();
         assert_eq!(e, format!("cannot connect to 127.0.0.1:{port}: Connection refused"));
+    }
+
+    /// A std server that feeds each connection's bytes to `serve` (bytes in, reply out,
+    /// unconsumed bytes kept), one thread per connection.
+    fn std_server<F>(serve: F) -> std::net::SocketAddr
+    where
+        F: Fn() -> Box<dyn FnMut(&[u8], &mut Vec<u8>) -> usize + Send> + Send + 'static,
+    {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                let mut f = serve();
+                std::thread::spawn(move || {
+                    let mut s = s;
+                    let mut b = [0u8; 4096];
+                    let mut pending = Vec::new();
+                    while let Ok(n @ 1..) = s.read(&mut b) {
+                        pending.extend_from_slice(&b[..n]);
+                        let mut out = Vec::new();
+                        let used = f(&pending, &mut out);
+                        pending.drain(..used);
+                        if s.write_all(&out).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// The server's own HTTP core behind a std socket.
+    fn std_http() -> std::net::SocketAddr {
+        std_server(|| {
+            let mut st = crate::proto::ProtoState::new(crate::proto::Proto::Http);
+            Box::new(move |input, out| {
+                let mut bc = Vec::new();
+                let mut fx = crate::proto::Effects { reply: out, broadcast: &mut bc, close: false };
+                st.handle(input, &mut fx)
+            })
+        })
+    }
+
+    /// Answer every request head (GET, no body) with `reply`.
+    fn std_http_fixed(reply: &'static [u8]) -> std::net::SocketAddr {
+        std_server(move || {
+            Box::new(move |input, out| {
+                let mut used = 0;
+                while let Some(p) = input[used..].windows(4).position(|w| w == b"\r\n\r\n") {
+                    used += p + 4;
+                    out.extend_from_slice(reply);
+                }
+                used
+            })
+        })
+    }
+
+    fn http_cfg(addr: std::net::SocketAddr, size: u32, driver: DriverChoice) -> LoadConfig {
+        let mut cfg = LoadConfig::closed(addr, 3, size, Duration::from_millis(300));
+        cfg.proto = LoadProto::Http;
+        cfg.pipeline = 3;
+        cfg.warmup = Duration::from_millis(50);
+        cfg.driver = driver;
+        cfg
+    }
+
+    #[test]
+    fn http_get_and_post_verified_on_every_driver() {
+        let addr = std_http();
+        for driver in drivers() {
+            // 0: GET /; 5000: a POST /echo body bigger than one read.
+            for size in [0, 5000] {
+                let o = run(&http_cfg(addr, size, driver)).unwrap();
+                assert_eq!(o.result.errors.total(), 0, "{driver:?} size {size}: {:?}", o.result.errors);
+                assert!(o.result.messages >= 3, "{driver:?} size {size}: {}", o.result.messages);
+                assert_eq!(o.result.params.proto.as_deref(), Some("http"));
+            }
+        }
+    }
+
+    #[test]
+    fn http_non_2xx_counted_by_status_and_bad_bodies_as_mismatch() {
+        let addr = std_http_fixed(b"HTTP/1.1 404 Not Found\r\nContent-Length: 3\r\n\r\nno!");
+        let o = run(&http_cfg(addr, 0, DriverChoice::Epoll)).unwrap();
+        let n404 = o.result.errors.status.get(&404).copied().unwrap_or(0);
+        assert!(n404 >= 3, "{:?}", o.result.errors);
+        assert_eq!(o.result.messages, 0);
+        assert_eq!(o.result.errors.total(), n404, "{:?}", o.result.errors);
+        assert!(output::errors_line(&o.result.errors).contains("status 404 "));
+        let addr = std_http_fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\nHello, World?");
+        let o = run(&http_cfg(addr, 0, DriverChoice::Epoll)).unwrap();
+        assert!(o.result.errors.mismatch >= 3, "{:?}", o.result.errors);
+        assert_eq!(o.result.messages, 0);
+        // A reply without a Content-Length cannot be framed: the connection is dropped.
+        let addr = std_http_fixed(b"HTTP/1.1 200 OK\r\n\r\nHello, World!");
+        let o = run(&http_cfg(addr, 0, DriverChoice::Epoll)).unwrap();
+        assert!(o.result.errors.mismatch >= 1, "{:?}", o.result.errors);
+        assert_eq!(o.result.messages, 0);
+    }
+
+    #[test]
+    fn upper_replies_verified_and_echo_is_a_mismatch() {
+        let upper = std_server(|| {
+            Box::new(|input, out| {
+                out.extend(input.iter().map(u8::to_ascii_uppercase));
+                input.len()
+            })
+        });
+        for driver in drivers() {
+            let mut cfg = LoadConfig::closed(upper, 2, 300, Duration::from_millis(300));
+            cfg.proto = LoadProto::Upper;
+            cfg.warmup = Duration::from_millis(50);
+            cfg.driver = driver;
+            let o = run(&cfg).unwrap();
+            assert_eq!(o.result.errors.total(), 0, "{driver:?}: {:?}", o.result.errors);
+            assert!(o.result.messages > 0);
+            // Against a plain echo the upper-cased check fails.
+            cfg.addr = std_echo();
+            let o = run(&cfg).unwrap();
+            assert!(o.result.errors.mismatch > 0, "{driver:?}: {:?}", o.result.errors);
+        }
     }
 }

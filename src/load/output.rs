@@ -85,11 +85,12 @@ pub fn fmt_ns(v: u64) -> String {
 
 /// "mismatch 1, reset 2" (kinds with a count only) or "none".
 pub fn errors_line(e: &LoadErrors) -> String {
-    let parts: Vec<String> = [("mismatch", e.mismatch), ("reset", e.reset), ("timeout", e.timeout), ("connect", e.connect), ("other", e.other)]
+    let mut parts: Vec<String> = [("mismatch", e.mismatch), ("reset", e.reset), ("timeout", e.timeout), ("connect", e.connect), ("other", e.other)]
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
+    parts.extend(e.status.iter().map(|(code, n)| format!("status {code} {n}")));
     if parts.is_empty() { "none".to_string() } else { parts.join(", ") }
 }
 
@@ -149,16 +150,59 @@ pub fn summary(o: &LoadOutcome) -> String {
     if r.interrupted {
         let _ = writeln!(s, "  INTERRUPTED after {:.2} s of the {:.2} s asked", r.elapsed_s, p.duration_s);
     }
-    if let (Some(false), Some(asked)) = (r.rate_kept, p.rate) {
+    if r.conns_established.is_some_and(|n| n < p.conns) {
         let _ = writeln!(
             s,
-            "  RATE NOT KEPT: achieved {:.1} msgs/s of {asked} asked ({:+.1}%){}",
-            r.msgs_per_s,
-            (r.msgs_per_s / asked - 1.0) * 100.0,
-            r.missing.map_or(String::new(), |m| format!("; {m} intended messages got no reply"))
+            "  CONNECTIONS: {} established of {} requested ({} refused)",
+            r.conns_established.unwrap_or(0),
+            p.conns,
+            r.connect_refused
         );
     }
+    s.push_str(&rate_line(r));
     s
+}
+
+/// Open loop: one line saying whether the rate was kept, achieved beside asked, and the
+/// schedule's worst lag. Empty in closed loop.
+pub fn rate_line(r: &crate::report::model::LoadResult) -> String {
+    let (Some(kept), Some(asked)) = (r.rate_kept, r.params.rate) else { return String::new() };
+    let lag = r.max_lag_s.map_or(String::new(), |l| {
+        let limit = r.max_lag_limit_s.map_or(String::new(), |x| format!(" (limit {})", fmt_ns((x * 1e9) as u64)));
+        format!(", max schedule lag {}{limit}", fmt_ns((l * 1e9) as u64))
+    });
+    let missing = r.missing.filter(|&m| m > 0).map_or(String::new(), |m| format!("; {m} intended messages got no reply"));
+    format!(
+        "  {}: achieved {:.1} msgs/s of {asked} asked ({:+.1}%){lag}{missing}\n",
+        if kept { "rate kept" } else { "RATE NOT KEPT" },
+        r.msgs_per_s,
+        (r.msgs_per_s / asked - 1.0) * 100.0,
+    )
+}
+
+/// Every output path the run will write, checked before it starts: its folder exists
+/// and a file can be created there (one created for the check is removed again).
+pub fn check_paths(a: &LoadArgs) -> anyhow::Result<()> {
+    let mut paths: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(p) = &a.hgrm {
+        paths.push(p.clone());
+        if a.rate.is_some() {
+            paths.push(uncorrected_path(p));
+        }
+    }
+    paths.extend(a.hlog.iter().cloned());
+    paths.extend(a.json.iter().cloned());
+    for p in &paths {
+        if p.is_dir() {
+            anyhow::bail!("cannot write {}: it is a directory", p.display());
+        }
+        let existed = p.exists();
+        std::fs::OpenOptions::new().append(true).create(true).open(p).with_context(|| format!("cannot write {}", p.display()))?;
+        if !existed {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    Ok(())
 }
 
 fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {

@@ -1,8 +1,20 @@
-//! `ringmux compare BASE HEAD --max-regression p99=10%,throughput=5%`.
+//! `ringmux compare BASE HEAD --max-regression p99=10%,throughput=5% [--strict]`.
 //!
 //! Each file is a bench `results.json` or a load `--json` file (one cell, id "load").
-//! Cells are matched by id and their medians compared metric by metric; the servers of
-//! a `bench --idle-conns` run are entries too (id "SERVER/idle/cN", metric `memory`).
+//! Cells are matched by id; the servers of a `bench --idle-conns` run are entries too
+//! (id "SERVER/idle/cN", metric `memory`).
+//!
+//! # Noise
+//! With at least [`MIN_RUNS`] per-run values on both sides (`bench --repeat K`), each
+//! metric gets the change of the medians and a 95% bootstrap interval for it
+//! ([`bootstrap`]: both sides resampled with replacement, [`RESAMPLES`] times, fixed
+//! seed, so the same files always give the same interval), and a verdict against the
+//! limit: `regression` (the whole interval is worse than the limit), `improvement` (the
+//! whole interval is better than minus the limit), `ok` (no value in the interval is
+//! worse than the limit), else `inconclusive`. With fewer runs the single (median)
+//! values are compared as before, and the output says it cannot see noise.
+//!
+//! Open-loop cells are not judged on throughput: their rate is an input.
 
 use std::io::Write;
 use std::path::Path;
@@ -97,16 +109,42 @@ pub fn parse_limits(s: &str) -> anyhow::Result<Vec<(usize, f64)>> {
 
 /// Read a results file of either schema as a list of cells (id, median metrics).
 pub fn load_cells(path: &Path) -> anyhow::Result<Vec<(String, Figures)>> {
+    Ok(load_entries(path)?.1.into_iter().map(|(id, e)| (id, e.median)).collect())
+}
+
+/// Read a results file of either schema: its machine and its entries.
+pub fn load_entries(path: &Path) -> anyhow::Result<(Fingerprint, Vec<(String, Entry)>)> {
     let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("{}: not JSON: {e}", path.display())))?;
     let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
     if schema == BENCH_SCHEMA {
         let r: BenchResults = serde_json::from_value(v).map_err(|e| bad(format!("{}: not a {BENCH_SCHEMA} file: {e}", path.display())))?;
-        let idle = r.idle.into_iter().flat_map(|i| i.servers).map(|s| (s.id, Figures::Idle { bytes_per_conn: s.bytes_per_conn }));
-        Ok(r.cells.into_iter().map(|c: Cell| (c.id, Figures::Run(c.median))).chain(idle).collect())
+        let fp = Fingerprint::of(&r.sys);
+        let idle = r.idle.into_iter().flat_map(|i| i.servers).map(|s| {
+            let f = Figures::Idle { bytes_per_conn: s.bytes_per_conn };
+            let runs = s.runs.iter().map(|x| Figures::Idle { bytes_per_conn: x.bytes_per_conn }).collect();
+            let io = s.id.split('/').next().unwrap_or("").to_string();
+            (s.id, Entry { median: f, runs, open_rate: None, io })
+        });
+        let cells = r.cells.into_iter().map(|c: Cell| {
+            let io = match &c.features {
+                Some(f) => format!("{}:{f}", c.server),
+                None => c.server.clone(),
+            };
+            let e = Entry {
+                median: Figures::Run(c.median),
+                runs: c.runs.into_iter().map(Figures::Run).collect(),
+                open_rate: if c.mode == "open" { c.rate.or(Some(f64::NAN)) } else { None },
+                io,
+            };
+            (c.id, e)
+        });
+        Ok((fp, cells.chain(idle).collect()))
     } else if schema == LOAD_SCHEMA {
         let r: LoadResult = serde_json::from_value(v).map_err(|e| bad(format!("{}: not a {LOAD_SCHEMA} file: {e}", path.display())))?;
-        Ok(vec![("load".to_string(), Figures::Run(load_metrics(&r)))])
+        let m = Figures::Run(load_metrics(&r));
+        let e = Entry { median: m.clone(), runs: vec![m], open_rate: r.params.rate, io: format!("load:{}", r.params.driver) };
+        Ok((Fingerprint::of(&r.sys), vec![("load".to_string(), e)]))
     } else {
         Err(bad(format!("{}: schema {schema:?} is neither {BENCH_SCHEMA} nor {LOAD_SCHEMA}", path.display())))
     }
@@ -129,6 +167,73 @@ pub fn load_metrics(r: &LoadResult) -> RunMetrics {
         ctx_switches_per_msg: None,
         errors: r.errors.total(),
         load_cpu_ns_per_msg: None,
+        server_busy: None,
+    }
+}
+
+/// The fewest per-run values on each side for a verdict with an interval.
+pub const MIN_RUNS: usize = 3;
+/// Bootstrap resamples.
+pub const RESAMPLES: usize = 2000;
+const SEED: u64 = 0x5EED_2026_0013;
+
+/// Every figure `compare` reads of one entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The medians (bench) or the single values (load).
+    pub median: Figures,
+    /// One per run (bench: `runs[]`; load: the one run).
+    pub runs: Vec<Figures>,
+    /// Open loop: the asked rate (throughput is then an input, not a result).
+    pub open_rate: Option<f64>,
+    /// The IO model of this entry: "uring:full", "epoll", a load driver "load:uring".
+    pub io: String,
+}
+
+/// The machine a results file was measured on: CPU model, cores, kernel, ringmux version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fingerprint(pub Vec<(&'static str, String)>);
+
+impl Fingerprint {
+    pub fn of(sys: &crate::sysinfo::SysInfo) -> Fingerprint {
+        Fingerprint(vec![
+            ("cpu", sys.cpu_model.clone()),
+            ("cores", sys.cores.to_string()),
+            ("kernel", sys.kernel.clone()),
+            ("ringmux", sys.ringmux_version.clone()),
+        ])
+    }
+
+    /// "kernel 6.1 -> 6.18, cores 2 -> 4", or empty when the same.
+    pub fn diff(&self, other: &Fingerprint) -> Vec<String> {
+        self.0.iter().zip(&other.0).filter(|(a, b)| a.1 != b.1).map(|(a, b)| format!("{} {:?} -> {:?}", a.0, a.1, b.1)).collect()
+    }
+}
+
+/// What the verdict on one figure is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Worse than the limit (the whole interval, or the single value without noise).
+    Regression,
+    /// Better than minus the limit.
+    Improvement,
+    /// Within the limit.
+    Ok,
+    /// The interval straddles the limit: cannot tell.
+    Inconclusive,
+    /// No limit on this metric: shown, not judged.
+    Unjudged,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Regression => "REGRESSION",
+            Verdict::Improvement => "improvement",
+            Verdict::Ok => "ok",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Unjudged => "",
+        }
     }
 }
 
@@ -139,9 +244,14 @@ pub struct Row {
     pub metric: &'static str,
     pub base: Option<f64>,
     pub head: Option<f64>,
-    /// (head - base) / base.
+    /// (head - base) / base, of the medians.
     pub change: Option<f64>,
+    /// 95% bootstrap interval of the change (None: fewer than MIN_RUNS on a side).
+    pub interval: Option<(f64, f64)>,
+    /// Per-run values on (base, head).
+    pub runs: (usize, usize),
     pub limit: Option<f64>,
+    pub verdict: Verdict,
     pub regressed: bool,
     pub show: fn(f64) -> String,
 }
@@ -157,48 +267,117 @@ fn change(base: f64, head: f64) -> Option<f64> {
     Some((head - base) / base.abs())
 }
 
+/// A small deterministic generator (xorshift64*) for the bootstrap.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+}
+
+fn median_of(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// 95% percentile-bootstrap interval of the relative change of the medians, head
+/// against base: both samples resampled with replacement [`RESAMPLES`] times with a
+/// fixed seed. None when a side is empty or a change cannot be told (base 0).
+pub fn bootstrap(base: &[f64], head: &[f64]) -> Option<(f64, f64)> {
+    if base.is_empty() || head.is_empty() {
+        return None;
+    }
+    let mut rng = Rng(SEED);
+    let (mut b, mut h) = (vec![0.0; base.len()], vec![0.0; head.len()]);
+    let mut changes = Vec::with_capacity(RESAMPLES);
+    for _ in 0..RESAMPLES {
+        for x in b.iter_mut() {
+            *x = base[rng.below(base.len())];
+        }
+        for x in h.iter_mut() {
+            *x = head[rng.below(head.len())];
+        }
+        changes.push(change(median_of(&mut b), median_of(&mut h))?);
+    }
+    changes.sort_by(f64::total_cmp);
+    let at = |q: f64| changes[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
+    Some((at(0.025), at(0.975)))
+}
+
+/// The verdict on a change interval `[lo, hi]` against `limit`, in the metric's "worse"
+/// direction (a point when there is no noise to see).
+pub fn judge(lo: f64, hi: f64, limit: Option<f64>, higher_is_better: bool) -> Verdict {
+    let Some(l) = limit else { return Verdict::Unjudged };
+    let (wlo, whi) = if higher_is_better { (-hi, -lo) } else { (lo, hi) };
+    let eps = 1e-12;
+    if wlo > l + eps {
+        Verdict::Regression
+    } else if whi < -l - eps {
+        Verdict::Improvement
+    } else if whi <= l + eps {
+        Verdict::Ok
+    } else {
+        Verdict::Inconclusive
+    }
+}
+
+/// Compare medians only (no per-run values): the single-value comparison.
 pub fn compare(base: &[(String, Figures)], head: &[(String, Figures)], limits: &[(usize, f64)]) -> Vec<Row> {
+    let wrap = |v: &[(String, Figures)]| -> Vec<(String, Entry)> {
+        v.iter().map(|(i, f)| (i.clone(), Entry { median: f.clone(), runs: vec![f.clone()], open_rate: None, io: String::new() })).collect()
+    };
+    compare_entries(&wrap(base), &wrap(head), limits)
+}
+
+/// Compare entry by entry, metric by metric (see the module docs for the verdicts).
+pub fn compare_entries(base: &[(String, Entry)], head: &[(String, Entry)], limits: &[(usize, f64)]) -> Vec<Row> {
     let mut rows = Vec::new();
     for (id, b) in base {
         let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else { continue };
+        let open = b.open_rate.is_some() || h.open_rate.is_some();
         for (mi, m) in METRICS.iter().enumerate() {
-            let (bv, hv) = ((m.get)(b), (m.get)(h));
+            if open && m.name == "throughput" {
+                continue;
+            }
+            let (bv, hv) = ((m.get)(&b.median), (m.get)(&h.median));
             if bv.is_none() && hv.is_none() {
                 continue;
             }
             let ch = bv.zip(hv).and_then(|(x, y)| change(x, y));
             let limit = limits.iter().find(|(i, _)| *i == mi).map(|&(_, l)| l);
-            let worse = ch.map(|c| if m.higher_is_better { -c } else { c });
-            let regressed = matches!((worse, limit), (Some(w), Some(l)) if w > l + 1e-12);
-            rows.push(Row { cell: id.clone(), metric: m.name, base: bv, head: hv, change: ch, limit, regressed, show: m.show });
+            let per_run = |e: &Entry| -> Vec<f64> { e.runs.iter().filter_map(m.get).filter(|v| v.is_finite()).collect() };
+            let (br, hr) = (per_run(b), per_run(h));
+            let interval = if br.len() >= MIN_RUNS && hr.len() >= MIN_RUNS { bootstrap(&br, &hr) } else { None };
+            let verdict = match (interval, ch) {
+                (Some((lo, hi)), _) => judge(lo, hi, limit, m.higher_is_better),
+                (None, Some(c)) => judge(c, c, limit, m.higher_is_better),
+                (None, None) => Verdict::Unjudged,
+            };
+            let regressed = verdict == Verdict::Regression;
+            rows.push(Row { cell: id.clone(), metric: m.name, base: bv, head: hv, change: ch, interval, runs: (br.len(), hr.len()), limit, verdict, regressed, show: m.show });
         }
     }
     rows
 }
 
-fn verdict(r: &Row, higher_is_better: bool) -> &'static str {
-    match (r.change, r.limit) {
-        (None, _) => "n/a",
-        (Some(_), _) if r.regressed => "REGRESSED",
-        (Some(c), Some(_)) => {
-            let better = if higher_is_better { c > 0.0 } else { c < 0.0 };
-            if better { "ok (better)" } else { "ok" }
-        }
-        (Some(_), None) => "",
-    }
-}
-
-pub fn run(base_path: &Path, head_path: &Path, limits: &str) -> anyhow::Result<std::process::ExitCode> {
+/// `compare` as the command runs it: exit 0 ok, 1 regression (or, with `strict`, an
+/// inconclusive verdict), 2 bad input.
+pub fn run(base_path: &Path, head_path: &Path, limits: &str, strict: bool) -> anyhow::Result<std::process::ExitCode> {
     let limits = parse_limits(limits)?;
-    let base = load_cells(base_path)?;
-    let head = load_cells(head_path)?;
-    let rows = compare(&base, &head, &limits);
+    let (bfp, base) = load_entries(base_path)?;
+    let (hfp, head) = load_entries(head_path)?;
+    let rows = compare_entries(&base, &head, &limits);
     if rows.is_empty() {
-        let ids = |v: &[(String, Figures)]| v.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", ");
+        let ids = |v: &[(String, Entry)]| v.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", ");
         return Err(bad(format!("no common cells: base has [{}], head has [{}]", ids(&base), ids(&head))));
     }
     let mut out = std::io::stdout().lock();
-    let table: Vec<[String; 7]> = rows
+    let table: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
             let m = METRICS.iter().find(|m| m.name == r.metric).expect("row metric is known");
@@ -208,13 +387,15 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str) -> anyhow::Result<s
                 r.base.map_or("–".into(), r.show),
                 r.head.map_or("–".into(), r.show),
                 r.change.map_or("–".into(), fmt::pct),
+                r.interval.map_or("–".into(), |(lo, hi)| format!("[{}, {}]", fmt::pct(lo), fmt::pct(hi))),
+                format!("{}/{}", r.runs.0, r.runs.1),
                 r.limit.map_or(String::new(), |l| format!("{}{}%", if m.higher_is_better { "-" } else { "+" }, plain(l * 100.0))),
-                verdict(r, m.higher_is_better).to_string(),
+                r.verdict.name().to_string(),
             ]
         })
         .collect();
-    let header = ["cell", "metric", "base", "head", "change", "limit", "verdict"].map(String::from);
-    let mut w = [0usize; 7];
+    let header = ["cell", "metric", "base", "head", "change", "95% interval", "runs", "limit", "verdict"].map(String::from);
+    let mut w = [0usize; 9];
     for row in std::iter::once(&header).chain(&table) {
         for (i, c) in row.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
@@ -225,10 +406,10 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str) -> anyhow::Result<s
         let first = if n > 0 && row[0] == last_cell { String::new() } else { row[0].clone() };
         last_cell = row[0].clone();
         let mut line = format!("{:<w0$}  {:<w1$}", first, row[1], w0 = w[0], w1 = w[1]);
-        for (i, c) in row.iter().enumerate().take(6).skip(2) {
+        for (i, c) in row.iter().enumerate().take(8).skip(2) {
             line.push_str(&format!("  {:>w$}", c, w = w[i]));
         }
-        line.push_str(&format!("  {}", row[6]));
+        line.push_str(&format!("  {}", row[8]));
         writeln!(out, "{}", line.trim_end())?;
     }
     for (what, a, b) in [("base", &base, &head), ("head", &head, &base)] {
@@ -237,23 +418,61 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str) -> anyhow::Result<s
             writeln!(out, "only in {what} (not compared): {}", only.join(", "))?;
         }
     }
-    let regressed: Vec<&Row> = rows.iter().filter(|r| r.regressed).collect();
-    out.flush()?;
-    if regressed.is_empty() {
-        return Ok(std::process::ExitCode::SUCCESS);
+    // Notes: noise not seen, open loop, IO models and machines that differ.
+    let few: Vec<&str> = {
+        let mut v: Vec<&str> = rows.iter().filter(|r| r.interval.is_none() && r.change.is_some()).map(|r| r.cell.as_str()).collect();
+        v.dedup();
+        v
+    };
+    if !few.is_empty() {
+        writeln!(
+            out,
+            "note: fewer than {MIN_RUNS} runs per side for {}: single values compared, which cannot see noise (no interval; bench --repeat {MIN_RUNS} or more gives one)",
+            few.join(", ")
+        )?;
     }
+    for (id, b) in &base {
+        let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else { continue };
+        if b.open_rate.is_some() || h.open_rate.is_some() {
+            let r = |x: Option<f64>| x.filter(|v| v.is_finite()).map_or("?".to_string(), |v| format!("{v:.0}"));
+            let same = matches!((b.open_rate, h.open_rate), (Some(x), Some(y)) if (x - y).abs() <= 1e-9 * x.abs().max(1.0));
+            let extra = if same { String::new() } else { " and the rates differ, so its latencies are not comparable (fix it with bench --open-rate R)".to_string() };
+            writeln!(out, "note: {id} is open loop at {} -> {} msgs/s: throughput is an input, not judged{extra}", r(b.open_rate), r(h.open_rate))?;
+        }
+        if b.io != h.io {
+            eprintln!("ringmux: warning: {id}: IO model differs: {:?} -> {:?}", b.io, h.io);
+        }
+    }
+    let d = bfp.diff(&hfp);
+    if !d.is_empty() {
+        eprintln!("ringmux: warning: the results come from different machines or builds: {}", d.join(", "));
+    }
+    out.flush()?;
+    let regressed: Vec<&Row> = rows.iter().filter(|r| r.regressed).collect();
+    let inconclusive = rows.iter().filter(|r| r.verdict == Verdict::Inconclusive).count();
     for r in &regressed {
         eprintln!(
-            "regression: {} {}: {} -> {} ({}, limit {}%)",
+            "regression: {} {}: {} -> {} ({}{}, limit {}%)",
             r.cell,
             r.metric,
             r.base.map_or("–".into(), r.show),
             r.head.map_or("–".into(), r.show),
             r.change.map_or("–".into(), fmt::pct),
+            r.interval.map_or(String::new(), |(lo, hi)| format!(", 95% interval [{}, {}]", fmt::pct(lo), fmt::pct(hi))),
             plain(r.limit.unwrap_or(0.0) * 100.0)
         );
     }
-    Ok(std::process::ExitCode::from(1))
+    if !regressed.is_empty() {
+        return Ok(std::process::ExitCode::from(1));
+    }
+    if inconclusive > 0 {
+        if strict {
+            eprintln!("ringmux: {inconclusive} inconclusive verdict(s) and --strict: failing");
+            return Ok(std::process::ExitCode::from(1));
+        }
+        eprintln!("ringmux: {inconclusive} inconclusive verdict(s): the noise is larger than the limit there (exit 0; --strict fails on them)");
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
@@ -306,5 +525,73 @@ mod tests {
         let rows = compare(&idle(100.0), &idle(120.0), &limits);
         assert!(rows[0].regressed && rows[0].metric == "memory");
         assert!(!compare(&idle(100.0), &idle(50.0), &limits)[0].regressed);
+    }
+
+    fn entry(thr: &[f64], p99: &[f64], open: Option<f64>) -> Entry {
+        let runs: Vec<Figures> = thr.iter().zip(p99).map(|(&t, &p)| m(t, p)).collect();
+        let mut t = thr.to_vec();
+        let mut p = p99.to_vec();
+        Entry { median: m(median_of(&mut t), median_of(&mut p)), runs, open_rate: open, io: "epoll".into() }
+    }
+
+    #[test]
+    fn bootstrap_is_deterministic_and_covers_the_runs() {
+        let (b, h) = ([100.0, 104.0, 98.0, 101.0], [90.0, 93.0, 91.0, 95.0]);
+        let a = bootstrap(&b, &h).unwrap();
+        assert_eq!(a, bootstrap(&b, &h).unwrap(), "fixed seed: same interval");
+        // Every resampled median lies between the extremes: -10% .. -3% or so.
+        assert!(a.0 >= 90.0 / 104.0 - 1.0 - 1e-12 && a.1 <= 95.0 / 98.0 - 1.0 + 1e-12, "{a:?}");
+        assert!(a.0 < a.1 && a.1 < 0.0, "{a:?}");
+        // Identical runs: a point.
+        assert_eq!(bootstrap(&[5.0; 3], &[6.0; 3]).unwrap(), (0.2, 0.2));
+        assert!(bootstrap(&[], &[1.0]).is_none());
+    }
+
+    #[test]
+    fn verdicts_from_intervals() {
+        // throughput (higher is better), limit 5%
+        assert_eq!(judge(-0.20, -0.08, Some(0.05), true), Verdict::Regression);
+        assert_eq!(judge(-0.20, 0.02, Some(0.05), true), Verdict::Inconclusive);
+        assert_eq!(judge(-0.03, 0.04, Some(0.05), true), Verdict::Ok);
+        assert_eq!(judge(0.06, 0.20, Some(0.05), true), Verdict::Improvement);
+        // p99 (lower is better), limit 10%
+        assert_eq!(judge(0.11, 0.30, Some(0.10), false), Verdict::Regression);
+        assert_eq!(judge(0.05, 0.30, Some(0.10), false), Verdict::Inconclusive);
+        assert_eq!(judge(-0.3, -0.2, Some(0.10), false), Verdict::Improvement);
+        assert_eq!(judge(0.5, 0.6, None, false), Verdict::Unjudged);
+    }
+
+    #[test]
+    fn noise_makes_a_drop_inconclusive_and_a_clear_one_a_regression() {
+        let limits = parse_limits("throughput=5%").unwrap();
+        let base = vec![("a".to_string(), entry(&[100.0, 80.0, 120.0], &[1e5; 3], None))];
+        // The median drops 10%, but the runs overlap: inconclusive, not a regression.
+        let noisy = vec![("a".to_string(), entry(&[90.0, 118.0, 75.0], &[1e5; 3], None))];
+        let r = compare_entries(&base, &noisy, &limits);
+        let t = r.iter().find(|r| r.metric == "throughput").unwrap();
+        assert_eq!(t.verdict, Verdict::Inconclusive, "{t:?}");
+        assert!(!t.regressed && t.interval.is_some() && t.runs == (3, 3));
+        // Every head run is far below every base run: a regression.
+        let slow = vec![("a".to_string(), entry(&[50.0, 55.0, 52.0], &[1e5; 3], None))];
+        let r = compare_entries(&base, &slow, &limits);
+        let t = r.iter().find(|r| r.metric == "throughput").unwrap();
+        assert_eq!(t.verdict, Verdict::Regression, "{t:?}");
+        assert!(t.interval.unwrap().1 < -0.05);
+    }
+
+    #[test]
+    fn fewer_runs_fall_back_to_single_values_and_open_loop_throughput_is_not_judged() {
+        let limits = parse_limits("throughput=5%,p99=10%").unwrap();
+        let base = vec![("a".to_string(), entry(&[100.0, 100.0], &[1e5, 1e5], None))];
+        let head = vec![("a".to_string(), entry(&[90.0, 90.0], &[1e5, 1e5], None))];
+        let r = compare_entries(&base, &head, &limits);
+        let t = r.iter().find(|r| r.metric == "throughput").unwrap();
+        assert!(t.interval.is_none() && t.regressed, "2 runs: single values compared: {t:?}");
+        // Open loop: the throughput is the asked rate; only latency is judged.
+        let base = vec![("o".to_string(), entry(&[1000.0; 3], &[1e5; 3], Some(1000.0)))];
+        let head = vec![("o".to_string(), entry(&[500.0; 3], &[1.5e5; 3], Some(1000.0)))];
+        let r = compare_entries(&base, &head, &limits);
+        assert!(r.iter().all(|r| r.metric != "throughput"));
+        assert!(r.iter().any(|r| r.metric == "p99" && r.regressed));
     }
 }

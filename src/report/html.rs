@@ -498,6 +498,7 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
     if !r.cells.is_empty() {
         matrix_sections(&mut h, dir, r, warnings);
     }
+    h.push_str(&super::cost::cost_html(r));
 
     // Notes
     h.push_str("<section><h2>Notes</h2><ul class=notes>");
@@ -547,6 +548,7 @@ pub fn files_report_html(dir: &Path, stems: &[super::StemFiles], warnings: &mut 
                 max: Default::default(),
                 hgrm: hgrm.clone(),
                 hlog: hlog.clone(),
+                profile: Default::default(),
             };
             load_cell(dir, &c, warnings)
         })

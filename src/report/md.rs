@@ -301,6 +301,8 @@ pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
         let _ = writeln!(s, "{}\n", idle_lead(idle));
         s.push_str(&idle_markdown(idle));
     }
+    s.push_str(&super::cost::quiet_markdown(r));
+    s.push_str(&super::cost::profile_markdown(r));
     let rs = ratios(r);
     if !rs.is_empty() {
         let _ = writeln!(s, "\n## Versus {BASELINE}, same load shape\n");

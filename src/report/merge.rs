@@ -1,4 +1,6 @@
-//! `ringmux merge`: add interval logs from several load processes into one.
+//! `ringmux merge`: add interval logs from several load processes into one, or (one
+//! folder given) the `.json` + `.hlog` files of `load --agents N` agents into one load
+//! result ([`merge_agents`]).
 //!
 //! Intervals are aligned on absolute time: the slot length is the first input's first
 //! interval length, slots start at the earliest interval start over all inputs, and an
@@ -7,13 +9,14 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
 
 use super::fmt;
 use super::hlog::{Hlog, HlogInterval, read_hlog_file, write_hlog};
+use super::model::{LOAD_SCHEMA, LoadErrors, LoadResult, Percentiles};
 
 /// Merge the logs; returns the merged log (not yet written).
 pub fn merge_logs(logs: &[Hlog]) -> anyhow::Result<Hlog> {
@@ -51,6 +54,177 @@ pub fn totals_by_tag(log: &Hlog) -> anyhow::Result<BTreeMap<Option<String>, Hist
         out.entry(iv.tag.clone()).or_insert_with(new_hist).add(&iv.hist).map_err(|e| anyhow::anyhow!("cannot add histograms: {e:?}"))?;
     }
     Ok(out)
+}
+
+/// One agent's files in the folder given to `merge`.
+#[derive(Debug)]
+pub struct AgentFiles {
+    pub name: String,
+    pub result: LoadResult,
+    pub log: Option<Hlog>,
+}
+
+/// What merging agents produced: the merged result and log, and the agents that were
+/// missing or failed (named; empty when every agent of `params.agents` is there).
+#[derive(Debug)]
+pub struct AgentsMerged {
+    pub result: LoadResult,
+    pub log: Hlog,
+    pub problems: Vec<String>,
+}
+
+/// Read every `*.json` of `dir` that is a load result, with the `.hlog` of the same stem.
+pub fn read_agents(dir: &Path) -> anyhow::Result<Vec<AgentFiles>> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for p in names {
+        let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", p.display()))?;
+        if v.get("schema").and_then(|s| s.as_str()) != Some(LOAD_SCHEMA) {
+            continue;
+        }
+        let result: LoadResult = serde_json::from_value(v).with_context(|| format!("{}: not a {LOAD_SCHEMA} file", p.display()))?;
+        if result.params.agents.is_some() && result.params.agent_id.is_none() {
+            // An earlier merged result (written into the same folder): not an agent.
+            continue;
+        }
+        let hp = p.with_extension("hlog");
+        let log = if hp.exists() { Some(read_hlog_file(&hp)?) } else { None };
+        out.push(AgentFiles { name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), result, log });
+    }
+    Ok(out)
+}
+
+/// Merge agents' results: counts summed, percentiles from the merged histograms (never
+/// averaged), the rate over the union of their windows, `rate_kept` only if every
+/// agent kept its share and none is missing.
+pub fn merge_agents(agents: &[AgentFiles]) -> anyhow::Result<AgentsMerged> {
+    let first = agents.first().context("no load results (.json with schema ringmux.load/1) in the folder")?;
+    let n = first.result.params.agents.unwrap_or(1);
+    let mut problems = Vec::new();
+    let mut seen = vec![false; n as usize];
+    for a in agents {
+        let p = &a.result.params;
+        if p.agents.unwrap_or(1) != n {
+            anyhow::bail!("{}: run with --agents {}, {} with --agents {n}", a.name, p.agents.unwrap_or(1), first.name);
+        }
+        let id = p.agent_id.unwrap_or(0);
+        match seen.get_mut(id as usize) {
+            Some(s) if !*s => *s = true,
+            Some(_) => anyhow::bail!("{}: agent {id} appears twice", a.name),
+            None => anyhow::bail!("{}: agent id {id} out of range for --agents {n}", a.name),
+        }
+        if a.log.is_none() {
+            problems.push(format!("agent {id} ({}) failed: no interval log (.hlog) beside it", a.name));
+        } else if a.result.interrupted {
+            problems.push(format!("agent {id} ({}) failed: interrupted", a.name));
+        } else if a.result.conns_established == Some(0) {
+            problems.push(format!("agent {id} ({}) failed: no connection established", a.name));
+        }
+    }
+    for (id, s) in seen.iter().enumerate() {
+        if !*s {
+            problems.push(format!("agent {id} of {n} is missing (no result file)"));
+        }
+    }
+    let logs: Vec<Hlog> = agents.iter().filter_map(|a| a.log.clone()).collect();
+    let log = merge_logs(&logs).context("merging the agents' interval logs")?;
+    let totals = totals_by_tag(&log)?;
+    let corrected = totals.get(&Some("corrected".to_string())).or_else(|| totals.get(&None)).cloned().unwrap_or_else(new_hist);
+    let uncorrected = totals.get(&Some("uncorrected".to_string()));
+    let rs: Vec<&LoadResult> = agents.iter().map(|a| &a.result).collect();
+    let sum = |f: fn(&LoadResult) -> u64| rs.iter().map(|r| f(r)).sum::<u64>();
+    let messages = sum(|r| r.messages);
+    let start = rs.iter().map(|r| r.start_unix_s).fold(f64::INFINITY, f64::min);
+    let end = rs.iter().map(|r| r.start_unix_s + r.elapsed_s).fold(f64::NEG_INFINITY, f64::max);
+    let elapsed_s = (end - start).max(0.0);
+    let msgs_per_s = if elapsed_s > 0.0 { messages as f64 / elapsed_s } else { 0.0 };
+    let open = first.result.params.rate.is_some();
+    let mut errors = LoadErrors::default();
+    for r in &rs {
+        let e = &r.errors;
+        errors.mismatch += e.mismatch;
+        errors.reset += e.reset;
+        errors.timeout += e.timeout;
+        errors.connect += e.connect;
+        errors.other += e.other;
+    }
+    let cpu: f64 = rs.iter().filter_map(|r| r.load_cpu_ns_per_msg.map(|c| c * r.messages as f64)).sum();
+    let mut params = first.result.params.clone();
+    params.conns = rs.iter().map(|r| r.params.conns).sum();
+    params.rate = open.then(|| rs.iter().filter_map(|r| r.params.rate).sum());
+    params.threads = rs.iter().map(|r| r.params.threads).sum();
+    params.agents = Some(n);
+    params.agent_id = None;
+    let complete = problems.is_empty();
+    let result = LoadResult {
+        schema: LOAD_SCHEMA.to_string(),
+        params,
+        sys: first.result.sys.clone(),
+        start_unix_s: start,
+        elapsed_s,
+        messages,
+        warmup_messages: sum(|r| r.warmup_messages),
+        msgs_per_s,
+        mb_per_s: msgs_per_s * f64::from(first.result.params.size) / 1e6,
+        rate_kept: open.then(|| complete && rs.iter().all(|r| r.rate_kept == Some(true))),
+        latency: Percentiles::of(&corrected),
+        latency_uncorrected: uncorrected.map(Percentiles::of),
+        errors,
+        load_cpu_ns_per_msg: (messages > 0 && cpu > 0.0).then(|| cpu / messages as f64),
+        missing: open.then(|| sum(|r| r.missing.unwrap_or(0))),
+        interrupted: rs.iter().any(|r| r.interrupted),
+        max_lag_s: rs.iter().filter_map(|r| r.max_lag_s).reduce(f64::max),
+        max_lag_limit_s: first.result.max_lag_limit_s,
+        conns_established: Some(rs.iter().map(|r| r.conns_established.unwrap_or(r.params.conns)).sum()),
+        connect_refused: sum(|r| r.connect_refused),
+    };
+    Ok(AgentsMerged { result, log, problems })
+}
+
+/// `ringmux merge DIR -o merged.json`: merge the agents' files; writes the result and
+/// `merged.hlog` beside it. A missing or failed agent fails it unless `allow_partial`.
+pub fn run_agents(dir: &Path, output: &Path, allow_partial: bool) -> anyhow::Result<std::process::ExitCode> {
+    let agents = read_agents(dir)?;
+    let m = merge_agents(&agents)?;
+    for p in &m.problems {
+        eprintln!("ringmux: {}: {p}", if allow_partial { "warning" } else { "error" });
+    }
+    if !m.problems.is_empty() && !allow_partial {
+        anyhow::bail!("{} of {} agents missing or failed (use --allow-partial to merge what is there)", m.problems.len(), m.result.params.agents.unwrap_or(1));
+    }
+    let hlog_path = output.with_extension("hlog");
+    let mut buf = Vec::new();
+    write_hlog(&mut buf, &m.log)?;
+    std::fs::write(&hlog_path, &buf).with_context(|| format!("cannot write {}", hlog_path.display()))?;
+    let mut json = serde_json::to_vec_pretty(&m.result)?;
+    json.push(b'\n');
+    std::fs::write(output, &json).with_context(|| format!("cannot write {}", output.display()))?;
+    let r = &m.result;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "merged {} agent(s) of {} into {} and {}", agents.len(), r.params.agents.unwrap_or(1), output.display(), hlog_path.display())?;
+    writeln!(
+        out,
+        "  {} messages in {:.3} s: {:.1} msgs/s{}; p50 {} p99 {} p99.9 {} max {}",
+        r.messages,
+        r.elapsed_s,
+        r.msgs_per_s,
+        r.params.rate.map_or(String::new(), |x| format!(" of {x} asked")),
+        fmt::ns(r.latency.p50 as f64),
+        fmt::ns(r.latency.p99 as f64),
+        fmt::ns(r.latency.p99_9 as f64),
+        fmt::ns(r.latency.max as f64)
+    )?;
+    if let Some(k) = r.rate_kept {
+        writeln!(out, "  rate {}", if k { "kept by every agent" } else { "NOT KEPT (an agent fell short or is missing)" })?;
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 pub fn run(inputs: &[PathBuf], output: &std::path::Path) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@
 
 pub mod ci;
 pub mod compare;
+pub mod cost;
 pub mod fmt;
 pub mod hgrm;
 pub mod hlog;
@@ -16,6 +17,7 @@ pub mod html;
 pub mod md;
 pub mod merge;
 pub mod model;
+pub mod profile;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -112,14 +114,19 @@ fn files_report(dir: &Path) -> anyhow::Result<anyhow::Result<ExitCode>> {
 
 /// `ringmux compare BASE HEAD`: exit 0 within limits, 1 on a regression, 2 on bad input.
 pub fn compare_cmd(a: CompareArgs) -> anyhow::Result<ExitCode> {
-    compare::run(&a.base, &a.head, &a.max_regression)
+    compare::run(&a.base, &a.head, &a.max_regression, a.strict)
 }
 
 /// `ringmux merge a.hlog b.hlog -o out.hlog`.
 pub fn merge_cmd(a: MergeArgs) -> anyhow::Result<ExitCode> {
+    if let [dir] = a.inputs.as_slice()
+        && dir.is_dir()
+    {
+        return merge::run_agents(dir, &a.output, a.allow_partial);
+    }
     // A missing input is bad usage (exit 2), like compare's; checked here so that
     // merge::run keeps its own errors (unreadable or malformed logs) as they are.
-    if let Some(p) = a.inputs.iter().find(|p| !p.is_file()) {
+    if let Some(p) = a.inputs.iter().find(|p| !p.exists()) {
         return Err(crate::ExitError { code: 2, msg: format!("{}: no such file", p.display()) }.into());
     }
     merge::run(&a.inputs, &a.output)?;

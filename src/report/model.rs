@@ -56,11 +56,14 @@ pub struct LoadErrors {
     /// Failed connects.
     pub connect: u64,
     pub other: u64,
+    /// HTTP: replies with a status outside 2xx, by status.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub status: std::collections::BTreeMap<u16, u64>,
 }
 
 impl LoadErrors {
     pub fn total(&self) -> u64 {
-        self.mismatch + self.reset + self.timeout + self.connect + self.other
+        self.mismatch + self.reset + self.timeout + self.connect + self.other + self.status.values().sum::<u64>()
     }
 }
 
@@ -80,9 +83,22 @@ pub struct LoadParams {
     pub threads: u16,
     /// IO driver the load generator used ("uring" or "epoll").
     pub driver: String,
+    /// Protocol spoken ("echo", "upper", "http"); absent in files from before it existed (echo).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
     /// Seconds a message may stay unanswered before it counts as a timeout.
     #[serde(default)]
     pub timeout_s: Option<f64>,
+    /// `load --agents N`: the number of agents sharing the run (None: one). `conns` and
+    /// `rate` above are this agent's share (a merged result: the sums).
+    #[serde(default)]
+    pub agents: Option<u32>,
+    /// `load --agent-id I` (None in a merged result).
+    #[serde(default)]
+    pub agent_id: Option<u32>,
+    /// `load --start-at`: the wall-clock start of the warm-up, UNIX seconds.
+    #[serde(default)]
+    pub start_at: Option<f64>,
 }
 
 /// What `ringmux load --json` writes.
@@ -102,8 +118,22 @@ pub struct LoadResult {
     pub msgs_per_s: f64,
     /// Payload megabytes (1e6) per second, one direction.
     pub mb_per_s: f64,
-    /// Open loop: true when the achieved rate stayed within 1% of the asked rate.
+    /// Open loop: true when the achieved rate (`msgs_per_s`) is at least 99% of the
+    /// asked rate and the schedule never fell behind by more than `max_lag_limit_s`.
     pub rate_kept: Option<bool>,
+    /// Open loop: the most a message intended in the window was sent after its intended
+    /// time, seconds (a message never sent: how late it was when the run stopped).
+    #[serde(default)]
+    pub max_lag_s: Option<f64>,
+    /// Open loop: the lag above which the rate counts as not kept (`load --max-lag`).
+    #[serde(default)]
+    pub max_lag_limit_s: Option<f64>,
+    /// Connections that were established (of `params.conns` requested).
+    #[serde(default)]
+    pub conns_established: Option<u32>,
+    /// Connects the server refused (ECONNREFUSED); included in `errors.connect`.
+    #[serde(default)]
+    pub connect_refused: u64,
     /// Latency: from the intended send time in open loop (corrected), from the actual
     /// send in closed loop.
     pub latency: Percentiles,
@@ -145,6 +175,11 @@ pub struct RunMetrics {
     /// than the server it measures).
     #[serde(default)]
     pub load_cpu_ns_per_msg: Option<f64>,
+    /// The server's busy share during the measured run: its CPU seconds over the
+    /// run's wall seconds (1.0 = one core saturated). CPU per message means little
+    /// without it: an unsaturated server sleeps and wakes for small batches.
+    #[serde(default)]
+    pub server_busy: Option<f64>,
 }
 
 /// One cell of the bench matrix: a server under one load shape, run `runs.len()` times.
@@ -176,6 +211,10 @@ pub struct Cell {
     pub hgrm: Vec<String>,
     #[serde(default)]
     pub hlog: Vec<String>,
+    /// `bench --profile`: where the server's CPU went (perf samples grouped), the
+    /// mean of the runs' shares.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<super::profile::Profile>,
 }
 
 /// What `ringmux bench` writes as results.json.
@@ -193,6 +232,25 @@ pub struct BenchResults {
     /// `bench --idle-conns N`: resident memory per idle connection, per server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleResults>,
+    /// What each server costs with no traffic: CPU share and syscalls (or context
+    /// switches) per second, with no connection and with idle connections open.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quiet: Vec<QuietRow>,
+}
+
+/// One server sitting idle for `seconds` with `conns` silent connections open.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct QuietRow {
+    pub server: String,
+    pub features: Option<String>,
+    pub conns: u32,
+    pub seconds: f64,
+    /// Server CPU seconds per wall second (0.01 = 1% of a core).
+    pub cpu_share: f64,
+    /// Syscalls per second (ringmux servers, from their own counts).
+    pub syscalls_per_s: Option<f64>,
+    /// Context switches per second (every server, from /proc).
+    pub ctx_per_s: f64,
 }
 
 /// The server's resident memory per idle connection (`bench --idle-conns N`): RSS

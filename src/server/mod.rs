@@ -10,6 +10,7 @@
 
 pub mod conn;
 pub mod epoll;
+pub mod fanout;
 pub mod fault;
 pub mod listener;
 pub mod percore;
@@ -44,6 +45,8 @@ pub struct ServerConfig {
     pub outbox_cap: usize,
     pub recv_buf: usize,
     pub ring_entries: u32,
+    /// Completion queue entries (`--cq-entries`; default 4x ring_entries).
+    pub cq_entries: Option<u32>,
     pub backlog: i32,
     pub drain_timeout: Duration,
     pub stats_json: Option<PathBuf>,
@@ -52,6 +55,8 @@ pub struct ServerConfig {
     pub multishot_accept: bool,
     /// At full: DEFER_TASKRUN.
     pub defer_taskrun: bool,
+    /// At full with FEAT_MIN_TIMEOUT: how the proactor waits.
+    pub uring_wait: crate::cli::WaitMode,
     pub sqpoll: bool,
     /// Provided receive buffers (a power of two).
     pub buf_entries: u16,
@@ -66,6 +71,11 @@ pub struct ServerConfig {
 impl ServerConfig {
     pub fn from_args(a: &ServeArgs) -> anyhow::Result<ServerConfig> {
         let threads = usize::from(a.threads.max(1));
+        if let Some(cq) = a.cq_entries
+            && cq < a.ring_entries
+        {
+            return Err(crate::ExitError { code: 2, msg: format!("--cq-entries {cq} must be at least --ring-entries {}", a.ring_entries) }.into());
+        }
         let cpus = percore::plan_cpus(threads, a.pin, a.cpus.as_deref(), sys::allowed_cpus)?;
         Ok(ServerConfig {
             addr: a.addr,
@@ -75,12 +85,14 @@ impl ServerConfig {
             outbox_cap: a.outbox_cap as usize,
             recv_buf: a.recv_buf as usize,
             ring_entries: a.ring_entries,
+            cq_entries: a.cq_entries,
             backlog: a.backlog,
             drain_timeout: Duration::from_secs_f64(a.drain_timeout),
             stats_json: a.stats_json.clone(),
             quiet: a.quiet,
             multishot_accept: !a.no_multishot_accept,
             defer_taskrun: !a.no_defer_taskrun,
+            uring_wait: a.uring_wait,
             sqpoll: a.sqpoll,
             buf_entries: a.buf_ring_entries,
             faults: fault::Faults::from_env()?,
@@ -532,6 +544,15 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
 
 /// `ringmux serve`.
 pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
+    if a.proto == Proto::Chat {
+        // The chat core and the fan-out exist (proto::chat, server::fanout); the
+        // backends do not deliver broadcasts yet.
+        return Err(crate::ExitError {
+            code: 2,
+            msg: "--proto chat needs the broadcast fan-out wired into the backends, which is not done yet".into(),
+        }
+        .into());
+    }
     let cfg = ServerConfig::from_args(&a)?;
     serve(cfg)?;
     Ok(ExitCode::SUCCESS)

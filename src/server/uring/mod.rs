@@ -39,7 +39,7 @@ use super::conn::{self, Conn};
 use super::fault::Faults;
 use super::sys::{self, Sys, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
-use crate::cli::FeatureLevel;
+use crate::cli::{FeatureLevel, WaitMode};
 use bufs::ProvidedBufs;
 use probe::{RingFeatures, SetupFlags, Unavailable};
 use token::{Op, Token};
@@ -54,6 +54,10 @@ const POOL_MAX: usize = 64;
 const MAX_SEND: usize = 1 << 30;
 /// At `full`, how long a wait for sends-plus-one may go before settling for fewer.
 const MIN_WAIT_US: u32 = 50;
+/// The longest a coalescing wait sleeps (see `event_loop`): an idle loop in
+/// `--uring-wait coalesce` wakes once per cap; `adaptive` stops coalescing after one
+/// idle turn and then sleeps until a completion.
+const COALESCE_CAP: Duration = Duration::from_secs(1);
 /// SQPOLL thread idle time before it sleeps.
 const SQPOLL_IDLE_MS: u32 = 100;
 
@@ -80,7 +84,7 @@ impl Ring {
     /// `--uring-features`, or with `auto` the best that sets up here, stepping down a
     /// level whenever a flag or registration is refused.
     pub fn setup(cfg: &ServerConfig) -> Result<Ring, Unavailable> {
-        let basic = probe::build_ring(cfg.ring_entries)?;
+        let basic = probe::build_ring_with(cfg.ring_entries, SetupFlags { cq_entries: cfg.cq_entries, ..SetupFlags::default() })?;
         let p = probe::probe_ops(&basic)?;
         if let Some((name, _)) = probe::BASELINE_OPS.iter().find(|(_, code)| !p.is_supported(*code)) {
             return Err(unavailable(
@@ -93,13 +97,30 @@ impl Ring {
         let top = pinned.unwrap_or(FeatureLevel::Full);
         let mut basic = Some(basic);
         let mut last_err = None;
+        let mut passed_over: Vec<&str> = Vec::new();
+        let mut first_reason = None;
         for level in [FeatureLevel::Full, FeatureLevel::Multishot, FeatureLevel::Fastpoll, FeatureLevel::Baseline] {
             if level > top || (pinned.is_some() && Some(level) != pinned) {
                 continue;
             }
             match Ring::try_level(cfg, level, fast_poll, &mut basic) {
-                Ok(r) => return Ok(r),
-                Err(e) => last_err = Some(e),
+                Ok(r) => {
+                    if !passed_over.is_empty() && !cfg.quiet {
+                        // `auto` stepped down: say from where and why, once.
+                        eprintln!(
+                            "ringmux: note: io_uring level {} not used ({}); running at {}",
+                            passed_over.join(", "),
+                            first_reason.unwrap_or_default(),
+                            level.name()
+                        );
+                    }
+                    return Ok(r);
+                }
+                Err(e) => {
+                    passed_over.push(level.name());
+                    first_reason.get_or_insert_with(|| e.to_string());
+                    last_err = Some(e)
+                }
             }
         }
         Err(last_err.unwrap_or_else(|| unavailable("io_uring setup", "no level could be set up")))
@@ -126,8 +147,10 @@ impl Ring {
             // DEFER_TASKRUN and SQPOLL exclude each other (the SQ thread is the issuer).
             defer_taskrun: level == FeatureLevel::Full && cfg.defer_taskrun && !cfg.sqpoll,
             sqpoll_idle_ms,
+            cq_entries: cfg.cq_entries,
         };
-        let ring = match (flags == SetupFlags::default(), basic.take()) {
+        let plain = SetupFlags { cq_entries: cfg.cq_entries, ..SetupFlags::default() };
+        let ring = match (flags == plain, basic.take()) {
             (true, Some(r)) => r,
             (_, b) => {
                 *basic = b;
@@ -158,9 +181,11 @@ impl Ring {
             })?),
         };
         let multishot = level >= FeatureLevel::Multishot;
+        let min_wait = level == FeatureLevel::Full && ring.params().is_feature_min_timeout();
         let features = RingFeatures {
             level,
-            min_wait: level == FeatureLevel::Full && ring.params().is_feature_min_timeout(),
+            min_wait,
+            wait: if min_wait { cfg.uring_wait.name() } else { WaitMode::Single.name() },
             recv_buffers: match level {
                 FeatureLevel::Baseline => "pooled",
                 FeatureLevel::Fastpoll => "provide_buffers",
@@ -322,7 +347,15 @@ impl Proactor<'_> {
             let (want, min_wait) = self.wait_for();
             self.sends_queued = 0;
             let res = match min_wait {
-                Some(us) => self.ring.submitter().submit_with_args(want, &types::SubmitArgs::new().min_wait_usec(us)),
+                // The cap matters: with min_wait but no general timeout the kernel treats
+                // min_wait as the timeout (6.12+ io_cqring_min_timer_wakeup), so a wait
+                // that saw no completion returned ETIME every 50 us and an idle server
+                // spun at about 12,000 enters a second. With a cap, a wait that saw
+                // nothing in min_wait sleeps until the first completion or the cap.
+                Some(us) => {
+                    let cap = types::Timespec::new().sec(COALESCE_CAP.as_secs()).nsec(COALESCE_CAP.subsec_nanos());
+                    self.ring.submitter().submit_with_args(want, &types::SubmitArgs::new().min_wait_usec(us).timespec(&cap))
+                }
                 None => self.ring.submit_and_wait(want),
             };
             match res {
@@ -346,31 +379,54 @@ impl Proactor<'_> {
         }
     }
 
-    /// How many completions to wait for. Usually 1. At `full` on 6.12+ (min_wait),
-    /// coalesce: a SEND to a socket with room completes inside the enter that submits
-    /// it, and its completion alone would end a wait for 1 at once, costing a second
-    /// enter to wait for the next receive. So wait for the queued sends plus half the
-    /// receives the last turn brought (at least one), and let min_wait return after
-    /// `MIN_WAIT_US` with whatever is there once anything is. Measured on a 2-core VM:
-    /// one enter per message at 1 connection instead of two, about a third fewer at 50.
+    /// How many completions to wait for, and the min_wait bound when coalescing.
+    ///
+    /// Usually 1. At `full` on 6.12+ (min_wait), a wait may coalesce: a SEND to a
+    /// socket with room completes inside the enter that submits it, and its completion
+    /// alone would end a wait for 1 at once, costing a second enter to wait for the
+    /// next receive. So a coalescing wait asks for the queued sends plus half the
+    /// receives the last turn brought (at least one), and min_wait returns after
+    /// `MIN_WAIT_US` with whatever is there once anything is. It saves about a third of
+    /// the enters at 50 connections, but arms an hrtimer on every wait, which cost a
+    /// quarter more CPU per message than epoll at 1 connection and in open loop
+    /// (issue 11). `adaptive` therefore coalesces only after a turn with two or more
+    /// receives, that is, when several connections are active at once.
     fn wait_for(&self) -> (usize, Option<u32>) {
         if !self.synthetic.is_empty() {
             return (0, None); // made-up completions are waiting: submit, do not block
         }
-        if self.features.min_wait {
-            return (self.sends_queued + (self.recvs_last / 2).max(1), Some(MIN_WAIT_US));
+        if !self.features.min_wait {
+            return (1, None);
         }
-        (1, None)
+        let coalesce = match self.cfg.uring_wait {
+            WaitMode::Single => false,
+            WaitMode::Coalesce => true,
+            WaitMode::Adaptive => self.recvs_last >= 2,
+        };
+        if coalesce {
+            (self.sends_queued + (self.recvs_last / 2).max(1), Some(MIN_WAIT_US))
+        } else {
+            (1, None)
+        }
     }
 
     fn reap(&mut self, signals: &Signals, reporter: &Reporter) {
+        // With FEAT_NODROP, completions that do not fit in the CQ wait on a kernel
+        // list and IORING_SQ_CQ_OVERFLOW is set; the next enter with GETEVENTS moves
+        // them into the CQ, in order. Count the turns that found the flag (the ring's
+        // own overflow counter does not move for these). That counter moves only when
+        // the kernel could not even keep a completion (out of memory): it is lost,
+        // and nothing can recover the op, so say it loudly.
+        if self.ring.submission().cq_overflow() {
+            self.stats.cq_overflow += 1;
+        }
         let cq = self.ring.completion();
-        let overflow = cq.overflow();
-        if overflow != self.last_overflow {
-            // With FEAT_NODROP the kernel keeps overflowed completions and hands them
-            // over on a later enter; count the event, lose nothing.
-            self.stats.cq_overflow += overflow.wrapping_sub(self.last_overflow) as u64;
-            self.last_overflow = overflow;
+        let dropped = cq.overflow();
+        if dropped != self.last_overflow {
+            let n = dropped.wrapping_sub(self.last_overflow);
+            eprintln!("ringmux: warning: the kernel dropped {n} io_uring completions (CQ overflow with no memory to keep them)");
+            self.stats.cq_overflow += n as u64;
+            self.last_overflow = dropped;
         }
         let mut cqes = std::mem::take(&mut self.cqes);
         cqes.clear();

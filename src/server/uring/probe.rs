@@ -82,6 +82,8 @@ pub struct SetupFlags {
     pub defer_taskrun: bool,
     /// SQPOLL with this idle time in milliseconds.
     pub sqpoll_idle_ms: Option<u32>,
+    /// Completion queue entries (default: 4x the submission queue).
+    pub cq_entries: Option<u32>,
 }
 
 /// Build a ring, halving the size on ENOMEM (a low RLIMIT_MEMLOCK) down to 8 entries.
@@ -95,7 +97,7 @@ pub fn build_ring_with(entries: u32, f: SetupFlags) -> Result<IoUring, Unavailab
     loop {
         sys::count(Sys::IoUringSetup);
         let mut b = IoUring::builder();
-        b.setup_cqsize(n.saturating_mul(4));
+        b.setup_cqsize(f.cq_entries.unwrap_or(n.saturating_mul(4)));
         if f.coop_taskrun {
             b.setup_coop_taskrun().setup_taskrun_flag();
         }
@@ -274,8 +276,11 @@ pub struct RingFeatures {
     pub single_issuer: bool,
     pub defer_taskrun: bool,
     pub registered_ring_fd: bool,
-    /// Coalesced waits: the queued sends plus some receives, bounded by 6.12 min_wait.
+    /// Coalesced waits are possible: the queued sends plus some receives, bounded by
+    /// 6.12 min_wait (FEAT_MIN_TIMEOUT, at full).
     pub min_wait: bool,
+    /// How the loop waits: "single", "coalesce" or "adaptive" ("single" without min_wait).
+    pub wait: &'static str,
     pub sqpoll: bool,
     pub sq_entries: u32,
     pub cq_entries: u32,
@@ -286,7 +291,7 @@ impl RingFeatures {
     pub fn summary(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} min_wait={} sqpoll={} sq={} cq={}",
+            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} min_wait={} wait={} sqpoll={} sq={} cq={}",
             self.level.name(),
             self.recv_buffers,
             if self.buf_entries > 0 { format!("x{}", self.buf_entries) } else { String::new() },
@@ -297,6 +302,7 @@ impl RingFeatures {
             on(self.defer_taskrun),
             on(self.registered_ring_fd),
             on(self.min_wait),
+            self.wait,
             on(self.sqpoll),
             self.sq_entries,
             self.cq_entries,

@@ -1,0 +1,174 @@
+//! The broadcast fan-out every backend shares: pure bookkeeping over [`Conn`]s, no
+//! sockets.
+//!
+//! A broadcast from connection `k` ([`Conn::take_broadcast`]) is appended to the outbox
+//! of every other live connection, in the order the broadcasts are fanned out, so each
+//! receiver sees each sender's lines in the order sent and nobody gets one twice (the
+//! sender's own copy is already in its reply, see [`crate::proto::Effects`]).
+//!
+//! The sender is never blocked. A receiver whose queued bytes would go over the cap is
+//! marked for disconnect instead ([`Conn::dropped`]): it gets nothing more, the
+//! backend closes it without flushing, and it counts in `slow_receivers_dropped`.
+//! Queued bytes are the outbox plus what the backend has handed to the kernel and not
+//! yet seen completed, which the backend passes in: an io_uring backend owns an
+//! in-flight send buffer it must not append to, so the fan-out only ever appends to the
+//! outbox ([`Conn::push_broadcast`]), which [`Conn::take_owed`] swapped away from the
+//! kernel's buffer; a readiness backend passes 0.
+//!
+//! Wiring into a backend (one loop): after handling input or accepting, call
+//! [`Fanout::broadcast`] with that connection's broadcast bytes and an iterator over
+//! every connection of the loop, then close what [`Fanout::take_dropped`] returns and
+//! arm sends for receivers whose outbox grew. On close, fan out [`Conn::on_close`]'s
+//! bytes the same way. With several loops each loop also forwards the bytes to the
+//! other loops' inboxes (not done here).
+
+use super::conn::Conn;
+
+/// One loop's fan-out state.
+#[derive(Debug)]
+pub struct Fanout {
+    cap: usize,
+    /// Receivers marked for disconnect since the last [`Fanout::take_dropped`].
+    dropped: Vec<usize>,
+    /// Receivers that got bytes since the last [`Fanout::take_woken`].
+    woken: Vec<usize>,
+    /// Receivers disconnected for a full outbox, over the loop's life.
+    pub slow_receivers_dropped: u64,
+}
+
+impl Fanout {
+    /// `cap`: the most bytes a receiver may have queued (`--outbox-cap`).
+    pub fn new(cap: usize) -> Fanout {
+        Fanout { cap, dropped: Vec::new(), woken: Vec::new(), slow_receivers_dropped: 0 }
+    }
+
+    /// Append `bytes` from connection `from` to every other receiver. `receivers`
+    /// yields (key, connection, bytes of it the kernel owns in an in-flight send).
+    pub fn broadcast<'a, I>(&mut self, from: usize, bytes: &[u8], receivers: I)
+    where
+        I: IntoIterator<Item = (usize, &'a mut Conn, usize)>,
+    {
+        if bytes.is_empty() {
+            return;
+        }
+        for (key, c, in_flight) in receivers {
+            if key == from || c.dropped {
+                continue;
+            }
+            if c.owed_len() + in_flight + bytes.len() > self.cap {
+                c.dropped = true;
+                self.dropped.push(key);
+                self.slow_receivers_dropped += 1;
+                continue;
+            }
+            c.push_broadcast(bytes);
+            self.woken.push(key);
+        }
+    }
+
+    /// Receivers to close now, without flushing.
+    pub fn take_dropped(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Receivers whose outbox grew: the backend arms their sends.
+    pub fn take_woken(&mut self) -> Vec<usize> {
+        let mut w = std::mem::take(&mut self.woken);
+        w.sort_unstable();
+        w.dedup();
+        w
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Guests, Proto};
+
+    fn chat_room(n: usize, guests: &Guests) -> Vec<Conn> {
+        (0..n).map(|_| Conn::with_guests(Proto::Chat, guests)).collect()
+    }
+
+    /// Fan out whatever connection `k` broadcast.
+    fn pump(f: &mut Fanout, conns: &mut [Conn], k: usize, in_flight: &[usize]) {
+        let b = conns[k].take_broadcast();
+        f.broadcast(k, &b, conns.iter_mut().enumerate().map(|(i, c)| (i, c, in_flight[i])));
+    }
+
+    #[test]
+    fn chat_lines_reach_everyone_once_in_order() {
+        let guests = Guests::default();
+        let mut conns = chat_room(3, &guests);
+        let mut f = Fanout::new(1 << 20);
+        let none = [0; 3];
+        for k in 0..3 {
+            conns[k].on_open();
+            pump(&mut f, &mut conns, k, &none);
+        }
+        conns[0].on_input(b"a1\na2\n");
+        conns[1].on_input(b"b1\n");
+        pump(&mut f, &mut conns, 1, &none);
+        pump(&mut f, &mut conns, 0, &none);
+        conns[1].on_input(b"b2\n");
+        pump(&mut f, &mut conns, 1, &none);
+        let text = |c: &Conn| String::from_utf8(c.owed().to_vec()).unwrap();
+        assert_eq!(
+            text(&conns[0]),
+            "* you are guest-1\n* guest-1 joined\n* guest-2 joined\n* guest-3 joined\n[guest-1] a1\n[guest-1] a2\n[guest-2] b1\n[guest-2] b2\n"
+        );
+        assert_eq!(text(&conns[1]), "* guest-1 joined\n* you are guest-2\n* guest-2 joined\n* guest-3 joined\n[guest-2] b1\n[guest-1] a1\n[guest-1] a2\n[guest-2] b2\n");
+        assert_eq!(text(&conns[2]), "* guest-1 joined\n* guest-2 joined\n* you are guest-3\n* guest-3 joined\n[guest-2] b1\n[guest-1] a1\n[guest-1] a2\n[guest-2] b2\n");
+        let mut w = f.take_woken();
+        w.sort();
+        assert_eq!(w, vec![0, 1, 2]);
+        // Leaving: everyone else hears it.
+        let bye = conns[2].on_close();
+        assert_eq!(bye, b"* guest-3 left\n");
+        f.broadcast(2, &bye, conns.iter_mut().enumerate().map(|(i, c)| (i, c, 0)));
+        assert!(text(&conns[0]).ends_with("* guest-3 left\n"));
+        assert!(!text(&conns[2]).ends_with("* guest-3 left\n"));
+    }
+
+    #[test]
+    fn slow_receiver_is_dropped_sender_never_blocked() {
+        let guests = Guests::default();
+        let mut conns = chat_room(3, &guests);
+        let mut f = Fanout::new(1024);
+        // Receiver 2 has 900 bytes in flight in the kernel (io_uring) and reads nothing.
+        let in_flight = [0, 0, 900];
+        let line = format!("{}\n", "x".repeat(50));
+        for _ in 0..40 {
+            conns[0].on_input(line.as_bytes());
+            pump(&mut f, &mut conns, 0, &in_flight);
+            // Receiver 1 keeps reading.
+            let n = conns[1].owed_len();
+            conns[1].advance(n);
+        }
+        assert_eq!(f.take_dropped(), vec![2]);
+        assert_eq!(f.slow_receivers_dropped, 1);
+        assert!(conns[2].dropped && !conns[1].dropped && !conns[0].dropped);
+        // The dropped one got nothing over the cap, and nothing after being dropped.
+        assert!(conns[2].owed_len() + 900 <= 1024);
+        // The sender's own replies were never held back: all 40 lines are owed to it.
+        assert_eq!(conns[0].owed().split(|&b| b == b'\n').filter(|l| l.starts_with(b"[guest-1]")).count(), 40);
+        // Counted once, even with more broadcasts.
+        conns[0].on_input(line.as_bytes());
+        pump(&mut f, &mut conns, 0, &in_flight);
+        assert_eq!(f.slow_receivers_dropped, 1);
+        assert!(f.take_dropped().is_empty());
+    }
+
+    #[test]
+    fn appends_never_touch_the_kernels_buffer() {
+        let guests = Guests::default();
+        let mut conns = chat_room(2, &guests);
+        let mut f = Fanout::new(1 << 20);
+        conns[1].push_broadcast(b"old\n");
+        // io_uring: the owed bytes go to the kernel as their own buffer.
+        let in_kernel = conns[1].take_owed(Vec::new());
+        conns[0].on_input(b"new\n");
+        pump(&mut f, &mut conns, 0, &[0, in_kernel.len()]);
+        assert_eq!(in_kernel, b"old\n");
+        assert_eq!(conns[1].owed(), b"[guest-1] new\n");
+    }
+}
