@@ -93,6 +93,8 @@ pub struct Plan {
     pub proto: LoadProto,
     pub duration: f64,
     pub warmup: f64,
+    /// Interval of the load's interval log (`load --interval`): at least 10 per run.
+    pub interval: f64,
     pub repeat: u32,
     pub out: PathBuf,
     /// Event loops of ringmux servers (`serve --threads`).
@@ -176,18 +178,13 @@ impl Plan {
             }
             servers.push(ServerSpec::External { name: name.to_string(), cmd: cmd.to_string() });
         }
-        // The tokio reference peer, when its example binary is built beside us.
-        if a.external.is_empty()
-            && let Some(dir) = exe.parent() {
-                let tokio = dir.join("examples").join("tokio_echo_server");
-                if tokio.is_file() {
-                    servers.push(ServerSpec::External { name: "tokio".into(), cmd: format!("{} {{addr}}", tokio.display()) });
-                } else {
-                    notes.push("tokio reference server not built (cargo build --release --example tokio_echo_server adds it)".into());
-                }
-            }
+        // The reference peers (tokio, monoio), unless the user names their own servers
+        // or the protocol is not echo (the peers are echo servers).
+        if a.external.is_empty() && !a.no_peers && a.proto == LoadProto::Echo {
+            servers.extend(peer_servers(&exe, &mut notes));
+        }
         if a.proto != LoadProto::Echo {
-            // External servers (and the tokio reference) are echo servers.
+            // External servers (and the reference peers) are echo servers.
             let left: Vec<String> = servers.iter().filter(|s| matches!(s, ServerSpec::External { .. })).map(|s| s.name()).collect();
             if !left.is_empty() {
                 let n = format!("{} left out: external servers are taken to speak echo only, not {}", left.join(", "), a.proto.name());
@@ -279,6 +276,7 @@ impl Plan {
             proto: a.proto,
             duration,
             warmup,
+            interval: interval_for(duration),
             repeat,
             out,
             server_threads: a.server_threads,
@@ -288,6 +286,88 @@ impl Plan {
             idle_conns: a.idle_conns,
             profile,
         })
+    }
+}
+
+/// The reference peers: (name in the matrix, example binary, crate whose version the
+/// report prints, what it is).
+pub const PEERS: [(&str, &str, &str, &str); 2] = [
+    ("tokio", "tokio_echo_server", "tokio", "single-threaded tokio echo server on epoll (examples/tokio_echo_server.rs)"),
+    ("monoio", "monoio_echo_server", "monoio", "monoio echo server on its io_uring driver (examples/monoio_echo_server.rs)"),
+];
+
+/// The version of `krate` in the Cargo.lock this binary was built with.
+pub fn locked_version(krate: &str) -> Option<String> {
+    const LOCK: &str = include_str!("../Cargo.lock");
+    let mut lines = LOCK.lines();
+    while let Some(l) = lines.next() {
+        if l.trim() == format!("name = \"{krate}\"") {
+            let v = lines.next()?.trim().strip_prefix("version = \"")?.trim_end_matches('"');
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// The peers' example binaries beside `exe` (target/<profile>/examples/). When one is
+/// missing and `exe` was built in this crate's source tree, build them once with
+/// cargo (same profile) and say so; when that is not possible, note what is missing.
+fn peer_servers(exe: &Path, notes: &mut Vec<String>) -> Vec<ServerSpec> {
+    let Some(dir) = exe.parent() else { return Vec::new() };
+    let path = |bin: &str| dir.join("examples").join(bin);
+    let missing: Vec<&str> = PEERS.iter().map(|p| p.1).filter(|b| !path(b).is_file()).collect();
+    if !missing.is_empty() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let target = dir.parent().filter(|t| t.join("CACHEDIR.TAG").is_file());
+        let profile = dir.file_name().and_then(|p| p.to_str());
+        if let (true, Some(target), Some(profile @ ("release" | "debug"))) = (manifest.is_file(), target, profile) {
+            let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+            c.arg("build").arg("--manifest-path").arg(&manifest).env("CARGO_TARGET_DIR", target);
+            if profile == "release" {
+                c.arg("--release");
+            }
+            for b in &missing {
+                c.args(["--example", b]);
+            }
+            eprintln!(
+                "ringmux: building the reference peers once ({}): cargo build{} --example {}",
+                missing.join(", "),
+                if profile == "release" { " --release" } else { "" },
+                missing.join(" --example ")
+            );
+            match c.stdin(Stdio::null()).stdout(Stdio::null()).status() {
+                Ok(st) if st.success() => {}
+                Ok(st) => eprintln!("ringmux: warning: building the reference peers failed ({st}); the bench runs without them"),
+                Err(e) => eprintln!("ringmux: warning: cannot run cargo to build the reference peers: {e}"),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (name, bin, krate, what) in PEERS {
+        let p = path(bin);
+        if p.is_file() {
+            let v = locked_version(krate).unwrap_or_else(|| "?".into());
+            notes.push(format!("peer {name}: {krate} {v}, {what}"));
+            out.push(ServerSpec::External { name: name.into(), cmd: format!("{} {{addr}}", p.display()) });
+        } else {
+            let n = format!("reference peer {name} not built and no source tree to build it from (cargo build --release --example {bin} adds it)");
+            eprintln!("ringmux: warning: {n}");
+            notes.push(n);
+        }
+    }
+    out
+}
+
+/// The interval log's interval for a measured run of `duration` seconds: 1 s for long
+/// runs, 0.1 s for runs of 1-10 s, and a tenth of the run below that, so that the
+/// latency-over-time chart has at least 10 points per run.
+fn interval_for(duration: f64) -> f64 {
+    if duration >= 10.0 {
+        1.0
+    } else if duration >= 1.0 {
+        0.1
+    } else {
+        ((duration * 10.0).floor() / 100.0).max(0.01)
     }
 }
 
@@ -321,7 +401,8 @@ fn format_timestamp(secs: u64) -> String {
 /// `ringmux bench`.
 pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the ringmux binary")?;
-    let plan = Plan::from_args(&a, exe)?;
+    // Every error of the plan is bad usage (unknown backend, bad --external, ...).
+    let plan = Plan::from_args(&a, exe).map_err(|e| crate::ExitError { code: 2, msg: format!("{e:#}") })?;
     if let Some(n) = plan.idle_conns {
         let results = idle::run(&plan, &a, n)?;
         if let Some(idle) = &results.idle {
@@ -536,6 +617,10 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
             "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
             "server_threads": plan.server_threads, "load_cpus": plan.load_cpus,
+            "interval_s": plan.interval,
+            "peers": PEERS.iter().filter(|p| plan.servers.iter().any(|s| s.name() == p.0))
+                .map(|p| (p.0.to_string(), serde_json::json!(format!("{} {}", p.2, locked_version(p.2).unwrap_or_else(|| "?".into())))))
+                .collect::<serde_json::Map<_, _>>(),
         }),
         cells,
         notes,
@@ -731,7 +816,7 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
         ServerSpec::Ringmux { backend, level } => {
             let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
             let mut c = Command::new(&plan.exe);
-            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--proto", plan.proto.name(), "--stats-json"]).arg(&stats);
+            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--proto", plan.proto.name(), "--json"]).arg(&stats);
             if let Some(l) = level {
                 let mut parts = l.split('+');
                 c.args(["--uring-features", parts.next().unwrap_or("auto")]);
@@ -835,7 +920,7 @@ fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, ste
     let runs = plan.out.join("runs");
     let json = runs.join(format!("{stem}.json"));
     let mut cmd = load_cmd(plan, srv.addr, shape, rate, plan.duration);
-    cmd.arg("--json").arg(&json).arg("--hgrm").arg(runs.join(format!("{stem}.hgrm"))).arg("--hlog").arg(runs.join(format!("{stem}.hlog")));
+    cmd.args(["--interval", &plan.interval.to_string()]).arg("--json").arg(&json).arg("--hgrm").arg(runs.join(format!("{stem}.hgrm"))).arg("--hlog").arg(runs.join(format!("{stem}.hlog")));
     let recording = if plan.profile { Some(profile::Recording::start(pid, &runs.join(format!("{stem}.perf.data")))) } else { None };
     let cpu0 = children_cpu_s();
     let wall0 = Instant::now();
@@ -910,6 +995,24 @@ mod tests {
         assert!(notes[0].contains("--server-threads 2 on 2 CPUs") && notes[0].contains("do not measure scaling"), "{notes:?}");
         assert_eq!(split_cpus(1, 1, &mut notes), (None, None));
         assert!(notes[1].contains("one CPU"), "{notes:?}");
+    }
+
+    #[test]
+    fn at_least_ten_intervals_per_run() {
+        for d in [0.2, 0.3, 0.5, 1.0, 1.5, 3.0, 9.9, 10.0, 60.0] {
+            let i = interval_for(d);
+            assert!((0.01..=1.0).contains(&i) && d / i >= 10.0 - 1e-9, "{d} s -> {i} s");
+        }
+        assert_eq!(interval_for(1.5), 0.1);
+    }
+
+    #[test]
+    fn peer_versions_come_from_the_lock_file() {
+        for (_, _, krate, _) in PEERS {
+            let v = locked_version(krate).unwrap_or_default();
+            assert!(v.split('.').count() == 3 && v.chars().next().is_some_and(|c| c.is_ascii_digit()), "{krate}: {v:?}");
+        }
+        assert_eq!(locked_version("no-such-crate-here"), None);
     }
 
     #[test]

@@ -187,8 +187,8 @@ impl LoadProto {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (use port 0 for any free port; the bound address is printed).
-    #[arg(long, default_value = "127.0.0.1:7878")]
+    /// Address to listen on, IP:PORT (port 0: any free port; the bound address is printed).
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7878", value_parser = parse_addr)]
     pub addr: SocketAddr,
     /// IO model.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
@@ -242,13 +242,14 @@ pub struct ServeArgs {
     /// 64 KiB stack.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), verbatim_doc_comment)]
     pub max_threads: u32,
-    /// Pin event loop i to CPU i (or to the i-th CPU of --cpus).
+    /// Pin event loop i to the i-th CPU this process may run on (or of --cpus).
     ///
     /// A pinned loop keeps its caches warm and never competes with another loop for a
     /// core. Without it the scheduler places and moves the threads as it likes.
     #[arg(long, verbatim_doc_comment)]
     pub pin: bool,
-    /// CPUs for the event loops, e.g. "2-5,7" (implies --pin).
+    /// CPUs for the event loops, e.g. "2-5,7" (implies --pin); the same option as
+    /// `load --cpus`. Default: not pinned.
     ///
     /// Loop i runs on the i-th CPU listed; list at least --threads CPUs this process
     /// may run on (`taskset -c` syntax).
@@ -275,8 +276,9 @@ pub struct ServeArgs {
     /// On SIGINT/SIGTERM, seconds to flush owed bytes before closing anyway.
     #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
     pub drain_timeout: f64,
-    /// Write the exit stats (syscalls, CPU, bytes, connections) as JSON to this file.
-    #[arg(long)]
+    /// Write the exit stats (syscalls, CPU, bytes, connections) as JSON to this file
+    /// (and a snapshot on SIGUSR1). `--stats-json` is the old spelling.
+    #[arg(long = "json", visible_alias = "stats-json", value_name = "FILE")]
     pub stats_json: Option<PathBuf>,
     /// Print nothing but errors and warnings (no start line, no stats summary).
     #[arg(long)]
@@ -285,10 +287,10 @@ pub struct ServeArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Server address (loopback or an address you own).
-    #[arg(long, default_value = "127.0.0.1:7878")]
+    /// Server address, IP:PORT (loopback or an address you own).
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:7878", value_parser = parse_addr)]
     pub addr: SocketAddr,
-    /// Connections.
+    /// Connections (1 to 1000000).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub conns: u32,
     /// Silent connections opened before the active ones and held for the whole run, so
@@ -297,31 +299,34 @@ pub struct LoadArgs {
     /// latency; at the end the summary says how many the server had closed.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub idle_conns: u32,
-    /// Message size in bytes (with --proto http: the POST body; 0 sends `GET /`).
+    /// Message size in bytes, up to 67108864 (with --proto http: the POST body; 0 sends
+    /// `GET /`; echo and upper need at least 1).
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(0..=(64i64 << 20)))]
     pub size: u32,
     /// Protocol to speak and verify.
     #[arg(long, value_enum, default_value_t = LoadProto::Echo)]
     pub proto: LoadProto,
-    /// Measured seconds (after warm-up).
+    /// Measured seconds, after the warm-up (above 0, at most a year).
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
     pub duration: f64,
-    /// Unrecorded warm-up seconds.
+    /// Unrecorded warm-up seconds (0 for none).
     #[arg(long, default_value_t = 1.0, value_parser = parse_secs)]
     pub warmup: f64,
     /// Messages in flight per connection (closed loop); the most outstanding per
-    /// connection in open loop.
+    /// connection in open loop (1 to 65536).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub pipeline: u32,
-    /// Total messages per second: open loop with coordinated-omission correction.
-    /// Without it: closed loop.
-    #[arg(long)]
+    /// Total messages per second (above 0, at most 1e9): open loop with
+    /// coordinated-omission correction. Default: none, closed loop.
+    #[arg(long, value_name = "MSGS_PER_S")]
     pub rate: Option<f64>,
-    /// Load threads; connections are spread over them.
+    /// Load threads (1 to 1024); connections are spread over them.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: u16,
-    /// CPUs to pin load threads to, e.g. "1" or "2-5" or "1,3".
-    #[arg(long)]
+    /// CPUs to pin load threads to, thread i on the i-th CPU listed, e.g. "1", "2-5" or
+    /// "1,3" (`taskset -c` syntax, CPUs 0-1023 this process may run on). The same option
+    /// as `serve --cpus`; `--pin LIST` is the old spelling. Default: not pinned.
+    #[arg(long = "cpus", visible_alias = "pin", value_name = "LIST")]
     pub pin: Option<String>,
     /// How the load threads drive their sockets.
     #[arg(long, value_enum, default_value_t = DriverChoice::Auto)]
@@ -332,8 +337,8 @@ pub struct LoadArgs {
     /// Write an HdrHistogram interval log (v1.3, tagged corrected/uncorrected).
     #[arg(long)]
     pub hlog: Option<PathBuf>,
-    /// Write all figures and parameters as JSON.
-    #[arg(long)]
+    /// Write all figures and parameters as JSON to this file.
+    #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// No progress line and no summary.
     #[arg(long)]
@@ -365,7 +370,8 @@ pub struct LoadArgs {
     /// connection is then dropped). Also bounds the final drain of an open-loop run.
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]
     pub timeout: f64,
-    /// Length of one interval of the interval log (--hlog) and of the progress line, seconds.
+    /// Length of one interval of the interval log (--hlog) and of the progress line,
+    /// seconds (at least 0.01). `bench` passes 0.1 for runs under 10 s.
     #[arg(long, default_value_t = 1.0, value_parser = parse_secs)]
     pub interval: f64,
 }
@@ -379,10 +385,11 @@ pub struct BenchArgs {
     /// `+wait-single`, `+wait-coalesce` or `+wait-adaptive` (e.g. `uring:full+sqpoll`).
     #[arg(long, value_delimiter = ',', default_value = "uring,epoll")]
     pub backends: Vec<String>,
-    /// Connection counts, comma separated.
+    /// Connection counts, comma separated (each 1 to 100000; --quick keeps those up to 50).
     #[arg(long, value_delimiter = ',', default_value = "1,50,500")]
     pub conns: Vec<u32>,
-    /// Message size in bytes (with --proto http: the POST body; 0 sends `GET /`).
+    /// Message size in bytes, up to 16777216 (with --proto http: the POST body; 0 sends
+    /// `GET /`).
     #[arg(long, default_value_t = 128)]
     pub size: u32,
     /// Protocol every server in the matrix serves and the load speaks and verifies
@@ -390,25 +397,34 @@ pub struct BenchArgs {
     /// with another protocol they are named in one line and left out.
     #[arg(long, value_enum, default_value_t = LoadProto::Echo)]
     pub proto: LoadProto,
-    /// Seconds per measured run.
-    #[arg(long, value_parser = parse_secs)]
+    /// Seconds per measured run, 0.2 to 3600 [default: 1.5; with --quick 1.0]. Each run
+    /// has an unrecorded warm-up before it (0.5 s; with --quick 0.3 s).
+    #[arg(long, value_parser = parse_bench_secs)]
     pub duration: Option<f64>,
-    /// Repeats of the whole interleaved matrix (`compare` needs 3 or more per side for
-    /// a verdict that sees noise).
-    #[arg(long)]
+    /// Repeats of the whole interleaved matrix, 1 to 100 [default: 3; with --quick 1]
+    /// (`compare` needs 3 or more per side for a verdict that sees noise).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub repeat: Option<u32>,
     /// Run the open-loop shape at this fixed rate (msgs/s) instead of 50% of the
     /// measured peak, so runs on different days are comparable (cell id open-R/cN/sS).
+    /// Default: none.
     #[arg(long, value_name = "R")]
     pub open_rate: Option<f64>,
-    /// Another server in the same matrix: NAME=CMD, CMD gets {addr}.
+    /// Another server in the same matrix: NAME=CMD, CMD gets {addr} (repeatable). With
+    /// any --external, the reference peers are left out.
     #[arg(long)]
     pub external: Vec<String>,
-    /// Short matrix for CI (under 30 s).
+    /// Leave out the reference peers. By default the matrix includes a tokio echo server
+    /// (epoll) and a monoio echo server (io_uring), the example binaries beside ringmux;
+    /// run from the source tree, the bench builds them once with cargo and says so.
+    #[arg(long)]
+    pub no_peers: bool,
+    /// Short matrix for CI: connection counts up to 50, no pipelined shape, 1 s runs,
+    /// one repeat (about 10 s with the two backends, 20 s with the peers).
     #[arg(long)]
     pub quick: bool,
-    /// Output folder (default bench-out/<timestamp>/).
-    #[arg(long)]
+    /// Output folder [default: bench-out/<UTC timestamp>/].
+    #[arg(short = 'o', long, visible_alias = "output", value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Measure memory instead of throughput: hold N idle connections to each server and
     /// report its resident memory per connection, (VmRSS after - before) / N. Each
@@ -423,7 +439,9 @@ pub struct BenchArgs {
     /// To measure scaling: the server gets CPUs 0..N-1, one loop on each, and the load
     /// the CPUs after them. When that leaves the load no CPU, nothing is pinned and the
     /// bench warns that the figures do not measure scaling.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
+    ///
+    /// 1 to 1024. `--threads` is an alias (as in `serve --threads`).
+    #[arg(long, visible_alias = "threads", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
     pub server_threads: u16,
     /// Record each server with `perf` during every measured run and show where its
     /// CPU went: network stack, io_uring, readiness (epoll/poll/select, sock_poll,
@@ -468,7 +486,8 @@ pub struct MergeArgs {
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output interval log (or, for a folder of agents, the merged load result .json).
-    #[arg(short, long)]
+    /// `--output` is the old spelling.
+    #[arg(short = 'o', long = "out", visible_alias = "output", value_name = "FILE")]
     pub output: PathBuf,
     /// Merge the agents that are there even when some are missing or failed (they are
     /// named; the result's rate_kept is then false).
@@ -493,7 +512,36 @@ pub struct ProbeArgs {
     pub json: bool,
 }
 
-/// Seconds as a non-negative finite number ("5", "0.5").
+/// An IP:PORT socket address. A host name gets a hint instead of clap's "invalid
+/// socket address syntax": ringmux resolves no names.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let hint = match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            if host.eq_ignore_ascii_case("localhost") {
+                format!("use 127.0.0.1:{port} (or [::1]:{port} for IPv6)")
+            } else if host.contains(':') {
+                format!("an IPv6 address goes in brackets: [{host}]:{port}")
+            } else {
+                format!("'{host}' is not an IP address; ringmux resolves no host names")
+            }
+        }
+        _ => "expected IP:PORT, e.g. 127.0.0.1:7878 or [::1]:7878".to_string(),
+    };
+    Err(format!("'{s}' is not IP:PORT: {hint}"))
+}
+
+/// Seconds per bench run: 0.2 to 3600.
+fn parse_bench_secs(s: &str) -> Result<f64, String> {
+    let v = parse_secs(s)?;
+    if !(0.2..=3600.0).contains(&v) {
+        return Err(format!("'{s}' is out of range (0.2 to 3600 s)"));
+    }
+    Ok(v)
+}
+
 fn parse_buf_entries(s: &str) -> Result<u16, String> {
     let n: u32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
     if !(1..=32768).contains(&n) || !n.is_power_of_two() {
@@ -502,6 +550,7 @@ fn parse_buf_entries(s: &str) -> Result<u16, String> {
     Ok(n as u16)
 }
 
+/// Seconds as a non-negative finite number ("5", "0.5").
 pub fn parse_secs(s: &str) -> Result<f64, String> {
     let v: f64 = s.trim_end_matches('s').parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !v.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&v) {
@@ -596,6 +645,17 @@ mod tests {
         for l in ["0-3", "1,3", "2-5,7", "3,0-1"] {
             assert_eq!(format_cpu_list(&parse_cpu_list(l).unwrap()), l);
         }
+    }
+
+    #[test]
+    fn addresses_say_ip_port() {
+        assert_eq!(parse_addr("127.0.0.1:7878").unwrap().port(), 7878);
+        assert!(parse_addr("[::1]:80").is_ok());
+        let e = parse_addr("localhost:7878").unwrap_err();
+        assert!(e.contains("is not IP:PORT") && e.contains("use 127.0.0.1:7878"), "{e}");
+        assert!(parse_addr("::1:80").unwrap_err().contains("[::1]:80"));
+        assert!(parse_addr("example.com:80").unwrap_err().contains("resolves no host names"));
+        assert!(parse_addr("7878").unwrap_err().contains("expected IP:PORT"));
     }
 
     #[test]

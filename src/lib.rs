@@ -22,7 +22,8 @@ use std::process::ExitCode;
 
 use cli::{Cli, Command};
 
-/// An error that carries its own exit code (e.g. `compare`'s 2 for bad input).
+/// An error that carries its own exit code: 2 for bad usage in every subcommand (as
+/// clap does for a malformed command line), `compare`'s 1 for a regression.
 #[derive(Debug)]
 pub struct ExitError {
     pub code: u8,
@@ -43,8 +44,31 @@ pub fn exit_code_of(e: &anyhow::Error) -> u8 {
     e.chain().find_map(|c| c.downcast_ref::<ExitError>()).map_or(1, |x| x.code)
 }
 
+/// Checks that need more than clap (value combinations, CPUs this process may use),
+/// done before anything runs so that every subcommand answers bad usage the same way:
+/// one line and exit 2.
+fn check_usage(cmd: &Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Serve(a) => {
+            server::ServerConfig::from_args(a)?;
+        }
+        Command::Load(a) => {
+            load::LoadConfig::from_args(a)?;
+            if let Some(list) = &a.pin {
+                let allowed = server::sys::allowed_cpus()?;
+                if let Some(c) = cli::parse_cpu_list(list)?.into_iter().find(|c| !allowed.contains(c)) {
+                    anyhow::bail!("--cpus: CPU {c} is not available to this process (it may run on {})", cli::format_cpu_list(&allowed));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Run one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    check_usage(&cli.command).map_err(|e| ExitError { code: 2, msg: format!("{e:#}") })?;
     match cli.command {
         Command::Serve(a) => server::serve_cmd(a),
         Command::Probe(a) => probe::probe_cmd(a),

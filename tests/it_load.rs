@@ -329,14 +329,14 @@ driver_test!(bad_input_is_one_line_and_no_panic, |d| {
     let _g = serial();
     for (args, needle) in [
         (&["--rate", "0"][..], "--rate"),
-        (&["--pin", "abc"], "--pin 'abc'"),
+        (&["--pin", "abc"], "--cpus 'abc'"),
         (&["--pin", "5-2"], "backwards"),
         (&["--duration", "0"], "--duration"),
-        (&["--pin", "1000", "--addr", "127.0.0.1:9"], "cannot pin load thread to CPU 1000"),
+        (&["--cpus", "1000", "--addr", "127.0.0.1:9"], "CPU 1000 is not available to this process"),
         (&["--threads", "2", "--conns", "2", "--pin", "0"], "give one CPU per thread"),
     ] {
         let r = load(d, args, Duration::from_secs(10));
-        assert_ne!(r.code, Some(0), "{}", r.explain());
+        assert_eq!(r.code, Some(2), "bad usage exits 2\n{}", r.explain());
         assert!(r.code.is_some(), "killed by a signal?\n{}", r.explain());
         assert!(r.stderr.contains(needle), "expected {needle:?}\n{}", r.explain());
         assert!(!r.stderr.contains("panicked"), "{}", r.explain());

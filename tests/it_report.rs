@@ -455,8 +455,13 @@ fn fixture(d: &Path) -> BenchResults {
 
 fn check_report(d: &Path, r: &BenchResults) {
     let html = std::fs::read_to_string(d.join("report.html")).unwrap();
-    // 2 spectra + 2 timelines + 3 bar charts
-    assert_eq!(html.matches("<svg").count(), 7, "one <svg> per chart");
+    // 2 shapes: 2 spectra + 2 timelines + one small bar chart per shape for each of
+    // throughput, CPU and syscalls per message (each shape on its own axis).
+    assert_eq!(html.matches("<svg").count(), 2 + 2 + 2 * 3, "one <svg> per chart");
+    // The matrix reads as a sentence, not as raw JSON.
+    assert!(html.contains("<b>Matrix.</b>") && !html.contains("Matrix: <code>{"), "matrix as a sentence");
+    // The results table fits: the shape row carries mode/conns/size, not every row.
+    assert!(html.contains("closed loop · ") && html.contains("<th class=n>syscalls / msg</th>"), "results table columns");
     for bad in ["src=\"http", "href=\"http", "<script", "url(http", "@import"] {
         assert!(!html.contains(bad), "report.html must be self-contained, found {bad:?}");
     }
@@ -512,6 +517,40 @@ fn write_reports_api_and_missing_files() {
     assert_eq!(md.lines().count(), 2 + r.cells.len());
 }
 
+/// `report DIR` on a folder of `load` outputs (no results.json): a spectrum of every
+/// series and a timeline per interval log.
+#[test]
+fn report_on_load_outputs() {
+    let d = tmpdir("report_loads");
+    let src = tmpdir("report_loads_src");
+    let r = fixture(&src);
+    // Keep only the histogram files, under the names `load --hlog/--hgrm` would use.
+    let mut stems = Vec::new();
+    for c in r.cells.iter().take(2) {
+        let stem = c.server.replace(':', "_");
+        std::fs::copy(src.join(&c.hlog[0]), d.join(format!("{stem}.hlog"))).unwrap();
+        std::fs::copy(src.join(&c.hgrm[0]), d.join(format!("{stem}.hgrm"))).unwrap();
+        stems.push(stem);
+    }
+    std::fs::copy(src.join(&r.cells[2].hgrm[0]), d.join("only-hgrm.hgrm")).unwrap();
+    let args = ["report", d.to_str().unwrap()];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", show(&args, &o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("5 histogram file(s), 3 series"), "{}", show(&args, &o));
+    let html = std::fs::read_to_string(d.join("report.html")).unwrap();
+    // One spectrum with every series, one timeline per interval log.
+    assert_eq!(html.matches("<svg").count(), 1 + 2, "{html}");
+    for s in stems.iter().map(String::as_str).chain(["only-hgrm"]) {
+        assert!(html.contains(&format!(">{s}<")) || html.contains(&format!("\n{s}\n")), "series {s} missing");
+    }
+    // A folder with neither results.json nor histograms is bad input.
+    let empty = tmpdir("report_loads_empty");
+    let args = ["report", empty.to_str().unwrap()];
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&args, &o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("neither results.json"), "{}", show(&args, &o));
+}
+
 #[test]
 fn report_bad_input() {
     let d = tmpdir("report_bad");
@@ -521,7 +560,7 @@ fn report_bad_input() {
         }
         let args = ["report", d.to_str().unwrap()];
         let o = run(&args);
-        assert!(!o.status.success(), "{what}: {}", show(&args, &o));
+        assert_eq!(o.status.code(), Some(2), "{what}: bad input exits 2: {}", show(&args, &o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(err.trim_end().lines().count(), 1, "{what}: {}", show(&args, &o));
         assert!(!err.contains("panicked"));

@@ -13,6 +13,8 @@ mod it_faults;
 mod it_idle;
 /// What only some IO models do (select's refusal, sigio's overflow, busypoll, threads).
 mod it_models;
+/// Exit codes, option spellings, addresses and a closed stdout, as a newcomer meets them.
+mod it_cli;
 /// io_uring: CQ overflow, failed submissions, refused registrations.
 mod it_ring;
 /// HTTP on every backend, load --proto, ringmux client.
@@ -491,7 +493,7 @@ mod serve {
             args.extend(extra);
             let out = Command::new(BIN).args(&args).output().unwrap();
             let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{v:?} {extra:?}: {err}");
+            assert_eq!(out.status.code(), Some(2), "{v:?} {extra:?}: bad usage exits 2: {err}");
             assert_eq!(err.lines().count(), 1, "{v:?} {extra:?}: one line expected: {err}");
             assert!(err.contains(want) && !err.contains("panicked"), "{v:?} {extra:?}: want {want:?} in {err}");
             assert!(out.stdout.is_empty(), "{v:?} {extra:?}: nothing may start: {}", String::from_utf8_lossy(&out.stdout));
@@ -804,7 +806,7 @@ mod bench {
         let out = std::env::temp_dir().join(format!("ringmux-bench-t2-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         let out_s = out.to_str().unwrap();
-        let args = ["bench", "--quick", "--backends", "uring,epoll", "--conns", "20", "--duration", "0.3", "--server-threads", "2", "--out", out_s];
+        let args = ["bench", "--quick", "--backends", "uring,epoll", "--conns", "20", "--duration", "0.3", "--server-threads", "2", "--no-peers", "--out", out_s];
         let (status, stdout, stderr) = run_bounded(&args, Duration::from_secs(120));
         assert!(status.success(), "bench failed: {status}\n{stdout}\n{stderr}");
         let r: ringmux::report::model::BenchResults =
@@ -841,8 +843,19 @@ mod bench {
         let out = std::env::temp_dir().join(format!("ringmux-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         let out_s = out.to_str().unwrap();
-        let (status, stdout, stderr) = run_bounded(&["bench", "--quick", "--duration", "0.5", "--conns", "1,50", "--out", out_s], Duration::from_secs(180));
+        // The reference peers are example binaries beside ringmux: `cargo test` builds
+        // them; a run of this test binary alone (`cargo test --test tests`) may not, and
+        // the bench must not start cargo under a running `cargo test`.
+        let examples = std::path::Path::new(BIN).parent().unwrap().join("examples");
+        let peers = ["tokio_echo_server", "monoio_echo_server"].iter().all(|b| examples.join(b).is_file());
+        let mut args = vec!["bench", "--quick", "--duration", "0.5", "--conns", "1,50", "--out", out_s];
+        if !peers {
+            eprintln!("quick_bench_end_to_end: reference peers not built in {} (cargo test builds them): running with --no-peers", examples.display());
+            args.push("--no-peers");
+        }
+        let (status, stdout, stderr) = run_bounded(&args, Duration::from_secs(180));
         assert!(status.success(), "bench failed: {status}\n{stdout}\n{stderr}");
+        assert!(!stderr.contains("building the reference peers"), "the peers were there: nothing to build\n{stderr}");
         assert!(stdout.contains("| server |") && stdout.contains("report.html"), "{stdout}");
 
         let r: ringmux::report::model::BenchResults =
@@ -850,6 +863,12 @@ mod bench {
         assert_eq!(r.schema, "ringmux.bench/1");
         let servers: std::collections::BTreeSet<&str> = r.cells.iter().map(|c| c.server.as_str()).collect();
         assert!(servers.contains("epoll"), "{servers:?}");
+        if peers {
+            // The default matrix compares with the peers a Rust user would pick, and says
+            // which versions ran.
+            assert!(servers.contains("tokio") && servers.contains("monoio"), "{servers:?}");
+            assert!(r.args["peers"]["monoio"].as_str().is_some_and(|v| v.starts_with("monoio 0.")), "{}", r.args);
+        }
         let modes: std::collections::BTreeSet<&str> = r.cells.iter().map(|c| c.mode.as_str()).collect();
         assert!(modes.contains("closed") && modes.contains("open"), "{modes:?}");
         for c in &r.cells {
@@ -866,9 +885,17 @@ mod bench {
         }
         let html = std::fs::read_to_string(out.join("report.html")).unwrap();
         let svgs = html.matches("<svg").count();
-        // One spectrum and one timeline per shape, plus three bar charts.
+        // Per shape: one spectrum, one timeline, and one small bar chart for each of
+        // throughput, CPU and syscalls per message.
         let shapes: std::collections::BTreeSet<String> = r.cells.iter().map(|c| c.id.split_once('/').unwrap().1.to_string()).collect();
-        assert_eq!(svgs, shapes.len() * 2 + 3, "SVG charts in report.html");
+        assert_eq!(svgs, shapes.len() * 5, "SVG charts in report.html");
+        // At least 10 intervals per run for the latency-over-time chart (0.5 s runs).
+        assert_eq!(r.args["interval_s"], 0.05, "{}", r.args);
+        let log = ringmux::report::hlog::read_hlog_file(&out.join(&r.cells[0].hlog[0])).unwrap();
+        assert!(log.intervals.len() >= 10, "{} intervals in a 0.5 s run", log.intervals.len());
+        if peers {
+            assert!(html.contains("monoio 0."), "the peer's version is in the report");
+        }
         assert!(!html.contains("src=\"http") && !html.contains("href=\"http") && !html.contains("<script"), "report.html must open offline");
         for f in ["report.md", "ci/github-action-benchmark.json", "ci/bencher.json"] {
             assert!(out.join(f).is_file(), "missing {f}");
@@ -919,7 +946,7 @@ mod bench {
         let out = std::env::temp_dir().join(format!("ringmux-bench-idle-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&out);
         let (status, stdout, stderr) =
-            run_bounded(&["bench", "--idle-conns", "500", "--quick", "--backends", "uring,epoll", "--out", out.to_str().unwrap()], Duration::from_secs(120));
+            run_bounded(&["bench", "--idle-conns", "500", "--quick", "--backends", "uring,epoll", "--no-peers", "--out", out.to_str().unwrap()], Duration::from_secs(120));
         assert!(status.success(), "bench --idle-conns failed: {status}\n{stdout}\n{stderr}");
         assert!(stdout.contains("| server | features | conns | bytes/conn") && stdout.contains("report.html"), "{stdout}");
 
@@ -977,7 +1004,7 @@ mod bench {
     #[test]
     fn idle_bench_too_many_connections_is_one_line() {
         let out = std::env::temp_dir().join(format!("ringmux-bench-idle-big-{}", std::process::id()));
-        let (status, stdout, stderr) = run_bounded(&["bench", "--idle-conns", "100000", "--backends", "epoll", "--out", out.to_str().unwrap()], Duration::from_secs(20));
+        let (status, stdout, stderr) = run_bounded(&["bench", "--idle-conns", "100000", "--backends", "epoll", "--no-peers", "--out", out.to_str().unwrap()], Duration::from_secs(20));
         assert_eq!(status.code(), Some(1), "{stdout}\n{stderr}");
         let last = stderr.lines().last().unwrap_or("");
         assert!(last.starts_with("ringmux: error: --idle-conns 100000: needs"), "{stderr}");

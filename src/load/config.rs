@@ -150,7 +150,7 @@ impl LoadConfig {
         };
         let pin = match &a.pin {
             None => Vec::new(),
-            Some(s) => parse_cpu_list(s).with_context(|| format!("--pin '{s}'"))?,
+            Some(s) => parse_cpu_list(s).with_context(|| format!("--cpus '{s}'"))?,
         };
         let cfg = LoadConfig {
             addr: a.addr,
@@ -226,7 +226,7 @@ impl LoadConfig {
             bail!("--start-at {t}: must be a UNIX time in seconds");
         }
         if !self.pin.is_empty() && self.pin.len() < usize::from(self.effective_threads()) {
-            bail!("--pin lists {} CPU(s) for {} load threads: give one CPU per thread", self.pin.len(), self.effective_threads());
+            bail!("--cpus lists {} CPU(s) for {} load threads: give one CPU per thread", self.pin.len(), self.effective_threads());
         }
         Ok(())
     }
@@ -318,7 +318,7 @@ mod tests {
             assert!(LoadConfig::from_args(&args(bad)).is_err(), "{bad:?} accepted");
         }
         let e = LoadConfig::from_args(&args(&["--pin", "abc"])).unwrap_err();
-        assert!(format!("{e:#}").contains("--pin 'abc'"), "{e:#}");
+        assert!(format!("{e:#}").contains("--cpus 'abc'"), "{e:#}");
         // More threads than connections: one thread per connection.
         let c = LoadConfig::from_args(&args(&["--threads", "8", "--conns", "3"])).unwrap();
         assert_eq!(c.effective_threads(), 3);

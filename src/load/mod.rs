@@ -170,7 +170,10 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
     }
-    output::write_files(&a, &outcome)?;
+    let files = output::write_files(&a, &outcome)?;
+    if !a.quiet {
+        print!("{}", output::files_lines(&files));
+    }
     let e = &outcome.result.errors;
     if e.total() > 0 && !a.allow_errors {
         bail!("{} error(s) during the run: {} (use --allow-errors to exit 0 anyway)", e.total(), output::errors_line(e));
@@ -294,7 +297,7 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
             h(edge)
         }
     };
-    let progress = output::Progress::new(cfg.progress && std::io::stderr().is_terminal());
+    let progress = output::Progress::new(cfg.progress && std::io::stderr().is_terminal(), cfg.warmup.as_secs_f64(), cfg.duration.as_secs_f64());
     let interval_s = cfg.interval.as_secs_f64();
     let mut series: Vec<(Histogram<u64>, Option<Histogram<u64>>)> = Vec::new();
     let mut started = false;

@@ -14,42 +14,51 @@ use crate::cli::LoadArgs;
 use crate::report::model::{LoadErrors, Percentiles};
 use crate::report::{hgrm, hlog};
 
-/// A line per interval on stderr, only when enabled (terminal and not --quiet).
+/// A line per interval on stderr, only when enabled (terminal and not --quiet). Times
+/// count the measured window only: the warm-up is announced, not counted as run time.
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
+    duration_s: f64,
 }
 
 impl Progress {
-    pub fn new(enabled: bool) -> Progress {
+    pub fn new(enabled: bool, warmup_s: f64, duration_s: f64) -> Progress {
         let bar = enabled.then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            if let Ok(st) = ProgressStyle::with_template("{spinner} [{elapsed}] {msg}") {
+            if let Ok(st) = ProgressStyle::with_template("{spinner} {msg}") {
                 b.set_style(st);
             }
             b.enable_steady_tick(std::time::Duration::from_millis(200));
-            b.set_message("warming up");
+            b.set_message(format!("warming up for {warmup_s:.1} s (not recorded, not counted in the run); then {duration_s:.1} s measured"));
             b
         });
-        Progress { bar }
+        Progress { bar, duration_s }
     }
 
     pub fn line(&self, s: String) {
         if let Some(b) = &self.bar {
             b.println(s);
-            b.set_message("measuring");
+            b.set_message(format!("measuring: 0.0 s of {:.1} s", self.duration_s));
         }
+    }
+
+    /// "3.0 s of 10.0 s, 7.0 s left" for `done_s` seconds of the measured window.
+    pub fn clock(done_s: f64, duration_s: f64) -> String {
+        let done = done_s.min(duration_s);
+        format!("{done:.1} s of {duration_s:.1} s, {:.1} s left", (duration_s - done).max(0.0))
     }
 
     pub fn interval(&self, k: u64, len_s: f64, l: Option<&Histogram<u64>>, u: Option<&Histogram<u64>>, e: &LoadErrors) {
         let Some(b) = &self.bar else { return };
         let n = l.map_or(0, |h| h.len());
         let q = |h: Option<&Histogram<u64>>, p: f64| h.filter(|h| !h.is_empty()).map_or("-".to_string(), |h| fmt_ns(h.value_at_quantile(p)));
-        let mut s = format!("[{:>5.1}s] {:>10.0} msgs/s  p50 {:>9}  p99 {:>9}", (k + 1) as f64 * len_s, n as f64 / len_s, q(l, 0.5), q(l, 0.99));
+        let done = (k + 1) as f64 * len_s;
+        let mut s = format!("[{}] {:>10.0} msgs/s  p50 {:>9}  p99 {:>9}", Self::clock(done, self.duration_s), n as f64 / len_s, q(l, 0.5), q(l, 0.99));
         if u.is_some() {
             let _ = write!(s, "  (uncorrected p99 {})", q(u, 0.99));
         }
         let _ = write!(s, "  errors {}", e.total());
-        b.set_message(format!("{n} msgs in the last interval"));
+        b.set_message(format!("measuring: {}", Self::clock(done, self.duration_s)));
         b.println(s);
     }
 
@@ -122,6 +131,11 @@ pub fn summary(o: &LoadOutcome) -> String {
                 let _ = writeln!(s, "  {name:<10}  {:>12}", fmt_ns(f(&r.latency)));
             }
             let _ = writeln!(s, "  {:<10}  {:>12}", "mean", fmt_ns(r.latency.mean as u64));
+            let _ = writeln!(
+                s,
+                "  (service: from each message's send to its verified reply. Closed loop sends only after a reply, \
+                 so a stalled server delays the next sends instead of showing as many slow ones; --rate gives corrected figures.)"
+            );
         }
     }
     let _ = writeln!(
@@ -204,18 +218,34 @@ fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
     Ok(BufWriter::new(File::create(path).with_context(|| format!("cannot write {}", path.display()))?))
 }
 
-/// Write --hgrm, --hlog and --json.
-pub fn write_files(a: &LoadArgs, o: &LoadOutcome) -> anyhow::Result<()> {
+/// Write --hgrm, --hlog and --json; returns every file written, with what it holds.
+pub fn write_files(a: &LoadArgs, o: &LoadOutcome) -> anyhow::Result<Vec<(std::path::PathBuf, &'static str)>> {
+    let mut out = Vec::new();
     if let Some(path) = &a.hgrm {
-        o.write_hgrm(path)?;
+        let what = ["percentile distribution in ms, for the HdrHistogram plotter", "the same, uncorrected"];
+        out.extend(o.write_hgrm(path)?.into_iter().zip(what));
     }
     if let Some(path) = &a.hlog {
         o.write_hlog(path)?;
+        out.push((path.clone(), "interval log, for HistogramLogAnalyzer, ringmux merge and ringmux report DIR"));
     }
     if let Some(path) = &a.json {
         o.write_json(path)?;
+        out.push((path.clone(), "all figures and parameters, for ringmux compare"));
     }
-    Ok(())
+    Ok(out)
+}
+
+/// The "files:" lines `load` prints after its summary.
+pub fn files_lines(files: &[(std::path::PathBuf, &str)]) -> String {
+    let mut s = String::new();
+    if !files.is_empty() {
+        s.push_str("  files:\n");
+        for (p, what) in files {
+            let _ = writeln!(s, "    {}: {what}", p.display());
+        }
+    }
+    s
 }
 
 impl LoadOutcome {
@@ -271,4 +301,16 @@ pub fn to_hlog(o: &LoadOutcome) -> hlog::Hlog {
         }
     }
     hlog::Hlog { start_unix_s: o.result.start_unix_s, intervals }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_clock_counts_the_measured_window_only() {
+        assert_eq!(Progress::clock(3.0, 10.0), "3.0 s of 10.0 s, 7.0 s left");
+        // The last interval may end a little after the window: never a negative rest.
+        assert_eq!(Progress::clock(10.2, 10.0), "10.0 s of 10.0 s, 0.0 s left");
+    }
 }

@@ -7,11 +7,12 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 use plotters::chart::MeshStyle;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::fmt;
 use super::hgrm::{HgrmPoint, points_of, read_hgrm};
 use super::hlog::{Hlog, read_hlog_file};
-use super::md::{self, HEADLINE_COLS, IDLE_COLS, by_shape, headline_rows, idle_lead, idle_rows, ratios, servers, times};
+use super::md::{self, IDLE_COLS, by_shape, headline_rows, idle_lead, idle_rows, ratios, servers, times};
 use super::merge::new_hist;
 use super::model::{BenchResults, Cell, IdleResults};
 
@@ -25,8 +26,16 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(202, 138, 4),  // amber
     RGBColor(71, 85, 105),  // slate
 ];
-const W: u32 = 760;
-const H: u32 = 360;
+/// Size of the large charts (spectrum, timeline, idle memory). The page shows them at
+/// this size or larger (two per row from about 1240 px wide, one below), so text keeps
+/// at least its SVG size at 100% zoom: plotters writes font-size = size / 1.24, and the
+/// sizes used (16) give 12.9 px.
+const W: u32 = 600;
+const H: u32 = 370;
+/// Size of the small per-shape bar charts: no wider than their grid cell (320 px
+/// minimum, less padding), so they too are never scaled down.
+const SW: u32 = 300;
+const SH: u32 = 240;
 const FONT: &str = "sans-serif";
 
 /// The latency series a cell's histogram files hold, ready to draw.
@@ -150,7 +159,6 @@ fn unit_for(max_ns: f64) -> (&'static str, f64) {
 
 /// Per shape, per server: (median, min, max).
 type BarRow = Vec<Option<(f64, f64, f64)>>;
-type BarValues = Vec<BarRow>;
 
 type Series<'a> = (String, RGBColor, &'a [(f64, f64)]);
 
@@ -165,12 +173,14 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
         let xmax = 10f64.powi(decades);
         let ymax = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(1.0f64, f64::max);
         let (unit, div) = unit_for(ymax);
-        let mut keys = vec![1.0, 2.0];
+        // 0%, 90%, 99%, ...: a 50% key would crowd 0% at this width.
+        let mut keys = vec![1.0];
         keys.extend((1..=decades).map(|d| 10f64.powi(d)));
         let mut chart = ChartBuilder::on(&root)
             .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(62)
+            .margin_right(36)
+            .x_label_area_size(48)
+            .y_label_area_size(76)
             .build_cartesian_2d((1f64..xmax).log_scale().with_key_points(keys), 0f64..ymax / div * 1.08)?;
         chart
             .configure_mesh()
@@ -187,7 +197,7 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
                 .label(name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
         }
-        legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, 16)?;
         root.present()?;
     }
     Ok(s)
@@ -202,19 +212,22 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
         let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
         root.fill(&WHITE)?;
         let all = || series.iter().flat_map(|s| s.2.iter());
-        let xmax = all().map(|p| p.0).fold(1.0f64, f64::max);
+        let xmax = all().map(|p| p.0).fold(0.1f64, f64::max) * 1.03;
         let ymin = all().map(|p| p.1).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
         let ymin = if ymin.is_finite() { ymin * 0.7 } else { 1.0 };
-        let ymax = all().map(|p| p.3).fold(ymin * 10.0, f64::max) * 1.5;
+        // Headroom on the log axis, so that the legend (upper right) covers no data.
+        let ymax = all().map(|p| p.3).fold(ymin * 10.0, f64::max) * 4.0;
         let mut chart = ChartBuilder::on(&root)
             .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
             .build_cartesian_2d(0f64..xmax, (ymin..ymax).log_scale())?;
         chart
             .configure_mesh()
             .x_desc("seconds into the run")
             .y_desc("latency")
+            .y_labels(6)
+            .x_labels(8)
             .y_label_formatter(&|y| fmt::ns(*y))
             .x_label_formatter(&|x| fmt::num(*x))
             .house_style()
@@ -223,79 +236,61 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
             let c = *color;
             chart
                 .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.2.max(ymin))), c.stroke_width(2)))?
-                .label(format!("{name} p99"))
+                .label(name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
-            chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1.max(ymin))), c.mix(0.55).stroke_width(1)))?
-                .label(format!("{name} p50"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.mix(0.55).stroke_width(1)));
-            chart
-                .draw_series(pts.iter().map(|p| Circle::new((p.0, p.3.max(ymin)), 2, c.mix(0.8).filled())))?
-                .label(format!("{name} max"))
-                .legend(move |(x, y)| Circle::new((x + 9, y), 3, c.filled()));
+            // p50 and max share the server's colour; the caption says which is which, so
+            // the legend keeps one line per server.
+            chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1.max(ymin))), c.mix(0.55).stroke_width(1)))?;
+            chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.3.max(ymin)), 3, c.mix(0.8).filled())))?;
         }
-        legend(&mut chart, SeriesLabelPosition::UpperRight, 12)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight, 16)?;
         root.present()?;
     }
     Ok(s)
 }
 
-/// Grouped bars: one group per shape, one bar per server, whiskers for min–max.
-/// `values[shape][server] = Some((median, min, max))`.
-pub fn bars_svg(
-    shapes: &[String],
-    servers: &[String],
-    values: &[BarRow],
-    label: &dyn Fn(f64) -> String,
-    y_desc: &str,
-) -> anyhow::Result<String> {
+/// Bars for one load shape: one bar per server on this shape's own axis (so a 30 µs
+/// single-connection figure never dwarfs a 400 ns pipelined one), the server's name
+/// under its bar, the median as the bar's label and a whisker for min–max.
+/// `values[server] = Some((median, min, max))`; `colors` gives each bar's colour.
+pub fn bars_svg(servers: &[String], colors: &[RGBColor], values: &[Option<(f64, f64, f64)>], label: &dyn Fn(f64) -> String, y_desc: &str) -> anyhow::Result<String> {
     let mut s = String::new();
     {
-        let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut s, (SW, SH)).into_drawing_area();
         root.fill(&WHITE)?;
-        let ymax = values.iter().flatten().flatten().map(|v| v.0.max(v.2)).fold(0.0f64, f64::max);
-        let ymax = if ymax > 0.0 { ymax * 1.18 } else { 1.0 };
-        let n = shapes.len().max(1) as f64;
-        // x in thousandths of a group: f64 ranges cannot take custom key points.
-        let centers: Vec<i64> = (0..shapes.len() as i64).map(|i| i * 1000 + 500).collect();
+        let ymax = values.iter().flatten().map(|v| v.0.max(v.2)).fold(0.0f64, f64::max);
+        let ymax = if ymax > 0.0 { ymax * 1.25 } else { 1.0 };
+        let n = servers.len().max(1) as i64;
+        // x in thousandths of a bar slot: f64 ranges cannot take custom key points.
+        let centers: Vec<i64> = (0..n).map(|i| i * 1000 + 500).collect();
         let mut chart = ChartBuilder::on(&root)
-            .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d((0i64..(n as i64) * 1000).with_key_points(centers), 0f64..ymax)?;
+            .margin(10)
+            .margin_top(22)
+            .margin_right(14)
+            .x_label_area_size(30)
+            .y_label_area_size(72)
+            .build_cartesian_2d((0i64..n * 1000).with_key_points(centers), 0f64..ymax)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .y_desc(y_desc)
-            .x_label_formatter(&|x| shapes.get((*x / 1000) as usize).cloned().unwrap_or_default())
+            .y_labels(5)
+            .x_label_formatter(&|x| servers.get((*x / 1000) as usize).cloned().unwrap_or_default())
             .y_label_formatter(&|y| label(*y))
             .house_style()
             .draw()?;
-        let k = servers.len().max(1) as f64;
-        let bw = 760.0 / k;
-        let xi = |x: f64| x.round() as i64;
-        for (j, server) in servers.iter().enumerate() {
-            let c = color_of(servers, server);
-            let mut bars = Vec::new();
-            for (i, row) in values.iter().enumerate() {
-                if let Some(Some((med, lo, hi))) = row.get(j) {
-                    let x0 = i as f64 * 1000.0 + 120.0 + j as f64 * bw;
-                    bars.push((xi(x0), xi(x0 + bw * 0.9), *med, *lo, *hi));
-                }
-            }
-            chart
-                .draw_series(bars.iter().map(|&(x0, x1, med, _, _)| Rectangle::new([(x0, 0.0), (x1, med)], c.mix(0.85).filled())))?
-                .label(server.clone())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
-            chart.draw_series(bars.iter().filter(|b| b.4 > b.3).map(|&(x0, x1, _, lo, hi)| {
+        for (j, v) in values.iter().enumerate() {
+            let Some((med, lo, hi)) = *v else { continue };
+            let c = colors.get(j).copied().unwrap_or(PALETTE[0]);
+            let (x0, x1) = (j as i64 * 1000 + 150, j as i64 * 1000 + 850);
+            chart.draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, med)], c.mix(0.85).filled())))?;
+            if hi > lo {
                 let xm = (x0 + x1) / 2;
-                PathElement::new(vec![(xm, lo), (xm, hi)], RGBColor(15, 23, 42).stroke_width(1))
-            }))?;
-            chart.draw_series(bars.iter().map(|&(x0, x1, med, _, hi)| {
-                Text::new(label(med), ((x0 + x1) / 2 - xi(bw * 0.3), med.max(hi) + ymax * 0.055), (FONT, 11).into_font().color(&RGBColor(51, 65, 85)))
-            }))?;
+                chart.draw_series(std::iter::once(PathElement::new(vec![(xm, lo), (xm, hi)], RGBColor(15, 23, 42).stroke_width(1))))?;
+            }
+            let style = (FONT, 16).into_font().color(&RGBColor(30, 41, 59)).pos(Pos::new(HPos::Center, VPos::Bottom));
+            chart.draw_series(std::iter::once(Text::new(label(med), ((x0 + x1) / 2, med.max(hi) + ymax * 0.02), style)))?;
         }
-        legend(&mut chart, SeriesLabelPosition::UpperRight, 13)?;
         root.present()?;
     }
     Ok(s)
@@ -316,8 +311,8 @@ pub fn idle_bars_svg(idle: &IdleResults) -> anyhow::Result<String> {
         let centers: Vec<i64> = (0..n).map(|i| i * 1000 + 500).collect();
         let mut chart = ChartBuilder::on(&root)
             .margin(14)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
+            .x_label_area_size(48)
+            .y_label_area_size(80)
             .build_cartesian_2d((0i64..n * 1000).with_key_points(centers), 0f64..ymax)?;
         chart
             .configure_mesh()
@@ -341,14 +336,14 @@ pub fn idle_bars_svg(idle: &IdleResults) -> anyhow::Result<String> {
                 chart.draw_series(std::iter::once(PathElement::new(vec![(xm, lo.max(0.0)), (xm, hi)], RGBColor(15, 23, 42).stroke_width(1))))?;
             }
             let y = med.max(if hi.is_finite() { hi } else { med }) + ymax * 0.03;
-            chart.draw_series(std::iter::once(Text::new(fmt::bytes(srv.bytes_per_conn), (x0 + 180, y), (FONT, 12).into_font().color(&RGBColor(51, 65, 85)))))?;
+            chart.draw_series(std::iter::once(Text::new(fmt::bytes(srv.bytes_per_conn), (x0 + 150, y), (FONT, 16).into_font().color(&RGBColor(51, 65, 85)))))?;
         }
         let red = RGBColor(185, 28, 28);
         chart
             .draw_series(LineSeries::new([(0, budget), (n * 1000, budget)], red.stroke_width(2)))?
             .label(format!("budget {}", md::budget_text(budget)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
-        legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, 16)?;
         root.present()?;
     }
     Ok(s)
@@ -361,8 +356,8 @@ trait HouseStyle {
 
 impl<X: Ranged, Y: Ranged, DB: DrawingBackend> HouseStyle for MeshStyle<'_, '_, X, Y, DB> {
     fn house_style(&mut self) -> &mut Self {
-        self.label_style((FONT, 13))
-            .axis_desc_style((FONT, 14))
+        self.label_style((FONT, 16))
+            .axis_desc_style((FONT, 16))
             .light_line_style(RGBColor(241, 245, 249))
             .bold_line_style(RGBColor(226, 232, 240))
             .axis_style(RGBColor(148, 163, 184))
@@ -388,7 +383,7 @@ const CSS: &str = r#"
 :root{--fg:#0f172a;--muted:#64748b;--line:#e2e8f0;--bg:#f8fafc;--card:#fff;--accent:#2563eb}
 *{box-sizing:border-box}
 body{margin:0;background:var(--bg);color:var(--fg);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif}
-main{max-width:1120px;margin:0 auto;padding:28px 20px 60px}
+main{max-width:1360px;margin:0 auto;padding:28px 20px 60px}
 header h1{margin:0;font-size:28px;letter-spacing:-.02em}
 header p{margin:4px 0 0;color:var(--muted)}
 h2{font-size:19px;margin:0 0 4px}
@@ -401,16 +396,19 @@ section>p.lead{color:var(--muted);margin:0 0 14px;font-size:14px}
 .tablewrap{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:14px;font-variant-numeric:tabular-nums}
 th,td{padding:7px 10px;border-bottom:1px solid var(--line);white-space:nowrap}
-th{text-align:left;font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);background:var(--bg)}
+th{text-align:left;font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);background:var(--bg)}
 td.n,th.n{text-align:right}
 tr.shape td{background:#f1f5f9;font-weight:600;font-size:13px;color:#334155}
 tr.err td{background:#fef2f2}
 .dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:7px;vertical-align:baseline}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:18px}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:18px}
+.small{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:14px;margin-bottom:18px}
+h3{font-size:16px;margin:14px 0 8px}h3 small{font-weight:400;color:var(--muted);font-size:14px;margin-left:8px}
+.feat{color:var(--muted);font-size:13px;margin-left:6px}
 figure{margin:0;border:1px solid var(--line);border-radius:10px;padding:10px 10px 4px;background:#fff}
 figcaption{font-weight:600;font-size:14px;margin:0 4px 6px}
 figcaption small{display:block;font-weight:400;color:var(--muted)}
-svg{display:block;width:100%;height:auto}
+svg{display:block;width:100%;height:auto;margin:0 auto}
 .better{color:#15803d;font-weight:600}.worse{color:#b91c1c;font-weight:600}
 ul.notes{margin:8px 0 0;padding-left:20px}
 .warn{color:#b45309}
@@ -418,12 +416,17 @@ footer{color:var(--muted);font-size:13px;margin-top:26px}
 code{font-size:13px;background:var(--bg);padding:1px 5px;border-radius:4px;border:1px solid var(--line)}
 "#;
 
-/// Make the SVG scale with its box: plotters writes width/height but no viewBox.
+/// Make the SVG scale with its box (a viewBox when plotters wrote none), up to 1.3
+/// times its own size, never beyond.
 fn responsive(svg: &str) -> String {
-    if svg.contains("viewBox") {
-        return svg.to_string();
-    }
-    svg.replacen("<svg ", &format!("<svg viewBox=\"0 0 {W} {H}\" preserveAspectRatio=\"xMidYMid meet\" "), 1)
+    let attr = |name: &str| -> Option<u32> {
+        let head = &svg[..svg.find('>')?];
+        let at = head.find(&format!(" {name}=\""))? + name.len() + 3;
+        head[at..].split('"').next()?.parse().ok()
+    };
+    let (w, h) = (attr("width").unwrap_or(W), attr("height").unwrap_or(H));
+    let view = if svg[..svg.find('>').unwrap_or(0)].contains("viewBox") { String::new() } else { format!("viewBox=\"0 0 {w} {h}\" ") };
+    svg.replacen("<svg ", &format!("<svg {view}preserveAspectRatio=\"xMidYMid meet\" style=\"max-width:{}px\" ", w * 13 / 10), 1)
 }
 
 fn figure(out: &mut String, title: &str, sub: &str, svg: anyhow::Result<String>, warnings: &mut Vec<String>) {
@@ -475,12 +478,17 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
     if !r.sys.hostname.is_empty() {
         facts.push(("host", r.sys.hostname.clone()));
     }
+    if let Some(p) = r.args["peers"].as_object() {
+        for v in p.values().filter_map(|v| v.as_str()) {
+            facts.push(("peer", v.to_string()));
+        }
+    }
     for (k, v) in facts {
         let _ = write!(h, "<div class=fact><b>{k}</b><span>{}</span></div>", esc(&v));
     }
     h.push_str("</div>");
     if !r.args.is_null() {
-        let _ = write!(h, "<p class=lead style=\"margin-top:12px\">Matrix: <code>{}</code></p>", esc(&r.args.to_string()));
+        let _ = write!(h, "<p class=lead style=\"margin-top:12px\"><b>Matrix.</b> {}</p>", esc(&md::matrix_text(&r.args)));
     }
     h.push_str("</section>\n");
 
@@ -507,6 +515,72 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
         esc(env!("CARGO_PKG_VERSION"))
     );
     h.push_str("</main></body></html>\n");
+    h
+}
+
+/// report.html for a folder of `load` outputs (no results.json): the percentile
+/// spectrum and the latency over time of every .hlog/.hgrm file there, one series per
+/// file stem (`uring.hlog` and `uring.hgrm` are one series, the interval log preferred).
+pub fn files_report_html(dir: &Path, stems: &[super::StemFiles], warnings: &mut Vec<String>) -> String {
+    let mut h = String::new();
+    h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
+    h.push_str("<title>ringmux load report</title><style>");
+    h.push_str(CSS);
+    h.push_str("</style></head><body><main>\n");
+    let _ = writeln!(h, "<header><h1>ringmux load report</h1><p>{} · {} series from the .hlog/.hgrm files in this folder (no results.json)</p></header>", esc(&dir.display().to_string()), stems.len());
+    let names: Vec<String> = stems.iter().map(|s| s.0.clone()).collect();
+    let data: Vec<CellData> = stems
+        .iter()
+        .map(|(stem, hgrm, hlog)| {
+            let c = Cell {
+                id: stem.clone(),
+                server: stem.clone(),
+                features: None,
+                server_threads: None,
+                mode: String::new(),
+                conns: 0,
+                size: 0,
+                pipeline: 1,
+                rate: None,
+                runs: Vec::new(),
+                median: Default::default(),
+                min: Default::default(),
+                max: Default::default(),
+                hgrm: hgrm.clone(),
+                hlog: hlog.clone(),
+                profile: Default::default(),
+            };
+            load_cell(dir, &c, warnings)
+        })
+        .collect();
+    h.push_str("<section><h2>Latency by percentile</h2><p class=lead>The HdrHistogram percentile spectrum: the x axis stretches the tail (each step is ten times rarer). Lower is better. Interval logs are merged over their intervals (the corrected series when tagged); a .hgrm is used when there is no interval log of the same name.</p><div class=grid>\n");
+    let series: Vec<Series> = names.iter().zip(&data).filter(|(_, d)| !d.spectrum.is_empty()).map(|(n, d)| (n.clone(), color_of(&names, n), d.spectrum.as_slice())).collect();
+    let sources: Vec<String> = names.iter().zip(&data).map(|(n, d)| format!("{n}: {}", if d.source.is_empty() { "nothing readable" } else { &d.source })).collect();
+    if series.is_empty() {
+        h.push_str("<p class=warn>no readable histogram in these files</p>");
+    } else {
+        figure(&mut h, "All series", &sources.join("; "), spectrum_svg(&series), warnings);
+    }
+    h.push_str("</div></section>\n");
+    let tl: Vec<Timeline> = names.iter().zip(&data).filter(|(_, d)| !d.timeline.is_empty()).map(|(n, d)| (n.clone(), color_of(&names, n), d.timeline.as_slice())).collect();
+    if !tl.is_empty() {
+        h.push_str("<section><h2>Latency over time</h2><p class=lead>Per interval of each interval log: p99 (bold line), p50 (thin line) and max (dots), log scale.</p><div class=grid>\n");
+        for t in &tl {
+            figure(&mut h, &t.0, "", timeline_svg(std::slice::from_ref(t)), warnings);
+        }
+        h.push_str("</div></section>\n");
+    }
+    h.push_str("<section><h2>Files</h2><ul class=notes>");
+    for (_, hgrm, hlog) in stems {
+        for f in hlog.iter().chain(hgrm) {
+            let _ = write!(h, "<li><a href=\"{0}\">{0}</a></li>", esc(f));
+        }
+    }
+    for w in warnings.iter() {
+        let _ = write!(h, "<li class=warn>{}</li>", esc(w));
+    }
+    h.push_str("</ul></section>\n");
+    let _ = writeln!(h, "<footer>Generated by ringmux {}.</footer></main></body></html>", esc(env!("CARGO_PKG_VERSION")));
     h
 }
 
@@ -543,26 +617,26 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
     let data: Vec<(String, CellData)> = r.cells.iter().map(|c| (c.id.clone(), load_cell(dir, c, warnings))).collect();
     let data_of = |c: &Cell| data.iter().find(|(id, _)| *id == c.id).map(|(_, d)| d);
 
-    // Headline table
-    h.push_str("<section><h2>Results</h2><p class=lead>Medians over runs, throughput spread in brackets. Latency from the load generator's HdrHistograms; CPU, syscalls and context switches are the server's, per message.</p><div class=tablewrap><table><thead><tr>");
-    for (i, col) in HEADLINE_COLS.iter().enumerate() {
-        let _ = write!(h, "<th{}>{}</th>", if i >= 3 { " class=n" } else { "" }, esc(col));
+    // Headline table. The shape row names mode, connections and size, so the rows
+    // leave them out and the table fits a 1400 px window with every per-message column.
+    h.push_str("<section><h2>Results</h2><p class=lead>Medians over runs, throughput spread [min–max] in brackets. Latency from the load generator's HdrHistograms. The last three columns are the server's own cost per message (CPU user + system time, syscalls, context switches); – where the server does not report it (syscalls are counted by ringmux only).</p><div class=tablewrap><table class=results><thead><tr>");
+    for (i, col) in HTML_COLS.iter().enumerate() {
+        let _ = write!(h, "<th{}>{}</th>", if i >= 1 { " class=n" } else { "" }, col);
     }
     h.push_str("</tr></thead><tbody>");
     let rows = headline_rows(r);
     let mut it = rows.iter();
     for (shape, cells) in &shapes {
-        let _ = write!(h, "<tr class=shape><td colspan=12>{}</td></tr>", esc(shape));
+        let _ = write!(h, "<tr class=shape><td colspan={}>{}</td></tr>", HTML_COLS.len(), esc(&shape_text(shape)));
         for c in cells {
             let Some((row, errors)) = it.next() else { break };
             let _ = write!(h, "<tr{}>", if *errors > 0 { " class=err" } else { "" });
-            for (i, v) in row.iter().enumerate() {
-                if i == 0 {
-                    let warn = if *errors > 0 { format!(" <span class=warn>⚠ {errors} errors</span>") } else { String::new() };
-                    let _ = write!(h, "<td><span class=dot style=\"background:{}\"></span>{}{warn}</td>", hex(color_of(&srv, &c.server)), esc(v));
-                } else {
-                    let _ = write!(h, "<td{}>{}</td>", if i >= 3 { " class=n" } else { "" }, esc(v));
-                }
+            let warn = if *errors > 0 { format!(" <span class=warn>⚠ {errors} errors</span>") } else { String::new() };
+            let feat = c.features.as_deref().map(|f| format!(" <span class=feat>{}</span>", esc(f))).unwrap_or_default();
+            let _ = write!(h, "<td><span class=dot style=\"background:{}\"></span>{}{feat}{warn}</td>", hex(color_of(&srv, &c.server)), esc(&row[0]));
+            // Throughput, p50, p99, p99.9, CPU, syscalls, ctx (headline_rows columns 5..).
+            for v in &row[5..] {
+                let _ = write!(h, "<td class=n>{}</td>", esc(v));
             }
             h.push_str("</tr>");
         }
@@ -582,7 +656,7 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td><span class=dot style=\"background:{}\"></span>{}</td>{}{}{}{}</tr>",
-                esc(&x.shape),
+                esc(&shape_text(&x.shape)),
                 hex(color_of(&srv, &x.cell.server)),
                 esc(&x.cell.server),
                 ratio_td(x.throughput, true),
@@ -603,10 +677,10 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
             .collect();
         let sources: Vec<String> = cells.iter().filter_map(|c| data_of(c).map(|d| format!("{}: {}", c.server, if d.source.is_empty() { "no histogram" } else { &d.source }))).collect();
         if series.is_empty() {
-            let _ = write!(h, "<figure><figcaption>{}<small>no histogram files for this shape</small></figcaption></figure>", esc(shape));
+            let _ = write!(h, "<figure><figcaption>{}<small>no histogram files for this shape</small></figcaption></figure>", esc(&shape_text(shape)));
             continue;
         }
-        figure(h, shape, &sources.join("; "), spectrum_svg(&series), warnings);
+        figure(h, &shape_text(shape), &sources.join("; "), spectrum_svg(&series), warnings);
     }
     h.push_str("</div></section>\n");
 
@@ -622,44 +696,89 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
             if series.is_empty() {
                 continue;
             }
-            figure(h, shape, "", timeline_svg(&series), warnings);
+            figure(h, &shape_text(shape), "", timeline_svg(&series), warnings);
         }
         h.push_str("</div></section>\n");
     }
 
-    // Bars
-    let shape_names: Vec<String> = shapes.iter().map(|(s, _)| s.clone()).collect();
-    let table = |get: &dyn Fn(&super::model::RunMetrics) -> Option<f64>| -> BarValues {
-        shapes
-            .iter()
-            .map(|(_, cells)| {
-                srv.iter()
-                    .map(|s| {
-                        let c = cells.iter().find(|c| c.server == *s)?;
-                        let med = get(&c.median).filter(|v| v.is_finite())?;
-                        let lo = get(&c.min).filter(|v| v.is_finite()).unwrap_or(med);
-                        let hi = get(&c.max).filter(|v| v.is_finite()).unwrap_or(med);
-                        Some((med, lo, hi))
-                    })
-                    .collect()
+    // Bars: one small chart per load shape and metric, each on its own axis.
+    let colors: Vec<RGBColor> = srv.iter().map(|s| color_of(&srv, s)).collect();
+    let row_of = |cells: &[&Cell], get: &dyn Fn(&super::model::RunMetrics) -> Option<f64>| -> BarRow {
+        srv.iter()
+            .map(|s| {
+                let c = cells.iter().find(|c| c.server == *s)?;
+                let med = get(&c.median).filter(|v| v.is_finite())?;
+                let lo = get(&c.min).filter(|v| v.is_finite()).unwrap_or(med);
+                let hi = get(&c.max).filter(|v| v.is_finite()).unwrap_or(med);
+                Some((med, lo, hi))
             })
             .collect()
     };
-    h.push_str("<section><h2>Throughput and cost per message</h2><p class=lead>Bars are medians; whiskers span min to max over runs.</p><div class=grid>\n");
+    h.push_str("<section><h2>Throughput and cost per message</h2><p class=lead>One small chart per load shape, each on its own scale: compare servers within a chart, not bars across charts. Bars are medians (the label), whiskers span min to max over runs.</p>\n");
     type Label<'a> = &'a dyn Fn(f64) -> String;
-    let charts: [(&str, &str, BarValues, Label, &str); 3] = [
-        ("Throughput", "messages per second, higher is better", table(&|m| Some(m.msgs_per_s)), &|v| fmt::si(v), "msgs/s"),
-        ("Server CPU per message", "user + system time, lower is better", table(&|m| m.cpu_ns_per_msg), &|v| fmt::ns(v), "CPU time / msg"),
-        ("Server syscalls per message", "lower is better", table(&|m| m.syscalls_per_msg), &|v| fmt::num(v), "syscalls / msg"),
+    type Get<'a> = &'a dyn Fn(&super::model::RunMetrics) -> Option<f64>;
+    let charts: [(&str, &str, Get, Label, &str); 3] = [
+        ("Throughput", "messages per second, higher is better", &|m| Some(m.msgs_per_s), &|v| fmt::si(v), "msgs/s"),
+        ("Server CPU per message", "user + system time per message, lower is better", &|m| m.cpu_ns_per_msg, &|v| fmt::ns(v), "CPU time / msg"),
+        ("Server syscalls per message", "counted by ringmux servers only, lower is better", &|m| m.syscalls_per_msg, &|v| fmt::num(v), "syscalls / msg"),
     ];
-    for (title, sub, vals, label, ydesc) in charts {
-        if vals.iter().flatten().all(Option::is_none) {
-            let _ = write!(h, "<figure><figcaption>{}<small>not measured for any server</small></figcaption></figure>", esc(title));
+    for (title, sub, get, label, ydesc) in charts {
+        let _ = write!(h, "<h3>{}<small>{}</small></h3>", esc(title), esc(sub));
+        let rows: Vec<(&String, BarRow)> = shapes.iter().map(|(shape, cells)| (shape, row_of(cells, get))).collect();
+        if rows.iter().all(|(_, r)| r.iter().all(Option::is_none)) {
+            h.push_str("<p class=lead>not measured for any server</p>\n");
             continue;
         }
-        figure(h, title, sub, bars_svg(&shape_names, &srv, &vals, label, ydesc), warnings);
+        h.push_str("<div class=small>\n");
+        for (shape, row) in rows {
+            if row.iter().all(Option::is_none) {
+                continue;
+            }
+            // Only the servers measured in this shape, so no empty slots.
+            let keep: Vec<usize> = (0..srv.len()).filter(|&j| row[j].is_some()).collect();
+            let names: Vec<String> = keep.iter().map(|&j| srv[j].clone()).collect();
+            let cols: Vec<RGBColor> = keep.iter().map(|&j| colors[j]).collect();
+            let vals: BarRow = keep.iter().map(|&j| row[j]).collect();
+            figure(h, &shape_text(shape), "", bars_svg(&names, &cols, &vals, label, ydesc), warnings);
+        }
+        h.push_str("</div>\n");
     }
-    h.push_str("</div></section>\n");
+    h.push_str("</section>\n");
+}
+
+/// Column titles of the HTML results table (the shape row carries mode, conns, size).
+const HTML_COLS: [&str; 8] = [
+    "server",
+    "msgs/s [min–max]",
+    "p50",
+    "p99",
+    "p99.9",
+    "CPU / msg",
+    "syscalls / msg",
+    "ctx sw. / msg",
+];
+
+/// "closed c50 s128 p8 @166k/s" as a reader says it: "closed loop · 50 connections ·
+/// 128 B messages · 8 in flight · 166k msgs/s asked".
+pub fn shape_text(key: &str) -> String {
+    let mut out = Vec::new();
+    for t in key.split_whitespace() {
+        let num = |p: &str| t.strip_prefix(p).filter(|r| r.chars().all(|c| c.is_ascii_digit()) && !r.is_empty());
+        out.push(match t {
+            "closed" => "closed loop".to_string(),
+            "pipelined" => "closed loop, pipelined".to_string(),
+            "open" => "open loop".to_string(),
+            _ if num("c").is_some() => {
+                let n = num("c").unwrap_or_default();
+                format!("{n} connection{}", if n == "1" { "" } else { "s" })
+            }
+            _ if num("s").is_some() => format!("{} B messages", num("s").unwrap_or_default()),
+            _ if num("p").is_some() => format!("{} in flight per connection", num("p").unwrap_or_default()),
+            _ if t.starts_with('@') => format!("{} asked", t.trim_start_matches('@').replace("/s", " msgs/s")),
+            _ => t.to_string(),
+        });
+    }
+    out.join(" · ")
 }
 
 #[cfg(test)]
@@ -683,8 +802,23 @@ mod tests {
         assert!(s.starts_with("<svg") && s.contains("99.9%"), "{}", &s[..200.min(s.len())]);
         let tl = [(1.0, 1e3, 1e4, 1e5), (2.0, 2e3, 2e4, 2e5)];
         assert!(timeline_svg(&[("epoll".into(), PALETTE[1], &tl)]).unwrap().contains("<svg"));
-        let b = bars_svg(&["a".into()], &["x".into(), "y".into()], &[vec![Some((1.0, 0.9, 1.1)), None]], &|v| fmt::num(v), "y").unwrap();
-        assert!(b.contains("<rect"));
+        let b = bars_svg(&["x".into(), "y".into()], &PALETTE[..2], &[Some((1.0, 0.9, 1.1)), None], &|v| fmt::num(v), "y").unwrap();
+        assert!(b.contains("<rect") && b.contains("\nx\n") && b.contains("\n1.00\n"), "{b}");
+        // Readable at 100% zoom: every text at least 12 px (the page never shows a chart
+        // below its own size at 1000 px and wider).
+        for svg in [&s, &b] {
+            for fs in svg.split("font-size=\"").skip(1) {
+                let px: f64 = fs.split('"').next().unwrap().parse().unwrap();
+                assert!(px >= 12.0, "font-size {px} px");
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_read_as_words() {
+        assert_eq!(shape_text("closed c1 s128"), "closed loop · 1 connection · 128 B messages");
+        assert_eq!(shape_text("pipelined c50 s128 p8"), "closed loop, pipelined · 50 connections · 128 B messages · 8 in flight per connection");
+        assert_eq!(shape_text("open c50 s128 @166k/s"), "open loop · 50 connections · 128 B messages · 166k msgs/s asked");
     }
 
     #[test]

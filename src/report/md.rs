@@ -5,6 +5,58 @@ use std::fmt::Write;
 use super::fmt;
 use super::model::{BenchResults, Cell, IdleResults};
 
+/// The bench matrix (results.json's `args`) as a sentence a reader can take in at a
+/// glance, instead of the raw JSON: servers, load, timing, repeats and CPUs.
+pub fn matrix_text(args: &serde_json::Value) -> String {
+    let list = |k: &str| -> Vec<String> {
+        args[k].as_array().map_or_else(Vec::new, |a| a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect())
+    };
+    let and = |v: &[String]| match v {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    };
+    let num = |k: &str| args[k].as_f64();
+    let mut parts = Vec::new();
+    let servers = list("servers");
+    if !servers.is_empty() {
+        parts.push(format!("Servers: {}.", and(&servers)));
+    }
+    if let Some(p) = args["peers"].as_object().filter(|p| !p.is_empty()) {
+        let v: Vec<String> = p.iter().map(|(k, v)| format!("{k} = {}", v.as_str().unwrap_or("?"))).collect();
+        parts.push(format!("Reference peers: {}.", and(&v)));
+    }
+    let conns = list("conns");
+    if !conns.is_empty() {
+        let size = num("size").map_or_else(String::new, |s| format!(", {s}-byte messages"));
+        parts.push(format!("Load: {} connection(s){size}.", and(&conns)));
+    }
+    if let (Some(d), Some(w)) = (num("duration_s"), num("warmup_s")) {
+        let reps = num("repeat").map_or_else(String::new, |r| format!("; {r} repeat(s), servers interleaved (A B A B …)"));
+        parts.push(format!("Each run: {w} s warm-up (unrecorded), then {d} s measured{reps}."));
+    }
+    let cpus = |k: &str| args[k].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect::<Vec<_>>());
+    match (cpus("server_cpus"), cpus("load_cpus")) {
+        (Some(s), Some(l)) if !s.is_empty() && !l.is_empty() => parts.push(format!(
+            "Server pinned to CPU {}, load generator to CPU {}.",
+            crate::cli::format_cpu_list(&s),
+            crate::cli::format_cpu_list(&l)
+        )),
+        _ if args.get("server_cpus").is_some() => parts.push("Server and load generator not pinned apart.".into()),
+        _ => {}
+    }
+    if let Some(t) = num("server_threads").filter(|&t| t > 1.0) {
+        parts.push(format!("ringmux servers ran {t} event loops."));
+    }
+    if args["quick"].as_bool() == Some(true) {
+        parts.push("Quick matrix (--quick).".into());
+    }
+    if parts.is_empty() {
+        return args.to_string();
+    }
+    parts.join(" ")
+}
+
 /// The server every other one is measured against.
 pub const BASELINE: &str = "epoll";
 
@@ -234,7 +286,7 @@ pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
     }
     let _ = writeln!(s, "| ringmux | {} |", md_escape(&r.sys.ringmux_version));
     if !r.args.is_null() {
-        let _ = writeln!(s, "| matrix | `{}` |", md_escape(&r.args.to_string()).replace('`', "'"));
+        let _ = writeln!(s, "| matrix | {} |", md_escape(&matrix_text(&r.args)));
     }
     if !r.cells.is_empty() {
         let _ = writeln!(s, "\n## Results\n");
@@ -285,4 +337,27 @@ pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_reads_as_a_sentence() {
+        let args = serde_json::json!({
+            "backends": ["uring", "epoll"], "conns": [1, 50, 500], "size": 128, "duration_s": 1.5, "warmup_s": 0.5,
+            "repeat": 3, "quick": false, "servers": ["uring", "epoll", "tokio", "monoio"], "server_cpus": [0],
+            "server_threads": 1, "load_cpus": [1],
+        });
+        assert_eq!(
+            matrix_text(&args),
+            "Servers: uring, epoll, tokio and monoio. Load: 1, 50 and 500 connection(s), 128-byte messages. \
+             Each run: 0.5 s warm-up (unrecorded), then 1.5 s measured; 3 repeat(s), servers interleaved (A B A B …). \
+             Server pinned to CPU 0, load generator to CPU 1."
+        );
+        let unpinned = serde_json::json!({"servers": ["epoll"], "server_cpus": null, "load_cpus": null, "quick": true});
+        assert_eq!(matrix_text(&unpinned), "Servers: epoll. Server and load generator not pinned apart. Quick matrix (--quick).");
+        assert_eq!(matrix_text(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
+    }
 }

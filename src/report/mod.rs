@@ -28,14 +28,25 @@ use crate::cli::{CompareArgs, MergeArgs, ReportArgs};
 
 pub use md::headline_markdown;
 
-/// `ringmux report DIR`: re-render the reports from DIR/results.json.
+/// `ringmux report DIR`: re-render the reports from DIR/results.json, or, in a folder
+/// of `load` outputs without one, draw the .hlog/.hgrm files found there.
 pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let bad = |msg: String| crate::ExitError { code: 2, msg };
+    if !a.dir.is_dir() {
+        return Err(bad(format!("{}: no such folder", a.dir.display())).into());
+    }
     let path = a.dir.join("results.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
-    anyhow::ensure!(schema == model::BENCH_SCHEMA, "{}: schema {schema:?} is not {}", path.display(), model::BENCH_SCHEMA);
-    let results: model::BenchResults = serde_json::from_value(v).with_context(|| format!("{}: not a bench results file", path.display()))?;
+    if !path.exists() {
+        return files_report(&a.dir).map_err(|e| bad(format!("{e:#}")).into()).and_then(|r| r);
+    }
+    let read = || -> anyhow::Result<model::BenchResults> {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+        let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+        anyhow::ensure!(schema == model::BENCH_SCHEMA, "{}: schema {schema:?} is not {}", path.display(), model::BENCH_SCHEMA);
+        serde_json::from_value(v).with_context(|| format!("{}: not a bench results file", path.display()))
+    };
+    let results = read().map_err(|e| bad(format!("{e:#}")))?;
     let warnings = write_reports_inner(&a.dir, &results)?;
     for w in &warnings {
         eprintln!("ringmux: warning: {w}");
@@ -50,6 +61,57 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One series of a folder of `load` outputs: (file stem, its .hgrm files, its .hlog files).
+pub type StemFiles = (String, Vec<String>, Vec<String>);
+
+/// The histogram files of a folder grouped by stem, in name order.
+pub fn histogram_files(dir: &Path) -> anyhow::Result<Vec<StemFiles>> {
+    let mut out: Vec<StemFiles> = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".hgrm") || n.ends_with(".hlog"))
+        .collect();
+    names.sort();
+    for n in names {
+        let (stem, ext) = n.rsplit_once('.').unwrap_or((&n, ""));
+        let i = match out.iter().position(|s| s.0 == stem) {
+            Some(i) => i,
+            None => {
+                out.push((stem.to_string(), Vec::new(), Vec::new()));
+                out.len() - 1
+            }
+        };
+        if ext == "hgrm" { out[i].1.push(n.clone()) } else { out[i].2.push(n.clone()) }
+    }
+    Ok(out)
+}
+
+/// `report DIR` without results.json. The outer error is bad input (exit 2); the
+/// inner result is a failure to write (exit 1).
+fn files_report(dir: &Path) -> anyhow::Result<anyhow::Result<ExitCode>> {
+    let stems = histogram_files(dir)?;
+    anyhow::ensure!(
+        !stems.is_empty(),
+        "{}: neither results.json (from bench) nor .hlog/.hgrm files (from load --hlog/--hgrm) found",
+        dir.display()
+    );
+    Ok((|| {
+        let mut warnings = Vec::new();
+        let html = html::files_report_html(dir, &stems, &mut warnings);
+        let p = dir.join("report.html");
+        std::fs::write(&p, html).with_context(|| format!("cannot write {}", p.display()))?;
+        for w in &warnings {
+            eprintln!("ringmux: warning: {w}");
+        }
+        let n: usize = stems.iter().map(|s| s.1.len() + s.2.len()).sum();
+        println!("{n} histogram file(s), {} series", stems.len());
+        println!("report: {}", p.display());
+        Ok(ExitCode::SUCCESS)
+    })())
+}
+
 /// `ringmux compare BASE HEAD`: exit 0 within limits, 1 on a regression, 2 on bad input.
 pub fn compare_cmd(a: CompareArgs) -> anyhow::Result<ExitCode> {
     compare::run(&a.base, &a.head, &a.max_regression, a.strict)
@@ -61,6 +123,11 @@ pub fn merge_cmd(a: MergeArgs) -> anyhow::Result<ExitCode> {
         && dir.is_dir()
     {
         return merge::run_agents(dir, &a.output, a.allow_partial);
+    }
+    // A missing input is bad usage (exit 2), like compare's; checked here so that
+    // merge::run keeps its own errors (unreadable or malformed logs) as they are.
+    if let Some(p) = a.inputs.iter().find(|p| !p.exists()) {
+        return Err(crate::ExitError { code: 2, msg: format!("{}: no such file", p.display()) }.into());
     }
     merge::run(&a.inputs, &a.output)?;
     Ok(ExitCode::SUCCESS)

@@ -642,6 +642,17 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         "  cpu: user={:.3}s sys={:.3}s ctx_switches: voluntary={} involuntary={} max_rss={}KiB",
         r.cpu_user_s, r.cpu_sys_s, r.ctx_voluntary, r.ctx_involuntary, r.max_rss_kib
     )?;
+    // The server sees bytes, not the client's messages: cost per KiB received is what it
+    // can state without knowing the framing (for N-byte messages, x N/1024 per message).
+    if r.bytes_in > 0 {
+        let kib = r.bytes_in as f64 / 1024.0;
+        writeln!(
+            out,
+            "  per KiB received: syscalls={:.3} cpu={:.2}us (for N-byte messages, x N/1024 per message)",
+            r.syscalls_total as f64 / kib,
+            (r.cpu_user_s + r.cpu_sys_s) * 1e6 / kib
+        )?;
+    }
     if r.threads > 1 {
         let each = |f: fn(&ThreadReport) -> String| r.per_thread.iter().map(f).collect::<Vec<_>>().join("/");
         writeln!(
