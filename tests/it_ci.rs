@@ -86,7 +86,7 @@ fn head_sha() -> String {
 #[test]
 fn ci_bench_compares_with_the_merge_base_baseline() {
     if Command::new("git").args(["rev-parse", "HEAD"]).current_dir(root()).output().map_or(true, |o| !o.status.success()) {
-        println!("SKIPPED ci_bench_compares_with_the_merge_base_baseline: not in a git checkout");
+        crate::util::record_skip("ci_bench_compares_with_the_merge_base_baseline", "-", "not in a git checkout");
         return;
     }
     let d = tmpdir("merge_base");
@@ -122,7 +122,7 @@ fn ci_bench_compares_with_the_merge_base_baseline() {
 fn yaml_examples_parse() {
     let ok = Command::new("python3").args(["-c", "import yaml"]).output().is_ok_and(|o| o.status.success());
     if !ok {
-        println!("SKIPPED yaml_examples_parse: python3 with the yaml module not found");
+        crate::util::record_skip("yaml_examples_parse", "-", "python3 with the yaml module not found");
         return;
     }
     let mut files = Vec::new();

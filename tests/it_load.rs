@@ -128,7 +128,7 @@ impl Drv {
 fn run_driver(d: Drv, test: &str, body: fn(Drv)) {
     match d.available() {
         Ok(()) => body(d),
-        Err(why) => println!("SKIPPED {test} [{d:?}]: {why}"),
+        Err(why) => crate::util::record_skip(test, &format!("{d:?}"), &why),
     }
 }
 
@@ -449,7 +449,7 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
     let Ok(mut py) = Command::new("python3").args(["-c", PY]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn() else {
-        eprintln!("SKIPPED open_loop_corrects_for_sigstop_of_the_server_process: python3 not found");
+        crate::util::record_skip("open_loop_corrects_for_sigstop_of_the_server_process", "-", "python3 not found");
         return;
     };
     struct Kill(Child);
@@ -644,7 +644,7 @@ fn output_paths_checked_first_and_summary_survives_a_failed_write() {
     assert!(r.elapsed < Duration::from_secs(5), "{}", r.explain());
 
     if !std::path::Path::new("/dev/full").exists() {
-        println!("SKIPPED the failed-write half: no /dev/full");
+        crate::util::record_skip("load failed-write half", "-", "no /dev/full");
         return;
     }
     let addr = echo_server(Behaviour::default()).to_string();

@@ -132,7 +132,7 @@ fn hlog_decodes_with_python_hdrh() {
         if std::env::var_os("CI").is_some() {
             panic!("python3 with the `hdrhistogram` package (module hdrh) is required in CI: pip install hdrhistogram");
         }
-        println!("SKIPPED: python hdrhistogram not installed");
+        crate::util::record_skip("hlog python cross-check", "-", "python hdrhistogram not installed");
         return;
     }
     let d = tmpdir("hlog_py");

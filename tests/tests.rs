@@ -21,6 +21,8 @@ mod it_ring;
 mod it_proto;
 /// scripts/: the CI baseline rule, the YAML examples.
 mod it_ci;
+/// Random fault rates under verified load, every backend and level (scripts/chaos.sh).
+mod it_chaos;
 
 mod serve {
     use std::io::{Read, Write};
@@ -503,7 +505,7 @@ mod serve {
     backend_test!(threads_two_pin_puts_each_loop_on_its_cpu, |v| {
         let allowed = allowed_cpus();
         if allowed.len() < 2 {
-            println!("SKIPPED threads_two_pin_puts_each_loop_on_its_cpu [{v:?}]: needs 2 CPUs, this process may use {allowed:?}");
+            crate::util::record_skip("threads_two_pin_puts_each_loop_on_its_cpu", &format!("{v:?}"), &format!("needs 2 CPUs, this process may use {allowed:?}"));
             return;
         }
         // Plain --pin where CPUs 0 and 1 are ours (this 2-core box), else name two.
@@ -547,7 +549,7 @@ mod serve {
         use std::os::unix::process::CommandExt;
         for v in [Variant::UringBaseline, Variant::UringFastpoll] {
             if let Err(why) = v.available() {
-                println!("SKIPPED later_ring_failure_fails_the_server [{v:?}]: {why}");
+                crate::util::record_skip("later_ring_failure_fails_the_server", &format!("{v:?}"), &why);
                 continue;
             }
             let mut hit = None;

@@ -129,16 +129,32 @@ pub fn strace_available() -> bool {
     let ok = Command::new("strace").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
     if !ok {
         assert!(std::env::var_os("CI").is_none(), "strace is missing in CI: .ci/run must install it");
-        println!("SKIPPED fallback tests: strace not installed");
+        record_skip("strace tests", "-", "strace not installed");
     }
     ok
 }
 
-/// Run `body` for one variant, or print why it is skipped (by name, never silently).
+/// Environment variable naming a file every skipped variant is appended to (one line
+/// each, `test [Variant]: why`); `.ci/run` sets it and prints the lines at the end.
+pub const SKIP_FILE_ENV: &str = "RINGMUX_SKIP_FILE";
+
+/// Say that `test` did not run for `variant` and why: printed (captured output) and
+/// appended to `$RINGMUX_SKIP_FILE` when set, so CI shows it after the run.
+pub fn record_skip(test: &str, variant: &str, why: &str) {
+    let line = format!("{test} [{variant}]: {why}");
+    println!("SKIPPED {line}");
+    if let Some(path) = std::env::var_os(SKIP_FILE_ENV) {
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap_or_else(|e| panic!("{SKIP_FILE_ENV}: {e}"));
+        // One write per line (O_APPEND): lines from parallel tests do not interleave.
+        f.write_all(format!("{line}\n").as_bytes()).unwrap_or_else(|e| panic!("{SKIP_FILE_ENV}: {e}"));
+    }
+}
+
+/// Run `body` for one variant, or record why it is skipped (by name, never silently).
 pub fn run_variant(v: Variant, test: &str, body: fn(Variant)) {
     match v.available() {
         Ok(()) => body(v),
-        Err(why) => println!("SKIPPED {test} [{v:?}]: {why}"),
+        Err(why) => record_skip(test, &format!("{v:?}"), &why),
     }
 }
 
@@ -205,6 +221,18 @@ pub struct Server {
     pub cmdline: String,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads reading the child's stdout and stderr: they end at EOF, once every
+    /// process holding the pipes has exited.
+    pumps: Vec<thread::JoinHandle<()>>,
+}
+
+/// Join the output readers (they end when the pipes close), at most `within`.
+fn join_pumps(pumps: &mut Vec<thread::JoinHandle<()>>, within: Duration, cmdline: &str) {
+    let ok = wait_until(within, || pumps.iter().all(|p| p.is_finished()));
+    assert!(ok, "{cmdline}: its stdout/stderr stayed open {within:?} after it exited (a descendant holds them?)");
+    for p in pumps.drain(..) {
+        p.join().expect("output reader thread");
+    }
 }
 
 pub struct Stopped {
@@ -214,7 +242,7 @@ pub struct Stopped {
     pub elapsed: Duration,
 }
 
-fn pump(r: impl Read + Send + 'static, sink: Arc<Mutex<String>>, first_line: Option<std::sync::mpsc::Sender<String>>) {
+fn pump(r: impl Read + Send + 'static, sink: Arc<Mutex<String>>, first_line: Option<std::sync::mpsc::Sender<String>>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut r = BufReader::new(r);
         let mut tx = first_line;
@@ -228,7 +256,7 @@ fn pump(r: impl Read + Send + 'static, sink: Arc<Mutex<String>>, first_line: Opt
             sink.lock().unwrap().push_str(&line);
             line.clear();
         }
-    });
+    })
 }
 
 impl Server {
@@ -256,20 +284,19 @@ impl Server {
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        pump(child.stdout.take().unwrap(), stdout.clone(), Some(tx));
-        pump(child.stderr.take().unwrap(), stderr.clone(), None);
+        let mut pumps = vec![pump(child.stdout.take().unwrap(), stdout.clone(), Some(tx)), pump(child.stderr.take().unwrap(), stderr.clone(), None)];
         let line = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                thread::sleep(Duration::from_millis(100));
+                join_pumps(&mut pumps, Duration::from_secs(10), &cmdline);
                 panic!("{cmdline}: no start line within 20 s; stderr: {}", stderr.lock().unwrap());
             }
         };
         let addr: SocketAddr = line.split_whitespace().skip_while(|w| *w != "on").nth(1).unwrap().parse().unwrap();
         let pid: i32 = line.split_whitespace().find_map(|w| w.strip_prefix("pid=")).unwrap().parse().unwrap();
-        Server { child, addr, pid, start_line: line, cmdline, stdout, stderr }
+        Server { child, addr, pid, start_line: line, cmdline, stdout, stderr, pumps }
     }
 
     pub fn connect(&self) -> TcpStream {
@@ -321,8 +348,8 @@ impl Server {
         let t0 = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the pumps finish reading.
-                thread::sleep(Duration::from_millis(100));
+                // Everything it wrote is read once the readers reach EOF.
+                join_pumps(&mut self.pumps, Duration::from_secs(10), &self.cmdline);
                 return Stopped {
                     status,
                     stdout: self.stdout.lock().unwrap().clone(),

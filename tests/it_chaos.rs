@@ -1,0 +1,179 @@
+//! Chaos: every backend and io_uring level serves `ringmux load` (which verifies every
+//! reply byte for byte) while the fault layer (`RINGMUX_FAULTS`) resets receives,
+//! empties the buffer group and cuts sends short at random rates.
+//!
+//! Asserted per variant: no mismatch, no timeout, no failed connect and no other error
+//! (resets are the injected fault, expected and counted); the server's descriptors come
+//! back to their count before the first connection; it exits 0 with
+//! accepted == closed; it wrote at least every byte the load verified.
+//!
+//! `RINGMUX_CHAOS_SECS` sets the seconds per variant (default 2.5: about 30 s for the
+//! 11 variants), `RINGMUX_CHAOS_SEED` replays a run (the seed is printed).
+//! `scripts/chaos.sh` runs it for hours.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::backend_test;
+use crate::util::{BIN, Server, Variant, wait_until};
+
+/// xorshift64*, seeded per run and variant (printed, so a failure can be replayed).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        lo + self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % (hi - lo + 1)
+    }
+
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.range(0, xs.len() as u64 - 1) as usize]
+    }
+}
+
+/// `name` from the environment as seconds, or `default`.
+pub fn env_secs(name: &str, default: f64) -> f64 {
+    match std::env::var(name) {
+        Ok(s) => s.parse().ok().filter(|v: &f64| *v > 0.0).unwrap_or_else(|| panic!("{name}={s}: seconds above 0 expected")),
+        Err(_) => default,
+    }
+}
+
+/// The run's seed: `RINGMUX_CHAOS_SEED`, else the clock; mixed with the variant.
+pub fn seed_for(v: Variant) -> u64 {
+    let base = match std::env::var("RINGMUX_CHAOS_SEED") {
+        Ok(s) => s.parse().unwrap_or_else(|_| panic!("RINGMUX_CHAOS_SEED={s}: an integer expected")),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    };
+    base ^ (Variant::ALL.iter().position(|&x| x == v).unwrap() as u64) << 56
+}
+
+/// Totals of one variant's rounds.
+#[derive(Debug, Default)]
+struct Tally {
+    rounds: u64,
+    messages: u64,
+    bytes_verified: u64,
+    resets: u64,
+    conns: u64,
+}
+
+/// One `ringmux load` round; its JSON (errors checked by the caller).
+fn load_round(v: Variant, addr: &str, args: &[String], json: &std::path::Path, within: Duration) -> serde_json::Value {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["load", "--addr", addr, "--warmup", "0", "--allow-errors", "--quiet", "--json", json.to_str().unwrap()]).args(args);
+    let cmdline = format!("{cmd:?}");
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn ringmux load");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{v:?}: {cmdline} did not end within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(status.success(), "{v:?}: {cmdline}: {status}: {err}");
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap_or_else(|e| panic!("{v:?}: {cmdline}: {e}"));
+    let _ = std::fs::remove_file(json);
+    j
+}
+
+/// The server's descriptors once it has served one connection and closed it (some
+/// backends finish setting up after the start line: a reserve fd, a ring), stable
+/// over 200 ms.
+pub fn fd_baseline(srv: &Server) -> usize {
+    let mut c = srv.connect();
+    std::io::Write::write_all(&mut c, b"?").unwrap();
+    assert_eq!(crate::util::read_varied(&mut c, 1), b"?", "{}: the first echo", srv.cmdline);
+    drop(c);
+    let mut last = (usize::MAX, Instant::now());
+    let stable = wait_until(Duration::from_secs(10), || {
+        let n = srv.fd_count();
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        last.1.elapsed() >= Duration::from_millis(200)
+    });
+    assert!(stable, "{}: the descriptor count did not settle after one connection", srv.cmdline);
+    last.0
+}
+
+fn chaos(v: Variant) {
+    let budget = Duration::from_secs_f64(env_secs("RINGMUX_CHAOS_SECS", 2.5));
+    let seed = seed_for(v);
+    let mut rng = Rng::new(seed);
+    // Rates: a reset every 20 to 400 receives with data (each one ends a connection),
+    // a dry buffer group every 2 to 20 arms, a short send every 2 to 10 sends.
+    let faults = format!("recv-reset={},recv-nobufs={},send-short={}", rng.range(20, 400), rng.range(2, 20), rng.range(2, 10));
+    let tmp = std::env::temp_dir();
+    let tag = format!("{}-{v:?}", std::process::id());
+    let stats = tmp.join(format!("ringmux-chaos-stats-{tag}.json"));
+    let srv = Server::start_env(v, &["--stats-json", stats.to_str().unwrap()], &[("RINGMUX_FAULTS", &faults)]);
+    let addr = srv.addr.to_string();
+    let fds0 = fd_baseline(&srv);
+    let what = format!("{v:?} seed={seed} {faults}");
+
+    let t0 = Instant::now();
+    let mut t = Tally::default();
+    while t0.elapsed() < budget {
+        let left = budget.saturating_sub(t0.elapsed()).as_secs_f64().max(0.1);
+        // blocking serves one connection at a time: more would wait out the round.
+        let conns = if v.concurrent() { rng.range(1, 48) } else { 1 };
+        let size = rng.pick(&[1u64, 7, 100, 1000, 4096, 16384, 65536, 200_000]);
+        let pipeline = rng.range(1, 4);
+        let secs = (rng.range(2, 8) as f64 / 10.0).min(left);
+        let args: Vec<String> = ["--conns", &conns.to_string(), "--size", &size.to_string(), "--pipeline", &pipeline.to_string(), "--duration", &format!("{secs:.2}")]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let j = load_round(v, &addr, &args, &tmp.join(format!("ringmux-chaos-load-{tag}.json")), Duration::from_secs(60));
+        let e = &j["errors"];
+        let kinds = ["mismatch", "timeout", "connect", "other"].map(|k| (k, e[k].as_u64().unwrap()));
+        assert!(kinds.iter().all(|(_, n)| *n == 0), "{what}: round {} {args:?}: unexpected errors {kinds:?} (resets {})", t.rounds, e["reset"]);
+        let msgs = j["messages"].as_u64().unwrap() + j["warmup_messages"].as_u64().unwrap();
+        t.rounds += 1;
+        t.messages += msgs;
+        t.bytes_verified += msgs * size;
+        t.resets += e["reset"].as_u64().unwrap();
+        t.conns += j["conns_established"].as_u64().unwrap();
+    }
+
+    // Every connection the load made is gone: the server's descriptors are back.
+    let settled = wait_until(Duration::from_secs(10), || srv.fd_count() == fds0);
+    if !settled {
+        let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", srv.pid))
+            .map(|d| d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).map(|p| p.display().to_string()).collect())
+            .unwrap_or_default();
+        let st = srv.stop(Duration::from_secs(10));
+        panic!("{what}: fds {fds0} before the load, {} after it: {fds:?}; stdout: {}", fds.len(), st.stdout);
+    }
+    let st = srv.stop(Duration::from_secs(10));
+    assert!(st.status.success(), "{what}: exit {:?}; stderr: {}", st.status, st.stderr);
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&stats);
+    assert_eq!(j["connections_accepted"], j["connections_closed"], "{what}: {j}");
+    assert_eq!(j["connections_accepted"].as_u64(), Some(t.conns + 1), "{what}: the server accepted a different number than the load connected");
+    assert!(t.messages > 0, "{what}: nothing was served: {t:?}");
+    assert!(t.resets <= t.conns, "{what}: more resets than connections: {t:?}");
+    assert!(j["faults_injected"].as_u64().unwrap() > 0, "{what}: no fault was injected: {j}");
+    assert!(j["bytes_out"].as_u64().unwrap() >= t.bytes_verified, "{what}: the load verified more bytes than the server sent: {j}");
+    println!(
+        "chaos {what}: {} rounds, {} conns, {} messages, {} bytes verified, 0 mismatches, {} resets (expected), faults_injected={} recv_nobufs={} fds {fds0}->{fds0}, accepted=closed={}",
+        t.rounds, t.conns, t.messages, t.bytes_verified, t.resets, j["faults_injected"], j["recv_nobufs"], j["connections_accepted"]
+    );
+}
+
+backend_test!(chaos_random_faults_verified_bytes, chaos);
