@@ -16,5 +16,6 @@ export RINGMUX_CHAOS_SECS=$secs
 [ -n "${2:-}" ] && export RINGMUX_CHAOS_SEED=$2
 ulimit -n 20000 2>/dev/null || true
 echo "chaos: ${secs}s per variant (11 variants), seed ${RINGMUX_CHAOS_SEED:-from the clock, printed per variant}"
-cargo test --release --locked --test tests it_chaos:: -- --test-threads 1 --nocapture 2>&1 | grep -E '^(chaos |test |SKIPPED|thread .* panicked|test result)|mismatch|fds ' 
+set +e
+cargo test --release --locked --test tests it_chaos:: -- --test-threads 1 --nocapture 2>&1 | grep --line-buffered -E '^(chaos |test |SKIPPED|thread .* panicked|test result)|mismatch|fds '
 exit "${PIPESTATUS[0]}"

@@ -23,6 +23,8 @@ mod it_proto;
 mod it_ci;
 /// Random fault rates under verified load, every backend and level (scripts/chaos.sh).
 mod it_chaos;
+/// Connection churn with resets: RSS and descriptors flat (scripts/soak.sh).
+mod it_soak;
 
 mod serve {
     use std::io::{Read, Write};
