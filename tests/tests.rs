@@ -264,10 +264,9 @@ mod serve {
         assert!(t0.elapsed() < Duration::from_secs(4), "{v:?}: took {:?}", t0.elapsed());
         assert!(st.stdout.contains("stats:") && st.stdout.contains("syscalls: total="), "{v:?}: {}", st.stdout);
         assert!(st.stdout.contains(&format!("accepted={n} closed={n}")), "{v:?}: {}", st.stdout);
-        for c in &mut conns {
-            let mut b = [0u8; 8];
-            // Closed by the server: EOF (or a reset), never a hang.
-            assert!(matches!(c.read(&mut b), Ok(0) | Err(_)));
+        for (i, c) in conns.iter_mut().enumerate() {
+            // Closed: EOF (or a reset for blocking's unaccepted ones), no stray bytes.
+            crate::util::assert_closed(c, &format!("{v:?}: conn {i}"));
         }
         let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         assert_eq!(j["final"], true);
@@ -409,9 +408,8 @@ mod serve {
         assert!(st.status.success(), "{v:?}: exit {:?} stderr {}", st.status, st.stderr);
         assert!(t0.elapsed() < Duration::from_secs(4), "{v:?}: took {:?}", t0.elapsed());
         assert!(st.stdout.contains("accepted=50 closed=50"), "{v:?}: {}", st.stdout);
-        for c in &mut conns {
-            let mut b = [0u8; 8];
-            assert!(matches!(c.read(&mut b), Ok(0) | Err(_)), "{v:?}: a connection outlived the server");
+        for (i, c) in conns.iter_mut().enumerate() {
+            crate::util::assert_closed(c, &format!("{v:?}: conn {i}"));
         }
         let j = read_json(&json);
         assert_eq!((j["final"].as_bool(), j["threads"].as_u64()), (Some(true), Some(2)), "{v:?}: {j}");
@@ -791,9 +789,19 @@ mod serve {
         }
     }
 
+    /// Every variant starts a different server, and the uring variants are exactly the
+    /// levels `ringmux probe --json` knows (a new level needs a variant).
     #[test]
-    fn variants_are_distinct() {
-        assert_ne!(Variant::UringBaseline.args(), Variant::UringFastpoll.args());
+    fn variants_are_distinct_and_cover_the_levels() {
+        let mut args: Vec<Vec<&str>> = Variant::ALL.iter().map(|v| v.args()).collect();
+        args.sort();
+        args.dedup();
+        assert_eq!(args.len(), Variant::ALL.len(), "two variants run the same server: {args:?}");
+        let mut ours: Vec<&str> = Variant::ALL.iter().filter_map(|v| v.level()).collect();
+        let mut probed: Vec<&str> = crate::util::probe()["levels"].as_array().unwrap().iter().map(|l| l[0].as_str().unwrap()).collect();
+        ours.sort_unstable();
+        probed.sort_unstable();
+        assert_eq!(ours, probed, "uring variants vs the probe's levels");
     }
 }
 

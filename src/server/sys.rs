@@ -182,7 +182,16 @@ mod tests {
         let after = SyscallCounts::this_thread();
         assert_eq!(after.0[Sys::Close as usize] - before.0[Sys::Close as usize], 1);
         assert_eq!(after.total() - before.total(), 1);
-        assert_eq!(NAMES.len(), KINDS);
+        // The kind counted is reported under its own name, and no two kinds share one.
+        let mut diff = SyscallCounts::default();
+        for (d, (a, b)) in diff.0.iter_mut().zip(after.0.iter().zip(before.0)) {
+            *d = a - b;
+        }
+        assert_eq!(diff.by_name(), BTreeMap::from([("close".to_string(), 1)]));
+        let mut names = NAMES.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), NAMES.len(), "duplicate syscall names: {NAMES:?}");
     }
 
     #[test]
@@ -196,8 +205,21 @@ mod tests {
             pin_current_thread(cpu).unwrap();
             assert_eq!(allowed_cpus().unwrap(), vec![cpu]);
             assert_eq!(pin_current_thread(100_000).unwrap_err().raw_os_error(), Some(libc::EINVAL));
-            let u = thread_usage();
-            assert!(u.user_s >= 0.0 && u.sys_s >= 0.0);
+            // Burn CPU on this thread until its usage shows it (or a deadline): a usage
+            // that never moves, or exceeds the wall time, fails.
+            let t0 = std::time::Instant::now();
+            let mut x = 1u64;
+            let u = loop {
+                for _ in 0..100_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                let u = thread_usage();
+                if u.user_s + u.sys_s >= 0.005 || t0.elapsed() > std::time::Duration::from_secs(10) {
+                    break u;
+                }
+            };
+            assert!(u.user_s + u.sys_s >= 0.005, "thread CPU time never reached 5 ms in {:?}: {u:?}", t0.elapsed());
+            assert!(u.user_s + u.sys_s <= t0.elapsed().as_secs_f64() + 0.05, "more CPU than wall time: {u:?} in {:?}", t0.elapsed());
         })
         .join()
         .unwrap();

@@ -383,6 +383,20 @@ impl Drop for Server {
     }
 }
 
+/// `c` (all its echo read) was closed by a server that has exited: the next read is
+/// end of file or a reset, at once. Stray bytes after the echo, or a read that times
+/// out (the connection still open), fail with `what` in the message.
+pub fn assert_closed(c: &mut TcpStream, what: &str) {
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 64];
+    match c.read(&mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!("{what}: {n} stray bytes after the echo: {:?}", &b[..n]),
+        Err(e) => panic!("{what}: the connection is still open ({e})"),
+    }
+}
+
 /// Poll `f` until true or the deadline passes.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
