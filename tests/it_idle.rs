@@ -102,8 +102,9 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     // Warm-up: code pages and one-time allocations are not per connection.
+    let fds_start = srv.fd_count();
     drop(open_idle(&srv, v, 16, deadline));
-    thread::sleep(Duration::from_millis(200));
+    assert!(wait_until(Duration::from_secs(10), || srv.fd_count() <= fds_start), "{v:?}: the warm-up connections were not closed: fds {fds_start} -> {:?}", std::fs::read_dir(format!("/proc/{}/fd", srv.pid)).map(|d| d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).collect::<Vec<_>>()));
     let fds_before = srv.fd_count();
     let (rss0, anon0) = rss_kib(srv.pid);
     let t0 = Instant::now();
@@ -114,7 +115,17 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
         "{v:?}: the server holds {} descriptors, expected {fds_before} + {conns_n}",
         srv.fd_count()
     );
-    thread::sleep(Duration::from_millis(200));
+    // Every connection's state is in place once RSS stops moving (a thread or a buffer
+    // may follow the accept): the same over 200 ms, polled against a deadline.
+    let mut last = (0u64, Instant::now());
+    let settled = wait_until(Duration::from_secs(10), || {
+        let r = rss_kib(srv.pid).0;
+        if r != last.0 {
+            last = (r, Instant::now());
+        }
+        last.1.elapsed() >= Duration::from_millis(200)
+    });
+    assert!(settled, "{v:?}: the server's RSS kept moving with {conns_n} idle connections");
     let (rss1, anon1) = rss_kib(srv.pid);
     let per = (rss1 as f64 - rss0 as f64) * 1024.0 / conns_n as f64;
     let anon = (anon1 as f64 - anon0 as f64) * 1024.0 / conns_n as f64;

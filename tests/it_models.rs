@@ -73,8 +73,9 @@ fn select_refuses_fd_setsize_and_keeps_serving() {
         assert_eq!(read_varied(&mut conns[i], 5), b"still", "conn {i} after the refusals");
     }
     // A freed low fd is reused: a new client is served again.
+    let fds = srv.fd_count();
     drop(conns.swap_remove(served[0]));
-    thread::sleep(Duration::from_millis(200));
+    assert!(crate::util::wait_until(Duration::from_secs(10), || srv.fd_count() < fds), "select: the server kept the closed connection's fd");
     let mut again = srv.connect();
     again.write_all(b"again").unwrap();
     assert_eq!(read_varied(&mut again, 5), b"again");
@@ -154,7 +155,18 @@ fn busypoll_counts_eagains_while_idle() {
 fn threads_drain_on_sigterm_while_blocked_in_recv() {
     let srv = Server::start(Variant::Threads, &["--drain-timeout", "5"]);
     let mut conns = srv.connect_echoed(50, 100);
-    thread::sleep(Duration::from_millis(100)); // every thread is back in recv
+    // Every connection thread is back in recv (blocked there, which the drain must
+    // interrupt), read from /proc rather than waited for.
+    let in_recv = || {
+        std::fs::read_dir(format!("/proc/{}/task", srv.pid))
+            .map(|d| {
+                d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("syscall")).ok())
+                    .filter(|s| s.split_whitespace().next() == Some(&libc::SYS_recvfrom.to_string()))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(crate::util::wait_until(Duration::from_secs(10), || in_recv() >= 50), "threads: {} of 50 threads in recv", in_recv());
     let t0 = Instant::now();
     let st = srv.stop(Duration::from_secs(10));
     let took = t0.elapsed();

@@ -279,7 +279,8 @@ mod serve {
     backend_test!(sigterm_with_unread_reply_respects_drain_timeout, |v| {
         // A client that never reads while the server owes it megabytes: the drain
         // timeout must still end the server, with exit 0.
-        let srv = Server::start(v, &["--drain-timeout", "1"]);
+        let json = scratch_dir("unread", v).join("stats.json");
+        let srv = Server::start(v, &["--drain-timeout", "1", "--stats-json", json.to_str().unwrap()]);
         let s = srv.connect();
         let mut w = s.try_clone().unwrap();
         let writer = thread::spawn(move || {
@@ -290,7 +291,12 @@ mod serve {
                 }
             }
         });
-        thread::sleep(Duration::from_millis(500));
+        // SIGTERM once the server holds the connection and, where sends do not block,
+        // owes it bytes it cannot send (read more than it wrote).
+        let owed = crate::util::snapshot_until(&srv, &json, Duration::from_secs(20), |j| {
+            j["connections_accepted"] == 1 && (v.blocking_sends() || j["bytes_in"].as_u64() > j["bytes_out"].as_u64())
+        });
+        assert!(owed.is_some(), "{v:?}: the server never owed the silent reader anything");
         let st = srv.stop(Duration::from_secs(6));
         assert!(st.status.success(), "{v:?}: exit {:?} stderr {}", st.status, st.stderr);
         if v.blocking_sends() {
@@ -619,26 +625,33 @@ mod serve {
         for c in conns.iter_mut() {
             c.write_all(b"hi").unwrap();
         }
-        thread::sleep(Duration::from_millis(700)); // ample time to serve all it can
-        let mut waiting: Vec<TcpStream> = Vec::new();
-        for mut c in conns {
-            c.set_nonblocking(true).unwrap();
-            let mut b = [0u8; 2];
-            let got = c.read(&mut b);
-            c.set_nonblocking(false).unwrap();
-            match got {
-                Ok(2) => {
-                    served += 1;
-                    first.push(c);
+        // Sweep the replies until the server has served what it can: more than 10 and
+        // its descriptors at the limit (blocking: the one it serves), against a
+        // deadline rather than a fixed wait. Late replies to "waiting" ones are fine:
+        // they are read below.
+        let mut waiting: Vec<TcpStream> = conns;
+        let enough = wait_until(Duration::from_secs(20), || {
+            for mut c in std::mem::take(&mut waiting) {
+                c.set_nonblocking(true).unwrap();
+                let mut b = [0u8; 2];
+                let got = c.read(&mut b);
+                c.set_nonblocking(false).unwrap();
+                match got {
+                    Ok(2) => {
+                        served += 1;
+                        first.push(c);
+                    }
+                    Ok(1) => {
+                        c.read_exact(&mut b[1..]).unwrap();
+                        served += 1;
+                        first.push(c);
+                    }
+                    _ => waiting.push(c),
                 }
-                Ok(1) => {
-                    c.read_exact(&mut b[1..]).unwrap();
-                    served += 1;
-                    first.push(c);
-                }
-                _ => waiting.push(c),
             }
-        }
+            if v.concurrent() { served > 10 && srv.fd_count() >= 38 } else { served >= 1 }
+        });
+        assert!(enough, "{v:?}: served {served}, server fds {} under a limit of 40", srv.fd_count());
         if !v.concurrent() {
             // blocking: one connection at a time never runs out of descriptors; the
             // others wait in the backlog and are served in turn.

@@ -397,6 +397,20 @@ pub fn assert_closed(c: &mut TcpStream, what: &str) {
     }
 }
 
+/// Ask for stats snapshots (SIGUSR1; the server runs with `--stats-json json`) until
+/// one satisfies `f`, at most `within`; that snapshot, or None past the deadline.
+pub fn snapshot_until(srv: &Server, json: &std::path::Path, within: Duration, mut f: impl FnMut(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+    let mut hit = None;
+    wait_until(within, || {
+        srv.signal(libc::SIGUSR1);
+        // The file is replaced whole; a read between two writes just tries again.
+        let j = std::fs::read(json).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        hit = j.filter(|j| j["final"] == false && f(j));
+        hit.is_some()
+    });
+    hit
+}
+
 /// Poll `f` until true or the deadline passes.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
