@@ -99,16 +99,7 @@ pub fn fd_baseline(srv: &Server) -> usize {
     std::io::Write::write_all(&mut c, b"?").unwrap();
     assert_eq!(crate::util::read_varied(&mut c, 1), b"?", "{}: the first echo", srv.cmdline);
     drop(c);
-    let mut last = (usize::MAX, Instant::now());
-    let stable = wait_until(Duration::from_secs(10), || {
-        let n = srv.fd_count();
-        if n != last.0 {
-            last = (n, Instant::now());
-        }
-        last.1.elapsed() >= Duration::from_millis(200)
-    });
-    assert!(stable, "{}: the descriptor count did not settle after one connection", srv.cmdline);
-    last.0
+    crate::util::fds_settled(srv)
 }
 
 fn chaos(v: Variant) {

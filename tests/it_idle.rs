@@ -102,10 +102,9 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     // Warm-up: code pages and one-time allocations are not per connection.
-    let fds_start = srv.fd_count();
     drop(open_idle(&srv, v, 16, deadline));
-    assert!(wait_until(Duration::from_secs(10), || srv.fd_count() <= fds_start), "{v:?}: the warm-up connections were not closed: fds {fds_start} -> {:?}", std::fs::read_dir(format!("/proc/{}/fd", srv.pid)).map(|d| d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).collect::<Vec<_>>()));
-    let fds_before = srv.fd_count();
+    // The warm-up's connections closed (and start-up's late fds opened): settled.
+    let fds_before = crate::util::fds_settled(&srv);
     let (rss0, anon0) = rss_kib(srv.pid);
     let t0 = Instant::now();
     let conns = open_idle(&srv, v, conns_n, deadline);

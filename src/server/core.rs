@@ -55,6 +55,7 @@ pub fn accept_failed(e: &io::Error, stats: &mut LoopStats) -> AcceptFailure {
 /// accept4 on `listen_fd`, the new socket non-blocking or not, counted.
 pub fn accept(listen_fd: RawFd, nonblocking: bool) -> io::Result<RawFd> {
     let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    // SAFETY: null address and length: the kernel writes no peer address; the new fd is the caller's.
     syscall!(Accept4, accept4(listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), flags))
 }
 
@@ -123,6 +124,7 @@ pub enum Recv {
 
 /// One recv into `scratch`, fed to the connection's protocol; faults and counts here.
 pub fn recv(fd: RawFd, scratch: &mut [u8], conn: &mut Conn, faults: &mut Faults, stats: &mut LoopStats) -> Recv {
+    // SAFETY: `scratch` is borrowed mutably for the call and is `scratch.len()` bytes long.
     match syscall!(Recv, recv(fd, scratch.as_mut_ptr() as *mut libc::c_void, scratch.len(), 0)) {
         Ok(0) => {
             conn.read_eof = true;
@@ -168,6 +170,7 @@ pub fn flush(fd: RawFd, conn: &mut Conn, faults: &mut Faults, stats: &mut LoopSt
             stats.faults_injected += 1;
             len /= 2; // injected short send
         }
+        // SAFETY: `owed` is borrowed for the call and `len` <= `owed.len()`; the kernel copies the bytes.
         match syscall!(Send, send(fd, owed.as_ptr() as *const libc::c_void, len, libc::MSG_NOSIGNAL)) {
             Ok(n) => {
                 stats.bytes_out += n as u64;
@@ -184,6 +187,7 @@ pub fn flush(fd: RawFd, conn: &mut Conn, faults: &mut Faults, stats: &mut LoopSt
 /// A counted sleep (accept back-off, busy polling with nothing to poll).
 pub fn sleep(d: Duration) {
     let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+    // SAFETY: `ts` lives on this stack frame for the call; no remainder is asked for (null).
     let _ = syscall!(Nanosleep, nanosleep(&ts, std::ptr::null_mut()));
 }
 
@@ -299,6 +303,7 @@ impl Blocking {
     pub fn enter(&self, fd: RawFd, stats: Arc<Mutex<LoopStats>>) -> usize {
         let mut live = lock(&self.live);
         if self.draining() {
+            // SAFETY: no memory; `fd` is the live connection being registered under the lock.
             let _ = syscall!(Shutdown, shutdown(fd, libc::SHUT_RD));
         }
         live.insert(Live { fd, stats })
@@ -347,8 +352,10 @@ impl Blocking {
         let live = lock(&self.live);
         self.draining.store(true, Ordering::SeqCst);
         // A blocked accept returns EINVAL once its listener is shut down.
+        // SAFETY: no memory; the listener stays open until the server returns.
         let _ = syscall!(Shutdown, shutdown(self.listen_fd, libc::SHUT_RD));
         for (_, l) in live.iter() {
+            // SAFETY: no memory; `l.fd` is open while it is in `live` (closed only under this lock).
             let _ = syscall!(Shutdown, shutdown(l.fd, libc::SHUT_RD));
         }
         drop(live);
@@ -359,6 +366,7 @@ impl Blocking {
         let live = lock(&self.live);
         self.forced.store(live.len() as u64, Ordering::SeqCst);
         for (_, l) in live.iter() {
+            // SAFETY: no memory; `l.fd` is open while it is in `live` (closed only under this lock).
             let _ = syscall!(Shutdown, shutdown(l.fd, libc::SHUT_RDWR));
         }
     }
@@ -380,6 +388,7 @@ impl Blocking {
                 libc::pollfd { fd: signals.fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: done_fd, events: libc::POLLIN, revents: 0 },
             ];
+            // SAFETY: `fds` lives on this stack frame for the call and has the 2 entries passed.
             let _ = syscall!(Poll, poll(fds.as_mut_ptr(), 2, timeout));
             if fds[1].revents != 0 {
                 return;

@@ -360,6 +360,7 @@ impl Signals {
     pub fn drain(&self) {
         let mut buf = [0u8; 256];
         for _ in 0..4096 {
+            // SAFETY: `buf` lives on this stack frame for the call and is `buf.len()` bytes long.
             match syscall!(Read, read(self.fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())) {
                 Ok(n) if n > 0 => continue,
                 _ => break,

@@ -112,8 +112,8 @@ impl SyscallCounts {
 ///
 /// Like mio's `syscall!`, the macro stands in for an unsafe call: use it only with
 /// arguments that are valid for the syscall (live fds, pointers to memory the
-/// caller owns for the duration of the call). It is private to the server.
-#[macro_export]
+/// caller owns for the duration of the call), and give each call site its own
+/// `// SAFETY:` note. Crate-private: re-exported as `crate::syscall` in lib.rs.
 macro_rules! syscall {
     ($kind:ident, $fn:ident ( $($arg:expr),* $(,)? )) => {{
         $crate::server::sys::count($crate::server::sys::Sys::$kind);
@@ -124,6 +124,7 @@ macro_rules! syscall {
         if res == -1 { Err(::std::io::Error::last_os_error()) } else { Ok(res) }
     }};
 }
+pub(crate) use syscall;
 
 /// Retry on EINTR (bounded: a signal storm cannot keep us here forever).
 pub fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
@@ -138,6 +139,7 @@ pub fn retry_eintr<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
 
 /// `shutdown(fd, SHUT_RDWR)`, ignoring ENOTCONN (the peer may be gone already).
 pub fn shutdown_rdwr(fd: i32) {
+    // SAFETY: no memory is passed; a stale fd is only an error.
     let _ = syscall!(Shutdown, shutdown(fd, libc::SHUT_RDWR));
 }
 
@@ -150,11 +152,13 @@ pub fn wake(fd: i32) {
 }
 
 pub fn close(fd: i32) {
+    // SAFETY: no memory is passed; the caller gives up `fd` here.
     let _ = syscall!(Close, close(fd));
 }
 
 pub fn set_nodelay(fd: i32) -> io::Result<()> {
     let one: libc::c_int = 1;
+    // SAFETY: `one` lives on this stack frame for the call and the length is its size.
     syscall!(
         Setsockopt,
         setsockopt(
@@ -177,6 +181,7 @@ mod tests {
     #[test]
     fn counts_by_kind() {
         let before = SyscallCounts::this_thread();
+        // SAFETY: no memory; -1 is an invalid fd on purpose (EBADF).
         let r = syscall!(Close, close(-1));
         assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EBADF));
         let after = SyscallCounts::this_thread();

@@ -411,6 +411,22 @@ pub fn snapshot_until(srv: &Server, json: &std::path::Path, within: Duration, mu
     hit
 }
 
+/// The server's descriptor count once it has not changed for 200 ms (polled, at most
+/// 10 s): start-up finishes after the start line (a reserve fd, a ring), and closes
+/// of connections a client dropped land a little later.
+pub fn fds_settled(srv: &Server) -> usize {
+    let mut last = (usize::MAX, Instant::now());
+    let stable = wait_until(Duration::from_secs(10), || {
+        let n = srv.fd_count();
+        if n != last.0 {
+            last = (n, Instant::now());
+        }
+        last.1.elapsed() >= Duration::from_millis(200)
+    });
+    assert!(stable, "{}: the descriptor count kept changing: {}", srv.cmdline, srv.fd_count());
+    last.0
+}
+
 /// Poll `f` until true or the deadline passes.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();

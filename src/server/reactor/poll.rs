@@ -69,6 +69,7 @@ impl Readiness for Poll {
     }
 
     fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
+        // SAFETY: `self.fds` is ours and not resized during the call; the kernel writes only the `revents` of its `len()` entries.
         let n = syscall!(Poll, poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, timeout_ms(timeout)))? as usize;
         if n == 0 {
             return Ok(());

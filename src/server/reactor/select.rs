@@ -91,6 +91,7 @@ impl Readiness for Select {
             tv_usec: d.subsec_micros() as libc::suseconds_t,
         });
         let tvp = tv.as_mut().map_or(std::ptr::null_mut(), |t| t as *mut libc::timeval);
+        // SAFETY: `rd`, `wr` and the timeval behind `tvp` (or null) live on this stack frame for the call; `nfds` <= FD_SETSIZE.
         let ready = syscall!(Select, select(self.nfds, &mut rd, &mut wr, std::ptr::null_mut(), tvp))?;
         if ready == 0 {
             return Ok(());

@@ -80,12 +80,14 @@ pub struct Sigio {
 
 impl Sigio {
     fn fcntl(fd: RawFd, cmd: libc::c_int, arg: libc::c_long) -> io::Result<libc::c_int> {
+        // SAFETY: fcntl with an integer argument: no memory is passed.
         syscall!(Fcntl, fcntl(fd, cmd, arg))
     }
 
     /// Route fd's readiness to this thread as our rt signal.
     fn arm(&self, fd: RawFd) -> io::Result<()> {
         let owner = FOwnerEx { type_: F_OWNER_TID, pid: self.tid };
+        // SAFETY: `owner` lives on this stack frame for the call; the kernel only reads it.
         syscall!(Fcntl, fcntl(fd, F_SETOWN_EX, &owner as *const FOwnerEx))?;
         Sigio::fcntl(fd, F_SETSIG, rt_signal() as libc::c_long)?;
         // F_SETFL changes only the status flags (O_ASYNC, O_NONBLOCK, O_APPEND...), and
@@ -115,6 +117,7 @@ impl Sigio {
     /// A non-blocking read of up to [`BATCH`] queued signals.
     fn read_batch(&mut self) -> io::Result<usize> {
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: `self.buf` is ours and holds `BATCH` siginfo records (`size * BATCH` bytes) for the call.
         match syscall!(Read, read(self.sfd, self.buf.as_mut_ptr() as *mut libc::c_void, size * BATCH)) {
             Ok(n) => Ok(n as usize / size),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
@@ -131,6 +134,7 @@ impl Readiness for Sigio {
     fn new(_cfg: &ServerConfig) -> io::Result<Sigio> {
         block_signals()?; // already blocked by serve(); cheap insurance for this thread
         let set = sigset();
+        // SAFETY: `set` lives on this stack frame for the call; fd -1 asks for a new signalfd.
         let sfd = syscall!(Signalfd, signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
         // SAFETY: gettid has no arguments and cannot fail.
         let tid = unsafe { libc::gettid() };
@@ -175,6 +179,7 @@ impl Readiness for Sigio {
         let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: siginfo_t is plain data; all-zero is a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `self.set`, `info` and the timespec behind `tsp` (or null) are ours for the call; the kernel writes `info` only.
         match syscall!(RtSigtimedwait, sigtimedwait(&self.set, &mut info, tsp)) {
             Ok(sig) => {
                 self.signals += 1;
