@@ -97,7 +97,7 @@ pub enum FeatureLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WaitMode {
-    /// Coalesce only after a busy turn (two or more receives); else wait for one.
+    /// Coalesce only after a busy turn (32 or more receives); else wait for one.
     Adaptive,
     /// Always wait for the queued sends plus some receives, bounded by min_wait.
     Coalesce,
@@ -212,7 +212,7 @@ pub struct ServeArgs {
     ///
     /// `adaptive` (default) waits for one completion at a time while traffic is light
     /// and coalesces (the queued sends plus half the last turn's receives, bounded by
-    /// min_wait) only after a turn that brought two or more receives. `coalesce` always
+    /// min_wait) only after a turn that brought 32 or more receives. `coalesce` always
     /// coalesces; `single` never does. An idle server sleeps in every mode.
     #[arg(long, value_enum, default_value_t = WaitMode::Adaptive, verbatim_doc_comment)]
     pub uring_wait: WaitMode,
