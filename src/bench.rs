@@ -499,7 +499,7 @@ fn open_silent(addr: SocketAddr, n: u32, proto: LoadProto) -> anyhow::Result<Vec
         for _ in 0..(n - chunk * 100).min(100) {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).context("connect")?;
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            s.write_all(&msg).context("send")?;
+            s.write_all(msg).context("send")?;
             conns.push(s);
         }
         for s in &mut conns[start..] {
