@@ -17,6 +17,7 @@ pub mod html;
 pub mod md;
 pub mod merge;
 pub mod model;
+pub mod models;
 pub mod profile;
 
 use std::path::Path;
