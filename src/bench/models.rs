@@ -129,10 +129,12 @@ fn measure(plan: &Plan, backend: &str, conns: u32, idle: u32, stem: &str, profil
     let held = hold_idle(&srv, idle, 1)?;
     let shape = Shape { mode: "closed", conns, pipeline: 1, rate_fraction: None, open_rate: None };
     let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 60.0);
+    // Before the warm-up: what the server keeps per connection once it has seen
+    // `conns` of them (a grown connection table) counts as theirs.
+    let rss_before = rss_kib(pid);
     if plan.warmup > 0.0 {
         wait_load(load_cmd(plan, srv.addr, &shape, None, plan.warmup), "warm-up load", limit)?;
     }
-    let rss_before = rss_kib(pid);
     let a = stats_snapshot(pid, &stats)?;
     let json = plan.out.join("runs").join(format!("{stem}.json"));
     let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.duration);
@@ -214,8 +216,12 @@ fn select_past(plan: &Plan, stem: &str) -> anyhow::Result<ModelRun> {
     match served {
         Ok(()) => {
             let r: crate::report::model::LoadResult = serde_json::from_slice(&fs::read(&json)?)?;
+            let m = crate::report::compare::load_metrics(&r);
             run.msgs = r.messages;
-            run.errors = crate::report::compare::load_metrics(&r).errors;
+            run.msgs_per_s = m.msgs_per_s;
+            run.p50_ns = m.p50_ns;
+            run.p99_ns = m.p99_ns;
+            run.errors = m.errors;
         }
         Err(e) => {
             eprintln!("ringmux: warning: select after refusing fds >= 1024: {e:#}");

@@ -42,8 +42,9 @@ pub struct ModelRun {
     pub cpu_ns_per_msg: f64,
     pub syscalls_per_msg: Option<f64>,
     pub ctx_per_msg: f64,
-    /// The server's resident memory (VmRSS) before the load connected, and its peak
-    /// while the load ran (sampled every 50 ms), KiB.
+    /// The server's resident memory (VmRSS) before the warm-up load connected (idle
+    /// connections already held), and its peak while the measured load ran (sampled
+    /// every 50 ms), KiB.
     pub rss_before_kib: u64,
     pub rss_peak_kib: u64,
     /// Counters of the models, over the measured run (or the whole case in sweep D).
