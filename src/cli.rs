@@ -460,9 +460,9 @@ pub struct BenchArgs {
     /// A ready-made study instead of the matrix. `models`: the IO-model lab, every
     /// backend through four sweeps (cost vs idle connections, one connection, few vs
     /// many, the limits), and the eight claims of the IO models judged from the
-    /// figures (report.md and report.html, section "Claims"). About 10 minutes on two
+    /// figures (report.md and report.html, section "Claims"). About 5 minutes on two
     /// cores; with --quick under a minute. --repeat, --duration, --size, --profile and
-    /// --out apply.
+    /// --out apply; the matrix options (--backends, --conns, ...) do not.
     #[arg(long, value_enum, value_name = "NAME")]
     pub preset: Option<BenchPreset>,
 }
