@@ -97,7 +97,10 @@ fn models_preset_quick_judges_every_claim() {
         assert!(md.contains(&format!("**{}**", c.verdict.text())), "report.md lacks claim {}'s verdict", c.n);
     }
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(html.contains("IO models: Claims") && html.contains("server CPU per message") && html.contains("log scale"), "report.html lacks the Claims section or the chart");
+    assert!(
+        html.contains("IO models: Claims") && html.contains("server CPU per message") && html.contains("log scale"),
+        "report.html lacks the Claims section or the chart"
+    );
 
     // `ringmux report DIR` re-renders it from results.json.
     std::fs::remove_file(dir.join("report.md")).unwrap();

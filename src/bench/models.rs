@@ -22,8 +22,8 @@ use anyhow::{Context, bail};
 
 use super::{Plan, RunningServer, ServerSpec, Shape, load_cmd, open_silent, start_server, stats_snapshot, wait_load};
 use crate::cli::BenchArgs;
-use crate::report::models::{ModelPoint, ModelRun, ModelsResults, judge, median_run, slopes};
 use crate::report::model::{BENCH_SCHEMA, BenchResults};
+use crate::report::models::{ModelPoint, ModelRun, ModelsResults, judge, median_run, slopes};
 use crate::sysinfo::SysInfo;
 
 /// RLIMIT_SIGPENDING given to the sigio server for the burst: small enough that a

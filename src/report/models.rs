@@ -202,8 +202,7 @@ pub fn slopes(points: &[ModelPoint]) -> Vec<Slope> {
         .filter_map(|b| {
             let pts: Vec<&ModelPoint> = points.iter().filter(|p| p.sweep == "A" && p.backend == b).collect();
             let cpu: Vec<(f64, f64)> = pts.iter().flat_map(|p| p.runs.iter().map(|r| (p.idle as f64, r.cpu_ns_per_msg))).collect();
-            let sys: Vec<(f64, f64)> =
-                pts.iter().flat_map(|p| p.runs.iter().filter_map(|r| r.syscalls_per_msg.map(|s| (p.idle as f64, s)))).collect();
+            let sys: Vec<(f64, f64)> = pts.iter().flat_map(|p| p.runs.iter().filter_map(|r| r.syscalls_per_msg.map(|s| (p.idle as f64, s)))).collect();
             Some(Slope {
                 backend: b.to_string(),
                 cpu_ns_per_fd: ls_slope(&cpu)?,
@@ -432,8 +431,13 @@ pub fn judge(m: &ModelsResults) -> Vec<Claim> {
         claim2(dsel.map_or(0, |x| x.idle), dsel.map(|x| x.median.refused_fd_setsize), dsel.is_some_and(|x| x.median.msgs > 0 && x.median.errors == 0)),
         "refused >= held - 1021 and a client served afterwards with no error".into(),
     );
-    let b: Vec<(String, f64, Option<f64>)> = p.iter().filter(|x| x.sweep == "B").map(|x| (x.backend.clone(), x.median.p50_ns, x.median.syscalls_per_msg)).collect();
-    push(3, claim3(&b), format!("no multiplexer's p50 more than {:.0}% below the best of blocking/threads; each multiplexer more syscalls/msg than them", TIE * 100.0));
+    let b: Vec<(String, f64, Option<f64>)> =
+        p.iter().filter(|x| x.sweep == "B").map(|x| (x.backend.clone(), x.median.p50_ns, x.median.syscalls_per_msg)).collect();
+    push(
+        3,
+        claim3(&b),
+        format!("no multiplexer's p50 more than {:.0}% below the best of blocking/threads; each multiplexer more syscalls/msg than them", TIE * 100.0),
+    );
     let mut counts: Vec<u32> = p.iter().filter(|x| x.sweep == "C").map(|x| x.conns).collect();
     counts.sort();
     counts.dedup();
@@ -448,17 +452,17 @@ pub fn judge(m: &ModelsResults) -> Vec<Claim> {
     push(4, claim4(&c4), format!("threads p50 within {:.0}% of the best of epoll/uring, per count", TIE * 100.0));
     let top = counts.last().copied().unwrap_or(0);
     let per = |b: &str| point(p, "C", b, top).map(|r| ((r.rss_peak_kib.saturating_sub(r.rss_before_kib)) as f64 / top.max(1) as f64, r.ctx_per_msg));
-    push(5, claim5(top, per("threads"), per("epoll")), format!("threads >= {MANY_THREADS_FACTOR}x epoll on RSS per connection and on context switches per message"));
+    push(
+        5,
+        claim5(top, per("threads"), per("epoll")),
+        format!("threads >= {MANY_THREADS_FACTOR}x epoll on RSS per connection and on context switches per message"),
+    );
     let q = |b: &str| p.iter().find(|x| x.sweep == "D-quiet" && x.backend == b).and_then(|x| x.median.cpu_share);
     push(6, claim6(q("busypoll"), q("epoll")), format!("busypoll >= {:.0}% of a core and epoll < {:.0}%", WASTE_SHARE * 100.0, IDLE_SHARE * 100.0));
     let burst = p.iter().find(|x| x.sweep == "D-sigio");
     push(
         7,
-        claim7(
-            ratio_of(p, "sigio", "epoll", |r| r.cpu_ns_per_msg),
-            burst.map(|x| x.median.sigio_overflows),
-            burst.map_or(0, |x| x.median.errors),
-        ),
+        claim7(ratio_of(p, "sigio", "epoll", |r| r.cpu_ns_per_msg), burst.map(|x| x.median.sigio_overflows), burst.map_or(0, |x| x.median.errors)),
         format!("cheap: median sigio/epoll CPU/msg over sweeps A and B <= {:.2}; fragile: overflows > 0 under the burst", 1.0 + TIE),
     );
     let mut c8 = Vec::new();
@@ -596,7 +600,15 @@ pub fn idle_chart_svg(m: &ModelsResults) -> String {
     let _ = write!(s, "<line x1=\"{l}\" y1=\"{t}\" x2=\"{l}\" y2=\"{}\" stroke=\"#333\"/>", h - b);
     // Ticks at idle = 0, 10, 100, ... drawn where idle + 1 falls on the log axis.
     for d in std::iter::once(0).chain(std::iter::successors(Some(10u32), |d| d.checked_mul(10))).take_while(|&d| f64::from(d) < xmax) {
-        let _ = write!(s, "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#ddd\"/><text x=\"{0}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>", x(d), t, h - b, h - b + 16.0, d);
+        let _ = write!(
+            s,
+            "<line x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"#ddd\"/><text x=\"{0}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>",
+            x(d),
+            t,
+            h - b,
+            h - b + 16.0,
+            d
+        );
     }
     for k in 0..=4 {
         let v = ymax * k as f64 / 4.0;
@@ -619,7 +631,15 @@ pub fn idle_chart_svg(m: &ModelsResults) -> String {
         for (a, b) in &line {
             let _ = write!(s, "<circle cx=\"{a:.1}\" cy=\"{b:.1}\" r=\"3\" fill=\"{c}\"/>");
         }
-        let _ = write!(s, "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\">{}</text>", w - r + 10.0, t + 18.0 * i as f64, w - r + 28.0, t + 18.0 * i as f64 + 10.0, esc(n));
+        let _ = write!(
+            s,
+            "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            w - r + 10.0,
+            t + 18.0 * i as f64,
+            w - r + 28.0,
+            t + 18.0 * i as f64 + 10.0,
+            esc(n)
+        );
     }
     s.push_str("</svg>");
     s
@@ -647,7 +667,11 @@ fn md_table_html(md: &str) -> String {
 /// The models section of report.html: Claims, the chart, the sweep tables.
 pub fn models_html(m: &ModelsResults) -> String {
     let mut h = String::from("<section><h2>IO models: Claims</h2>");
-    let _ = write!(h, "<p class=lead>Verdicts computed from the figures by the rules below (src/report/models.rs), never written by hand. Load average at start {:?}, at end {:?}.</p>", m.loadavg_start, m.loadavg_end);
+    let _ = write!(
+        h,
+        "<p class=lead>Verdicts computed from the figures by the rules below (src/report/models.rs), never written by hand. Load average at start {:?}, at end {:?}.</p>",
+        m.loadavg_start, m.loadavg_end
+    );
     h.push_str(&md_table_html(&claims_markdown(m)));
     h.push_str("<ol>");
     for c in &m.claims {
@@ -707,7 +731,9 @@ mod tests {
 
     #[test]
     fn claim3_every_verdict() {
-        let b = |mux_p50: f64, mux_sys: f64| vec![("blocking".to_string(), 20_000.0, Some(2.0)), ("threads".into(), 21_000.0, Some(2.0)), ("epoll".into(), mux_p50, Some(mux_sys))];
+        let b = |mux_p50: f64, mux_sys: f64| {
+            vec![("blocking".to_string(), 20_000.0, Some(2.0)), ("threads".into(), 21_000.0, Some(2.0)), ("epoll".into(), mux_p50, Some(mux_sys))]
+        };
         assert_eq!(claim3(&b(20_500.0, 3.0)).1, Verdict::Holds);
         assert!(matches!(claim3(&b(20_500.0, 2.0)).1, Verdict::HoldsOnlyWhen(_)));
         assert_eq!(claim3(&b(10_000.0, 3.0)).1, Verdict::DoesNotHold);
@@ -788,7 +814,8 @@ mod tests {
             median: ModelRun { cpu_ns_per_msg: cpu, msgs: 10, ..Default::default() },
             ..Default::default()
         };
-        let mut m = ModelsResults { points: vec![pt("poll", 0, 1e4), pt("poll", 10_000, 3e6), pt("epoll", 0, 1e4), pt("epoll", 10_000, 1e4)], ..Default::default() };
+        let mut m =
+            ModelsResults { points: vec![pt("poll", 0, 1e4), pt("poll", 10_000, 3e6), pt("epoll", 0, 1e4), pt("epoll", 10_000, 1e4)], ..Default::default() };
         m.slopes = slopes(&m.points);
         m.claims = judge(&m);
         let svg = idle_chart_svg(&m);
