@@ -302,8 +302,8 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
     let quick = args.quick;
     let sz = Sizes::new(quick);
     let mut plan = base.clone();
-    plan.duration = args.duration.unwrap_or(if quick { 0.3 } else { 1.0 });
-    plan.warmup = if quick { 0.1 } else { 0.3 };
+    plan.duration = args.duration.unwrap_or(if quick { 0.5 } else { 1.0 });
+    plan.warmup = if quick { 0.2 } else { 0.3 };
     plan.repeat = args.repeat.unwrap_or(if quick { 1 } else { 3 });
     plan.servers = Vec::new();
     let plan = plan;
