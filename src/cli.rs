@@ -457,6 +457,21 @@ pub struct BenchArgs {
     /// Silent connections held open for the second quiet row.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub quiet_conns: u32,
+    /// A ready-made study instead of the matrix. `models`: the IO-model lab, every
+    /// backend through four sweeps (cost vs idle connections, one connection, few vs
+    /// many, the limits), and the eight claims of the IO models judged from the
+    /// figures (report.md and report.html, section "Claims"). About 5 minutes on two
+    /// cores; with --quick under a minute. --repeat, --duration, --size, --profile and
+    /// --out apply; the matrix options (--backends, --conns, ...) do not.
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub preset: Option<BenchPreset>,
+}
+
+/// `bench --preset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchPreset {
+    /// The IO-model lab: sweeps A-D and the Claims section.
+    Models,
 }
 
 #[derive(Debug, Clone, Args)]

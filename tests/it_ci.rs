@@ -50,6 +50,7 @@ fn results(thr: &[f64]) -> BenchResults {
         notes: vec![],
         idle: None,
         quiet: vec![],
+        models: None,
     }
 }
 

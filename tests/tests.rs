@@ -21,6 +21,7 @@ mod it_ring;
 mod it_proto;
 /// scripts/: the CI baseline rule, the YAML examples.
 mod it_ci;
+mod it_lab; // The IO-model lab: bench --preset models --quick end to end.
 
 mod serve {
     use std::io::{Read, Write};
