@@ -11,6 +11,7 @@
 //! resident memory per idle connection.
 
 mod idle;
+mod models;
 mod profile;
 
 use std::collections::BTreeMap;
@@ -401,6 +402,9 @@ fn format_timestamp(secs: u64) -> String {
 /// `ringmux bench`.
 pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the ringmux binary")?;
+    if a.preset == Some(crate::cli::BenchPreset::Models) {
+        return models_cmd(a, exe);
+    }
     // Every error of the plan is bad usage (unknown backend, bad --external, ...).
     let plan = Plan::from_args(&a, exe).map_err(|e| crate::ExitError { code: 2, msg: format!("{e:#}") })?;
     if let Some(n) = plan.idle_conns {
@@ -420,6 +424,32 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
         eprintln!("ringmux: warning: the load generator counted {errors} errors; see results.json");
         return Ok(ExitCode::from(1));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ringmux bench --preset models`: the IO-model lab ([`models`]).
+fn models_cmd(a: BenchArgs, exe: PathBuf) -> anyhow::Result<ExitCode> {
+    let bad = |msg: String| crate::ExitError { code: 2, msg };
+    let conflicting = [
+        (a.idle_conns.is_some(), "--idle-conns"),
+        (!a.external.is_empty(), "--external"),
+        (a.proto != LoadProto::Echo, "--proto"),
+        (a.server_threads > 1, "--server-threads"),
+        (a.open_rate.is_some(), "--open-rate"),
+    ];
+    if let Some((_, flag)) = conflicting.iter().find(|c| c.0) {
+        return Err(bad(format!("--preset models chooses its own servers and loads: leave out {flag}")).into());
+    }
+    let mut b = a.clone();
+    b.no_peers = true;
+    b.backends = vec!["epoll".into()];
+    let plan = Plan::from_args(&b, exe).map_err(|e| bad(format!("{e:#}")))?;
+    let results = models::run(&plan, &a)?;
+    if let Some(m) = &results.models {
+        println!("## IO models: Claims\n\n{}", crate::report::models::claims_markdown(m));
+        println!("Slope per watched fd (sweep A):\n\n{}", crate::report::models::slopes_markdown(m));
+    }
+    println!("report: {}", plan.out.join("report.html").display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -626,6 +656,7 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         notes,
         idle: None,
         quiet,
+        models: None,
     };
     fs::write(plan.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     crate::report::write_reports(&plan.out, &results)?;

@@ -97,7 +97,7 @@ pub enum FeatureLevel {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WaitMode {
-    /// Coalesce only after a busy turn (two or more receives); else wait for one.
+    /// Coalesce only after a busy turn (32 or more receives); else wait for one.
     Adaptive,
     /// Always wait for the queued sends plus some receives, bounded by min_wait.
     Coalesce,
@@ -212,7 +212,7 @@ pub struct ServeArgs {
     ///
     /// `adaptive` (default) waits for one completion at a time while traffic is light
     /// and coalesces (the queued sends plus half the last turn's receives, bounded by
-    /// min_wait) only after a turn that brought two or more receives. `coalesce` always
+    /// min_wait) only after a turn that brought 32 or more receives. `coalesce` always
     /// coalesces; `single` never does. An idle server sleeps in every mode.
     #[arg(long, value_enum, default_value_t = WaitMode::Adaptive, verbatim_doc_comment)]
     pub uring_wait: WaitMode,
@@ -457,6 +457,21 @@ pub struct BenchArgs {
     /// Silent connections held open for the second quiet row.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub quiet_conns: u32,
+    /// A ready-made study instead of the matrix. `models`: the IO-model lab, every
+    /// backend through four sweeps (cost vs idle connections, one connection, few vs
+    /// many, the limits), and the eight claims of the IO models judged from the
+    /// figures (report.md and report.html, section "Claims"). About 5 minutes on two
+    /// cores; with --quick under a minute. --repeat, --duration, --size, --profile and
+    /// --out apply; the matrix options (--backends, --conns, ...) do not.
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub preset: Option<BenchPreset>,
+}
+
+/// `bench --preset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchPreset {
+    /// The IO-model lab: sweeps A-D and the Claims section.
+    Models,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -276,6 +276,7 @@ fn bench(cells: Vec<Cell>) -> BenchResults {
         notes: vec!["closed loop; client and server pinned to different CPUs".into()],
         idle: None,
         quiet: vec![],
+        models: None,
     }
 }
 

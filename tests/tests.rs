@@ -25,6 +25,7 @@ mod it_ci;
 mod it_chaos;
 /// Connection churn with resets: RSS and descriptors flat (scripts/soak.sh).
 mod it_soak;
+mod it_lab; // The IO-model lab: bench --preset models --quick end to end.
 
 mod serve {
     use std::io::{Read, Write};

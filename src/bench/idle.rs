@@ -92,6 +92,7 @@ pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults
         cells: Vec::new(),
         notes,
         quiet: Vec::new(),
+        models: None,
         idle: Some(IdleResults {
             conns: n,
             round_trip_bytes: ROUND_TRIP as u32,
@@ -264,7 +265,7 @@ fn open_idle(addr: SocketAddr, n: usize, seed: u64, deadline: Instant) -> anyhow
 
 /// Raise this process's soft RLIMIT_NOFILE to its hard limit (servers started later
 /// inherit it); one clear error if even that is below `need`.
-fn raise_nofile(need: u64) -> anyhow::Result<()> {
+pub(super) fn raise_nofile(need: u64) -> anyhow::Result<()> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `lim` is a live, writable rlimit for the duration of the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {

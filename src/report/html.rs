@@ -495,6 +495,7 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
     if let Some(idle) = &r.idle {
         idle_section(&mut h, idle, warnings);
     }
+    h.push_str(&r.models.as_ref().map(super::models::models_html).unwrap_or_default());
     if !r.cells.is_empty() {
         matrix_sections(&mut h, dir, r, warnings);
     }

@@ -301,6 +301,7 @@ pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
         let _ = writeln!(s, "{}\n", idle_lead(idle));
         s.push_str(&idle_markdown(idle));
     }
+    s.push_str(&r.models.as_ref().map(super::models::models_markdown).unwrap_or_default());
     s.push_str(&super::cost::quiet_markdown(r));
     s.push_str(&super::cost::profile_markdown(r));
     let rs = ratios(r);

@@ -17,6 +17,7 @@ pub mod html;
 pub mod md;
 pub mod merge;
 pub mod model;
+pub mod models;
 pub mod profile;
 
 use std::path::Path;
@@ -46,7 +47,11 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(schema == model::BENCH_SCHEMA, "{}: schema {schema:?} is not {}", path.display(), model::BENCH_SCHEMA);
         serde_json::from_value(v).with_context(|| format!("{}: not a bench results file", path.display()))
     };
-    let results = read().map_err(|e| bad(format!("{e:#}")))?;
+    let mut results = read().map_err(|e| bad(format!("{e:#}")))?;
+    if let Some(m) = results.models.as_mut() {
+        models::rejudge(m);
+        print!("## IO models: Claims\n\n{}", models::claims_markdown(m));
+    }
     let warnings = write_reports_inner(&a.dir, &results)?;
     for w in &warnings {
         eprintln!("ringmux: warning: {w}");

@@ -242,6 +242,9 @@ pub struct BenchResults {
     /// switches) per second, with no connection and with idle connections open.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quiet: Vec<QuietRow>,
+    /// `bench --preset models`: the IO-model lab's sweeps and claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub models: Option<super::models::ModelsResults>,
 }
 
 /// One server sitting idle for `seconds` with `conns` silent connections open.
