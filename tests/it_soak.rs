@@ -88,15 +88,6 @@ fn settle(srv: &Server, v: Variant, fds0: usize, when: &str) {
     assert!(ok, "{v:?}: {when}: fds {} (baseline {fds0})", srv.fd_count());
 }
 
-/// A backend whose memory grows with every connection it ever served, and why. The
-/// RSS check is reported as skipped for it (descriptors and counts are still asserted).
-fn known_rss_leak(v: Variant) -> Option<&'static str> {
-    (v == Variant::Threads).then_some(
-        "known leak: Blocking::count_this_thread (src/server/core.rs) pushes an Arc of syscall counters per connection thread \
-         into Blocking::counts and never removes it (about 150 B per connection ever served)",
-    )
-}
-
 fn soak(v: Variant) {
     let total = Duration::from_secs_f64(env_secs("RINGMUX_SOAK_SECS", 5.5));
     let seed = seed_for(v);
@@ -124,12 +115,7 @@ fn soak(v: Variant) {
         c.resets_early.load(Ordering::Relaxed),
     );
     assert!(rss_warm > 0 && rss_end > 0, "{line}: no RSS read");
-    if let Some(why) = known_rss_leak(v) {
-        // Shown in CI's skip summary with the figure, until the leak is fixed.
-        crate::util::record_skip("soak_churn_rss_and_fds_flat (RSS drift only)", &format!("{v:?}"), &format!("{why}; measured {drift:+.2}%"));
-    } else {
-        assert!(rss_end * 100 <= rss_warm * 105, "{line}: RSS grew more than 5% after the warm-up");
-    }
+    assert!(rss_end * 100 <= rss_warm * 105, "{line}: RSS grew more than 5% after the warm-up");
     assert_eq!(fds_end, fds_warm, "{line}: descriptor drift");
     let st = srv.stop(Duration::from_secs(10));
     assert!(st.status.success(), "{line}: exit {:?}; stderr: {}", st.status, st.stderr);

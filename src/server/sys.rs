@@ -30,9 +30,10 @@ pub enum Sys {
     Fcntl,
     Nanosleep,
     Signalfd,
+    EpollCreate,
 }
 
-pub const KINDS: usize = 18;
+pub const KINDS: usize = 19;
 pub const NAMES: [&str; KINDS] = [
     "accept4",
     "recv",
@@ -52,6 +53,7 @@ pub const NAMES: [&str; KINDS] = [
     "fcntl",
     "nanosleep",
     "signalfd",
+    "epoll_create1",
 ];
 
 /// One thread's counts. Only that thread writes them (a relaxed load and store, as

@@ -81,11 +81,12 @@ fn accept_loop<'s, 'e: 's>(
         let stats = Arc::new(Mutex::new(LoopStats::default()));
         let key = shared.enter(fd, stats.clone());
         let body = move || {
-            shared.count_this_thread();
+            let counted = shared.count_this_thread();
             let mut scratch = vec![0u8; cfg.recv_buf];
             core::serve_blocking(shared, fd, cfg, &mut scratch, &stats);
             let st = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
             shared.leave(key, &st);
+            shared.retire_thread(counted);
         };
         match thread::Builder::new().stack_size(STACK_SIZE).spawn_scoped(s, body) {
             Ok(_) => {

@@ -44,7 +44,7 @@ impl Readiness for Epoll {
 
     fn new(_cfg: &ServerConfig) -> io::Result<Epoll> {
         // SAFETY: no memory is passed; the new fd is owned by the returned Epoll.
-        let epfd = syscall!(EpollCtl, epoll_create1(libc::EPOLL_CLOEXEC))?;
+        let epfd = syscall!(EpollCreate, epoll_create1(libc::EPOLL_CLOEXEC))?;
         Ok(Epoll { epfd, buf: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS] })
     }
 
