@@ -1,57 +1,14 @@
 //! Kernel feature detection and the feature ladder. Opcodes come from
 //! REGISTER_PROBE; setup-time features from the ring's parameters.
 
-use std::fmt;
-use std::io;
-
 use io_uring::{IoUring, Probe, opcode};
 use serde::Serialize;
 
 use crate::cli::FeatureLevel;
 use crate::server::sys::{self, Sys};
 
-/// Why io_uring cannot be used here, with the fix to print.
-#[derive(Debug, Clone, Serialize)]
-pub struct Unavailable {
-    /// errno of the failing call, when one failed.
-    pub errno: Option<i32>,
-    pub what: String,
-    pub hint: String,
-}
-
-impl fmt::Display for Unavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.errno {
-            Some(e) => write!(
-                f,
-                "io_uring unavailable: {} failed with {} ({}): {}",
-                self.what,
-                sys::errno_name(e),
-                io::Error::from_raw_os_error(e).to_string().split(" (os error").next().unwrap_or(""),
-                self.hint
-            ),
-            None => write!(f, "io_uring unavailable: {}: {}", self.what, self.hint),
-        }
-    }
-}
-
-impl std::error::Error for Unavailable {}
-
-/// The hint for an io_uring_setup errno (REFERENCE.md section 2).
-pub fn setup_hint(errno: i32) -> String {
-    match errno {
-        libc::ENOSYS => "this kernel has no io_uring; ringmux needs Linux 5.6+ built with CONFIG_IO_URING".into(),
-        libc::EPERM => "io_uring is disabled by sysctl kernel.io_uring_disabled (1 or 2) or blocked by a seccomp profile \
-                        (Docker's default blocks it); fix: `sysctl -w kernel.io_uring_disabled=0`, or run with a seccomp \
-                        profile that allows io_uring_setup/io_uring_enter/io_uring_register"
-            .into(),
-        libc::ENOMEM => "RLIMIT_MEMLOCK is too low for the ring even at 8 entries; fix: raise it (`ulimit -l 65536`, \
-                         or LimitMEMLOCK= in a systemd unit)"
-            .into(),
-        libc::EINVAL => "the kernel rejected the ring parameters (kernel older than 5.6?); fix: upgrade the kernel".into(),
-        _ => "unexpected error from io_uring_setup".into(),
-    }
-}
+// The error type and its hints are shared with the load generator's driver.
+pub use crate::os::uring::{Unavailable, setup_hint};
 
 /// One capability ringmux may use, and whether this kernel has it.
 #[derive(Debug, Clone, Serialize)]
