@@ -21,6 +21,10 @@ mod it_ring;
 mod it_proto;
 /// scripts/: the CI baseline rule, the YAML examples.
 mod it_ci;
+/// Chat on every backend: fan-out order, slow receivers dropped, /quit, line limit.
+mod it_chat;
+/// Timeouts, --max-conns and the unconsumed-input cap on every backend.
+mod it_limits;
 
 mod serve {
     use std::io::{Read, Write};

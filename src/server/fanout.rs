@@ -22,7 +22,29 @@
 //! bytes the same way. With several loops each loop also forwards the bytes to the
 //! other loops' inboxes (not done here).
 
+use std::collections::VecDeque;
+
+use slab::Slab;
+
 use super::conn::Conn;
+
+/// A loop's per-connection slot, as the fan-out sees it.
+pub trait Member {
+    fn conn(&mut self) -> &mut Conn;
+    /// Bytes of this connection the kernel owns in an in-flight send (io_uring).
+    fn in_flight(&self) -> usize {
+        0
+    }
+    /// False once the backend is closing it: it gets no more broadcasts.
+    fn live(&self) -> bool {
+        true
+    }
+    /// Sends completed so far (io_uring): a receiver over the cap is dropped only if
+    /// this did not move for a whole turn.
+    fn progress(&self) -> u64 {
+        0
+    }
+}
 
 /// One loop's fan-out state.
 #[derive(Debug)]
@@ -34,12 +56,132 @@ pub struct Fanout {
     woken: Vec<usize>,
     /// Receivers disconnected for a full outbox, over the loop's life.
     pub slow_receivers_dropped: u64,
+    /// Broadcasts waiting to be fanned out (sender key, bytes), oldest first.
+    queue: VecDeque<(usize, Vec<u8>)>,
+    /// io_uring: completions come in bursts (a multishot RECV may bring megabytes in
+    /// one turn) and sends run only at the next enter, so a receiver that keeps up is
+    /// over the cap within a turn. Lenient: such a receiver still gets the bytes and
+    /// is noted in `over` with its send progress; [`Fanout::recheck`] drops it after
+    /// the next turn only if it is still over the cap and no send completed.
+    lenient: bool,
+    over: Vec<(usize, u64)>,
+}
+
+/// What a loop backend does to settle the fan-out (see [`Fanout::settle`]).
+pub trait Room {
+    type M: Member;
+    /// The loop's fan-out and its connections.
+    fn parts(&mut self) -> (&mut Fanout, &mut Slab<Self::M>);
+    /// Close `key` now without flushing; its leave goes through [`Fanout::queue`].
+    fn close_dropped(&mut self, key: usize);
+    /// `key`'s outbox grew: arm (or try) its send. It may close (its leave is queued).
+    fn wake(&mut self, key: usize);
 }
 
 impl Fanout {
     /// `cap`: the most bytes a receiver may have queued (`--outbox-cap`).
     pub fn new(cap: usize) -> Fanout {
-        Fanout { cap, dropped: Vec::new(), woken: Vec::new(), slow_receivers_dropped: 0 }
+        Fanout {
+            cap,
+            dropped: Vec::new(),
+            woken: Vec::new(),
+            slow_receivers_dropped: 0,
+            queue: VecDeque::new(),
+            lenient: false,
+            over: Vec::new(),
+        }
+    }
+
+    /// A fan-out that drops a receiver over the cap only once it made no send progress
+    /// for a turn ([`Fanout::recheck`]); for completion-based loops.
+    pub fn lenient(cap: usize) -> Fanout {
+        Fanout { lenient: true, ..Fanout::new(cap) }
+    }
+
+    /// Lenient fan-out: the receivers noted over the cap so far; taken before a turn's
+    /// completions, handed to [`Fanout::recheck`] after them.
+    pub fn take_over(&mut self) -> Vec<(usize, u64)> {
+        std::mem::take(&mut self.over)
+    }
+
+    /// Lenient fan-out, after a turn's completions, with what [`Fanout::take_over`]
+    /// returned before them: drop the receivers still over the cap whose sends made no
+    /// progress in that turn.
+    pub fn recheck<R: Room>(room: &mut R, over: Vec<(usize, u64)>) {
+        for (k, seen) in over {
+            let (f, members) = room.parts();
+            let Some(m) = members.get_mut(k) else { continue };
+            if !m.live() || m.conn().dropped {
+                continue;
+            }
+            let (inf, progress) = (m.in_flight(), m.progress());
+            let c = m.conn();
+            if c.owed_len() + inf <= f.cap {
+                continue;
+            }
+            if progress != seen {
+                f.over.push((k, progress)); // draining: watch it another turn
+                continue;
+            }
+            c.dropped = true;
+            f.slow_receivers_dropped += 1;
+            room.close_dropped(k);
+        }
+        Fanout::settle(room);
+    }
+
+    /// Queue connection `from`'s broadcast bytes (from [`Conn::take_broadcast`] after
+    /// input or accept, [`Conn::on_close`] on close); [`Fanout::settle`] delivers them.
+    pub fn queue(&mut self, from: usize, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.queue.push_back((from, bytes));
+        }
+    }
+
+    /// The one delivery path of every loop backend: fan out every queued broadcast
+    /// over the loop's connections, close the receivers it marked dropped (their
+    /// leaves are queued and fanned out in turn), then wake the receivers that got
+    /// bytes (a wake may close one, queueing its leave: the loop goes round again).
+    /// Ends when nothing is queued or woken: each round that goes on has closed a
+    /// connection, so there are at most as many rounds as connections.
+    /// Call it with the sender still in the slab, or before its key can be reused.
+    pub fn settle<R: Room>(room: &mut R) {
+        loop {
+            loop {
+                let (f, members) = room.parts();
+                let Some((from, bytes)) = f.queue.pop_front() else { break };
+                if f.lenient {
+                    for (k, m) in members.iter_mut().filter(|(k, m)| *k != from && m.live()) {
+                        let (inf, progress) = (m.in_flight(), m.progress());
+                        let c = m.conn();
+                        if c.dropped {
+                            continue;
+                        }
+                        if c.owed_len() + inf + bytes.len() > f.cap && !f.over.iter().any(|o| o.0 == k) {
+                            f.over.push((k, progress));
+                        }
+                        c.push_broadcast(&bytes);
+                        f.woken.push(k);
+                    }
+                    continue;
+                }
+                let members = members.iter_mut().filter(|(_, m)| m.live()).map(|(k, m)| {
+                    let inf = m.in_flight();
+                    (k, m.conn(), inf)
+                });
+                f.broadcast(from, &bytes, members);
+                for k in f.take_dropped() {
+                    room.close_dropped(k);
+                }
+            }
+            let woken = room.parts().0.take_woken();
+            if woken.is_empty() {
+                return;
+            }
+            for k in woken {
+                room.wake(k);
+            }
+        }
     }
 
     /// Append `bytes` from connection `from` to every other receiver. `receivers`

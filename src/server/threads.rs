@@ -78,6 +78,10 @@ fn accept_loop<'s, 'e: 's>(
             }
         };
         core::accepted(fd, &mut a);
+        if core::refuse_max_conns(cfg, shared.live(), fd, &mut a) {
+            *acceptor.lock().unwrap_or_else(|e| e.into_inner()) = a;
+            continue;
+        }
         let stats = Arc::new(Mutex::new(LoopStats::default()));
         let key = shared.enter(fd, stats.clone());
         let body = move || {

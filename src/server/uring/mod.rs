@@ -29,13 +29,15 @@ pub mod token;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use slab::Slab;
 use socket2::Socket;
 
 use super::conn::{self, Conn};
+use super::core;
+use super::fanout::{Fanout, Member, Room};
 use super::fault::Faults;
 use super::sys::{self, Sys, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
@@ -211,6 +213,8 @@ enum Timer {
     AcceptBackoff,
     DrainDeadline,
     HardStop,
+    /// The nearest connection deadline (idle, header): one TIMEOUT for all of them.
+    Deadline(Instant),
 }
 
 struct UConn {
@@ -230,6 +234,26 @@ struct UConn {
     /// A cancel was sent for the armed multishot RECV (backpressure).
     recv_cancelling: bool,
     closing: bool,
+    clock: core::Clock,
+    /// SEND completions so far (the lenient fan-out's progress mark).
+    sends_done: u64,
+}
+
+impl Member for UConn {
+    fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+    /// The fan-out counts the bytes the kernel owns against the cap, and appends only
+    /// to the outbox, never to `send_buf`.
+    fn in_flight(&self) -> usize {
+        if self.inflight & IN_SEND != 0 { self.send_buf.len() - self.send_pos } else { 0 }
+    }
+    fn live(&self) -> bool {
+        !self.closing
+    }
+    fn progress(&self) -> u64 {
+        self.sends_done
+    }
 }
 
 struct Proactor<'a> {
@@ -264,6 +288,24 @@ struct Proactor<'a> {
     /// SENDs queued since the last enter, and RECV completions in the last turn.
     sends_queued: usize,
     recvs_last: usize,
+    fanout: Fanout,
+    deadlines: core::Timers,
+    /// The deadline the armed Timer::Deadline TIMEOUT fires at.
+    deadline_armed: Option<Instant>,
+}
+
+impl Room for Proactor<'_> {
+    type M = UConn;
+    fn parts(&mut self) -> (&mut Fanout, &mut Slab<UConn>) {
+        (&mut self.fanout, &mut self.conns)
+    }
+    fn close_dropped(&mut self, key: usize) {
+        self.stats.slow_receivers_dropped += 1;
+        self.begin_close(key);
+    }
+    fn wake(&mut self, key: usize) {
+        self.start_send(key);
+    }
 }
 
 pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
@@ -292,6 +334,9 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
         faults: cfg.faults,
         sends_queued: 0,
         recvs_last: 0,
+        fanout: Fanout::lenient(cfg.outbox_cap),
+        deadlines: core::Timers::new(cfg),
+        deadline_armed: None,
     };
     for e in ring.provide {
         p.push(e.user_data(Token::new(Op::Ignored, 0, 0).encode()));
@@ -374,8 +419,12 @@ impl Proactor<'_> {
                     _ => return Err(e),
                 },
             }
+            let over = self.fanout.take_over();
             self.reap(signals, reporter);
             self.rearm_starved();
+            Fanout::settle(self);
+            Fanout::recheck(self, over);
+            self.arm_deadline();
         }
     }
 
@@ -529,6 +578,41 @@ impl Proactor<'_> {
         self.push(e);
     }
 
+    /// One TIMEOUT for the nearest connection deadline, re-armed only when a nearer one
+    /// appears (a later one is found when this fires).
+    fn arm_deadline(&mut self) {
+        let Some(next) = self.deadlines.next() else { return };
+        if self.draining || self.deadline_armed.is_some_and(|a| a <= next) {
+            return;
+        }
+        self.deadline_armed = Some(next);
+        let after = next.saturating_duration_since(Instant::now());
+        self.arm_timer(after, Timer::Deadline(next));
+    }
+
+    /// Deadlines that came up: 408 (http head too slow) or close (idle).
+    fn expire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some((key, id, at)) = self.deadlines.pop_due(now) {
+            let Some(c) = self.conns.get_mut(key) else { continue };
+            if c.closing {
+                continue;
+            }
+            match self.deadlines.check(key, id, at, &mut c.clock, &c.conn, now) {
+                None => {}
+                Some(core::Due::Header) => {
+                    self.stats.header_timeouts += 1;
+                    c.conn.header_timeout();
+                    self.start_send(key);
+                }
+                Some(core::Due::Idle) => {
+                    self.stats.idle_timeouts += 1;
+                    self.begin_close(key);
+                }
+            }
+        }
+    }
+
     fn cancel(&mut self, t: Token) {
         let e = opcode::AsyncCancel::new(t.encode()).build().user_data(Token::new(Op::Ignored, 0, 0).encode());
         self.push(e);
@@ -638,6 +722,10 @@ impl Proactor<'_> {
         }
         if res >= 0 {
             self.stats.accepted += 1;
+            if core::refuse_max_conns(self.cfg, self.conns.len(), res, &mut self.stats) {
+                self.arm_accept();
+                return;
+            }
             if !self.accepting {
                 sys::close(res);
                 self.stats.closed += 1;
@@ -666,12 +754,17 @@ impl Proactor<'_> {
 
     fn add_conn(&mut self, fd: RawFd) {
         let _ = sys::set_nodelay(fd);
+        // A leave queued by a closing connection goes out before its key is reused.
+        Fanout::settle(self);
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) & token::GEN_MASK;
+        let key = self.conns.vacant_key();
+        let clock = self.deadlines.open(key);
         let key = self.conns.insert(UConn {
             fd,
             generation,
-            conn: Conn::new(self.cfg.proto),
+            clock,
+            conn: Conn::with_guests(self.cfg.proto, &self.cfg.guests),
             recv_buf: None,
             send_buf: Vec::new(),
             send_pos: 0,
@@ -680,7 +773,14 @@ impl Proactor<'_> {
             read_paused: false,
             recv_cancelling: false,
             closing: false,
+            sends_done: 0,
         });
+        let c = &mut self.conns[key];
+        c.conn.on_open();
+        let b = c.conn.take_broadcast();
+        self.fanout.queue(key, b);
+        self.start_send(key);
+        Fanout::settle(self);
         self.arm_read(key);
     }
 
@@ -749,6 +849,16 @@ impl Proactor<'_> {
         }
         if let Some(bid) = selected {
             self.give_back(bid);
+        }
+        if res > 0 {
+            let c = &mut self.conns[key];
+            self.deadlines.on_input(key, &mut c.clock, &c.conn);
+            let b = c.conn.take_broadcast();
+            if !b.is_empty() {
+                // Fanned out receive by receive: the receivers' sends keep pace.
+                self.fanout.queue(key, b);
+                Fanout::settle(self);
+            }
         }
         let c = &mut self.conns[key];
         if c.closing {
@@ -828,6 +938,7 @@ impl Proactor<'_> {
         let cap = self.cfg.outbox_cap;
         let Some(c) = slot(&mut self.conns, t) else { return };
         c.inflight &= !IN_SEND;
+        c.sends_done += 1;
         if c.closing {
             self.maybe_finalize(key);
             return;
@@ -887,6 +998,12 @@ impl Proactor<'_> {
                 self.arm_timer(HARD_STOP_GRACE, Timer::HardStop);
             }
             Timer::HardStop => self.hard_stop = true,
+            Timer::Deadline(at) => {
+                if self.deadline_armed == Some(at) {
+                    self.deadline_armed = None;
+                }
+                self.expire_timers();
+            }
         }
     }
 
@@ -934,6 +1051,8 @@ impl Proactor<'_> {
             return;
         }
         c.closing = true;
+        let bye = c.conn.on_close();
+        self.fanout.queue(key, bye);
         if c.inflight != 0 {
             sys::shutdown_rdwr(c.fd);
         }
