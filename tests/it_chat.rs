@@ -1,7 +1,7 @@
 //! Chat through the real binary on every backend variant: one fan-out path per event
 //! loop delivers broadcasts (welcome, join, lines, nick, leave) in order and once; a
 //! receiver that never reads is dropped and counted while the others keep going;
-//! /quit; the 4 KiB line limit. `threads` refuses chat with one line.
+//! /quit; the 4 KiB line limit. `--threads N` > 1 refuses chat with one line.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::backend_test;
-use crate::util::{BIN, Server, Variant};
+use crate::util::{BIN, Server};
 
 /// Read exactly `want.len()` bytes (20 s read timeout) and compare.
 fn expect(s: &mut TcpStream, want: &str, what: &str) {
@@ -46,8 +46,8 @@ fn tmp(name: &str) -> std::path::PathBuf {
 }
 
 #[test]
-fn chat_refused_on_threads_and_several_loops() {
-    for args in [&["--backend", "threads"][..], &["--backend", "epoll", "--threads", "2"][..]] {
+fn chat_refused_with_several_loops() {
+    for args in [&["--backend", "epoll", "--threads", "2"][..], &["--backend", "uring", "--threads", "3"][..]] {
         let out = Command::new(BIN)
             .args(["serve", "--proto", "chat", "--addr", "127.0.0.1:0"])
             .args(args)
@@ -62,9 +62,6 @@ fn chat_refused_on_threads_and_several_loops() {
 }
 
 backend_test!(chat_three_clients_in_order, |v| {
-    if v == Variant::Threads {
-        return println!("threads: chat is refused (chat_refused_on_threads_and_several_loops)");
-    }
     let json = tmp(&format!("{v:?}-order.json"));
     let srv = Server::start(v, &["--proto", "chat", "--json", json.to_str().unwrap()]);
     let mut a = srv.connect();
@@ -144,11 +141,11 @@ fn read_lines(s: &mut TcpStream, n: usize, what: &str) -> bool {
 }
 
 backend_test!(chat_slow_reader_dropped_sender_goes_on, |v| {
-    if !v.concurrent() || v == Variant::Threads {
-        return println!("{v:?}: not applicable (one client at a time, or chat refused)");
+    if !v.concurrent() {
+        return println!("{v:?}: not applicable (one client at a time)");
     }
     let json = tmp(&format!("{v:?}-slow.json"));
-    let srv = Server::start(v, &["--proto", "chat", "--outbox-cap", "65536", "--json", json.to_str().unwrap()]);
+    let srv = Server::start(v, &["--proto", "chat", "--outbox-cap", "262144", "--json", json.to_str().unwrap()]);
     let mut fast = srv.connect();
     expect(&mut fast, "* you are guest-1\n* guest-1 joined\n", "fast welcome");
     let slow = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -160,7 +157,7 @@ backend_test!(chat_slow_reader_dropped_sender_goes_on, |v| {
     expect(&mut sender, "* you are guest-3\n* guest-3 joined\n", "sender welcome");
     expect(&mut fast, "* guest-3 joined\n", "fast hears sender");
     // 3000 lines of 4000 bytes (12 MB): far beyond the slow reader's socket buffers
-    // and its 64 KiB outbox. The sender and the fast reader read everything.
+    // and its 256 KiB outbox. The sender and the fast reader read everything.
     const N: usize = 3000;
     let line = format!("{}\n", "z".repeat(4000));
     let mut sender_r = sender.try_clone().unwrap();

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::backend_test;
-use crate::util::{Server, Variant, payload, read_varied};
+use crate::util::{Server, payload, read_varied};
 
 fn stats(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("stats json")).expect("stats is JSON")
@@ -200,9 +200,7 @@ fn flood(s: &mut TcpStream, total: usize, fill: u8) -> usize {
 backend_test!(unconsumed_input_costs_no_memory, |v| {
     const MIB: usize = 1 << 20;
     // chat: a 64 MiB line without an end is dropped as it comes.
-    if v == Variant::Threads {
-        println!("threads: chat is refused; the http half only");
-    } else {
+    {
         // io_uring: a fixed group of 64 receive buffers (1 MiB), all touched in the
         // warm-up; a growing group is memory of its own, not unconsumed input.
         let fixed: &[&str] = if v.level().is_some() { &["--buf-ring-entries", "64"] } else { &[] };

@@ -750,14 +750,11 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
             )
         });
     }
-    if cfg.proto == Proto::Chat && (backend == Backend::Threads || cfg.threads > 1) {
-        // One fan-out per event loop: broadcasts do not cross threads.
+    if cfg.proto == Proto::Chat && cfg.threads > 1 {
+        // One fan-out per event loop: broadcasts do not cross loops.
         anyhow::bail!(crate::ExitError {
             code: 2,
-            msg: format!(
-                "--proto chat runs on one event loop: {} is not supported (use --threads 1 and another backend)",
-                if backend == Backend::Threads { "--backend threads".to_string() } else { format!("--threads {}", cfg.threads) }
-            )
+            msg: format!("--proto chat runs on one event loop: --threads {} is not supported (use --threads 1)", cfg.threads)
         });
     }
     if backend == Backend::Sigio {
