@@ -23,6 +23,7 @@
 //! other loops' inboxes (not done here).
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
@@ -61,11 +62,17 @@ pub struct Fanout {
     /// io_uring: completions come in bursts (a multishot RECV may bring megabytes in
     /// one turn) and sends run only at the next enter, so a receiver that keeps up is
     /// over the cap within a turn. Lenient: such a receiver still gets the bytes and
-    /// is noted in `over` with its send progress; [`Fanout::recheck`] drops it after
-    /// the next turn only if it is still over the cap and no send completed.
+    /// is noted in `over` with its send progress; [`Fanout::recheck`] drops it once it
+    /// has stayed over the cap with no send completed for [`GRACE`], or at once past
+    /// [`HARD_CAPS`] caps.
     lenient: bool,
-    over: Vec<(usize, u64)>,
+    over: Vec<(usize, u64, Instant)>,
 }
+
+/// Lenient fan-out: how long a receiver may stay over the cap without a completed send.
+pub const GRACE: Duration = Duration::from_millis(200);
+/// Lenient fan-out: past this many caps queued a receiver is dropped at once.
+pub const HARD_CAPS: usize = 8;
 
 /// What a loop backend does to settle the fan-out (see [`Fanout::settle`]).
 pub trait Room {
@@ -100,15 +107,16 @@ impl Fanout {
 
     /// Lenient fan-out: the receivers noted over the cap so far; taken before a turn's
     /// completions, handed to [`Fanout::recheck`] after them.
-    pub fn take_over(&mut self) -> Vec<(usize, u64)> {
+    pub fn take_over(&mut self) -> Vec<(usize, u64, Instant)> {
         std::mem::take(&mut self.over)
     }
 
     /// Lenient fan-out, after a turn's completions, with what [`Fanout::take_over`]
     /// returned before them: drop the receivers still over the cap whose sends made no
-    /// progress in that turn.
-    pub fn recheck<R: Room>(room: &mut R, over: Vec<(usize, u64)>) {
-        for (k, seen) in over {
+    /// progress for [`GRACE`]; keep watching the others still over it.
+    pub fn recheck<R: Room>(room: &mut R, over: Vec<(usize, u64, Instant)>) {
+        let now = Instant::now();
+        for (k, seen, since) in over {
             let (f, members) = room.parts();
             let Some(m) = members.get_mut(k) else { continue };
             if !m.live() || m.conn().dropped {
@@ -120,7 +128,11 @@ impl Fanout {
                 continue;
             }
             if progress != seen {
-                f.over.push((k, progress)); // draining: watch it another turn
+                f.over.push((k, progress, now)); // draining: watch it again from now
+                continue;
+            }
+            if now.duration_since(since) < GRACE {
+                f.over.push((k, seen, since));
                 continue;
             }
             c.dropped = true;
@@ -157,8 +169,15 @@ impl Fanout {
                         if c.dropped {
                             continue;
                         }
-                        if c.owed_len() + inf + bytes.len() > f.cap && !f.over.iter().any(|o| o.0 == k) {
-                            f.over.push((k, progress));
+                        let queued = c.owed_len() + inf + bytes.len();
+                        if queued > HARD_CAPS * f.cap {
+                            c.dropped = true;
+                            f.dropped.push(k);
+                            f.slow_receivers_dropped += 1;
+                            continue;
+                        }
+                        if queued > f.cap && !f.over.iter().any(|o| o.0 == k) {
+                            f.over.push((k, progress, Instant::now()));
                         }
                         c.push_broadcast(&bytes);
                         f.woken.push(k);
@@ -312,5 +331,64 @@ mod tests {
         pump(&mut f, &mut conns, 0, &[0, in_kernel.len()]);
         assert_eq!(in_kernel, b"old\n");
         assert_eq!(conns[1].owed(), b"[guest-1] new\n");
+    }
+    struct M {
+        conn: Conn,
+        sent: u64,
+    }
+    impl Member for M {
+        fn conn(&mut self) -> &mut Conn {
+            &mut self.conn
+        }
+        fn progress(&self) -> u64 {
+            self.sent
+        }
+    }
+    struct R {
+        f: Fanout,
+        conns: Slab<M>,
+        closed: Vec<usize>,
+    }
+    impl Room for R {
+        type M = M;
+        fn parts(&mut self) -> (&mut Fanout, &mut Slab<M>) {
+            (&mut self.f, &mut self.conns)
+        }
+        fn close_dropped(&mut self, key: usize) {
+            self.closed.push(key);
+            self.conns.remove(key);
+        }
+        fn wake(&mut self, _key: usize) {}
+    }
+
+    #[test]
+    fn lenient_drops_only_without_progress_for_the_grace() {
+        let guests = Guests::default();
+        let mut r = R { f: Fanout::lenient(1000), conns: Slab::new(), closed: Vec::new() };
+        for _ in 0..3 {
+            r.conns.insert(M { conn: Conn::with_guests(Proto::Chat, &guests), sent: 0 });
+        }
+        let line = vec![b'x'; 600];
+        // Over the cap within a turn: everyone still gets the bytes.
+        r.f.queue(0, line.clone());
+        r.f.queue(0, line.clone());
+        Fanout::settle(&mut r);
+        assert_eq!(r.conns[1].conn.owed_len(), 1200);
+        let over = r.f.take_over();
+        assert_eq!(over.len(), 2);
+        // Receiver 1 sends it all, receiver 2 nothing; before the grace, nobody goes.
+        r.conns[1].sent += 1;
+        r.conns[1].conn.advance(1200);
+        Fanout::recheck(&mut r, over);
+        assert!(r.closed.is_empty());
+        std::thread::sleep(GRACE + Duration::from_millis(20));
+        let over = r.f.take_over();
+        Fanout::recheck(&mut r, over);
+        // 1 drained (no longer watched); 2 stayed over the cap with no send for the grace.
+        assert_eq!(r.closed, vec![2]);
+        // Past HARD_CAPS caps a receiver goes at once.
+        r.f.queue(0, vec![b'y'; 8 * 1000 + 1]);
+        Fanout::settle(&mut r);
+        assert_eq!(r.closed, vec![2, 1]);
     }
 }
