@@ -182,13 +182,13 @@ impl Fanout {
                         c.push_broadcast(&bytes);
                         f.woken.push(k);
                     }
-                    continue;
+                } else {
+                    let members = members.iter_mut().filter(|(_, m)| m.live()).map(|(k, m)| {
+                        let inf = m.in_flight();
+                        (k, m.conn(), inf)
+                    });
+                    f.broadcast(from, &bytes, members);
                 }
-                let members = members.iter_mut().filter(|(_, m)| m.live()).map(|(k, m)| {
-                    let inf = m.in_flight();
-                    (k, m.conn(), inf)
-                });
-                f.broadcast(from, &bytes, members);
                 for k in f.take_dropped() {
                     room.close_dropped(k);
                 }
