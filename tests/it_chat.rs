@@ -145,7 +145,7 @@ backend_test!(chat_slow_reader_dropped_sender_goes_on, |v| {
         return println!("{v:?}: not applicable (one client at a time)");
     }
     let json = tmp(&format!("{v:?}-slow.json"));
-    let srv = Server::start(v, &["--proto", "chat", "--outbox-cap", "262144", "--json", json.to_str().unwrap()]);
+    let srv = Server::start(v, &["--proto", "chat", "--outbox-cap", "1048576", "--json", json.to_str().unwrap()]);
     let mut fast = srv.connect();
     expect(&mut fast, "* you are guest-1\n* guest-1 joined\n", "fast welcome");
     let slow = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
@@ -157,7 +157,7 @@ backend_test!(chat_slow_reader_dropped_sender_goes_on, |v| {
     expect(&mut sender, "* you are guest-3\n* guest-3 joined\n", "sender welcome");
     expect(&mut fast, "* guest-3 joined\n", "fast hears sender");
     // 3000 lines of 4000 bytes (12 MB): far beyond the slow reader's socket buffers
-    // and its 256 KiB outbox. The sender and the fast reader read everything.
+    // and its 1 MiB outbox. The sender and the fast reader read everything.
     const N: usize = 3000;
     let line = format!("{}\n", "z".repeat(4000));
     let mut sender_r = sender.try_clone().unwrap();
