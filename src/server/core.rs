@@ -430,7 +430,7 @@ pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch:
     };
     let mut first = true;
     loop {
-        if !first && !(conn.read_eof || conn.close_after_flush) {
+        if !(first || conn.read_eof || conn.close_after_flush) {
             let mut faults = take();
             let r = recv(fd, scratch, &mut conn, &mut faults, &mut s);
             give(faults);
