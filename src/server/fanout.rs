@@ -105,6 +105,13 @@ impl Fanout {
         Fanout { lenient: true, ..Fanout::new(cap) }
     }
 
+    /// Lenient fan-out: some receiver is over the cap (for at most [`GRACE`] without
+    /// progress, then it is dropped). The loop stops reading broadcasting connections
+    /// meanwhile, so the fan-out's memory stays near the cap.
+    pub fn congested(&self) -> bool {
+        !self.over.is_empty()
+    }
+
     /// Lenient fan-out: the receivers noted over the cap so far; taken before a turn's
     /// completions, handed to [`Fanout::recheck`] after them.
     pub fn take_over(&mut self) -> Vec<(usize, u64, Instant)> {

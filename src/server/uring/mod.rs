@@ -37,11 +37,12 @@ use socket2::Socket;
 
 use super::conn::{self, Conn};
 use super::core;
-use super::fanout::{Fanout, Member, Room};
+use super::fanout::{self, Fanout, Member, Room};
 use super::fault::Faults;
 use super::sys::{self, Sys, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 use crate::cli::{FeatureLevel, WaitMode};
+use crate::proto::Proto;
 use bufs::ProvidedBufs;
 use probe::{RingFeatures, SetupFlags, Unavailable};
 use token::{Op, Token};
@@ -215,6 +216,8 @@ enum Timer {
     HardStop,
     /// The nearest connection deadline (idle, header): one TIMEOUT for all of them.
     Deadline(Instant),
+    /// Chat: a receiver is over the cap; wake to recheck it after the grace.
+    Congestion,
 }
 
 struct UConn {
@@ -292,6 +295,8 @@ struct Proactor<'a> {
     deadlines: core::Timers,
     /// The deadline the armed Timer::Deadline TIMEOUT fires at.
     deadline_armed: Option<Instant>,
+    /// A Timer::Congestion TIMEOUT is in flight.
+    congestion_timer: bool,
 }
 
 impl Room for Proactor<'_> {
@@ -337,6 +342,7 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
         fanout: Fanout::lenient(cfg.outbox_cap),
         deadlines: core::Timers::new(cfg),
         deadline_armed: None,
+        congestion_timer: false,
     };
     for e in ring.provide {
         p.push(e.user_data(Token::new(Op::Ignored, 0, 0).encode()));
@@ -422,8 +428,21 @@ impl Proactor<'_> {
             let over = self.fanout.take_over();
             self.reap(signals, reporter);
             self.rearm_starved();
+            let was = !over.is_empty() || self.fanout.congested();
             Fanout::settle(self);
             Fanout::recheck(self, over);
+            if self.fanout.congested() && !self.congestion_timer {
+                // Recheck after the grace even if nothing else completes meanwhile.
+                self.congestion_timer = true;
+                self.arm_timer(fanout::GRACE, Timer::Congestion);
+            }
+            if was && !self.fanout.congested() {
+                // Congestion cleared: read the connections it paused.
+                let paused: Vec<usize> = self.conns.iter().filter(|(_, c)| c.read_paused).map(|(k, _)| k).collect();
+                for k in paused {
+                    self.arm_read(k);
+                }
+            }
             self.arm_deadline();
         }
     }
@@ -628,7 +647,7 @@ impl Proactor<'_> {
         if c.closing || c.conn.read_eof || c.conn.close_after_flush || c.inflight & (IN_POLL | IN_RECV) != 0 {
             return;
         }
-        if c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap {
+        if c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap || (self.cfg.proto == Proto::Chat && self.fanout.congested()) {
             c.read_paused = true;
             return;
         }
@@ -894,7 +913,8 @@ impl Proactor<'_> {
         }
         if c.inflight & IN_RECV != 0 {
             // A multishot RECV is still armed: stop it while the outbox is over its cap.
-            if !c.recv_cancelling && c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap {
+            let congested = self.cfg.proto == Proto::Chat && self.fanout.congested();
+            if !c.recv_cancelling && (c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap || congested) {
                 c.recv_cancelling = true;
                 c.read_paused = true;
                 let t = Token::new(Op::Recv, key, c.generation);
@@ -998,6 +1018,7 @@ impl Proactor<'_> {
                 self.arm_timer(HARD_STOP_GRACE, Timer::HardStop);
             }
             Timer::HardStop => self.hard_stop = true,
+            Timer::Congestion => self.congestion_timer = false,
             Timer::Deadline(at) => {
                 if self.deadline_armed == Some(at) {
                     self.deadline_armed = None;
