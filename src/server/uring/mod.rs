@@ -196,7 +196,10 @@ impl Ring {
             },
             buf_entries: if level == FeatureLevel::Baseline { 0 } else { cfg.buf_entries },
             multishot_accept: multishot && cfg.multishot_accept,
-            multishot_recv: multishot,
+            // Chat: a multishot RECV brings a whole burst per turn, and each byte of it is
+            // multiplied by the number of receivers before any send runs (1 GB of outboxes
+            // at 100 clients); one-shot RECVs let the fan-out pace the senders.
+            multishot_recv: multishot && cfg.proto != Proto::Chat,
             coop_taskrun: flags.coop_taskrun,
             single_issuer: flags.single_issuer,
             defer_taskrun: flags.defer_taskrun,
