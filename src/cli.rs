@@ -283,6 +283,19 @@ pub struct ServeArgs {
     /// Print nothing but errors and warnings (no start line, no stats summary).
     #[arg(long)]
     pub quiet: bool,
+    /// http: seconds a request head may take to arrive once its first byte is in;
+    /// then 408 and close (slowloris). 0: no limit. Default 10 for http.
+    #[arg(long, value_name = "S", value_parser = parse_secs)]
+    pub header_timeout: Option<f64>,
+    /// Close a connection that sent nothing for S seconds (counted as idle_timeouts).
+    /// 0: never. Default: 60 for http, never for echo, upper and chat.
+    #[arg(long, value_name = "S", value_parser = parse_secs)]
+    pub idle_timeout: Option<f64>,
+    /// The most connections served at once (0: no limit). Above it a new connection is
+    /// accepted and closed at once (counted as refused_max_conns); the ones in are
+    /// served as before. blocking serves one at a time anyway.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_conns: u64,
 }
 
 #[derive(Debug, Clone, Args)]

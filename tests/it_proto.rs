@@ -1,6 +1,6 @@
 //! Protocols beyond echo through the real binary: HTTP on every backend variant (the
 //! core runs through the connection layer's reply/close effects, no backend code of
-//! its own), `load --proto http|upper`, `ringmux client`, and the chat refusal.
+//! its own), `load --proto http|upper`, `ringmux client` (chat: it_chat.rs).
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -168,15 +168,6 @@ backend_test!(load_upper_verified, |v| {
     assert_eq!(code, Some(1));
     assert!(j["errors"]["mismatch"].as_u64().unwrap() > 0, "{j}");
 });
-
-#[test]
-fn serve_chat_is_refused_until_wired() {
-    let out = Command::new(BIN).args(["serve", "--proto", "chat", "--addr", "127.0.0.1:0"]).stdin(Stdio::null()).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("chat needs the broadcast fan-out"), "{err}");
-}
 
 /// A running `ringmux client` with piped stdin, stdout and stderr.
 struct Client {

@@ -26,6 +26,10 @@ mod it_chaos;
 /// Connection churn with resets: RSS and descriptors flat (scripts/soak.sh).
 mod it_soak;
 mod it_lab; // The IO-model lab: bench --preset models --quick end to end.
+/// Chat on every backend: fan-out order, slow receivers dropped, /quit, line limit.
+mod it_chat;
+/// Timeouts, --max-conns and the unconsumed-input cap on every backend.
+mod it_limits;
 
 mod serve {
     use std::io::{Read, Write};

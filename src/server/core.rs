@@ -429,9 +429,20 @@ impl Blocking {
 /// backpressure: nothing more is read while the peer does not read). `stats` gets
 /// the counts after every call.
 pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch: &mut [u8], stats: &Mutex<LoopStats>) {
-    let mut conn = Conn::new(cfg.proto);
+    let mut conn = Conn::with_guests(cfg.proto, &cfg.guests);
+    // A blocking connection has no other connection in its loop: its broadcasts go
+    // nowhere (blocking serves one client; chat is refused on threads).
+    conn.on_open();
+    conn.take_broadcast();
     let mut s = LoopStats::default();
     let with_faults = cfg.faults.any();
+    // Deadlines through SO_RCVTIMEO: a recv that waited that long returns EAGAIN.
+    let wait = [cfg.idle_timeout, cfg.header_timeout].into_iter().flatten().min();
+    if let Some(t) = wait {
+        let _ = sys::set_recv_timeout(fd, t);
+    }
+    let mut last_input = Instant::now();
+    let mut head_since: Option<Instant> = None;
     // The shared counters, taken for one call and put back (not across the blocking
     // call: another thread may count meanwhile, so a count may be lost; tests only).
     let take = || if with_faults { *lock(&shared.faults) } else { Faults::default() };
@@ -440,20 +451,40 @@ pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch:
             *lock(&shared.faults) = f;
         }
     };
+    let mut first = true;
     loop {
-        if !(conn.read_eof || conn.close_after_flush) {
+        if !(first || conn.read_eof || conn.close_after_flush) {
             let mut faults = take();
             let r = recv(fd, scratch, &mut conn, &mut faults, &mut s);
             give(faults);
+            conn.take_broadcast();
+            let now = Instant::now();
+            if let Recv::Data(_) = r {
+                last_input = now;
+                head_since = if conn.wants_header_deadline() { Some(head_since.unwrap_or(now)) } else { None };
+            }
+            if let (Some(h), Some(t)) = (cfg.header_timeout, head_since)
+                && t + h <= now
+                && conn.wants_header_deadline()
+            {
+                s.header_timeouts += 1;
+                conn.header_timeout();
+                head_since = None;
+            } else if r == Recv::WouldBlock && cfg.idle_timeout.is_some_and(|i| last_input + i <= now) {
+                s.idle_timeouts += 1;
+                lock(stats).clone_from(&s);
+                break;
+            }
             // Published before the reply goes out, so a snapshot taken after the peer
             // saw its reply counts the bytes that caused it.
             lock(stats).clone_from(&s);
             match r {
-                Recv::Data(_) | Recv::Eof => {}
-                Recv::Interrupted | Recv::WouldBlock => continue,
+                Recv::Data(_) | Recv::Eof | Recv::WouldBlock => {}
+                Recv::Interrupted => continue,
                 Recv::Failed => break,
             }
         }
+        first = false;
         let mut failed = false;
         // Blocking sends: each returns once the kernel took some bytes (bounded by the
         // owed length: every turn advances, or fails).
@@ -472,4 +503,134 @@ pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch:
         }
     }
     *lock(stats) = s;
+}
+
+// ---------------------------------------------------------------------------------
+// Timers: every connection's deadlines (--idle-timeout, --header-timeout) in one
+// min-heap per loop, so an idle connection costs no timer syscall of its own; the
+// loop's wait ends at the nearest deadline ([`Timers::next`]).
+
+/// A connection's clock: when it last sent something, when its pending head began.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Unique per loop: a heap entry for a closed connection whose slot was reused is
+    /// recognised as stale.
+    id: u64,
+    last_input: Instant,
+    head_since: Option<Instant>,
+    /// The deadline of this connection's one current heap entry; other entries for it
+    /// are stale and dropped when they come up.
+    armed: Option<Instant>,
+}
+
+/// What a deadline that came up asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// http: the head did not complete in time: 408 and close.
+    Header,
+    /// Nothing received for --idle-timeout: close.
+    Idle,
+}
+
+/// One loop's deadlines.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(Instant, usize, u64)>>,
+    next_id: u64,
+    idle: Option<Duration>,
+    header: Option<Duration>,
+}
+
+impl Timers {
+    pub fn new(cfg: &ServerConfig) -> Timers {
+        Timers { idle: cfg.idle_timeout, header: cfg.header_timeout, ..Timers::default() }
+    }
+
+    /// A clock for the new connection in slot `key`.
+    pub fn open(&mut self, key: usize) -> Clock {
+        self.next_id += 1;
+        let now = Instant::now();
+        let mut c = Clock { id: self.next_id, last_input: now, head_since: None, armed: None };
+        self.rearm(key, &mut c);
+        c
+    }
+
+    /// Input arrived on `conn` (call after the protocol saw it).
+    pub fn on_input(&mut self, key: usize, clock: &mut Clock, conn: &Conn) {
+        if self.idle.is_none() && self.header.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        clock.last_input = now;
+        if conn.wants_header_deadline() {
+            if clock.head_since.is_none() {
+                clock.head_since = Some(now);
+                self.rearm(key, clock);
+            }
+        } else {
+            clock.head_since = None;
+        }
+    }
+
+    fn deadline(&self, c: &Clock) -> Option<Instant> {
+        let idle = self.idle.map(|d| c.last_input + d);
+        let head = self.header.zip(c.head_since).map(|(d, t)| t + d);
+        idle.into_iter().chain(head).min()
+    }
+
+    /// Push an entry for the clock's deadline unless one as early is already armed.
+    fn rearm(&mut self, key: usize, c: &mut Clock) {
+        let Some(d) = self.deadline(c) else { return };
+        if c.armed.is_some_and(|a| a <= d) {
+            return;
+        }
+        c.armed = Some(d);
+        self.heap.push(std::cmp::Reverse((d, key, c.id)));
+    }
+
+    /// The nearest deadline (possibly a stale one: waking for it costs one turn).
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|e| e.0.0)
+    }
+
+    /// Take the next entry due at `now`: (slot key, connection id, its deadline).
+    pub fn pop_due(&mut self, now: Instant) -> Option<(usize, u64, Instant)> {
+        if self.next()? > now {
+            return None;
+        }
+        self.heap.pop().map(|e| (e.0.1, e.0.2, e.0.0))
+    }
+
+    /// An entry popped by [`Timers::pop_due`] for the connection in `key` now: what is
+    /// due, or None (a stale entry, or the deadline moved: re-armed).
+    pub fn check(&mut self, key: usize, id: u64, at: Instant, clock: &mut Clock, conn: &Conn, now: Instant) -> Option<Due> {
+        if clock.id != id || clock.armed != Some(at) {
+            return None;
+        }
+        clock.armed = None;
+        if let (Some(h), Some(t)) = (self.header, clock.head_since)
+            && conn.wants_header_deadline()
+            && t + h <= now
+        {
+            clock.head_since = None;
+            return Some(Due::Header);
+        }
+        if self.idle.is_some_and(|d| clock.last_input + d <= now) {
+            return Some(Due::Idle);
+        }
+        self.rearm(key, clock);
+        None
+    }
+}
+
+/// --max-conns: true when a new connection must be refused with `live` already in
+/// (the caller closes it at once); counted.
+pub fn refuse_max_conns(cfg: &ServerConfig, live: usize, fd: RawFd, stats: &mut LoopStats) -> bool {
+    if cfg.max_conns.is_some_and(|m| live >= m) {
+        sys::close(fd);
+        stats.refused_max_conns += 1;
+        stats.closed += 1;
+        return true;
+    }
+    false
 }

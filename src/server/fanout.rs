@@ -22,7 +22,30 @@
 //! bytes the same way. With several loops each loop also forwards the bytes to the
 //! other loops' inboxes (not done here).
 
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
 use super::conn::Conn;
+
+/// A loop's per-connection slot, as the fan-out sees it.
+pub trait Member {
+    fn conn(&mut self) -> &mut Conn;
+    /// Bytes of this connection the kernel owns in an in-flight send (io_uring).
+    fn in_flight(&self) -> usize {
+        0
+    }
+    /// False once the backend is closing it: it gets no more broadcasts.
+    fn live(&self) -> bool {
+        true
+    }
+    /// Sends completed so far (io_uring): a receiver over the cap is dropped only if
+    /// this did not move for a whole turn.
+    fn progress(&self) -> u64 {
+        0
+    }
+}
 
 /// One loop's fan-out state.
 #[derive(Debug)]
@@ -34,12 +57,157 @@ pub struct Fanout {
     woken: Vec<usize>,
     /// Receivers disconnected for a full outbox, over the loop's life.
     pub slow_receivers_dropped: u64,
+    /// Broadcasts waiting to be fanned out (sender key, bytes), oldest first.
+    queue: VecDeque<(usize, Vec<u8>)>,
+    /// io_uring: completions come in bursts (a multishot RECV may bring megabytes in
+    /// one turn) and sends run only at the next enter, so a receiver that keeps up is
+    /// over the cap within a turn. Lenient: such a receiver still gets the bytes and
+    /// is noted in `over` with its send progress; [`Fanout::recheck`] drops it once it
+    /// has stayed over the cap with no send completed for [`GRACE`], or at once past
+    /// [`HARD_CAPS`] caps.
+    lenient: bool,
+    over: Vec<(usize, u64, Instant)>,
+}
+
+/// Lenient fan-out: how long a receiver may stay over the cap without a completed send.
+pub const GRACE: Duration = Duration::from_millis(200);
+/// Lenient fan-out: past this many caps queued a receiver is dropped at once.
+pub const HARD_CAPS: usize = 8;
+
+/// What a loop backend does to settle the fan-out (see [`Fanout::settle`]).
+pub trait Room {
+    type M: Member;
+    /// The loop's fan-out and its connections.
+    fn parts(&mut self) -> (&mut Fanout, &mut Slab<Self::M>);
+    /// Close `key` now without flushing; its leave goes through [`Fanout::queue`].
+    fn close_dropped(&mut self, key: usize);
+    /// `key`'s outbox grew: arm (or try) its send. It may close (its leave is queued).
+    fn wake(&mut self, key: usize);
 }
 
 impl Fanout {
     /// `cap`: the most bytes a receiver may have queued (`--outbox-cap`).
     pub fn new(cap: usize) -> Fanout {
-        Fanout { cap, dropped: Vec::new(), woken: Vec::new(), slow_receivers_dropped: 0 }
+        Fanout {
+            cap,
+            dropped: Vec::new(),
+            woken: Vec::new(),
+            slow_receivers_dropped: 0,
+            queue: VecDeque::new(),
+            lenient: false,
+            over: Vec::new(),
+        }
+    }
+
+    /// A fan-out that drops a receiver over the cap only once it made no send progress
+    /// for a turn ([`Fanout::recheck`]); for completion-based loops.
+    pub fn lenient(cap: usize) -> Fanout {
+        Fanout { lenient: true, ..Fanout::new(cap) }
+    }
+
+    /// Lenient fan-out: some receiver is over the cap (for at most [`GRACE`] without
+    /// progress, then it is dropped). The loop stops reading broadcasting connections
+    /// meanwhile, so the fan-out's memory stays near the cap.
+    pub fn congested(&self) -> bool {
+        !self.over.is_empty()
+    }
+
+    /// Lenient fan-out: the receivers noted over the cap so far; taken before a turn's
+    /// completions, handed to [`Fanout::recheck`] after them.
+    pub fn take_over(&mut self) -> Vec<(usize, u64, Instant)> {
+        std::mem::take(&mut self.over)
+    }
+
+    /// Lenient fan-out, after a turn's completions, with what [`Fanout::take_over`]
+    /// returned before them: drop the receivers still over the cap whose sends made no
+    /// progress for [`GRACE`]; keep watching the others still over it.
+    pub fn recheck<R: Room>(room: &mut R, over: Vec<(usize, u64, Instant)>) {
+        let now = Instant::now();
+        for (k, seen, since) in over {
+            let (f, members) = room.parts();
+            let Some(m) = members.get_mut(k) else { continue };
+            if !m.live() || m.conn().dropped {
+                continue;
+            }
+            let (inf, progress) = (m.in_flight(), m.progress());
+            let c = m.conn();
+            if c.owed_len() + inf <= f.cap {
+                continue;
+            }
+            if progress != seen {
+                f.over.push((k, progress, now)); // draining: watch it again from now
+                continue;
+            }
+            if now.duration_since(since) < GRACE {
+                f.over.push((k, seen, since));
+                continue;
+            }
+            c.dropped = true;
+            f.slow_receivers_dropped += 1;
+            room.close_dropped(k);
+        }
+        Fanout::settle(room);
+    }
+
+    /// Queue connection `from`'s broadcast bytes (from [`Conn::take_broadcast`] after
+    /// input or accept, [`Conn::on_close`] on close); [`Fanout::settle`] delivers them.
+    pub fn queue(&mut self, from: usize, bytes: Vec<u8>) {
+        if !bytes.is_empty() {
+            self.queue.push_back((from, bytes));
+        }
+    }
+
+    /// The one delivery path of every loop backend: fan out every queued broadcast
+    /// over the loop's connections, close the receivers it marked dropped (their
+    /// leaves are queued and fanned out in turn), then wake the receivers that got
+    /// bytes (a wake may close one, queueing its leave: the loop goes round again).
+    /// Ends when nothing is queued or woken: each round that goes on has closed a
+    /// connection, so there are at most as many rounds as connections.
+    /// Call it with the sender still in the slab, or before its key can be reused.
+    pub fn settle<R: Room>(room: &mut R) {
+        loop {
+            loop {
+                let (f, members) = room.parts();
+                let Some((from, bytes)) = f.queue.pop_front() else { break };
+                if f.lenient {
+                    for (k, m) in members.iter_mut().filter(|(k, m)| *k != from && m.live()) {
+                        let (inf, progress) = (m.in_flight(), m.progress());
+                        let c = m.conn();
+                        if c.dropped {
+                            continue;
+                        }
+                        let queued = c.owed_len() + inf + bytes.len();
+                        if queued > HARD_CAPS * f.cap {
+                            c.dropped = true;
+                            f.dropped.push(k);
+                            f.slow_receivers_dropped += 1;
+                            continue;
+                        }
+                        if queued > f.cap && !f.over.iter().any(|o| o.0 == k) {
+                            f.over.push((k, progress, Instant::now()));
+                        }
+                        c.push_broadcast(&bytes);
+                        f.woken.push(k);
+                    }
+                } else {
+                    let members = members.iter_mut().filter(|(_, m)| m.live()).map(|(k, m)| {
+                        let inf = m.in_flight();
+                        (k, m.conn(), inf)
+                    });
+                    f.broadcast(from, &bytes, members);
+                }
+                for k in f.take_dropped() {
+                    room.close_dropped(k);
+                }
+            }
+            let woken = room.parts().0.take_woken();
+            if woken.is_empty() {
+                return;
+            }
+            for k in woken {
+                room.wake(k);
+            }
+        }
     }
 
     /// Append `bytes` from connection `from` to every other receiver. `receivers`
@@ -170,5 +338,64 @@ mod tests {
         pump(&mut f, &mut conns, 0, &[0, in_kernel.len()]);
         assert_eq!(in_kernel, b"old\n");
         assert_eq!(conns[1].owed(), b"[guest-1] new\n");
+    }
+    struct M {
+        conn: Conn,
+        sent: u64,
+    }
+    impl Member for M {
+        fn conn(&mut self) -> &mut Conn {
+            &mut self.conn
+        }
+        fn progress(&self) -> u64 {
+            self.sent
+        }
+    }
+    struct R {
+        f: Fanout,
+        conns: Slab<M>,
+        closed: Vec<usize>,
+    }
+    impl Room for R {
+        type M = M;
+        fn parts(&mut self) -> (&mut Fanout, &mut Slab<M>) {
+            (&mut self.f, &mut self.conns)
+        }
+        fn close_dropped(&mut self, key: usize) {
+            self.closed.push(key);
+            self.conns.remove(key);
+        }
+        fn wake(&mut self, _key: usize) {}
+    }
+
+    #[test]
+    fn lenient_drops_only_without_progress_for_the_grace() {
+        let guests = Guests::default();
+        let mut r = R { f: Fanout::lenient(1000), conns: Slab::new(), closed: Vec::new() };
+        for _ in 0..3 {
+            r.conns.insert(M { conn: Conn::with_guests(Proto::Chat, &guests), sent: 0 });
+        }
+        let line = vec![b'x'; 600];
+        // Over the cap within a turn: everyone still gets the bytes.
+        r.f.queue(0, line.clone());
+        r.f.queue(0, line.clone());
+        Fanout::settle(&mut r);
+        assert_eq!(r.conns[1].conn.owed_len(), 1200);
+        let over = r.f.take_over();
+        assert_eq!(over.len(), 2);
+        // Receiver 1 sends it all, receiver 2 nothing; before the grace, nobody goes.
+        r.conns[1].sent += 1;
+        r.conns[1].conn.advance(1200);
+        Fanout::recheck(&mut r, over);
+        assert!(r.closed.is_empty());
+        std::thread::sleep(GRACE + Duration::from_millis(20));
+        let over = r.f.take_over();
+        Fanout::recheck(&mut r, over);
+        // 1 drained (no longer watched); 2 stayed over the cap with no send for the grace.
+        assert_eq!(r.closed, vec![2]);
+        // Past HARD_CAPS caps a receiver goes at once.
+        r.f.queue(0, vec![b'y'; 8 * 1000 + 1]);
+        Fanout::settle(&mut r);
+        assert_eq!(r.closed, vec![2, 1]);
     }
 }

@@ -74,6 +74,14 @@ pub struct ServerConfig {
     pub max_threads: usize,
     /// `--pin`: the CPU of loop i is `cpus[i]` (exactly `threads` entries).
     pub cpus: Option<Vec<usize>>,
+    /// Chat guest numbers, one counter per server.
+    pub guests: Arc<crate::proto::Guests>,
+    /// http: the header deadline (None: no limit).
+    pub header_timeout: Option<Duration>,
+    /// Close connections silent this long (None: never).
+    pub idle_timeout: Option<Duration>,
+    /// The most connections at once (None: no limit).
+    pub max_conns: Option<usize>,
 }
 
 impl ServerConfig {
@@ -107,8 +115,17 @@ impl ServerConfig {
             threads,
             max_threads: a.max_threads as usize,
             cpus,
+            guests: Arc::default(),
+            header_timeout: secs_or_off(a.header_timeout.or((a.proto == Proto::Http).then_some(10.0))),
+            idle_timeout: secs_or_off(a.idle_timeout.or((a.proto == Proto::Http).then_some(60.0))),
+            max_conns: (a.max_conns > 0).then_some(a.max_conns as usize),
         })
     }
+}
+
+/// Seconds from the command line, 0 meaning off.
+fn secs_or_off(s: Option<f64>) -> Option<Duration> {
+    s.filter(|&v| v > 0.0).map(Duration::from_secs_f64)
 }
 
 /// The backend actually running: every IO model ringmux has, one list.
@@ -220,6 +237,14 @@ pub struct LoopStats {
     pub threads_started: u64,
     /// threads: the most connection threads alive at once (merged as a sum over loops).
     pub threads_peak: u64,
+    /// chat: receivers closed because a broadcast would have put them over --outbox-cap.
+    pub slow_receivers_dropped: u64,
+    /// Connections closed for sending nothing for --idle-timeout.
+    pub idle_timeouts: u64,
+    /// http: heads not complete within --header-timeout (answered 408).
+    pub header_timeouts: u64,
+    /// Connections accepted and closed at once for --max-conns.
+    pub refused_max_conns: u64,
 }
 
 impl LoopStats {
@@ -247,6 +272,10 @@ impl LoopStats {
             busypoll_eagain,
             threads_started,
             threads_peak,
+            slow_receivers_dropped,
+            idle_timeouts,
+            header_timeouts,
+            refused_max_conns,
         } = o;
         self.accepted += accepted;
         self.closed += closed;
@@ -268,6 +297,10 @@ impl LoopStats {
         self.busypoll_eagain += busypoll_eagain;
         self.threads_started += threads_started;
         self.threads_peak += threads_peak;
+        self.slow_receivers_dropped += slow_receivers_dropped;
+        self.idle_timeouts += idle_timeouts;
+        self.header_timeouts += header_timeouts;
+        self.refused_max_conns += refused_max_conns;
     }
 }
 
@@ -431,6 +464,10 @@ pub struct StatsReport {
     /// threads: connection threads started, and the most alive at once.
     pub threads_started: u64,
     pub threads_peak: u64,
+    pub slow_receivers_dropped: u64,
+    pub idle_timeouts: u64,
+    pub header_timeouts: u64,
+    pub refused_max_conns: u64,
     /// threads: each connection thread's stack size in bytes.
     pub thread_stack_bytes: Option<usize>,
     /// Each io_uring feature's state (uring only).
@@ -549,6 +586,10 @@ impl StatsBoard {
             busypoll_eagain: s.busypoll_eagain,
             threads_started: s.threads_started,
             threads_peak: s.threads_peak,
+            slow_receivers_dropped: s.slow_receivers_dropped,
+            idle_timeouts: s.idle_timeouts,
+            header_timeouts: s.header_timeouts,
+            refused_max_conns: s.refused_max_conns,
             thread_stack_bytes: (self.backend == Backend::Threads).then_some(threads::STACK_SIZE),
             uring: self.uring,
             cpu_user_s: u.user_s,
@@ -613,6 +654,11 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         r.connections_accepted, r.connections_closed, r.accept_errors, r.accept_backoffs, r.forced_closed
     )?;
     writeln!(out, "  bytes: in={} out={}", r.bytes_in, r.bytes_out)?;
+    writeln!(
+        out,
+        "  limits: idle_timeouts={} header_timeouts={} refused_max_conns={} slow_receivers_dropped={}",
+        r.idle_timeouts, r.header_timeouts, r.refused_max_conns, r.slow_receivers_dropped
+    )?;
     let calls: Vec<String> = r.syscalls.iter().map(|(k, v)| format!("{k}={v}")).collect();
     writeln!(out, "  syscalls: total={} {}", r.syscalls_total, calls.join(" "))?;
     if r.backend == "uring" {
@@ -669,15 +715,6 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
 
 /// `ringmux serve`.
 pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    if a.proto == Proto::Chat {
-        // The chat core and the fan-out exist (proto::chat, server::fanout); the
-        // backends do not deliver broadcasts yet.
-        return Err(crate::ExitError {
-            code: 2,
-            msg: "--proto chat needs the broadcast fan-out wired into the backends, which is not done yet".into(),
-        }
-        .into());
-    }
     let cfg = ServerConfig::from_args(&a)?;
     serve(cfg)?;
     Ok(ExitCode::SUCCESS)
@@ -712,6 +749,13 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
                 cfg.threads,
                 backend.name()
             )
+        });
+    }
+    if cfg.proto == Proto::Chat && cfg.threads > 1 {
+        // One fan-out per event loop: broadcasts do not cross loops.
+        anyhow::bail!(crate::ExitError {
+            code: 2,
+            msg: format!("--proto chat runs on one event loop: --threads {} is not supported (use --threads 1)", cfg.threads)
         });
     }
     if backend == Backend::Sigio {
@@ -785,6 +829,10 @@ mod tests {
             busypoll_eagain: 17,
             threads_started: 18,
             threads_peak: 19,
+            slow_receivers_dropped: 20,
+            idle_timeouts: 21,
+            header_timeouts: 22,
+            refused_max_conns: 23,
         };
         let mut m = LoopStats::default();
         m.merge(&a);
@@ -794,6 +842,7 @@ mod tests {
         assert_eq!((m.recv_nobufs, m.buf_grows, m.faults_injected), (22, 24, 26));
         assert_eq!((m.refused_fd_setsize, m.sigio_signals, m.sigio_overflows), (28, 30, 32));
         assert_eq!((m.busypoll_eagain, m.threads_started, m.threads_peak), (34, 36, 38));
+        assert_eq!((m.slow_receivers_dropped, m.idle_timeouts, m.header_timeouts, m.refused_max_conns), (40, 42, 44, 46));
         assert_eq!(m.syscalls.0[sys::Sys::Recv as usize], 10);
         assert_eq!(m.syscalls.total(), 10);
     }

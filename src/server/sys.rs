@@ -158,6 +158,22 @@ pub fn close(fd: i32) {
     let _ = syscall!(Close, close(fd));
 }
 
+/// SO_RCVTIMEO: a blocking recv on `fd` returns EAGAIN after `t` without data.
+pub fn set_recv_timeout(fd: i32, t: std::time::Duration) -> io::Result<()> {
+    let tv = libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t };
+    syscall!(
+        Setsockopt,
+        setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t
+        )
+    )
+    .map(|_| ())
+}
+
 pub fn set_nodelay(fd: i32) -> io::Result<()> {
     let one: libc::c_int = 1;
     // SAFETY: `one` lives on this stack frame for the call and the length is its size.

@@ -27,6 +27,7 @@ use socket2::Socket;
 
 use super::conn::Conn;
 use super::core::{self, AcceptFailure, Drain, Flush, Recv, Refusals};
+use super::fanout::{Fanout, Member, Room};
 use super::sys::{self, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 
@@ -104,6 +105,13 @@ struct RConn {
     read_paused: bool,
     /// On the ready list: still has unread input after its turn.
     in_ready: bool,
+    clock: core::Clock,
+}
+
+impl Member for RConn {
+    fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
 }
 
 struct Reactor<'a, M: Readiness> {
@@ -120,6 +128,24 @@ struct Reactor<'a, M: Readiness> {
     accepting: bool,
     faults: super::fault::Faults,
     refusals: Refusals,
+    fanout: Fanout,
+    timers: core::Timers,
+}
+
+impl<M: Readiness> Room for Reactor<'_, M> {
+    type M = RConn;
+    fn parts(&mut self) -> (&mut Fanout, &mut Slab<RConn>) {
+        (&mut self.fanout, &mut self.conns)
+    }
+    fn close_dropped(&mut self, key: usize) {
+        self.stats.slow_receivers_dropped += 1;
+        self.close(key);
+    }
+    fn wake(&mut self, key: usize) {
+        if self.conns.contains(key) {
+            self.flush(key);
+        }
+    }
 }
 
 /// Serve on `listener` with mechanism `M` until a stop signal and the drain.
@@ -148,6 +174,8 @@ pub fn run<M: Readiness>(listener: Socket, cfg: &ServerConfig, signals: &Signals
         accepting: true,
         faults: cfg.faults,
         refusals: Refusals::default(),
+        fanout: Fanout::new(cfg.outbox_cap),
+        timers: core::Timers::new(cfg),
     };
     let res = r.event_loop(signals, reporter);
     for (_, c) in r.conns.iter() {
@@ -213,7 +241,9 @@ impl<M: Readiness> Reactor<'_, M> {
                     }
                     key => self.on_conn_event(key, ev),
                 }
+                Fanout::settle(self);
             }
+            self.expire_timers();
             if let Some(t) = self.accept_paused_until
                 && Instant::now() >= t
             {
@@ -233,6 +263,7 @@ impl<M: Readiness> Reactor<'_, M> {
             if self.ready.is_empty() {
                 self.ready = ready; // keep the allocation
             }
+            Fanout::settle(self);
         }
     }
 
@@ -251,7 +282,32 @@ impl<M: Readiness> Reactor<'_, M> {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        [drain_deadline, self.accept_paused_until].into_iter().flatten().min().map(|t| t.saturating_duration_since(now))
+        [drain_deadline, self.accept_paused_until, self.timers.next()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.saturating_duration_since(now))
+    }
+
+    /// Deadlines that came up: 408 (http head too slow) or close (idle).
+    fn expire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some((key, id, at)) = self.timers.pop_due(now) {
+            let Some(c) = self.conns.get_mut(key) else { continue };
+            match self.timers.check(key, id, at, &mut c.clock, &c.conn, now) {
+                None => {}
+                Some(core::Due::Header) => {
+                    self.stats.header_timeouts += 1;
+                    c.conn.header_timeout();
+                    self.flush(key);
+                }
+                Some(core::Due::Idle) => {
+                    self.stats.idle_timeouts += 1;
+                    self.close(key);
+                }
+            }
+            Fanout::settle(self);
+        }
     }
 
     fn accept_all(&mut self) {
@@ -300,6 +356,11 @@ impl<M: Readiness> Reactor<'_, M> {
             return;
         }
         core::accepted(fd, &mut self.stats);
+        if core::refuse_max_conns(self.cfg, self.conns.len(), fd, &mut self.stats) {
+            return;
+        }
+        // A leave queued by a closed connection goes out before its key is reused.
+        Fanout::settle(self);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if self.poller.register(fd, key, Interest::READ).is_err() {
@@ -307,7 +368,22 @@ impl<M: Readiness> Reactor<'_, M> {
             self.stats.closed += 1;
             return;
         }
-        entry.insert(RConn { fd, conn: Conn::new(self.cfg.proto), interest: Interest::READ, read_paused: false, in_ready: false });
+        let clock = self.timers.open(key);
+        let c = entry.insert(RConn {
+            fd,
+            conn: Conn::with_guests(self.cfg.proto, &self.cfg.guests),
+            interest: Interest::READ,
+            read_paused: false,
+            in_ready: false,
+            clock,
+        });
+        c.conn.on_open();
+        let b = c.conn.take_broadcast();
+        self.fanout.queue(key, b);
+        if !self.flush(key) {
+            return;
+        }
+        Fanout::settle(self);
         // epoll: data that arrived before registration raises an edge at EPOLL_CTL_ADD
         // (the socket is already readable then), so no read is needed here.
         if M::READ_ON_REGISTER {
@@ -366,6 +442,14 @@ impl<M: Readiness> Reactor<'_, M> {
                     return;
                 }
                 Recv::Data(n) => {
+                    self.timers.on_input(key, &mut c.clock, &c.conn);
+                    let b = c.conn.take_broadcast();
+                    if !b.is_empty() {
+                        // Fanned out read by read: the receivers' sends keep pace.
+                        self.fanout.queue(key, b);
+                        Fanout::settle(self);
+                    }
+                    let Some(c) = self.conns.get_mut(key) else { return };
                     if n < self.scratch.len() && !greedy {
                         break;
                     }
@@ -417,7 +501,9 @@ impl<M: Readiness> Reactor<'_, M> {
     }
 
     fn close(&mut self, key: usize) {
-        if let Some(c) = self.conns.try_remove(key) {
+        if let Some(mut c) = self.conns.try_remove(key) {
+            let bye = c.conn.on_close();
+            self.fanout.queue(key, bye);
             let _ = self.poller.unregister(c.fd, key, true);
             sys::close(c.fd);
             self.stats.closed += 1;

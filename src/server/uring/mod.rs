@@ -29,17 +29,20 @@ pub mod token;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use slab::Slab;
 use socket2::Socket;
 
 use super::conn::{self, Conn};
+use super::core;
+use super::fanout::{self, Fanout, Member, Room};
 use super::fault::Faults;
 use super::sys::{self, Sys, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 use crate::cli::{FeatureLevel, WaitMode};
+use crate::proto::Proto;
 use bufs::ProvidedBufs;
 use probe::{RingFeatures, SetupFlags, Unavailable};
 use token::{Op, Token};
@@ -200,7 +203,10 @@ impl Ring {
             },
             buf_entries: if level == FeatureLevel::Baseline { 0 } else { cfg.buf_entries },
             multishot_accept: multishot && cfg.multishot_accept,
-            multishot_recv: multishot,
+            // Chat: a multishot RECV brings a whole burst per turn, and each byte of it is
+            // multiplied by the number of receivers before any send runs (1 GB of outboxes
+            // at 100 clients); one-shot RECVs let the fan-out pace the senders.
+            multishot_recv: multishot && cfg.proto != Proto::Chat,
             coop_taskrun: flags.coop_taskrun,
             single_issuer: flags.single_issuer,
             defer_taskrun: flags.defer_taskrun,
@@ -218,6 +224,10 @@ enum Timer {
     AcceptBackoff,
     DrainDeadline,
     HardStop,
+    /// The nearest connection deadline (idle, header): one TIMEOUT for all of them.
+    Deadline(Instant),
+    /// Chat: a receiver is over the cap; wake to recheck it after the grace.
+    Congestion,
 }
 
 struct UConn {
@@ -237,6 +247,26 @@ struct UConn {
     /// A cancel was sent for the armed multishot RECV (backpressure).
     recv_cancelling: bool,
     closing: bool,
+    clock: core::Clock,
+    /// SEND completions so far (the lenient fan-out's progress mark).
+    sends_done: u64,
+}
+
+impl Member for UConn {
+    fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+    /// The fan-out counts the bytes the kernel owns against the cap, and appends only
+    /// to the outbox, never to `send_buf`.
+    fn in_flight(&self) -> usize {
+        if self.inflight & IN_SEND != 0 { self.send_buf.len() - self.send_pos } else { 0 }
+    }
+    fn live(&self) -> bool {
+        !self.closing
+    }
+    fn progress(&self) -> u64 {
+        self.sends_done
+    }
 }
 
 struct Proactor<'a> {
@@ -271,6 +301,26 @@ struct Proactor<'a> {
     /// SENDs queued since the last enter, and RECV completions in the last turn.
     sends_queued: usize,
     recvs_last: usize,
+    fanout: Fanout,
+    deadlines: core::Timers,
+    /// The deadline the armed Timer::Deadline TIMEOUT fires at.
+    deadline_armed: Option<Instant>,
+    /// A Timer::Congestion TIMEOUT is in flight.
+    congestion_timer: bool,
+}
+
+impl Room for Proactor<'_> {
+    type M = UConn;
+    fn parts(&mut self) -> (&mut Fanout, &mut Slab<UConn>) {
+        (&mut self.fanout, &mut self.conns)
+    }
+    fn close_dropped(&mut self, key: usize) {
+        self.stats.slow_receivers_dropped += 1;
+        self.begin_close(key);
+    }
+    fn wake(&mut self, key: usize) {
+        self.start_send(key);
+    }
 }
 
 pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
@@ -299,6 +349,10 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
         faults: cfg.faults,
         sends_queued: 0,
         recvs_last: 0,
+        fanout: Fanout::lenient(cfg.outbox_cap),
+        deadlines: core::Timers::new(cfg),
+        deadline_armed: None,
+        congestion_timer: false,
     };
     for e in ring.provide {
         p.push(e.user_data(Token::new(Op::Ignored, 0, 0).encode()));
@@ -381,8 +435,25 @@ impl Proactor<'_> {
                     _ => return Err(e),
                 },
             }
+            let over = self.fanout.take_over();
             self.reap(signals, reporter);
             self.rearm_starved();
+            let was = !over.is_empty() || self.fanout.congested();
+            Fanout::settle(self);
+            Fanout::recheck(self, over);
+            if self.fanout.congested() && !self.congestion_timer {
+                // Recheck after the grace even if nothing else completes meanwhile.
+                self.congestion_timer = true;
+                self.arm_timer(fanout::GRACE, Timer::Congestion);
+            }
+            if was && !self.fanout.congested() {
+                // Congestion cleared: read the connections it paused.
+                let paused: Vec<usize> = self.conns.iter().filter(|(_, c)| c.read_paused).map(|(k, _)| k).collect();
+                for k in paused {
+                    self.arm_read(k);
+                }
+            }
+            self.arm_deadline();
         }
     }
 
@@ -536,6 +607,41 @@ impl Proactor<'_> {
         self.push(e);
     }
 
+    /// One TIMEOUT for the nearest connection deadline, re-armed only when a nearer one
+    /// appears (a later one is found when this fires).
+    fn arm_deadline(&mut self) {
+        let Some(next) = self.deadlines.next() else { return };
+        if self.draining || self.deadline_armed.is_some_and(|a| a <= next) {
+            return;
+        }
+        self.deadline_armed = Some(next);
+        let after = next.saturating_duration_since(Instant::now());
+        self.arm_timer(after, Timer::Deadline(next));
+    }
+
+    /// Deadlines that came up: 408 (http head too slow) or close (idle).
+    fn expire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some((key, id, at)) = self.deadlines.pop_due(now) {
+            let Some(c) = self.conns.get_mut(key) else { continue };
+            if c.closing {
+                continue;
+            }
+            match self.deadlines.check(key, id, at, &mut c.clock, &c.conn, now) {
+                None => {}
+                Some(core::Due::Header) => {
+                    self.stats.header_timeouts += 1;
+                    c.conn.header_timeout();
+                    self.start_send(key);
+                }
+                Some(core::Due::Idle) => {
+                    self.stats.idle_timeouts += 1;
+                    self.begin_close(key);
+                }
+            }
+        }
+    }
+
     fn cancel(&mut self, t: Token) {
         let e = opcode::AsyncCancel::new(t.encode()).build().user_data(Token::new(Op::Ignored, 0, 0).encode());
         self.push(e);
@@ -551,7 +657,7 @@ impl Proactor<'_> {
         if c.closing || c.conn.read_eof || c.conn.close_after_flush || c.inflight & (IN_POLL | IN_RECV) != 0 {
             return;
         }
-        if c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap {
+        if c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap || (self.cfg.proto == Proto::Chat && self.fanout.congested()) {
             c.read_paused = true;
             return;
         }
@@ -645,6 +751,10 @@ impl Proactor<'_> {
         }
         if res >= 0 {
             self.stats.accepted += 1;
+            if core::refuse_max_conns(self.cfg, self.conns.len(), res, &mut self.stats) {
+                self.arm_accept();
+                return;
+            }
             if !self.accepting {
                 sys::close(res);
                 self.stats.closed += 1;
@@ -673,12 +783,17 @@ impl Proactor<'_> {
 
     fn add_conn(&mut self, fd: RawFd) {
         let _ = sys::set_nodelay(fd);
+        // A leave queued by a closing connection goes out before its key is reused.
+        Fanout::settle(self);
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) & token::GEN_MASK;
+        let key = self.conns.vacant_key();
+        let clock = self.deadlines.open(key);
         let key = self.conns.insert(UConn {
             fd,
             generation,
-            conn: Conn::new(self.cfg.proto),
+            clock,
+            conn: Conn::with_guests(self.cfg.proto, &self.cfg.guests),
             recv_buf: None,
             send_buf: Vec::new(),
             send_pos: 0,
@@ -687,7 +802,14 @@ impl Proactor<'_> {
             read_paused: false,
             recv_cancelling: false,
             closing: false,
+            sends_done: 0,
         });
+        let c = &mut self.conns[key];
+        c.conn.on_open();
+        let b = c.conn.take_broadcast();
+        self.fanout.queue(key, b);
+        self.start_send(key);
+        Fanout::settle(self);
         self.arm_read(key);
     }
 
@@ -757,6 +879,16 @@ impl Proactor<'_> {
         if let Some(bid) = selected {
             self.give_back(bid);
         }
+        if res > 0 {
+            let c = &mut self.conns[key];
+            self.deadlines.on_input(key, &mut c.clock, &c.conn);
+            let b = c.conn.take_broadcast();
+            if !b.is_empty() {
+                // Fanned out receive by receive: the receivers' sends keep pace.
+                self.fanout.queue(key, b);
+                Fanout::settle(self);
+            }
+        }
         let c = &mut self.conns[key];
         if c.closing {
             self.maybe_finalize(key);
@@ -791,7 +923,8 @@ impl Proactor<'_> {
         }
         if c.inflight & IN_RECV != 0 {
             // A multishot RECV is still armed: stop it while the outbox is over its cap.
-            if !c.recv_cancelling && c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap {
+            let congested = self.cfg.proto == Proto::Chat && self.fanout.congested();
+            if !c.recv_cancelling && (c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap || congested) {
                 c.recv_cancelling = true;
                 c.read_paused = true;
                 let t = Token::new(Op::Recv, key, c.generation);
@@ -835,6 +968,7 @@ impl Proactor<'_> {
         let cap = self.cfg.outbox_cap;
         let Some(c) = slot(&mut self.conns, t) else { return };
         c.inflight &= !IN_SEND;
+        c.sends_done += 1;
         if c.closing {
             self.maybe_finalize(key);
             return;
@@ -894,6 +1028,13 @@ impl Proactor<'_> {
                 self.arm_timer(HARD_STOP_GRACE, Timer::HardStop);
             }
             Timer::HardStop => self.hard_stop = true,
+            Timer::Congestion => self.congestion_timer = false,
+            Timer::Deadline(at) => {
+                if self.deadline_armed == Some(at) {
+                    self.deadline_armed = None;
+                }
+                self.expire_timers();
+            }
         }
     }
 
@@ -941,6 +1082,8 @@ impl Proactor<'_> {
             return;
         }
         c.closing = true;
+        let bye = c.conn.on_close();
+        self.fanout.queue(key, bye);
         if c.inflight != 0 {
             sys::shutdown_rdwr(c.fd);
         }
