@@ -191,11 +191,11 @@ pub fn stacked_svg(rows: &[(String, &Profile)]) -> String {
     let h = top + row_h * rows.len() as f64 + 20.0;
     let mut s = String::new();
     let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="14">"#);
-    // Legend.
-    let mut x = label_w;
+    // Legend, from the left edge (it is wider than the bars' column).
+    let mut x = 10.0;
     for (g, c) in GROUPS.iter().zip(GROUP_COLORS) {
         let _ = write!(s, r#"<rect x="{x}" y="8" width="14" height="14" fill="{c}"/><text x="{}" y="20">{g}</text>"#, x + 18.0);
-        x += 24.0 + 8.0 * g.len() as f64;
+        x += 28.0 + 8.0 * g.len() as f64;
     }
     for (i, (label, p)) in rows.iter().enumerate() {
         let y = top + row_h * i as f64;
