@@ -11,11 +11,10 @@
 //! 11 variants), `RINGMUX_CHAOS_SEED` replays a run (the seed is printed).
 //! `scripts/chaos.sh` runs it for hours.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::backend_test;
-use crate::util::{BIN, Server, Variant, wait_until};
+use crate::util::{Server, Variant, run_bounded, wait_until};
 
 /// xorshift64*, seeded per run and variant (printed, so a failure can be replayed).
 pub struct Rng(u64);
@@ -67,24 +66,10 @@ struct Tally {
 
 /// One `ringmux load` round; its JSON (errors checked by the caller).
 fn load_round(v: Variant, addr: &str, args: &[String], json: &std::path::Path, within: Duration) -> serde_json::Value {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["load", "--addr", addr, "--warmup", "0", "--allow-errors", "--quiet", "--json", json.to_str().unwrap()]).args(args);
-    let cmdline = format!("{cmd:?}");
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn ringmux load");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t0.elapsed() > within {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{v:?}: {cmdline} did not end within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let mut all: Vec<&str> = vec!["load", "--addr", addr, "--warmup", "0", "--allow-errors", "--quiet", "--json", json.to_str().unwrap()];
+    all.extend(args.iter().map(String::as_str));
+    let cmdline = format!("ringmux {all:?}");
+    let (status, _, err) = run_bounded(&all, within);
     assert!(status.success(), "{v:?}: {cmdline}: {status}: {err}");
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap_or_else(|e| panic!("{v:?}: {cmdline}: {e}"));
     let _ = std::fs::remove_file(json);

@@ -2,42 +2,16 @@
 //! section is there in results.json, report.md, report.html and the terminal, each
 //! verdict computed (none "not measured"), and `ringmux report DIR` re-renders it.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringmux::report::models::Verdict;
 
-use crate::util::BIN;
+use crate::util::run_bounded;
 
-/// Run ringmux with stdin closed, the pipes drained on threads; kill it after `limit`.
+/// Run ringmux to its end, at most `limit`: (exit code, stdout, stderr).
 fn run(args: &[&str], limit: Duration) -> (Option<i32>, String, String) {
-    let mut child = Command::new(BIN).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = so.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringmux {args:?} did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (status.code(), out.join().unwrap(), err.join().unwrap())
+    let (status, out, err) = run_bounded(args, limit);
+    (status.code(), out, err)
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::backend_test;
-use crate::util::{BIN, Server, Variant};
+use crate::util::{BIN, Server, Variant, run_bounded};
 
 /// Read until EOF (or 20 s, then panic).
 fn read_to_eof(s: &mut std::net::TcpStream) -> Vec<u8> {
@@ -52,29 +52,10 @@ backend_test!(http_pipelined_in_order_then_error_closes, |v| {
 
 /// `ringmux load <args>` with a deadline; (exit code, parsed --json).
 fn load(args: &[&str], json: &std::path::Path) -> (Option<i32>, Value, String) {
-    let mut child = Command::new(BIN)
-        .arg("load")
-        .args(args)
-        .arg("--json")
-        .arg(json)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("ringmux load {args:?} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let mut all: Vec<&std::ffi::OsStr> = vec!["load".as_ref()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    all.extend(["--json".as_ref(), json.as_os_str()]);
+    let (status, _, err) = run_bounded(&all, Duration::from_secs(60));
     let v = std::fs::read(json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
     (status.code(), v, err)
 }
@@ -283,28 +264,13 @@ fn client_bad_address_is_one_line() {
 fn bench_proto_http_runs_every_ringmux_server_and_leaves_out_externals() {
     let out = std::env::temp_dir().join(format!("ringmux-bench-http-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let mut child = Command::new(BIN)
-        .args(["bench", "--quick", "--proto", "http", "--size", "0", "--backends", "uring,epoll", "--conns", "10", "--duration", "0.3"])
-        .args(["--external", "someecho=sleep 100 {addr}", "--out"])
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("bench --proto http did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let (status, _, err) = run_bounded(
+        &[
+            "bench", "--quick", "--proto", "http", "--size", "0", "--backends", "uring,epoll", "--conns", "10", "--duration", "0.3", "--external",
+            "someecho=sleep 100 {addr}", "--out", out.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
     assert!(status.success(), "{status}: {err}");
     let left: Vec<&str> = err.lines().filter(|l| l.contains("left out")).collect();
     assert_eq!(left, ["ringmux: warning: someecho left out: external servers are taken to speak echo only, not http"], "{err}");

@@ -825,10 +825,9 @@ mod serve {
 }
 
 mod bench {
-    use std::process::Command;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
-    use crate::util::BIN;
+    use crate::util::{BIN, run_bounded};
 
     /// `--server-threads 2`: ringmux servers run two event loops, the merged SIGUSR1
     /// snapshots still give their syscall counts, and results.json records the threads.
@@ -932,42 +931,6 @@ mod bench {
             assert!(out.join(f).is_file(), "missing {f}");
         }
         let _ = std::fs::remove_dir_all(&out);
-    }
-
-    /// Run `ringmux ARGS` to the end, at most `limit`; (status, stdout, stderr).
-    fn run_bounded(args: &[&str], limit: Duration) -> (std::process::ExitStatus, String, String) {
-        let t0 = Instant::now();
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Drain the pipes on threads so a chatty child cannot block on a full pipe.
-        let mut so = child.stdout.take().unwrap();
-        let mut se = child.stderr.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut so, &mut s);
-            s
-        });
-        let err = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut se, &mut s);
-            s
-        });
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if t0.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("ringmux {args:?} did not finish within {limit:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        (status, out.join().unwrap(), err.join().unwrap())
     }
 
     /// `bench --idle-conns 500 --quick`: every server measured, results.json carries

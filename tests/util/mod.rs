@@ -427,6 +427,35 @@ pub fn fds_settled(srv: &Server) -> usize {
     last.0
 }
 
+/// Run `ringmux ARGS` (stdin closed) to its end, at most `limit`: (status, stdout,
+/// stderr). The pipes are drained on threads, so a chatty child cannot block on a full
+/// pipe; past the limit the child is killed and the test fails naming the command.
+pub fn run_bounded<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], limit: Duration) -> (ExitStatus, String, String) {
+    let t0 = Instant::now();
+    let mut child = Command::new(BIN).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ringmux");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringmux {args:?} did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
+
 /// Poll `f` until true or the deadline passes.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t0 = Instant::now();
