@@ -89,6 +89,26 @@ fn counters(r: &mut ModelRun, a: &serde_json::Value, b: &serde_json::Value) {
     r.threads_peak = num(b, "threads_peak") as u64;
 }
 
+/// A measured run's figures: the load's result, and the server's cost per message
+/// and model counters between snapshots `a` and `b`.
+fn measured(r: &crate::report::model::LoadResult, a: &serde_json::Value, b: &serde_json::Value) -> ModelRun {
+    let m = crate::report::compare::load_metrics(r);
+    let msgs = r.messages.max(1) as f64;
+    let mut run = ModelRun {
+        msgs: r.messages,
+        msgs_per_s: m.msgs_per_s,
+        p50_ns: m.p50_ns,
+        p99_ns: m.p99_ns,
+        errors: m.errors,
+        cpu_ns_per_msg: (cpu_s(b) - cpu_s(a)).max(0.0) * 1e9 / msgs,
+        syscalls_per_msg: Some((num(b, "syscalls_total") - num(a, "syscalls_total")).max(0.0) / msgs),
+        ctx_per_msg: (ctx(b) - ctx(a)).max(0.0) / msgs,
+        ..Default::default()
+    };
+    counters(&mut run, a, b);
+    run
+}
+
 fn cpu_s(j: &serde_json::Value) -> f64 {
     num(j, "cpu_user_s") + num(j, "cpu_sys_s")
 }
@@ -176,22 +196,7 @@ fn measure(plan: &Plan, backend: &str, conns: u32, idle: u32, stem: &str, profil
     drop(held);
     drop(srv);
     let r: crate::report::model::LoadResult = serde_json::from_slice(&fs::read(&json).with_context(|| format!("load wrote no {}", json.display()))?)?;
-    let msgs = r.messages.max(1) as f64;
-    let m = crate::report::compare::load_metrics(&r);
-    let mut run = ModelRun {
-        msgs: r.messages,
-        msgs_per_s: m.msgs_per_s,
-        p50_ns: m.p50_ns,
-        p99_ns: m.p99_ns,
-        errors: m.errors,
-        cpu_ns_per_msg: (cpu_s(&b) - cpu_s(&a)).max(0.0) * 1e9 / msgs,
-        syscalls_per_msg: Some((num(&b, "syscalls_total") - num(&a, "syscalls_total")).max(0.0) / msgs),
-        ctx_per_msg: (ctx(&b) - ctx(&a)).max(0.0) / msgs,
-        rss_before_kib: rss_before,
-        rss_peak_kib: peak,
-        ..Default::default()
-    };
-    counters(&mut run, &a, &b);
+    let run = ModelRun { rss_before_kib: rss_before, rss_peak_kib: peak, ..measured(&r, &a, &b) };
     Ok((run, b["features"].as_str().map(str::to_string), net))
 }
 
@@ -270,21 +275,7 @@ fn sigio_burst(plan: &Plan, conns: u32, stem: &str) -> anyhow::Result<ModelRun> 
     let b = stats_snapshot(pid, &stats)?;
     drop(srv);
     let r: crate::report::model::LoadResult = serde_json::from_slice(&fs::read(&json)?)?;
-    let m = crate::report::compare::load_metrics(&r);
-    let msgs = r.messages.max(1) as f64;
-    let mut run = ModelRun {
-        msgs: r.messages,
-        msgs_per_s: m.msgs_per_s,
-        p50_ns: m.p50_ns,
-        p99_ns: m.p99_ns,
-        errors: m.errors,
-        cpu_ns_per_msg: (cpu_s(&b) - cpu_s(&a)).max(0.0) * 1e9 / msgs,
-        syscalls_per_msg: Some((num(&b, "syscalls_total") - num(&a, "syscalls_total")).max(0.0) / msgs),
-        ctx_per_msg: (ctx(&b) - ctx(&a)).max(0.0) / msgs,
-        ..Default::default()
-    };
-    counters(&mut run, &a, &b);
-    Ok(run)
+    Ok(measured(&r, &a, &b))
 }
 
 fn add(points: &mut Vec<ModelPoint>, sweep: &str, backend: &str, conns: u32, idle: u32, features: Option<String>, run: ModelRun) {
