@@ -56,9 +56,27 @@ pub fn setup_hint(errno: i32) -> String {
 
 /// Build a plain ring, halving the size on ENOMEM (a low RLIMIT_MEMLOCK) down to 8 entries.
 pub fn build_ring(entries: u32) -> Result<IoUring, Unavailable> {
+    build_ring_configured(entries, |b, n| {
+        b.setup_cqsize(n.saturating_mul(4));
+    }, || {}, || "io_uring_setup".into())
+}
+
+/// Build a ring of `entries` (at least 8) set up by `configure(builder, entries)`,
+/// halving the entries on ENOMEM (a low RLIMIT_MEMLOCK) down to 8. `on_attempt` runs
+/// before each io_uring_setup (the server counts them); `what` names the call in the
+/// error.
+pub fn build_ring_configured(
+    entries: u32,
+    configure: impl Fn(&mut io_uring::Builder, u32),
+    mut on_attempt: impl FnMut(),
+    what: impl FnOnce() -> String,
+) -> Result<IoUring, Unavailable> {
     let mut n = entries.max(8);
     loop {
-        match IoUring::builder().setup_cqsize(n.saturating_mul(4)).build(n) {
+        on_attempt();
+        let mut b = IoUring::builder();
+        configure(&mut b, n);
+        match b.build(n) {
             Ok(r) => return Ok(r),
             Err(e) => {
                 let code = e.raw_os_error().unwrap_or(0);
@@ -66,7 +84,7 @@ pub fn build_ring(entries: u32) -> Result<IoUring, Unavailable> {
                     n /= 2;
                     continue;
                 }
-                return Err(Unavailable { errno: Some(code), what: "io_uring_setup".into(), hint: setup_hint(code) });
+                return Err(Unavailable { errno: Some(code), what: what(), hint: setup_hint(code) });
             }
         }
     }

@@ -48,38 +48,28 @@ pub fn build_ring(entries: u32) -> Result<IoUring, Unavailable> {
     build_ring_with(entries, SetupFlags::default())
 }
 
-/// [`build_ring`] with setup flags.
+/// [`build_ring`] with setup flags; every io_uring_setup attempt is counted.
 pub fn build_ring_with(entries: u32, f: SetupFlags) -> Result<IoUring, Unavailable> {
-    let mut n = entries.max(8);
-    loop {
-        sys::count(Sys::IoUringSetup);
-        let mut b = IoUring::builder();
-        b.setup_cqsize(f.cq_entries.unwrap_or(n.saturating_mul(4)));
-        if f.coop_taskrun {
-            b.setup_coop_taskrun().setup_taskrun_flag();
-        }
-        if f.single_issuer {
-            b.setup_single_issuer();
-        }
-        if f.defer_taskrun {
-            b.setup_defer_taskrun();
-        }
-        if let Some(idle) = f.sqpoll_idle_ms {
-            b.setup_sqpoll(idle);
-        }
-        match b.build(n) {
-            Ok(r) => return Ok(r),
-            Err(e) => {
-                let code = e.raw_os_error().unwrap_or(0);
-                if code == libc::ENOMEM && n > 8 {
-                    n /= 2;
-                    continue;
-                }
-                let what = if f == SetupFlags::default() { "io_uring_setup".to_string() } else { format!("io_uring_setup with {f:?}") };
-                return Err(Unavailable { errno: Some(code), what, hint: setup_hint(code) });
+    crate::os::uring::build_ring_configured(
+        entries,
+        |b, n| {
+            b.setup_cqsize(f.cq_entries.unwrap_or(n.saturating_mul(4)));
+            if f.coop_taskrun {
+                b.setup_coop_taskrun().setup_taskrun_flag();
             }
-        }
-    }
+            if f.single_issuer {
+                b.setup_single_issuer();
+            }
+            if f.defer_taskrun {
+                b.setup_defer_taskrun();
+            }
+            if let Some(idle) = f.sqpoll_idle_ms {
+                b.setup_sqpoll(idle);
+            }
+        },
+        || sys::count(Sys::IoUringSetup),
+        || if f == SetupFlags::default() { "io_uring_setup".to_string() } else { format!("io_uring_setup with {f:?}") },
+    )
 }
 
 /// What the multishot trial found: `Ok` or why not.
