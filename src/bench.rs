@@ -465,12 +465,12 @@ fn quiet_rows(plan: &Plan, args: &BenchArgs, notes: &mut Vec<String>) -> anyhow:
         let srv = start_server(plan, server, &stem)?;
         let pid = srv.child.id();
         let snap = |stats: &Option<PathBuf>| -> anyhow::Result<Counters> {
-            let c = match stats {
-                Some(p) => ringmux_counters(pid, p)?,
-                None => proc_counters(pid),
-            };
             // Context switches from /proc for every server, so the rows compare.
-            Ok(Counters { ctx: proc_counters(pid).ctx, ..c })
+            let procs = proc_counters(pid);
+            Ok(match stats {
+                Some(p) => Counters { ctx: procs.ctx, ..ringmux_counters(pid, p)? },
+                None => procs,
+            })
         };
         let mut features = None;
         let mut held = Vec::new();
