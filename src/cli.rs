@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// ringmux: an io_uring proactor and an epoll reactor side by side, with the load
+/// ringmux: the Linux IO models side by side (an io_uring proactor, an epoll reactor,
+/// poll, select, signal-driven IO, blocking, threads, busy polling), with the load
 /// generator and reports to compare them.
 #[derive(Debug, Parser)]
 #[command(name = "ringmux", version, about, long_about = None, propagate_version = true)]
@@ -17,9 +18,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a TCP server (echo, upper) on io_uring or epoll.
+    /// Run a TCP server (echo, upper, http, chat) on any IO model (--backend).
     Serve(ServeArgs),
-    /// Drive a TCP echo server and record latency in HdrHistograms.
+    /// Drive a TCP server (echo, upper or http) and record latency in HdrHistograms.
     Load(LoadArgs),
     /// Run the benchmark matrix (backends x connections x modes) and write a report.
     Bench(BenchArgs),
