@@ -65,7 +65,10 @@ fn parse_opts() -> Result<Opts, String> {
         retries: 3,
     };
     // cargo passes `--bench` (and maybe a filter); keep our options only.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -80,11 +83,24 @@ fn parse_opts() -> Result<Opts, String> {
             "--json" => o.json = Some(PathBuf::from(v)),
             "--max-other" => o.max_other = num(v)? / 100.0,
             "--retries" => o.retries = num(v)? as u32,
-            _ => return Err(format!("unknown option {flag} (--duration --warmup --repeat --conns --size --servers --json --max-other --retries)")),
+            _ => {
+                return Err(format!(
+                    "unknown option {flag} (--duration --warmup --repeat --conns --size --servers --json --max-other --retries)"
+                ));
+            }
         }
     }
-    if o.duration < 4.0 * MARGIN || o.repeat == 0 || o.conns == 0 || o.size == 0 || o.max_other.is_nan() || o.max_other < 0.0 {
-        return Err(format!("--duration must be at least {} s; --repeat, --conns and --size at least 1", 4.0 * MARGIN));
+    if o.duration < 4.0 * MARGIN
+        || o.repeat == 0
+        || o.conns == 0
+        || o.size == 0
+        || o.max_other.is_nan()
+        || o.max_other < 0.0
+    {
+        return Err(format!(
+            "--duration must be at least {} s; --repeat, --conns and --size at least 1",
+            4.0 * MARGIN
+        ));
     }
     Ok(o)
 }
@@ -130,15 +146,32 @@ fn start_server(exe: &Path, backend: &str) -> Result<Server, String> {
             if let Some(mut e) = child.stderr.take() {
                 let _ = e.read_to_string(&mut err);
             }
-            return Err(format!("ringmux serve --backend {backend} did not start: {}", err.trim()));
+            return Err(format!(
+                "ringmux serve --backend {backend} did not start: {}",
+                err.trim()
+            ));
         }
     };
     // "ringmux: serving echo on 127.0.0.1:PORT backend=... pid=N"
-    let addr = line.split_whitespace().skip_while(|w| *w != "on").nth(1).map(str::to_string);
-    let pid = line.split_whitespace().find_map(|w| w.strip_prefix("pid=")).and_then(|p| p.parse().ok());
+    let addr = line
+        .split_whitespace()
+        .skip_while(|w| *w != "on")
+        .nth(1)
+        .map(str::to_string);
+    let pid = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok());
     match (addr, pid) {
-        (Some(addr), Some(pid)) if line.contains(&format!("backend={backend}")) => Ok(Server { backend: backend.into(), child, addr, pid }),
-        _ => Err(format!("unexpected start line from ringmux serve --backend {backend}: {line}")),
+        (Some(addr), Some(pid)) if line.contains(&format!("backend={backend}")) => Ok(Server {
+            backend: backend.into(),
+            child,
+            addr,
+            pid,
+        }),
+        _ => Err(format!(
+            "unexpected start line from ringmux serve --backend {backend}: {line}"
+        )),
     }
 }
 
@@ -169,8 +202,16 @@ fn cpus_busy_s() -> f64 {
     let mut busy = 0.0;
     for cpu in [SERVER_CPU, CLIENT_CPU] {
         let name = format!("cpu{cpu}");
-        if let Some(l) = stat.lines().find(|l| l.split_whitespace().next() == Some(name.as_str())) {
-            let v: Vec<f64> = l.split_whitespace().skip(1).take(8).filter_map(|x| x.parse().ok()).collect();
+        if let Some(l) = stat
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+        {
+            let v: Vec<f64> = l
+                .split_whitespace()
+                .skip(1)
+                .take(8)
+                .filter_map(|x| x.parse().ok())
+                .collect();
             if v.len() == 8 {
                 busy += (v.iter().sum::<f64>() - v[3] - v[4]) / tck;
             }
@@ -202,21 +243,65 @@ impl Sample {
     }
 }
 
-fn run_one(exe: &Path, tokio: &Path, o: &Opts, srv: &Server, client: Client, tmp: &Path) -> Result<Sample, String> {
-    let (d, w, n, s) = (o.duration.to_string(), o.warmup.to_string(), o.conns.to_string(), o.size.to_string());
+fn run_one(
+    exe: &Path,
+    tokio: &Path,
+    o: &Opts,
+    srv: &Server,
+    client: Client,
+    tmp: &Path,
+) -> Result<Sample, String> {
+    let (d, w, n, s) = (
+        o.duration.to_string(),
+        o.warmup.to_string(),
+        o.conns.to_string(),
+        o.size.to_string(),
+    );
     let json_path = tmp.join("load.json");
     let _ = std::fs::remove_file(&json_path);
     let cmd = match client {
         Client::Load(driver) => {
             let mut c = Command::new(exe);
-            c.args(["load", "--driver", driver, "--addr", &srv.addr, "--conns", &n, "--size", &s, "--duration", &d, "--warmup", &w])
-                .args(["--threads", "1", "--pin", &CLIENT_CPU.to_string(), "--quiet", "--json"])
-                .arg(&json_path);
+            c.args([
+                "load",
+                "--driver",
+                driver,
+                "--addr",
+                &srv.addr,
+                "--conns",
+                &n,
+                "--size",
+                &s,
+                "--duration",
+                &d,
+                "--warmup",
+                &w,
+            ])
+            .args([
+                "--threads",
+                "1",
+                "--pin",
+                &CLIENT_CPU.to_string(),
+                "--quiet",
+                "--json",
+            ])
+            .arg(&json_path);
             c
         }
         Client::Tokio => {
             let mut c = Command::new(tokio);
-            c.args(["--addr", &srv.addr, "--conns", &n, "--size", &s, "--duration", &d, "--warmup", &w]);
+            c.args([
+                "--addr",
+                &srv.addr,
+                "--conns",
+                &n,
+                "--size",
+                &s,
+                "--duration",
+                &d,
+                "--warmup",
+                &w,
+            ]);
             c
         }
     };
@@ -228,11 +313,22 @@ fn run_one(exe: &Path, tokio: &Path, o: &Opts, srv: &Server, client: Client, tmp
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", client.name()))?;
     let pid = child.id();
-    let sleep_until = |t: f64| std::thread::sleep(Duration::from_secs_f64(t).saturating_sub(t0.elapsed()));
+    let sleep_until =
+        |t: f64| std::thread::sleep(Duration::from_secs_f64(t).saturating_sub(t0.elapsed()));
     sleep_until(o.warmup + MARGIN);
-    let (c0, s0, b0, w0) = (proc_cpu_s(pid), proc_cpu_s(srv.pid), cpus_busy_s(), Instant::now());
+    let (c0, s0, b0, w0) = (
+        proc_cpu_s(pid),
+        proc_cpu_s(srv.pid),
+        cpus_busy_s(),
+        Instant::now(),
+    );
     sleep_until(o.warmup + o.duration - MARGIN);
-    let (c1, s1, b1, wall) = (proc_cpu_s(pid), proc_cpu_s(srv.pid), cpus_busy_s(), w0.elapsed().as_secs_f64());
+    let (c1, s1, b1, wall) = (
+        proc_cpu_s(pid),
+        proc_cpu_s(srv.pid),
+        cpus_busy_s(),
+        w0.elapsed().as_secs_f64(),
+    );
     // Bounded: the client ends itself after warm-up + duration; kill it well past that.
     let limit = Duration::from_secs_f64(o.warmup + o.duration + 30.0);
     let status = loop {
@@ -242,7 +338,10 @@ fn run_one(exe: &Path, tokio: &Path, o: &Opts, srv: &Server, client: Client, tmp
         if t0.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("{} still running after {limit:?}: killed", client.name()));
+            return Err(format!(
+                "{} still running after {limit:?}: killed",
+                client.name()
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -251,28 +350,55 @@ fn run_one(exe: &Path, tokio: &Path, o: &Opts, srv: &Server, client: Client, tmp
     let _ = child.stdout.take().expect("piped").read_to_string(&mut out);
     let _ = child.stderr.take().expect("piped").read_to_string(&mut err);
     if !status.success() {
-        return Err(format!("{} failed ({status}): {}", client.name(), err.trim()));
+        return Err(format!(
+            "{} failed ({status}): {}",
+            client.name(),
+            err.trim()
+        ));
     }
     let j: Value = match client {
-        Client::Load(_) => std::fs::read(&json_path).ok().and_then(|b| serde_json::from_slice(&b).ok()),
-        Client::Tokio => out.lines().last().and_then(|l| serde_json::from_str(l).ok()),
+        Client::Load(_) => std::fs::read(&json_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok()),
+        Client::Tokio => out
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok()),
     }
-    .ok_or_else(|| format!("{} wrote no result; stdout {out:?}, stderr {err:?}", client.name()))?;
+    .ok_or_else(|| {
+        format!(
+            "{} wrote no result; stdout {out:?}, stderr {err:?}",
+            client.name()
+        )
+    })?;
     let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
     let (self_ns, errors) = match client {
         Client::Load(driver) => {
             if j["params"]["driver"] != driver {
-                return Err(format!("load ran on {} instead of {driver}", j["params"]["driver"]));
+                return Err(format!(
+                    "load ran on {} instead of {driver}",
+                    j["params"]["driver"]
+                ));
             }
             let e = &j["errors"];
-            let errors = ["mismatch", "reset", "timeout", "connect", "other"].iter().map(|k| e[k].as_u64().unwrap_or(0)).sum();
+            let errors = ["mismatch", "reset", "timeout", "connect", "other"]
+                .iter()
+                .map(|k| e[k].as_u64().unwrap_or(0))
+                .sum();
             (f("load_cpu_ns_per_msg"), errors)
         }
         Client::Tokio => (f("cpu_ns_per_msg"), j["errors"].as_u64().unwrap_or(0)),
     };
     let (client_util, server_util) = ((c1 - c0) / wall, (s1 - s0) / wall);
     let other_util = ((b1 - b0) / wall - client_util - server_util).max(0.0);
-    Ok(Sample { msgs_per_s: f("msgs_per_s"), client_util, server_util, other_util, client_self_ns_per_msg: self_ns, errors })
+    Ok(Sample {
+        msgs_per_s: f("msgs_per_s"),
+        client_util,
+        server_util,
+        other_util,
+        client_self_ns_per_msg: self_ns,
+        errors,
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -291,7 +417,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn spread(v: &[f64], scale: f64, digits: usize) -> String {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{:.digits$} ({:.digits$}–{:.digits$})", median(v.to_vec()) * scale, min * scale, max * scale)
+    format!(
+        "{:.digits$} ({:.digits$}–{:.digits$})",
+        median(v.to_vec()) * scale,
+        min * scale,
+        max * scale
+    )
 }
 
 fn main() -> ExitCode {
@@ -303,7 +434,10 @@ fn main() -> ExitCode {
         }
     };
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_ringmux"));
-    let tokio = exe.parent().map(|d| d.join("examples").join("tokio_echo_client")).unwrap_or_default();
+    let tokio = exe
+        .parent()
+        .map(|d| d.join("examples").join("tokio_echo_client"))
+        .unwrap_or_default();
     if !tokio.is_file() {
         eprintln!(
             "load_client bench: the tokio reference client is not built ({} is missing); build it first:\n  \
@@ -314,10 +448,13 @@ fn main() -> ExitCode {
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     if cpus < 2 {
-        eprintln!("load_client bench: needs 2 CPUs (server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}); this process may use {cpus}");
+        eprintln!(
+            "load_client bench: needs 2 CPUs (server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}); this process may use {cpus}"
+        );
         return ExitCode::FAILURE;
     }
-    let tmp = std::env::temp_dir().join(format!("ringmux-load-client-bench-{}", std::process::id()));
+    let tmp =
+        std::env::temp_dir().join(format!("ringmux-load-client-bench-{}", std::process::id()));
     if let Err(e) = std::fs::create_dir_all(&tmp) {
         eprintln!("load_client bench: cannot create {}: {e}", tmp.display());
         return ExitCode::FAILURE;
@@ -340,13 +477,24 @@ fn main() -> ExitCode {
         o.duration, o.warmup, o.conns, o.size
     );
     // samples[server][client][round], interleaved: round by round, client by client.
-    let mut samples: Vec<Vec<Vec<Option<Sample>>>> =
-        servers.iter().map(|_| clients.iter().map(|_| (0..o.repeat).map(|_| None).collect()).collect()).collect();
+    let mut samples: Vec<Vec<Vec<Option<Sample>>>> = servers
+        .iter()
+        .map(|_| {
+            clients
+                .iter()
+                .map(|_| (0..o.repeat).map(|_| None).collect())
+                .collect()
+        })
+        .collect();
     let mut failed = false;
     for round in 0..o.repeat {
         for (si, srv) in servers.iter().enumerate() {
             // A B C, then C B A: a machine drifting in speed favours no client.
-            let order: Vec<usize> = if round % 2 == 0 { (0..clients.len()).collect() } else { (0..clients.len()).rev().collect() };
+            let order: Vec<usize> = if round % 2 == 0 {
+                (0..clients.len()).collect()
+            } else {
+                (0..clients.len()).rev().collect()
+            };
             for ci in order {
                 let client = clients[ci];
                 let mut kept = None;
@@ -365,7 +513,13 @@ fn main() -> ExitCode {
                                 s.server_us_per_msg(),
                                 s.server_util * 100.0,
                                 s.other_util * 100.0,
-                                if noisy && attempt < o.retries { "  noisy: again" } else if noisy { "  noisy: kept" } else { "" }
+                                if noisy && attempt < o.retries {
+                                    "  noisy: again"
+                                } else if noisy {
+                                    "  noisy: kept"
+                                } else {
+                                    ""
+                                }
                             );
                             failed |= s.errors > 0;
                             kept = Some(s);
@@ -375,7 +529,12 @@ fn main() -> ExitCode {
                             std::thread::sleep(Duration::from_secs(2));
                         }
                         Err(e) => {
-                            eprintln!("  round {} server {} {}: FAILED: {e}", round + 1, srv.backend, client.name());
+                            eprintln!(
+                                "  round {} server {} {}: FAILED: {e}",
+                                round + 1,
+                                srv.backend,
+                                client.name()
+                            );
                             failed = true;
                             break;
                         }
@@ -395,7 +554,9 @@ fn main() -> ExitCode {
         o.conns, o.size, o.duration, o.warmup, o.repeat, sys.cpu_model, sys.cores, sys.kernel
     );
     println!();
-    println!("| server | client | msgs/s | client µs/msg | client self-reported µs/msg | server µs/msg | server CPU | client CPU | other CPU | noisy |");
+    println!(
+        "| server | client | msgs/s | client µs/msg | client self-reported µs/msg | server µs/msg | server CPU | client CPU | other CPU | noisy |"
+    );
     println!("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut results = Vec::new();
     for (si, srv) in servers.iter().enumerate() {
@@ -410,13 +571,21 @@ fn main() -> ExitCode {
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {noisy}/{} |",
                 srv.backend,
                 client.name(),
-                spread(&col(|s| s.msgs_per_s), 1e-3, 1).replace(" (", "k (").replace(')', "k)"),
+                spread(&col(|s| s.msgs_per_s), 1e-3, 1)
+                    .replace(" (", "k (")
+                    .replace(')', "k)"),
                 spread(&col(Sample::client_us_per_msg), 1.0, 2),
                 spread(&col(|s| s.client_self_ns_per_msg), 1e-3, 2),
                 spread(&col(Sample::server_us_per_msg), 1.0, 2),
-                spread(&col(|s| s.server_util), 100.0, 0).replace(" (", "% (").replace(')', "%)"),
-                spread(&col(|s| s.client_util), 100.0, 0).replace(" (", "% (").replace(')', "%)"),
-                spread(&col(|s| s.other_util), 100.0, 0).replace(" (", "% (").replace(')', "%)"),
+                spread(&col(|s| s.server_util), 100.0, 0)
+                    .replace(" (", "% (")
+                    .replace(')', "%)"),
+                spread(&col(|s| s.client_util), 100.0, 0)
+                    .replace(" (", "% (")
+                    .replace(')', "%)"),
+                spread(&col(|s| s.other_util), 100.0, 0)
+                    .replace(" (", "% (")
+                    .replace(')', "%)"),
                 v.len(),
             );
             results.push(json!({
@@ -444,7 +613,13 @@ fn main() -> ExitCode {
                 continue;
             }
             let ratio = median(ratios.clone());
-            let util = median(samples[si][ci].iter().flatten().map(|s| s.server_util).collect());
+            let util = median(
+                samples[si][ci]
+                    .iter()
+                    .flatten()
+                    .map(|s| s.server_util)
+                    .collect(),
+            );
             let saturated = util >= 0.95;
             println!(
                 "server {:<5} {:<10}/ tokio: {} x throughput (target 1.3x: {}); server core {:.0}% busy: {}",
@@ -453,7 +628,11 @@ fn main() -> ExitCode {
                 spread(&ratios, 1.0, 2),
                 if ratio >= 1.3 { "met" } else { "NOT met" },
                 util * 100.0,
-                if saturated { "saturated by one load thread" } else { "NOT saturated" }
+                if saturated {
+                    "saturated by one load thread"
+                } else {
+                    "NOT saturated"
+                }
             );
             verdicts.push(json!({"server": srv.backend, "client": client.name(), "ratio_vs_tokio": ratios, "ratio_median": ratio,
                                  "server_util_median": util, "target_met": ratio >= 1.3, "server_saturated": saturated}));

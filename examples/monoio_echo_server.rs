@@ -14,14 +14,22 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 
 fn main() {
-    let addr: SocketAddr = match std::env::args().nth(1).as_deref().unwrap_or("127.0.0.1:0").parse() {
+    let addr: SocketAddr = match std::env::args()
+        .nth(1)
+        .as_deref()
+        .unwrap_or("127.0.0.1:0")
+        .parse()
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("monoio_echo_server: bad address: {e}");
             std::process::exit(2);
         }
     };
-    let mut rt = match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new().enable_timer().build() {
+    let mut rt = match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .enable_timer()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("monoio_echo_server: cannot set up monoio's io_uring driver: {e}");
@@ -39,7 +47,9 @@ async fn serve(addr: SocketAddr) {
             std::process::exit(1);
         }
     };
-    let local = listener.local_addr().expect("bound listener has an address");
+    let local = listener
+        .local_addr()
+        .expect("bound listener has an address");
     println!("listening {local}");
     // The bench waits for this line: make sure it leaves now, not at exit.
     use std::io::Write;

@@ -12,7 +12,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let addr: SocketAddr = match std::env::args().nth(1).as_deref().unwrap_or("127.0.0.1:0").parse() {
+    let addr: SocketAddr = match std::env::args()
+        .nth(1)
+        .as_deref()
+        .unwrap_or("127.0.0.1:0")
+        .parse()
+    {
         Ok(a) => a,
         Err(e) => {
             eprintln!("tokio_echo_server: bad address: {e}");
@@ -26,7 +31,9 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let local = listener.local_addr().expect("bound listener has an address");
+    let local = listener
+        .local_addr()
+        .expect("bound listener has an address");
     println!("listening {local}");
     // The bench waits for this line: make sure it leaves now, not at exit.
     use std::io::Write;

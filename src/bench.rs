@@ -26,14 +26,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 
 use crate::cli::{BenchArgs, LoadProto};
-use crate::report::model::{BENCH_SCHEMA, BenchResults, Cell, LoadResult, QuietRow, RunMetrics};
+use crate::results::schema::{BENCH_SCHEMA, BenchResults, Cell, LoadResult, QuietRow, RunMetrics};
 use crate::sysinfo::SysInfo;
 
 /// A server in the matrix.
 #[derive(Debug, Clone)]
 pub enum ServerSpec {
     /// ringmux itself: a backend of `server::Backend::NAMES`, optional io_uring level.
-    Ringmux { backend: String, level: Option<String> },
+    Ringmux {
+        backend: String,
+        level: Option<String>,
+    },
     /// Any other server: a shell command with `{addr}` in it.
     External { name: String, cmd: String },
 }
@@ -41,8 +44,14 @@ pub enum ServerSpec {
 impl ServerSpec {
     pub fn name(&self) -> String {
         match self {
-            ServerSpec::Ringmux { backend, level: Some(l) } => format!("{backend}:{l}"),
-            ServerSpec::Ringmux { backend, level: None } => backend.clone(),
+            ServerSpec::Ringmux {
+                backend,
+                level: Some(l),
+            } => format!("{backend}:{l}"),
+            ServerSpec::Ringmux {
+                backend,
+                level: None,
+            } => backend.clone(),
             ServerSpec::External { name, .. } => name.clone(),
         }
     }
@@ -63,9 +72,15 @@ pub struct Shape {
 impl Shape {
     fn id(&self, size: u32) -> String {
         match self.rate_fraction {
-            Some(_) if self.open_rate.is_some() => format!("open-{:.0}/c{}/s{size}", self.open_rate.unwrap_or(0.0), self.conns),
+            Some(_) if self.open_rate.is_some() => format!(
+                "open-{:.0}/c{}/s{size}",
+                self.open_rate.unwrap_or(0.0),
+                self.conns
+            ),
             Some(f) => format!("open{:.0}/c{}/s{size}", f * 100.0, self.conns),
-            None if self.pipeline > 1 => format!("pipelined{}/c{}/s{size}", self.pipeline, self.conns),
+            None if self.pipeline > 1 => {
+                format!("pipelined{}/c{}/s{size}", self.pipeline, self.conns)
+            }
             None => format!("closed/c{}/s{size}", self.conns),
         }
     }
@@ -126,15 +141,23 @@ impl Plan {
                         let mut parts = l.split('+');
                         let name = parts.next().unwrap_or("");
                         if !LEVELS.contains(&name) {
-                            bail!("unknown io_uring level '{name}' in --backends ({})", LEVELS.join(", "));
+                            bail!(
+                                "unknown io_uring level '{name}' in --backends ({})",
+                                LEVELS.join(", ")
+                            );
                         }
                         if let Some(m) = parts.find(|m| !LEVEL_MODS.iter().any(|(k, _)| k == m)) {
-                            bail!("unknown option '+{m}' in --backends {b} (+{})", LEVEL_MODS.map(|(k, _)| k).join(", +"));
+                            bail!(
+                                "unknown option '+{m}' in --backends {b} (+{})",
+                                LEVEL_MODS.map(|(k, _)| k).join(", +")
+                            );
                         }
                         if let Some((_, ok)) = probe.levels.iter().find(|(x, _)| x.name() == name)
                             && !ok
                         {
-                            let n = format!("{b} skipped: level {name} is not usable on this kernel (see `ringmux probe`)");
+                            let n = format!(
+                                "{b} skipped: level {name} is not usable on this kernel (see `ringmux probe`)"
+                            );
                             eprintln!("ringmux: warning: {n}");
                             notes.push(n);
                             continue;
@@ -153,16 +176,28 @@ impl Plan {
                     crate::server::Backend::NAMES.join(", ")
                 ),
             }
-            if a.server_threads > 1 && ["blocking", "threads", "busypoll"].contains(&backend.as_str()) {
-                bail!("--server-threads {} does not apply to backend '{backend}': it has no event loop to run per core", a.server_threads);
+            if a.server_threads > 1
+                && ["blocking", "threads", "busypoll"].contains(&backend.as_str())
+            {
+                bail!(
+                    "--server-threads {} does not apply to backend '{backend}': it has no event loop to run per core",
+                    a.server_threads
+                );
             }
             if a.idle_conns.is_some() && backend == "uring" && level.is_none() {
                 // Memory differs by level (fastpoll keeps a receive buffer per
                 // connection): a plain `uring` stands for every level this kernel has.
                 for (l, usable) in &probe.levels {
                     let l = format!("{l:?}").to_lowercase();
-                    if *usable && !servers.iter().any(|s: &ServerSpec| s.name() == format!("uring:{l}")) {
-                        servers.push(ServerSpec::Ringmux { backend: backend.clone(), level: Some(l) });
+                    if *usable
+                        && !servers
+                            .iter()
+                            .any(|s: &ServerSpec| s.name() == format!("uring:{l}"))
+                    {
+                        servers.push(ServerSpec::Ringmux {
+                            backend: backend.clone(),
+                            level: Some(l),
+                        });
                     }
                 }
                 continue;
@@ -170,14 +205,21 @@ impl Plan {
             servers.push(ServerSpec::Ringmux { backend, level });
         }
         for e in &a.external {
-            let Some((name, cmd)) = e.split_once('=') else { bail!("--external '{e}' must be NAME=CMD") };
+            let Some((name, cmd)) = e.split_once('=') else {
+                bail!("--external '{e}' must be NAME=CMD")
+            };
             if name.is_empty() || name.contains(['/', ' ', ',']) {
                 bail!("--external name '{name}' must be non-empty, without '/', ' ' or ','");
             }
             if !cmd.contains("{addr}") {
-                bail!("--external {name}: the command must contain {{addr}}, where the server must listen");
+                bail!(
+                    "--external {name}: the command must contain {{addr}}, where the server must listen"
+                );
             }
-            servers.push(ServerSpec::External { name: name.to_string(), cmd: cmd.to_string() });
+            servers.push(ServerSpec::External {
+                name: name.to_string(),
+                cmd: cmd.to_string(),
+            });
         }
         // The reference peers (tokio, monoio), unless the user names their own servers
         // or the protocol is not echo (the peers are echo servers).
@@ -186,15 +228,26 @@ impl Plan {
         }
         if a.proto != LoadProto::Echo {
             // External servers (and the reference peers) are echo servers.
-            let left: Vec<String> = servers.iter().filter(|s| matches!(s, ServerSpec::External { .. })).map(|s| s.name()).collect();
+            let left: Vec<String> = servers
+                .iter()
+                .filter(|s| matches!(s, ServerSpec::External { .. }))
+                .map(|s| s.name())
+                .collect();
             if !left.is_empty() {
-                let n = format!("{} left out: external servers are taken to speak echo only, not {}", left.join(", "), a.proto.name());
+                let n = format!(
+                    "{} left out: external servers are taken to speak echo only, not {}",
+                    left.join(", "),
+                    a.proto.name()
+                );
                 eprintln!("ringmux: warning: {n}");
                 notes.push(n);
                 servers.retain(|s| matches!(s, ServerSpec::Ringmux { .. }));
             }
             if a.idle_conns.is_some() {
-                bail!("--idle-conns measures echo connections: leave out --proto {}", a.proto.name());
+                bail!(
+                    "--idle-conns measures echo connections: leave out --proto {}",
+                    a.proto.name()
+                );
             }
         }
         if servers.is_empty() {
@@ -213,9 +266,17 @@ impl Plan {
             bail!("--size must be between 1 and 16777216 bytes (0 only with --proto http)");
         }
         if a.proto == LoadProto::Http && u64::from(a.size) > crate::proto::http::MAX_BODY {
-            bail!("--size {} is over the HTTP server's body limit ({} bytes)", a.size, crate::proto::http::MAX_BODY);
+            bail!(
+                "--size {} is over the HTTP server's body limit ({} bytes)",
+                a.size,
+                crate::proto::http::MAX_BODY
+            );
         }
-        let (duration, warmup, repeat) = if a.quick { (1.0, 0.3, 1) } else { (1.5, 0.5, 3) };
+        let (duration, warmup, repeat) = if a.quick {
+            (1.0, 0.3, 1)
+        } else {
+            (1.5, 0.5, 3)
+        };
         let duration = a.duration.unwrap_or(duration);
         let repeat = a.repeat.unwrap_or(repeat);
         if !(0.2..=3600.0).contains(&duration) || repeat == 0 || repeat > 100 {
@@ -228,17 +289,41 @@ impl Plan {
                 conns.push(50);
             }
         }
-        let mut shapes: Vec<Shape> = conns.iter().map(|&c| Shape { mode: "closed", conns: c, pipeline: 1, rate_fraction: None, open_rate: None }).collect();
-        let mid = *conns.iter().find(|&&c| c >= 50).unwrap_or(conns.last().unwrap());
+        let mut shapes: Vec<Shape> = conns
+            .iter()
+            .map(|&c| Shape {
+                mode: "closed",
+                conns: c,
+                pipeline: 1,
+                rate_fraction: None,
+                open_rate: None,
+            })
+            .collect();
+        let mid = *conns
+            .iter()
+            .find(|&&c| c >= 50)
+            .unwrap_or(conns.last().unwrap());
         if !a.quick {
-            shapes.push(Shape { mode: "pipelined", conns: mid, pipeline: 8, rate_fraction: None, open_rate: None });
+            shapes.push(Shape {
+                mode: "pipelined",
+                conns: mid,
+                pipeline: 8,
+                rate_fraction: None,
+                open_rate: None,
+            });
         }
         if let Some(r) = a.open_rate
             && !(r.is_finite() && r > 0.0 && r <= 1e9)
         {
             bail!("--open-rate {r}: must be a number of messages per second above 0 (at most 1e9)");
         }
-        shapes.push(Shape { mode: "open", conns: mid, pipeline: 1, rate_fraction: Some(0.5), open_rate: a.open_rate });
+        shapes.push(Shape {
+            mode: "open",
+            conns: mid,
+            pipeline: 1,
+            rate_fraction: Some(0.5),
+            open_rate: a.open_rate,
+        });
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (server_cpus, load_cpus) = split_cpus(cores, usize::from(a.server_threads), &mut notes);
         if a.server_threads > 1 {
@@ -246,8 +331,8 @@ impl Plan {
             notes.push(match (&server_cpus, &load_cpus) {
                 (Some(s), Some(l)) => format!(
                     "ringmux servers ran {n} event loops (serve --threads {n} --cpus {s}), the load on CPUs {l}; other servers got CPUs {s} and chose their own threads",
-                    s = crate::cli::format_cpu_list(s),
-                    l = crate::cli::format_cpu_list(l)
+                    s = crate::os::cpus::format_cpu_list(s),
+                    l = crate::os::cpus::format_cpu_list(l)
                 ),
                 _ => format!("ringmux servers ran {n} event loops (serve --threads {n}), server and load unpinned"),
             });
@@ -293,8 +378,18 @@ impl Plan {
 /// The reference peers: (name in the matrix, example binary, crate whose version the
 /// report prints, what it is).
 pub const PEERS: [(&str, &str, &str, &str); 2] = [
-    ("tokio", "tokio_echo_server", "tokio", "single-threaded tokio echo server on epoll (examples/tokio_echo_server.rs)"),
-    ("monoio", "monoio_echo_server", "monoio", "monoio echo server on its io_uring driver (examples/monoio_echo_server.rs)"),
+    (
+        "tokio",
+        "tokio_echo_server",
+        "tokio",
+        "single-threaded tokio echo server on epoll (examples/tokio_echo_server.rs)",
+    ),
+    (
+        "monoio",
+        "monoio_echo_server",
+        "monoio",
+        "monoio echo server on its io_uring driver (examples/monoio_echo_server.rs)",
+    ),
 ];
 
 /// The version of `krate` in the Cargo.lock this binary was built with.
@@ -303,7 +398,11 @@ pub fn locked_version(krate: &str) -> Option<String> {
     let mut lines = LOCK.lines();
     while let Some(l) = lines.next() {
         if l.trim() == format!("name = \"{krate}\"") {
-            let v = lines.next()?.trim().strip_prefix("version = \"")?.trim_end_matches('"');
+            let v = lines
+                .next()?
+                .trim()
+                .strip_prefix("version = \"")?
+                .trim_end_matches('"');
             return Some(v.to_string());
         }
     }
@@ -314,16 +413,27 @@ pub fn locked_version(krate: &str) -> Option<String> {
 /// missing and `exe` was built in this crate's source tree, build them once with
 /// cargo (same profile) and say so; when that is not possible, note what is missing.
 fn peer_servers(exe: &Path, notes: &mut Vec<String>) -> Vec<ServerSpec> {
-    let Some(dir) = exe.parent() else { return Vec::new() };
+    let Some(dir) = exe.parent() else {
+        return Vec::new();
+    };
     let path = |bin: &str| dir.join("examples").join(bin);
-    let missing: Vec<&str> = PEERS.iter().map(|p| p.1).filter(|b| !path(b).is_file()).collect();
+    let missing: Vec<&str> = PEERS
+        .iter()
+        .map(|p| p.1)
+        .filter(|b| !path(b).is_file())
+        .collect();
     if !missing.is_empty() {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
         let target = dir.parent().filter(|t| t.join("CACHEDIR.TAG").is_file());
         let profile = dir.file_name().and_then(|p| p.to_str());
-        if let (true, Some(target), Some(profile @ ("release" | "debug"))) = (manifest.is_file(), target, profile) {
+        if let (true, Some(target), Some(profile @ ("release" | "debug"))) =
+            (manifest.is_file(), target, profile)
+        {
             let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-            c.arg("build").arg("--manifest-path").arg(&manifest).env("CARGO_TARGET_DIR", target);
+            c.arg("build")
+                .arg("--manifest-path")
+                .arg(&manifest)
+                .env("CARGO_TARGET_DIR", target);
             if profile == "release" {
                 c.arg("--release");
             }
@@ -333,13 +443,21 @@ fn peer_servers(exe: &Path, notes: &mut Vec<String>) -> Vec<ServerSpec> {
             eprintln!(
                 "ringmux: building the reference peers once ({}): cargo build{} --example {}",
                 missing.join(", "),
-                if profile == "release" { " --release" } else { "" },
+                if profile == "release" {
+                    " --release"
+                } else {
+                    ""
+                },
                 missing.join(" --example ")
             );
             match c.stdin(Stdio::null()).stdout(Stdio::null()).status() {
                 Ok(st) if st.success() => {}
-                Ok(st) => eprintln!("ringmux: warning: building the reference peers failed ({st}); the bench runs without them"),
-                Err(e) => eprintln!("ringmux: warning: cannot run cargo to build the reference peers: {e}"),
+                Ok(st) => eprintln!(
+                    "ringmux: warning: building the reference peers failed ({st}); the bench runs without them"
+                ),
+                Err(e) => eprintln!(
+                    "ringmux: warning: cannot run cargo to build the reference peers: {e}"
+                ),
             }
         }
     }
@@ -349,9 +467,14 @@ fn peer_servers(exe: &Path, notes: &mut Vec<String>) -> Vec<ServerSpec> {
         if p.is_file() {
             let v = locked_version(krate).unwrap_or_else(|| "?".into());
             notes.push(format!("peer {name}: {krate} {v}, {what}"));
-            out.push(ServerSpec::External { name: name.into(), cmd: format!("{} {{addr}}", p.display()) });
+            out.push(ServerSpec::External {
+                name: name.into(),
+                cmd: format!("{} {{addr}}", p.display()),
+            });
         } else {
-            let n = format!("reference peer {name} not built and no source tree to build it from (cargo build --release --example {bin} adds it)");
+            let n = format!(
+                "reference peer {name} not built and no source tree to build it from (cargo build --release --example {bin} adds it)"
+            );
             eprintln!("ringmux: warning: {n}");
             notes.push(n);
         }
@@ -377,9 +500,16 @@ fn interval_for(duration: f64) -> f64 {
 /// refused so `--server-threads 2` still runs on a 2-core box, but then server and
 /// load compete for the same cores: the figures mix both and measure no scaling,
 /// which a warning and a note in results.json say.
-fn split_cpus(cores: usize, threads: usize, notes: &mut Vec<String>) -> (Option<Vec<usize>>, Option<Vec<usize>>) {
+fn split_cpus(
+    cores: usize,
+    threads: usize,
+    notes: &mut Vec<String>,
+) -> (Option<Vec<usize>>, Option<Vec<usize>>) {
     if cores > threads {
-        return (Some((0..threads).collect()), Some((threads..cores.min(threads + 8)).collect()));
+        return (
+            Some((0..threads).collect()),
+            Some((threads..cores.min(threads + 8)).collect()),
+        );
     }
     let n = if cores < 2 {
         "one CPU: server and load not pinned apart; figures mix both".to_string()
@@ -396,7 +526,10 @@ fn split_cpus(cores: usize, threads: usize, notes: &mut Vec<String>) -> (Option<
 
 /// "2026-11-23T15-04-05" (UTC), safe in paths.
 fn format_timestamp(secs: u64) -> String {
-    crate::report::fmt::utc(secs as f64).trim_end_matches(" UTC").replace(' ', "T").replace(':', "-")
+    crate::report::fmt::utc(secs as f64)
+        .trim_end_matches(" UTC")
+        .replace(' ', "T")
+        .replace(':', "-")
 }
 
 /// `ringmux bench`.
@@ -406,7 +539,10 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
         return models_cmd(a, exe);
     }
     // Every error of the plan is bad usage (unknown backend, bad --external, ...).
-    let plan = Plan::from_args(&a, exe).map_err(|e| crate::ExitError { code: 2, msg: format!("{e:#}") })?;
+    let plan = Plan::from_args(&a, exe).map_err(|e| crate::error::ExitError {
+        code: 2,
+        msg: format!("{e:#}"),
+    })?;
     if let Some(n) = plan.idle_conns {
         let results = idle::run(&plan, &a, n)?;
         if let Some(idle) = &results.idle {
@@ -419,7 +555,12 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
     println!("{}", crate::report::headline_markdown(&results));
     print!("{}", crate::report::cost::quiet_markdown(&results));
     println!("report: {}", plan.out.join("report.html").display());
-    let errors: u64 = results.cells.iter().flat_map(|c| &c.runs).map(|r| r.errors).sum();
+    let errors: u64 = results
+        .cells
+        .iter()
+        .flat_map(|c| &c.runs)
+        .map(|r| r.errors)
+        .sum();
     if errors > 0 {
         eprintln!("ringmux: warning: the load generator counted {errors} errors; see results.json");
         return Ok(ExitCode::from(1));
@@ -429,7 +570,7 @@ pub fn bench_cmd(a: BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// `ringmux bench --preset models`: the IO-model lab ([`models`]).
 fn models_cmd(a: BenchArgs, exe: PathBuf) -> anyhow::Result<ExitCode> {
-    let bad = |msg: String| crate::ExitError { code: 2, msg };
+    let bad = |msg: String| crate::error::ExitError { code: 2, msg };
     let conflicting = [
         (a.idle_conns.is_some(), "--idle-conns"),
         (!a.external.is_empty(), "--external"),
@@ -438,7 +579,10 @@ fn models_cmd(a: BenchArgs, exe: PathBuf) -> anyhow::Result<ExitCode> {
         (a.open_rate.is_some(), "--open-rate"),
     ];
     if let Some((_, flag)) = conflicting.iter().find(|c| c.0) {
-        return Err(bad(format!("--preset models chooses its own servers and loads: leave out {flag}")).into());
+        return Err(bad(format!(
+            "--preset models chooses its own servers and loads: leave out {flag}"
+        ))
+        .into());
     }
     let mut b = a.clone();
     b.no_peers = true;
@@ -446,8 +590,14 @@ fn models_cmd(a: BenchArgs, exe: PathBuf) -> anyhow::Result<ExitCode> {
     let plan = Plan::from_args(&b, exe).map_err(|e| bad(format!("{e:#}")))?;
     let results = models::run(&plan, &a)?;
     if let Some(m) = &results.models {
-        println!("## IO models: Claims\n\n{}", crate::report::models::claims_markdown(m));
-        println!("Slope per watched fd (sweep A):\n\n{}", crate::report::models::slopes_markdown(m));
+        println!(
+            "## IO models: Claims\n\n{}",
+            crate::report::models::claims_markdown(m)
+        );
+        println!(
+            "Slope per watched fd (sweep A):\n\n{}",
+            crate::report::models::slopes_markdown(m)
+        );
     }
     println!("report: {}", plan.out.join("report.html").display());
     Ok(ExitCode::SUCCESS)
@@ -457,7 +607,11 @@ fn models_cmd(a: BenchArgs, exe: PathBuf) -> anyhow::Result<ExitCode> {
 /// connection, then again with `--quiet-conns` connections that each echoed 16
 /// bytes once and fell silent. An idle server should cost nothing: a loop that spins
 /// (busy polling, or a wait that returns at once) shows here.
-fn quiet_rows(plan: &Plan, args: &BenchArgs, notes: &mut Vec<String>) -> anyhow::Result<Vec<QuietRow>> {
+fn quiet_rows(
+    plan: &Plan,
+    args: &BenchArgs,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<QuietRow>> {
     let mut rows = Vec::new();
     let secs = args.quiet_secs;
     for server in &plan.servers {
@@ -468,7 +622,10 @@ fn quiet_rows(plan: &Plan, args: &BenchArgs, notes: &mut Vec<String>) -> anyhow:
             // Context switches from /proc for every server, so the rows compare.
             let procs = proc_counters(pid);
             Ok(match stats {
-                Some(p) => Counters { ctx: procs.ctx, ..ringmux_counters(pid, p)? },
+                Some(p) => Counters {
+                    ctx: procs.ctx,
+                    ..ringmux_counters(pid, p)?
+                },
                 None => procs,
             })
         };
@@ -479,7 +636,10 @@ fn quiet_rows(plan: &Plan, args: &BenchArgs, notes: &mut Vec<String>) -> anyhow:
                 match open_silent(srv.addr, conns, plan.proto) {
                     Ok(c) => held = c,
                     Err(e) => {
-                        notes.push(format!("{}: quiet row with {conns} connections skipped: {e:#}", server.name()));
+                        notes.push(format!(
+                            "{}: quiet row with {conns} connections skipped: {e:#}",
+                            server.name()
+                        ));
                         break;
                     }
                 }
@@ -527,7 +687,8 @@ fn open_silent(addr: SocketAddr, n: u32, proto: LoadProto) -> anyhow::Result<Vec
     for chunk in 0..n.div_ceil(100) {
         let start = conns.len();
         for _ in 0..(n - chunk * 100).min(100) {
-            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).context("connect")?;
+            let mut s =
+                TcpStream::connect_timeout(&addr, Duration::from_secs(5)).context("connect")?;
             s.set_read_timeout(Some(Duration::from_secs(5)))?;
             s.write_all(msg).context("send")?;
             conns.push(s);
@@ -539,7 +700,10 @@ fn open_silent(addr: SocketAddr, n: u32, proto: LoadProto) -> anyhow::Result<Vec
                 let mut buf = [0u8; 512];
                 while !got.ends_with(b"Hello, World!") {
                     let k = s.read(&mut buf).context("response")?;
-                    anyhow::ensure!(k > 0 && got.len() < 4096, "the server closed or sent no plaintext response");
+                    anyhow::ensure!(
+                        k > 0 && got.len() < 4096,
+                        "the server closed or sent no plaintext response"
+                    );
                     got.extend_from_slice(&buf[..k]);
                 }
             } else {
@@ -554,7 +718,8 @@ fn open_silent(addr: SocketAddr, n: u32, proto: LoadProto) -> anyhow::Result<Vec
 
 /// Run the matrix, write results.json and the reports into `plan.out`.
 pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
-    fs::create_dir_all(plan.out.join("runs")).with_context(|| format!("cannot create {}", plan.out.display()))?;
+    fs::create_dir_all(plan.out.join("runs"))
+        .with_context(|| format!("cannot create {}", plan.out.display()))?;
     let start_unix_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
     let mut cells: BTreeMap<(usize, usize), Cell> = BTreeMap::new();
     let total = plan.shapes.len() * plan.servers.len() * plan.repeat as usize;
@@ -562,9 +727,11 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
     let mut notes = plan.notes.clone();
     let t0 = Instant::now();
     // Closed-loop shapes first: open loop runs at a fraction of their measured peak.
-    let (closed, open): (Vec<usize>, Vec<usize>) = (0..plan.shapes.len()).partition(|&i| plan.shapes[i].rate_fraction.is_none());
+    let (closed, open): (Vec<usize>, Vec<usize>) =
+        (0..plan.shapes.len()).partition(|&i| plan.shapes[i].rate_fraction.is_none());
     let mut peak: Option<f64> = None;
-    let mut profiles: BTreeMap<(usize, usize), Vec<crate::report::profile::Profile>> = BTreeMap::new();
+    let mut profiles: BTreeMap<(usize, usize), Vec<crate::report::profile::Profile>> =
+        BTreeMap::new();
     for phase in [closed, open] {
         for rep in 0..plan.repeat {
             for &si in &phase {
@@ -580,9 +747,14 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
                 for (vi, server) in plan.servers.iter().enumerate() {
                     done += 1;
                     let id = format!("{}/{}", server.name(), shape.id(plan.size));
-                    eprintln!("[{done}/{total}] {id} run {} ({:.0}s)", rep + 1, t0.elapsed().as_secs_f64());
+                    eprintln!(
+                        "[{done}/{total}] {id} run {} ({:.0}s)",
+                        rep + 1,
+                        t0.elapsed().as_secs_f64()
+                    );
                     let stem = format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1);
-                    let (m, features, prof) = run_one(plan, server, shape, rate, &stem).with_context(|| format!("run {id}"))?;
+                    let (m, features, prof) = run_one(plan, server, shape, rate, &stem)
+                        .with_context(|| format!("run {id}"))?;
                     if m.errors > 0 {
                         notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
                     }
@@ -590,7 +762,8 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
                         id: id.clone(),
                         server: server.name(),
                         features: features.clone(),
-                        server_threads: matches!(server, ServerSpec::Ringmux { .. }).then_some(plan.server_threads),
+                        server_threads: matches!(server, ServerSpec::Ringmux { .. })
+                            .then_some(plan.server_threads),
                         mode: shape.mode.to_string(),
                         conns: shape.conns,
                         size: plan.size,
@@ -606,7 +779,9 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
                     });
                     match prof {
                         Some(Ok(p)) => profiles.entry((si, vi)).or_default().push(p),
-                        Some(Err(e)) => notes.push(format!("{id} run {}: no profile: {e:#}", rep + 1)),
+                        Some(Err(e)) => {
+                            notes.push(format!("{id} run {}: no profile: {e:#}", rep + 1))
+                        }
                         None => {}
                     }
                     cell.runs.push(m);
@@ -629,7 +804,11 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
             c.profile = crate::report::profile::combine(p);
         }
     }
-    let quiet = if args.quiet_secs > 0.0 { quiet_rows(plan, args, &mut notes)? } else { Vec::new() };
+    let quiet = if args.quiet_secs > 0.0 {
+        quiet_rows(plan, args, &mut notes)?
+    } else {
+        Vec::new()
+    };
     let mut cells: Vec<Cell> = cells.into_values().collect();
     for c in &mut cells {
         let (med, min, max) = summarize(&c.runs);
@@ -658,7 +837,10 @@ pub fn run(plan: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         quiet,
         models: None,
     };
-    fs::write(plan.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    fs::write(
+        plan.out.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
     crate::report::write_reports(&plan.out, &results)?;
     Ok(results)
 }
@@ -668,7 +850,10 @@ fn closed_peak(plan: &Plan, cells: &BTreeMap<(usize, usize), Cell>) -> Option<f6
     let mut per_server: BTreeMap<usize, f64> = BTreeMap::new();
     for (&(si, vi), c) in cells {
         let s = &plan.shapes[si];
-        if s.rate_fraction.is_some() || s.pipeline > 1 || !matches!(plan.servers[vi], ServerSpec::Ringmux { .. }) {
+        if s.rate_fraction.is_some()
+            || s.pipeline > 1
+            || !matches!(plan.servers[vi], ServerSpec::Ringmux { .. })
+        {
             continue;
         }
         let med = median(c.runs.iter().map(|r| r.msgs_per_s).collect());
@@ -684,7 +869,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// Per-metric median, min and max over runs.
@@ -712,8 +901,16 @@ fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
     macro_rules! set_opt {
         ($($f:ident),*) => { $( let v = pick_opt(runs, |r| r.$f); for i in 0..3 { out[i].$f = v[i]; } )* };
     }
-    set!(msgs_per_s, mb_per_s, p50_ns, p90_ns, p99_ns, p99_9_ns, p99_99_ns, max_ns);
-    set_opt!(cpu_ns_per_msg, syscalls_per_msg, ctx_switches_per_msg, load_cpu_ns_per_msg, server_busy);
+    set!(
+        msgs_per_s, mb_per_s, p50_ns, p90_ns, p99_ns, p99_9_ns, p99_99_ns, max_ns
+    );
+    set_opt!(
+        cpu_ns_per_msg,
+        syscalls_per_msg,
+        ctx_switches_per_msg,
+        load_cpu_ns_per_msg,
+        server_busy
+    );
     let errs: Vec<u64> = runs.iter().map(|r| r.errors).collect();
     out[0].errors = errs.iter().sum();
     out[1].errors = errs.iter().copied().min().unwrap_or(0);
@@ -767,7 +964,11 @@ pub fn proc_cpu_s(pid: u32) -> f64 {
     // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(14) + ticks(15)) / tck
 }
 
@@ -779,13 +980,23 @@ fn proc_counters(pid: u32) -> Counters {
         for t in tasks.flatten() {
             let s = fs::read_to_string(t.path().join("status")).unwrap_or_default();
             for l in s.lines() {
-                if l.starts_with("voluntary_ctxt_switches") || l.starts_with("nonvoluntary_ctxt_switches") {
-                    ctx += l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                if l.starts_with("voluntary_ctxt_switches")
+                    || l.starts_with("nonvoluntary_ctxt_switches")
+                {
+                    ctx += l
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
                 }
             }
         }
     }
-    Counters { cpu_s, ctx, syscalls: None }
+    Counters {
+        cpu_s,
+        ctx,
+        syscalls: None,
+    }
 }
 
 /// ringmux's own counters via a SIGUSR1 snapshot (µs CPU resolution, syscalls).
@@ -847,7 +1058,18 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
         ServerSpec::Ringmux { backend, level } => {
             let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
             let mut c = Command::new(&plan.exe);
-            c.args(["serve", "--quiet", "--addr", &addr.to_string(), "--backend", backend, "--proto", plan.proto.name(), "--json"]).arg(&stats);
+            c.args([
+                "serve",
+                "--quiet",
+                "--addr",
+                &addr.to_string(),
+                "--backend",
+                backend,
+                "--proto",
+                plan.proto.name(),
+                "--json",
+            ])
+            .arg(&stats);
             if let Some(l) = level {
                 let mut parts = l.split('+');
                 c.args(["--uring-features", parts.next().unwrap_or("auto")]);
@@ -860,19 +1082,27 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
             if plan.server_threads > 1 {
                 c.args(["--threads", &plan.server_threads.to_string()]);
                 if let Some(cpus) = &plan.server_cpus {
-                    c.args(["--cpus", &crate::cli::format_cpu_list(cpus)]);
+                    c.args(["--cpus", &crate::os::cpus::format_cpu_list(cpus)]);
                 }
             }
             (c, Some(stats))
         }
         ServerSpec::External { cmd, .. } => {
             let mut c = Command::new("sh");
-            c.args(["-c", &format!("exec {}", cmd.replace("{addr}", &addr.to_string()))]);
+            c.args([
+                "-c",
+                &format!("exec {}", cmd.replace("{addr}", &addr.to_string())),
+            ]);
             (c, None)
         }
     };
     let mut cmd = pinned(cmd, plan.server_cpus.clone());
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().with_context(|| format!("cannot start {}", spec.name()))?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", spec.name()))?;
     let mut srv = RunningServer { child, addr, stats };
     let t0 = Instant::now();
     loop {
@@ -889,13 +1119,42 @@ fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<Ru
     }
 }
 
-fn load_cmd(plan: &Plan, addr: SocketAddr, shape: &Shape, rate: Option<f64>, duration: f64) -> Command {
+fn load_cmd(
+    plan: &Plan,
+    addr: SocketAddr,
+    shape: &Shape,
+    rate: Option<f64>,
+    duration: f64,
+) -> Command {
     let mut c = Command::new(&plan.exe);
-    let threads = plan.load_cpus.as_ref().map_or(1, |l| l.len().min(shape.conns as usize).max(1));
-    c.args(["load", "--quiet", "--allow-errors", "--addr", &addr.to_string()])
-        .args(["--conns", &shape.conns.to_string(), "--size", &plan.size.to_string(), "--proto", plan.proto.name()])
-        .args(["--pipeline", &shape.pipeline.to_string(), "--duration", &duration.to_string(), "--warmup", "0"])
-        .args(["--threads", &threads.to_string()]);
+    let threads = plan
+        .load_cpus
+        .as_ref()
+        .map_or(1, |l| l.len().min(shape.conns as usize).max(1));
+    c.args([
+        "load",
+        "--quiet",
+        "--allow-errors",
+        "--addr",
+        &addr.to_string(),
+    ])
+    .args([
+        "--conns",
+        &shape.conns.to_string(),
+        "--size",
+        &plan.size.to_string(),
+        "--proto",
+        plan.proto.name(),
+    ])
+    .args([
+        "--pipeline",
+        &shape.pipeline.to_string(),
+        "--duration",
+        &duration.to_string(),
+        "--warmup",
+        "0",
+    ])
+    .args(["--threads", &threads.to_string()]);
     if let Some(r) = rate {
         c.args(["--rate", &r.to_string()]);
     }
@@ -909,7 +1168,12 @@ fn children_cpu_s() -> f64 {
 }
 
 fn wait_load(mut c: Command, what: &str, limit: Duration) -> anyhow::Result<()> {
-    let mut child = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().context("cannot start ringmux load")?;
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start ringmux load")?;
     let t0 = Instant::now();
     loop {
         if let Some(st) = child.try_wait()? {
@@ -932,13 +1196,27 @@ fn wait_load(mut c: Command, what: &str, limit: Duration) -> anyhow::Result<()> 
 }
 
 /// One run: fresh server, warm-up, measured load, counters around it.
-type RunOutcome = (RunMetrics, Option<String>, Option<anyhow::Result<crate::report::profile::Profile>>);
+type RunOutcome = (
+    RunMetrics,
+    Option<String>,
+    Option<anyhow::Result<crate::report::profile::Profile>>,
+);
 
-fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, stem: &str) -> anyhow::Result<RunOutcome> {
+fn run_one(
+    plan: &Plan,
+    spec: &ServerSpec,
+    shape: &Shape,
+    rate: Option<f64>,
+    stem: &str,
+) -> anyhow::Result<RunOutcome> {
     let srv = start_server(plan, spec, stem)?;
     let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 30.0);
     if plan.warmup > 0.0 {
-        wait_load(load_cmd(plan, srv.addr, shape, rate, plan.warmup), "warm-up load", limit)?;
+        wait_load(
+            load_cmd(plan, srv.addr, shape, rate, plan.warmup),
+            "warm-up load",
+            limit,
+        )?;
     }
     let pid = srv.child.id();
     let snap = |stats: &Option<PathBuf>| -> anyhow::Result<Counters> {
@@ -951,8 +1229,21 @@ fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, ste
     let runs = plan.out.join("runs");
     let json = runs.join(format!("{stem}.json"));
     let mut cmd = load_cmd(plan, srv.addr, shape, rate, plan.duration);
-    cmd.args(["--interval", &plan.interval.to_string()]).arg("--json").arg(&json).arg("--hgrm").arg(runs.join(format!("{stem}.hgrm"))).arg("--hlog").arg(runs.join(format!("{stem}.hlog")));
-    let recording = if plan.profile { Some(profile::Recording::start(pid, &runs.join(format!("{stem}.perf.data")))) } else { None };
+    cmd.args(["--interval", &plan.interval.to_string()])
+        .arg("--json")
+        .arg(&json)
+        .arg("--hgrm")
+        .arg(runs.join(format!("{stem}.hgrm")))
+        .arg("--hlog")
+        .arg(runs.join(format!("{stem}.hlog")));
+    let recording = if plan.profile {
+        Some(profile::Recording::start(
+            pid,
+            &runs.join(format!("{stem}.perf.data")),
+        ))
+    } else {
+        None
+    };
     let cpu0 = children_cpu_s();
     let wall0 = Instant::now();
     wait_load(cmd, "load", limit)?;
@@ -972,8 +1263,10 @@ fn run_one(plan: &Plan, spec: &ServerSpec, shape: &Shape, rate: Option<f64>, ste
         _ => None,
     };
     drop(srv);
-    let r: LoadResult = serde_json::from_slice(&fs::read(&json).with_context(|| format!("load wrote no {}", json.display()))?)
-        .with_context(|| format!("{} is not a load result", json.display()))?;
+    let r: LoadResult = serde_json::from_slice(
+        &fs::read(&json).with_context(|| format!("load wrote no {}", json.display()))?,
+    )
+    .with_context(|| format!("{} is not a load result", json.display()))?;
     let msgs = r.messages.max(1) as f64;
     let mut m = crate::report::compare::load_metrics(&r);
     m.cpu_ns_per_msg = Some((after.cpu_s - before.cpu_s).max(0.0) * 1e9 / msgs);
@@ -1004,11 +1297,26 @@ mod tests {
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
         let runs: Vec<RunMetrics> = [10.0, 30.0, 20.0]
             .iter()
-            .map(|&x| RunMetrics { msgs_per_s: x, syscalls_per_msg: Some(x / 10.0), errors: 1, ..Default::default() })
+            .map(|&x| RunMetrics {
+                msgs_per_s: x,
+                syscalls_per_msg: Some(x / 10.0),
+                errors: 1,
+                ..Default::default()
+            })
             .collect();
         let (med, min, max) = summarize(&runs);
-        assert_eq!((med.msgs_per_s, min.msgs_per_s, max.msgs_per_s), (20.0, 10.0, 30.0));
-        assert_eq!((med.syscalls_per_msg, min.syscalls_per_msg, max.syscalls_per_msg), (Some(2.0), Some(1.0), Some(3.0)));
+        assert_eq!(
+            (med.msgs_per_s, min.msgs_per_s, max.msgs_per_s),
+            (20.0, 10.0, 30.0)
+        );
+        assert_eq!(
+            (
+                med.syscalls_per_msg,
+                min.syscalls_per_msg,
+                max.syscalls_per_msg
+            ),
+            (Some(2.0), Some(1.0), Some(3.0))
+        );
         assert_eq!(med.cpu_ns_per_msg, None);
         assert_eq!(med.errors, 3);
     }
@@ -1017,13 +1325,26 @@ mod tests {
     fn cpu_split_between_server_and_load() {
         let mut notes = Vec::new();
         assert_eq!(split_cpus(2, 1, &mut notes), (Some(vec![0]), Some(vec![1])));
-        assert_eq!(split_cpus(16, 1, &mut notes), (Some(vec![0]), Some((1..9).collect())));
-        assert_eq!(split_cpus(8, 2, &mut notes), (Some(vec![0, 1]), Some((2..8).collect())));
-        assert_eq!(split_cpus(3, 2, &mut notes), (Some(vec![0, 1]), Some(vec![2])));
+        assert_eq!(
+            split_cpus(16, 1, &mut notes),
+            (Some(vec![0]), Some((1..9).collect()))
+        );
+        assert_eq!(
+            split_cpus(8, 2, &mut notes),
+            (Some(vec![0, 1]), Some((2..8).collect()))
+        );
+        assert_eq!(
+            split_cpus(3, 2, &mut notes),
+            (Some(vec![0, 1]), Some(vec![2]))
+        );
         assert!(notes.is_empty(), "{notes:?}");
         // Nothing left for the load: run, unpinned, and say so.
         assert_eq!(split_cpus(2, 2, &mut notes), (None, None));
-        assert!(notes[0].contains("--server-threads 2 on 2 CPUs") && notes[0].contains("do not measure scaling"), "{notes:?}");
+        assert!(
+            notes[0].contains("--server-threads 2 on 2 CPUs")
+                && notes[0].contains("do not measure scaling"),
+            "{notes:?}"
+        );
         assert_eq!(split_cpus(1, 1, &mut notes), (None, None));
         assert!(notes[1].contains("one CPU"), "{notes:?}");
     }
@@ -1032,7 +1353,10 @@ mod tests {
     fn at_least_ten_intervals_per_run() {
         for d in [0.2, 0.3, 0.5, 1.0, 1.5, 3.0, 9.9, 10.0, 60.0] {
             let i = interval_for(d);
-            assert!((0.01..=1.0).contains(&i) && d / i >= 10.0 - 1e-9, "{d} s -> {i} s");
+            assert!(
+                (0.01..=1.0).contains(&i) && d / i >= 10.0 - 1e-9,
+                "{d} s -> {i} s"
+            );
         }
         assert_eq!(interval_for(1.5), 0.1);
     }
@@ -1041,20 +1365,44 @@ mod tests {
     fn peer_versions_come_from_the_lock_file() {
         for (_, _, krate, _) in PEERS {
             let v = locked_version(krate).unwrap_or_default();
-            assert!(v.split('.').count() == 3 && v.chars().next().is_some_and(|c| c.is_ascii_digit()), "{krate}: {v:?}");
+            assert!(
+                v.split('.').count() == 3 && v.chars().next().is_some_and(|c| c.is_ascii_digit()),
+                "{krate}: {v:?}"
+            );
         }
         assert_eq!(locked_version("no-such-crate-here"), None);
     }
 
     #[test]
     fn shape_ids_are_stable() {
-        let s = Shape { mode: "closed", conns: 50, pipeline: 1, rate_fraction: None, open_rate: None };
+        let s = Shape {
+            mode: "closed",
+            conns: 50,
+            pipeline: 1,
+            rate_fraction: None,
+            open_rate: None,
+        };
         assert_eq!(s.id(128), "closed/c50/s128");
-        let p = Shape { mode: "pipelined", conns: 50, pipeline: 8, rate_fraction: None, open_rate: None };
+        let p = Shape {
+            mode: "pipelined",
+            conns: 50,
+            pipeline: 8,
+            rate_fraction: None,
+            open_rate: None,
+        };
         assert_eq!(p.id(128), "pipelined8/c50/s128");
-        let o = Shape { mode: "open", conns: 50, pipeline: 1, rate_fraction: Some(0.5), open_rate: None };
+        let o = Shape {
+            mode: "open",
+            conns: 50,
+            pipeline: 1,
+            rate_fraction: Some(0.5),
+            open_rate: None,
+        };
         assert_eq!(o.id(128), "open50/c50/s128");
-        let f = Shape { open_rate: Some(20000.0), ..o };
+        let f = Shape {
+            open_rate: Some(20000.0),
+            ..o
+        };
         assert_eq!(f.id(128), "open-20000/c50/s128");
     }
 }

@@ -56,7 +56,8 @@ pub enum End {
 
 /// Run a session: `input` (a readable fd, e.g. stdin) to `sock`, `sock` to `out`.
 pub fn run(mut sock: TcpStream, input: RawFd, out: &mut impl Write) -> anyhow::Result<End> {
-    sock.set_nonblocking(true).context("socket: set non-blocking")?;
+    sock.set_nonblocking(true)
+        .context("socket: set non-blocking")?;
     let mut input_open = true;
     let mut shut = false;
     // Bytes read from input: `pending[..line_end]` may be sent (whole lines).
@@ -66,8 +67,16 @@ pub fn run(mut sock: TcpStream, input: RawFd, out: &mut impl Write) -> anyhow::R
     loop {
         let want_input = input_open && pending.len() < MAX_PENDING;
         let mut fds = [
-            libc::pollfd { fd: if want_input { input } else { -1 }, events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN | if sendable > 0 { libc::POLLOUT } else { 0 }, revents: 0 },
+            libc::pollfd {
+                fd: if want_input { input } else { -1 },
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sock.as_raw_fd(),
+                events: libc::POLLIN | if sendable > 0 { libc::POLLOUT } else { 0 },
+                revents: 0,
+            },
         ];
         // SAFETY: `fds` is a live array of two pollfd owned by this frame for the call.
         let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
@@ -86,7 +95,9 @@ pub fn run(mut sock: TcpStream, input: RawFd, out: &mut impl Write) -> anyhow::R
                     out.write_all(&buf[..n]).context("write to stdout")?;
                     out.flush().context("write to stdout")?;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_reset(&e) => return Ok(End::ServerClosed),
                 Err(e) => return Err(e).context("read from the server"),
             }
@@ -117,7 +128,9 @@ pub fn run(mut sock: TcpStream, input: RawFd, out: &mut impl Write) -> anyhow::R
                     pending.drain(..n);
                     sendable -= n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_reset(&e) => return Ok(End::ServerClosed),
                 Err(e) => return Err(e).context("send to the server"),
             }
@@ -133,7 +146,10 @@ pub fn run(mut sock: TcpStream, input: RawFd, out: &mut impl Write) -> anyhow::R
 }
 
 fn is_reset(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE | libc::ENOTCONN | libc::ECONNABORTED))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNRESET | libc::EPIPE | libc::ENOTCONN | libc::ECONNABORTED)
+    )
 }
 
 #[cfg(test)]
@@ -147,10 +163,16 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut out = Vec::new();
-            let end = run(TcpStream::connect(addr).unwrap(), input.as_raw_fd(), &mut out).unwrap();
+            let end = run(
+                TcpStream::connect(addr).unwrap(),
+                input.as_raw_fd(),
+                &mut out,
+            )
+            .unwrap();
             let _ = tx.send((end, out));
         });
-        rx.recv_timeout(Duration::from_secs(20)).expect("client session ended within 20 s")
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("client session ended within 20 s")
     }
 
     fn pipe() -> (OwnedFd, std::fs::File) {
@@ -158,7 +180,12 @@ mod tests {
         // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
         assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
         // SAFETY: both descriptors were just created and are owned by nobody else.
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) }
+        unsafe {
+            (
+                OwnedFd::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        }
     }
 
     #[test]

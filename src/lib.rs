@@ -10,11 +10,13 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod error;
 pub mod load;
 pub mod os;
 pub mod probe;
 pub mod proto;
 pub mod report;
+pub mod results;
 pub mod server;
 pub mod sysinfo;
 
@@ -25,27 +27,7 @@ use std::process::ExitCode;
 
 use cli::{Cli, Command};
 
-/// An error that carries its own exit code: 2 for bad usage in every subcommand (as
-/// clap does for a malformed command line), `compare`'s 1 for a regression.
-#[derive(Debug)]
-pub struct ExitError {
-    pub code: u8,
-    pub msg: String,
-}
-
-impl std::fmt::Display for ExitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.msg)
-    }
-}
-
-impl std::error::Error for ExitError {}
-
-/// Exit code for an error returned by [`run`]: the code of an [`ExitError`] in its
-/// chain, else 1.
-pub fn exit_code_of(e: &anyhow::Error) -> u8 {
-    e.chain().find_map(|c| c.downcast_ref::<ExitError>()).map_or(1, |x| x.code)
-}
+pub use error::{ExitError, exit_code_of};
 
 /// Checks that need more than clap (value combinations, CPUs this process may use),
 /// done before anything runs so that every subcommand answers bad usage the same way:
@@ -59,8 +41,14 @@ fn check_usage(cmd: &Command) -> anyhow::Result<()> {
             load::LoadConfig::from_args(a)?;
             if let Some(list) = &a.pin {
                 let allowed = server::sys::allowed_cpus()?;
-                if let Some(c) = cli::parse_cpu_list(list)?.into_iter().find(|c| !allowed.contains(c)) {
-                    anyhow::bail!("--cpus: CPU {c} is not available to this process (it may run on {})", cli::format_cpu_list(&allowed));
+                if let Some(c) = os::cpus::parse_cpu_list(list)?
+                    .into_iter()
+                    .find(|c| !allowed.contains(c))
+                {
+                    anyhow::bail!(
+                        "--cpus: CPU {c} is not available to this process (it may run on {})",
+                        os::cpus::format_cpu_list(&allowed)
+                    );
                 }
             }
         }
@@ -71,7 +59,10 @@ fn check_usage(cmd: &Command) -> anyhow::Result<()> {
 
 /// Run one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    check_usage(&cli.command).map_err(|e| ExitError { code: 2, msg: format!("{e:#}") })?;
+    check_usage(&cli.command).map_err(|e| ExitError {
+        code: 2,
+        msg: format!("{e:#}"),
+    })?;
     match cli.command {
         Command::Serve(a) => server::serve_cmd(a),
         Command::Probe(a) => probe::probe_cmd(a),

@@ -20,7 +20,9 @@ pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         }
     );
     if let Some(s) = &r.io_uring_disabled_sysctl {
-        println!("io_uring_disabled sysctl: {s} (0 = enabled for all, 1 = root/group only, 2 = off)");
+        println!(
+            "io_uring_disabled sysctl: {s} (0 = enabled for all, 1 = root/group only, 2 = off)"
+        );
     }
     if let Some(m) = &r.memlock_limit {
         println!("RLIMIT_MEMLOCK:   {m}");
@@ -28,15 +30,28 @@ pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("{:<18} {:<5} {:<10} detail", "capability", "yes", "level");
     for c in &r.capabilities {
-        println!("{:<18} {:<5} {:<10} {}", c.name, if c.available { "yes" } else { "no" }, c.level, c.detail);
+        println!(
+            "{:<18} {:<5} {:<10} {}",
+            c.name,
+            if c.available { "yes" } else { "no" },
+            c.level,
+            c.detail
+        );
     }
     println!();
     for (l, ok) in &r.levels {
-        println!("level {:<10} {}", format!("{l:?}").to_lowercase(), if *ok { "usable" } else { "not usable" });
+        println!(
+            "level {:<10} {}",
+            format!("{l:?}").to_lowercase(),
+            if *ok { "usable" } else { "not usable" }
+        );
     }
     println!(
         "--uring-features auto picks: {}",
-        r.best_level.map_or("none (serve --backend auto runs on epoll)".to_string(), |l| format!("{l:?}").to_lowercase())
+        r.best_level.map_or(
+            "none (serve --backend auto runs on epoll)".to_string(),
+            |l| format!("{l:?}").to_lowercase()
+        )
     );
     Ok(ExitCode::SUCCESS)
 }

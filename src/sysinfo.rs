@@ -27,7 +27,9 @@ impl SysInfo {
 
 /// `uname -r`, e.g. "6.18.44-fc".
 pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// (major, minor) of the running kernel, (0, 0) when unreadable.
@@ -36,7 +38,9 @@ pub fn kernel_version() -> (u32, u32) {
 }
 
 pub fn parse_kernel_version(release: &str) -> (u32, u32) {
-    let mut it = release.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty());
+    let mut it = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
     let major = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     let minor = it.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     (major, minor)

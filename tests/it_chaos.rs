@@ -40,7 +40,11 @@ impl Rng {
 /// `name` from the environment as seconds, or `default`.
 pub fn env_secs(name: &str, default: f64) -> f64 {
     match std::env::var(name) {
-        Ok(s) => s.parse().ok().filter(|v: &f64| *v > 0.0).unwrap_or_else(|| panic!("{name}={s}: seconds above 0 expected")),
+        Ok(s) => s
+            .parse()
+            .ok()
+            .filter(|v: &f64| *v > 0.0)
+            .unwrap_or_else(|| panic!("{name}={s}: seconds above 0 expected")),
         Err(_) => default,
     }
 }
@@ -48,8 +52,13 @@ pub fn env_secs(name: &str, default: f64) -> f64 {
 /// The run's seed: `RINGMUX_CHAOS_SEED`, else the clock; mixed with the variant.
 pub fn seed_for(v: Variant) -> u64 {
     let base = match std::env::var("RINGMUX_CHAOS_SEED") {
-        Ok(s) => s.parse().unwrap_or_else(|_| panic!("RINGMUX_CHAOS_SEED={s}: an integer expected")),
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("RINGMUX_CHAOS_SEED={s}: an integer expected")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
     };
     base ^ (Variant::ALL.iter().position(|&x| x == v).unwrap() as u64) << 56
 }
@@ -65,13 +74,30 @@ struct Tally {
 }
 
 /// One `ringmux load` round; its JSON (errors checked by the caller).
-fn load_round(v: Variant, addr: &str, args: &[String], json: &std::path::Path, within: Duration) -> serde_json::Value {
-    let mut all: Vec<&str> = vec!["load", "--addr", addr, "--warmup", "0", "--allow-errors", "--quiet", "--json", json.to_str().unwrap()];
+fn load_round(
+    v: Variant,
+    addr: &str,
+    args: &[String],
+    json: &std::path::Path,
+    within: Duration,
+) -> serde_json::Value {
+    let mut all: Vec<&str> = vec![
+        "load",
+        "--addr",
+        addr,
+        "--warmup",
+        "0",
+        "--allow-errors",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ];
     all.extend(args.iter().map(String::as_str));
     let cmdline = format!("ringmux {all:?}");
     let (status, _, err) = run_bounded(&all, within);
     assert!(status.success(), "{v:?}: {cmdline}: {status}: {err}");
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap_or_else(|e| panic!("{v:?}: {cmdline}: {e}"));
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap())
+        .unwrap_or_else(|e| panic!("{v:?}: {cmdline}: {e}"));
     let _ = std::fs::remove_file(json);
     j
 }
@@ -82,7 +108,12 @@ fn load_round(v: Variant, addr: &str, args: &[String], json: &std::path::Path, w
 pub fn fd_baseline(srv: &Server) -> usize {
     let mut c = srv.connect();
     std::io::Write::write_all(&mut c, b"?").unwrap();
-    assert_eq!(crate::util::read_varied(&mut c, 1), b"?", "{}: the first echo", srv.cmdline);
+    assert_eq!(
+        crate::util::read_varied(&mut c, 1),
+        b"?",
+        "{}: the first echo",
+        srv.cmdline
+    );
     drop(c);
     crate::util::fds_settled(srv)
 }
@@ -93,11 +124,20 @@ fn chaos(v: Variant) {
     let mut rng = Rng::new(seed);
     // Rates: a reset every 20 to 400 receives with data (each one ends a connection),
     // a dry buffer group every 2 to 20 arms, a short send every 2 to 10 sends.
-    let faults = format!("recv-reset={},recv-nobufs={},send-short={}", rng.range(20, 400), rng.range(2, 20), rng.range(2, 10));
+    let faults = format!(
+        "recv-reset={},recv-nobufs={},send-short={}",
+        rng.range(20, 400),
+        rng.range(2, 20),
+        rng.range(2, 10)
+    );
     let tmp = std::env::temp_dir();
     let tag = format!("{}-{v:?}", std::process::id());
     let stats = tmp.join(format!("ringmux-chaos-stats-{tag}.json"));
-    let srv = Server::start_env(v, &["--stats-json", stats.to_str().unwrap()], &[("RINGMUX_FAULTS", &faults)]);
+    let srv = Server::start_env(
+        v,
+        &["--stats-json", stats.to_str().unwrap()],
+        &[("RINGMUX_FAULTS", &faults)],
+    );
     let addr = srv.addr.to_string();
     let fds0 = fd_baseline(&srv);
     let what = format!("{v:?} seed={seed} {faults}");
@@ -111,14 +151,35 @@ fn chaos(v: Variant) {
         let size = rng.pick(&[1u64, 7, 100, 1000, 4096, 16384, 65536, 200_000]);
         let pipeline = rng.range(1, 4);
         let secs = (rng.range(2, 8) as f64 / 10.0).min(left);
-        let args: Vec<String> = ["--conns", &conns.to_string(), "--size", &size.to_string(), "--pipeline", &pipeline.to_string(), "--duration", &format!("{secs:.2}")]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let j = load_round(v, &addr, &args, &tmp.join(format!("ringmux-chaos-load-{tag}.json")), Duration::from_secs(60));
+        let args: Vec<String> = [
+            "--conns",
+            &conns.to_string(),
+            "--size",
+            &size.to_string(),
+            "--pipeline",
+            &pipeline.to_string(),
+            "--duration",
+            &format!("{secs:.2}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let j = load_round(
+            v,
+            &addr,
+            &args,
+            &tmp.join(format!("ringmux-chaos-load-{tag}.json")),
+            Duration::from_secs(60),
+        );
         let e = &j["errors"];
-        let kinds = ["mismatch", "timeout", "connect", "other"].map(|k| (k, e[k].as_u64().unwrap()));
-        assert!(kinds.iter().all(|(_, n)| *n == 0), "{what}: round {} {args:?}: unexpected errors {kinds:?} (resets {})", t.rounds, e["reset"]);
+        let kinds =
+            ["mismatch", "timeout", "connect", "other"].map(|k| (k, e[k].as_u64().unwrap()));
+        assert!(
+            kinds.iter().all(|(_, n)| *n == 0),
+            "{what}: round {} {args:?}: unexpected errors {kinds:?} (resets {})",
+            t.rounds,
+            e["reset"]
+        );
         let msgs = j["messages"].as_u64().unwrap() + j["warmup_messages"].as_u64().unwrap();
         t.rounds += 1;
         t.messages += msgs;
@@ -131,24 +192,60 @@ fn chaos(v: Variant) {
     let settled = wait_until(Duration::from_secs(10), || srv.fd_count() == fds0);
     if !settled {
         let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", srv.pid))
-            .map(|d| d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok()).map(|p| p.display().to_string()).collect())
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .map(|p| p.display().to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let st = srv.stop(Duration::from_secs(10));
-        panic!("{what}: fds {fds0} before the load, {} after it: {fds:?}; stdout: {}", fds.len(), st.stdout);
+        panic!(
+            "{what}: fds {fds0} before the load, {} after it: {fds:?}; stdout: {}",
+            fds.len(),
+            st.stdout
+        );
     }
     let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{what}: exit {:?}; stderr: {}", st.status, st.stderr);
+    assert!(
+        st.status.success(),
+        "{what}: exit {:?}; stderr: {}",
+        st.status,
+        st.stderr
+    );
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     let _ = std::fs::remove_file(&stats);
-    assert_eq!(j["connections_accepted"], j["connections_closed"], "{what}: {j}");
-    assert_eq!(j["connections_accepted"].as_u64(), Some(t.conns + 1), "{what}: the server accepted a different number than the load connected");
+    assert_eq!(
+        j["connections_accepted"], j["connections_closed"],
+        "{what}: {j}"
+    );
+    assert_eq!(
+        j["connections_accepted"].as_u64(),
+        Some(t.conns + 1),
+        "{what}: the server accepted a different number than the load connected"
+    );
     assert!(t.messages > 0, "{what}: nothing was served: {t:?}");
-    assert!(t.resets <= t.conns, "{what}: more resets than connections: {t:?}");
-    assert!(j["faults_injected"].as_u64().unwrap() > 0, "{what}: no fault was injected: {j}");
-    assert!(j["bytes_out"].as_u64().unwrap() >= t.bytes_verified, "{what}: the load verified more bytes than the server sent: {j}");
+    assert!(
+        t.resets <= t.conns,
+        "{what}: more resets than connections: {t:?}"
+    );
+    assert!(
+        j["faults_injected"].as_u64().unwrap() > 0,
+        "{what}: no fault was injected: {j}"
+    );
+    assert!(
+        j["bytes_out"].as_u64().unwrap() >= t.bytes_verified,
+        "{what}: the load verified more bytes than the server sent: {j}"
+    );
     println!(
         "chaos {what}: {} rounds, {} conns, {} messages, {} bytes verified, 0 mismatches, {} resets (expected), faults_injected={} recv_nobufs={} fds {fds0}->{fds0}, accepted=closed={}",
-        t.rounds, t.conns, t.messages, t.bytes_verified, t.resets, j["faults_injected"], j["recv_nobufs"], j["connections_accepted"]
+        t.rounds,
+        t.conns,
+        t.messages,
+        t.bytes_verified,
+        t.resets,
+        j["faults_injected"],
+        j["recv_nobufs"],
+        j["connections_accepted"]
     );
 }
 

@@ -14,18 +14,26 @@ use crate::util::{BIN, Server};
 /// Read exactly `want.len()` bytes (20 s read timeout) and compare.
 fn expect(s: &mut TcpStream, want: &str, what: &str) {
     let mut got = vec![0u8; want.len()];
-    s.read_exact(&mut got).unwrap_or_else(|e| panic!("{what}: waiting for {want:?}: {e}"));
+    s.read_exact(&mut got)
+        .unwrap_or_else(|e| panic!("{what}: waiting for {want:?}: {e}"));
     assert_eq!(String::from_utf8_lossy(&got), want, "{what}");
 }
 
 /// Nothing more arrives within a short while (no duplicates, nothing extra).
 fn expect_quiet(s: &mut TcpStream, what: &str) {
-    s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
     let mut b = [0u8; 256];
     match s.read(&mut b) {
         Ok(0) => panic!("{what}: closed"),
         Ok(n) => panic!("{what}: unexpected {:?}", String::from_utf8_lossy(&b[..n])),
-        Err(e) => assert!(matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "{what}: {e}"),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{what}: {e}"
+        ),
     }
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
 }
@@ -47,7 +55,10 @@ fn tmp(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn chat_refused_with_several_loops() {
-    for args in [&["--backend", "epoll", "--threads", "2"][..], &["--backend", "uring", "--threads", "3"][..]] {
+    for args in [
+        &["--backend", "epoll", "--threads", "2"][..],
+        &["--backend", "uring", "--threads", "3"][..],
+    ] {
         let out = Command::new(BIN)
             .args(["serve", "--proto", "chat", "--addr", "127.0.0.1:0"])
             .args(args)
@@ -57,7 +68,10 @@ fn chat_refused_with_several_loops() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(err.starts_with("ringmux: ") && err.contains("--proto chat runs on one event loop"), "{err}");
+        assert!(
+            err.starts_with("ringmux: ") && err.contains("--proto chat runs on one event loop"),
+            "{err}"
+        );
     }
 }
 
@@ -69,11 +83,18 @@ backend_test!(chat_three_clients_in_order, |v| {
     if !v.concurrent() {
         // blocking: one client at a time; it gets its own lines, nick and bye.
         a.write_all(b"hi\n/nick al\nyo\r\n/nick b@d\n").unwrap();
-        expect(&mut a, "[guest-1] hi\n* guest-1 is now al\n[al] yo\n* bad nick\n", "a alone");
+        expect(
+            &mut a,
+            "[guest-1] hi\n* guest-1 is now al\n[al] yo\n* bad nick\n",
+            "a alone",
+        );
         let mut line = vec![b'x'; 5000];
         line.extend_from_slice(b"\nok\n/quit\n");
         a.write_all(&line).unwrap();
-        assert_eq!(String::from_utf8_lossy(&read_to_end(&mut a)), "* line too long\n[al] ok\n* bye\n");
+        assert_eq!(
+            String::from_utf8_lossy(&read_to_end(&mut a)),
+            "* line too long\n[al] ok\n* bye\n"
+        );
         let st = srv.stop(Duration::from_secs(10));
         assert!(st.status.success(), "{v:?}: {}", st.stderr);
         return;
@@ -128,14 +149,19 @@ fn read_lines(s: &mut TcpStream, n: usize, what: &str) -> bool {
     let mut got = vec![0u8; want_each.len()];
     let mut left = false;
     for i in 0..n {
-        s.read_exact(&mut got).unwrap_or_else(|e| panic!("{what}: line {i}: {e}"));
+        s.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("{what}: line {i}: {e}"));
         if !left && got.starts_with(leave.as_bytes()) {
             left = true;
             got.copy_within(leave.len().., 0);
             let rest = got.len() - leave.len();
             s.read_exact(&mut got[rest..]).unwrap();
         }
-        assert!(got == want_each.as_bytes(), "{what}: line {i}: {:?}", String::from_utf8_lossy(&got[..40]));
+        assert!(
+            got == want_each.as_bytes(),
+            "{what}: line {i}: {:?}",
+            String::from_utf8_lossy(&got[..40])
+        );
     }
     left
 }
@@ -145,16 +171,35 @@ backend_test!(chat_slow_reader_dropped_sender_goes_on, |v| {
         return println!("{v:?}: not applicable (one client at a time)");
     }
     let json = tmp(&format!("{v:?}-slow.json"));
-    let srv = Server::start(v, &["--proto", "chat", "--outbox-cap", "1048576", "--json", json.to_str().unwrap()]);
+    let srv = Server::start(
+        v,
+        &[
+            "--proto",
+            "chat",
+            "--outbox-cap",
+            "1048576",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
     let mut fast = srv.connect();
-    expect(&mut fast, "* you are guest-1\n* guest-1 joined\n", "fast welcome");
+    expect(
+        &mut fast,
+        "* you are guest-1\n* guest-1 joined\n",
+        "fast welcome",
+    );
     let slow = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     slow.set_recv_buffer_size(4096).unwrap();
-    slow.connect_timeout(&srv.addr.into(), Duration::from_secs(10)).unwrap();
+    slow.connect_timeout(&srv.addr.into(), Duration::from_secs(10))
+        .unwrap();
     let mut slow: TcpStream = slow.into();
     expect(&mut fast, "* guest-2 joined\n", "fast hears slow");
     let mut sender = srv.connect();
-    expect(&mut sender, "* you are guest-3\n* guest-3 joined\n", "sender welcome");
+    expect(
+        &mut sender,
+        "* you are guest-3\n* guest-3 joined\n",
+        "sender welcome",
+    );
     expect(&mut fast, "* guest-3 joined\n", "fast hears sender");
     // 3000 lines of 4000 bytes (12 MB): far beyond the slow reader's socket buffers
     // and its 1 MiB outbox. The sender and the fast reader read everything.
@@ -171,16 +216,24 @@ backend_test!(chat_slow_reader_dropped_sender_goes_on, |v| {
     let mut fast_left = read_lines(&mut fast, N, "fast");
     let mut sender = writer.join().unwrap();
     let mut sender_left = reader.join().unwrap();
-    for (s, left, w) in [(&mut fast, &mut fast_left, "fast"), (&mut sender, &mut sender_left, "sender")] {
+    for (s, left, w) in [
+        (&mut fast, &mut fast_left, "fast"),
+        (&mut sender, &mut sender_left, "sender"),
+    ] {
         if !*left {
             expect(s, "* guest-2 left\n", w);
         }
         expect_quiet(s, w);
     }
     // The slow one was closed: after what its buffers held, EOF or a reset.
-    slow.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     let held = read_to_end(&mut slow);
-    assert!(held.len() < N * 4010, "{v:?}: slow reader got {} bytes, everything", held.len());
+    assert!(
+        held.len() < N * 4010,
+        "{v:?}: slow reader got {} bytes, everything",
+        held.len()
+    );
     let st = srv.stop(Duration::from_secs(10));
     assert!(st.status.success(), "{v:?}: {}", st.stderr);
     let j = stats(&json);

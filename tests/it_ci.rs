@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ringmux::report::model::{BENCH_SCHEMA, BenchResults, Cell, RunMetrics};
+use ringmux::results::schema::{BENCH_SCHEMA, BenchResults, Cell, RunMetrics};
 use ringmux::sysinfo::SysInfo;
 
 fn root() -> PathBuf {
@@ -13,20 +13,39 @@ fn root() -> PathBuf {
 }
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("it_ci").join(name);
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("it_ci")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
 fn results(thr: &[f64]) -> BenchResults {
-    let runs: Vec<RunMetrics> = thr.iter().map(|&t| RunMetrics { msgs_per_s: t, p99_ns: 100_000.0, ..Default::default() }).collect();
+    let runs: Vec<RunMetrics> = thr
+        .iter()
+        .map(|&t| RunMetrics {
+            msgs_per_s: t,
+            p99_ns: 100_000.0,
+            ..Default::default()
+        })
+        .collect();
     let mut s = thr.to_vec();
     s.sort_by(f64::total_cmp);
-    let med = RunMetrics { msgs_per_s: s[s.len() / 2], p99_ns: 100_000.0, ..Default::default() };
+    let med = RunMetrics {
+        msgs_per_s: s[s.len() / 2],
+        p99_ns: 100_000.0,
+        ..Default::default()
+    };
     BenchResults {
         schema: BENCH_SCHEMA.into(),
-        sys: SysInfo { ringmux_version: "0.1.0".into(), kernel: "6.18".into(), cpu_model: "cpu".into(), cores: 2, hostname: "h".into() },
+        sys: SysInfo {
+            ringmux_version: "0.1.0".into(),
+            kernel: "6.18".into(),
+            cpu_model: "cpu".into(),
+            cores: 2,
+            hostname: "h".into(),
+        },
         start_unix_s: 1.7e9,
         args: serde_json::json!({}),
         cells: vec![Cell {
@@ -75,19 +94,37 @@ fn script(dir: &Path, head: &Path, args: &[&str]) -> (Option<i32>, String) {
         .env_remove("GITHUB_STEP_SUMMARY")
         .output()
         .expect("bash runs");
-    let s = format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let s = format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     (o.status.code(), s)
 }
 
 fn head_sha() -> String {
-    let o = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(root()).output().unwrap();
+    let o = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root())
+        .output()
+        .unwrap();
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
 
 #[test]
 fn ci_bench_compares_with_the_merge_base_baseline() {
-    if Command::new("git").args(["rev-parse", "HEAD"]).current_dir(root()).output().map_or(true, |o| !o.status.success()) {
-        crate::util::record_skip("ci_bench_compares_with_the_merge_base_baseline", "-", "not in a git checkout");
+    if Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(root())
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        crate::util::record_skip(
+            "ci_bench_compares_with_the_merge_base_baseline",
+            "-",
+            "not in a git checkout",
+        );
         return;
     }
     let d = tmpdir("merge_base");
@@ -96,40 +133,73 @@ fn ci_bench_compares_with_the_merge_base_baseline() {
     // No baseline for the merge-base: exit 2 with one clear line, before any bench.
     let (c, s) = script(&d, &head, &[]);
     assert_eq!(c, Some(2), "{s}");
-    assert!(s.contains("no baseline for merge-base") && s.contains("--allow-missing-baseline"), "{s}");
+    assert!(
+        s.contains("no baseline for merge-base") && s.contains("--allow-missing-baseline"),
+        "{s}"
+    );
     assert!(!d.join("out").exists(), "nothing ran\n{s}");
     let (c, s) = script(&d, &head, &["--allow-missing-baseline"]);
     assert_eq!(c, Some(0), "{s}");
     // The baseline stored under the merge-base's sha (here HEAD's) is the one compared.
     let sha = head_sha();
-    write(&d.join("baselines").join(&sha).join("results.json"), &results(&[100_000.0, 101_000.0, 99_000.0]));
+    write(
+        &d.join("baselines").join(&sha).join("results.json"),
+        &results(&[100_000.0, 101_000.0, 99_000.0]),
+    );
     let (c, s) = script(&d, &head, &[]);
     assert_eq!(c, Some(1), "{s}");
-    assert!(s.contains("regression: epoll/closed/c50/s128 throughput"), "{s}");
+    assert!(
+        s.contains("regression: epoll/closed/c50/s128 throughput"),
+        "{s}"
+    );
     let summary = std::fs::read_to_string(d.join("out/summary.md")).unwrap();
-    assert!(summary.contains(&format!("merge-base {}", &sha[..12])), "{summary}");
+    assert!(
+        summary.contains(&format!("merge-base {}", &sha[..12])),
+        "{summary}"
+    );
     // Same figures: exit 0.
-    write(&d.join("baselines").join(&sha).join("results.json"), &results(&[50_000.0, 51_000.0, 52_000.0]));
+    write(
+        &d.join("baselines").join(&sha).join("results.json"),
+        &results(&[50_000.0, 51_000.0, 52_000.0]),
+    );
     assert_eq!(script(&d, &head, &[]).0, Some(0));
     // --save-baseline stores the head's results under HEAD's sha.
     let _ = std::fs::remove_dir_all(d.join("baselines"));
     let (c, s) = script(&d, &head, &["--save-baseline"]);
     assert_eq!(c, Some(0), "{s}");
-    assert!(d.join("baselines").join(&sha).join("results.json").is_file(), "{s}");
+    assert!(
+        d.join("baselines")
+            .join(&sha)
+            .join("results.json")
+            .is_file(),
+        "{s}"
+    );
 }
 
 /// Every YAML example under scripts/ parses (python3 -c 'import yaml').
 #[test]
 fn yaml_examples_parse() {
-    let ok = Command::new("python3").args(["-c", "import yaml"]).output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("python3")
+        .args(["-c", "import yaml"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "python3's yaml module is missing in CI: .ci/run must install python3-yaml");
-        crate::util::record_skip("yaml_examples_parse", "-", "python3 with the yaml module not found");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3's yaml module is missing in CI: .ci/run must install python3-yaml"
+        );
+        crate::util::record_skip(
+            "yaml_examples_parse",
+            "-",
+            "python3 with the yaml module not found",
+        );
         return;
     }
     let mut files = Vec::new();
     for sub in ["scripts/github", "scripts/k8s"] {
-        let Ok(rd) = std::fs::read_dir(root().join(sub)) else { continue };
+        let Ok(rd) = std::fs::read_dir(root().join(sub)) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             if matches!(p.extension().and_then(|x| x.to_str()), Some("yml" | "yaml")) {
@@ -144,7 +214,12 @@ fn yaml_examples_parse() {
             .arg(f)
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     // The agents' Job: Indexed, the index is the agent id, a Service for the server, and
     // the merge Job reads the shared folder.
@@ -163,6 +238,11 @@ assert merge["spec"]["template"]["spec"]["containers"][0]["command"][:3] == ["ri
 m = yaml.safe_load(open(sys.argv[2]))
 assert m["jobs"]["agent"]["strategy"]["matrix"]["agent"] == [0, 1, 2]
 "#;
-    let o = Command::new("python3").args(["-c", CHECK]).arg(root().join("scripts/k8s")).arg(root().join("scripts/github/load-agents.yml")).output().unwrap();
+    let o = Command::new("python3")
+        .args(["-c", CHECK])
+        .arg(root().join("scripts/k8s"))
+        .arg(root().join("scripts/github/load-agents.yml"))
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

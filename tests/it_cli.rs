@@ -15,7 +15,9 @@ fn run(args: &[&str], limit: Duration) -> (Option<i32>, String, String) {
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("it_cli").join(name);
+    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("it_cli")
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -33,11 +35,26 @@ fn bad_usage_exits_2_in_every_subcommand() {
         // Late checks: the values parse, the combination or the machine refuses them.
         (&["load", "--duration", "0"], "--duration must be above 0"),
         (&["load", "--rate", "0"], "--rate 0"),
-        (&["load", "--cpus", "1000"], "CPU 1000 is not available to this process"),
-        (&["load", "--pin", "1000"], "CPU 1000 is not available to this process"),
-        (&["serve", "--addr", "127.0.0.1:0", "--cpus", "1000"], "CPU 1000 is not available"),
-        (&["bench", "--backends", "nope", "--out", empty], "unknown backend 'nope'"),
-        (&["bench", "--duration", "0"], "out of range (0.2 to 3600 s)"),
+        (
+            &["load", "--cpus", "1000"],
+            "CPU 1000 is not available to this process",
+        ),
+        (
+            &["load", "--pin", "1000"],
+            "CPU 1000 is not available to this process",
+        ),
+        (
+            &["serve", "--addr", "127.0.0.1:0", "--cpus", "1000"],
+            "CPU 1000 is not available",
+        ),
+        (
+            &["bench", "--backends", "nope", "--out", empty],
+            "unknown backend 'nope'",
+        ),
+        (
+            &["bench", "--duration", "0"],
+            "out of range (0.2 to 3600 s)",
+        ),
         (&["bench", "--repeat", "0"], "--repeat"),
         (&["report", missing], "no such folder"),
         (&["report", empty], "neither results.json"),
@@ -49,14 +66,31 @@ fn bad_usage_exits_2_in_every_subcommand() {
     ];
     for (args, want) in cases {
         let (code, stdout, stderr) = run(args, Duration::from_secs(20));
-        assert_eq!(code, Some(2), "ringmux {args:?} must exit 2 (bad usage); stderr: {stderr}");
-        assert!(stderr.contains(want), "ringmux {args:?}: expected {want:?} in stderr: {stderr}");
+        assert_eq!(
+            code,
+            Some(2),
+            "ringmux {args:?} must exit 2 (bad usage); stderr: {stderr}"
+        );
+        assert!(
+            stderr.contains(want),
+            "ringmux {args:?}: expected {want:?} in stderr: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "ringmux {args:?}: {stderr}");
-        assert!(stdout.is_empty(), "ringmux {args:?}: nothing may run: {stdout}");
+        assert!(
+            stdout.is_empty(),
+            "ringmux {args:?}: nothing may run: {stdout}"
+        );
         if !stderr.starts_with("error:") {
             // Ours (clap's errors carry a usage block): exactly one line.
-            assert_eq!(stderr.trim_end().lines().count(), 1, "ringmux {args:?}: one line expected: {stderr}");
-            assert!(stderr.starts_with("ringmux: error: "), "ringmux {args:?}: {stderr}");
+            assert_eq!(
+                stderr.trim_end().lines().count(),
+                1,
+                "ringmux {args:?}: one line expected: {stderr}"
+            );
+            assert!(
+                stderr.starts_with("ringmux: error: "),
+                "ringmux {args:?}: {stderr}"
+            );
         }
     }
 }
@@ -66,8 +100,14 @@ fn addr_is_ip_port_and_a_host_name_gets_a_hint() {
     for sub in ["serve", "load"] {
         let (code, _, stderr) = run(&[sub, "--addr", "localhost:7878"], Duration::from_secs(10));
         assert_eq!(code, Some(2), "{sub}: {stderr}");
-        assert!(stderr.contains("'localhost:7878' is not IP:PORT: use 127.0.0.1:7878"), "{sub}: {stderr}");
-        assert!(!stderr.contains("invalid socket address syntax"), "{sub}: {stderr}");
+        assert!(
+            stderr.contains("'localhost:7878' is not IP:PORT: use 127.0.0.1:7878"),
+            "{sub}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("invalid socket address syntax"),
+            "{sub}: {stderr}"
+        );
         let (_, help, _) = run(&[sub, "--help"], Duration::from_secs(10));
         assert!(help.contains("--addr <IP:PORT>"), "{sub} --help: {help}");
     }
@@ -77,15 +117,29 @@ fn addr_is_ip_port_and_a_host_name_gets_a_hint() {
 fn help_states_defaults_and_ranges() {
     let (code, help, _) = run(&["bench", "--help"], Duration::from_secs(10));
     assert_eq!(code, Some(0));
-    for want in ["default: 1.5; with --quick 1.0", "0.2 to 3600", "1 to 100 [default: 3", "[alias: --output]", "[alias: --threads]"] {
+    for want in [
+        "default: 1.5; with --quick 1.0",
+        "0.2 to 3600",
+        "1 to 100 [default: 3",
+        "[alias: --output]",
+        "[alias: --threads]",
+    ] {
         assert!(help.contains(want), "bench --help lacks {want:?}: {help}");
     }
     let (_, help, _) = run(&["load", "--help"], Duration::from_secs(10));
-    for want in ["--cpus <LIST>", "[alias: --pin]", "[default: 10]", "[default: 1]"] {
+    for want in [
+        "--cpus <LIST>",
+        "[alias: --pin]",
+        "[default: 10]",
+        "[default: 1]",
+    ] {
         assert!(help.contains(want), "load --help lacks {want:?}: {help}");
     }
     let (_, help, _) = run(&["serve", "--help"], Duration::from_secs(10));
-    assert!(help.contains("--json <FILE>") && help.contains("[alias: --stats-json]"), "serve --help: {help}");
+    assert!(
+        help.contains("--json <FILE>") && help.contains("[alias: --stats-json]"),
+        "serve --help: {help}"
+    );
 }
 
 /// `ringmux probe | true`: stdout is a pipe whose reader is gone before ringmux writes.
@@ -95,18 +149,38 @@ fn closed_stdout_ends_quietly() {
     for args in [&["probe"][..], &["--help"], &["bench", "--help"]] {
         let (r, w) = std::io::pipe().unwrap();
         drop(r); // the reader is gone: every write gets EPIPE
-        let mut child = Command::new(BIN).args(args).stdin(Stdio::null()).stdout(w).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(w)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let t0 = Instant::now();
         let status = loop {
             if let Some(st) = child.try_wait().unwrap() {
                 break st;
             }
-            assert!(t0.elapsed() < Duration::from_secs(20), "ringmux {args:?} hangs on a closed stdout");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "ringmux {args:?} hangs on a closed stdout"
+            );
             std::thread::sleep(Duration::from_millis(10));
         };
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
-        assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "ringmux {args:?} on a closed stdout: {err}");
-        assert!(status.code() == Some(141) || status.code() == Some(0), "ringmux {args:?}: {status:?} {err}");
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "ringmux {args:?} on a closed stdout: {err}"
+        );
+        assert!(
+            status.code() == Some(141) || status.code() == Some(0),
+            "ringmux {args:?}: {status:?} {err}"
+        );
     }
 }

@@ -14,7 +14,10 @@ use crate::util::{BIN, Server, Variant, payload};
 
 /// Levels whose receives select a provided buffer (so ENOBUFS is a real path there).
 fn selects_buffers(v: Variant) -> bool {
-    matches!(v, Variant::UringFastpoll | Variant::UringMultishot | Variant::UringFull)
+    matches!(
+        v,
+        Variant::UringFastpoll | Variant::UringMultishot | Variant::UringFull
+    )
 }
 
 fn start(v: Variant, extra: &[&str], faults: Option<&str>, json: &std::path::Path) -> Server {
@@ -31,10 +34,18 @@ fn json_path(test: &str, v: Variant) -> std::path::PathBuf {
 /// Stop the server (exit 0 expected) and return its final stats.
 fn stop_stats(srv: Server, json: &std::path::Path, v: Variant) -> serde_json::Value {
     let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: exit {:?}; stderr: {}", st.status, st.stderr);
+    assert!(
+        st.status.success(),
+        "{v:?}: exit {:?}; stderr: {}",
+        st.status,
+        st.stderr
+    );
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
     let _ = std::fs::remove_file(json);
-    assert_eq!(j["connections_accepted"], j["connections_closed"], "{v:?}: {j}");
+    assert_eq!(
+        j["connections_accepted"], j["connections_closed"],
+        "{v:?}: {j}"
+    );
     j
 }
 
@@ -51,14 +62,19 @@ fn burst(srv: &Server, v: Variant, n: usize, len: usize) {
                 let writer = thread::spawn(move || w.write_all(&m).unwrap());
                 let mut got = vec![0u8; len];
                 let mut r = s;
-                r.read_exact(&mut got).unwrap_or_else(|e| panic!("client {i}: {e}"));
+                r.read_exact(&mut got)
+                    .unwrap_or_else(|e| panic!("client {i}: {e}"));
                 writer.join().unwrap();
-                assert!(got == msg, "client {i}: echo differs (lost or reordered bytes)");
+                assert!(
+                    got == msg,
+                    "client {i}: echo differs (lost or reordered bytes)"
+                );
             })
         })
         .collect();
     for (i, c) in clients.into_iter().enumerate() {
-        c.join().unwrap_or_else(|_| panic!("{v:?}: client {i} failed"));
+        c.join()
+            .unwrap_or_else(|_| panic!("{v:?}: client {i} failed"));
     }
 }
 
@@ -67,12 +83,20 @@ fn burst(srv: &Server, v: Variant, n: usize, len: usize) {
 // or reordered.
 backend_test!(buffer_exhaustion_under_burst, |v| {
     let json = json_path("nobufs", v);
-    let srv = start(v, &["--buf-ring-entries", "2", "--recv-buf", "512"], None, &json);
+    let srv = start(
+        v,
+        &["--buf-ring-entries", "2", "--recv-buf", "512"],
+        None,
+        &json,
+    );
     burst(&srv, v, 64, 256 << 10);
     let j = stop_stats(srv, &json, v);
     if selects_buffers(v) {
         let nobufs = j["recv_nobufs"].as_u64().unwrap();
-        assert!(nobufs > 0, "{v:?}: the buffer group never ran dry, so ENOBUFS was not exercised: {j}");
+        assert!(
+            nobufs > 0,
+            "{v:?}: the buffer group never ran dry, so ENOBUFS was not exercised: {j}"
+        );
         println!("{v:?}: recv_nobufs={nobufs} buf_grows={}", j["buf_grows"]);
     }
     assert_eq!(j["bytes_in"].as_u64(), Some(64 * (256 << 10)), "{v:?}");
@@ -86,7 +110,10 @@ backend_test!(fault_recv_nobufs, |v| {
     burst(&srv, v, 16, 64 << 10);
     let j = stop_stats(srv, &json, v);
     if selects_buffers(v) {
-        assert!(j["faults_injected"].as_u64().unwrap() > 0, "{v:?}: no fault injected: {j}");
+        assert!(
+            j["faults_injected"].as_u64().unwrap() > 0,
+            "{v:?}: no fault injected: {j}"
+        );
         assert!(j["recv_nobufs"].as_u64().unwrap() > 0, "{v:?}: {j}");
     } else {
         // Not a path there (epoll reads into its own buffer; baseline RECVs after POLL).
@@ -100,7 +127,10 @@ backend_test!(fault_short_send, |v| {
     let srv = start(v, &[], Some("send-short=2"), &json);
     burst(&srv, v, 8, 1 << 20);
     let j = stop_stats(srv, &json, v);
-    assert!(j["faults_injected"].as_u64().unwrap() > 0, "{v:?}: no short send injected: {j}");
+    assert!(
+        j["faults_injected"].as_u64().unwrap() > 0,
+        "{v:?}: no short send injected: {j}"
+    );
     assert_eq!(j["bytes_out"].as_u64(), Some(8 << 20), "{v:?}");
 });
 
@@ -150,8 +180,15 @@ backend_test!(fault_recv_reset, |v| {
         }
         drop::<TcpStream>(s);
     }
-    assert!(reset > 0 && served > 0, "{v:?}: served {served}, reset {reset}");
-    assert!(crate::util::wait_until(Duration::from_secs(10), || srv.fd_count() <= fds0), "{v:?}: fds leaked: {} > {fds0}", srv.fd_count());
+    assert!(
+        reset > 0 && served > 0,
+        "{v:?}: served {served}, reset {reset}"
+    );
+    assert!(
+        crate::util::wait_until(Duration::from_secs(10), || srv.fd_count() <= fds0),
+        "{v:?}: fds leaked: {} > {fds0}",
+        srv.fd_count()
+    );
     drop(healthy);
     let j = stop_stats(srv, &json, v);
     assert_eq!(j["faults_injected"].as_u64(), Some(reset), "{v:?}: {j}");
@@ -166,5 +203,8 @@ fn bad_fault_spec_is_one_line_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad RINGMUX_FAULTS") && err.trim().lines().count() == 1, "{err}");
+    assert!(
+        err.contains("bad RINGMUX_FAULTS") && err.trim().lines().count() == 1,
+        "{err}"
+    );
 }

@@ -26,22 +26,34 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// Raise the soft RLIMIT_NOFILE to the hard one (the server started afterwards
 /// inherits it); panic with the figures if that is still too low.
 fn ensure_nofile(need: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `lim` is a live, writable rlimit for the duration of the call.
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
     if lim.rlim_cur < need && lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max.min(1 << 20), rlim_max: lim.rlim_max };
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max.min(1 << 20),
+            rlim_max: lim.rlim_max,
+        };
         // SAFETY: `raised` is a live rlimit for the duration of the call.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             lim.rlim_cur = raised.rlim_cur;
         }
     }
-    assert!(lim.rlim_cur >= need, "this test needs {need} open files, RLIMIT_NOFILE allows {} (hard {}): run with `ulimit -n 20000`", lim.rlim_cur, lim.rlim_max);
+    assert!(
+        lim.rlim_cur >= need,
+        "this test needs {need} open files, RLIMIT_NOFILE allows {} (hard {}): run with `ulimit -n 20000`",
+        lim.rlim_cur,
+        lim.rlim_max
+    );
 }
 
 /// (VmRSS, RssAnon) of a process in KiB.
 fn rss_kib(pid: i32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
     let field = |name: &str| -> u64 {
         s.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -64,16 +76,27 @@ fn open_idle(srv: &Server, v: Variant, n: usize, deadline: Instant) -> Vec<TcpSt
     let mut conns: Vec<TcpStream> = Vec::with_capacity(n);
     let mut buf = [0u8; 16];
     while conns.len() < n {
-        assert!(Instant::now() < deadline, "{v:?}: opening {n} connections ran past its deadline at {}", conns.len());
+        assert!(
+            Instant::now() < deadline,
+            "{v:?}: opening {n} connections ran past its deadline at {}",
+            conns.len()
+        );
         let start = conns.len();
         for i in start..(start + WAVE).min(n) {
-            let s = TcpStream::connect_timeout(&srv.addr, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{v:?}: connect {i}: {e}"));
-            (&s).write_all(&message(i)).unwrap_or_else(|e| panic!("{v:?}: send on connection {i}: {e}"));
+            let s = TcpStream::connect_timeout(&srv.addr, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("{v:?}: connect {i}: {e}"));
+            (&s).write_all(&message(i))
+                .unwrap_or_else(|e| panic!("{v:?}: send on connection {i}: {e}"));
             conns.push(s);
         }
         for (i, s) in conns.iter().enumerate().skip(start) {
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            (&*s).read_exact(&mut buf).unwrap_or_else(|e| panic!("{v:?}: echo on connection {i}: {e}; stderr: {}", srv.stderr()));
+            (&*s).read_exact(&mut buf).unwrap_or_else(|e| {
+                panic!(
+                    "{v:?}: echo on connection {i}: {e}; stderr: {}",
+                    srv.stderr()
+                )
+            });
             assert_eq!(buf, message(i), "{v:?}: echo on connection {i} differs");
         }
     }
@@ -110,7 +133,8 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
     let conns = open_idle(&srv, v, conns_n, deadline);
     let opened = t0.elapsed();
     assert!(
-        wait_until(Duration::from_secs(10), || srv.fd_count() >= fds_before + conns_n),
+        wait_until(Duration::from_secs(10), || srv.fd_count()
+            >= fds_before + conns_n),
         "{v:?}: the server holds {} descriptors, expected {fds_before} + {conns_n}",
         srv.fd_count()
     );
@@ -124,11 +148,16 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
         }
         last.1.elapsed() >= Duration::from_millis(200)
     });
-    assert!(settled, "{v:?}: the server's RSS kept moving with {conns_n} idle connections");
+    assert!(
+        settled,
+        "{v:?}: the server's RSS kept moving with {conns_n} idle connections"
+    );
     let (rss1, anon1) = rss_kib(srv.pid);
     let per = (rss1 as f64 - rss0 as f64) * 1024.0 / conns_n as f64;
     let anon = (anon1 as f64 - anon0 as f64) * 1024.0 / conns_n as f64;
-    println!("{v:?}: {per:.0} bytes/conn (RssAnon {anon:.0}), RSS {rss0} -> {rss1} KiB, {conns_n} conns opened in {opened:?}");
+    println!(
+        "{v:?}: {per:.0} bytes/conn (RssAnon {anon:.0}), RSS {rss0} -> {rss1} KiB, {conns_n} conns opened in {opened:?}"
+    );
     let cmdline = srv.cmdline.clone();
     // The server closes first, so no client port is left in TIME_WAIT.
     let st = srv.stop(Duration::from_secs(10));
@@ -138,7 +167,12 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
         "{v:?}: resident memory grew {per:.0} bytes per idle connection (RssAnon {anon:.0}; VmRSS {rss0} -> {rss1} KiB for {conns_n} \
          connections that each echoed 16 bytes once), budget {budget} bytes; server: {cmdline}"
     );
-    assert!(st.status.success(), "{v:?}: exit {:?}, stderr {}", st.status, st.stderr);
+    assert!(
+        st.status.success(),
+        "{v:?}: exit {:?}, stderr {}",
+        st.status,
+        st.stderr
+    );
 });
 
 /// Take a SIGUSR1 snapshot and return it (the file is removed first, so the one read
@@ -146,8 +180,13 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
 fn snapshot(srv: &Server, v: Variant, json: &std::path::Path) -> serde_json::Value {
     let _ = std::fs::remove_file(json);
     srv.signal(libc::SIGUSR1);
-    assert!(wait_until(Duration::from_secs(10), || json.exists()), "{v:?}: no SIGUSR1 snapshot within 10 s; stderr: {}", srv.stderr());
-    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap_or_else(|e| panic!("{v:?}: snapshot is not JSON: {e}"))
+    assert!(
+        wait_until(Duration::from_secs(10), || json.exists()),
+        "{v:?}: no SIGUSR1 snapshot within 10 s; stderr: {}",
+        srv.stderr()
+    );
+    serde_json::from_slice(&std::fs::read(json).unwrap())
+        .unwrap_or_else(|e| panic!("{v:?}: snapshot is not JSON: {e}"))
 }
 
 /// The idle budget of issue 11: over a quiet window an idle server makes fewer than
@@ -159,27 +198,46 @@ fn assert_idle(srv: &Server, v: Variant, json: &std::path::Path, what: &str) {
     const WINDOW: Duration = Duration::from_secs(3);
     const MAX_CALLS_PER_S: f64 = 10.0;
     const MAX_CORE_SHARE: f64 = 0.01;
-    let cpu = |j: &serde_json::Value| j["cpu_user_s"].as_f64().unwrap() + j["cpu_sys_s"].as_f64().unwrap();
+    let cpu = |j: &serde_json::Value| {
+        j["cpu_user_s"].as_f64().unwrap() + j["cpu_sys_s"].as_f64().unwrap()
+    };
     let a = snapshot(srv, v, json);
     thread::sleep(WINDOW);
     let b = snapshot(srv, v, json);
     let secs = b["elapsed_s"].as_f64().unwrap() - a["elapsed_s"].as_f64().unwrap();
     let calls = b["syscalls_total"].as_u64().unwrap() - a["syscalls_total"].as_u64().unwrap();
     let share = (cpu(&b) - cpu(&a)) / secs;
-    println!("{v:?} idle with {what}: {calls} syscalls in {secs:.2} s, {:.3}% of a core; by kind {}", share * 100.0, b["syscalls"]);
+    println!(
+        "{v:?} idle with {what}: {calls} syscalls in {secs:.2} s, {:.3}% of a core; by kind {}",
+        share * 100.0,
+        b["syscalls"]
+    );
     assert!(
         (calls as f64) < MAX_CALLS_PER_S * secs,
         "{v:?} idle with {what}: {calls} syscalls in {secs:.2} s (budget {MAX_CALLS_PER_S}/s); before {} after {}",
         a["syscalls"],
         b["syscalls"]
     );
-    assert!(share < MAX_CORE_SHARE, "{v:?} idle with {what}: {:.2}% of a core over {secs:.2} s (budget 1%)", share * 100.0);
+    assert!(
+        share < MAX_CORE_SHARE,
+        "{v:?} idle with {what}: {:.2}% of a core over {secs:.2} s (budget 1%)",
+        share * 100.0
+    );
 }
 
 /// busypoll's idle cost: more than `min_calls_per_s` syscalls a second and more than
 /// `min_share` of a core (figures far below what it does, far above the idle budget).
-fn assert_busy(srv: &Server, v: Variant, json: &std::path::Path, what: &str, min_calls_per_s: f64, min_share: f64) {
-    let cpu = |j: &serde_json::Value| j["cpu_user_s"].as_f64().unwrap() + j["cpu_sys_s"].as_f64().unwrap();
+fn assert_busy(
+    srv: &Server,
+    v: Variant,
+    json: &std::path::Path,
+    what: &str,
+    min_calls_per_s: f64,
+    min_share: f64,
+) {
+    let cpu = |j: &serde_json::Value| {
+        j["cpu_user_s"].as_f64().unwrap() + j["cpu_sys_s"].as_f64().unwrap()
+    };
     let a = snapshot(srv, v, json);
     thread::sleep(Duration::from_secs(1));
     let b = snapshot(srv, v, json);
@@ -187,9 +245,19 @@ fn assert_busy(srv: &Server, v: Variant, json: &std::path::Path, what: &str, min
     let calls = b["syscalls_total"].as_u64().unwrap() - a["syscalls_total"].as_u64().unwrap();
     let eagain = b["busypoll_eagain"].as_u64().unwrap() - a["busypoll_eagain"].as_u64().unwrap();
     let share = (cpu(&b) - cpu(&a)) / secs;
-    println!("{v:?} idle with {what}: {calls} syscalls ({eagain} EAGAIN) in {secs:.2} s, {:.1}% of a core", share * 100.0);
-    assert!(calls as f64 > min_calls_per_s * secs && eagain > 0, "{v:?} idle with {what}: only {calls} syscalls in {secs:.2} s");
-    assert!(share >= min_share, "{v:?} idle with {what}: {:.2}% of a core", share * 100.0);
+    println!(
+        "{v:?} idle with {what}: {calls} syscalls ({eagain} EAGAIN) in {secs:.2} s, {:.1}% of a core",
+        share * 100.0
+    );
+    assert!(
+        calls as f64 > min_calls_per_s * secs && eagain > 0,
+        "{v:?} idle with {what}: only {calls} syscalls in {secs:.2} s"
+    );
+    assert!(
+        share >= min_share,
+        "{v:?} idle with {what}: {:.2}% of a core",
+        share * 100.0
+    );
 }
 
 backend_test!(idle_server_sleeps, |v| {
@@ -215,7 +283,12 @@ backend_test!(idle_server_sleeps, |v| {
     assert_idle(&srv, v, &json, "1000 idle connections");
     drop(conns);
     let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: exit {:?}, stderr {}", st.status, st.stderr);
+    assert!(
+        st.status.success(),
+        "{v:?}: exit {:?}, stderr {}",
+        st.status,
+        st.stderr
+    );
     let _ = std::fs::remove_file(&json);
 });
 
@@ -223,14 +296,32 @@ backend_test!(idle_server_sleeps, |v| {
 /// loop wakes about once a second instead of spinning on min_wait's ETIME.
 #[test]
 fn coalescing_wait_sleeps_when_idle() {
-    crate::util::run_variant(Variant::UringFull, "coalescing_wait_sleeps_when_idle", |v| {
-        let json = std::env::temp_dir().join(format!("ringmux-idle-coalesce-{}.json", std::process::id()));
-        let srv = Server::start(v, &["--uring-wait", "coalesce", "--stats-json", json.to_str().unwrap()]);
-        assert!(srv.start_line.contains("full"), "{}", srv.start_line);
-        assert_idle(&srv, v, &json, "no connections, --uring-wait coalesce");
-        let conns = srv.connect_echoed(100, 16);
-        assert_idle(&srv, v, &json, "100 idle connections, --uring-wait coalesce");
-        drop(conns);
-        let _ = std::fs::remove_file(&json);
-    });
+    crate::util::run_variant(
+        Variant::UringFull,
+        "coalescing_wait_sleeps_when_idle",
+        |v| {
+            let json = std::env::temp_dir()
+                .join(format!("ringmux-idle-coalesce-{}.json", std::process::id()));
+            let srv = Server::start(
+                v,
+                &[
+                    "--uring-wait",
+                    "coalesce",
+                    "--stats-json",
+                    json.to_str().unwrap(),
+                ],
+            );
+            assert!(srv.start_line.contains("full"), "{}", srv.start_line);
+            assert_idle(&srv, v, &json, "no connections, --uring-wait coalesce");
+            let conns = srv.connect_echoed(100, 16);
+            assert_idle(
+                &srv,
+                v,
+                &json,
+                "100 idle connections, --uring-wait coalesce",
+            );
+            drop(conns);
+            let _ = std::fs::remove_file(&json);
+        },
+    );
 }

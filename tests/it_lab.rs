@@ -20,12 +20,27 @@ fn models_preset_quick_judges_every_claim() {
     let _ = std::fs::remove_dir_all(&dir);
     let d = dir.to_str().unwrap();
     // Under 60 s on an idle machine; generous here, the machine is shared.
-    let (code, out, err) = run(&["bench", "--preset", "models", "--quick", "--out", d], Duration::from_secs(240));
-    assert_eq!(code, Some(0), "bench --preset models --quick failed\nstdout:\n{out}\nstderr:\n{err}");
-    assert!(out.contains("## IO models: Claims") && out.contains("Slope per watched fd"), "terminal has no Claims table:\n{out}");
+    let (code, out, err) = run(
+        &["bench", "--preset", "models", "--quick", "--out", d],
+        Duration::from_secs(240),
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "bench --preset models --quick failed\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    assert!(
+        out.contains("## IO models: Claims") && out.contains("Slope per watched fd"),
+        "terminal has no Claims table:\n{out}"
+    );
 
-    let r: ringmux::report::model::BenchResults = serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap()).expect("results.json parses");
-    let m = r.models.as_ref().expect("results.json has a models section");
+    let r: ringmux::results::schema::BenchResults =
+        serde_json::from_slice(&std::fs::read(dir.join("results.json")).unwrap())
+            .expect("results.json parses");
+    let m = r
+        .models
+        .as_ref()
+        .expect("results.json has a models section");
     assert!(m.quick);
     // Every sweep has figures.
     for sweep in ["A", "B", "C", "D-select", "D-quiet", "D-sigio"] {
@@ -38,7 +53,10 @@ fn models_preset_quick_judges_every_claim() {
                 "D-quiet" => assert!(f.cpu_share.is_some(), "{sweep}/{}: no CPU share", p.backend),
                 "D-select" => assert!(f.msgs > 0, "select served nobody after its refusals: {f:?}"),
                 _ => assert!(
-                    f.msgs > 0 && f.p50_ns > 0.0 && f.cpu_ns_per_msg > 0.0 && f.syscalls_per_msg.is_some_and(|s| s > 0.0),
+                    f.msgs > 0
+                        && f.p50_ns > 0.0
+                        && f.cpu_ns_per_msg > 0.0
+                        && f.syscalls_per_msg.is_some_and(|s| s > 0.0),
                     "{sweep}/{}/c{}+{}: missing figures {f:?}",
                     p.backend,
                     p.conns,
@@ -47,32 +65,73 @@ fn models_preset_quick_judges_every_claim() {
             }
         }
     }
-    for b in ["blocking", "threads", "busypoll", "select", "poll", "epoll", "sigio", "uring"] {
-        assert!(m.points.iter().any(|p| p.sweep == "B" && p.backend == b), "sweep B lacks {b}");
+    for b in [
+        "blocking", "threads", "busypoll", "select", "poll", "epoll", "sigio", "uring",
+    ] {
+        assert!(
+            m.points.iter().any(|p| p.sweep == "B" && p.backend == b),
+            "sweep B lacks {b}"
+        );
     }
     let sloped: Vec<&str> = m.slopes.iter().map(|s| s.backend.as_str()).collect();
-    assert_eq!(sloped, ["select", "poll", "epoll", "sigio", "uring"], "slopes per watched fd");
-    assert!(m.slopes.iter().all(|s| s.cpu_ns_per_fd.is_finite() && s.points >= 2), "{:?}", m.slopes);
+    assert_eq!(
+        sloped,
+        ["select", "poll", "epoll", "sigio", "uring"],
+        "slopes per watched fd"
+    );
+    assert!(
+        m.slopes
+            .iter()
+            .all(|s| s.cpu_ns_per_fd.is_finite() && s.points >= 2),
+        "{:?}",
+        m.slopes
+    );
     // The select case really went past 1024 fds: refusals were counted.
     let dsel = m.points.iter().find(|p| p.sweep == "D-select").unwrap();
-    assert!(dsel.median.refused_fd_setsize > 0, "select refused nothing past 1024 fds: {:?}", dsel.median);
+    assert!(
+        dsel.median.refused_fd_setsize > 0,
+        "select refused nothing past 1024 fds: {:?}",
+        dsel.median
+    );
 
     // Eight claims, each with figures and a computed verdict, re-judged the same.
-    assert_eq!(m.claims.iter().map(|c| c.n).collect::<Vec<_>>(), (1..=8).collect::<Vec<u32>>());
+    assert_eq!(
+        m.claims.iter().map(|c| c.n).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<u32>>()
+    );
     for c in &m.claims {
-        assert_ne!(c.verdict, Verdict::NotMeasured, "claim {} not judged: {}", c.n, c.figures);
+        assert_ne!(
+            c.verdict,
+            Verdict::NotMeasured,
+            "claim {} not judged: {}",
+            c.n,
+            c.figures
+        );
         assert!(!c.figures.is_empty() && !c.rule.is_empty(), "claim {}", c.n);
     }
-    assert_eq!(ringmux::report::models::judge(m), m.claims, "verdicts are not a function of the stored figures");
+    assert_eq!(
+        ringmux::report::models::judge(m),
+        m.claims,
+        "verdicts are not a function of the stored figures"
+    );
 
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(md.contains("## IO models: Claims"), "report.md has no Claims section");
+    assert!(
+        md.contains("## IO models: Claims"),
+        "report.md has no Claims section"
+    );
     for c in &m.claims {
-        assert!(md.contains(&format!("**{}**", c.verdict.text())), "report.md lacks claim {}'s verdict", c.n);
+        assert!(
+            md.contains(&format!("**{}**", c.verdict.text())),
+            "report.md lacks claim {}'s verdict",
+            c.n
+        );
     }
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(
-        html.contains("IO models: Claims") && html.contains("server CPU per message") && html.contains("log scale"),
+        html.contains("IO models: Claims")
+            && html.contains("server CPU per message")
+            && html.contains("log scale"),
         "report.html lacks the Claims section or the chart"
     );
 
@@ -80,11 +139,29 @@ fn models_preset_quick_judges_every_claim() {
     std::fs::remove_file(dir.join("report.md")).unwrap();
     let (code, out, err) = run(&["report", d], Duration::from_secs(30));
     assert_eq!(code, Some(0), "report failed\n{out}\n{err}");
-    assert!(std::fs::read_to_string(dir.join("report.md")).unwrap().contains("## IO models: Claims"));
+    assert!(
+        std::fs::read_to_string(dir.join("report.md"))
+            .unwrap()
+            .contains("## IO models: Claims")
+    );
 
     // The preset picks its own servers: a conflicting option is bad usage.
-    let (code, _, err) = run(&["bench", "--preset", "models", "--idle-conns", "5", "--out", d], Duration::from_secs(30));
+    let (code, _, err) = run(
+        &[
+            "bench",
+            "--preset",
+            "models",
+            "--idle-conns",
+            "5",
+            "--out",
+            d,
+        ],
+        Duration::from_secs(30),
+    );
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("ringmux: ") && err.contains("--idle-conns"), "{err}");
+    assert!(
+        err.starts_with("ringmux: ") && err.contains("--idle-conns"),
+        "{err}"
+    );
 }

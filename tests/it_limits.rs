@@ -27,7 +27,9 @@ fn eof_at(s: &mut TcpStream, within: Duration) -> Option<Instant> {
         match s.read(&mut b) {
             Ok(0) => return Some(Instant::now()),
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(Instant::now()),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return Some(Instant::now());
+            }
             Err(_) => return None,
         }
     }
@@ -44,7 +46,15 @@ const IDLE_S: u64 = 2;
 
 backend_test!(idle_timeout_closes_silent_keeps_active, |v| {
     let json = tmp(&format!("{v:?}-idle.json"));
-    let srv = Server::start(v, &["--idle-timeout", &IDLE_S.to_string(), "--json", json.to_str().unwrap()]);
+    let srv = Server::start(
+        v,
+        &[
+            "--idle-timeout",
+            &IDLE_S.to_string(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
     // blocking serves one connection at a time: one silent one.
     let n = if v.concurrent() { 200 } else { 1 };
     let t0 = Instant::now();
@@ -75,7 +85,9 @@ backend_test!(idle_timeout_closes_silent_keeps_active, |v| {
             if closed[i].is_none() {
                 match s.read(&mut b) {
                     Ok(0) => closed[i] = Some(t0.elapsed()),
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed[i] = Some(t0.elapsed()),
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                        closed[i] = Some(t0.elapsed())
+                    }
                     Ok(_) => panic!("{v:?}: a silent connection got bytes"),
                     Err(_) => {}
                 }
@@ -84,15 +96,29 @@ backend_test!(idle_timeout_closes_silent_keeps_active, |v| {
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut active = active.map(|t| t.join().expect("the active connection was served throughout"));
+    let mut active = active.map(|t| {
+        t.join()
+            .expect("the active connection was served throughout")
+    });
     let open = closed.iter().filter(|c| c.is_none()).count();
-    assert_eq!(open, 0, "{v:?}: {open} of {n} silent connections still open {} s after connecting", IDLE_S + 4);
+    assert_eq!(
+        open,
+        0,
+        "{v:?}: {open} of {n} silent connections still open {} s after connecting",
+        IDLE_S + 4
+    );
     let earliest = closed.iter().flatten().min().unwrap();
     let latest = closed.iter().flatten().max().unwrap();
     // Not before the timeout (minus the connect time), and within S + 1 s (+1 s of
     // polling slack on a noisy machine).
-    assert!(*earliest >= Duration::from_millis(IDLE_S * 1000 - 500), "{v:?}: closed after {earliest:?}");
-    assert!(*latest <= Duration::from_secs(IDLE_S + 2), "{v:?}: the last closed after {latest:?}");
+    assert!(
+        *earliest >= Duration::from_millis(IDLE_S * 1000 - 500),
+        "{v:?}: closed after {earliest:?}"
+    );
+    assert!(
+        *latest <= Duration::from_secs(IDLE_S + 2),
+        "{v:?}: the last closed after {latest:?}"
+    );
     match active.as_mut() {
         Some(a) => echo_ok(a, 999), // still up
         None => {
@@ -113,7 +139,17 @@ backend_test!(idle_timeout_closes_silent_keeps_active, |v| {
 
 backend_test!(slowloris_head_gets_408, |v| {
     let json = tmp(&format!("{v:?}-408.json"));
-    let srv = Server::start(v, &["--proto", "http", "--header-timeout", "1", "--json", json.to_str().unwrap()]);
+    let srv = Server::start(
+        v,
+        &[
+            "--proto",
+            "http",
+            "--header-timeout",
+            "1",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
     let mut s = srv.connect();
     let t0 = Instant::now();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
@@ -131,8 +167,15 @@ backend_test!(slowloris_head_gets_408, |v| {
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let _ = s.read_to_end(&mut got);
     let took = t0.elapsed();
-    assert!(got.starts_with(b"HTTP/1.1 408 "), "{v:?}: {:?}", String::from_utf8_lossy(&got));
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(6), "{v:?}: 408 after {took:?}");
+    assert!(
+        got.starts_with(b"HTTP/1.1 408 "),
+        "{v:?}: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(6),
+        "{v:?}: 408 after {took:?}"
+    );
     trickle.join().unwrap();
     // A complete request is still served.
     let mut s = srv.connect();
@@ -148,14 +191,19 @@ backend_test!(slowloris_head_gets_408, |v| {
 
 backend_test!(max_conns_refuses_over_n_serves_n, |v| {
     if !v.concurrent() {
-        return println!("{v:?}: not applicable (serves one connection at a time; the next waits in the backlog)");
+        return println!(
+            "{v:?}: not applicable (serves one connection at a time; the next waits in the backlog)"
+        );
     }
     let json = tmp(&format!("{v:?}-max.json"));
     let srv = Server::start(v, &["--max-conns", "5", "--json", json.to_str().unwrap()]);
     let mut five = srv.connect_echoed(5, 100);
     for _ in 0..3 {
         let mut extra = srv.connect();
-        assert!(eof_at(&mut extra, Duration::from_secs(10)).is_some(), "{v:?}: the 6th connection was not closed");
+        assert!(
+            eof_at(&mut extra, Duration::from_secs(10)).is_some(),
+            "{v:?}: the 6th connection was not closed"
+        );
     }
     for (i, s) in five.iter_mut().enumerate() {
         echo_ok(s, 100 + i as u64);
@@ -203,14 +251,22 @@ backend_test!(unconsumed_input_costs_no_memory, |v| {
     {
         // io_uring: a fixed group of 64 receive buffers (1 MiB), all touched in the
         // warm-up; a growing group is memory of its own, not unconsumed input.
-        let fixed: &[&str] = if v.level().is_some() { &["--buf-ring-entries", "64"] } else { &[] };
+        let fixed: &[&str] = if v.level().is_some() {
+            &["--buf-ring-entries", "64"]
+        } else {
+            &[]
+        };
         let srv = Server::start(v, &[&["--proto", "chat"][..], fixed].concat());
         let mut s = srv.connect();
         s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
         // Warm-up: every receive buffer (io_uring's provided ring) touched once.
         assert_eq!(flood(&mut s, 32 * MIB, b'x'), 32 * MIB);
         let before = srv.rss_kib();
-        assert_eq!(flood(&mut s, 64 * MIB, b'x'), 64 * MIB, "{v:?}: the server stopped reading");
+        assert_eq!(
+            flood(&mut s, 64 * MIB, b'x'),
+            64 * MIB,
+            "{v:?}: the server stopped reading"
+        );
         s.write_all(b"\nok\n").unwrap();
         let mut r = s.try_clone().unwrap();
         let mut buf = Vec::new();
@@ -222,7 +278,11 @@ backend_test!(unconsumed_input_costs_no_memory, |v| {
             assert!(n > 0, "{v:?}: closed");
             buf.extend_from_slice(&b[..n]);
         }
-        assert!(buf.ends_with(want), "{v:?}: {:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            buf.ends_with(want),
+            "{v:?}: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
         let grew = srv.rss_kib().saturating_sub(before);
         assert!(grew < 2048, "{v:?}: RSS grew {grew} KiB over a 64 MiB line");
     }
@@ -235,7 +295,14 @@ backend_test!(unconsumed_input_costs_no_memory, |v| {
     flood(&mut s, 64 * MIB, b'a');
     let mut got = Vec::new();
     let _ = s.read_to_end(&mut got);
-    assert!(got.starts_with(b"HTTP/1.1 431 "), "{v:?}: {:?}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 431 "),
+        "{v:?}: {:?}",
+        String::from_utf8_lossy(&got)
+    );
     let grew = srv.rss_kib().saturating_sub(before);
-    assert!(grew < 2048, "{v:?}: RSS grew {grew} KiB over an endless head");
+    assert!(
+        grew < 2048,
+        "{v:?}: RSS grew {grew} KiB over an endless head"
+    );
 });

@@ -15,14 +15,19 @@ fn json_path(tag: &str) -> std::path::PathBuf {
 }
 
 fn read_json(p: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
 }
 
 /// SIGUSR1, then the snapshot it wrote (the file is removed first).
 fn snapshot(srv: &Server, json: &std::path::Path) -> serde_json::Value {
     let _ = std::fs::remove_file(json);
     srv.signal(libc::SIGUSR1);
-    assert!(wait_until(Duration::from_secs(5), || json.exists()), "{}: no snapshot", srv.cmdline);
+    assert!(
+        wait_until(Duration::from_secs(5), || json.exists()),
+        "{}: no snapshot",
+        srv.cmdline
+    );
     read_json(json)
 }
 
@@ -33,12 +38,18 @@ fn variants_cover_every_backend() {
     let mut names = ringmux::server::Backend::NAMES.to_vec();
     names.sort();
     tested.sort();
-    assert_eq!(tested, names, "backend_test! must run every backend in Backend::NAMES");
+    assert_eq!(
+        tested, names,
+        "backend_test! must run every backend in Backend::NAMES"
+    );
 }
 
 #[test]
 fn unknown_backend_lists_the_valid_ones() {
-    let out = Command::new(BIN).args(["serve", "--backend", "kqueue"]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--backend", "kqueue"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     for name in ringmux::server::Backend::NAMES {
@@ -64,26 +75,45 @@ fn select_refuses_fd_setsize_and_keeps_serving() {
             Err(_) => refused += 1,
         }
     }
-    assert!(refused >= 70 && served.len() >= 1000, "served {}, refused {refused}", served.len());
+    assert!(
+        refused >= 70 && served.len() >= 1000,
+        "served {}, refused {refused}",
+        served.len()
+    );
     // The refusals are counted, and the server still serves everyone it kept.
     let j = snapshot(&srv, &json);
     assert_eq!(j["refused_fd_setsize"].as_u64(), Some(refused), "{j}");
     for &i in served.iter().rev().take(50) {
         conns[i].write_all(b"still").unwrap();
-        assert_eq!(read_varied(&mut conns[i], 5), b"still", "conn {i} after the refusals");
+        assert_eq!(
+            read_varied(&mut conns[i], 5),
+            b"still",
+            "conn {i} after the refusals"
+        );
     }
     // A freed low fd is reused: a new client is served again.
     let fds = srv.fd_count();
     drop(conns.swap_remove(served[0]));
-    assert!(crate::util::wait_until(Duration::from_secs(10), || srv.fd_count() < fds), "select: the server kept the closed connection's fd");
+    assert!(
+        crate::util::wait_until(Duration::from_secs(10), || srv.fd_count() < fds),
+        "select: the server kept the closed connection's fd"
+    );
     let mut again = srv.connect();
     again.write_all(b"again").unwrap();
     assert_eq!(read_varied(&mut again, 5), b"again");
-    let warn = srv.stderr().lines().filter(|l| l.contains("refusing connections on fd >= 1024")).count();
+    let warn = srv
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("refusing connections on fd >= 1024"))
+        .count();
     assert_eq!(warn, 1, "one warning line for the burst: {}", srv.stderr());
     drop(conns);
     let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success() && st.stdout.contains("refused_fd_setsize="), "{}", st.stdout);
+    assert!(
+        st.status.success() && st.stdout.contains("refused_fd_setsize="),
+        "{}",
+        st.stdout
+    );
     let _ = std::fs::remove_file(&json);
 }
 
@@ -92,12 +122,23 @@ fn sigio_overflow_rescans_and_loses_nothing() {
     use std::os::unix::process::CommandExt;
     let json = json_path("sigio");
     let mut cmd = Command::new(BIN);
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--backend", "sigio", "--stats-json", json.to_str().unwrap()]);
+    cmd.args([
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--backend",
+        "sigio",
+        "--stats-json",
+        json.to_str().unwrap(),
+    ]);
     // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             // A tiny real-time signal queue: a burst overflows it at once.
-            let lim = libc::rlimit { rlim_cur: 4, rlim_max: 4 };
+            let lim = libc::rlimit {
+                rlim_cur: 4,
+                rlim_max: 4,
+            };
             if libc::setrlimit(libc::RLIMIT_SIGPENDING, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -105,14 +146,22 @@ fn sigio_overflow_rescans_and_loses_nothing() {
         });
     }
     let srv = Server::spawn(&mut cmd);
-    assert!(srv.start_line.contains("backend=sigio"), "{}", srv.start_line);
+    assert!(
+        srv.start_line.contains("backend=sigio"),
+        "{}",
+        srv.start_line
+    );
     let mut conns: Vec<TcpStream> = (0..200).map(|_| srv.connect()).collect();
     for round in 0..3u64 {
         for (i, c) in conns.iter_mut().enumerate() {
-            c.write_all(&payload(round * 1000 + i as u64, 2000)).unwrap();
+            c.write_all(&payload(round * 1000 + i as u64, 2000))
+                .unwrap();
         }
         for (i, c) in conns.iter_mut().enumerate() {
-            assert!(read_varied(c, 2000) == payload(round * 1000 + i as u64, 2000), "conn {i} round {round}: echo differs");
+            assert!(
+                read_varied(c, 2000) == payload(round * 1000 + i as u64, 2000),
+                "conn {i} round {round}: echo differs"
+            );
         }
     }
     drop(conns);
@@ -120,9 +169,15 @@ fn sigio_overflow_rescans_and_loses_nothing() {
     assert!(st.status.success(), "{}", st.stderr);
     let j = read_json(&json);
     let _ = std::fs::remove_file(&json);
-    assert!(j["sigio_overflows"].as_u64().unwrap() > 0, "no overflow with RLIMIT_SIGPENDING 4: {j}");
+    assert!(
+        j["sigio_overflows"].as_u64().unwrap() > 0,
+        "no overflow with RLIMIT_SIGPENDING 4: {j}"
+    );
     assert_eq!(j["bytes_out"].as_u64(), Some(3 * 200 * 2000), "{j}");
-    println!("sigio: signals={} overflows={}", j["sigio_signals"], j["sigio_overflows"]);
+    println!(
+        "sigio: signals={} overflows={}",
+        j["sigio_signals"], j["sigio_overflows"]
+    );
 }
 
 #[test]
@@ -140,14 +195,29 @@ fn busypoll_counts_eagains_while_idle() {
     let recvs = |j: &serde_json::Value| j["syscalls"]["recv"].as_u64().unwrap_or(0);
     let idle_conn = n(&d) - n(&b);
     // One idle connection, 0.5 s: a recv and an accept per turn, every few microseconds.
-    assert!(idle_conn > 1000, "{} EAGAINs in 0.5 s with one idle connection", idle_conn);
-    assert!(recvs(&d) - recvs(&b) > 500, "recv calls while idle: {}", recvs(&d) - recvs(&b));
-    println!("busypoll: {} EAGAINs with no connection (0.3 s), {idle_conn} with one idle (0.5 s)", n(&a));
+    assert!(
+        idle_conn > 1000,
+        "{} EAGAINs in 0.5 s with one idle connection",
+        idle_conn
+    );
+    assert!(
+        recvs(&d) - recvs(&b) > 500,
+        "recv calls while idle: {}",
+        recvs(&d) - recvs(&b)
+    );
+    println!(
+        "busypoll: {} EAGAINs with no connection (0.3 s), {idle_conn} with one idle (0.5 s)",
+        n(&a)
+    );
     c.write_all(b"x").unwrap();
     assert_eq!(read_varied(&mut c, 1), b"x");
     drop(c);
     let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success() && st.stdout.contains("busypoll: eagain="), "{}", st.stdout);
+    assert!(
+        st.status.success() && st.stdout.contains("busypoll: eagain="),
+        "{}",
+        st.stdout
+    );
     let _ = std::fs::remove_file(&json);
 }
 
@@ -161,19 +231,29 @@ fn threads_drain_on_sigterm_while_blocked_in_recv() {
         std::fs::read_dir(format!("/proc/{}/task", srv.pid))
             .map(|d| {
                 d.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("syscall")).ok())
-                    .filter(|s| s.split_whitespace().next() == Some(&libc::SYS_recvfrom.to_string()))
+                    .filter(|s| {
+                        s.split_whitespace().next() == Some(&libc::SYS_recvfrom.to_string())
+                    })
                     .count()
             })
             .unwrap_or(0)
     };
-    assert!(crate::util::wait_until(Duration::from_secs(10), || in_recv() >= 50), "threads: {} of 50 threads in recv", in_recv());
+    assert!(
+        crate::util::wait_until(Duration::from_secs(10), || in_recv() >= 50),
+        "threads: {} of 50 threads in recv",
+        in_recv()
+    );
     let t0 = Instant::now();
     let st = srv.stop(Duration::from_secs(10));
     let took = t0.elapsed();
     assert!(st.status.success(), "{}", st.stderr);
     // Well inside the 5 s drain timeout: the threads were woken, not waited out.
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    assert!(st.stdout.contains("accepted=50 closed=50") && st.stdout.contains("forced_closed=0"), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("accepted=50 closed=50") && st.stdout.contains("forced_closed=0"),
+        "{}",
+        st.stdout
+    );
     for (i, c) in conns.iter_mut().enumerate() {
         crate::util::assert_closed(c, &format!("threads: conn {i}"));
     }
@@ -185,11 +265,18 @@ fn threads_max_threads_makes_the_next_client_wait() {
     let held = srv.connect_echoed(2, 10);
     let mut third = srv.connect();
     third.write_all(b"third").unwrap();
-    third.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
     let mut b = [0u8; 5];
-    assert!(third.read(&mut b).is_err(), "a third client was served above --max-threads 2");
+    assert!(
+        third.read(&mut b).is_err(),
+        "a third client was served above --max-threads 2"
+    );
     drop(held);
-    third.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     third.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"third");
 }
@@ -200,21 +287,42 @@ fn threads_stats_add_up_over_every_thread() {
     let srv = Server::start(Variant::Threads, &["--stats-json", json.to_str().unwrap()]);
     let conns = srv.connect_echoed(30, 1000);
     let live = snapshot(&srv, &json);
-    assert_eq!(live["bytes_in"].as_u64(), Some(30_000), "live threads' counts in the snapshot: {live}");
-    assert!(live["syscalls"]["recv"].as_u64().unwrap_or(0) >= 30, "live threads' recv calls: {live}");
+    assert_eq!(
+        live["bytes_in"].as_u64(),
+        Some(30_000),
+        "live threads' counts in the snapshot: {live}"
+    );
+    assert!(
+        live["syscalls"]["recv"].as_u64().unwrap_or(0) >= 30,
+        "live threads' recv calls: {live}"
+    );
     drop(conns);
-    assert!(wait_until(Duration::from_secs(5), || snapshot(&srv, &json)["connections_closed"] == 30));
+    assert!(wait_until(Duration::from_secs(5), || snapshot(&srv, &json)
+        ["connections_closed"]
+        == 30));
     let st = srv.stop(Duration::from_secs(10));
     assert!(st.status.success(), "{}", st.stderr);
     let j = read_json(&json);
     let _ = std::fs::remove_file(&json);
     let sc = |k: &str| j["syscalls"][k].as_u64().unwrap_or(0);
     // Each connection thread: at least one recv with data and one with EOF, a send, a close.
-    assert!(sc("recv") >= 60 && sc("send") >= 30 && sc("close") >= 30 && sc("accept4") >= 30, "{j}");
-    assert_eq!((j["bytes_in"].as_u64(), j["bytes_out"].as_u64()), (Some(30_000), Some(30_000)), "{j}");
+    assert!(
+        sc("recv") >= 60 && sc("send") >= 30 && sc("close") >= 30 && sc("accept4") >= 30,
+        "{j}"
+    );
+    assert_eq!(
+        (j["bytes_in"].as_u64(), j["bytes_out"].as_u64()),
+        (Some(30_000), Some(30_000)),
+        "{j}"
+    );
     assert_eq!(j["threads_started"].as_u64(), Some(30), "{j}");
     assert_eq!(j["thread_stack_bytes"].as_u64(), Some(64 * 1024), "{j}");
-    let total: u64 = j["syscalls"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let total: u64 = j["syscalls"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(j["syscalls_total"].as_u64(), Some(total), "{j}");
 }
 
@@ -248,8 +356,15 @@ fn load(args: &[&str], json: &std::path::Path) -> (Option<i32>, String, serde_js
         thread::sleep(Duration::from_millis(20));
     }
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let j = serde_json::from_slice(&std::fs::read(json).unwrap_or_else(|e| panic!("no load JSON ({e}): {text}"))).unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = serde_json::from_slice(
+        &std::fs::read(json).unwrap_or_else(|e| panic!("no load JSON ({e}): {text}")),
+    )
+    .unwrap();
     let _ = std::fs::remove_file(json);
     (out.status.code(), text, j)
 }
@@ -260,14 +375,46 @@ fn load_idle_conns_held_open_and_checked() {
     let srv = Server::start(Variant::Epoll, &["--stats-json", sjson.to_str().unwrap()]);
     let addr = srv.addr.to_string();
     let ljson = json_path("idle-load");
-    let (code, text, j) = load(&["--addr", &addr, "--conns", "2", "--idle-conns", "300", "--duration", "0.5", "--warmup", "0.1", "--driver", "epoll"], &ljson);
+    let (code, text, j) = load(
+        &[
+            "--addr",
+            &addr,
+            "--conns",
+            "2",
+            "--idle-conns",
+            "300",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+            "--driver",
+            "epoll",
+        ],
+        &ljson,
+    );
     assert_eq!(code, Some(0), "{text}");
-    assert_eq!((j["idle_conns"].as_u64(), j["idle_closed"].as_u64()), (Some(300), Some(0)), "{j}");
-    let errors: u64 = j["errors"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(
+        (j["idle_conns"].as_u64(), j["idle_closed"].as_u64()),
+        (Some(300), Some(0)),
+        "{j}"
+    );
+    let errors: u64 = j["errors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(errors, 0, "idle connections are no errors: {j}");
-    assert!(j["messages"].as_u64().unwrap() > 0 && text.contains("300 held, 300 still open, 0 closed"), "{text}");
+    assert!(
+        j["messages"].as_u64().unwrap() > 0 && text.contains("300 held, 300 still open, 0 closed"),
+        "{text}"
+    );
     let st = srv.stop(Duration::from_secs(10));
-    assert!(st.stdout.contains("accepted=302"), "idle and active both reach the server: {}", st.stdout);
+    assert!(
+        st.stdout.contains("accepted=302"),
+        "idle and active both reach the server: {}",
+        st.stdout
+    );
     let _ = std::fs::remove_file(&sjson);
 
     // Against select, idle connections past fd 1023 are refused: the load counts them
@@ -276,14 +423,37 @@ fn load_idle_conns_held_open_and_checked() {
     let srv = Server::start(Variant::Select, &["--stats-json", sjson.to_str().unwrap()]);
     let addr = srv.addr.to_string();
     let (_, text, j) = load(
-        &["--addr", &addr, "--conns", "1", "--idle-conns", "1040", "--duration", "0.3", "--warmup", "0", "--driver", "epoll", "--allow-errors", "--timeout", "2"],
+        &[
+            "--addr",
+            &addr,
+            "--conns",
+            "1",
+            "--idle-conns",
+            "1040",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--driver",
+            "epoll",
+            "--allow-errors",
+            "--timeout",
+            "2",
+        ],
         &ljson,
     );
     let closed = j["idle_closed"].as_u64().unwrap();
-    assert!((1..=40).contains(&closed), "{closed} idle connections closed; {text}");
+    assert!(
+        (1..=40).contains(&closed),
+        "{closed} idle connections closed; {text}"
+    );
     let st = srv.stop(Duration::from_secs(10));
     let s = read_json(&sjson);
     let _ = std::fs::remove_file(&sjson);
-    assert!(s["refused_fd_setsize"].as_u64().unwrap() >= closed, "{s} {}", st.stdout);
+    assert!(
+        s["refused_fd_setsize"].as_u64().unwrap() >= closed,
+        "{s} {}",
+        st.stdout
+    );
     println!("select: {closed} of 1040 idle connections refused");
 }

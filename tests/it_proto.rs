@@ -14,7 +14,8 @@ use crate::util::{BIN, Server, Variant, run_bounded};
 /// Read until EOF (or 20 s, then panic).
 fn read_to_eof(s: &mut std::net::TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap_or_else(|e| panic!("read after {} bytes: {e}", out.len()));
+    s.read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("read after {} bytes: {e}", out.len()));
     out
 }
 
@@ -40,7 +41,10 @@ backend_test!(http_pipelined_in_order_then_error_closes, |v| {
     // HTTP/1.0 closes after the response; a head over 8 KiB is 431.
     let mut s = srv.connect();
     s.write_all(b"GET /plaintext HTTP/1.0\r\n\r\n").unwrap();
-    assert_eq!(String::from_utf8_lossy(&read_to_eof(&mut s)), HELLO_REPLY.replace("\r\n\r\nHello", "\r\nConnection: close\r\n\r\nHello"));
+    assert_eq!(
+        String::from_utf8_lossy(&read_to_eof(&mut s)),
+        HELLO_REPLY.replace("\r\n\r\nHello", "\r\nConnection: close\r\n\r\nHello")
+    );
     let mut s = srv.connect();
     let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
     big.extend(std::iter::repeat_n(b'a', 9000));
@@ -56,7 +60,10 @@ fn load(args: &[&str], json: &std::path::Path) -> (Option<i32>, Value, String) {
     all.extend(args.iter().map(std::ffi::OsStr::new));
     all.extend(["--json".as_ref(), json.as_os_str()]);
     let (status, _, err) = run_bounded(&all, Duration::from_secs(60));
-    let v = std::fs::read(json).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
+    let v = std::fs::read(json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null);
     (status.code(), v, err)
 }
 
@@ -71,14 +78,35 @@ backend_test!(load_http_get_post_pipelined_and_open_loop, |v| {
     let addr = srv.addr.to_string();
     // blocking serves one connection at a time: the others would only time out.
     let conns = if v.concurrent() { "4" } else { "1" };
-    let base = ["--addr", &addr, "--proto", "http", "--conns", conns, "--duration", "0.5", "--warmup", "0.1", "--quiet"];
+    let base = [
+        "--addr",
+        &addr,
+        "--proto",
+        "http",
+        "--conns",
+        conns,
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+        "--quiet",
+    ];
     let name = format!("{v:?}");
     let hgrm = tmp(&format!("{name}.hgrm"));
     let hlog = tmp(&format!("{name}.hlog"));
     let cases: Vec<Vec<&str>> = vec![
         vec!["--size", "0"],
         vec!["--size", "3000", "--pipeline", "4"],
-        vec!["--size", "100", "--rate", "400", "--hgrm", hgrm.to_str().unwrap(), "--hlog", hlog.to_str().unwrap()],
+        vec![
+            "--size",
+            "100",
+            "--rate",
+            "400",
+            "--hgrm",
+            hgrm.to_str().unwrap(),
+            "--hlog",
+            hlog.to_str().unwrap(),
+        ],
     ];
     for extra in cases {
         let mut args = base.to_vec();
@@ -86,15 +114,27 @@ backend_test!(load_http_get_post_pipelined_and_open_loop, |v| {
         let (code, j, err) = load(&args, &tmp(&format!("{name}.json")));
         assert_eq!(code, Some(0), "{v:?} {extra:?}: {err}");
         assert_eq!(j["params"]["proto"], "http", "{v:?} {extra:?}");
-        assert_eq!(j["errors"], serde_json::json!({"mismatch": 0, "reset": 0, "timeout": 0, "connect": 0, "other": 0}), "{v:?} {extra:?}");
+        assert_eq!(
+            j["errors"],
+            serde_json::json!({"mismatch": 0, "reset": 0, "timeout": 0, "connect": 0, "other": 0}),
+            "{v:?} {extra:?}"
+        );
         assert!(j["messages"].as_u64().unwrap() > 0, "{v:?} {extra:?}: {j}");
         if extra.contains(&"--rate") {
             // Open loop at 400/s for 0.5 s: exactly the 200 intended messages.
             assert_eq!(j["messages"], 200, "{v:?}: {j}");
         }
     }
-    assert!(std::fs::read_to_string(&hgrm).unwrap().contains("Percentile"));
-    assert!(std::fs::read_to_string(&hlog).unwrap().contains("#[Histogram log format version 1.3]"));
+    assert!(
+        std::fs::read_to_string(&hgrm)
+            .unwrap()
+            .contains("Percentile")
+    );
+    assert!(
+        std::fs::read_to_string(&hlog)
+            .unwrap()
+            .contains("#[Histogram log format version 1.3]")
+    );
 });
 
 #[test]
@@ -113,7 +153,9 @@ fn load_http_counts_404_by_status() {
                     pending.extend_from_slice(&buf[..n]);
                     while let Some(p) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                         pending.drain(..p + 4);
-                        if s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").is_err() {
+                        if s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -122,7 +164,21 @@ fn load_http_counts_404_by_status() {
         }
     });
     let (code, j, err) = load(
-        &["--addr", &addr, "--proto", "http", "--size", "0", "--conns", "2", "--duration", "0.3", "--warmup", "0", "--quiet"],
+        &[
+            "--addr",
+            &addr,
+            "--proto",
+            "http",
+            "--size",
+            "0",
+            "--conns",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--quiet",
+        ],
         &tmp("404.json"),
     );
     assert_eq!(code, Some(1), "errors make load exit 1: {err}");
@@ -134,7 +190,23 @@ backend_test!(load_upper_verified, |v| {
     let srv = Server::start(v, &["--proto", "upper"]);
     let addr = srv.addr.to_string();
     let (code, j, err) = load(
-        &["--addr", &addr, "--proto", "upper", "--size", "500", "--conns", if v.concurrent() { "3" } else { "1" }, "--pipeline", "2", "--duration", "0.3", "--warmup", "0", "--quiet"],
+        &[
+            "--addr",
+            &addr,
+            "--proto",
+            "upper",
+            "--size",
+            "500",
+            "--conns",
+            if v.concurrent() { "3" } else { "1" },
+            "--pipeline",
+            "2",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--quiet",
+        ],
         &tmp(&format!("{v:?}-upper.json")),
     );
     assert_eq!(code, Some(0), "{v:?}: {err}");
@@ -143,7 +215,21 @@ backend_test!(load_upper_verified, |v| {
     let echo = Server::start(v, &[]);
     let addr = echo.addr.to_string();
     let (code, j, _) = load(
-        &["--addr", &addr, "--proto", "upper", "--size", "500", "--conns", "1", "--duration", "0.2", "--warmup", "0", "--quiet"],
+        &[
+            "--addr",
+            &addr,
+            "--proto",
+            "upper",
+            "--size",
+            "500",
+            "--conns",
+            "1",
+            "--duration",
+            "0.2",
+            "--warmup",
+            "0",
+            "--quiet",
+        ],
         &tmp(&format!("{v:?}-upper-echo.json")),
     );
     assert_eq!(code, Some(1));
@@ -185,7 +271,11 @@ impl Client {
             let left = Duration::from_secs(20).saturating_sub(t0.elapsed());
             match self.out.recv_timeout(left) {
                 Ok(b) => got.extend(b),
-                Err(_) => panic!("client stdout {:?} never showed {:?}", String::from_utf8_lossy(got), String::from_utf8_lossy(want)),
+                Err(_) => panic!(
+                    "client stdout {:?} never showed {:?}",
+                    String::from_utf8_lossy(got),
+                    String::from_utf8_lossy(want)
+                ),
             }
         }
     }
@@ -196,7 +286,12 @@ impl Client {
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 let mut err = String::new();
-                self.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+                self.child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
                 return (s.code(), err, t0.elapsed());
             }
             if t0.elapsed() > within {
@@ -226,10 +321,18 @@ fn client_stdin_eof_half_closes_prints_the_rest_exits_0() {
     // In a plain pipe too.
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("printf 'hi\\nthere\\n' | {BIN} client --addr {}", srv.addr))
+        .arg(format!(
+            "printf 'hi\\nthere\\n' | {BIN} client --addr {}",
+            srv.addr
+        ))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, b"HI\nTHERE\n");
 }
 
@@ -252,12 +355,23 @@ fn client_notices_the_server_gone_while_stdin_stays_open() {
 
 #[test]
 fn client_bad_address_is_one_line() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = Command::new(BIN).args(["client", "--addr", &format!("127.0.0.1:{port}")]).stdin(Stdio::null()).output().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(BIN)
+        .args(["client", "--addr", &format!("127.0.0.1:{port}")])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("ringmux: error: cannot connect to"), "{err}");
+    assert!(
+        err.starts_with("ringmux: error: cannot connect to"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -266,25 +380,59 @@ fn bench_proto_http_runs_every_ringmux_server_and_leaves_out_externals() {
     let _ = std::fs::remove_dir_all(&out);
     let (status, _, err) = run_bounded(
         &[
-            "bench", "--quick", "--proto", "http", "--size", "0", "--backends", "uring,epoll", "--conns", "10", "--duration", "0.3", "--external",
-            "someecho=sleep 100 {addr}", "--out", out.to_str().unwrap(),
+            "bench",
+            "--quick",
+            "--proto",
+            "http",
+            "--size",
+            "0",
+            "--backends",
+            "uring,epoll",
+            "--conns",
+            "10",
+            "--duration",
+            "0.3",
+            "--external",
+            "someecho=sleep 100 {addr}",
+            "--out",
+            out.to_str().unwrap(),
         ],
         Duration::from_secs(120),
     );
     assert!(status.success(), "{status}: {err}");
     let left: Vec<&str> = err.lines().filter(|l| l.contains("left out")).collect();
-    assert_eq!(left, ["ringmux: warning: someecho left out: external servers are taken to speak echo only, not http"], "{err}");
-    let r: Value = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(
+        left,
+        [
+            "ringmux: warning: someecho left out: external servers are taken to speak echo only, not http"
+        ],
+        "{err}"
+    );
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(r["args"]["proto"], "http");
     let cells = r["cells"].as_array().unwrap();
-    let servers: std::collections::BTreeSet<&str> = cells.iter().map(|c| c["server"].as_str().unwrap()).collect();
-    assert!(servers.contains("epoll") && !servers.contains("someecho"), "{servers:?}");
+    let servers: std::collections::BTreeSet<&str> = cells
+        .iter()
+        .map(|c| c["server"].as_str().unwrap())
+        .collect();
+    assert!(
+        servers.contains("epoll") && !servers.contains("someecho"),
+        "{servers:?}"
+    );
     for c in cells {
         assert_eq!(c["median"]["errors"], 0, "{}", c["id"]);
-        assert!(c["median"]["msgs_per_s"].as_f64().unwrap() > 0.0, "{}", c["id"]);
+        assert!(
+            c["median"]["msgs_per_s"].as_f64().unwrap() > 0.0,
+            "{}",
+            c["id"]
+        );
     }
     // Every run's load file says it spoke http.
-    let runs: Vec<_> = std::fs::read_dir(out.join("runs")).unwrap().flatten().filter(|e| {
+    let runs: Vec<_> = std::fs::read_dir(out.join("runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
             n.ends_with(".json") && !n.ends_with(".server.json")
         })

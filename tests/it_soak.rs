@@ -40,7 +40,9 @@ fn churn(srv: &Server, v: Variant, workers: u64, seed: u64, until: Instant, c: &
                 let mut i = 0u64;
                 while Instant::now() < until {
                     i += 1;
-                    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{v:?}: connect: {e}"));
+                    let mut s =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                            .unwrap_or_else(|e| panic!("{v:?}: connect: {e}"));
                     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
                     s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
                     c.conns.fetch_add(1, Ordering::Relaxed);
@@ -52,7 +54,11 @@ fn churn(srv: &Server, v: Variant, workers: u64, seed: u64, until: Instant, c: &
                     let mut wr = s.try_clone().unwrap();
                     let m = msg.clone();
                     let writer = thread::spawn(move || wr.write_all(&m));
-                    let linger0 = |s: &std::net::TcpStream| socket2::SockRef::from(s).set_linger(Some(Duration::ZERO)).unwrap();
+                    let linger0 = |s: &std::net::TcpStream| {
+                        socket2::SockRef::from(s)
+                            .set_linger(Some(Duration::ZERO))
+                            .unwrap()
+                    };
                     if how == 0 {
                         // Reset with the reply (maybe even the request) in flight.
                         let _ = writer.join().unwrap();
@@ -61,8 +67,14 @@ fn churn(srv: &Server, v: Variant, workers: u64, seed: u64, until: Instant, c: &
                         continue;
                     }
                     let got = read_varied(&mut s, len);
-                    writer.join().unwrap().unwrap_or_else(|e| panic!("{v:?}: send: {e}"));
-                    assert!(got == msg, "{v:?}: worker {w} conn {i}: echo of {len} bytes differs");
+                    writer
+                        .join()
+                        .unwrap()
+                        .unwrap_or_else(|e| panic!("{v:?}: send: {e}"));
+                    assert!(
+                        got == msg,
+                        "{v:?}: worker {w} conn {i}: echo of {len} bytes differs"
+                    );
                     c.bytes_verified.fetch_add(len as u64, Ordering::Relaxed);
                     if how <= 2 {
                         linger0(&s);
@@ -71,27 +83,40 @@ fn churn(srv: &Server, v: Variant, workers: u64, seed: u64, until: Instant, c: &
                         // An orderly close: half-close, then the server's EOF.
                         s.shutdown(std::net::Shutdown::Write).unwrap();
                         let mut b = [0u8; 1];
-                        assert_eq!(s.read(&mut b).unwrap_or_else(|e| panic!("{v:?}: read after shutdown: {e}")), 0, "{v:?}: bytes after the echo");
+                        assert_eq!(
+                            s.read(&mut b)
+                                .unwrap_or_else(|e| panic!("{v:?}: read after shutdown: {e}")),
+                            0,
+                            "{v:?}: bytes after the echo"
+                        );
                     }
                 }
             })
         })
         .collect();
     for (w, h) in handles.into_iter().enumerate() {
-        h.join().unwrap_or_else(|_| panic!("{v:?}: churn worker {w} failed"));
+        h.join()
+            .unwrap_or_else(|_| panic!("{v:?}: churn worker {w} failed"));
     }
 }
 
 /// Wait until the server has closed every connection (descriptors back to `fds0`).
 fn settle(srv: &Server, v: Variant, fds0: usize, when: &str) {
     let ok = wait_until(Duration::from_secs(10), || srv.fd_count() == fds0);
-    assert!(ok, "{v:?}: {when}: fds {} (baseline {fds0})", srv.fd_count());
+    assert!(
+        ok,
+        "{v:?}: {when}: fds {} (baseline {fds0})",
+        srv.fd_count()
+    );
 }
 
 fn soak(v: Variant) {
     let total = Duration::from_secs_f64(env_secs("RINGMUX_SOAK_SECS", 5.5));
     let seed = seed_for(v);
-    let stats = std::env::temp_dir().join(format!("ringmux-soak-stats-{}-{v:?}.json", std::process::id()));
+    let stats = std::env::temp_dir().join(format!(
+        "ringmux-soak-stats-{}-{v:?}.json",
+        std::process::id()
+    ));
     let srv = Server::start(v, &["--stats-json", stats.to_str().unwrap()]);
     let fds0 = fd_baseline(&srv);
     let c = Arc::new(Counts::default());
@@ -115,14 +140,29 @@ fn soak(v: Variant) {
         c.resets_early.load(Ordering::Relaxed),
     );
     assert!(rss_warm > 0 && rss_end > 0, "{line}: no RSS read");
-    assert!(rss_end * 100 <= rss_warm * 105, "{line}: RSS grew more than 5% after the warm-up");
+    assert!(
+        rss_end * 100 <= rss_warm * 105,
+        "{line}: RSS grew more than 5% after the warm-up"
+    );
     assert_eq!(fds_end, fds_warm, "{line}: descriptor drift");
     let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{line}: exit {:?}; stderr: {}", st.status, st.stderr);
+    assert!(
+        st.status.success(),
+        "{line}: exit {:?}; stderr: {}",
+        st.status,
+        st.stderr
+    );
     let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
     let _ = std::fs::remove_file(&stats);
-    assert_eq!(j["connections_accepted"].as_u64(), Some(conns + 1), "{line}: {j}");
-    assert_eq!(j["connections_closed"], j["connections_accepted"], "{line}: {j}");
+    assert_eq!(
+        j["connections_accepted"].as_u64(),
+        Some(conns + 1),
+        "{line}: {j}"
+    );
+    assert_eq!(
+        j["connections_closed"], j["connections_accepted"],
+        "{line}: {j}"
+    );
     println!("{line}, accepted=closed={}", j["connections_accepted"]);
 }
 

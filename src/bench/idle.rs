@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 
 use super::{Plan, RunningServer, ServerSpec, median, start_server, stats_snapshot};
 use crate::cli::BenchArgs;
-use crate::report::model::{BENCH_SCHEMA, BenchResults, IdleResults, IdleRun, IdleServer};
+use crate::results::schema::{BENCH_SCHEMA, BenchResults, IdleResults, IdleRun, IdleServer};
 use crate::sysinfo::SysInfo;
 
 /// Bytes each connection sends and reads back once.
@@ -47,7 +47,8 @@ pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults
     let need = n as u64 + FD_MARGIN;
     raise_nofile(need).with_context(|| format!("--idle-conns {n}"))?;
     check_ports(n as u64 + WARMUP as u64).with_context(|| format!("--idle-conns {n}"))?;
-    fs::create_dir_all(plan.out.join("runs")).with_context(|| format!("cannot create {}", plan.out.display()))?;
+    fs::create_dir_all(plan.out.join("runs"))
+        .with_context(|| format!("cannot create {}", plan.out.display()))?;
     let start_unix_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
     let mut per: Vec<(Option<String>, Vec<IdleRun>)> = vec![(None, Vec::new()); plan.servers.len()];
     let total = plan.servers.len() * plan.repeat as usize;
@@ -57,9 +58,14 @@ pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults
         for (vi, server) in plan.servers.iter().enumerate() {
             done += 1;
             let id = idle_id(&server.name(), n);
-            eprintln!("[{done}/{total}] {id} run {} ({:.0}s)", rep + 1, t0.elapsed().as_secs_f64());
+            eprintln!(
+                "[{done}/{total}] {id} run {} ({:.0}s)",
+                rep + 1,
+                t0.elapsed().as_secs_f64()
+            );
             let stem = format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1);
-            let (m, features) = run_one(plan, server, n, &stem).with_context(|| format!("run {id}"))?;
+            let (m, features) =
+                run_one(plan, server, n, &stem).with_context(|| format!("run {id}"))?;
             per[vi].0 = per[vi].0.take().or(features);
             per[vi].1.push(m);
         }
@@ -73,7 +79,10 @@ pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults
     let mut notes = plan.notes.clone();
     for s in &servers {
         if s.bytes_per_conn >= BUDGET {
-            notes.push(format!("{}: {:.0} bytes per idle connection, over the 1 KiB budget", s.server, s.bytes_per_conn));
+            notes.push(format!(
+                "{}: {:.0} bytes per idle connection, over the 1 KiB budget",
+                s.server, s.bytes_per_conn
+            ));
         }
     }
     notes.push(
@@ -103,7 +112,10 @@ pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults
             servers,
         }),
     };
-    fs::write(plan.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    fs::write(
+        plan.out.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
     crate::report::write_reports(&plan.out, &results)?;
     Ok(results)
 }
@@ -113,7 +125,12 @@ fn idle_id(server: &str, n: u32) -> String {
     format!("{server}/idle/c{n}")
 }
 
-fn summarize(id: String, server: String, features: Option<String>, runs: Vec<IdleRun>) -> IdleServer {
+fn summarize(
+    id: String,
+    server: String,
+    features: Option<String>,
+    runs: Vec<IdleRun>,
+) -> IdleServer {
     let per: Vec<f64> = runs.iter().map(|r| r.bytes_per_conn).collect();
     IdleServer {
         id,
@@ -128,7 +145,12 @@ fn summarize(id: String, server: String, features: Option<String>, runs: Vec<Idl
 }
 
 /// One run: fresh server, warm-up, RSS, N idle connections, RSS.
-fn run_one(plan: &Plan, spec: &ServerSpec, n: u32, stem: &str) -> anyhow::Result<(IdleRun, Option<String>)> {
+fn run_one(
+    plan: &Plan,
+    spec: &ServerSpec,
+    n: u32,
+    stem: &str,
+) -> anyhow::Result<(IdleRun, Option<String>)> {
     let srv = start_server(plan, spec, stem)?;
     let pid = srv.child.id();
     let deadline = Instant::now() + Duration::from_secs(30) + Duration::from_millis(n as u64);
@@ -187,11 +209,16 @@ fn open_count(srv: &RunningServer, base: u64) -> anyhow::Result<u64> {
     match &srv.stats {
         Some(p) => {
             let j = stats_snapshot(pid, p)?;
-            let (a, c) = (j["connections_accepted"].as_u64().unwrap_or(0), j["connections_closed"].as_u64().unwrap_or(0));
+            let (a, c) = (
+                j["connections_accepted"].as_u64().unwrap_or(0),
+                j["connections_closed"].as_u64().unwrap_or(0),
+            );
             Ok(a.saturating_sub(c).saturating_sub(base))
         }
         None => {
-            let fds = fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("cannot list /proc/{pid}/fd"))?.count();
+            let fds = fs::read_dir(format!("/proc/{pid}/fd"))
+                .with_context(|| format!("cannot list /proc/{pid}/fd"))?
+                .count();
             Ok((fds as u64).saturating_sub(base))
         }
     }
@@ -214,7 +241,10 @@ impl Rss {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
                 .with_context(|| format!("{path} has no {name} (has the server exited?)"))
         };
-        Ok(Rss { vm_kib: field("VmRSS:")?, anon_kib: field("RssAnon:")? })
+        Ok(Rss {
+            vm_kib: field("VmRSS:")?,
+            anon_kib: field("RssAnon:")?,
+        })
     }
 }
 
@@ -238,7 +268,12 @@ fn left(deadline: Instant) -> anyhow::Result<Duration> {
 
 /// Open `n` connections in waves of [`WAVE`]: connect, send 16 bytes, read the echo
 /// back and check it, keep the socket. Every wait is bounded.
-fn open_idle(addr: SocketAddr, n: usize, seed: u64, deadline: Instant) -> anyhow::Result<Vec<TcpStream>> {
+fn open_idle(
+    addr: SocketAddr,
+    n: usize,
+    seed: u64,
+    deadline: Instant,
+) -> anyhow::Result<Vec<TcpStream>> {
     let mut conns: Vec<TcpStream> = Vec::with_capacity(n);
     let mut buf = [0u8; ROUND_TRIP];
     while conns.len() < n {
@@ -246,17 +281,27 @@ fn open_idle(addr: SocketAddr, n: usize, seed: u64, deadline: Instant) -> anyhow
         let end = (start + WAVE).min(n);
         for i in start..end {
             let s = TcpStream::connect_timeout(&addr, left(deadline)?).map_err(|e| {
-                let hint = if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) { " (out of local ports: see net.ipv4.ip_local_port_range)" } else { "" };
+                let hint = if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) {
+                    " (out of local ports: see net.ipv4.ip_local_port_range)"
+                } else {
+                    ""
+                };
                 anyhow::anyhow!("connection {} of {n} to {addr}: {e}{hint}", i + 1)
             })?;
-            (&s).write_all(&message(seed, i)).with_context(|| format!("send on connection {} of {n}", i + 1))?;
+            (&s).write_all(&message(seed, i))
+                .with_context(|| format!("send on connection {} of {n}", i + 1))?;
             conns.push(s);
         }
         for (i, s) in conns.iter().enumerate().skip(start) {
             s.set_read_timeout(Some(left(deadline)?))?;
-            (&*s).read_exact(&mut buf).with_context(|| format!("echo on connection {} of {n}", i + 1))?;
+            (&*s)
+                .read_exact(&mut buf)
+                .with_context(|| format!("echo on connection {} of {n}", i + 1))?;
             if buf != message(seed, i) {
-                bail!("connection {} of {n}: the echo differs from the 16 bytes sent", i + 1);
+                bail!(
+                    "connection {} of {n}: the echo differs from the 16 bytes sent",
+                    i + 1
+                );
             }
         }
     }
@@ -266,15 +311,24 @@ fn open_idle(addr: SocketAddr, n: usize, seed: u64, deadline: Instant) -> anyhow
 /// Raise this process's soft RLIMIT_NOFILE to its hard limit (servers started later
 /// inherit it); one clear error if even that is below `need`.
 pub(super) fn raise_nofile(need: u64) -> anyhow::Result<()> {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `lim` is a live, writable rlimit for the duration of the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
     }
     if lim.rlim_cur < need && lim.rlim_cur < lim.rlim_max {
         // An unlimited hard limit still stops at fs.nr_open.
-        let nr_open = fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1 << 20);
-        let raised = libc::rlimit { rlim_cur: lim.rlim_max.min(nr_open), rlim_max: lim.rlim_max };
+        let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(1 << 20);
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max.min(nr_open),
+            rlim_max: lim.rlim_max,
+        };
         // SAFETY: `raised` is a live rlimit for the duration of the call.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             lim.rlim_cur = raised.rlim_cur;
@@ -293,8 +347,13 @@ pub(super) fn raise_nofile(need: u64) -> anyhow::Result<()> {
 
 /// Every connection to one server address needs its own local port.
 fn check_ports(need: u64) -> anyhow::Result<()> {
-    let Ok(s) = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else { return Ok(()) };
-    let v: Vec<u64> = s.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let Ok(s) = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return Ok(());
+    };
+    let v: Vec<u64> = s
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
     if let [lo, hi] = v[..]
         && hi >= lo
         && hi - lo + 1 < need
@@ -314,11 +373,26 @@ mod tests {
 
     #[test]
     fn summary_is_median_min_max() {
-        let run = |b: f64| IdleRun { bytes_per_conn: b, anon_bytes_per_conn: b / 2.0, ..Default::default() };
-        let s = summarize("x/idle/c10".into(), "x".into(), None, vec![run(300.0), run(100.0), run(200.0)]);
-        assert_eq!((s.bytes_per_conn, s.bytes_per_conn_min, s.bytes_per_conn_max), (200.0, 100.0, 300.0));
+        let run = |b: f64| IdleRun {
+            bytes_per_conn: b,
+            anon_bytes_per_conn: b / 2.0,
+            ..Default::default()
+        };
+        let s = summarize(
+            "x/idle/c10".into(),
+            "x".into(),
+            None,
+            vec![run(300.0), run(100.0), run(200.0)],
+        );
+        assert_eq!(
+            (s.bytes_per_conn, s.bytes_per_conn_min, s.bytes_per_conn_max),
+            (200.0, 100.0, 300.0)
+        );
         assert_eq!(s.anon_bytes_per_conn, 100.0);
-        assert_eq!(idle_id("uring:baseline", 10_000), "uring:baseline/idle/c10000");
+        assert_eq!(
+            idle_id("uring:baseline", 10_000),
+            "uring:baseline/idle/c10000"
+        );
     }
 
     #[test]
@@ -330,6 +404,9 @@ mod tests {
     #[test]
     fn rss_of_self() {
         let r = Rss::of(std::process::id()).unwrap();
-        assert!(r.vm_kib > 0 && r.anon_kib > 0 && r.anon_kib <= r.vm_kib, "{r:?}");
+        assert!(
+            r.vm_kib > 0 && r.anon_kib > 0 && r.anon_kib <= r.vm_kib,
+            "{r:?}"
+        );
     }
 }

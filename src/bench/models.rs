@@ -20,10 +20,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 
-use super::{Plan, RunningServer, ServerSpec, Shape, load_cmd, open_silent, start_server, stats_snapshot, wait_load};
+use super::{
+    Plan, RunningServer, ServerSpec, Shape, load_cmd, open_silent, start_server, stats_snapshot,
+    wait_load,
+};
 use crate::cli::BenchArgs;
-use crate::report::model::{BENCH_SCHEMA, BenchResults};
 use crate::report::models::{ModelPoint, ModelRun, ModelsResults, judge, median_run, slopes};
+use crate::results::schema::{BENCH_SCHEMA, BenchResults};
 use crate::sysinfo::SysInfo;
 
 /// RLIMIT_SIGPENDING given to the sigio server for the burst: small enough that a
@@ -49,11 +52,25 @@ struct Sizes {
 impl Sizes {
     fn new(quick: bool) -> Sizes {
         Sizes {
-            select_idle: if quick { vec![0, 900] } else { vec![0, 64, 256, 900] },
-            idle: if quick { vec![0, 2000] } else { vec![0, 64, 256, 1000, 4000, 10000] },
+            select_idle: if quick {
+                vec![0, 900]
+            } else {
+                vec![0, 64, 256, 900]
+            },
+            idle: if quick {
+                vec![0, 2000]
+            } else {
+                vec![0, 64, 256, 1000, 4000, 10000]
+            },
             a_backends: vec!["select", "poll", "epoll", "sigio", "uring"],
-            b_backends: vec!["blocking", "threads", "busypoll", "select", "poll", "epoll", "sigio", "uring"],
-            c_conns: if quick { vec![1, 100] } else { vec![1, 10, 100, 1000] },
+            b_backends: vec![
+                "blocking", "threads", "busypoll", "select", "poll", "epoll", "sigio", "uring",
+            ],
+            c_conns: if quick {
+                vec![1, 100]
+            } else {
+                vec![1, 10, 100, 1000]
+            },
             c_backends: vec!["threads", "epoll", "uring", "poll"],
             quiet_s: if quick { 1.0 } else { 5.0 },
             burst_conns: if quick { 200 } else { 500 },
@@ -62,17 +79,28 @@ impl Sizes {
 }
 
 fn loadavg() -> Vec<f64> {
-    fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).filter_map(|v| v.parse().ok()).collect()
+    fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect()
 }
 
 /// VmRSS of a process in KiB (0 when gone).
 fn rss_kib(pid: u32) -> u64 {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn ringmux(backend: &str) -> ServerSpec {
-    ServerSpec::Ringmux { backend: backend.to_string(), level: None }
+    ServerSpec::Ringmux {
+        backend: backend.to_string(),
+        level: None,
+    }
 }
 
 fn num(j: &serde_json::Value, k: &str) -> f64 {
@@ -91,7 +119,11 @@ fn counters(r: &mut ModelRun, a: &serde_json::Value, b: &serde_json::Value) {
 
 /// A measured run's figures: the load's result, and the server's cost per message
 /// and model counters between snapshots `a` and `b`.
-fn measured(r: &crate::report::model::LoadResult, a: &serde_json::Value, b: &serde_json::Value) -> ModelRun {
+fn measured(
+    r: &crate::results::schema::LoadResult,
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+) -> ModelRun {
     let m = crate::report::compare::load_metrics(r);
     let msgs = r.messages.max(1) as f64;
     let mut run = ModelRun {
@@ -101,7 +133,9 @@ fn measured(r: &crate::report::model::LoadResult, a: &serde_json::Value, b: &ser
         p99_ns: m.p99_ns,
         errors: m.errors,
         cpu_ns_per_msg: (cpu_s(b) - cpu_s(a)).max(0.0) * 1e9 / msgs,
-        syscalls_per_msg: Some((num(b, "syscalls_total") - num(a, "syscalls_total")).max(0.0) / msgs),
+        syscalls_per_msg: Some(
+            (num(b, "syscalls_total") - num(a, "syscalls_total")).max(0.0) / msgs,
+        ),
         ctx_per_msg: (ctx(b) - ctx(a)).max(0.0) / msgs,
         ..Default::default()
     };
@@ -122,7 +156,10 @@ fn ctx(j: &serde_json::Value) -> f64 {
 fn hold_idle(srv: &RunningServer, n: u32, base: u64) -> anyhow::Result<Vec<TcpStream>> {
     let mut v = Vec::with_capacity(n as usize);
     for i in 0..n {
-        v.push(TcpStream::connect_timeout(&srv.addr, Duration::from_secs(5)).with_context(|| format!("idle connection {} of {n}", i + 1))?);
+        v.push(
+            TcpStream::connect_timeout(&srv.addr, Duration::from_secs(5))
+                .with_context(|| format!("idle connection {} of {n}", i + 1))?,
+        );
     }
     let stats = srv.stats.as_ref().context("no stats file")?;
     let t0 = Instant::now();
@@ -133,7 +170,10 @@ fn hold_idle(srv: &RunningServer, n: u32, base: u64) -> anyhow::Result<Vec<TcpSt
             return Ok(v);
         }
         if t0.elapsed() > Duration::from_secs(20) {
-            bail!("the server accepted {seen} of {} connections within 20 s", base + u64::from(n));
+            bail!(
+                "the server accepted {seen} of {} connections within 20 s",
+                base + u64::from(n)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -141,27 +181,53 @@ fn hold_idle(srv: &RunningServer, n: u32, base: u64) -> anyhow::Result<Vec<TcpSt
 
 /// One measured point run: fresh server, idle connections held, warm-up, measured
 /// closed-loop load with `conns` connections, counters around it.
-fn measure(plan: &Plan, backend: &str, conns: u32, idle: u32, stem: &str, profile: bool) -> anyhow::Result<(ModelRun, Option<String>, Option<f64>)> {
+fn measure(
+    plan: &Plan,
+    backend: &str,
+    conns: u32,
+    idle: u32,
+    stem: &str,
+    profile: bool,
+) -> anyhow::Result<(ModelRun, Option<String>, Option<f64>)> {
     let srv = start_server(plan, &ringmux(backend), stem)?;
     let stats = srv.stats.clone().context("no stats file")?;
     let pid = srv.child.id();
     // The readiness probe of start_server was one accepted connection.
     let held = hold_idle(&srv, idle, 1)?;
-    let shape = Shape { mode: "closed", conns, pipeline: 1, rate_fraction: None, open_rate: None };
+    let shape = Shape {
+        mode: "closed",
+        conns,
+        pipeline: 1,
+        rate_fraction: None,
+        open_rate: None,
+    };
     let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 60.0);
     // Before the warm-up: what the server keeps per connection once it has seen
     // `conns` of them (a grown connection table) counts as theirs.
     let rss_before = rss_kib(pid);
     if plan.warmup > 0.0 {
-        wait_load(load_cmd(plan, srv.addr, &shape, None, plan.warmup), "warm-up load", limit)?;
+        wait_load(
+            load_cmd(plan, srv.addr, &shape, None, plan.warmup),
+            "warm-up load",
+            limit,
+        )?;
     }
     let a = stats_snapshot(pid, &stats)?;
     let json = plan.out.join("runs").join(format!("{stem}.json"));
     let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.duration);
     cmd.arg("--json").arg(&json);
     let perf = plan.out.join("runs").join(format!("{stem}.perf.data"));
-    let rec = if profile { Some(super::profile::Recording::start(pid, &perf)?) } else { None };
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().context("cannot start ringmux load")?;
+    let rec = if profile {
+        Some(super::profile::Recording::start(pid, &perf)?)
+    } else {
+        None
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start ringmux load")?;
     let t0 = Instant::now();
     let mut peak = rss_before;
     let st = loop {
@@ -195,8 +261,14 @@ fn measure(plan: &Plan, backend: &str, conns: u32, idle: u32, stem: &str, profil
     let _ = fs::remove_file(&perf);
     drop(held);
     drop(srv);
-    let r: crate::report::model::LoadResult = serde_json::from_slice(&fs::read(&json).with_context(|| format!("load wrote no {}", json.display()))?)?;
-    let run = ModelRun { rss_before_kib: rss_before, rss_peak_kib: peak, ..measured(&r, &a, &b) };
+    let r: crate::results::schema::LoadResult = serde_json::from_slice(
+        &fs::read(&json).with_context(|| format!("load wrote no {}", json.display()))?,
+    )?;
+    let run = ModelRun {
+        rss_before_kib: rss_before,
+        rss_peak_kib: peak,
+        ..measured(&r, &a, &b)
+    };
     Ok((run, b["features"].as_str().map(str::to_string), net))
 }
 
@@ -211,7 +283,13 @@ fn select_past(plan: &Plan, stem: &str) -> anyhow::Result<ModelRun> {
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     let json = plan.out.join("runs").join(format!("{stem}.json"));
-    let shape = Shape { mode: "closed", conns: 1, pipeline: 1, rate_fraction: None, open_rate: None };
+    let shape = Shape {
+        mode: "closed",
+        conns: 1,
+        pipeline: 1,
+        rate_fraction: None,
+        open_rate: None,
+    };
     let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.duration.min(1.0));
     cmd.arg("--json").arg(&json);
     let served = wait_load(cmd, "load after the refusals", Duration::from_secs(30));
@@ -220,7 +298,7 @@ fn select_past(plan: &Plan, stem: &str) -> anyhow::Result<ModelRun> {
     counters(&mut run, &a, &b);
     match served {
         Ok(()) => {
-            let r: crate::report::model::LoadResult = serde_json::from_slice(&fs::read(&json)?)?;
+            let r: crate::results::schema::LoadResult = serde_json::from_slice(&fs::read(&json)?)?;
             let m = crate::report::compare::load_metrics(&r);
             run.msgs = r.messages;
             run.msgs_per_s = m.msgs_per_s;
@@ -250,7 +328,10 @@ fn quiet(plan: &Plan, backend: &str, secs: f64, stem: &str) -> anyhow::Result<Mo
     let wall = t0.elapsed().as_secs_f64();
     drop(held);
     drop(srv);
-    let mut run = ModelRun { cpu_share: Some((cpu_s(&b) - cpu_s(&a)).max(0.0) / wall), ..Default::default() };
+    let mut run = ModelRun {
+        cpu_share: Some((cpu_s(&b) - cpu_s(&a)).max(0.0) / wall),
+        ..Default::default()
+    };
     counters(&mut run, &a, &b);
     Ok(run)
 }
@@ -260,31 +341,74 @@ fn sigio_burst(plan: &Plan, conns: u32, stem: &str) -> anyhow::Result<ModelRun> 
     let srv = start_server(plan, &ringmux("sigio"), stem)?;
     let stats = srv.stats.clone().context("no stats file")?;
     let pid = srv.child.id();
-    let lim = libc::rlimit { rlim_cur: SIGPENDING_LIMIT, rlim_max: SIGPENDING_LIMIT };
+    let lim = libc::rlimit {
+        rlim_cur: SIGPENDING_LIMIT,
+        rlim_max: SIGPENDING_LIMIT,
+    };
     // SAFETY: `lim` is a live rlimit for the call; prlimit(2) on our own child only
     // reads it (the old-limit pointer is null).
-    if unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_SIGPENDING, &lim, std::ptr::null_mut()) } != 0 {
-        bail!("prlimit(RLIMIT_SIGPENDING) on the sigio server: {}", std::io::Error::last_os_error());
+    if unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_SIGPENDING,
+            &lim,
+            std::ptr::null_mut(),
+        )
+    } != 0
+    {
+        bail!(
+            "prlimit(RLIMIT_SIGPENDING) on the sigio server: {}",
+            std::io::Error::last_os_error()
+        );
     }
     let a = stats_snapshot(pid, &stats)?;
     let json = plan.out.join("runs").join(format!("{stem}.json"));
-    let shape = Shape { mode: "closed", conns, pipeline: 1, rate_fraction: None, open_rate: None };
+    let shape = Shape {
+        mode: "closed",
+        conns,
+        pipeline: 1,
+        rate_fraction: None,
+        open_rate: None,
+    };
     let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.duration);
     cmd.arg("--json").arg(&json);
-    wait_load(cmd, "burst load", Duration::from_secs_f64(plan.duration + 60.0))?;
+    wait_load(
+        cmd,
+        "burst load",
+        Duration::from_secs_f64(plan.duration + 60.0),
+    )?;
     let b = stats_snapshot(pid, &stats)?;
     drop(srv);
-    let r: crate::report::model::LoadResult = serde_json::from_slice(&fs::read(&json)?)?;
+    let r: crate::results::schema::LoadResult = serde_json::from_slice(&fs::read(&json)?)?;
     Ok(measured(&r, &a, &b))
 }
 
-fn add(points: &mut Vec<ModelPoint>, sweep: &str, backend: &str, conns: u32, idle: u32, features: Option<String>, run: ModelRun) {
-    match points.iter_mut().find(|p| p.sweep == sweep && p.backend == backend && p.conns == conns && p.idle == idle) {
+fn add(
+    points: &mut Vec<ModelPoint>,
+    sweep: &str,
+    backend: &str,
+    conns: u32,
+    idle: u32,
+    features: Option<String>,
+    run: ModelRun,
+) {
+    match points
+        .iter_mut()
+        .find(|p| p.sweep == sweep && p.backend == backend && p.conns == conns && p.idle == idle)
+    {
         Some(p) => {
             p.features = p.features.take().or(features);
             p.runs.push(run);
         }
-        None => points.push(ModelPoint { sweep: sweep.into(), backend: backend.into(), features, conns, idle, runs: vec![run], median: ModelRun::default() }),
+        None => points.push(ModelPoint {
+            sweep: sweep.into(),
+            backend: backend.into(),
+            features,
+            conns,
+            idle,
+            runs: vec![run],
+            median: ModelRun::default(),
+        }),
     }
 }
 
@@ -298,9 +422,17 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
     plan.repeat = args.repeat.unwrap_or(if quick { 1 } else { 3 });
     plan.servers = Vec::new();
     let plan = plan;
-    let max_idle = sz.idle.iter().copied().max().unwrap_or(0).max(SELECT_PAST).max(sz.c_conns.iter().copied().max().unwrap_or(0));
+    let max_idle = sz
+        .idle
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(SELECT_PAST)
+        .max(sz.c_conns.iter().copied().max().unwrap_or(0));
     super::idle::raise_nofile(u64::from(max_idle) + 256).context("bench --preset models")?;
-    fs::create_dir_all(plan.out.join("runs")).with_context(|| format!("cannot create {}", plan.out.display()))?;
+    fs::create_dir_all(plan.out.join("runs"))
+        .with_context(|| format!("cannot create {}", plan.out.display()))?;
     let start_unix_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
     let loadavg_start = loadavg();
     let profile = plan.profile;
@@ -318,7 +450,11 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
     };
     for &i in &levels {
         for &b in &sz.a_backends {
-            let ok = if b == "select" { sz.select_idle.contains(&i) } else { sz.idle.contains(&i) };
+            let ok = if b == "select" {
+                sz.select_idle.contains(&i)
+            } else {
+                sz.idle.contains(&i)
+            };
             if ok {
                 sched.push(("A", b, 1, i));
             }
@@ -337,7 +473,11 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
     let t0 = Instant::now();
     let mut step = |what: &str, rep: u32| {
         done += 1;
-        eprintln!("[{done}/{total}] models {what} run {} ({:.0}s)", rep + 1, t0.elapsed().as_secs_f64());
+        eprintln!(
+            "[{done}/{total}] models {what} run {} ({:.0}s)",
+            rep + 1,
+            t0.elapsed().as_secs_f64()
+        );
     };
     for rep in 0..plan.repeat {
         for &(sweep, b, c, i) in &sched {
@@ -345,7 +485,8 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
             step(&id, rep);
             let stem = format!("models-{}-r{}", id.replace(['/', '+'], "_"), rep + 1);
             let prof = profile && sweep == "B" && (b == "epoll" || b == "uring");
-            let (run, features, share) = measure(&plan, b, c, i, &stem, prof).with_context(|| format!("run {id}"))?;
+            let (run, features, share) =
+                measure(&plan, b, c, i, &stem, prof).with_context(|| format!("run {id}"))?;
             if run.errors > 0 {
                 notes.push(format!("{id} run {}: {} load errors", rep + 1, run.errors));
             }
@@ -358,15 +499,27 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
             add(&mut points, sweep, b, c, i, features, run);
         }
         step("D/select past 1024 fds", rep);
-        let r = select_past(&plan, &format!("models-D-select-r{}", rep + 1)).context("run D/select")?;
+        let r =
+            select_past(&plan, &format!("models-D-select-r{}", rep + 1)).context("run D/select")?;
         add(&mut points, "D-select", "select", 1, SELECT_PAST, None, r);
         for b in ["busypoll", "epoll"] {
             step(&format!("D/{b} quiet"), rep);
-            let r = quiet(&plan, b, sz.quiet_s, &format!("models-D-quiet-{b}-r{}", rep + 1)).with_context(|| format!("run D/{b} quiet"))?;
+            let r = quiet(
+                &plan,
+                b,
+                sz.quiet_s,
+                &format!("models-D-quiet-{b}-r{}", rep + 1),
+            )
+            .with_context(|| format!("run D/{b} quiet"))?;
             add(&mut points, "D-quiet", b, 0, QUIET_IDLE, None, r);
         }
         step("D/sigio burst", rep);
-        let r = sigio_burst(&plan, sz.burst_conns, &format!("models-D-sigio-r{}", rep + 1)).context("run D/sigio burst")?;
+        let r = sigio_burst(
+            &plan,
+            sz.burst_conns,
+            &format!("models-D-sigio-r{}", rep + 1),
+        )
+        .context("run D/sigio burst")?;
         add(&mut points, "D-sigio", "sigio", sz.burst_conns, 0, None, r);
     }
     for p in &mut points {
@@ -389,7 +542,10 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         slopes: slopes(&points),
         points,
         sigpending_limit: Some(SIGPENDING_LIMIT),
-        net_stack_share: net.into_iter().map(|(b, v)| (b, v.iter().sum::<f64>() / v.len().max(1) as f64)).collect(),
+        net_stack_share: net
+            .into_iter()
+            .map(|(b, v)| (b, v.iter().sum::<f64>() / v.len().max(1) as f64))
+            .collect(),
         claims: Vec::new(),
     };
     m.claims = judge(&m);
@@ -407,7 +563,10 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         quiet: Vec::new(),
         models: Some(m),
     };
-    fs::write(plan.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    fs::write(
+        plan.out.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
     crate::report::write_reports(&plan.out, &results)?;
     Ok(results)
 }

@@ -15,10 +15,17 @@ const FREQ: &str = "1999";
 
 /// Whether `perf` can be run here; `Err` says why not, in one line.
 pub fn available() -> Result<(), String> {
-    match Command::new("perf").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status() {
+    match Command::new("perf")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+    {
         Ok(s) if s.success() => Ok(()),
         Ok(s) => Err(format!("`perf --version` failed ({s})")),
-        Err(e) => Err(format!("perf is not installed ({e}); install it (Debian: linux-perf) to see where the server's CPU goes")),
+        Err(e) => Err(format!(
+            "perf is not installed ({e}); install it (Debian: linux-perf) to see where the server's CPU goes"
+        )),
     }
 }
 
@@ -41,7 +48,10 @@ impl Recording {
             .context("cannot start perf record")?;
         // perf needs a moment to attach; samples before that are lost, not wrong.
         std::thread::sleep(Duration::from_millis(50));
-        Ok(Recording { child, data: data.to_path_buf() })
+        Ok(Recording {
+            child,
+            data: data.to_path_buf(),
+        })
     }
 
     /// Stop (SIGINT, as perf expects), wait at most 10 s, and group the samples.
@@ -68,7 +78,17 @@ impl Recording {
             bail!("perf record failed ({status}): {}", err.trim());
         }
         let out = Command::new("perf")
-            .args(["report", "--stdio", "--no-children", "--sort", "dso,sym", "-q", "--percent-limit", "0.05", "-i"])
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "--sort",
+                "dso,sym",
+                "-q",
+                "--percent-limit",
+                "0.05",
+                "-i",
+            ])
             .arg(&self.data)
             .stdin(Stdio::null())
             .stderr(Stdio::null())

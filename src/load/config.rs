@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 
 use crate::cli::{DriverChoice, LoadArgs, LoadProto};
 /// Shared with `serve --cpus`; lives in the CLI module, re-exported here for the load API.
-pub use crate::cli::parse_cpu_list;
+pub use crate::os::cpus::parse_cpu_list;
 
 /// An edge of the measured window, reported to [`LoadConfig::on_window`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +146,9 @@ impl LoadConfig {
         let mode = match a.rate {
             None => Mode::Closed,
             Some(r) if r.is_finite() && r > 0.0 && r <= 1e9 => Mode::Open { rate: r },
-            Some(r) => bail!("--rate {r}: must be a number of messages per second above 0 (at most 1e9)"),
+            Some(r) => {
+                bail!("--rate {r}: must be a number of messages per second above 0 (at most 1e9)")
+            }
         };
         let pin = match &a.pin {
             None => Vec::new(),
@@ -189,13 +191,20 @@ impl LoadConfig {
             bail!("--size must be at least 1 byte (0 is for --proto http: GET /)");
         }
         if self.proto == LoadProto::Http && u64::from(self.size) > crate::proto::http::MAX_BODY {
-            bail!("--size {} is over the HTTP server's body limit ({} bytes)", self.size, crate::proto::http::MAX_BODY);
+            bail!(
+                "--size {} is over the HTTP server's body limit ({} bytes)",
+                self.size,
+                crate::proto::http::MAX_BODY
+            );
         }
         if self.pipeline == 0 {
             bail!("--pipeline must be at least 1");
         }
         if u64::from(self.conns) * u64::from(self.pipeline) > MAX_SLOTS {
-            bail!("--conns x --pipeline is {}: at most {MAX_SLOTS} messages may be outstanding", u64::from(self.conns) * u64::from(self.pipeline));
+            bail!(
+                "--conns x --pipeline is {}: at most {MAX_SLOTS} messages may be outstanding",
+                u64::from(self.conns) * u64::from(self.pipeline)
+            );
         }
         if let Mode::Open { rate } = self.mode
             && !(rate.is_finite() && rate > 0.0 && rate <= 1e9)
@@ -215,10 +224,18 @@ impl LoadConfig {
             bail!("--threads must be at least 1");
         }
         if self.agents == 0 || self.agent_id >= self.agents {
-            bail!("--agent-id {} with --agents {}: the id must be below the number of agents", self.agent_id, self.agents);
+            bail!(
+                "--agent-id {} with --agents {}: the id must be below the number of agents",
+                self.agent_id,
+                self.agents
+            );
         }
         if self.conns < self.agents {
-            bail!("--conns {} is fewer than --agents {}: every agent needs a connection", self.conns, self.agents);
+            bail!(
+                "--conns {} is fewer than --agents {}: every agent needs a connection",
+                self.conns,
+                self.agents
+            );
         }
         if let Some(t) = self.start_at
             && !(t.is_finite() && t > 0.0)
@@ -226,14 +243,20 @@ impl LoadConfig {
             bail!("--start-at {t}: must be a UNIX time in seconds");
         }
         if !self.pin.is_empty() && self.pin.len() < usize::from(self.effective_threads()) {
-            bail!("--cpus lists {} CPU(s) for {} load threads: give one CPU per thread", self.pin.len(), self.effective_threads());
+            bail!(
+                "--cpus lists {} CPU(s) for {} load threads: give one CPU per thread",
+                self.pin.len(),
+                self.effective_threads()
+            );
         }
         Ok(())
     }
 
     /// Threads actually started: no thread without a connection.
     pub fn effective_threads(&self) -> u16 {
-        self.threads.min(u16::try_from(self.my_conns()).unwrap_or(u16::MAX)).max(1)
+        self.threads
+            .min(u16::try_from(self.my_conns()).unwrap_or(u16::MAX))
+            .max(1)
     }
 
     /// The connections this agent runs (all of them with one agent): ids `i` of
@@ -251,7 +274,9 @@ impl LoadConfig {
     pub fn my_rate(&self) -> Option<f64> {
         match self.agents {
             1 => self.rate(),
-            _ => self.rate().map(|r| r * f64::from(self.my_conns()) / f64::from(self.conns)),
+            _ => self
+                .rate()
+                .map(|r| r * f64::from(self.my_conns()) / f64::from(self.conns)),
         }
     }
 
@@ -272,7 +297,10 @@ impl LoadConfig {
 
 /// `path` with `.uncorrected` put before its extension: `run.hgrm` -> `run.uncorrected.hgrm`.
 pub fn uncorrected_path(path: &std::path::Path) -> PathBuf {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let name = match path.extension() {
         Some(ext) => format!("{stem}.uncorrected.{}", ext.to_string_lossy()),
         None => format!("{stem}.uncorrected"),
@@ -288,9 +316,18 @@ mod tests {
     #[test]
     fn uncorrected_names() {
         use std::path::Path;
-        assert_eq!(uncorrected_path(Path::new("run.hgrm")), Path::new("run.uncorrected.hgrm"));
-        assert_eq!(uncorrected_path(Path::new("out/a.b.hgrm")), Path::new("out/a.b.uncorrected.hgrm"));
-        assert_eq!(uncorrected_path(Path::new("dist")), Path::new("dist.uncorrected"));
+        assert_eq!(
+            uncorrected_path(Path::new("run.hgrm")),
+            Path::new("run.uncorrected.hgrm")
+        );
+        assert_eq!(
+            uncorrected_path(Path::new("out/a.b.hgrm")),
+            Path::new("out/a.b.uncorrected.hgrm")
+        );
+        assert_eq!(
+            uncorrected_path(Path::new("dist")),
+            Path::new("dist.uncorrected")
+        );
     }
 
     fn args(extra: &[&str]) -> LoadArgs {
@@ -315,7 +352,10 @@ mod tests {
             &["--duration", "0"],
             &["--threads", "3", "--conns", "4", "--pin", "0-1"],
         ] {
-            assert!(LoadConfig::from_args(&args(bad)).is_err(), "{bad:?} accepted");
+            assert!(
+                LoadConfig::from_args(&args(bad)).is_err(),
+                "{bad:?} accepted"
+            );
         }
         let e = LoadConfig::from_args(&args(&["--pin", "abc"])).unwrap_err();
         assert!(format!("{e:#}").contains("--cpus 'abc'"), "{e:#}");
@@ -326,20 +366,45 @@ mod tests {
 
     #[test]
     fn agents_share_connections_and_rate() {
-        let c = LoadConfig::from_args(&args(&["--conns", "7", "--rate", "700", "--agents", "3", "--agent-id", "1"])).unwrap();
+        let c = LoadConfig::from_args(&args(&[
+            "--conns",
+            "7",
+            "--rate",
+            "700",
+            "--agents",
+            "3",
+            "--agent-id",
+            "1",
+        ]))
+        .unwrap();
         assert_eq!(c.my_conn_ids().collect::<Vec<_>>(), [1, 4]);
         assert_eq!(c.my_rate(), Some(200.0));
         // The agents' connections are 0..conns, each exactly once.
         let mut all: Vec<u32> = (0..3)
             .flat_map(|i| {
-                let c = LoadConfig::from_args(&args(&["--conns", "7", "--agents", "3", "--agent-id", &i.to_string()])).unwrap();
+                let c = LoadConfig::from_args(&args(&[
+                    "--conns",
+                    "7",
+                    "--agents",
+                    "3",
+                    "--agent-id",
+                    &i.to_string(),
+                ]))
+                .unwrap();
                 c.my_conn_ids().collect::<Vec<_>>()
             })
             .collect();
         all.sort_unstable();
         assert_eq!(all, (0..7).collect::<Vec<_>>());
-        for bad in [&["--agents", "3", "--agent-id", "3"][..], &["--agents", "4", "--conns", "3"], &["--start-at=-1"]] {
-            assert!(LoadConfig::from_args(&args(bad)).is_err(), "{bad:?} accepted");
+        for bad in [
+            &["--agents", "3", "--agent-id", "3"][..],
+            &["--agents", "4", "--conns", "3"],
+            &["--start-at=-1"],
+        ] {
+            assert!(
+                LoadConfig::from_args(&args(bad)).is_err(),
+                "{bad:?} accepted"
+            );
         }
     }
 }

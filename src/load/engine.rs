@@ -13,13 +13,13 @@
 //! reply comes, up to `hard_stop`).
 
 use std::cmp::Reverse;
+use std::collections::BTreeMap;
 use std::collections::BinaryHeap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -28,7 +28,7 @@ use super::payload;
 use super::schedule::Schedule;
 use super::sys;
 use super::{Driver as DriverKind, epoll, uring};
-use crate::report::model::LoadErrors;
+use crate::results::schema::LoadErrors;
 
 /// Read-only facts every worker shares.
 #[derive(Debug)]
@@ -71,9 +71,16 @@ impl Wire {
         match proto {
             LoadProto::Echo => Wire::Echo,
             LoadProto::Upper => Wire::Upper,
-            LoadProto::Http if size == 0 => Wire::Http { head: Box::from(&b"GET / HTTP/1.1\r\nHost: ringmux\r\n\r\n"[..]), body: 0 },
+            LoadProto::Http if size == 0 => Wire::Http {
+                head: Box::from(&b"GET / HTTP/1.1\r\nHost: ringmux\r\n\r\n"[..]),
+                body: 0,
+            },
             LoadProto::Http => Wire::Http {
-                head: format!("POST /echo HTTP/1.1\r\nHost: ringmux\r\nContent-Length: {size}\r\n\r\n").into_bytes().into_boxed_slice(),
+                head: format!(
+                    "POST /echo HTTP/1.1\r\nHost: ringmux\r\nContent-Length: {size}\r\n\r\n"
+                )
+                .into_bytes()
+                .into_boxed_slice(),
                 body: size,
             },
         }
@@ -108,7 +115,14 @@ impl Shared {
     pub fn errors(&self) -> LoadErrors {
         let e = |i: usize| self.errors[i].load(Ordering::Relaxed);
         let status = self.status.lock().map(|m| m.clone()).unwrap_or_default();
-        LoadErrors { mismatch: e(0), reset: e(1), timeout: e(2), connect: e(3), other: e(4), status }
+        LoadErrors {
+            mismatch: e(0),
+            reset: e(1),
+            timeout: e(2),
+            connect: e(3),
+            other: e(4),
+            status,
+        }
     }
 }
 
@@ -145,9 +159,17 @@ pub(crate) enum ErrKind {
 /// What a worker tells the coordinator while it runs.
 pub(crate) enum Report {
     /// Connect phase over. `fatal`: the worker cannot run at all (pinning, epoll, ring).
-    Ready { connected: u32, first_connect_error: Option<io::Error>, fatal: Option<String> },
+    Ready {
+        connected: u32,
+        first_connect_error: Option<io::Error>,
+        fatal: Option<String>,
+    },
     /// A finished interval `k` (counted from the start of the measured window).
-    Interval { k: u64, latency: Histogram<u64>, uncorrected: Option<Histogram<u64>> },
+    Interval {
+        k: u64,
+        latency: Histogram<u64>,
+        uncorrected: Option<Histogram<u64>>,
+    },
 }
 
 /// What a worker hands back when it ends.
@@ -257,13 +279,24 @@ pub(crate) fn worker(
     start: Receiver<Option<Instant>>,
 ) -> WorkerResult {
     let fatal = |out: &Sender<Report>, msg: String| {
-        let _ = out.send(Report::Ready { connected: 0, first_connect_error: None, fatal: Some(msg) });
+        let _ = out.send(Report::Ready {
+            connected: 0,
+            first_connect_error: None,
+            fatal: Some(msg),
+        });
     };
     if let Some(cpu) = cpu
         && let Err(e) = sys::pin_current_thread(cpu)
     {
-        let why = if e.raw_os_error() == Some(libc::EINVAL) { "no such CPU, or not allowed to this process".to_string() } else { e.to_string() };
-        fatal(&out, format!("--pin: cannot pin load thread to CPU {cpu}: {why}"));
+        let why = if e.raw_os_error() == Some(libc::EINVAL) {
+            "no such CPU, or not allowed to this process".to_string()
+        } else {
+            e.to_string()
+        };
+        fatal(
+            &out,
+            format!("--pin: cannot pin load thread to CPU {cpu}: {why}"),
+        );
         return WorkerResult::default();
     }
     sys::tighten_timer_slack();
@@ -278,7 +311,10 @@ pub(crate) fn worker(
     for &id in &conn_ids {
         let left = deadline.saturating_duration_since(Instant::now());
         let r = if left.is_zero() {
-            Err(io::Error::new(io::ErrorKind::TimedOut, "connect phase timed out"))
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connect phase timed out",
+            ))
         } else {
             TcpStream::connect_timeout(&plan.addr, left).and_then(|s| {
                 s.set_nodelay(true)?;
@@ -301,7 +337,15 @@ pub(crate) fn worker(
         }
     }
     // The IO side is set up before `Ready`, so a failure is reported as fatal.
-    let go = Go { plan: &plan, shared: &shared, ids, res, first_err, out, start };
+    let go = Go {
+        plan: &plan,
+        shared: &shared,
+        ids,
+        res,
+        first_err,
+        out,
+        start,
+    };
     match plan.driver {
         DriverKind::Epoll => go.run(epoll::EpollDriver::new(streams, plan.size)),
         DriverKind::Uring => go.run(uring::UringDriver::new(streams, plan.size, plan.pipeline)),
@@ -324,12 +368,24 @@ impl Go<'_> {
         let mut io = match io {
             Ok(io) => io,
             Err(e) => {
-                let _ = self.out.send(Report::Ready { connected: 0, first_connect_error: None, fatal: Some(e) });
+                let _ = self.out.send(Report::Ready {
+                    connected: 0,
+                    first_connect_error: None,
+                    fatal: Some(e),
+                });
                 return WorkerResult::default();
             }
         };
         let connected = self.ids.len() as u32;
-        if self.out.send(Report::Ready { connected, first_connect_error: self.first_err, fatal: None }).is_err() {
+        if self
+            .out
+            .send(Report::Ready {
+                connected,
+                first_connect_error: self.first_err,
+                fatal: None,
+            })
+            .is_err()
+        {
             return self.res;
         }
         let base = match self.start.recv() {
@@ -376,7 +432,11 @@ pub(crate) fn drive<D: Driver>(core: &mut Core, io: &mut D) {
         if cpu_end.is_none() && now >= plan.end_ns {
             cpu_end = Some(sys::thread_cpu_time());
         }
-        let stop = if open { now >= plan.hard_stop_ns } else { now >= plan.end_ns };
+        let stop = if open {
+            now >= plan.hard_stop_ns
+        } else {
+            now >= plan.end_ns
+        };
         if stop || core.remaining == 0 || core.shared.stop.load(Ordering::Relaxed) {
             break;
         }
@@ -400,7 +460,9 @@ pub(crate) fn drive<D: Driver>(core: &mut Core, io: &mut D) {
         core.close_dead(io);
         let warm = core.res.warmup_messages;
         if warm != warm_published {
-            core.shared.warmup_done.fetch_add(warm - warm_published, Ordering::Relaxed);
+            core.shared
+                .warmup_done
+                .fetch_add(warm - warm_published, Ordering::Relaxed);
             warm_published = warm;
         }
 
@@ -428,7 +490,9 @@ pub(crate) fn drive<D: Driver>(core: &mut Core, io: &mut D) {
         core.res.cpu_in_window = cpu_end.unwrap_or(cpu_now).saturating_sub(s);
     }
     if warm_published != core.res.warmup_messages {
-        core.shared.warmup_done.fetch_add(core.res.warmup_messages - warm_published, Ordering::Relaxed);
+        core.shared
+            .warmup_done
+            .fetch_add(core.res.warmup_messages - warm_published, Ordering::Relaxed);
     }
     core.count_missing(now);
     io.finish();
@@ -436,7 +500,14 @@ pub(crate) fn drive<D: Driver>(core: &mut Core, io: &mut D) {
 }
 
 impl<'a> Core<'a> {
-    fn new(plan: &'a Plan, shared: &'a Shared, base: Instant, ids: &[u32], res: WorkerResult, out: Sender<Report>) -> Core<'a> {
+    fn new(
+        plan: &'a Plan,
+        shared: &'a Shared,
+        base: Instant,
+        ids: &[u32],
+        res: WorkerResult,
+        out: Sender<Report>,
+    ) -> Core<'a> {
         let conns: Vec<Conn> = ids
             .iter()
             .map(|&id| Conn {
@@ -448,7 +519,9 @@ impl<'a> Core<'a> {
                 rx_off: 0,
                 rx_bad: false,
                 in_heap: false,
-                last_seq: plan.schedule.map_or(u64::MAX, |s| s.count_before(id, plan.end_ns)),
+                last_seq: plan
+                    .schedule
+                    .map_or(u64::MAX, |s| s.count_before(id, plan.end_ns)),
                 sent_at: vec![0; plan.pipeline as usize].into_boxed_slice(),
                 http: matches!(plan.wire, Wire::Http { .. }).then(Box::default),
             })
@@ -490,11 +563,17 @@ impl<'a> Core<'a> {
     pub fn idle(&mut self, ci: usize) {
         let Some(s) = self.plan.schedule else { return };
         let c = &mut self.conns[ci];
-        if c.in_heap || !c.live || c.tx_off > 0 || c.tx_seq >= c.last_seq || c.outstanding() >= u64::from(self.plan.pipeline) {
+        if c.in_heap
+            || !c.live
+            || c.tx_off > 0
+            || c.tx_seq >= c.last_seq
+            || c.outstanding() >= u64::from(self.plan.pipeline)
+        {
             return;
         }
         c.in_heap = true;
-        self.heap.push(Reverse((s.intended(c.id, c.tx_seq), ci as u32)));
+        self.heap
+            .push(Reverse((s.intended(c.id, c.tx_seq), ci as u32)));
     }
 
     /// The first message that may not be started now.
@@ -607,7 +686,11 @@ impl<'a> Core<'a> {
         while i < n {
             let c = &mut self.conns[ci];
             let k = (size - c.rx_off).min(n - i);
-            let ok = if upper { verify_upper(c.id, c.rx_seq, c.rx_off, &data[i..i + k]) } else { payload::verify(c.id, c.rx_seq, c.rx_off, &data[i..i + k]) };
+            let ok = if upper {
+                verify_upper(c.id, c.rx_seq, c.rx_off, &data[i..i + k])
+            } else {
+                payload::verify(c.id, c.rx_seq, c.rx_off, &data[i..i + k])
+            };
             if !c.rx_bad && !ok {
                 c.rx_bad = true;
             }
@@ -618,7 +701,16 @@ impl<'a> Core<'a> {
                 c.rx_seq += 1;
                 c.rx_off = 0;
                 c.rx_bad = false;
-                self.complete(ci, seq, if bad { Outcome::Mismatch } else { Outcome::Verified }, now);
+                self.complete(
+                    ci,
+                    seq,
+                    if bad {
+                        Outcome::Mismatch
+                    } else {
+                        Outcome::Verified
+                    },
+                    now,
+                );
             }
         }
         Ok(())
@@ -629,7 +721,9 @@ impl<'a> Core<'a> {
     /// killed (a reply nobody asked for, a head that does not parse or has no valid
     /// Content-Length: the stream cannot be framed any more).
     fn on_http_bytes(&mut self, ci: usize, data: &[u8], now: u64) -> Result<(), ErrKind> {
-        let Wire::Http { body: req_body, .. } = self.plan.wire else { unreachable!("http only") };
+        let Wire::Http { body: req_body, .. } = self.plan.wire else {
+            unreachable!("http only")
+        };
         let mut i = 0;
         while i < data.len() {
             let c = &mut self.conns[ci];
@@ -642,7 +736,11 @@ impl<'a> Core<'a> {
                     let from = rx.head.len().saturating_sub(3);
                     let take = (data.len() - i).min(MAX_REPLY_HEAD + 1 - rx.head.len());
                     rx.head.extend_from_slice(&data[i..i + take]);
-                    let Some(end) = rx.head[from..].windows(4).position(|w| w == b"\r\n\r\n").map(|p| from + p + 4) else {
+                    let Some(end) = rx.head[from..]
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|p| from + p + 4)
+                    else {
                         if rx.head.len() > MAX_REPLY_HEAD {
                             return Err(ErrKind::Mismatch);
                         }
@@ -719,7 +817,11 @@ impl<'a> Core<'a> {
                     if intended < plan.warmup_ns {
                         self.res.warmup_messages += 1;
                     } else {
-                        self.record(now, now.saturating_sub(intended), Some(now.saturating_sub(sent)));
+                        self.record(
+                            now,
+                            now.saturating_sub(intended),
+                            Some(now.saturating_sub(sent)),
+                        );
                     }
                 }
             }
@@ -776,8 +878,15 @@ impl<'a> Core<'a> {
             return;
         }
         let latency = std::mem::replace(&mut self.latency, new_histogram());
-        let uncorrected = self.uncorrected.as_mut().map(|h| std::mem::replace(h, new_histogram()));
-        let _ = self.out.send(Report::Interval { k: self.cur_k, latency, uncorrected });
+        let uncorrected = self
+            .uncorrected
+            .as_mut()
+            .map(|h| std::mem::replace(h, new_histogram()));
+        let _ = self.out.send(Report::Interval {
+            k: self.cur_k,
+            latency,
+            uncorrected,
+        });
     }
 
     /// A connection with a message unanswered for longer than the timeout is dropped; each
@@ -812,7 +921,10 @@ impl<'a> Core<'a> {
             // The first message of the window never sent was that late when the run stopped.
             let unsent = c.started().max(first);
             if unsent < last {
-                self.res.max_lag_ns = self.res.max_lag_ns.max(now.saturating_sub(s.intended(c.id, unsent)));
+                self.res.max_lag_ns = self
+                    .res
+                    .max_lag_ns
+                    .max(now.saturating_sub(s.intended(c.id, unsent)));
             }
             self.res.scheduled += last - first;
         }
@@ -862,10 +974,16 @@ fn verify_upper(conn: u32, seq: u64, off: usize, data: &[u8]) -> bool {
 fn parse_reply_head(head: &[u8]) -> Option<(u16, u64)> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut r = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(_) = r.parse(head).ok()? else { return None };
+    let httparse::Status::Complete(_) = r.parse(head).ok()? else {
+        return None;
+    };
     let status = r.code?;
     let mut len = None;
-    for h in r.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("content-length")) {
+    for h in r
+        .headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
+    {
         if h.value.is_empty() || !h.value.iter().all(u8::is_ascii_digit) || h.value.len() > 18 {
             return None;
         }
@@ -889,7 +1007,9 @@ fn record(h: &mut Histogram<u64>, v: u64) {
 /// The error kind of a failed send or receive (errno).
 pub(crate) fn classify(errno: Option<i32>) -> ErrKind {
     match errno {
-        Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED | libc::ENOTCONN) => ErrKind::Reset,
+        Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED | libc::ENOTCONN) => {
+            ErrKind::Reset
+        }
         Some(libc::ETIMEDOUT) => ErrKind::Timeout,
         _ => ErrKind::Other,
     }

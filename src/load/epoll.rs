@@ -33,10 +33,17 @@ impl EpollDriver {
         let epoll = Epoll::new().map_err(|e| format!("epoll_create1: {e}"))?;
         let mut socks = Vec::with_capacity(streams.len());
         for (ci, s) in streams.into_iter().enumerate() {
-            s.set_nonblocking(true).map_err(|e| format!("cannot make a socket non-blocking: {e}"))?;
+            s.set_nonblocking(true)
+                .map_err(|e| format!("cannot make a socket non-blocking: {e}"))?;
             let fd = s.as_raw_fd();
-            epoll.add(fd, ci as u64).map_err(|e| format!("epoll_ctl: {e}"))?;
-            socks.push(Sock { stream: Some(s), fd, writable: true });
+            epoll
+                .add(fd, ci as u64)
+                .map_err(|e| format!("epoll_ctl: {e}"))?;
+            socks.push(Sock {
+                stream: Some(s),
+                fd,
+                writable: true,
+            });
         }
         Ok(EpollDriver {
             epoll,

@@ -13,7 +13,10 @@ use anyhow::Context;
 /// `timeout`). They never send.
 pub fn open(addr: SocketAddr, n: u32, timeout: Duration) -> anyhow::Result<Vec<TcpStream>> {
     (0..n)
-        .map(|i| TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("--idle-conns: connection {} of {n} to {addr}", i + 1)))
+        .map(|i| {
+            TcpStream::connect_timeout(&addr, timeout)
+                .with_context(|| format!("--idle-conns: connection {} of {n} to {addr}", i + 1))
+        })
         .collect()
 }
 
@@ -23,7 +26,14 @@ fn is_open(s: &TcpStream) -> bool {
     let mut b = 0u8;
     // SAFETY: `b` is a live byte for the duration of the call; MSG_PEEK leaves the
     // socket's data in place and MSG_DONTWAIT never blocks.
-    let r = unsafe { libc::recv(s.as_raw_fd(), (&mut b as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    let r = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
     match r {
         0 => false,
         n if n > 0 => true,

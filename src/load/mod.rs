@@ -79,12 +79,12 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 
 pub use config::{LoadConfig, Mode, WindowEdge, WindowHook, parse_cpu_list, uncorrected_path};
-pub use output::rate_line;
 use engine::{Plan, Report, Shared, Wire, WorkerResult, new_histogram};
+pub use output::rate_line;
 use schedule::Schedule;
 
 use crate::cli::{DriverChoice, LoadArgs};
-use crate::report::model::{LOAD_SCHEMA, LoadErrors, LoadParams, LoadResult, Percentiles};
+use crate::results::schema::{LOAD_SCHEMA, LoadErrors, LoadParams, LoadResult, Percentiles};
 use crate::sysinfo::SysInfo;
 
 /// The IO driver a run actually uses (see [`LoadConfig::driver`] for the choice).
@@ -159,7 +159,8 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     // First Ctrl-C / SIGTERM: stop and report what ran. Second: exit at once (130).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone()).context("installing a signal handler")?;
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .context("installing a signal handler")?;
         signal_hook::flag::register(sig, stop.clone()).context("installing a signal handler")?;
     }
     cfg.stop = Some(stop);
@@ -176,14 +177,21 @@ pub fn load_cmd(a: LoadArgs) -> anyhow::Result<ExitCode> {
     }
     let e = &outcome.result.errors;
     if e.total() > 0 && !a.allow_errors {
-        bail!("{} error(s) during the run: {} (use --allow-errors to exit 0 anyway)", e.total(), output::errors_line(e));
+        bail!(
+            "{} error(s) during the run: {} (use --allow-errors to exit 0 anyway)",
+            e.total(),
+            output::errors_line(e)
+        );
     }
     if outcome.result.interrupted {
         // Files and summary cover what ran; the exit status says it was cut short.
         return Ok(ExitCode::from(130));
     }
     if a.require_rate && outcome.result.rate_kept == Some(false) {
-        eprintln!("ringmux: error: {}", output::rate_line(&outcome.result).trim());
+        eprintln!(
+            "ringmux: error: {}",
+            output::rate_line(&outcome.result).trim()
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -242,7 +250,11 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     let mut fatal = None;
     for _ in 0..threads {
         match rx.recv() {
-            Ok(Report::Ready { connected: c, first_connect_error, fatal: f }) => {
+            Ok(Report::Ready {
+                connected: c,
+                first_connect_error,
+                fatal: f,
+            }) => {
                 connected += u64::from(c);
                 if first_err.is_none() {
                     first_err = first_connect_error;
@@ -258,7 +270,8 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
             }
         }
     }
-    let abort = |starts: Vec<mpsc::Sender<Option<Instant>>>, handles: Vec<std::thread::JoinHandle<WorkerResult>>| {
+    let abort = |starts: Vec<mpsc::Sender<Option<Instant>>>,
+                 handles: Vec<std::thread::JoinHandle<WorkerResult>>| {
         for s in starts {
             let _ = s.send(None);
         }
@@ -280,7 +293,12 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
 
     // Go. The base instant is warm-up start; the measured window is [warmup, end).
     let (base, base_unix) = match cfg.start_at {
-        None => (Instant::now(), SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())),
+        None => (
+            Instant::now(),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        ),
         Some(at) => match wait_for_start(at, cfg) {
             Ok(b) => (b, at),
             Err(e) => {
@@ -297,7 +315,11 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
             h(edge)
         }
     };
-    let progress = output::Progress::new(cfg.progress && std::io::stderr().is_terminal(), cfg.warmup.as_secs_f64(), cfg.duration.as_secs_f64());
+    let progress = output::Progress::new(
+        cfg.progress && std::io::stderr().is_terminal(),
+        cfg.warmup.as_secs_f64(),
+        cfg.duration.as_secs_f64(),
+    );
     let interval_s = cfg.interval.as_secs_f64();
     let mut series: Vec<(Histogram<u64>, Option<Histogram<u64>>)> = Vec::new();
     let mut started = false;
@@ -305,10 +327,18 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     let mut interrupted = false;
     let mut shown = 0u64; // intervals shown on the progress line
     let store = |series: &mut Vec<(Histogram<u64>, Option<Histogram<u64>>)>, r: Report| {
-        if let Report::Interval { k, latency, uncorrected } = r {
+        if let Report::Interval {
+            k,
+            latency,
+            uncorrected,
+        } = r
+        {
             let k = k as usize;
             while series.len() <= k {
-                series.push((new_histogram(), uncorrected.as_ref().map(|_| new_histogram())));
+                series.push((
+                    new_histogram(),
+                    uncorrected.as_ref().map(|_| new_histogram()),
+                ));
             }
             let (l, u) = &mut series[k];
             let _ = l.add(&latency);
@@ -322,7 +352,12 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         if !started && now >= cfg.warmup {
             started = true;
             hook(WindowEdge::Start);
-            progress.line(format!("warm-up done: {} messages", shared.warmup_done.load(std::sync::atomic::Ordering::Relaxed)));
+            progress.line(format!(
+                "warm-up done: {} messages",
+                shared
+                    .warmup_done
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            ));
         }
         if !ended && now >= cfg.warmup + cfg.duration {
             ended = true;
@@ -331,15 +366,25 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         if handles.iter().all(|h| h.is_finished()) {
             break;
         }
-        if !interrupted && cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+        if !interrupted
+            && cfg
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
             interrupted = true;
-            shared.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            shared
+                .stop
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             progress.line("interrupted: stopping".to_string());
         }
         // Progress: interval k is shown a little after it ends, once workers handed it over.
-        let show_at = cfg.warmup + cfg.interval.mul_f64((shown + 1) as f64) + Duration::from_millis(30);
+        let show_at =
+            cfg.warmup + cfg.interval.mul_f64((shown + 1) as f64) + Duration::from_millis(30);
         if started && now >= show_at {
-            let (l, u) = series.get(shown as usize).map_or((None, None), |(l, u)| (Some(l), u.as_ref()));
+            let (l, u) = series
+                .get(shown as usize)
+                .map_or((None, None), |(l, u)| (Some(l), u.as_ref()));
             progress.interval(shown, interval_s, l, u, &shared.errors());
             shown += 1;
         }
@@ -350,7 +395,9 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         if !ended {
             next = next.min(cfg.warmup + cfg.duration);
         }
-        let wait = next.saturating_sub(now).clamp(Duration::from_millis(1), Duration::from_millis(20));
+        let wait = next
+            .saturating_sub(now)
+            .clamp(Duration::from_millis(1), Duration::from_millis(20));
         match rx.recv_timeout(wait) {
             Ok(r) => store(&mut series, r),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -372,7 +419,10 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     }
     let mut results = Vec::with_capacity(threads);
     for h in handles {
-        results.push(h.join().map_err(|_| anyhow::anyhow!("a load thread panicked"))?);
+        results.push(
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a load thread panicked"))?,
+        );
     }
     while let Ok(r) = rx.try_recv() {
         store(&mut series, r);
@@ -396,7 +446,8 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         }
     }
     let mut errors = LoadErrors::default();
-    let (mut messages, mut warmup_messages, mut missing, mut cpu) = (0u64, 0u64, 0u64, Duration::ZERO);
+    let (mut messages, mut warmup_messages, mut missing, mut cpu) =
+        (0u64, 0u64, 0u64, Duration::ZERO);
     let mut scheduled = 0u64;
     for r in &results {
         add_errors(&mut errors, &r.errors);
@@ -425,13 +476,21 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
     // reply, so a server that needs 2 s for a 1 s schedule shows half the rate.
     let window = match plan.schedule {
         Some(s) if messages > 0 => {
-            let first = cfg.my_conn_ids().map(|c| s.intended(c, s.count_before(c, plan.warmup_ns))).min().unwrap_or(plan.warmup_ns);
+            let first = cfg
+                .my_conn_ids()
+                .map(|c| s.intended(c, s.count_before(c, plan.warmup_ns)))
+                .min()
+                .unwrap_or(plan.warmup_ns);
             Duration::from_nanos(last_reply_ns.saturating_sub(first).max(1))
         }
         _ => sched_window,
     };
     let elapsed_s = window.as_secs_f64();
-    let msgs_per_s = if elapsed_s > 0.0 { messages as f64 / elapsed_s } else { 0.0 };
+    let msgs_per_s = if elapsed_s > 0.0 {
+        messages as f64 / elapsed_s
+    } else {
+        0.0
+    };
     // Kept: the achieved rate is at least 99% of the schedule's (its count is rate x
     // duration up to the rounding of a message per connection, which must not flag a
     // short run at a low rate; connections that never connected owe their share), and
@@ -502,7 +561,12 @@ pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
         conns_established: Some(u32::try_from(connected).unwrap_or(u32::MAX)),
         connect_refused,
     };
-    Ok(LoadOutcome { result, latency, uncorrected, intervals })
+    Ok(LoadOutcome {
+        result,
+        latency,
+        uncorrected,
+        intervals,
+    })
 }
 
 /// The latest a `--start-at` may lie ahead.
@@ -513,7 +577,9 @@ const MAX_START_AHEAD_S: f64 = 24.0 * 3600.0;
 /// still lies ahead: the schedule keeps its wall-clock times, so a late agent shows as
 /// schedule lag instead of shifting its share.
 fn wait_for_start(at: f64, cfg: &LoadConfig) -> anyhow::Result<Instant> {
-    let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let now_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let now = Instant::now();
     let ahead = at - now_unix;
     if ahead > MAX_START_AHEAD_S {
@@ -522,9 +588,14 @@ fn wait_for_start(at: f64, cfg: &LoadConfig) -> anyhow::Result<Instant> {
     if ahead < 0.0 {
         let late = Duration::from_secs_f64(-ahead);
         if late >= cfg.warmup + cfg.duration {
-            bail!("--start-at {at}: {:.1} s ago, the run would be over already", -ahead);
+            bail!(
+                "--start-at {at}: {:.1} s ago, the run would be over already",
+                -ahead
+            );
         }
-        return now.checked_sub(late).context("--start-at: too far in the past for this clock");
+        return now
+            .checked_sub(late)
+            .context("--start-at: too far in the past for this clock");
     }
     let target = now + Duration::from_secs_f64(ahead);
     loop {
@@ -532,7 +603,11 @@ fn wait_for_start(at: f64, cfg: &LoadConfig) -> anyhow::Result<Instant> {
         if left.is_zero() {
             return Ok(target);
         }
-        if cfg.stop.as_ref().is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed)) {
+        if cfg
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+        {
             bail!("interrupted while waiting for --start-at");
         }
         std::thread::sleep(left.min(Duration::from_millis(20)));
@@ -594,12 +669,20 @@ mod tests {
         let mut cfg = LoadConfig::closed(addr, 3, 64, Duration::from_millis(400));
         cfg.warmup = Duration::from_millis(200);
         cfg.threads = 2;
-        cfg.on_window = Some(Arc::new(move |e| e2.lock().unwrap().push((e, t0.elapsed()))));
+        cfg.on_window = Some(Arc::new(move |e| {
+            e2.lock().unwrap().push((e, t0.elapsed()))
+        }));
         let o = run(&cfg).unwrap();
         let edges = edges.lock().unwrap().clone();
-        assert_eq!(edges.iter().map(|e| e.0).collect::<Vec<_>>(), vec![WindowEdge::Start, WindowEdge::End]);
+        assert_eq!(
+            edges.iter().map(|e| e.0).collect::<Vec<_>>(),
+            vec![WindowEdge::Start, WindowEdge::End]
+        );
         let window = edges[1].1 - edges[0].1;
-        assert!(window >= Duration::from_millis(380) && window < Duration::from_millis(1500), "{window:?}");
+        assert!(
+            window >= Duration::from_millis(380) && window < Duration::from_millis(1500),
+            "{window:?}"
+        );
         assert_eq!(o.result.errors.total(), 0);
         assert!(o.result.messages > 0);
         assert_eq!(o.latency.len(), o.result.messages);
@@ -650,8 +733,17 @@ mod tests {
             cfg.warmup = Duration::from_millis(50);
             cfg.driver = driver;
             let o = run(&cfg).unwrap();
-            assert_eq!(o.result.errors.total(), 0, "{driver:?}: {:?}", o.result.errors);
-            assert!(o.result.messages >= min, "{driver:?}: {}", o.result.messages);
+            assert_eq!(
+                o.result.errors.total(),
+                0,
+                "{driver:?}: {:?}",
+                o.result.errors
+            );
+            assert!(
+                o.result.messages >= min,
+                "{driver:?}: {}",
+                o.result.messages
+            );
         }
     }
 
@@ -671,10 +763,22 @@ mod tests {
 
     #[test]
     fn refused_connection_error_names_the_address() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let cfg = LoadConfig::closed(format!("127.0.0.1:{port}").parse().unwrap(), 2, 8, Duration::from_millis(100));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = LoadConfig::closed(
+            format!("127.0.0.1:{port}").parse().unwrap(),
+            2,
+            8,
+            Duration::from_millis(100),
+        );
         let e = run(&cfg).unwrap_err().to_string();
-        assert_eq!(e, format!("cannot connect to 127.0.0.1:{port}: Connection refused"));
+        assert_eq!(
+            e,
+            format!("cannot connect to 127.0.0.1:{port}: Connection refused")
+        );
     }
 
     /// A std server that feeds each connection's bytes to `serve` (bytes in, reply out,
@@ -713,7 +817,11 @@ mod tests {
             let mut st = crate::proto::ProtoState::new(crate::proto::Proto::Http);
             Box::new(move |input, out| {
                 let mut bc = Vec::new();
-                let mut fx = crate::proto::Effects { reply: out, broadcast: &mut bc, close: false };
+                let mut fx = crate::proto::Effects {
+                    reply: out,
+                    broadcast: &mut bc,
+                    close: false,
+                };
                 st.handle(input, &mut fx)
             })
         })
@@ -749,8 +857,17 @@ mod tests {
             // 0: GET /; 5000: a POST /echo body bigger than one read.
             for size in [0, 5000] {
                 let o = run(&http_cfg(addr, size, driver)).unwrap();
-                assert_eq!(o.result.errors.total(), 0, "{driver:?} size {size}: {:?}", o.result.errors);
-                assert!(o.result.messages >= 3, "{driver:?} size {size}: {}", o.result.messages);
+                assert_eq!(
+                    o.result.errors.total(),
+                    0,
+                    "{driver:?} size {size}: {:?}",
+                    o.result.errors
+                );
+                assert!(
+                    o.result.messages >= 3,
+                    "{driver:?} size {size}: {}",
+                    o.result.messages
+                );
                 assert_eq!(o.result.params.proto.as_deref(), Some("http"));
             }
         }
@@ -790,12 +907,21 @@ mod tests {
             cfg.warmup = Duration::from_millis(50);
             cfg.driver = driver;
             let o = run(&cfg).unwrap();
-            assert_eq!(o.result.errors.total(), 0, "{driver:?}: {:?}", o.result.errors);
+            assert_eq!(
+                o.result.errors.total(),
+                0,
+                "{driver:?}: {:?}",
+                o.result.errors
+            );
             assert!(o.result.messages > 0);
             // Against a plain echo the upper-cased check fails.
             cfg.addr = std_echo();
             let o = run(&cfg).unwrap();
-            assert!(o.result.errors.mismatch > 0, "{driver:?}: {:?}", o.result.errors);
+            assert!(
+                o.result.errors.mismatch > 0,
+                "{driver:?}: {:?}",
+                o.result.errors
+            );
         }
     }
 }

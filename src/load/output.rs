@@ -11,8 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{LoadOutcome, uncorrected_path};
 use crate::cli::LoadArgs;
-use crate::report::model::{LoadErrors, Percentiles};
-use crate::report::{hgrm, hlog};
+use crate::results::schema::{LoadErrors, Percentiles};
+use crate::results::{hgrm, hlog};
 
 /// A line per interval on stderr, only when enabled (terminal and not --quiet). Times
 /// count the measured window only: the warm-up is announced, not counted as run time.
@@ -45,15 +45,34 @@ impl Progress {
     /// "3.0 s of 10.0 s, 7.0 s left" for `done_s` seconds of the measured window.
     pub fn clock(done_s: f64, duration_s: f64) -> String {
         let done = done_s.min(duration_s);
-        format!("{done:.1} s of {duration_s:.1} s, {:.1} s left", (duration_s - done).max(0.0))
+        format!(
+            "{done:.1} s of {duration_s:.1} s, {:.1} s left",
+            (duration_s - done).max(0.0)
+        )
     }
 
-    pub fn interval(&self, k: u64, len_s: f64, l: Option<&Histogram<u64>>, u: Option<&Histogram<u64>>, e: &LoadErrors) {
+    pub fn interval(
+        &self,
+        k: u64,
+        len_s: f64,
+        l: Option<&Histogram<u64>>,
+        u: Option<&Histogram<u64>>,
+        e: &LoadErrors,
+    ) {
         let Some(b) = &self.bar else { return };
         let n = l.map_or(0, |h| h.len());
-        let q = |h: Option<&Histogram<u64>>, p: f64| h.filter(|h| !h.is_empty()).map_or("-".to_string(), |h| fmt_ns(h.value_at_quantile(p)));
+        let q = |h: Option<&Histogram<u64>>, p: f64| {
+            h.filter(|h| !h.is_empty())
+                .map_or("-".to_string(), |h| fmt_ns(h.value_at_quantile(p)))
+        };
         let done = (k + 1) as f64 * len_s;
-        let mut s = format!("[{}] {:>10.0} msgs/s  p50 {:>9}  p99 {:>9}", Self::clock(done, self.duration_s), n as f64 / len_s, q(l, 0.5), q(l, 0.99));
+        let mut s = format!(
+            "[{}] {:>10.0} msgs/s  p50 {:>9}  p99 {:>9}",
+            Self::clock(done, self.duration_s),
+            n as f64 / len_s,
+            q(l, 0.5),
+            q(l, 0.99)
+        );
         if u.is_some() {
             let _ = write!(s, "  (uncorrected p99 {})", q(u, 0.99));
         }
@@ -85,13 +104,27 @@ pub fn fmt_ns(v: u64) -> String {
 
 /// "mismatch 1, reset 2" (kinds with a count only) or "none".
 pub fn errors_line(e: &LoadErrors) -> String {
-    let mut parts: Vec<String> = [("mismatch", e.mismatch), ("reset", e.reset), ("timeout", e.timeout), ("connect", e.connect), ("other", e.other)]
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(k, n)| format!("{k} {n}"))
-        .collect();
-    parts.extend(e.status.iter().map(|(code, n)| format!("status {code} {n}")));
-    if parts.is_empty() { "none".to_string() } else { parts.join(", ") }
+    let mut parts: Vec<String> = [
+        ("mismatch", e.mismatch),
+        ("reset", e.reset),
+        ("timeout", e.timeout),
+        ("connect", e.connect),
+        ("other", e.other),
+    ]
+    .iter()
+    .filter(|(_, n)| *n > 0)
+    .map(|(k, n)| format!("{k} {n}"))
+    .collect();
+    parts.extend(
+        e.status
+            .iter()
+            .map(|(code, n)| format!("status {code} {n}")),
+    );
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// The human summary (wrk2 style).
@@ -121,9 +154,20 @@ pub fn summary(o: &LoadOutcome) -> String {
         Some(u) => {
             let _ = writeln!(s, "  Latency     {:>12} {:>12}", "corrected", "uncorrected");
             for (name, f) in rows {
-                let _ = writeln!(s, "  {name:<10}  {:>12} {:>12}", fmt_ns(f(&r.latency)), fmt_ns(f(u)));
+                let _ = writeln!(
+                    s,
+                    "  {name:<10}  {:>12} {:>12}",
+                    fmt_ns(f(&r.latency)),
+                    fmt_ns(f(u))
+                );
             }
-            let _ = writeln!(s, "  {:<10}  {:>12} {:>12}", "mean", fmt_ns(r.latency.mean as u64), fmt_ns(u.mean as u64));
+            let _ = writeln!(
+                s,
+                "  {:<10}  {:>12} {:>12}",
+                "mean",
+                fmt_ns(r.latency.mean as u64),
+                fmt_ns(u.mean as u64)
+            );
         }
         None => {
             let _ = writeln!(s, "  Latency     {:>12}", "service");
@@ -157,7 +201,11 @@ pub fn summary(o: &LoadOutcome) -> String {
         );
     }
     if r.interrupted {
-        let _ = writeln!(s, "  INTERRUPTED after {:.2} s of the {:.2} s asked", r.elapsed_s, p.duration_s);
+        let _ = writeln!(
+            s,
+            "  INTERRUPTED after {:.2} s of the {:.2} s asked",
+            r.elapsed_s, p.duration_s
+        );
     }
     if r.conns_established.is_some_and(|n| n < p.conns) {
         let _ = writeln!(
@@ -174,13 +222,19 @@ pub fn summary(o: &LoadOutcome) -> String {
 
 /// Open loop: one line saying whether the rate was kept, achieved beside asked, and the
 /// schedule's worst lag. Empty in closed loop.
-pub fn rate_line(r: &crate::report::model::LoadResult) -> String {
-    let (Some(kept), Some(asked)) = (r.rate_kept, r.params.rate) else { return String::new() };
+pub fn rate_line(r: &crate::results::schema::LoadResult) -> String {
+    let (Some(kept), Some(asked)) = (r.rate_kept, r.params.rate) else {
+        return String::new();
+    };
     let lag = r.max_lag_s.map_or(String::new(), |l| {
-        let limit = r.max_lag_limit_s.map_or(String::new(), |x| format!(" (limit {})", fmt_ns((x * 1e9) as u64)));
+        let limit = r.max_lag_limit_s.map_or(String::new(), |x| {
+            format!(" (limit {})", fmt_ns((x * 1e9) as u64))
+        });
         format!(", max schedule lag {}{limit}", fmt_ns((l * 1e9) as u64))
     });
-    let missing = r.missing.filter(|&m| m > 0).map_or(String::new(), |m| format!("; {m} intended messages got no reply"));
+    let missing = r.missing.filter(|&m| m > 0).map_or(String::new(), |m| {
+        format!("; {m} intended messages got no reply")
+    });
     format!(
         "  {}: achieved {:.1} msgs/s of {asked} asked ({:+.1}%){lag}{missing}\n",
         if kept { "rate kept" } else { "RATE NOT KEPT" },
@@ -206,7 +260,11 @@ pub fn check_paths(a: &LoadArgs) -> anyhow::Result<()> {
             anyhow::bail!("cannot write {}: it is a directory", p.display());
         }
         let existed = p.exists();
-        std::fs::OpenOptions::new().append(true).create(true).open(p).with_context(|| format!("cannot write {}", p.display()))?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)
+            .with_context(|| format!("cannot write {}", p.display()))?;
         if !existed {
             let _ = std::fs::remove_file(p);
         }
@@ -215,23 +273,37 @@ pub fn check_paths(a: &LoadArgs) -> anyhow::Result<()> {
 }
 
 fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
-    Ok(BufWriter::new(File::create(path).with_context(|| format!("cannot write {}", path.display()))?))
+    Ok(BufWriter::new(File::create(path).with_context(|| {
+        format!("cannot write {}", path.display())
+    })?))
 }
 
 /// Write --hgrm, --hlog and --json; returns every file written, with what it holds.
-pub fn write_files(a: &LoadArgs, o: &LoadOutcome) -> anyhow::Result<Vec<(std::path::PathBuf, &'static str)>> {
+pub fn write_files(
+    a: &LoadArgs,
+    o: &LoadOutcome,
+) -> anyhow::Result<Vec<(std::path::PathBuf, &'static str)>> {
     let mut out = Vec::new();
     if let Some(path) = &a.hgrm {
-        let what = ["percentile distribution in ms, for the HdrHistogram plotter", "the same, uncorrected"];
+        let what = [
+            "percentile distribution in ms, for the HdrHistogram plotter",
+            "the same, uncorrected",
+        ];
         out.extend(o.write_hgrm(path)?.into_iter().zip(what));
     }
     if let Some(path) = &a.hlog {
         o.write_hlog(path)?;
-        out.push((path.clone(), "interval log, for HistogramLogAnalyzer, ringmux merge and ringmux report DIR"));
+        out.push((
+            path.clone(),
+            "interval log, for HistogramLogAnalyzer, ringmux merge and ringmux report DIR",
+        ));
     }
     if let Some(path) = &a.json {
         o.write_json(path)?;
-        out.push((path.clone(), "all figures and parameters, for ringmux compare"));
+        out.push((
+            path.clone(),
+            "all figures and parameters, for ringmux compare",
+        ));
     }
     Ok(out)
 }
@@ -255,11 +327,15 @@ impl LoadOutcome {
     pub fn write_hgrm(&self, path: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
         let mut written = vec![path.to_path_buf()];
         let mut w = create(path)?;
-        hgrm::write_hgrm(&mut w, &self.latency).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))?;
+        hgrm::write_hgrm(&mut w, &self.latency)
+            .and_then(|_| w.flush())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         if let Some(u) = &self.uncorrected {
             let up = uncorrected_path(path);
             let mut w = create(&up)?;
-            hgrm::write_hgrm(&mut w, u).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", up.display()))?;
+            hgrm::write_hgrm(&mut w, u)
+                .and_then(|_| w.flush())
+                .with_context(|| format!("cannot write {}", up.display()))?;
             written.push(up);
         }
         Ok(written)
@@ -270,15 +346,18 @@ impl LoadOutcome {
     pub fn write_hlog(&self, path: &Path) -> anyhow::Result<()> {
         let log = to_hlog(self);
         let mut w = create(path)?;
-        hlog::write_hlog(&mut w, &log).and_then(|_| w.flush()).with_context(|| format!("cannot write {}", path.display()))
+        hlog::write_hlog(&mut w, &log)
+            .and_then(|_| w.flush())
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// The [`crate::report::model::LoadResult`] as pretty JSON.
+    /// The [`crate::results::schema::LoadResult`] as pretty JSON.
     pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
         let mut w = create(path)?;
         serde_json::to_writer_pretty(&mut w, &self.result)?;
         writeln!(w)?;
-        w.flush().with_context(|| format!("cannot write {}", path.display()))
+        w.flush()
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// The human summary `load` prints.
@@ -294,13 +373,31 @@ pub fn to_hlog(o: &LoadOutcome) -> hlog::Hlog {
     for iv in &o.intervals {
         match &iv.uncorrected {
             Some(u) => {
-                intervals.push(hlog::HlogInterval { tag: Some("corrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() });
-                intervals.push(hlog::HlogInterval { tag: Some("uncorrected".into()), start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: u.clone() });
+                intervals.push(hlog::HlogInterval {
+                    tag: Some("corrected".into()),
+                    start_unix_s: iv.start_unix_s,
+                    length_s: iv.length_s,
+                    hist: iv.latency.clone(),
+                });
+                intervals.push(hlog::HlogInterval {
+                    tag: Some("uncorrected".into()),
+                    start_unix_s: iv.start_unix_s,
+                    length_s: iv.length_s,
+                    hist: u.clone(),
+                });
             }
-            None => intervals.push(hlog::HlogInterval { tag: None, start_unix_s: iv.start_unix_s, length_s: iv.length_s, hist: iv.latency.clone() }),
+            None => intervals.push(hlog::HlogInterval {
+                tag: None,
+                start_unix_s: iv.start_unix_s,
+                length_s: iv.length_s,
+                hist: iv.latency.clone(),
+            }),
         }
     }
-    hlog::Hlog { start_unix_s: o.result.start_unix_s, intervals }
+    hlog::Hlog {
+        start_unix_s: o.result.start_unix_s,
+        intervals,
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,10 @@ impl Schedule {
     /// `rate`: messages per second over all `conns` connections (> 0, finite).
     pub fn new(rate: f64, conns: u32) -> Schedule {
         assert!(rate > 0.0 && rate.is_finite() && conns > 0);
-        Schedule { period_ns: 1e9 * f64::from(conns) / rate, conns }
+        Schedule {
+            period_ns: 1e9 * f64::from(conns) / rate,
+            conns,
+        }
     }
 
     pub fn period_ns(&self) -> f64 {
@@ -66,7 +69,9 @@ mod tests {
     fn total_stream_is_even() {
         // Merged over connections, consecutive intended times are one rate-period apart.
         let s = Schedule::new(1000.0, 4);
-        let mut all: Vec<u64> = (0..4).flat_map(|c| (0..50).map(move |k| s.intended(c, k))).collect();
+        let mut all: Vec<u64> = (0..4)
+            .flat_map(|c| (0..50).map(move |k| s.intended(c, k)))
+            .collect();
         all.sort_unstable();
         for w in all.windows(2) {
             assert_eq!(w[1] - w[0], 1_000_000);
@@ -78,9 +83,19 @@ mod tests {
         for (rate, conns) in [(2000.0, 10), (3.0, 7), (123_456.7, 50), (1e6, 1), (0.5, 3)] {
             let s = Schedule::new(rate, conns);
             for c in [0, conns / 2, conns - 1] {
-                for t in [0u64, 1, 999_999, 1_000_000_000, 4_000_000_001, 123_456_789_012] {
+                for t in [
+                    0u64,
+                    1,
+                    999_999,
+                    1_000_000_000,
+                    4_000_000_001,
+                    123_456_789_012,
+                ] {
                     let k = s.count_before(c, t);
-                    assert!(k == 0 || s.intended(c, k - 1) < t, "rate {rate} conn {c} t {t} k {k}");
+                    assert!(
+                        k == 0 || s.intended(c, k - 1) < t,
+                        "rate {rate} conn {c} t {t} k {k}"
+                    );
                     assert!(s.intended(c, k) >= t, "rate {rate} conn {c} t {t} k {k}");
                 }
             }
@@ -91,10 +106,14 @@ mod tests {
     fn window_holds_rate_times_duration() {
         // Messages intended in [1 s, 5 s) at 2000/s over 10 connections: exactly 8000.
         let s = Schedule::new(2000.0, 10);
-        let n: u64 = (0..10).map(|c| s.count_before(c, 5_000_000_000) - s.count_before(c, 1_000_000_000)).sum();
+        let n: u64 = (0..10)
+            .map(|c| s.count_before(c, 5_000_000_000) - s.count_before(c, 1_000_000_000))
+            .sum();
         assert_eq!(n, 8000);
         let s = Schedule::new(777.0, 13);
-        let n: u64 = (0..13).map(|c| s.count_before(c, 3_500_000_000) - s.count_before(c, 500_000_000)).sum();
+        let n: u64 = (0..13)
+            .map(|c| s.count_before(c, 3_500_000_000) - s.count_before(c, 500_000_000))
+            .sum();
         assert!((n as f64 - 777.0 * 3.0).abs() <= 13.0, "{n}");
     }
 }

@@ -6,11 +6,19 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
 }
 
 pub const EV_IN: u32 = libc::EPOLLIN as u32;
@@ -26,12 +34,17 @@ impl Epoll {
         // SAFETY: plain syscall; on success we own the returned descriptor.
         let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
-        Ok(Epoll { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Ok(Epoll {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
     }
 
     /// Register `fd` edge-triggered for input, output and errors.
     pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: EV_IN | EV_OUT | EV_ERR | libc::EPOLLET as u32, u64: token };
+        let mut ev = libc::epoll_event {
+            events: EV_IN | EV_OUT | EV_ERR | libc::EPOLLET as u32,
+            u64: token,
+        };
         // SAFETY: `ev` lives across the call; the kernel copies it.
         cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) })?;
         Ok(())
@@ -39,17 +52,35 @@ impl Epoll {
 
     pub fn delete(&self, fd: RawFd) -> io::Result<()> {
         // SAFETY: a NULL event is allowed for EPOLL_CTL_DEL since Linux 2.6.9.
-        cvt(unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) })?;
+        cvt(unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        })?;
         Ok(())
     }
 
     /// Wait up to `timeout` (nanosecond precision, epoll_pwait2) for events. EINTR: 0 events.
     pub fn wait(&self, events: &mut [libc::epoll_event], timeout: Duration) -> io::Result<usize> {
-        let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
         let max = events.len().min(i32::MAX as usize) as libc::c_int;
         // SAFETY: `events` is valid for `max` entries for the duration of the call; `ts`
         // lives across it; a NULL sigmask leaves the mask unchanged.
-        let r = unsafe { libc::epoll_pwait2(self.fd.as_raw_fd(), events.as_mut_ptr(), max, &ts, std::ptr::null()) };
+        let r = unsafe {
+            libc::epoll_pwait2(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                max,
+                &ts,
+                std::ptr::null(),
+            )
+        };
         match cvt(r) {
             Ok(n) => Ok(n as usize),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
@@ -62,7 +93,14 @@ impl Epoll {
 #[inline]
 pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes during the call.
-    cvt_size(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) })
+    cvt_size(unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    })
 }
 
 #[inline]

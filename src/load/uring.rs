@@ -71,7 +71,10 @@ fn token(op: Op, ci: usize) -> u64 {
 }
 
 fn untoken(ud: u64) -> (Op, usize) {
-    (if ud & 1 == 0 { Op::Recv } else { Op::Send }, (ud >> 1) as usize)
+    (
+        if ud & 1 == 0 { Op::Recv } else { Op::Send },
+        (ud >> 1) as usize,
+    )
 }
 
 /// Ok when this kernel can run the driver: a ring with RECV and SEND, FEAT_FAST_POLL
@@ -82,13 +85,19 @@ pub fn available() -> Result<(), Unavailable> {
     let p = probe::probe_ops(&ring)?;
     for (name, code) in [("RECV", opcode::Recv::CODE), ("SEND", opcode::Send::CODE)] {
         if !p.is_supported(code) {
-            return Err(Unavailable { errno: None, what: format!("opcode {name} is missing"), hint: "needs Linux 5.6+; fix: upgrade the kernel or use --driver epoll".into() });
+            return Err(Unavailable {
+                errno: None,
+                what: format!("opcode {name} is missing"),
+                hint: "needs Linux 5.6+; fix: upgrade the kernel or use --driver epoll".into(),
+            });
         }
     }
     let missing = |what: &str, kernel: &str| Unavailable {
         errno: None,
         what: format!("{what} is missing"),
-        hint: format!("load's io_uring driver needs Linux {kernel}+; fix: upgrade the kernel or use --driver epoll"),
+        hint: format!(
+            "load's io_uring driver needs Linux {kernel}+; fix: upgrade the kernel or use --driver epoll"
+        ),
     };
     if !ring.params().is_feature_fast_poll() {
         return Err(missing("IORING_FEAT_FAST_POLL", "5.7"));
@@ -105,10 +114,19 @@ pub fn available() -> Result<(), Unavailable> {
 /// older kernels get a plain ring (halved on ENOMEM by `build_ring`).
 fn build(entries: u32) -> Result<IoUring, Unavailable> {
     let cq = entries.saturating_mul(4);
-    if let Ok(r) = IoUring::builder().setup_cqsize(cq).setup_single_issuer().setup_defer_taskrun().build(entries) {
+    if let Ok(r) = IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+    {
         return Ok(r);
     }
-    if let Ok(r) = IoUring::builder().setup_cqsize(cq).setup_coop_taskrun().build(entries) {
+    if let Ok(r) = IoUring::builder()
+        .setup_cqsize(cq)
+        .setup_coop_taskrun()
+        .build(entries)
+    {
         return Ok(r);
     }
     probe::build_ring(entries)
@@ -150,7 +168,10 @@ impl UringDriver {
     pub fn new(streams: Vec<TcpStream>, size: usize, pipeline: u32) -> Result<UringDriver, String> {
         let n = streams.len().max(1);
         // Two ops per connection at most between two enters: the SQ holds a whole turn.
-        let entries = u32::try_from(2 * n).unwrap_or(u32::MAX).next_power_of_two().clamp(8, MAX_ENTRIES);
+        let entries = u32::try_from(2 * n)
+            .unwrap_or(u32::MAX)
+            .next_power_of_two()
+            .clamp(8, MAX_ENTRIES);
         let ring = build(entries).map_err(|e| e.to_string())?;
         let want = (size.saturating_mul(pipeline as usize)).clamp(4096, 64 * 1024);
         let buf = want.min((BUFFER_BUDGET / (2 * n)).max(512));
@@ -170,7 +191,14 @@ impl UringDriver {
                 closing: false,
             })
             .collect();
-        Ok(UringDriver { ring, conns, fixed, poll_first: true, backlog: VecDeque::new(), cqes: Vec::with_capacity(4 * entries as usize) })
+        Ok(UringDriver {
+            ring,
+            conns,
+            fixed,
+            poll_first: true,
+            backlog: VecDeque::new(),
+            cqes: Vec::with_capacity(4 * entries as usize),
+        })
     }
 
     fn push(&mut self, e: squeue::Entry) {
@@ -198,11 +226,20 @@ impl UringDriver {
             }
             match self.ring.submit() {
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)) => break,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                    ) =>
+                {
+                    break;
+                }
                 Err(e) => return Err(e),
             }
         }
-        let ts = types::Timespec::new().sec(wait_ns / 1_000_000_000).nsec((wait_ns % 1_000_000_000) as u32);
+        let ts = types::Timespec::new()
+            .sec(wait_ns / 1_000_000_000)
+            .nsec((wait_ns % 1_000_000_000) as u32);
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => Ok(()),
@@ -226,7 +263,8 @@ impl UringDriver {
     /// connection may send again), and from then on its buffer is ours again.
     fn reap(&mut self) {
         self.cqes.clear();
-        self.cqes.extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+        self.cqes
+            .extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
     }
 
     fn completed(&mut self, op: Op, ci: usize) {
@@ -237,11 +275,19 @@ impl UringDriver {
         let c = &mut self.conns[ci];
         let (ptr, len) = (c.rx.as_mut_ptr(), c.rx.len() as u32);
         c.inflight |= IN_RECV; // rx is kernel-owned until the RECV completion
-        let prio = if self.poll_first { RECVSEND_POLL_FIRST } else { 0 };
-        let e = if self.fixed {
-            opcode::Recv::new(types::Fixed(ci as u32), ptr, len).ioprio(prio).build()
+        let prio = if self.poll_first {
+            RECVSEND_POLL_FIRST
         } else {
-            opcode::Recv::new(types::Fd(c.fd), ptr, len).ioprio(prio).build()
+            0
+        };
+        let e = if self.fixed {
+            opcode::Recv::new(types::Fixed(ci as u32), ptr, len)
+                .ioprio(prio)
+                .build()
+        } else {
+            opcode::Recv::new(types::Fd(c.fd), ptr, len)
+                .ioprio(prio)
+                .build()
         };
         self.push(e.user_data(token(Op::Recv, ci)));
     }
@@ -265,7 +311,10 @@ impl UringDriver {
         let c = &mut self.conns[ci];
         if c.closing && c.inflight == 0 && c.stream.is_some() {
             if self.fixed {
-                let _ = self.ring.submitter().register_files_update(ci as u32, &[-1]);
+                let _ = self
+                    .ring
+                    .submitter()
+                    .register_files_update(ci as u32, &[-1]);
             }
             c.stream = None;
         }
@@ -391,7 +440,9 @@ impl Driver for UringDriver {
         }
         let held = self.conns.iter().filter(|c| c.inflight != 0).count();
         if held > 0 {
-            eprintln!("ringmux: warning: {held} load connection(s) still had io_uring ops in flight at the end; their buffers are leaked");
+            eprintln!(
+                "ringmux: warning: {held} load connection(s) still had io_uring ops in flight at the end; their buffers are leaked"
+            );
             // Leaked, not freed: the kernel may still write into them.
             std::mem::forget(std::mem::take(&mut self.conns));
         }

@@ -2,6 +2,7 @@
 //! `load` never imports `server`): CPU affinity, resource usage, limits, and io_uring
 //! setup probing ([`uring`]).
 
+pub mod cpus;
 pub mod uring;
 
 use std::io;
@@ -96,11 +97,14 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is live and writable for the call; pid 0 is the calling thread.
-    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0
+    {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: every `c` is below CPU_SETSIZE, so CPU_ISSET reads inside `set`.
-    Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect())
+    Ok((0..libc::CPU_SETSIZE as usize)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
 }
 
 /// Ask for precise timer wake-ups on this thread (default slack is 50 µs), so open-loop
@@ -112,7 +116,10 @@ pub fn tighten_timer_slack() {
 
 /// Raise the soft limit of open files to the hard limit so many connections fit. Best effort.
 pub fn raise_nofile_limit() {
-    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: `rl` is valid for writes during the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 && rl.rlim_cur < rl.rlim_max {
         rl.rlim_cur = rl.rlim_max;

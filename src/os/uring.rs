@@ -28,7 +28,11 @@ impl fmt::Display for Unavailable {
                 "io_uring unavailable: {} failed with {} ({}): {}",
                 self.what,
                 errno_name(e),
-                io::Error::from_raw_os_error(e).to_string().split(" (os error").next().unwrap_or(""),
+                io::Error::from_raw_os_error(e)
+                    .to_string()
+                    .split(" (os error")
+                    .next()
+                    .unwrap_or(""),
                 self.hint
             ),
             None => write!(f, "io_uring unavailable: {}: {}", self.what, self.hint),
@@ -56,9 +60,14 @@ pub fn setup_hint(errno: i32) -> String {
 
 /// Build a plain ring, halving the size on ENOMEM (a low RLIMIT_MEMLOCK) down to 8 entries.
 pub fn build_ring(entries: u32) -> Result<IoUring, Unavailable> {
-    build_ring_configured(entries, |b, n| {
-        b.setup_cqsize(n.saturating_mul(4));
-    }, || {}, || "io_uring_setup".into())
+    build_ring_configured(
+        entries,
+        |b, n| {
+            b.setup_cqsize(n.saturating_mul(4));
+        },
+        || {},
+        || "io_uring_setup".into(),
+    )
 }
 
 /// Build a ring of `entries` (at least 8) set up by `configure(builder, entries)`,
@@ -84,7 +93,11 @@ pub fn build_ring_configured(
                     n /= 2;
                     continue;
                 }
-                return Err(Unavailable { errno: Some(code), what: what(), hint: setup_hint(code) });
+                return Err(Unavailable {
+                    errno: Some(code),
+                    what: what(),
+                    hint: setup_hint(code),
+                });
             }
         }
     }
@@ -93,10 +106,12 @@ pub fn build_ring_configured(
 /// Opcode support via REGISTER_PROBE (Linux 5.6+).
 pub fn probe_ops(ring: &IoUring) -> Result<Probe, Unavailable> {
     let mut p = Probe::new();
-    ring.submitter().register_probe(&mut p).map_err(|e| Unavailable {
-        errno: Some(e.raw_os_error().unwrap_or(0)),
-        what: "io_uring_register(REGISTER_PROBE)".into(),
-        hint: "the kernel is older than 5.6, ringmux's floor; fix: upgrade the kernel".into(),
-    })?;
+    ring.submitter()
+        .register_probe(&mut p)
+        .map_err(|e| Unavailable {
+            errno: Some(e.raw_os_error().unwrap_or(0)),
+            what: "io_uring_register(REGISTER_PROBE)".into(),
+            hint: "the kernel is older than 5.6, ringmux's floor; fix: upgrade the kernel".into(),
+        })?;
     Ok(p)
 }

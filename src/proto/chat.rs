@@ -50,7 +50,11 @@ pub struct Chat {
 
 impl Chat {
     pub fn new(guests: &Guests) -> Chat {
-        Chat { name: format!("guest-{}", guests.next()), discarding: false, quit: false }
+        Chat {
+            name: format!("guest-{}", guests.next()),
+            discarding: false,
+            quit: false,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -59,13 +63,15 @@ impl Chat {
 
     /// The connection was accepted: welcome it and tell everyone.
     pub fn on_open(&mut self, fx: &mut Effects<'_>) {
-        fx.reply.extend_from_slice(format!("* you are {}\n", self.name).as_bytes());
+        fx.reply
+            .extend_from_slice(format!("* you are {}\n", self.name).as_bytes());
         to_all(fx, format!("* {} joined\n", self.name).as_bytes());
     }
 
     /// The connection is gone: tell everyone else.
     pub fn on_close(&mut self, fx: &mut Effects<'_>) {
-        fx.broadcast.extend_from_slice(format!("* {} left\n", self.name).as_bytes());
+        fx.broadcast
+            .extend_from_slice(format!("* {} left\n", self.name).as_bytes());
     }
 
     pub fn handle(&mut self, input: &[u8], fx: &mut Effects<'_>) -> usize {
@@ -77,7 +83,9 @@ impl Chat {
                 if self.discarding {
                     return input.len();
                 }
-                if rest.len() > MAX_LINE + 1 || (rest.len() == MAX_LINE + 1 && rest[MAX_LINE] != b'\r') {
+                if rest.len() > MAX_LINE + 1
+                    || (rest.len() == MAX_LINE + 1 && rest[MAX_LINE] != b'\r')
+                {
                     self.too_long(fx);
                     return input.len();
                 }
@@ -125,7 +133,8 @@ impl Chat {
             }
         } else {
             let start = fx.reply.len();
-            fx.reply.extend_from_slice(format!("[{}] ", self.name).as_bytes());
+            fx.reply
+                .extend_from_slice(format!("[{}] ", self.name).as_bytes());
             fx.reply.extend_from_slice(line);
             fx.reply.push(b'\n');
             fx.broadcast.extend_from_slice(&fx.reply[start..]);
@@ -140,7 +149,9 @@ fn to_all(fx: &mut Effects<'_>, msg: &[u8]) {
 }
 
 fn valid_nick(n: &[u8]) -> bool {
-    (1..=MAX_NICK).contains(&n.len()) && n.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=MAX_NICK).contains(&n.len())
+        && n.iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 #[cfg(test)]
@@ -156,11 +167,19 @@ mod tests {
         let mut close = false;
         for ch in chunks {
             pending.extend_from_slice(ch);
-            let mut fx = Effects { reply: &mut reply, broadcast: &mut bcast, close: false };
+            let mut fx = Effects {
+                reply: &mut reply,
+                broadcast: &mut bcast,
+                close: false,
+            };
             let n = c.handle(&pending, &mut fx);
             close |= fx.close;
             pending.drain(..n);
-            assert!(pending.len() <= MAX_LINE + 1, "buffered {} bytes", pending.len());
+            assert!(
+                pending.len() <= MAX_LINE + 1,
+                "buffered {} bytes",
+                pending.len()
+            );
         }
         (reply, bcast, close)
     }
@@ -171,16 +190,30 @@ mod tests {
         for i in 0..=input.len() {
             let (a, b) = input.split_at(i);
             let (r, bc, c) = run(&[a, b]);
-            assert_eq!((s(&r), s(&bc), c), (s(reply), s(bcast), close), "split at {i} of {:?}", s(input));
+            assert_eq!(
+                (s(&r), s(&bc), c),
+                (s(reply), s(bcast), close),
+                "split at {i} of {:?}",
+                s(input)
+            );
         }
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         let (r, bc, c) = run(&bytes);
-        assert_eq!((s(&r), s(&bc), c), (s(reply), s(bcast), close), "byte by byte");
+        assert_eq!(
+            (s(&r), s(&bc), c),
+            (s(reply), s(bcast), close),
+            "byte by byte"
+        );
     }
 
     #[test]
     fn lines_nicks_quit_every_split() {
-        check(b"hi\nthere\r\n", b"[guest-1] hi\n[guest-1] there\n", b"[guest-1] hi\n[guest-1] there\n", false);
+        check(
+            b"hi\nthere\r\n",
+            b"[guest-1] hi\n[guest-1] there\n",
+            b"[guest-1] hi\n[guest-1] there\n",
+            false,
+        );
         check(b"\n", b"[guest-1] \n", b"[guest-1] \n", false);
         check(b"partial", b"", b"", false);
         check(
@@ -196,9 +229,19 @@ mod tests {
             format!("* guest-1 is now {}\n", "a".repeat(32)).as_bytes(),
             false,
         );
-        check(b"a\n/quit\nafter\n", b"[guest-1] a\n* bye\n", b"[guest-1] a\n", true);
+        check(
+            b"a\n/quit\nafter\n",
+            b"[guest-1] a\n* bye\n",
+            b"[guest-1] a\n",
+            true,
+        );
         check(b"/quit\r\n", b"* bye\n", b"", true);
-        check(b"/nickname\n", b"[guest-1] /nickname\n", b"[guest-1] /nickname\n", false);
+        check(
+            b"/nickname\n",
+            b"[guest-1] /nickname\n",
+            b"[guest-1] /nickname\n",
+            false,
+        );
     }
 
     #[test]
@@ -215,9 +258,17 @@ mod tests {
         // Every split of a 12 KiB input is slow in debug builds: a sample of splits
         // around the boundaries plus byte by byte.
         let input = input.as_bytes();
-        for i in (0..input.len()).step_by(97).chain([4096, 4097, 4098, 8194, 8195, 8196, input.len()]) {
+        for i in
+            (0..input.len())
+                .step_by(97)
+                .chain([4096, 4097, 4098, 8194, 8195, 8196, input.len()])
+        {
             let (a, rest) = input.split_at(i.min(input.len()));
-            assert_eq!(run(&[a, rest]), (want.clone(), bcast.clone(), false), "split at {i}");
+            assert_eq!(
+                run(&[a, rest]),
+                (want.clone(), bcast.clone(), false),
+                "split at {i}"
+            );
         }
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(run(&bytes), (want, bcast, false));
@@ -236,12 +287,23 @@ mod tests {
         let mut b = Chat::new(&guests);
         assert_eq!((a.name(), b.name()), ("guest-1", "guest-2"));
         let (mut r, mut bc) = (Vec::new(), Vec::new());
-        let mut fx = Effects { reply: &mut r, broadcast: &mut bc, close: false };
+        let mut fx = Effects {
+            reply: &mut r,
+            broadcast: &mut bc,
+            close: false,
+        };
         b.on_open(&mut fx);
-        assert_eq!(fx.reply.as_slice(), b"* you are guest-2\n* guest-2 joined\n");
+        assert_eq!(
+            fx.reply.as_slice(),
+            b"* you are guest-2\n* guest-2 joined\n"
+        );
         assert_eq!(fx.broadcast.as_slice(), b"* guest-2 joined\n");
         let (mut r, mut bc) = (Vec::new(), Vec::new());
-        let mut fx = Effects { reply: &mut r, broadcast: &mut bc, close: false };
+        let mut fx = Effects {
+            reply: &mut r,
+            broadcast: &mut bc,
+            close: false,
+        };
         a.handle(b"/nick al\n", &mut fx);
         a.on_close(&mut fx);
         assert_eq!(bc, b"* guest-1 is now al\n* al left\n");

@@ -55,7 +55,10 @@ pub struct Http {
 
 impl Default for Http {
     fn default() -> Http {
-        Http { state: State::Head, mid_head: false }
+        Http {
+            state: State::Head,
+            mid_head: false,
+        }
     }
 }
 
@@ -117,7 +120,11 @@ impl Http {
                         Ok(Some(req)) => {
                             pos += req.len;
                             respond_head(req.route, req.body, req.keep_alive, fx.reply);
-                            self.state = State::Body { left: req.body, echo: req.route == Route::Echo, close: !req.keep_alive };
+                            self.state = State::Body {
+                                left: req.body,
+                                echo: req.route == Route::Echo,
+                                close: !req.keep_alive,
+                            };
                         }
                         Err(r) => {
                             self.refuse(r, fx);
@@ -211,7 +218,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<Request>, Refusal> {
         }
     }
     if chunked {
-        return Err(if body.is_some() { BAD_REQUEST } else { NOT_IMPLEMENTED });
+        return Err(if body.is_some() {
+            BAD_REQUEST
+        } else {
+            NOT_IMPLEMENTED
+        });
     }
     let body = body.unwrap_or(0);
     if body > MAX_BODY {
@@ -223,7 +234,12 @@ fn parse_head(buf: &[u8]) -> Result<Option<Request>, Refusal> {
         ("POST", "/echo") => Route::Echo,
         _ => Route::NotFound,
     };
-    Ok(Some(Request { len, body, route, keep_alive }))
+    Ok(Some(Request {
+        len,
+        body,
+        route,
+        keep_alive,
+    }))
 }
 
 /// A Content-Length value: ASCII digits only, at least one. Values too big for a u64
@@ -234,7 +250,10 @@ fn content_length(v: &[u8]) -> Result<u64, Refusal> {
     }
     let mut n: u64 = 0;
     for &d in v {
-        n = n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d - b'0'))).ok_or(TOO_LARGE)?;
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(d - b'0')))
+            .ok_or(TOO_LARGE)?;
     }
     Ok(n)
 }
@@ -242,7 +261,11 @@ fn content_length(v: &[u8]) -> Result<u64, Refusal> {
 /// Write the status line and headers of a successful route (the body follows: the
 /// greeting here, the echoed bytes as they arrive).
 fn respond_head(route: Route, body: u64, keep_alive: bool, out: &mut Vec<u8>) {
-    let conn = if keep_alive { "" } else { "Connection: close\r\n" };
+    let conn = if keep_alive {
+        ""
+    } else {
+        "Connection: close\r\n"
+    };
     match route {
         Route::Hello => {
             out.extend_from_slice(
@@ -268,8 +291,8 @@ fn error_reply(Refusal(code, reason): Refusal, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::tests::{check_all_splits, run_whole};
     use crate::proto::Proto;
+    use crate::proto::tests::{check_all_splits, run_whole};
 
     fn ok_hello(close: bool) -> Vec<u8> {
         let c = if close { "Connection: close\r\n" } else { "" };
@@ -289,12 +312,22 @@ mod tests {
 
     fn not_found(close: bool) -> Vec<u8> {
         let c = if close { "Connection: close\r\n" } else { "" };
-        format!("HTTP/1.1 404 Not Found\r\nServer: ringmux\r\nContent-Length: 0\r\n{c}\r\n").into_bytes()
+        format!("HTTP/1.1 404 Not Found\r\nServer: ringmux\r\nContent-Length: 0\r\n{c}\r\n")
+            .into_bytes()
     }
 
     fn err(code: u16) -> Vec<u8> {
         let mut v = Vec::new();
-        let r = [BAD_REQUEST, TOO_LARGE, HEAD_TOO_LARGE, NOT_IMPLEMENTED, TIMEOUT].into_iter().find(|r| r.0 == code).unwrap();
+        let r = [
+            BAD_REQUEST,
+            TOO_LARGE,
+            HEAD_TOO_LARGE,
+            NOT_IMPLEMENTED,
+            TIMEOUT,
+        ]
+        .into_iter()
+        .find(|r| r.0 == code)
+        .unwrap();
         error_reply(r, &mut v);
         v
     }
@@ -342,8 +375,18 @@ mod tests {
     fn table_every_split() {
         for (req, want, close) in table() {
             let (got, closed) = run_whole(Proto::Http, &req);
-            assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&want), "request {:?}", String::from_utf8_lossy(&req));
-            assert_eq!(closed, close, "close for {:?}", String::from_utf8_lossy(&req));
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "request {:?}",
+                String::from_utf8_lossy(&req)
+            );
+            assert_eq!(
+                closed,
+                close,
+                "close for {:?}",
+                String::from_utf8_lossy(&req)
+            );
             check_all_splits(Proto::Http, &req, &want);
         }
     }
@@ -367,7 +410,11 @@ mod tests {
         let mut h = Http::default();
         let mut out = Vec::new();
         let mut bc = Vec::new();
-        let mut fx = Effects { reply: &mut out, broadcast: &mut bc, close: false };
+        let mut fx = Effects {
+            reply: &mut out,
+            broadcast: &mut bc,
+            close: false,
+        };
         let endless = vec![b'a'; MAX_HEAD - 1];
         let mut start = b"GET / HTTP/1.1\r\nX: ".to_vec();
         start.extend_from_slice(&endless);
@@ -390,8 +437,15 @@ mod tests {
         let mut h = Http::default();
         let mut out = Vec::new();
         let mut bc = Vec::new();
-        let mut fx = Effects { reply: &mut out, broadcast: &mut bc, close: false };
-        assert!(!h.wants_header_deadline(), "idle keep-alive connection: no deadline");
+        let mut fx = Effects {
+            reply: &mut out,
+            broadcast: &mut bc,
+            close: false,
+        };
+        assert!(
+            !h.wants_header_deadline(),
+            "idle keep-alive connection: no deadline"
+        );
         assert_eq!(h.handle(b"GET / HT", &mut fx), 0);
         assert!(h.wants_header_deadline());
         let n = h.handle(b"GET / HTTP/1.1\r\n\r\n", &mut fx);
@@ -412,7 +466,11 @@ mod tests {
         let mut h = Http::default();
         let mut out = Vec::new();
         let mut bc = Vec::new();
-        let mut fx = Effects { reply: &mut out, broadcast: &mut bc, close: false };
+        let mut fx = Effects {
+            reply: &mut out,
+            broadcast: &mut bc,
+            close: false,
+        };
         let head = b"POST /echo HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n";
         assert_eq!(h.handle(head, &mut fx), head.len());
         let chunk = vec![7u8; 4096];

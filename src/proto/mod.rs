@@ -10,7 +10,9 @@ mod upper;
 pub use chat::Guests;
 
 /// The application protocol served on every connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// Send back every byte received.
@@ -149,12 +151,20 @@ mod tests {
         let mut close = false;
         for c in chunks {
             pending.extend_from_slice(c);
-            let mut fx = Effects { reply: &mut out, broadcast: &mut bcast, close: false };
+            let mut fx = Effects {
+                reply: &mut out,
+                broadcast: &mut bcast,
+                close: false,
+            };
             let n = st.handle(&pending, &mut fx);
             close |= fx.close;
             pending.drain(..n);
         }
-        assert!(pending.is_empty() || p == Proto::Http, "{p:?} left {} bytes unconsumed", pending.len());
+        assert!(
+            pending.is_empty() || p == Proto::Http,
+            "{p:?} left {} bytes unconsumed",
+            pending.len()
+        );
         (out, close)
     }
 
@@ -186,7 +196,11 @@ mod tests {
 
     #[test]
     fn upper_every_split() {
-        check_all_splits(Proto::Upper, b"Hello, World! 123 \xff\x00z", b"HELLO, WORLD! 123 \xff\x00Z");
+        check_all_splits(
+            Proto::Upper,
+            b"Hello, World! 123 \xff\x00z",
+            b"HELLO, WORLD! 123 \xff\x00Z",
+        );
         let all: Vec<u8> = (0..=255u8).collect();
         let up: Vec<u8> = all.iter().map(|b| b.to_ascii_uppercase()).collect();
         check_all_splits(Proto::Upper, &all, &up);

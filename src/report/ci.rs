@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::model::{BenchResults, Cell, RunMetrics};
+use crate::results::schema::{BenchResults, Cell, RunMetrics};
 
 fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
@@ -11,10 +11,17 @@ fn finite(v: f64) -> Option<f64> {
 
 fn spread(c: &Cell, get: impl Fn(&RunMetrics) -> Option<f64>) -> Option<String> {
     let (lo, hi) = (get(&c.min)?, get(&c.max)?);
-    (c.runs.len() > 1 && lo.is_finite() && hi.is_finite()).then(|| format!("± {:.3}", (hi - lo) / 2.0))
+    (c.runs.len() > 1 && lo.is_finite() && hi.is_finite())
+        .then(|| format!("± {:.3}", (hi - lo) / 2.0))
 }
 
-fn entry(name: String, unit: &str, value: f64, range: Option<String>, runs: usize) -> Option<Value> {
+fn entry(
+    name: String,
+    unit: &str,
+    value: f64,
+    range: Option<String>,
+    runs: usize,
+) -> Option<Value> {
     let value = finite(value)?;
     let mut o = json!({ "name": name, "unit": unit, "value": value, "extra": format!("median of {runs} runs") });
     if let Some(r) = range {
@@ -30,18 +37,47 @@ pub fn gab_smaller(r: &BenchResults) -> Value {
     for c in &r.cells {
         let m = &c.median;
         let n = c.runs.len();
-        v.extend(entry(format!("{} p99 latency", c.id), "us", m.p99_ns / 1e3, spread(c, |m| Some(m.p99_ns / 1e3)), n));
+        v.extend(entry(
+            format!("{} p99 latency", c.id),
+            "us",
+            m.p99_ns / 1e3,
+            spread(c, |m| Some(m.p99_ns / 1e3)),
+            n,
+        ));
         if let Some(cpu) = m.cpu_ns_per_msg {
-            v.extend(entry(format!("{} cpu per msg", c.id), "ns/msg", cpu, spread(c, |m| m.cpu_ns_per_msg), n));
+            v.extend(entry(
+                format!("{} cpu per msg", c.id),
+                "ns/msg",
+                cpu,
+                spread(c, |m| m.cpu_ns_per_msg),
+                n,
+            ));
         }
         if let Some(sc) = m.syscalls_per_msg {
-            v.extend(entry(format!("{} syscalls per msg", c.id), "syscalls/msg", sc, spread(c, |m| m.syscalls_per_msg), n));
+            v.extend(entry(
+                format!("{} syscalls per msg", c.id),
+                "syscalls/msg",
+                sc,
+                spread(c, |m| m.syscalls_per_msg),
+                n,
+            ));
         }
     }
     for s in r.idle.iter().flat_map(|i| &i.servers) {
         let n = s.runs.len();
-        let range = (n > 1).then(|| format!("± {:.3}", (s.bytes_per_conn_max - s.bytes_per_conn_min) / 2.0));
-        v.extend(entry(format!("{} memory per connection", s.id), "bytes/conn", s.bytes_per_conn, range, n));
+        let range = (n > 1).then(|| {
+            format!(
+                "± {:.3}",
+                (s.bytes_per_conn_max - s.bytes_per_conn_min) / 2.0
+            )
+        });
+        v.extend(entry(
+            format!("{} memory per connection", s.id),
+            "bytes/conn",
+            s.bytes_per_conn,
+            range,
+            n,
+        ));
     }
     Value::Array(v)
 }
@@ -51,7 +87,15 @@ pub fn gab_bigger(r: &BenchResults) -> Value {
     Value::Array(
         r.cells
             .iter()
-            .filter_map(|c| entry(format!("{} throughput", c.id), "msgs/s", c.median.msgs_per_s, spread(c, |m| Some(m.msgs_per_s)), c.runs.len()))
+            .filter_map(|c| {
+                entry(
+                    format!("{} throughput", c.id),
+                    "msgs/s",
+                    c.median.msgs_per_s,
+                    spread(c, |m| Some(m.msgs_per_s)),
+                    c.runs.len(),
+                )
+            })
             .collect(),
     )
 }
@@ -62,7 +106,9 @@ pub fn bencher(r: &BenchResults) -> Value {
     for c in &r.cells {
         let mut measures = Map::new();
         let mut put = |name: &str, get: &dyn Fn(&RunMetrics) -> Option<f64>| {
-            let Some(v) = get(&c.median).and_then(finite) else { return };
+            let Some(v) = get(&c.median).and_then(finite) else {
+                return;
+            };
             let mut o = json!({ "value": v });
             if let Some(lo) = get(&c.min).and_then(finite) {
                 o["lower_value"] = json!(lo.min(v));
@@ -82,7 +128,9 @@ pub fn bencher(r: &BenchResults) -> Value {
         root.insert(c.id.clone(), Value::Object(measures));
     }
     for s in r.idle.iter().flat_map(|i| &i.servers) {
-        let Some(v) = finite(s.bytes_per_conn) else { continue };
+        let Some(v) = finite(s.bytes_per_conn) else {
+            continue;
+        };
         let mut o = json!({ "value": v });
         if let Some(lo) = finite(s.bytes_per_conn_min) {
             o["lower_value"] = json!(lo.min(v));

@@ -20,7 +20,9 @@ use std::io::Write;
 use std::path::Path;
 
 use super::fmt;
-use super::model::{BENCH_SCHEMA, BenchResults, Cell, LOAD_SCHEMA, LoadResult, RunMetrics};
+use crate::results::schema::{
+    BENCH_SCHEMA, BenchResults, Cell, LOAD_SCHEMA, LoadResult, RunMetrics,
+};
 
 /// What `compare` reads of one entry: a matrix cell's medians, or a server's median
 /// resident bytes per idle connection.
@@ -52,15 +54,60 @@ fn thr(v: f64) -> String {
 }
 
 pub const METRICS: &[Metric] = &[
-    Metric { name: "throughput", get: |f| run_of(f).map(|m| m.msgs_per_s), higher_is_better: true, show: thr },
-    Metric { name: "p50", get: |f| run_of(f).map(|m| m.p50_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "p90", get: |f| run_of(f).map(|m| m.p90_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "p99", get: |f| run_of(f).map(|m| m.p99_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "p99.9", get: |f| run_of(f).map(|m| m.p99_9_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "p99.99", get: |f| run_of(f).map(|m| m.p99_99_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "max", get: |f| run_of(f).map(|m| m.max_ns), higher_is_better: false, show: fmt::ns },
-    Metric { name: "cpu", get: |f| run_of(f).and_then(|m| m.cpu_ns_per_msg), higher_is_better: false, show: fmt::ns },
-    Metric { name: "syscalls", get: |f| run_of(f).and_then(|m| m.syscalls_per_msg), higher_is_better: false, show: fmt::num },
+    Metric {
+        name: "throughput",
+        get: |f| run_of(f).map(|m| m.msgs_per_s),
+        higher_is_better: true,
+        show: thr,
+    },
+    Metric {
+        name: "p50",
+        get: |f| run_of(f).map(|m| m.p50_ns),
+        higher_is_better: false,
+        show: fmt::ns,
+    },
+    Metric {
+        name: "p90",
+        get: |f| run_of(f).map(|m| m.p90_ns),
+        higher_is_better: false,
+        show: fmt::ns,
+    },
+    Metric {
+        name: "p99",
+        get: |f| run_of(f).map(|m| m.p99_ns),
+        higher_is_better: false,
+        show: fmt::ns,
+    },
+    Metric {
+        name: "p99.9",
+        get: |f| run_of(f).map(|m| m.p99_9_ns),
+        higher_is_better: false,
+        show: fmt::ns,
+    },
+    Metric {
+        name: "p99.99",
+        get: |f| run_of(f).map(|m| m.p99_99_ns),
+        higher_is_better: false,
+        show: fmt::ns,
+    },
+    Metric {
+        name: "max",
+        get: |f| run_of(f).map(|m| m.max_ns),
+        higher_is_better: false,
+        show: fmt::ns,
+    },
+    Metric {
+        name: "cpu",
+        get: |f| run_of(f).and_then(|m| m.cpu_ns_per_msg),
+        higher_is_better: false,
+        show: fmt::ns,
+    },
+    Metric {
+        name: "syscalls",
+        get: |f| run_of(f).and_then(|m| m.syscalls_per_msg),
+        higher_is_better: false,
+        show: fmt::num,
+    },
     Metric {
         name: "memory",
         get: |f| match f {
@@ -80,26 +127,37 @@ fn plain(v: f64) -> String {
 
 /// Bad input: exit code 2.
 fn bad(msg: impl Into<String>) -> anyhow::Error {
-    crate::ExitError { code: 2, msg: msg.into() }.into()
+    crate::error::ExitError {
+        code: 2,
+        msg: msg.into(),
+    }
+    .into()
 }
 
 /// Parse "p99=10%,throughput=5%" into (metric index, allowed fraction).
 pub fn parse_limits(s: &str) -> anyhow::Result<Vec<(usize, f64)>> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, val) = part.split_once('=').ok_or_else(|| bad(format!("--max-regression: {part:?} is not METRIC=PERCENT")))?;
+        let (name, val) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("--max-regression: {part:?} is not METRIC=PERCENT")))?;
         let name = name.trim();
         let idx = METRICS.iter().position(|m| m.name == name).ok_or_else(|| {
             let known: Vec<_> = METRICS.iter().map(|m| m.name).collect();
-            bad(format!("--max-regression: unknown metric {name:?} (known: {})", known.join(", ")))
+            bad(format!(
+                "--max-regression: unknown metric {name:?} (known: {})",
+                known.join(", ")
+            ))
         })?;
-        let v: f64 = val
-            .trim()
-            .trim_end_matches('%')
-            .parse()
-            .map_err(|_| bad(format!("--max-regression: {val:?} for {name} is not a percentage like 10%")))?;
+        let v: f64 = val.trim().trim_end_matches('%').parse().map_err(|_| {
+            bad(format!(
+                "--max-regression: {val:?} for {name} is not a percentage like 10%"
+            ))
+        })?;
         if !v.is_finite() || v < 0.0 {
-            return Err(bad(format!("--max-regression: {val:?} for {name} must be a non-negative percentage")));
+            return Err(bad(format!(
+                "--max-regression: {val:?} for {name} must be a non-negative percentage"
+            )));
         }
         out.retain(|&(i, _)| i != idx);
         out.push((idx, v / 100.0));
@@ -109,22 +167,49 @@ pub fn parse_limits(s: &str) -> anyhow::Result<Vec<(usize, f64)>> {
 
 /// Read a results file of either schema as a list of cells (id, median metrics).
 pub fn load_cells(path: &Path) -> anyhow::Result<Vec<(String, Figures)>> {
-    Ok(load_entries(path)?.1.into_iter().map(|(id, e)| (id, e.median)).collect())
+    Ok(load_entries(path)?
+        .1
+        .into_iter()
+        .map(|(id, e)| (id, e.median))
+        .collect())
 }
 
 /// Read a results file of either schema: its machine and its entries.
 pub fn load_entries(path: &Path) -> anyhow::Result<(Fingerprint, Vec<(String, Entry)>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("{}: not JSON: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("{}: not JSON: {e}", path.display())))?;
     let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
     if schema == BENCH_SCHEMA {
-        let r: BenchResults = serde_json::from_value(v).map_err(|e| bad(format!("{}: not a {BENCH_SCHEMA} file: {e}", path.display())))?;
+        let r: BenchResults = serde_json::from_value(v).map_err(|e| {
+            bad(format!(
+                "{}: not a {BENCH_SCHEMA} file: {e}",
+                path.display()
+            ))
+        })?;
         let fp = Fingerprint::of(&r.sys);
         let idle = r.idle.into_iter().flat_map(|i| i.servers).map(|s| {
-            let f = Figures::Idle { bytes_per_conn: s.bytes_per_conn };
-            let runs = s.runs.iter().map(|x| Figures::Idle { bytes_per_conn: x.bytes_per_conn }).collect();
+            let f = Figures::Idle {
+                bytes_per_conn: s.bytes_per_conn,
+            };
+            let runs = s
+                .runs
+                .iter()
+                .map(|x| Figures::Idle {
+                    bytes_per_conn: x.bytes_per_conn,
+                })
+                .collect();
             let io = s.id.split('/').next().unwrap_or("").to_string();
-            (s.id, Entry { median: f, runs, open_rate: None, io })
+            (
+                s.id,
+                Entry {
+                    median: f,
+                    runs,
+                    open_rate: None,
+                    io,
+                },
+            )
         });
         let cells = r.cells.into_iter().map(|c: Cell| {
             let io = match &c.features {
@@ -134,19 +219,32 @@ pub fn load_entries(path: &Path) -> anyhow::Result<(Fingerprint, Vec<(String, En
             let e = Entry {
                 median: Figures::Run(c.median),
                 runs: c.runs.into_iter().map(Figures::Run).collect(),
-                open_rate: if c.mode == "open" { c.rate.or(Some(f64::NAN)) } else { None },
+                open_rate: if c.mode == "open" {
+                    c.rate.or(Some(f64::NAN))
+                } else {
+                    None
+                },
                 io,
             };
             (c.id, e)
         });
         Ok((fp, cells.chain(idle).collect()))
     } else if schema == LOAD_SCHEMA {
-        let r: LoadResult = serde_json::from_value(v).map_err(|e| bad(format!("{}: not a {LOAD_SCHEMA} file: {e}", path.display())))?;
+        let r: LoadResult = serde_json::from_value(v)
+            .map_err(|e| bad(format!("{}: not a {LOAD_SCHEMA} file: {e}", path.display())))?;
         let m = Figures::Run(load_metrics(&r));
-        let e = Entry { median: m.clone(), runs: vec![m], open_rate: r.params.rate, io: format!("load:{}", r.params.driver) };
+        let e = Entry {
+            median: m.clone(),
+            runs: vec![m],
+            open_rate: r.params.rate,
+            io: format!("load:{}", r.params.driver),
+        };
         Ok((Fingerprint::of(&r.sys), vec![("load".to_string(), e)]))
     } else {
-        Err(bad(format!("{}: schema {schema:?} is neither {BENCH_SCHEMA} nor {LOAD_SCHEMA}", path.display())))
+        Err(bad(format!(
+            "{}: schema {schema:?} is neither {BENCH_SCHEMA} nor {LOAD_SCHEMA}",
+            path.display()
+        )))
     }
 }
 
@@ -206,7 +304,12 @@ impl Fingerprint {
 
     /// "kernel 6.1 -> 6.18, cores 2 -> 4", or empty when the same.
     pub fn diff(&self, other: &Fingerprint) -> Vec<String> {
-        self.0.iter().zip(&other.0).filter(|(a, b)| a.1 != b.1).map(|(a, b)| format!("{} {:?} -> {:?}", a.0, a.1, b.1)).collect()
+        self.0
+            .iter()
+            .zip(&other.0)
+            .filter(|(a, b)| a.1 != b.1)
+            .map(|(a, b)| format!("{} {:?} -> {:?}", a.0, a.1, b.1))
+            .collect()
     }
 }
 
@@ -262,7 +365,11 @@ fn change(base: f64, head: f64) -> Option<f64> {
         return None;
     }
     if base == 0.0 {
-        return Some(if head == 0.0 { 0.0 } else { f64::INFINITY * head.signum() });
+        return Some(if head == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY * head.signum()
+        });
     }
     Some((head - base) / base.abs())
 }
@@ -282,7 +389,11 @@ impl Rng {
 fn median_of(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 /// 95% percentile-bootstrap interval of the relative change of the medians, head
@@ -312,8 +423,14 @@ pub fn bootstrap(base: &[f64], head: &[f64]) -> Option<(f64, f64)> {
 /// The verdict on a change interval `[lo, hi]` against `limit`, in the metric's "worse"
 /// direction (a point when there is no noise to see).
 pub fn judge(lo: f64, hi: f64, limit: Option<f64>, higher_is_better: bool) -> Verdict {
-    let Some(l) = limit else { return Verdict::Unjudged };
-    let (wlo, whi) = if higher_is_better { (-hi, -lo) } else { (lo, hi) };
+    let Some(l) = limit else {
+        return Verdict::Unjudged;
+    };
+    let (wlo, whi) = if higher_is_better {
+        (-hi, -lo)
+    } else {
+        (lo, hi)
+    };
     let eps = 1e-12;
     if wlo > l + eps {
         Verdict::Regression
@@ -327,18 +444,40 @@ pub fn judge(lo: f64, hi: f64, limit: Option<f64>, higher_is_better: bool) -> Ve
 }
 
 /// Compare medians only (no per-run values): the single-value comparison.
-pub fn compare(base: &[(String, Figures)], head: &[(String, Figures)], limits: &[(usize, f64)]) -> Vec<Row> {
+pub fn compare(
+    base: &[(String, Figures)],
+    head: &[(String, Figures)],
+    limits: &[(usize, f64)],
+) -> Vec<Row> {
     let wrap = |v: &[(String, Figures)]| -> Vec<(String, Entry)> {
-        v.iter().map(|(i, f)| (i.clone(), Entry { median: f.clone(), runs: vec![f.clone()], open_rate: None, io: String::new() })).collect()
+        v.iter()
+            .map(|(i, f)| {
+                (
+                    i.clone(),
+                    Entry {
+                        median: f.clone(),
+                        runs: vec![f.clone()],
+                        open_rate: None,
+                        io: String::new(),
+                    },
+                )
+            })
+            .collect()
     };
     compare_entries(&wrap(base), &wrap(head), limits)
 }
 
 /// Compare entry by entry, metric by metric (see the module docs for the verdicts).
-pub fn compare_entries(base: &[(String, Entry)], head: &[(String, Entry)], limits: &[(usize, f64)]) -> Vec<Row> {
+pub fn compare_entries(
+    base: &[(String, Entry)],
+    head: &[(String, Entry)],
+    limits: &[(usize, f64)],
+) -> Vec<Row> {
     let mut rows = Vec::new();
     for (id, b) in base {
-        let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else { continue };
+        let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else {
+            continue;
+        };
         let open = b.open_rate.is_some() || h.open_rate.is_some();
         for (mi, m) in METRICS.iter().enumerate() {
             if open && m.name == "throughput" {
@@ -350,16 +489,38 @@ pub fn compare_entries(base: &[(String, Entry)], head: &[(String, Entry)], limit
             }
             let ch = bv.zip(hv).and_then(|(x, y)| change(x, y));
             let limit = limits.iter().find(|(i, _)| *i == mi).map(|&(_, l)| l);
-            let per_run = |e: &Entry| -> Vec<f64> { e.runs.iter().filter_map(m.get).filter(|v| v.is_finite()).collect() };
+            let per_run = |e: &Entry| -> Vec<f64> {
+                e.runs
+                    .iter()
+                    .filter_map(m.get)
+                    .filter(|v| v.is_finite())
+                    .collect()
+            };
             let (br, hr) = (per_run(b), per_run(h));
-            let interval = if br.len() >= MIN_RUNS && hr.len() >= MIN_RUNS { bootstrap(&br, &hr) } else { None };
+            let interval = if br.len() >= MIN_RUNS && hr.len() >= MIN_RUNS {
+                bootstrap(&br, &hr)
+            } else {
+                None
+            };
             let verdict = match (interval, ch) {
                 (Some((lo, hi)), _) => judge(lo, hi, limit, m.higher_is_better),
                 (None, Some(c)) => judge(c, c, limit, m.higher_is_better),
                 (None, None) => Verdict::Unjudged,
             };
             let regressed = verdict == Verdict::Regression;
-            rows.push(Row { cell: id.clone(), metric: m.name, base: bv, head: hv, change: ch, interval, runs: (br.len(), hr.len()), limit, verdict, regressed, show: m.show });
+            rows.push(Row {
+                cell: id.clone(),
+                metric: m.name,
+                base: bv,
+                head: hv,
+                change: ch,
+                interval,
+                runs: (br.len(), hr.len()),
+                limit,
+                verdict,
+                regressed,
+                show: m.show,
+            });
         }
     }
     rows
@@ -367,34 +528,70 @@ pub fn compare_entries(base: &[(String, Entry)], head: &[(String, Entry)], limit
 
 /// `compare` as the command runs it: exit 0 ok, 1 regression (or, with `strict`, an
 /// inconclusive verdict), 2 bad input.
-pub fn run(base_path: &Path, head_path: &Path, limits: &str, strict: bool) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(
+    base_path: &Path,
+    head_path: &Path,
+    limits: &str,
+    strict: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     let limits = parse_limits(limits)?;
     let (bfp, base) = load_entries(base_path)?;
     let (hfp, head) = load_entries(head_path)?;
     let rows = compare_entries(&base, &head, &limits);
     if rows.is_empty() {
-        let ids = |v: &[(String, Entry)]| v.iter().map(|(i, _)| i.as_str()).collect::<Vec<_>>().join(", ");
-        return Err(bad(format!("no common cells: base has [{}], head has [{}]", ids(&base), ids(&head))));
+        let ids = |v: &[(String, Entry)]| {
+            v.iter()
+                .map(|(i, _)| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(bad(format!(
+            "no common cells: base has [{}], head has [{}]",
+            ids(&base),
+            ids(&head)
+        )));
     }
     let mut out = std::io::stdout().lock();
     let table: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
-            let m = METRICS.iter().find(|m| m.name == r.metric).expect("row metric is known");
+            let m = METRICS
+                .iter()
+                .find(|m| m.name == r.metric)
+                .expect("row metric is known");
             [
                 r.cell.clone(),
                 r.metric.to_string(),
                 r.base.map_or("–".into(), r.show),
                 r.head.map_or("–".into(), r.show),
                 r.change.map_or("–".into(), fmt::pct),
-                r.interval.map_or("–".into(), |(lo, hi)| format!("[{}, {}]", fmt::pct(lo), fmt::pct(hi))),
+                r.interval.map_or("–".into(), |(lo, hi)| {
+                    format!("[{}, {}]", fmt::pct(lo), fmt::pct(hi))
+                }),
                 format!("{}/{}", r.runs.0, r.runs.1),
-                r.limit.map_or(String::new(), |l| format!("{}{}%", if m.higher_is_better { "-" } else { "+" }, plain(l * 100.0))),
+                r.limit.map_or(String::new(), |l| {
+                    format!(
+                        "{}{}%",
+                        if m.higher_is_better { "-" } else { "+" },
+                        plain(l * 100.0)
+                    )
+                }),
                 r.verdict.name().to_string(),
             ]
         })
         .collect();
-    let header = ["cell", "metric", "base", "head", "change", "95% interval", "runs", "limit", "verdict"].map(String::from);
+    let header = [
+        "cell",
+        "metric",
+        "base",
+        "head",
+        "change",
+        "95% interval",
+        "runs",
+        "limit",
+        "verdict",
+    ]
+    .map(String::from);
     let mut w = [0usize; 9];
     for row in std::iter::once(&header).chain(&table) {
         for (i, c) in row.iter().enumerate() {
@@ -403,7 +600,11 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str, strict: bool) -> an
     }
     let mut last_cell = String::new();
     for (n, row) in std::iter::once(&header).chain(&table).enumerate() {
-        let first = if n > 0 && row[0] == last_cell { String::new() } else { row[0].clone() };
+        let first = if n > 0 && row[0] == last_cell {
+            String::new()
+        } else {
+            row[0].clone()
+        };
         last_cell = row[0].clone();
         let mut line = format!("{:<w0$}  {:<w1$}", first, row[1], w0 = w[0], w1 = w[1]);
         for (i, c) in row.iter().enumerate().take(8).skip(2) {
@@ -413,14 +614,22 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str, strict: bool) -> an
         writeln!(out, "{}", line.trim_end())?;
     }
     for (what, a, b) in [("base", &base, &head), ("head", &head, &base)] {
-        let only: Vec<_> = a.iter().filter(|(i, _)| !b.iter().any(|(j, _)| j == i)).map(|(i, _)| i.as_str()).collect();
+        let only: Vec<_> = a
+            .iter()
+            .filter(|(i, _)| !b.iter().any(|(j, _)| j == i))
+            .map(|(i, _)| i.as_str())
+            .collect();
         if !only.is_empty() {
             writeln!(out, "only in {what} (not compared): {}", only.join(", "))?;
         }
     }
     // Notes: noise not seen, open loop, IO models and machines that differ.
     let few: Vec<&str> = {
-        let mut v: Vec<&str> = rows.iter().filter(|r| r.interval.is_none() && r.change.is_some()).map(|r| r.cell.as_str()).collect();
+        let mut v: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.interval.is_none() && r.change.is_some())
+            .map(|r| r.cell.as_str())
+            .collect();
         v.dedup();
         v
     };
@@ -432,24 +641,47 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str, strict: bool) -> an
         )?;
     }
     for (id, b) in &base {
-        let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else { continue };
+        let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else {
+            continue;
+        };
         if b.open_rate.is_some() || h.open_rate.is_some() {
-            let r = |x: Option<f64>| x.filter(|v| v.is_finite()).map_or("?".to_string(), |v| format!("{v:.0}"));
+            let r = |x: Option<f64>| {
+                x.filter(|v| v.is_finite())
+                    .map_or("?".to_string(), |v| format!("{v:.0}"))
+            };
             let same = matches!((b.open_rate, h.open_rate), (Some(x), Some(y)) if (x - y).abs() <= 1e-9 * x.abs().max(1.0));
-            let extra = if same { String::new() } else { " and the rates differ, so its latencies are not comparable (fix it with bench --open-rate R)".to_string() };
-            writeln!(out, "note: {id} is open loop at {} -> {} msgs/s: throughput is an input, not judged{extra}", r(b.open_rate), r(h.open_rate))?;
+            let extra = if same {
+                String::new()
+            } else {
+                " and the rates differ, so its latencies are not comparable (fix it with bench --open-rate R)".to_string()
+            };
+            writeln!(
+                out,
+                "note: {id} is open loop at {} -> {} msgs/s: throughput is an input, not judged{extra}",
+                r(b.open_rate),
+                r(h.open_rate)
+            )?;
         }
         if b.io != h.io {
-            eprintln!("ringmux: warning: {id}: IO model differs: {:?} -> {:?}", b.io, h.io);
+            eprintln!(
+                "ringmux: warning: {id}: IO model differs: {:?} -> {:?}",
+                b.io, h.io
+            );
         }
     }
     let d = bfp.diff(&hfp);
     if !d.is_empty() {
-        eprintln!("ringmux: warning: the results come from different machines or builds: {}", d.join(", "));
+        eprintln!(
+            "ringmux: warning: the results come from different machines or builds: {}",
+            d.join(", ")
+        );
     }
     out.flush()?;
     let regressed: Vec<&Row> = rows.iter().filter(|r| r.regressed).collect();
-    let inconclusive = rows.iter().filter(|r| r.verdict == Verdict::Inconclusive).count();
+    let inconclusive = rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Inconclusive)
+        .count();
     for r in &regressed {
         eprintln!(
             "regression: {} {}: {} -> {} ({}{}, limit {}%)",
@@ -458,7 +690,11 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str, strict: bool) -> an
             r.base.map_or("–".into(), r.show),
             r.head.map_or("–".into(), r.show),
             r.change.map_or("–".into(), fmt::pct),
-            r.interval.map_or(String::new(), |(lo, hi)| format!(", 95% interval [{}, {}]", fmt::pct(lo), fmt::pct(hi))),
+            r.interval.map_or(String::new(), |(lo, hi)| format!(
+                ", 95% interval [{}, {}]",
+                fmt::pct(lo),
+                fmt::pct(hi)
+            )),
             plain(r.limit.unwrap_or(0.0) * 100.0)
         );
     }
@@ -470,7 +706,9 @@ pub fn run(base_path: &Path, head_path: &Path, limits: &str, strict: bool) -> an
             eprintln!("ringmux: {inconclusive} inconclusive verdict(s) and --strict: failing");
             return Ok(std::process::ExitCode::from(1));
         }
-        eprintln!("ringmux: {inconclusive} inconclusive verdict(s): the noise is larger than the limit there (exit 0; --strict fails on them)");
+        eprintln!(
+            "ringmux: {inconclusive} inconclusive verdict(s): the noise is larger than the limit there (exit 0; --strict fails on them)"
+        );
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -480,7 +718,11 @@ mod tests {
     use super::*;
 
     fn m(thr: f64, p99: f64) -> Figures {
-        Figures::Run(RunMetrics { msgs_per_s: thr, p99_ns: p99, ..Default::default() })
+        Figures::Run(RunMetrics {
+            msgs_per_s: thr,
+            p99_ns: p99,
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -503,14 +745,26 @@ mod tests {
         assert!(rows.iter().all(|r| !r.regressed));
         // throughput -6% regressed; p99 -50% is better
         let rows = compare(&base, &[("a".into(), m(94_000.0, 50_000.0))], &limits);
-        let bad: Vec<_> = rows.iter().filter(|r| r.regressed).map(|r| r.metric).collect();
+        let bad: Vec<_> = rows
+            .iter()
+            .filter(|r| r.regressed)
+            .map(|r| r.metric)
+            .collect();
         assert_eq!(bad, ["throughput"]);
         // p99 +11% regressed; throughput up is fine
         let rows = compare(&base, &[("a".into(), m(200_000.0, 111_000.0))], &limits);
-        let bad: Vec<_> = rows.iter().filter(|r| r.regressed).map(|r| r.metric).collect();
+        let bad: Vec<_> = rows
+            .iter()
+            .filter(|r| r.regressed)
+            .map(|r| r.metric)
+            .collect();
         assert_eq!(bad, ["p99"]);
         // unlimited metrics never regress
-        assert!(compare(&base, &[("a".into(), m(1.0, 1e12))], &[]).iter().all(|r| !r.regressed));
+        assert!(
+            compare(&base, &[("a".into(), m(1.0, 1e12))], &[])
+                .iter()
+                .all(|r| !r.regressed)
+        );
         // cpu/syscalls absent on both sides: no row
         assert!(rows.iter().all(|r| r.metric != "cpu"));
     }
@@ -518,9 +772,18 @@ mod tests {
     #[test]
     fn idle_memory_is_smaller_is_better() {
         let limits = parse_limits("memory=10%").unwrap();
-        let idle = |b: f64| vec![("epoll/idle/c10000".to_string(), Figures::Idle { bytes_per_conn: b })];
+        let idle = |b: f64| {
+            vec![(
+                "epoll/idle/c10000".to_string(),
+                Figures::Idle { bytes_per_conn: b },
+            )]
+        };
         let rows = compare(&idle(100.0), &idle(105.0), &limits);
-        assert_eq!(rows.len(), 1, "only the memory metric applies to an idle entry");
+        assert_eq!(
+            rows.len(),
+            1,
+            "only the memory metric applies to an idle entry"
+        );
         assert!(!rows[0].regressed);
         let rows = compare(&idle(100.0), &idle(120.0), &limits);
         assert!(rows[0].regressed && rows[0].metric == "memory");
@@ -531,7 +794,12 @@ mod tests {
         let runs: Vec<Figures> = thr.iter().zip(p99).map(|(&t, &p)| m(t, p)).collect();
         let mut t = thr.to_vec();
         let mut p = p99.to_vec();
-        Entry { median: m(median_of(&mut t), median_of(&mut p)), runs, open_rate: open, io: "epoll".into() }
+        Entry {
+            median: m(median_of(&mut t), median_of(&mut p)),
+            runs,
+            open_rate: open,
+            io: "epoll".into(),
+        }
     }
 
     #[test]
@@ -540,7 +808,10 @@ mod tests {
         let a = bootstrap(&b, &h).unwrap();
         assert_eq!(a, bootstrap(&b, &h).unwrap(), "fixed seed: same interval");
         // Every resampled median lies between the extremes: -10% .. -3% or so.
-        assert!(a.0 >= 90.0 / 104.0 - 1.0 - 1e-12 && a.1 <= 95.0 / 98.0 - 1.0 + 1e-12, "{a:?}");
+        assert!(
+            a.0 >= 90.0 / 104.0 - 1.0 - 1e-12 && a.1 <= 95.0 / 98.0 - 1.0 + 1e-12,
+            "{a:?}"
+        );
         assert!(a.0 < a.1 && a.1 < 0.0, "{a:?}");
         // Identical runs: a point.
         assert_eq!(bootstrap(&[5.0; 3], &[6.0; 3]).unwrap(), (0.2, 0.2));
@@ -564,9 +835,15 @@ mod tests {
     #[test]
     fn noise_makes_a_drop_inconclusive_and_a_clear_one_a_regression() {
         let limits = parse_limits("throughput=5%").unwrap();
-        let base = vec![("a".to_string(), entry(&[100.0, 80.0, 120.0], &[1e5; 3], None))];
+        let base = vec![(
+            "a".to_string(),
+            entry(&[100.0, 80.0, 120.0], &[1e5; 3], None),
+        )];
         // The median drops 10%, but the runs overlap: inconclusive, not a regression.
-        let noisy = vec![("a".to_string(), entry(&[90.0, 118.0, 75.0], &[1e5; 3], None))];
+        let noisy = vec![(
+            "a".to_string(),
+            entry(&[90.0, 118.0, 75.0], &[1e5; 3], None),
+        )];
         let r = compare_entries(&base, &noisy, &limits);
         let t = r.iter().find(|r| r.metric == "throughput").unwrap();
         assert_eq!(t.verdict, Verdict::Inconclusive, "{t:?}");
@@ -586,10 +863,19 @@ mod tests {
         let head = vec![("a".to_string(), entry(&[90.0, 90.0], &[1e5, 1e5], None))];
         let r = compare_entries(&base, &head, &limits);
         let t = r.iter().find(|r| r.metric == "throughput").unwrap();
-        assert!(t.interval.is_none() && t.regressed, "2 runs: single values compared: {t:?}");
+        assert!(
+            t.interval.is_none() && t.regressed,
+            "2 runs: single values compared: {t:?}"
+        );
         // Open loop: the throughput is the asked rate; only latency is judged.
-        let base = vec![("o".to_string(), entry(&[1000.0; 3], &[1e5; 3], Some(1000.0)))];
-        let head = vec![("o".to_string(), entry(&[500.0; 3], &[1.5e5; 3], Some(1000.0)))];
+        let base = vec![(
+            "o".to_string(),
+            entry(&[1000.0; 3], &[1e5; 3], Some(1000.0)),
+        )];
+        let head = vec![(
+            "o".to_string(),
+            entry(&[500.0; 3], &[1.5e5; 3], Some(1000.0)),
+        )];
         let r = compare_entries(&base, &head, &limits);
         assert!(r.iter().all(|r| r.metric != "throughput"));
         assert!(r.iter().any(|r| r.metric == "p99" && r.regressed));

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
-use super::model::BenchResults;
 use super::profile::{GROUPS, Profile, stacked_svg};
+use crate::results::schema::BenchResults;
 
 fn label(server: &str, features: Option<&str>) -> String {
     match features {
@@ -25,7 +25,10 @@ pub fn quiet_markdown(r: &BenchResults) -> String {
         s,
         "Each server, fresh, sat idle with no connection, then with silent connections that had each echoed once. An idle server should cost nothing: a loop that spins shows here. Syscalls come from ringmux's own counts; context switches from /proc for every server.\n"
     );
-    let _ = writeln!(s, "| server | idle conns | CPU (% of a core) | syscalls/s | ctx switches/s |\n|---|--:|--:|--:|--:|");
+    let _ = writeln!(
+        s,
+        "| server | idle conns | CPU (% of a core) | syscalls/s | ctx switches/s |\n|---|--:|--:|--:|--:|"
+    );
     for q in &r.quiet {
         let _ = writeln!(
             s,
@@ -42,13 +45,31 @@ pub fn quiet_markdown(r: &BenchResults) -> String {
 
 /// Cells with a profile, as (row label, profile), in results order.
 fn profiled(r: &BenchResults) -> Vec<(String, &Profile)> {
-    r.cells.iter().filter_map(|c| c.profile.as_ref().map(|p| (format!("{} {}", label(&c.server, c.features.as_deref()), shape_of(&c.id)), p))).collect()
+    r.cells
+        .iter()
+        .filter_map(|c| {
+            c.profile.as_ref().map(|p| {
+                (
+                    format!(
+                        "{} {}",
+                        label(&c.server, c.features.as_deref()),
+                        shape_of(&c.id)
+                    ),
+                    p,
+                )
+            })
+        })
+        .collect()
 }
 
 /// "closed/c50" from "uring/closed/c50/s128".
 fn shape_of(id: &str) -> String {
     let parts: Vec<&str> = id.split('/').collect();
-    if parts.len() >= 3 { format!("{}/{}", parts[parts.len() - 3], parts[parts.len() - 2]) } else { id.to_string() }
+    if parts.len() >= 3 {
+        format!("{}/{}", parts[parts.len() - 3], parts[parts.len() - 2])
+    } else {
+        id.to_string()
+    }
 }
 
 /// The profile table (Markdown): each group's share per server and cell.
@@ -66,7 +87,10 @@ pub fn profile_markdown(r: &BenchResults) -> String {
     let _ = writeln!(s, "| server, cell | {} |", GROUPS.join(" | "));
     let _ = writeln!(s, "|---|{}", "--:|".repeat(GROUPS.len()));
     for (l, p) in &rows {
-        let v: Vec<String> = GROUPS.iter().map(|g| format!("{:.1}%", p.groups.get(*g).copied().unwrap_or(0.0))).collect();
+        let v: Vec<String> = GROUPS
+            .iter()
+            .map(|g| format!("{:.1}%", p.groups.get(*g).copied().unwrap_or(0.0)))
+            .collect();
         let _ = writeln!(s, "| {l} | {} |", v.join(" | "));
     }
     s
@@ -99,7 +123,12 @@ pub fn cost_html(r: &BenchResults) -> String {
         h.push_str(&stacked_svg(&rows));
         h.push_str("<div class=tablewrap><table><thead><tr><th>server, cell</th><th>heaviest symbols</th></tr></thead><tbody>");
         for (l, p) in &rows {
-            let top: Vec<String> = p.top.iter().take(5).map(|(g, s, v)| format!("{} {v:.1}% ({g})", esc(s))).collect();
+            let top: Vec<String> = p
+                .top
+                .iter()
+                .take(5)
+                .map(|(g, s, v)| format!("{} {v:.1}% ({g})", esc(s)))
+                .collect();
             let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(l), top.join(", "));
         }
         h.push_str("</tbody></table></div></section>\n");
@@ -108,27 +137,48 @@ pub fn cost_html(r: &BenchResults) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::{QuietRow, RunMetrics};
     use crate::report::profile::parse_perf_report;
+    use crate::results::schema::{QuietRow, RunMetrics};
 
     #[test]
     fn renders_quiet_and_profile() {
         let mut r: BenchResults = serde_json::from_value(serde_json::json!({
-            "schema": crate::report::model::BENCH_SCHEMA, "sys": crate::sysinfo::SysInfo::collect(), "start_unix_s": 0.0,
+            "schema": crate::results::schema::BENCH_SCHEMA, "sys": crate::sysinfo::SysInfo::collect(), "start_unix_s": 0.0,
             "args": null, "cells": []
         }))
         .unwrap();
-        assert!(quiet_markdown(&r).is_empty() && profile_markdown(&r).is_empty() && cost_html(&r).is_empty());
-        r.quiet.push(QuietRow { server: "uring".into(), features: Some("full".into()), conns: 0, seconds: 1.5, cpu_share: 0.2, syscalls_per_s: Some(12000.0), ctx_per_s: 3.0 });
+        assert!(
+            quiet_markdown(&r).is_empty()
+                && profile_markdown(&r).is_empty()
+                && cost_html(&r).is_empty()
+        );
+        r.quiet.push(QuietRow {
+            server: "uring".into(),
+            features: Some("full".into()),
+            conns: 0,
+            seconds: 1.5,
+            cpu_share: 0.2,
+            syscalls_per_s: Some(12000.0),
+            ctx_per_s: 3.0,
+        });
         let md = quiet_markdown(&r);
-        assert!(md.contains("| uring (full) | 0 | 20.00% | 12000.0 | 3.0 |"), "{md}");
-        assert!(cost_html(&r).contains("class=err"), "a spinning server is flagged");
+        assert!(
+            md.contains("| uring (full) | 0 | 20.00% | 12000.0 | 3.0 |"),
+            "{md}"
+        );
+        assert!(
+            cost_html(&r).contains("class=err"),
+            "a spinning server is flagged"
+        );
         let _ = RunMetrics::default();
     }
 

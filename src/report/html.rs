@@ -10,11 +10,13 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::fmt;
-use super::hgrm::{HgrmPoint, points_of, read_hgrm};
-use super::hlog::{Hlog, read_hlog_file};
-use super::md::{self, IDLE_COLS, by_shape, headline_rows, idle_lead, idle_rows, ratios, servers, times};
+use super::md::{
+    self, IDLE_COLS, by_shape, headline_rows, idle_lead, idle_rows, ratios, servers, times,
+};
 use super::merge::new_hist;
-use super::model::{BenchResults, Cell, IdleResults};
+use crate::results::hgrm::{HgrmPoint, points_of, read_hgrm};
+use crate::results::hlog::{Hlog, read_hlog_file};
+use crate::results::schema::{BenchResults, Cell, IdleResults};
 
 const PALETTE: [RGBColor; 8] = [
     RGBColor(37, 99, 235),  // blue
@@ -71,7 +73,10 @@ pub fn load_cell(dir: &Path, c: &Cell, warnings: &mut Vec<String>) -> CellData {
         match read_hlog_file(&dir.join(rel)) {
             Ok(log) => {
                 let tag = main_tag(&log);
-                let sel = log.intervals.iter().filter(|iv| Some(&iv.tag) == tag.as_ref());
+                let sel = log
+                    .intervals
+                    .iter()
+                    .filter(|iv| Some(&iv.tag) == tag.as_ref());
                 let acc = merged.get_or_insert_with(new_hist);
                 for iv in sel.clone() {
                     if let Err(e) = acc.add(&iv.hist) {
@@ -98,7 +103,10 @@ pub fn load_cell(dir: &Path, c: &Cell, warnings: &mut Vec<String>) -> CellData {
         }
     }
     let from_points = |pts: &[HgrmPoint]| -> Vec<(f64, f64)> {
-        pts.iter().filter(|p| p.percentile < 1.0).map(|p| (1.0 / (1.0 - p.percentile), p.value_ms * 1e6)).collect()
+        pts.iter()
+            .filter(|p| p.percentile < 1.0)
+            .map(|p| (1.0 / (1.0 - p.percentile), p.value_ms * 1e6))
+            .collect()
     };
     if let Some(h) = merged.filter(|h| !h.is_empty()) {
         d.spectrum = from_points(&points_of(&h));
@@ -107,7 +115,10 @@ pub fn load_cell(dir: &Path, c: &Cell, warnings: &mut Vec<String>) -> CellData {
     }
     // No usable interval log: fall back to the first readable .hgrm.
     for rel in &c.hgrm {
-        match std::fs::read_to_string(dir.join(rel)).map_err(anyhow::Error::from).and_then(|t| read_hgrm(&t)) {
+        match std::fs::read_to_string(dir.join(rel))
+            .map_err(anyhow::Error::from)
+            .and_then(|t| read_hgrm(&t))
+        {
             Ok(pts) => {
                 d.spectrum = from_points(&pts);
                 d.source = rel.to_string();
@@ -123,7 +134,10 @@ pub fn load_cell(dir: &Path, c: &Cell, warnings: &mut Vec<String>) -> CellData {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn color_of(servers: &[String], s: &str) -> RGBColor {
@@ -168,10 +182,16 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
     {
         let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
         root.fill(&WHITE)?;
-        let xmax_data = series.iter().flat_map(|s| s.2.iter().map(|p| p.0)).fold(100.0f64, f64::max);
+        let xmax_data = series
+            .iter()
+            .flat_map(|s| s.2.iter().map(|p| p.0))
+            .fold(100.0f64, f64::max);
         let decades = xmax_data.log10().ceil().clamp(2.0, 7.0) as i32;
         let xmax = 10f64.powi(decades);
-        let ymax = series.iter().flat_map(|s| s.2.iter().map(|p| p.1)).fold(1.0f64, f64::max);
+        let ymax = series
+            .iter()
+            .flat_map(|s| s.2.iter().map(|p| p.1))
+            .fold(1.0f64, f64::max);
         let (unit, div) = unit_for(ymax);
         // 0%, 90%, 99%, ...: a 50% key would crowd 0% at this width.
         let mut keys = vec![1.0];
@@ -181,7 +201,10 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
             .margin_right(36)
             .x_label_area_size(48)
             .y_label_area_size(76)
-            .build_cartesian_2d((1f64..xmax).log_scale().with_key_points(keys), 0f64..ymax / div * 1.08)?;
+            .build_cartesian_2d(
+                (1f64..xmax).log_scale().with_key_points(keys),
+                0f64..ymax / div * 1.08,
+            )?;
         chart
             .configure_mesh()
             .x_desc("percentile")
@@ -193,9 +216,16 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
         for (name, color, pts) in series {
             let c = *color;
             chart
-                .draw_series(LineSeries::new(pts.iter().filter(|p| p.0 <= xmax).map(|&(x, y)| (x, y / div)), c.stroke_width(2)))?
+                .draw_series(LineSeries::new(
+                    pts.iter()
+                        .filter(|p| p.0 <= xmax)
+                        .map(|&(x, y)| (x, y / div)),
+                    c.stroke_width(2),
+                ))?
                 .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
+                });
         }
         legend(&mut chart, SeriesLabelPosition::UpperLeft, 16)?;
         root.present()?;
@@ -213,7 +243,10 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
         root.fill(&WHITE)?;
         let all = || series.iter().flat_map(|s| s.2.iter());
         let xmax = all().map(|p| p.0).fold(0.1f64, f64::max) * 1.03;
-        let ymin = all().map(|p| p.1).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
+        let ymin = all()
+            .map(|p| p.1)
+            .filter(|v| *v > 0.0)
+            .fold(f64::INFINITY, f64::min);
         let ymin = if ymin.is_finite() { ymin * 0.7 } else { 1.0 };
         // Headroom on the log axis, so that the legend (upper right) covers no data.
         let ymax = all().map(|p| p.3).fold(ymin * 10.0, f64::max) * 4.0;
@@ -235,13 +268,24 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
         for (name, color, pts) in series {
             let c = *color;
             chart
-                .draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.2.max(ymin))), c.stroke_width(2)))?
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|p| (p.0, p.2.max(ymin))),
+                    c.stroke_width(2),
+                ))?
                 .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
+                });
             // p50 and max share the server's colour; the caption says which is which, so
             // the legend keeps one line per server.
-            chart.draw_series(LineSeries::new(pts.iter().map(|p| (p.0, p.1.max(ymin))), c.mix(0.55).stroke_width(1)))?;
-            chart.draw_series(pts.iter().map(|p| Circle::new((p.0, p.3.max(ymin)), 3, c.mix(0.8).filled())))?;
+            chart.draw_series(LineSeries::new(
+                pts.iter().map(|p| (p.0, p.1.max(ymin))),
+                c.mix(0.55).stroke_width(1),
+            ))?;
+            chart.draw_series(
+                pts.iter()
+                    .map(|p| Circle::new((p.0, p.3.max(ymin)), 3, c.mix(0.8).filled())),
+            )?;
         }
         legend(&mut chart, SeriesLabelPosition::UpperRight, 16)?;
         root.present()?;
@@ -253,12 +297,22 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
 /// single-connection figure never dwarfs a 400 ns pipelined one), the server's name
 /// under its bar, the median as the bar's label and a whisker for min–max.
 /// `values[server] = Some((median, min, max))`; `colors` gives each bar's colour.
-pub fn bars_svg(servers: &[String], colors: &[RGBColor], values: &[Option<(f64, f64, f64)>], label: &dyn Fn(f64) -> String, y_desc: &str) -> anyhow::Result<String> {
+pub fn bars_svg(
+    servers: &[String],
+    colors: &[RGBColor],
+    values: &[Option<(f64, f64, f64)>],
+    label: &dyn Fn(f64) -> String,
+    y_desc: &str,
+) -> anyhow::Result<String> {
     let mut s = String::new();
     {
         let root = SVGBackend::with_string(&mut s, (SW, SH)).into_drawing_area();
         root.fill(&WHITE)?;
-        let ymax = values.iter().flatten().map(|v| v.0.max(v.2)).fold(0.0f64, f64::max);
+        let ymax = values
+            .iter()
+            .flatten()
+            .map(|v| v.0.max(v.2))
+            .fold(0.0f64, f64::max);
         let ymax = if ymax > 0.0 { ymax * 1.25 } else { 1.0 };
         let n = servers.len().max(1) as i64;
         // x in thousandths of a bar slot: f64 ranges cannot take custom key points.
@@ -275,7 +329,12 @@ pub fn bars_svg(servers: &[String], colors: &[RGBColor], values: &[Option<(f64, 
             .disable_x_mesh()
             .y_desc(y_desc)
             .y_labels(5)
-            .x_label_formatter(&|x| servers.get((*x / 1000) as usize).cloned().unwrap_or_default())
+            .x_label_formatter(&|x| {
+                servers
+                    .get((*x / 1000) as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            })
             .y_label_formatter(&|y| label(*y))
             .house_style()
             .draw()?;
@@ -283,13 +342,26 @@ pub fn bars_svg(servers: &[String], colors: &[RGBColor], values: &[Option<(f64, 
             let Some((med, lo, hi)) = *v else { continue };
             let c = colors.get(j).copied().unwrap_or(PALETTE[0]);
             let (x0, x1) = (j as i64 * 1000 + 150, j as i64 * 1000 + 850);
-            chart.draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, med)], c.mix(0.85).filled())))?;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x0, 0.0), (x1, med)],
+                c.mix(0.85).filled(),
+            )))?;
             if hi > lo {
                 let xm = (x0 + x1) / 2;
-                chart.draw_series(std::iter::once(PathElement::new(vec![(xm, lo), (xm, hi)], RGBColor(15, 23, 42).stroke_width(1))))?;
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(xm, lo), (xm, hi)],
+                    RGBColor(15, 23, 42).stroke_width(1),
+                )))?;
             }
-            let style = (FONT, 16).into_font().color(&RGBColor(30, 41, 59)).pos(Pos::new(HPos::Center, VPos::Bottom));
-            chart.draw_series(std::iter::once(Text::new(label(med), ((x0 + x1) / 2, med.max(hi) + ymax * 0.02), style)))?;
+            let style = (FONT, 16)
+                .into_font()
+                .color(&RGBColor(30, 41, 59))
+                .pos(Pos::new(HPos::Center, VPos::Bottom));
+            chart.draw_series(std::iter::once(Text::new(
+                label(med),
+                ((x0 + x1) / 2, med.max(hi) + ymax * 0.02),
+                style,
+            )))?;
         }
         root.present()?;
     }
@@ -305,7 +377,12 @@ pub fn idle_bars_svg(idle: &IdleResults) -> anyhow::Result<String> {
     {
         let root = SVGBackend::with_string(&mut s, (W, H)).into_drawing_area();
         root.fill(&WHITE)?;
-        let top = idle.servers.iter().map(|s| s.bytes_per_conn.max(s.bytes_per_conn_max)).filter(|v| v.is_finite()).fold(budget, f64::max);
+        let top = idle
+            .servers
+            .iter()
+            .map(|s| s.bytes_per_conn.max(s.bytes_per_conn_max))
+            .filter(|v| v.is_finite())
+            .fold(budget, f64::max);
         let ymax = top * 1.18;
         let n = names.len().max(1) as i64;
         let centers: Vec<i64> = (0..n).map(|i| i * 1000 + 500).collect();
@@ -329,18 +406,31 @@ pub fn idle_bars_svg(idle: &IdleResults) -> anyhow::Result<String> {
             let c = color_of(&names, &srv.server);
             let (x0, x1) = (i as i64 * 1000 + 200, i as i64 * 1000 + 800);
             let med = srv.bytes_per_conn.max(0.0);
-            chart.draw_series(std::iter::once(Rectangle::new([(x0, 0.0), (x1, med)], c.mix(0.85).filled())))?;
+            chart.draw_series(std::iter::once(Rectangle::new(
+                [(x0, 0.0), (x1, med)],
+                c.mix(0.85).filled(),
+            )))?;
             let (lo, hi) = (srv.bytes_per_conn_min, srv.bytes_per_conn_max);
             if hi > lo && lo.is_finite() && hi.is_finite() {
                 let xm = (x0 + x1) / 2;
-                chart.draw_series(std::iter::once(PathElement::new(vec![(xm, lo.max(0.0)), (xm, hi)], RGBColor(15, 23, 42).stroke_width(1))))?;
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(xm, lo.max(0.0)), (xm, hi)],
+                    RGBColor(15, 23, 42).stroke_width(1),
+                )))?;
             }
             let y = med.max(if hi.is_finite() { hi } else { med }) + ymax * 0.03;
-            chart.draw_series(std::iter::once(Text::new(fmt::bytes(srv.bytes_per_conn), (x0 + 150, y), (FONT, 16).into_font().color(&RGBColor(51, 65, 85)))))?;
+            chart.draw_series(std::iter::once(Text::new(
+                fmt::bytes(srv.bytes_per_conn),
+                (x0 + 150, y),
+                (FONT, 16).into_font().color(&RGBColor(51, 65, 85)),
+            )))?;
         }
         let red = RGBColor(185, 28, 28);
         chart
-            .draw_series(LineSeries::new([(0, budget), (n * 1000, budget)], red.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                [(0, budget), (n * 1000, budget)],
+                red.stroke_width(2),
+            ))?
             .label(format!("budget {}", md::budget_text(budget)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
         legend(&mut chart, SeriesLabelPosition::UpperLeft, 16)?;
@@ -425,17 +515,43 @@ fn responsive(svg: &str) -> String {
         head[at..].split('"').next()?.parse().ok()
     };
     let (w, h) = (attr("width").unwrap_or(W), attr("height").unwrap_or(H));
-    let view = if svg[..svg.find('>').unwrap_or(0)].contains("viewBox") { String::new() } else { format!("viewBox=\"0 0 {w} {h}\" ") };
-    svg.replacen("<svg ", &format!("<svg {view}preserveAspectRatio=\"xMidYMid meet\" style=\"max-width:{}px\" ", w * 13 / 10), 1)
+    let view = if svg[..svg.find('>').unwrap_or(0)].contains("viewBox") {
+        String::new()
+    } else {
+        format!("viewBox=\"0 0 {w} {h}\" ")
+    };
+    svg.replacen(
+        "<svg ",
+        &format!(
+            "<svg {view}preserveAspectRatio=\"xMidYMid meet\" style=\"max-width:{}px\" ",
+            w * 13 / 10
+        ),
+        1,
+    )
 }
 
-fn figure(out: &mut String, title: &str, sub: &str, svg: anyhow::Result<String>, warnings: &mut Vec<String>) {
-    let _ = write!(out, "<figure><figcaption>{}<small>{}</small></figcaption>", esc(title), esc(sub));
+fn figure(
+    out: &mut String,
+    title: &str,
+    sub: &str,
+    svg: anyhow::Result<String>,
+    warnings: &mut Vec<String>,
+) {
+    let _ = write!(
+        out,
+        "<figure><figcaption>{}<small>{}</small></figcaption>",
+        esc(title),
+        esc(sub)
+    );
     match svg {
         Ok(s) => out.push_str(&responsive(&s)),
         Err(e) => {
             warnings.push(format!("chart {title}: {e:#}"));
-            let _ = write!(out, "<p class=warn>chart could not be drawn: {}</p>", esc(&format!("{e:#}")));
+            let _ = write!(
+                out,
+                "<p class=warn>chart could not be drawn: {}</p>",
+                esc(&format!("{e:#}"))
+            );
         }
     }
     out.push_str("</figure>\n");
@@ -484,18 +600,31 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
         }
     }
     for (k, v) in facts {
-        let _ = write!(h, "<div class=fact><b>{k}</b><span>{}</span></div>", esc(&v));
+        let _ = write!(
+            h,
+            "<div class=fact><b>{k}</b><span>{}</span></div>",
+            esc(&v)
+        );
     }
     h.push_str("</div>");
     if !r.args.is_null() {
-        let _ = write!(h, "<p class=lead style=\"margin-top:12px\"><b>Matrix.</b> {}</p>", esc(&md::matrix_text(&r.args)));
+        let _ = write!(
+            h,
+            "<p class=lead style=\"margin-top:12px\"><b>Matrix.</b> {}</p>",
+            esc(&md::matrix_text(&r.args))
+        );
     }
     h.push_str("</section>\n");
 
     if let Some(idle) = &r.idle {
         idle_section(&mut h, idle, warnings);
     }
-    h.push_str(&r.models.as_ref().map(super::models::models_html).unwrap_or_default());
+    h.push_str(
+        &r.models
+            .as_ref()
+            .map(super::models::models_html)
+            .unwrap_or_default(),
+    );
     if !r.cells.is_empty() {
         matrix_sections(&mut h, dir, r, warnings);
     }
@@ -522,13 +651,22 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
 /// report.html for a folder of `load` outputs (no results.json): the percentile
 /// spectrum and the latency over time of every .hlog/.hgrm file there, one series per
 /// file stem (`uring.hlog` and `uring.hgrm` are one series, the interval log preferred).
-pub fn files_report_html(dir: &Path, stems: &[super::StemFiles], warnings: &mut Vec<String>) -> String {
+pub fn files_report_html(
+    dir: &Path,
+    stems: &[super::StemFiles],
+    warnings: &mut Vec<String>,
+) -> String {
     let mut h = String::new();
     h.push_str("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
     h.push_str("<title>ringmux load report</title><style>");
     h.push_str(CSS);
     h.push_str("</style></head><body><main>\n");
-    let _ = writeln!(h, "<header><h1>ringmux load report</h1><p>{} · {} series from the .hlog/.hgrm files in this folder (no results.json)</p></header>", esc(&dir.display().to_string()), stems.len());
+    let _ = writeln!(
+        h,
+        "<header><h1>ringmux load report</h1><p>{} · {} series from the .hlog/.hgrm files in this folder (no results.json)</p></header>",
+        esc(&dir.display().to_string()),
+        stems.len()
+    );
     let names: Vec<String> = stems.iter().map(|s| s.0.clone()).collect();
     let data: Vec<CellData> = stems
         .iter()
@@ -555,19 +693,54 @@ pub fn files_report_html(dir: &Path, stems: &[super::StemFiles], warnings: &mut 
         })
         .collect();
     h.push_str("<section><h2>Latency by percentile</h2><p class=lead>The HdrHistogram percentile spectrum: the x axis stretches the tail (each step is ten times rarer). Lower is better. Interval logs are merged over their intervals (the corrected series when tagged); a .hgrm is used when there is no interval log of the same name.</p><div class=grid>\n");
-    let series: Vec<Series> = names.iter().zip(&data).filter(|(_, d)| !d.spectrum.is_empty()).map(|(n, d)| (n.clone(), color_of(&names, n), d.spectrum.as_slice())).collect();
-    let sources: Vec<String> = names.iter().zip(&data).map(|(n, d)| format!("{n}: {}", if d.source.is_empty() { "nothing readable" } else { &d.source })).collect();
+    let series: Vec<Series> = names
+        .iter()
+        .zip(&data)
+        .filter(|(_, d)| !d.spectrum.is_empty())
+        .map(|(n, d)| (n.clone(), color_of(&names, n), d.spectrum.as_slice()))
+        .collect();
+    let sources: Vec<String> = names
+        .iter()
+        .zip(&data)
+        .map(|(n, d)| {
+            format!(
+                "{n}: {}",
+                if d.source.is_empty() {
+                    "nothing readable"
+                } else {
+                    &d.source
+                }
+            )
+        })
+        .collect();
     if series.is_empty() {
         h.push_str("<p class=warn>no readable histogram in these files</p>");
     } else {
-        figure(&mut h, "All series", &sources.join("; "), spectrum_svg(&series), warnings);
+        figure(
+            &mut h,
+            "All series",
+            &sources.join("; "),
+            spectrum_svg(&series),
+            warnings,
+        );
     }
     h.push_str("</div></section>\n");
-    let tl: Vec<Timeline> = names.iter().zip(&data).filter(|(_, d)| !d.timeline.is_empty()).map(|(n, d)| (n.clone(), color_of(&names, n), d.timeline.as_slice())).collect();
+    let tl: Vec<Timeline> = names
+        .iter()
+        .zip(&data)
+        .filter(|(_, d)| !d.timeline.is_empty())
+        .map(|(n, d)| (n.clone(), color_of(&names, n), d.timeline.as_slice()))
+        .collect();
     if !tl.is_empty() {
         h.push_str("<section><h2>Latency over time</h2><p class=lead>Per interval of each interval log: p99 (bold line), p50 (thin line) and max (dots), log scale.</p><div class=grid>\n");
         for t in &tl {
-            figure(&mut h, &t.0, "", timeline_svg(std::slice::from_ref(t)), warnings);
+            figure(
+                &mut h,
+                &t.0,
+                "",
+                timeline_svg(std::slice::from_ref(t)),
+                warnings,
+            );
         }
         h.push_str("</div></section>\n");
     }
@@ -581,33 +754,67 @@ pub fn files_report_html(dir: &Path, stems: &[super::StemFiles], warnings: &mut 
         let _ = write!(h, "<li class=warn>{}</li>", esc(w));
     }
     h.push_str("</ul></section>\n");
-    let _ = writeln!(h, "<footer>Generated by ringmux {}.</footer></main></body></html>", esc(env!("CARGO_PKG_VERSION")));
+    let _ = writeln!(
+        h,
+        "<footer>Generated by ringmux {}.</footer></main></body></html>",
+        esc(env!("CARGO_PKG_VERSION"))
+    );
     h
 }
 
 /// The idle-memory table and its chart.
 fn idle_section(h: &mut String, idle: &IdleResults, warnings: &mut Vec<String>) {
     let names: Vec<String> = idle.servers.iter().map(|s| s.server.clone()).collect();
-    let _ = write!(h, "<section><h2>Idle connections: resident memory</h2><p class=lead>{}</p><div class=tablewrap><table><thead><tr>", esc(&idle_lead(idle)));
+    let _ = write!(
+        h,
+        "<section><h2>Idle connections: resident memory</h2><p class=lead>{}</p><div class=tablewrap><table><thead><tr>",
+        esc(&idle_lead(idle))
+    );
     for (i, col) in IDLE_COLS.iter().enumerate() {
-        let _ = write!(h, "<th{}>{}</th>", if (2..6).contains(&i) { " class=n" } else { "" }, esc(col));
+        let _ = write!(
+            h,
+            "<th{}>{}</th>",
+            if (2..6).contains(&i) { " class=n" } else { "" },
+            esc(col)
+        );
     }
     h.push_str("</tr></thead><tbody>");
     for (row, within) in idle_rows(idle) {
         h.push_str(if within { "<tr>" } else { "<tr class=err>" });
         for (i, v) in row.iter().enumerate() {
             if i == 0 {
-                let _ = write!(h, "<td><span class=dot style=\"background:{}\"></span>{}</td>", hex(color_of(&names, v)), esc(v));
+                let _ = write!(
+                    h,
+                    "<td><span class=dot style=\"background:{}\"></span>{}</td>",
+                    hex(color_of(&names, v)),
+                    esc(v)
+                );
             } else if i == 6 {
-                let _ = write!(h, "<td class={}>{}</td>", if within { "better" } else { "worse" }, esc(v));
+                let _ = write!(
+                    h,
+                    "<td class={}>{}</td>",
+                    if within { "better" } else { "worse" },
+                    esc(v)
+                );
             } else {
-                let _ = write!(h, "<td{}>{}</td>", if (2..6).contains(&i) { " class=n" } else { "" }, esc(v));
+                let _ = write!(
+                    h,
+                    "<td{}>{}</td>",
+                    if (2..6).contains(&i) { " class=n" } else { "" },
+                    esc(v)
+                );
             }
         }
         h.push_str("</tr>");
     }
     h.push_str("</tbody></table></div><div class=grid>\n");
-    figure(h, "Resident memory per idle connection", "median bytes per connection, whiskers min–max; lower is better", idle_bars_svg(idle), warnings);
+    figure(
+        h,
+        "Resident memory per idle connection",
+        "median bytes per connection, whiskers min–max; lower is better",
+        idle_bars_svg(idle),
+        warnings,
+    );
     h.push_str("</div></section>\n");
 }
 
@@ -615,26 +822,55 @@ fn idle_section(h: &mut String, idle: &IdleResults, warnings: &mut Vec<String>) 
 fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) {
     let srv = servers(r);
     let shapes = by_shape(r);
-    let data: Vec<(String, CellData)> = r.cells.iter().map(|c| (c.id.clone(), load_cell(dir, c, warnings))).collect();
+    let data: Vec<(String, CellData)> = r
+        .cells
+        .iter()
+        .map(|c| (c.id.clone(), load_cell(dir, c, warnings)))
+        .collect();
     let data_of = |c: &Cell| data.iter().find(|(id, _)| *id == c.id).map(|(_, d)| d);
 
     // Headline table. The shape row names mode, connections and size, so the rows
     // leave them out and the table fits a 1400 px window with every per-message column.
     h.push_str("<section><h2>Results</h2><p class=lead>Medians over runs, throughput spread [min–max] in brackets. Latency from the load generator's HdrHistograms. The last three columns are the server's own cost per message (CPU user + system time, syscalls, context switches); – where the server does not report it (syscalls are counted by ringmux only).</p><div class=tablewrap><table class=results><thead><tr>");
     for (i, col) in HTML_COLS.iter().enumerate() {
-        let _ = write!(h, "<th{}>{}</th>", if i >= 1 { " class=n" } else { "" }, col);
+        let _ = write!(
+            h,
+            "<th{}>{}</th>",
+            if i >= 1 { " class=n" } else { "" },
+            col
+        );
     }
     h.push_str("</tr></thead><tbody>");
     let rows = headline_rows(r);
     let mut it = rows.iter();
     for (shape, cells) in &shapes {
-        let _ = write!(h, "<tr class=shape><td colspan={}>{}</td></tr>", HTML_COLS.len(), esc(&shape_text(shape)));
+        let _ = write!(
+            h,
+            "<tr class=shape><td colspan={}>{}</td></tr>",
+            HTML_COLS.len(),
+            esc(&shape_text(shape))
+        );
         for c in cells {
-            let Some((row, errors)) = it.next() else { break };
+            let Some((row, errors)) = it.next() else {
+                break;
+            };
             let _ = write!(h, "<tr{}>", if *errors > 0 { " class=err" } else { "" });
-            let warn = if *errors > 0 { format!(" <span class=warn>⚠ {errors} errors</span>") } else { String::new() };
-            let feat = c.features.as_deref().map(|f| format!(" <span class=feat>{}</span>", esc(f))).unwrap_or_default();
-            let _ = write!(h, "<td><span class=dot style=\"background:{}\"></span>{}{feat}{warn}</td>", hex(color_of(&srv, &c.server)), esc(&row[0]));
+            let warn = if *errors > 0 {
+                format!(" <span class=warn>⚠ {errors} errors</span>")
+            } else {
+                String::new()
+            };
+            let feat = c
+                .features
+                .as_deref()
+                .map(|f| format!(" <span class=feat>{}</span>", esc(f)))
+                .unwrap_or_default();
+            let _ = write!(
+                h,
+                "<td><span class=dot style=\"background:{}\"></span>{}{feat}{warn}</td>",
+                hex(color_of(&srv, &c.server)),
+                esc(&row[0])
+            );
             // Throughput, p50, p99, p99.9, CPU, syscalls, ctx (headline_rows columns 5..).
             for v in &row[5..] {
                 let _ = write!(h, "<td class=n>{}</td>", esc(v));
@@ -674,14 +910,47 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
     for (shape, cells) in &shapes {
         let series: Vec<Series> = cells
             .iter()
-            .filter_map(|c| data_of(c).filter(|d| !d.spectrum.is_empty()).map(|d| (c.server.clone(), color_of(&srv, &c.server), d.spectrum.as_slice())))
+            .filter_map(|c| {
+                data_of(c).filter(|d| !d.spectrum.is_empty()).map(|d| {
+                    (
+                        c.server.clone(),
+                        color_of(&srv, &c.server),
+                        d.spectrum.as_slice(),
+                    )
+                })
+            })
             .collect();
-        let sources: Vec<String> = cells.iter().filter_map(|c| data_of(c).map(|d| format!("{}: {}", c.server, if d.source.is_empty() { "no histogram" } else { &d.source }))).collect();
+        let sources: Vec<String> = cells
+            .iter()
+            .filter_map(|c| {
+                data_of(c).map(|d| {
+                    format!(
+                        "{}: {}",
+                        c.server,
+                        if d.source.is_empty() {
+                            "no histogram"
+                        } else {
+                            &d.source
+                        }
+                    )
+                })
+            })
+            .collect();
         if series.is_empty() {
-            let _ = write!(h, "<figure><figcaption>{}<small>no histogram files for this shape</small></figcaption></figure>", esc(&shape_text(shape)));
+            let _ = write!(
+                h,
+                "<figure><figcaption>{}<small>no histogram files for this shape</small></figcaption></figure>",
+                esc(&shape_text(shape))
+            );
             continue;
         }
-        figure(h, &shape_text(shape), &sources.join("; "), spectrum_svg(&series), warnings);
+        figure(
+            h,
+            &shape_text(shape),
+            &sources.join("; "),
+            spectrum_svg(&series),
+            warnings,
+        );
     }
     h.push_str("</div></section>\n");
 
@@ -692,7 +961,15 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
         for (shape, cells) in &shapes {
             let series: Vec<Timeline> = cells
                 .iter()
-                .filter_map(|c| data_of(c).filter(|d| !d.timeline.is_empty()).map(|d| (c.server.clone(), color_of(&srv, &c.server), d.timeline.as_slice())))
+                .filter_map(|c| {
+                    data_of(c).filter(|d| !d.timeline.is_empty()).map(|d| {
+                        (
+                            c.server.clone(),
+                            color_of(&srv, &c.server),
+                            d.timeline.as_slice(),
+                        )
+                    })
+                })
                 .collect();
             if series.is_empty() {
                 continue;
@@ -704,7 +981,9 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
 
     // Bars: one small chart per load shape and metric, each on its own axis.
     let colors: Vec<RGBColor> = srv.iter().map(|s| color_of(&srv, s)).collect();
-    let row_of = |cells: &[&Cell], get: &dyn Fn(&super::model::RunMetrics) -> Option<f64>| -> BarRow {
+    let row_of = |cells: &[&Cell],
+                  get: &dyn Fn(&crate::results::schema::RunMetrics) -> Option<f64>|
+     -> BarRow {
         srv.iter()
             .map(|s| {
                 let c = cells.iter().find(|c| c.server == *s)?;
@@ -717,15 +996,36 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
     };
     h.push_str("<section><h2>Throughput and cost per message</h2><p class=lead>One small chart per load shape, each on its own scale: compare servers within a chart, not bars across charts. Bars are medians (the label), whiskers span min to max over runs.</p>\n");
     type Label<'a> = &'a dyn Fn(f64) -> String;
-    type Get<'a> = &'a dyn Fn(&super::model::RunMetrics) -> Option<f64>;
+    type Get<'a> = &'a dyn Fn(&crate::results::schema::RunMetrics) -> Option<f64>;
     let charts: [(&str, &str, Get, Label, &str); 3] = [
-        ("Throughput", "messages per second, higher is better", &|m| Some(m.msgs_per_s), &|v| fmt::si(v), "msgs/s"),
-        ("Server CPU per message", "user + system time per message, lower is better", &|m| m.cpu_ns_per_msg, &|v| fmt::ns(v), "CPU time / msg"),
-        ("Server syscalls per message", "counted by ringmux servers only, lower is better", &|m| m.syscalls_per_msg, &|v| fmt::num(v), "syscalls / msg"),
+        (
+            "Throughput",
+            "messages per second, higher is better",
+            &|m| Some(m.msgs_per_s),
+            &|v| fmt::si(v),
+            "msgs/s",
+        ),
+        (
+            "Server CPU per message",
+            "user + system time per message, lower is better",
+            &|m| m.cpu_ns_per_msg,
+            &|v| fmt::ns(v),
+            "CPU time / msg",
+        ),
+        (
+            "Server syscalls per message",
+            "counted by ringmux servers only, lower is better",
+            &|m| m.syscalls_per_msg,
+            &|v| fmt::num(v),
+            "syscalls / msg",
+        ),
     ];
     for (title, sub, get, label, ydesc) in charts {
         let _ = write!(h, "<h3>{}<small>{}</small></h3>", esc(title), esc(sub));
-        let rows: Vec<(&String, BarRow)> = shapes.iter().map(|(shape, cells)| (shape, row_of(cells, get))).collect();
+        let rows: Vec<(&String, BarRow)> = shapes
+            .iter()
+            .map(|(shape, cells)| (shape, row_of(cells, get)))
+            .collect();
         if rows.iter().all(|(_, r)| r.iter().all(Option::is_none)) {
             h.push_str("<p class=lead>not measured for any server</p>\n");
             continue;
@@ -740,7 +1040,13 @@ fn matrix_sections(h: &mut String, dir: &Path, r: &BenchResults, warnings: &mut 
             let names: Vec<String> = keep.iter().map(|&j| srv[j].clone()).collect();
             let cols: Vec<RGBColor> = keep.iter().map(|&j| colors[j]).collect();
             let vals: BarRow = keep.iter().map(|&j| row[j]).collect();
-            figure(h, &shape_text(shape), "", bars_svg(&names, &cols, &vals, label, ydesc), warnings);
+            figure(
+                h,
+                &shape_text(shape),
+                "",
+                bars_svg(&names, &cols, &vals, label, ydesc),
+                warnings,
+            );
         }
         h.push_str("</div>\n");
     }
@@ -764,7 +1070,10 @@ const HTML_COLS: [&str; 8] = [
 pub fn shape_text(key: &str) -> String {
     let mut out = Vec::new();
     for t in key.split_whitespace() {
-        let num = |p: &str| t.strip_prefix(p).filter(|r| r.chars().all(|c| c.is_ascii_digit()) && !r.is_empty());
+        let num = |p: &str| {
+            t.strip_prefix(p)
+                .filter(|r| r.chars().all(|c| c.is_ascii_digit()) && !r.is_empty())
+        };
         out.push(match t {
             "closed" => "closed loop".to_string(),
             "pipelined" => "closed loop, pipelined".to_string(),
@@ -774,8 +1083,13 @@ pub fn shape_text(key: &str) -> String {
                 format!("{n} connection{}", if n == "1" { "" } else { "s" })
             }
             _ if num("s").is_some() => format!("{} B messages", num("s").unwrap_or_default()),
-            _ if num("p").is_some() => format!("{} in flight per connection", num("p").unwrap_or_default()),
-            _ if t.starts_with('@') => format!("{} asked", t.trim_start_matches('@').replace("/s", " msgs/s")),
+            _ if num("p").is_some() => {
+                format!("{} in flight per connection", num("p").unwrap_or_default())
+            }
+            _ if t.starts_with('@') => format!(
+                "{} asked",
+                t.trim_start_matches('@').replace("/s", " msgs/s")
+            ),
             _ => t.to_string(),
         });
     }
@@ -800,11 +1114,29 @@ mod tests {
     fn charts_draw() {
         let pts = [(1.0, 1000.0), (10.0, 5000.0), (1000.0, 90_000.0)];
         let s = spectrum_svg(&[("uring".into(), PALETTE[0], &pts)]).unwrap();
-        assert!(s.starts_with("<svg") && s.contains("99.9%"), "{}", &s[..200.min(s.len())]);
+        assert!(
+            s.starts_with("<svg") && s.contains("99.9%"),
+            "{}",
+            &s[..200.min(s.len())]
+        );
         let tl = [(1.0, 1e3, 1e4, 1e5), (2.0, 2e3, 2e4, 2e5)];
-        assert!(timeline_svg(&[("epoll".into(), PALETTE[1], &tl)]).unwrap().contains("<svg"));
-        let b = bars_svg(&["x".into(), "y".into()], &PALETTE[..2], &[Some((1.0, 0.9, 1.1)), None], &|v| fmt::num(v), "y").unwrap();
-        assert!(b.contains("<rect") && b.contains("\nx\n") && b.contains("\n1.00\n"), "{b}");
+        assert!(
+            timeline_svg(&[("epoll".into(), PALETTE[1], &tl)])
+                .unwrap()
+                .contains("<svg")
+        );
+        let b = bars_svg(
+            &["x".into(), "y".into()],
+            &PALETTE[..2],
+            &[Some((1.0, 0.9, 1.1)), None],
+            &|v| fmt::num(v),
+            "y",
+        )
+        .unwrap();
+        assert!(
+            b.contains("<rect") && b.contains("\nx\n") && b.contains("\n1.00\n"),
+            "{b}"
+        );
         // Readable at 100% zoom: every text at least 12 px (the page never shows a chart
         // below its own size at 1000 px and wider).
         for svg in [&s, &b] {
@@ -817,19 +1149,34 @@ mod tests {
 
     #[test]
     fn shapes_read_as_words() {
-        assert_eq!(shape_text("closed c1 s128"), "closed loop · 1 connection · 128 B messages");
-        assert_eq!(shape_text("pipelined c50 s128 p8"), "closed loop, pipelined · 50 connections · 128 B messages · 8 in flight per connection");
-        assert_eq!(shape_text("open c50 s128 @166k/s"), "open loop · 50 connections · 128 B messages · 166k msgs/s asked");
+        assert_eq!(
+            shape_text("closed c1 s128"),
+            "closed loop · 1 connection · 128 B messages"
+        );
+        assert_eq!(
+            shape_text("pipelined c50 s128 p8"),
+            "closed loop, pipelined · 50 connections · 128 B messages · 8 in flight per connection"
+        );
+        assert_eq!(
+            shape_text("open c50 s128 @166k/s"),
+            "open loop · 50 connections · 128 B messages · 166k msgs/s asked"
+        );
     }
 
     #[test]
     fn idle_table_and_chart() {
-        use super::super::model::{IdleRun, IdleServer};
+        use crate::results::schema::{IdleRun, IdleServer};
         let srv = |name: &str, b: f64| IdleServer {
             id: format!("{name}/idle/c100"),
             server: name.into(),
             features: None,
-            runs: vec![IdleRun { rss_before_kib: 4000, rss_after_kib: 4010, bytes_per_conn: b, anon_bytes_per_conn: b, ..Default::default() }],
+            runs: vec![IdleRun {
+                rss_before_kib: 4000,
+                rss_after_kib: 4010,
+                bytes_per_conn: b,
+                anon_bytes_per_conn: b,
+                ..Default::default()
+            }],
             bytes_per_conn: b,
             bytes_per_conn_min: b,
             bytes_per_conn_max: b * 1.1,
@@ -845,9 +1192,15 @@ mod tests {
             servers: vec![srv("epoll", 101.0), srv("uring:fastpoll", 15_700.0)],
         };
         let svg = idle_bars_svg(&idle).unwrap();
-        assert!(svg.contains("budget 1 KiB") && svg.contains("15.3 KiB"), "{svg}");
+        assert!(
+            svg.contains("budget 1 KiB") && svg.contains("15.3 KiB"),
+            "{svg}"
+        );
         let rows = idle_rows(&idle);
-        assert_eq!(rows.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(), [true, false]);
+        assert_eq!(
+            rows.iter().map(|(_, ok)| *ok).collect::<Vec<_>>(),
+            [true, false]
+        );
         assert_eq!(rows[0].0[6], "ok, < 1 KiB");
         assert_eq!(rows[1].0[6], "over 1 KiB, 15.3×");
         let md = md::idle_markdown(&idle);

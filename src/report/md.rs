@@ -3,13 +3,17 @@
 use std::fmt::Write;
 
 use super::fmt;
-use super::model::{BenchResults, Cell, IdleResults};
+use crate::results::schema::{BenchResults, Cell, IdleResults};
 
 /// The bench matrix (results.json's `args`) as a sentence a reader can take in at a
 /// glance, instead of the raw JSON: servers, load, timing, repeats and CPUs.
 pub fn matrix_text(args: &serde_json::Value) -> String {
     let list = |k: &str| -> Vec<String> {
-        args[k].as_array().map_or_else(Vec::new, |a| a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect())
+        args[k].as_array().map_or_else(Vec::new, |a| {
+            a.iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                .collect()
+        })
     };
     let and = |v: &[String]| match v {
         [] => String::new(),
@@ -23,7 +27,10 @@ pub fn matrix_text(args: &serde_json::Value) -> String {
         parts.push(format!("Servers: {}.", and(&servers)));
     }
     if let Some(p) = args["peers"].as_object().filter(|p| !p.is_empty()) {
-        let v: Vec<String> = p.iter().map(|(k, v)| format!("{k} = {}", v.as_str().unwrap_or("?"))).collect();
+        let v: Vec<String> = p
+            .iter()
+            .map(|(k, v)| format!("{k} = {}", v.as_str().unwrap_or("?")))
+            .collect();
         parts.push(format!("Reference peers: {}.", and(&v)));
     }
     let conns = list("conns");
@@ -32,17 +39,30 @@ pub fn matrix_text(args: &serde_json::Value) -> String {
         parts.push(format!("Load: {} connection(s){size}.", and(&conns)));
     }
     if let (Some(d), Some(w)) = (num("duration_s"), num("warmup_s")) {
-        let reps = num("repeat").map_or_else(String::new, |r| format!("; {r} repeat(s), servers interleaved (A B A B …)"));
-        parts.push(format!("Each run: {w} s warm-up (unrecorded), then {d} s measured{reps}."));
+        let reps = num("repeat").map_or_else(String::new, |r| {
+            format!("; {r} repeat(s), servers interleaved (A B A B …)")
+        });
+        parts.push(format!(
+            "Each run: {w} s warm-up (unrecorded), then {d} s measured{reps}."
+        ));
     }
-    let cpus = |k: &str| args[k].as_array().map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as usize).collect::<Vec<_>>());
+    let cpus = |k: &str| {
+        args[k].as_array().map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_u64())
+                .map(|v| v as usize)
+                .collect::<Vec<_>>()
+        })
+    };
     match (cpus("server_cpus"), cpus("load_cpus")) {
         (Some(s), Some(l)) if !s.is_empty() && !l.is_empty() => parts.push(format!(
             "Server pinned to CPU {}, load generator to CPU {}.",
-            crate::cli::format_cpu_list(&s),
-            crate::cli::format_cpu_list(&l)
+            crate::os::cpus::format_cpu_list(&s),
+            crate::os::cpus::format_cpu_list(&l)
         )),
-        _ if args.get("server_cpus").is_some() => parts.push("Server and load generator not pinned apart.".into()),
+        _ if args.get("server_cpus").is_some() => {
+            parts.push("Server and load generator not pinned apart.".into())
+        }
         _ => {}
     }
     if let Some(t) = num("server_threads").filter(|&t| t > 1.0) {
@@ -101,8 +121,20 @@ fn md_escape(s: &str) -> String {
 }
 
 /// Column titles of the headline table.
-pub const HEADLINE_COLS: [&str; 12] =
-    ["server", "features", "mode", "conns", "size", "msgs/s median [min–max]", "p50", "p99", "p99.9", "CPU/msg", "syscalls/msg", "ctx/msg"];
+pub const HEADLINE_COLS: [&str; 12] = [
+    "server",
+    "features",
+    "mode",
+    "conns",
+    "size",
+    "msgs/s median [min–max]",
+    "p50",
+    "p99",
+    "p99.9",
+    "CPU/msg",
+    "syscalls/msg",
+    "ctx/msg",
+];
 
 /// The headline table as text cells (no escaping), grouped by shape, and whether the
 /// row's cell counted errors.
@@ -119,7 +151,12 @@ pub fn headline_rows(results: &BenchResults) -> Vec<([String; 12], u64)> {
                 c.mode.clone()
             };
             let thr = if c.runs.len() > 1 {
-                format!("{} [{}–{}]", fmt::si(m.msgs_per_s), fmt::si(c.min.msgs_per_s), fmt::si(c.max.msgs_per_s))
+                format!(
+                    "{} [{}–{}]",
+                    fmt::si(m.msgs_per_s),
+                    fmt::si(c.min.msgs_per_s),
+                    fmt::si(c.max.msgs_per_s)
+                )
             } else {
                 fmt::si(m.msgs_per_s)
             };
@@ -181,7 +218,9 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 pub fn ratios(results: &BenchResults) -> Vec<Ratio<'_>> {
     let mut out = Vec::new();
     for (shape, cells) in by_shape(results) {
-        let Some(base) = cells.iter().find(|c| c.server == BASELINE) else { continue };
+        let Some(base) = cells.iter().find(|c| c.server == BASELINE) else {
+            continue;
+        };
         for c in cells.iter().filter(|c| c.server != BASELINE) {
             let (m, b) = (&c.median, &base.median);
             out.push(Ratio {
@@ -214,7 +253,15 @@ pub fn idle_lead(i: &IdleResults) -> String {
 }
 
 /// Column titles of the idle-memory table.
-pub const IDLE_COLS: [&str; 7] = ["server", "features", "conns", "bytes/conn median [min–max]", "RssAnon bytes/conn", "RSS before → after", "budget"];
+pub const IDLE_COLS: [&str; 7] = [
+    "server",
+    "features",
+    "conns",
+    "bytes/conn median [min–max]",
+    "RssAnon bytes/conn",
+    "RSS before → after",
+    "budget",
+];
 
 /// The idle-memory table as text cells, and whether the row is within the budget.
 pub fn idle_rows(i: &IdleResults) -> Vec<([String; 7], bool)> {
@@ -222,19 +269,34 @@ pub fn idle_rows(i: &IdleResults) -> Vec<([String; 7], bool)> {
         .iter()
         .map(|s| {
             let per = if s.runs.len() > 1 {
-                format!("{} [{}–{}]", fmt::bytes(s.bytes_per_conn), fmt::bytes(s.bytes_per_conn_min), fmt::bytes(s.bytes_per_conn_max))
+                format!(
+                    "{} [{}–{}]",
+                    fmt::bytes(s.bytes_per_conn),
+                    fmt::bytes(s.bytes_per_conn_min),
+                    fmt::bytes(s.bytes_per_conn_max)
+                )
             } else {
                 fmt::bytes(s.bytes_per_conn)
             };
             let rss = s.runs.first().map_or_else(
                 || "–".into(),
-                |r| format!("{} → {}", fmt::bytes(r.rss_before_kib as f64 * 1024.0), fmt::bytes(r.rss_after_kib as f64 * 1024.0)),
+                |r| {
+                    format!(
+                        "{} → {}",
+                        fmt::bytes(r.rss_before_kib as f64 * 1024.0),
+                        fmt::bytes(r.rss_after_kib as f64 * 1024.0)
+                    )
+                },
             );
             let within = s.bytes_per_conn < i.budget_bytes_per_conn;
             let budget = if within {
                 format!("ok, < {}", budget_text(i.budget_bytes_per_conn))
             } else {
-                format!("over {}, {:.1}×", budget_text(i.budget_bytes_per_conn), s.bytes_per_conn / i.budget_bytes_per_conn)
+                format!(
+                    "over {}, {:.1}×",
+                    budget_text(i.budget_bytes_per_conn),
+                    s.bytes_per_conn / i.budget_bytes_per_conn
+                )
             };
             (
                 [
@@ -254,7 +316,11 @@ pub fn idle_rows(i: &IdleResults) -> Vec<([String; 7], bool)> {
 
 /// "1 KiB" for a whole number of KiB, else as [`fmt::bytes`] writes it.
 pub fn budget_text(b: f64) -> String {
-    if b >= 1024.0 && (b / 1024.0).fract() == 0.0 { format!("{} KiB", b / 1024.0) } else { fmt::bytes(b) }
+    if b >= 1024.0 && (b / 1024.0).fract() == 0.0 {
+        format!("{} KiB", b / 1024.0)
+    } else {
+        fmt::bytes(b)
+    }
 }
 
 /// The idle-memory table (Markdown), for report.md and the terminal.
@@ -301,14 +367,25 @@ pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
         let _ = writeln!(s, "{}\n", idle_lead(idle));
         s.push_str(&idle_markdown(idle));
     }
-    s.push_str(&r.models.as_ref().map(super::models::models_markdown).unwrap_or_default());
+    s.push_str(
+        &r.models
+            .as_ref()
+            .map(super::models::models_markdown)
+            .unwrap_or_default(),
+    );
     s.push_str(&super::cost::quiet_markdown(r));
     s.push_str(&super::cost::profile_markdown(r));
     let rs = ratios(r);
     if !rs.is_empty() {
         let _ = writeln!(s, "\n## Versus {BASELINE}, same load shape\n");
-        let _ = writeln!(s, "Ratios of medians: above 1× is more throughput, below 1× is less latency, CPU or syscalls.\n");
-        let _ = writeln!(s, "| shape | server | msgs/s | p99 | CPU/msg | syscalls/msg |\n|---|---|--:|--:|--:|--:|");
+        let _ = writeln!(
+            s,
+            "Ratios of medians: above 1× is more throughput, below 1× is less latency, CPU or syscalls.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| shape | server | msgs/s | p99 | CPU/msg | syscalls/msg |\n|---|---|--:|--:|--:|--:|"
+        );
         for x in &rs {
             let _ = writeln!(
                 s,
@@ -328,9 +405,15 @@ pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
     }
     let errs: u64 = r.cells.iter().map(|c| c.median.errors).sum();
     if errs > 0 {
-        let _ = writeln!(s, "- ⚠ errors were counted (mismatches, resets or timeouts): those cells' figures are suspect.");
+        let _ = writeln!(
+            s,
+            "- ⚠ errors were counted (mismatches, resets or timeouts): those cells' figures are suspect."
+        );
     }
-    let _ = writeln!(s, "- One run on one machine proves little: compare ratios within a run, and repeat.");
+    let _ = writeln!(
+        s,
+        "- One run on one machine proves little: compare ratios within a run, and repeat."
+    );
     if !files.is_empty() {
         let _ = writeln!(s, "\n## Files\n");
         for f in files {
@@ -358,7 +441,10 @@ mod tests {
              Server pinned to CPU 0, load generator to CPU 1."
         );
         let unpinned = serde_json::json!({"servers": ["epoll"], "server_cpus": null, "load_cpus": null, "quick": true});
-        assert_eq!(matrix_text(&unpinned), "Servers: epoll. Server and load generator not pinned apart. Quick matrix (--quick).");
+        assert_eq!(
+            matrix_text(&unpinned),
+            "Servers: epoll. Server and load generator not pinned apart. Quick matrix (--quick)."
+        );
         assert_eq!(matrix_text(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
     }
 }

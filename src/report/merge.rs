@@ -15,14 +15,26 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 
 use super::fmt;
-use super::hlog::{Hlog, HlogInterval, read_hlog_file, write_hlog};
-use super::model::{LOAD_SCHEMA, LoadErrors, LoadResult, Percentiles};
+use crate::results::hlog::{Hlog, HlogInterval, read_hlog_file, write_hlog};
+use crate::results::schema::{LOAD_SCHEMA, LoadErrors, LoadResult, Percentiles};
 
 /// Merge the logs; returns the merged log (not yet written).
 pub fn merge_logs(logs: &[Hlog]) -> anyhow::Result<Hlog> {
-    let first = logs.iter().flat_map(|l| l.intervals.first()).next().context("the inputs hold no intervals")?;
-    let slot = if first.length_s > 0.0 { first.length_s } else { 1.0 };
-    let origin = logs.iter().flat_map(|l| l.intervals.iter()).map(|i| i.start_unix_s).fold(f64::INFINITY, f64::min);
+    let first = logs
+        .iter()
+        .flat_map(|l| l.intervals.first())
+        .next()
+        .context("the inputs hold no intervals")?;
+    let slot = if first.length_s > 0.0 {
+        first.length_s
+    } else {
+        1.0
+    };
+    let origin = logs
+        .iter()
+        .flat_map(|l| l.intervals.iter())
+        .map(|i| i.start_unix_s)
+        .fold(f64::INFINITY, f64::min);
     // (slot index, tag) -> histogram
     let mut acc: BTreeMap<(i64, Option<String>), Histogram<u64>> = BTreeMap::new();
     for iv in logs.iter().flat_map(|l| l.intervals.iter()) {
@@ -31,13 +43,22 @@ pub fn merge_logs(logs: &[Hlog]) -> anyhow::Result<Hlog> {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => e.insert(new_hist()),
         };
-        h.add(&iv.hist).map_err(|e| anyhow::anyhow!("cannot add histograms: {e:?}"))?;
+        h.add(&iv.hist)
+            .map_err(|e| anyhow::anyhow!("cannot add histograms: {e:?}"))?;
     }
     let intervals = acc
         .into_iter()
-        .map(|((k, tag), hist)| HlogInterval { tag, start_unix_s: origin + k as f64 * slot, length_s: slot, hist })
+        .map(|((k, tag), hist)| HlogInterval {
+            tag,
+            start_unix_s: origin + k as f64 * slot,
+            length_s: slot,
+            hist,
+        })
         .collect();
-    Ok(Hlog { start_unix_s: origin, intervals })
+    Ok(Hlog {
+        start_unix_s: origin,
+        intervals,
+    })
 }
 
 /// An empty auto-resizing histogram (3 significant digits) to add others into.
@@ -51,7 +72,10 @@ pub fn new_hist() -> Histogram<u64> {
 pub fn totals_by_tag(log: &Hlog) -> anyhow::Result<BTreeMap<Option<String>, Histogram<u64>>> {
     let mut out: BTreeMap<Option<String>, Histogram<u64>> = BTreeMap::new();
     for iv in &log.intervals {
-        out.entry(iv.tag.clone()).or_insert_with(new_hist).add(&iv.hist).map_err(|e| anyhow::anyhow!("cannot add histograms: {e:?}"))?;
+        out.entry(iv.tag.clone())
+            .or_insert_with(new_hist)
+            .add(&iv.hist)
+            .map_err(|e| anyhow::anyhow!("cannot add histograms: {e:?}"))?;
     }
     Ok(out)
 }
@@ -84,19 +108,33 @@ pub fn read_agents(dir: &Path) -> anyhow::Result<Vec<AgentFiles>> {
     names.sort();
     let mut out = Vec::new();
     for p in names {
-        let text = std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", p.display()))?;
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", p.display()))?;
         if v.get("schema").and_then(|s| s.as_str()) != Some(LOAD_SCHEMA) {
             continue;
         }
-        let result: LoadResult = serde_json::from_value(v).with_context(|| format!("{}: not a {LOAD_SCHEMA} file", p.display()))?;
+        let result: LoadResult = serde_json::from_value(v)
+            .with_context(|| format!("{}: not a {LOAD_SCHEMA} file", p.display()))?;
         if result.params.agents.is_some() && result.params.agent_id.is_none() {
             // An earlier merged result (written into the same folder): not an agent.
             continue;
         }
         let hp = p.with_extension("hlog");
-        let log = if hp.exists() { Some(read_hlog_file(&hp)?) } else { None };
-        out.push(AgentFiles { name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), result, log });
+        let log = if hp.exists() {
+            Some(read_hlog_file(&hp)?)
+        } else {
+            None
+        };
+        out.push(AgentFiles {
+            name: p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            result,
+            log,
+        });
     }
     Ok(out)
 }
@@ -105,14 +143,21 @@ pub fn read_agents(dir: &Path) -> anyhow::Result<Vec<AgentFiles>> {
 /// averaged), the rate over the union of their windows, `rate_kept` only if every
 /// agent kept its share and none is missing.
 pub fn merge_agents(agents: &[AgentFiles]) -> anyhow::Result<AgentsMerged> {
-    let first = agents.first().context("no load results (.json with schema ringmux.load/1) in the folder")?;
+    let first = agents
+        .first()
+        .context("no load results (.json with schema ringmux.load/1) in the folder")?;
     let n = first.result.params.agents.unwrap_or(1);
     let mut problems = Vec::new();
     let mut seen = vec![false; n as usize];
     for a in agents {
         let p = &a.result.params;
         if p.agents.unwrap_or(1) != n {
-            anyhow::bail!("{}: run with --agents {}, {} with --agents {n}", a.name, p.agents.unwrap_or(1), first.name);
+            anyhow::bail!(
+                "{}: run with --agents {}, {} with --agents {n}",
+                a.name,
+                p.agents.unwrap_or(1),
+                first.name
+            );
         }
         let id = p.agent_id.unwrap_or(0);
         match seen.get_mut(id as usize) {
@@ -121,11 +166,17 @@ pub fn merge_agents(agents: &[AgentFiles]) -> anyhow::Result<AgentsMerged> {
             None => anyhow::bail!("{}: agent id {id} out of range for --agents {n}", a.name),
         }
         if a.log.is_none() {
-            problems.push(format!("agent {id} ({}) failed: no interval log (.hlog) beside it", a.name));
+            problems.push(format!(
+                "agent {id} ({}) failed: no interval log (.hlog) beside it",
+                a.name
+            ));
         } else if a.result.interrupted {
             problems.push(format!("agent {id} ({}) failed: interrupted", a.name));
         } else if a.result.conns_established == Some(0) {
-            problems.push(format!("agent {id} ({}) failed: no connection established", a.name));
+            problems.push(format!(
+                "agent {id} ({}) failed: no connection established",
+                a.name
+            ));
         }
     }
     for (id, s) in seen.iter().enumerate() {
@@ -136,15 +187,29 @@ pub fn merge_agents(agents: &[AgentFiles]) -> anyhow::Result<AgentsMerged> {
     let logs: Vec<Hlog> = agents.iter().filter_map(|a| a.log.clone()).collect();
     let log = merge_logs(&logs).context("merging the agents' interval logs")?;
     let totals = totals_by_tag(&log)?;
-    let corrected = totals.get(&Some("corrected".to_string())).or_else(|| totals.get(&None)).cloned().unwrap_or_else(new_hist);
+    let corrected = totals
+        .get(&Some("corrected".to_string()))
+        .or_else(|| totals.get(&None))
+        .cloned()
+        .unwrap_or_else(new_hist);
     let uncorrected = totals.get(&Some("uncorrected".to_string()));
     let rs: Vec<&LoadResult> = agents.iter().map(|a| &a.result).collect();
     let sum = |f: fn(&LoadResult) -> u64| rs.iter().map(|r| f(r)).sum::<u64>();
     let messages = sum(|r| r.messages);
-    let start = rs.iter().map(|r| r.start_unix_s).fold(f64::INFINITY, f64::min);
-    let end = rs.iter().map(|r| r.start_unix_s + r.elapsed_s).fold(f64::NEG_INFINITY, f64::max);
+    let start = rs
+        .iter()
+        .map(|r| r.start_unix_s)
+        .fold(f64::INFINITY, f64::min);
+    let end = rs
+        .iter()
+        .map(|r| r.start_unix_s + r.elapsed_s)
+        .fold(f64::NEG_INFINITY, f64::max);
     let elapsed_s = (end - start).max(0.0);
-    let msgs_per_s = if elapsed_s > 0.0 { messages as f64 / elapsed_s } else { 0.0 };
+    let msgs_per_s = if elapsed_s > 0.0 {
+        messages as f64 / elapsed_s
+    } else {
+        0.0
+    };
     let open = first.result.params.rate.is_some();
     let mut errors = LoadErrors::default();
     for r in &rs {
@@ -155,7 +220,10 @@ pub fn merge_agents(agents: &[AgentFiles]) -> anyhow::Result<AgentsMerged> {
         errors.connect += e.connect;
         errors.other += e.other;
     }
-    let cpu: f64 = rs.iter().filter_map(|r| r.load_cpu_ns_per_msg.map(|c| c * r.messages as f64)).sum();
+    let cpu: f64 = rs
+        .iter()
+        .filter_map(|r| r.load_cpu_ns_per_msg.map(|c| c * r.messages as f64))
+        .sum();
     let mut params = first.result.params.clone();
     params.conns = rs.iter().map(|r| r.params.conns).sum();
     params.rate = open.then(|| rs.iter().filter_map(|r| r.params.rate).sum());
@@ -182,68 +250,113 @@ pub fn merge_agents(agents: &[AgentFiles]) -> anyhow::Result<AgentsMerged> {
         interrupted: rs.iter().any(|r| r.interrupted),
         max_lag_s: rs.iter().filter_map(|r| r.max_lag_s).reduce(f64::max),
         max_lag_limit_s: first.result.max_lag_limit_s,
-        conns_established: Some(rs.iter().map(|r| r.conns_established.unwrap_or(r.params.conns)).sum()),
+        conns_established: Some(
+            rs.iter()
+                .map(|r| r.conns_established.unwrap_or(r.params.conns))
+                .sum(),
+        ),
         connect_refused: sum(|r| r.connect_refused),
         idle_conns: rs.iter().map(|r| r.idle_conns).sum(),
         idle_closed: rs.iter().map(|r| r.idle_closed).sum(),
     };
-    Ok(AgentsMerged { result, log, problems })
+    Ok(AgentsMerged {
+        result,
+        log,
+        problems,
+    })
 }
 
 /// `ringmux merge DIR -o merged.json`: merge the agents' files; writes the result and
 /// `merged.hlog` beside it. A missing or failed agent fails it unless `allow_partial`.
-pub fn run_agents(dir: &Path, output: &Path, allow_partial: bool) -> anyhow::Result<std::process::ExitCode> {
+pub fn run_agents(
+    dir: &Path,
+    output: &Path,
+    allow_partial: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     let agents = read_agents(dir)?;
     let m = merge_agents(&agents)?;
     for p in &m.problems {
-        eprintln!("ringmux: {}: {p}", if allow_partial { "warning" } else { "error" });
+        eprintln!(
+            "ringmux: {}: {p}",
+            if allow_partial { "warning" } else { "error" }
+        );
     }
     if !m.problems.is_empty() && !allow_partial {
-        anyhow::bail!("{} of {} agents missing or failed (use --allow-partial to merge what is there)", m.problems.len(), m.result.params.agents.unwrap_or(1));
+        anyhow::bail!(
+            "{} of {} agents missing or failed (use --allow-partial to merge what is there)",
+            m.problems.len(),
+            m.result.params.agents.unwrap_or(1)
+        );
     }
     let hlog_path = output.with_extension("hlog");
     let mut buf = Vec::new();
     write_hlog(&mut buf, &m.log)?;
-    std::fs::write(&hlog_path, &buf).with_context(|| format!("cannot write {}", hlog_path.display()))?;
+    std::fs::write(&hlog_path, &buf)
+        .with_context(|| format!("cannot write {}", hlog_path.display()))?;
     let mut json = serde_json::to_vec_pretty(&m.result)?;
     json.push(b'\n');
     std::fs::write(output, &json).with_context(|| format!("cannot write {}", output.display()))?;
     let r = &m.result;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "merged {} agent(s) of {} into {} and {}", agents.len(), r.params.agents.unwrap_or(1), output.display(), hlog_path.display())?;
+    writeln!(
+        out,
+        "merged {} agent(s) of {} into {} and {}",
+        agents.len(),
+        r.params.agents.unwrap_or(1),
+        output.display(),
+        hlog_path.display()
+    )?;
     writeln!(
         out,
         "  {} messages in {:.3} s: {:.1} msgs/s{}; p50 {} p99 {} p99.9 {} max {}",
         r.messages,
         r.elapsed_s,
         r.msgs_per_s,
-        r.params.rate.map_or(String::new(), |x| format!(" of {x} asked")),
+        r.params
+            .rate
+            .map_or(String::new(), |x| format!(" of {x} asked")),
         fmt::ns(r.latency.p50 as f64),
         fmt::ns(r.latency.p99 as f64),
         fmt::ns(r.latency.p99_9 as f64),
         fmt::ns(r.latency.max as f64)
     )?;
     if let Some(k) = r.rate_kept {
-        writeln!(out, "  rate {}", if k { "kept by every agent" } else { "NOT KEPT (an agent fell short or is missing)" })?;
+        writeln!(
+            out,
+            "  rate {}",
+            if k {
+                "kept by every agent"
+            } else {
+                "NOT KEPT (an agent fell short or is missing)"
+            }
+        )?;
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
 
 pub fn run(inputs: &[PathBuf], output: &std::path::Path) -> anyhow::Result<()> {
     anyhow::ensure!(!inputs.is_empty(), "no input logs given");
-    let logs = inputs.iter().map(|p| read_hlog_file(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let logs = inputs
+        .iter()
+        .map(|p| read_hlog_file(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let merged = merge_logs(&logs)?;
     let mut buf = Vec::new();
     write_hlog(&mut buf, &merged)?;
     std::fs::write(output, &buf).with_context(|| format!("cannot write {}", output.display()))?;
 
     let mut out = std::io::stdout().lock();
-    let slots = merged.intervals.iter().map(|i| i.start_unix_s).fold(Vec::<f64>::new(), |mut v, s| {
-        if v.last() != Some(&s) {
-            v.push(s);
-        }
-        v
-    });
+    let slots =
+        merged
+            .intervals
+            .iter()
+            .map(|i| i.start_unix_s)
+            .fold(Vec::<f64>::new(), |mut v, s| {
+                if v.last() != Some(&s) {
+                    v.push(s);
+                }
+                v
+            });
     writeln!(
         out,
         "merged {} logs into {} ({} intervals of {:.3} s from {})",
@@ -253,7 +366,11 @@ pub fn run(inputs: &[PathBuf], output: &std::path::Path) -> anyhow::Result<()> {
         merged.intervals.first().map_or(0.0, |i| i.length_s),
         fmt::utc(merged.start_unix_s)
     )?;
-    writeln!(out, "{:<14} {:>12} {:>10} {:>10} {:>10} {:>10}", "tag", "count", "p50", "p99", "p99.9", "max")?;
+    writeln!(
+        out,
+        "{:<14} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "tag", "count", "p50", "p99", "p99.9", "max"
+    )?;
     for (tag, h) in totals_by_tag(&merged)? {
         let q = |p: f64| fmt::ns(h.value_at_quantile(p) as f64);
         writeln!(
@@ -277,16 +394,40 @@ mod tests {
     fn iv(tag: &str, start: f64, n: u64, v: u64) -> HlogInterval {
         let mut h = Histogram::<u64>::new_with_bounds(1, 1_000_000_000, 3).unwrap();
         h.record_n(v, n).unwrap();
-        HlogInterval { tag: Some(tag.into()), start_unix_s: start, length_s: 1.0, hist: h }
+        HlogInterval {
+            tag: Some(tag.into()),
+            start_unix_s: start,
+            length_s: 1.0,
+            hist: h,
+        }
     }
 
     #[test]
     fn aligns_on_absolute_time_and_adds_same_tags() {
-        let a = Hlog { start_unix_s: 100.0, intervals: vec![iv("c", 100.0, 10, 1000), iv("c", 101.0, 10, 2000), iv("u", 101.0, 1, 5)] };
-        let b = Hlog { start_unix_s: 100.3, intervals: vec![iv("c", 100.3, 5, 3000), iv("c", 101.3, 5, 4000), iv("c", 102.3, 1, 9)] };
+        let a = Hlog {
+            start_unix_s: 100.0,
+            intervals: vec![
+                iv("c", 100.0, 10, 1000),
+                iv("c", 101.0, 10, 2000),
+                iv("u", 101.0, 1, 5),
+            ],
+        };
+        let b = Hlog {
+            start_unix_s: 100.3,
+            intervals: vec![
+                iv("c", 100.3, 5, 3000),
+                iv("c", 101.3, 5, 4000),
+                iv("c", 102.3, 1, 9),
+            ],
+        };
         let m = merge_logs(&[a, b]).unwrap();
         assert_eq!(m.start_unix_s, 100.0);
-        let c: Vec<_> = m.intervals.iter().filter(|i| i.tag.as_deref() == Some("c")).map(|i| (i.start_unix_s, i.hist.len())).collect();
+        let c: Vec<_> = m
+            .intervals
+            .iter()
+            .filter(|i| i.tag.as_deref() == Some("c"))
+            .map(|i| (i.start_unix_s, i.hist.len()))
+            .collect();
         assert_eq!(c, [(100.0, 15), (101.0, 15), (102.0, 1)]);
         let totals = totals_by_tag(&m).unwrap();
         assert_eq!(totals[&Some("c".to_string())].len(), 31);
@@ -296,6 +437,12 @@ mod tests {
     #[test]
     fn empty_inputs_are_an_error() {
         assert!(merge_logs(&[]).is_err());
-        assert!(merge_logs(&[Hlog { start_unix_s: 1.0, intervals: vec![] }]).is_err());
+        assert!(
+            merge_logs(&[Hlog {
+                start_unix_s: 1.0,
+                intervals: vec![]
+            }])
+            .is_err()
+        );
     }
 }

@@ -1,8 +1,7 @@
 //! Pure steps over result files: formats, report rendering, compare, merge.
 //! Imports no backend and opens no socket.
 //!
-//! - [`hgrm`]: percentile distribution text (HdrHistogram plotter, wrk2 dialect).
-//! - [`hlog`]: HdrHistogram interval logs v1.3 (write, read).
+//! The file formats and schemas they read live in [`crate::results`].
 //! - [`merge`]: add interval logs from many load processes on absolute time.
 //! - [`compare`]: two results files against regression limits (exit 0/1/2).
 //! - [`md`], [`html`], [`ci`]: report.md, report.html (inline SVG), CI tracker exports.
@@ -11,12 +10,9 @@ pub mod ci;
 pub mod compare;
 pub mod cost;
 pub mod fmt;
-pub mod hgrm;
-pub mod hlog;
 pub mod html;
 pub mod md;
 pub mod merge;
-pub mod model;
 pub mod models;
 pub mod profile;
 
@@ -32,20 +28,30 @@ pub use md::headline_markdown;
 /// `ringmux report DIR`: re-render the reports from DIR/results.json, or, in a folder
 /// of `load` outputs without one, draw the .hlog/.hgrm files found there.
 pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
-    let bad = |msg: String| crate::ExitError { code: 2, msg };
+    let bad = |msg: String| crate::error::ExitError { code: 2, msg };
     if !a.dir.is_dir() {
         return Err(bad(format!("{}: no such folder", a.dir.display())).into());
     }
     let path = a.dir.join("results.json");
     if !path.exists() {
-        return files_report(&a.dir).map_err(|e| bad(format!("{e:#}")).into()).and_then(|r| r);
+        return files_report(&a.dir)
+            .map_err(|e| bad(format!("{e:#}")).into())
+            .and_then(|r| r);
     }
-    let read = || -> anyhow::Result<model::BenchResults> {
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let read = || -> anyhow::Result<crate::results::schema::BenchResults> {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
         let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
-        anyhow::ensure!(schema == model::BENCH_SCHEMA, "{}: schema {schema:?} is not {}", path.display(), model::BENCH_SCHEMA);
-        serde_json::from_value(v).with_context(|| format!("{}: not a bench results file", path.display()))
+        anyhow::ensure!(
+            schema == crate::results::schema::BENCH_SCHEMA,
+            "{}: schema {schema:?} is not {}",
+            path.display(),
+            crate::results::schema::BENCH_SCHEMA
+        );
+        serde_json::from_value(v)
+            .with_context(|| format!("{}: not a bench results file", path.display()))
     };
     let mut results = read().map_err(|e| bad(format!("{e:#}")))?;
     if let Some(m) = results.models.as_mut() {
@@ -88,7 +94,11 @@ pub fn histogram_files(dir: &Path) -> anyhow::Result<Vec<StemFiles>> {
                 out.len() - 1
             }
         };
-        if ext == "hgrm" { out[i].1.push(n.clone()) } else { out[i].2.push(n.clone()) }
+        if ext == "hgrm" {
+            out[i].1.push(n.clone())
+        } else {
+            out[i].2.push(n.clone())
+        }
     }
     Ok(out)
 }
@@ -132,7 +142,11 @@ pub fn merge_cmd(a: MergeArgs) -> anyhow::Result<ExitCode> {
     // A missing input is bad usage (exit 2), like compare's; checked here so that
     // merge::run keeps its own errors (unreadable or malformed logs) as they are.
     if let Some(p) = a.inputs.iter().find(|p| !p.exists()) {
-        return Err(crate::ExitError { code: 2, msg: format!("{}: no such file", p.display()) }.into());
+        return Err(crate::error::ExitError {
+            code: 2,
+            msg: format!("{}: no such file", p.display()),
+        }
+        .into());
     }
     merge::run(&a.inputs, &a.output)?;
     Ok(ExitCode::SUCCESS)
@@ -141,16 +155,23 @@ pub fn merge_cmd(a: MergeArgs) -> anyhow::Result<ExitCode> {
 /// Called by the bench orchestrator after a run: writes report.md, report.html, ci/github-action-benchmark.json, ci/bencher.json into `dir` from `results` and the histogram files named in each cell (paths relative to dir).
 ///
 /// Unreadable histogram files do not fail the report: they are named in its notes.
-pub fn write_reports(dir: &Path, results: &model::BenchResults) -> anyhow::Result<()> {
+pub fn write_reports(
+    dir: &Path,
+    results: &crate::results::schema::BenchResults,
+) -> anyhow::Result<()> {
     write_reports_inner(dir, results).map(|_| ())
 }
 
 /// As [`write_reports`], returning the warnings (files that could not be read).
-fn write_reports_inner(dir: &Path, results: &model::BenchResults) -> anyhow::Result<Vec<String>> {
+fn write_reports_inner(
+    dir: &Path,
+    results: &crate::results::schema::BenchResults,
+) -> anyhow::Result<Vec<String>> {
     let write = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
         let p = dir.join(name);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
         }
         std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))
     };
@@ -170,8 +191,14 @@ fn write_reports_inner(dir: &Path, results: &model::BenchResults) -> anyhow::Res
     }
     write("report.md", mdtext.as_bytes())?;
     let json = |v: serde_json::Value| serde_json::to_vec_pretty(&v).expect("JSON values serialize");
-    write("ci/github-action-benchmark.json", &json(ci::gab_smaller(results)))?;
-    write("ci/github-action-benchmark-bigger.json", &json(ci::gab_bigger(results)))?;
+    write(
+        "ci/github-action-benchmark.json",
+        &json(ci::gab_smaller(results)),
+    )?;
+    write(
+        "ci/github-action-benchmark-bigger.json",
+        &json(ci::gab_bigger(results)),
+    )?;
     write("ci/bencher.json", &json(ci::bencher(results)))?;
     Ok(warnings)
 }

@@ -41,54 +41,259 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
     (
         READINESS,
         &[
-            "ep_", "__ep_", "do_epoll", "__x64_sys_epoll", "__se_sys_epoll", "__do_sys_epoll", "epoll_", "do_select", "core_sys_select",
-            "__x64_sys_select", "__x64_sys_pselect", "do_sys_poll", "do_poll", "__x64_sys_poll", "__x64_sys_ppoll", "poll_", "__pollwait",
-            "kill_fasync", "send_sigio", "__send_sigio", "send_sigurg", "fasync_", "do_sigtimedwait", "__x64_sys_rt_sigtimedwait",
-            "signalfd_", "dequeue_signal", "collect_signal", "__send_signal", "send_signal", "complete_signal", "do_send_sig",
-            "__x64_sys_fcntl", "select_",
+            "ep_",
+            "__ep_",
+            "do_epoll",
+            "__x64_sys_epoll",
+            "__se_sys_epoll",
+            "__do_sys_epoll",
+            "epoll_",
+            "do_select",
+            "core_sys_select",
+            "__x64_sys_select",
+            "__x64_sys_pselect",
+            "do_sys_poll",
+            "do_poll",
+            "__x64_sys_poll",
+            "__x64_sys_ppoll",
+            "poll_",
+            "__pollwait",
+            "kill_fasync",
+            "send_sigio",
+            "__send_sigio",
+            "send_sigurg",
+            "fasync_",
+            "do_sigtimedwait",
+            "__x64_sys_rt_sigtimedwait",
+            "signalfd_",
+            "dequeue_signal",
+            "collect_signal",
+            "__send_signal",
+            "send_signal",
+            "complete_signal",
+            "do_send_sig",
+            "__x64_sys_fcntl",
+            "select_",
         ],
-        &["sock_poll", "tcp_poll", "tcp_stream_is_readable", "mem_cgroup_sockets_enabled"],
+        &[
+            "sock_poll",
+            "tcp_poll",
+            "tcp_stream_is_readable",
+            "mem_cgroup_sockets_enabled",
+        ],
     ),
     (
         IO_URING,
-        &["io_", "__io_", "io_uring", "__x64_sys_io_uring", "__do_sys_io_uring", "tctx_task_work", "llist_"],
-        &["fget", "fput", "__fget_light", "__fget_files", "fdget", "__fdget", "sock_from_file", "task_work_run", "task_work_add"],
+        &[
+            "io_",
+            "__io_",
+            "io_uring",
+            "__x64_sys_io_uring",
+            "__do_sys_io_uring",
+            "tctx_task_work",
+            "llist_",
+        ],
+        &[
+            "fget",
+            "fput",
+            "__fget_light",
+            "__fget_files",
+            "fdget",
+            "__fdget",
+            "sock_from_file",
+            "task_work_run",
+            "task_work_add",
+        ],
     ),
     (
         SYSCALL,
         &[
-            "entry_SYSCALL", "do_syscall", "syscall_", "exit_to_user_mode", "__x64_sys_", "__se_sys_", "__do_sys_", "x64_sys_call",
-            "syscall_return", "entry_", "__entry_", "fpregs_", "switch_fpu", "restore_fpregs", "arch_exit_to_user_mode",
+            "entry_SYSCALL",
+            "do_syscall",
+            "syscall_",
+            "exit_to_user_mode",
+            "__x64_sys_",
+            "__se_sys_",
+            "__do_sys_",
+            "x64_sys_call",
+            "syscall_return",
+            "entry_",
+            "__entry_",
+            "fpregs_",
+            "switch_fpu",
+            "restore_fpregs",
+            "arch_exit_to_user_mode",
         ],
         &["irqentry_exit_to_user_mode"],
     ),
     (
         SCHED,
         &[
-            "schedule", "__schedule", "pick_next", "put_prev", "set_next", "enqueue_", "dequeue_", "update_curr", "update_load",
-            "update_cfs", "update_rq", "update_min_vruntime", "__update_", "hrtimer", "__hrtimer", "try_to_wake_up", "ttwu_", "wake_up",
-            "__wake_up", "autoremove_wake", "default_wake_function", "finish_task_switch", "__switch_to", "switch_mm", "psi_", "select_task_rq",
-            "native_sched_clock", "sched_", "ktime_", "tick_", "clockevents", "lapic_", "timerqueue", "__sysvec_apic_timer", "sysvec_apic_timer",
-            "check_preempt", "resched_", "prepare_task_switch", "reweight_", "place_entity", "account_", "cpuacct_", "__calc_delta",
-            "pv_native_safe_halt", "do_idle", "cpuidle", "default_idle", "hrtick", "raw_spin_rq", "_raw_spin_rq", "update_process_times",
-            "read_tsc", "kvm_clock", "pvclock", "prepare_to_wait", "finish_wait", "yield_", "do_nanosleep", "futex_", "__futex",
+            "schedule",
+            "__schedule",
+            "pick_next",
+            "put_prev",
+            "set_next",
+            "enqueue_",
+            "dequeue_",
+            "update_curr",
+            "update_load",
+            "update_cfs",
+            "update_rq",
+            "update_min_vruntime",
+            "__update_",
+            "hrtimer",
+            "__hrtimer",
+            "try_to_wake_up",
+            "ttwu_",
+            "wake_up",
+            "__wake_up",
+            "autoremove_wake",
+            "default_wake_function",
+            "finish_task_switch",
+            "__switch_to",
+            "switch_mm",
+            "psi_",
+            "select_task_rq",
+            "native_sched_clock",
+            "sched_",
+            "ktime_",
+            "tick_",
+            "clockevents",
+            "lapic_",
+            "timerqueue",
+            "__sysvec_apic_timer",
+            "sysvec_apic_timer",
+            "check_preempt",
+            "resched_",
+            "prepare_task_switch",
+            "reweight_",
+            "place_entity",
+            "account_",
+            "cpuacct_",
+            "__calc_delta",
+            "pv_native_safe_halt",
+            "do_idle",
+            "cpuidle",
+            "default_idle",
+            "hrtick",
+            "raw_spin_rq",
+            "_raw_spin_rq",
+            "update_process_times",
+            "read_tsc",
+            "kvm_clock",
+            "pvclock",
+            "prepare_to_wait",
+            "finish_wait",
+            "yield_",
+            "do_nanosleep",
+            "futex_",
+            "__futex",
             "_raw_spin_unlock_irq",
         ],
-        &["schedule_hrtimeout_range", "schedule_hrtimeout_range_clock", "wait_woken", "woken_wake_function"],
+        &[
+            "schedule_hrtimeout_range",
+            "schedule_hrtimeout_range_clock",
+            "wait_woken",
+            "woken_wake_function",
+        ],
     ),
     (
         NETWORK,
         &[
-            "tcp_", "__tcp", "tcp4_", "inet_", "__inet", "inet6_", "ip_", "__ip_", "ipv4_", "ipv6_", "ip6_", "sk_", "__sk_", "sock_", "__sock",
-            "sk_stream", "skb_", "__skb", "kfree_skb", "__kfree_skb", "consume_skb", "__alloc_skb", "alloc_skb", "napi_", "__napi", "net_rx",
-            "net_tx", "__netif", "netif_", "process_backlog", "loopback_", "dev_", "__dev_", "validate_xmit", "nf_", "neigh_", "raw_local",
-            "security_sock", "security_socket", "release_sock", "lock_sock", "__release_sock", "__lock_sock", "bbr_", "cubictcp", "bictcp",
-            "_copy_to_iter", "_copy_from_iter", "copy_user", "__copy_user", "rep_movs", "copy_to_user", "copy_from_user", "__check_object_size",
-            "check_heap_object", "simple_copy_to_iter", "__skb_datagram_iter", "csum_", "do_softirq", "__do_softirq", "__local_bh_enable",
-            "local_bh_enable", "handle_softirqs", "irq_exit", "__sys_recvfrom", "__sys_sendto", "__sys_accept", "do_accept", "__sys_shutdown",
-            "sockfd_lookup", "recv", "send", "mptcp", "bpf_skops", "__cgroup_bpf", "ip_finish", "dst_", "fib_", "rt_", "__sk_mem",
-            "mem_cgroup_charge_skmem", "mem_cgroup_uncharge_skmem", "__build_skb", "page_frag", "skb_page_frag", "sock_def", "sk_reset_timer",
-            "tcp_v4", "__tcp_v4", "__x64_sys_accept", "__x64_sys_recv", "__x64_sys_send", "__x64_sys_shutdown",
+            "tcp_",
+            "__tcp",
+            "tcp4_",
+            "inet_",
+            "__inet",
+            "inet6_",
+            "ip_",
+            "__ip_",
+            "ipv4_",
+            "ipv6_",
+            "ip6_",
+            "sk_",
+            "__sk_",
+            "sock_",
+            "__sock",
+            "sk_stream",
+            "skb_",
+            "__skb",
+            "kfree_skb",
+            "__kfree_skb",
+            "consume_skb",
+            "__alloc_skb",
+            "alloc_skb",
+            "napi_",
+            "__napi",
+            "net_rx",
+            "net_tx",
+            "__netif",
+            "netif_",
+            "process_backlog",
+            "loopback_",
+            "dev_",
+            "__dev_",
+            "validate_xmit",
+            "nf_",
+            "neigh_",
+            "raw_local",
+            "security_sock",
+            "security_socket",
+            "release_sock",
+            "lock_sock",
+            "__release_sock",
+            "__lock_sock",
+            "bbr_",
+            "cubictcp",
+            "bictcp",
+            "_copy_to_iter",
+            "_copy_from_iter",
+            "copy_user",
+            "__copy_user",
+            "rep_movs",
+            "copy_to_user",
+            "copy_from_user",
+            "__check_object_size",
+            "check_heap_object",
+            "simple_copy_to_iter",
+            "__skb_datagram_iter",
+            "csum_",
+            "do_softirq",
+            "__do_softirq",
+            "__local_bh_enable",
+            "local_bh_enable",
+            "handle_softirqs",
+            "irq_exit",
+            "__sys_recvfrom",
+            "__sys_sendto",
+            "__sys_accept",
+            "do_accept",
+            "__sys_shutdown",
+            "sockfd_lookup",
+            "recv",
+            "send",
+            "mptcp",
+            "bpf_skops",
+            "__cgroup_bpf",
+            "ip_finish",
+            "dst_",
+            "fib_",
+            "rt_",
+            "__sk_mem",
+            "mem_cgroup_charge_skmem",
+            "mem_cgroup_uncharge_skmem",
+            "__build_skb",
+            "page_frag",
+            "skb_page_frag",
+            "sock_def",
+            "sk_reset_timer",
+            "tcp_v4",
+            "__tcp_v4",
+            "__x64_sys_accept",
+            "__x64_sys_recv",
+            "__x64_sys_send",
+            "__x64_sys_shutdown",
         ],
         &["__dev_queue_xmit", "dev_hard_start_xmit"],
     ),
@@ -104,7 +309,16 @@ pub fn group_of(sym: &str, kernel: bool) -> &'static str {
     let base = sym.split('.').next().unwrap_or(sym);
     for (group, prefixes, exact) in RULES {
         // The syscall wrappers of socket calls are network work, not entry cost.
-        if *group == SYSCALL && ["__x64_sys_recv", "__x64_sys_send", "__x64_sys_accept", "__x64_sys_shutdown"].iter().any(|p| base.starts_with(p)) {
+        if *group == SYSCALL
+            && [
+                "__x64_sys_recv",
+                "__x64_sys_send",
+                "__x64_sys_accept",
+                "__x64_sys_shutdown",
+            ]
+            .iter()
+            .any(|p| base.starts_with(p))
+        {
             continue;
         }
         if exact.contains(&base) || prefixes.iter().any(|p| base.starts_with(p)) {
@@ -137,8 +351,12 @@ pub fn parse_perf_report(text: &str) -> Profile {
         if l.starts_with('#') {
             continue;
         }
-        let Some((pct, rest)) = l.split_once('%') else { continue };
-        let Ok(pct) = pct.trim().parse::<f64>() else { continue };
+        let Some((pct, rest)) = l.split_once('%') else {
+            continue;
+        };
+        let Ok(pct) = pct.trim().parse::<f64>() else {
+            continue;
+        };
         // rest: "  dso  [k] symbol" (or "[.]" for user space).
         let (kernel, sym) = if let Some((_, s)) = rest.split_once("[k]") {
             (true, s.trim())
@@ -153,7 +371,11 @@ pub fn parse_perf_report(text: &str) -> Profile {
     }
     top.sort_by(|a, b| b.2.total_cmp(&a.2));
     top.truncate(12);
-    Profile { groups, top, runs: 1 }
+    Profile {
+        groups,
+        top,
+        runs: 1,
+    }
 }
 
 /// Combine runs: each group's share is the mean over runs (every run is recorded for
@@ -173,14 +395,21 @@ pub fn combine(profiles: &[Profile]) -> Option<Profile> {
             *syms.entry((g.clone(), s.clone())).or_default() += v / n;
         }
     }
-    let mut top: Vec<(String, String, f64)> = syms.into_iter().map(|((g, s), v)| (g, s, v)).collect();
+    let mut top: Vec<(String, String, f64)> =
+        syms.into_iter().map(|((g, s), v)| (g, s, v)).collect();
     top.sort_by(|a, b| b.2.total_cmp(&a.2));
     top.truncate(12);
-    Some(Profile { groups, top, runs: profiles.len() as u32 })
+    Some(Profile {
+        groups,
+        top,
+        runs: profiles.len() as u32,
+    })
 }
 
 /// Colours of the groups in charts (stable, colour-blind friendly enough).
-pub const GROUP_COLORS: [&str; 7] = ["#4e79a7", "#e15759", "#f28e2b", "#76b7b2", "#59a14f", "#bab0ac", "#b07aa1"];
+pub const GROUP_COLORS: [&str; 7] = [
+    "#4e79a7", "#e15759", "#f28e2b", "#76b7b2", "#59a14f", "#bab0ac", "#b07aa1",
+];
 
 /// A stacked horizontal bar per (label, profile): 100% split into the groups, each
 /// segment labelled with its share when it is wide enough. Plain SVG.
@@ -190,16 +419,29 @@ pub fn stacked_svg(rows: &[(String, &Profile)]) -> String {
     let bar_w = w - label_w - 20.0;
     let h = top + row_h * rows.len() as f64 + 20.0;
     let mut s = String::new();
-    let _ = write!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="14">"#);
+    let _ = write!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="14">"#
+    );
     // Legend, from the left edge (it is wider than the bars' column).
     let mut x = 10.0;
     for (g, c) in GROUPS.iter().zip(GROUP_COLORS) {
-        let _ = write!(s, r#"<rect x="{x}" y="8" width="14" height="14" fill="{c}"/><text x="{}" y="20">{g}</text>"#, x + 18.0);
+        let _ = write!(
+            s,
+            r#"<rect x="{x}" y="8" width="14" height="14" fill="{c}"/><text x="{}" y="20">{g}</text>"#,
+            x + 18.0
+        );
         x += 28.0 + 8.0 * g.len() as f64;
     }
     for (i, (label, p)) in rows.iter().enumerate() {
         let y = top + row_h * i as f64;
-        let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, label_w - 8.0, y + row_h * 0.65, esc(label));
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            label_w - 8.0,
+            y + row_h * 0.65,
+            esc(label)
+        );
         let total: f64 = p.groups.values().sum::<f64>().max(1e-9);
         let mut x = label_w;
         for (g, c) in GROUPS.iter().zip(GROUP_COLORS) {
@@ -208,9 +450,19 @@ pub fn stacked_svg(rows: &[(String, &Profile)]) -> String {
             if seg <= 0.0 {
                 continue;
             }
-            let _ = write!(s, r#"<rect x="{x:.1}" y="{:.1}" width="{seg:.1}" height="{:.1}" fill="{c}"><title>{g}: {v:.1}%</title></rect>"#, y + 3.0, row_h - 6.0);
+            let _ = write!(
+                s,
+                r#"<rect x="{x:.1}" y="{:.1}" width="{seg:.1}" height="{:.1}" fill="{c}"><title>{g}: {v:.1}%</title></rect>"#,
+                y + 3.0,
+                row_h - 6.0
+            );
             if seg > 36.0 {
-                let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="white" font-size="12">{v:.0}%</text>"#, x + seg / 2.0, y + row_h * 0.65);
+                let _ = write!(
+                    s,
+                    r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="white" font-size="12">{v:.0}%</text>"#,
+                    x + seg / 2.0,
+                    y + row_h * 0.65
+                );
             }
             x += seg;
         }
@@ -220,7 +472,9 @@ pub fn stacked_svg(rows: &[(String, &Profile)]) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -267,7 +521,10 @@ mod tests {
         assert_eq!(g(SCHED), 250 + 70 + 60 + 30);
         assert_eq!(g(OTHER), 90);
         assert_eq!(g(USER), 140 + 50);
-        assert_eq!(p.top[0], (NETWORK.to_string(), "tcp_sendmsg_locked".to_string(), 10.11));
+        assert_eq!(
+            p.top[0],
+            (NETWORK.to_string(), "tcp_sendmsg_locked".to_string(), 10.11)
+        );
         assert_eq!(p.groups.len(), GROUPS.len());
     }
 
@@ -283,14 +540,21 @@ mod tests {
 
     #[test]
     fn combine_means_each_run() {
-        let a = parse_perf_report("  60.00%  [kernel.kallsyms]  [k] tcp_ack\n  40.00%  ringmux  [.] main\n");
-        let b = parse_perf_report("  80.00%  [kernel.kallsyms]  [k] tcp_ack\n  20.00%  ringmux  [.] main\n");
+        let a = parse_perf_report(
+            "  60.00%  [kernel.kallsyms]  [k] tcp_ack\n  40.00%  ringmux  [.] main\n",
+        );
+        let b = parse_perf_report(
+            "  80.00%  [kernel.kallsyms]  [k] tcp_ack\n  20.00%  ringmux  [.] main\n",
+        );
         let c = combine(&[a, b]).unwrap();
         assert_eq!(c.groups[NETWORK], 70.0);
         assert_eq!(c.groups[USER], 30.0);
         assert_eq!(c.runs, 2);
         assert!(combine(&[]).is_none());
         let svg = stacked_svg(&[("uring c500".into(), &c)]);
-        assert!(svg.contains("network stack") && svg.contains("70%") && svg.ends_with("</svg>"), "{svg}");
+        assert!(
+            svg.contains("network stack") && svg.contains("70%") && svg.ends_with("</svg>"),
+            "{svg}"
+        );
     }
 }

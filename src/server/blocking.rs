@@ -17,7 +17,12 @@ use socket2::Socket;
 use super::core::{self, AcceptFailure, Blocking};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 
-pub fn run(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
+pub fn run(
+    listener: Socket,
+    cfg: &ServerConfig,
+    signals: &Signals,
+    reporter: &Reporter,
+) -> io::Result<LoopStats> {
     let shared = Blocking::new(listener.as_raw_fd(), cfg.faults)?;
     let acceptor = Mutex::new(LoopStats::default());
     shared.count_this_thread();

@@ -70,9 +70,17 @@ impl Busy {
 
     /// One turn on connection `key`: recv (unless paused), fan out, send what is owed.
     fn turn(&mut self, key: usize, scratch: &mut [u8], cap: usize) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         if !(c.conn.read_eof || c.conn.close_after_flush || core::over_cap(&c.conn, cap)) {
-            match core::recv(c.fd, scratch, &mut c.conn, &mut self.faults, &mut self.stats) {
+            match core::recv(
+                c.fd,
+                scratch,
+                &mut c.conn,
+                &mut self.faults,
+                &mut self.stats,
+            ) {
                 Recv::WouldBlock => self.stats.busypoll_eagain += 1,
                 Recv::Failed => return self.close(key),
                 Recv::Data(_) => {
@@ -84,7 +92,9 @@ impl Busy {
                 Recv::Eof | Recv::Interrupted => {}
             }
         }
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         if c.conn.owed_len() > 0 {
             match core::flush(c.fd, &mut c.conn, &mut self.faults, &mut self.stats) {
                 Flush::Failed => return self.close(key),
@@ -100,7 +110,9 @@ impl Busy {
     fn expire_timers(&mut self) {
         let now = std::time::Instant::now();
         while let Some((key, id, at)) = self.timers.pop_due(now) {
-            let Some(c) = self.conns.get_mut(key) else { continue };
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
             match self.timers.check(key, id, at, &mut c.clock, &c.conn, now) {
                 None => {}
                 Some(core::Due::Header) => {
@@ -116,7 +128,12 @@ impl Busy {
     }
 }
 
-pub fn run(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
+pub fn run(
+    listener: Socket,
+    cfg: &ServerConfig,
+    signals: &Signals,
+    reporter: &Reporter,
+) -> io::Result<LoopStats> {
     let listen_fd = listener.as_raw_fd();
     let mut b = Busy {
         conns: Slab::new(),
@@ -132,7 +149,13 @@ pub fn run(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &R
     loop {
         if signals.stop_requested() || signals.take_snapshot_request_peek() {
             signals.drain();
-            if core::check_signals(signals, reporter, &mut b.stats, &mut drain, cfg.drain_timeout) {
+            if core::check_signals(
+                signals,
+                reporter,
+                &mut b.stats,
+                &mut drain,
+                cfg.drain_timeout,
+            ) {
                 for (_, c) in b.conns.iter_mut() {
                     c.conn.read_eof = true; // stop reading; flush what is owed
                 }
@@ -158,7 +181,11 @@ pub fn run(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &R
                         let entry = b.conns.vacant_entry();
                         let key = entry.key();
                         let clock = b.timers.open(key);
-                        let c = entry.insert(BConn { fd, conn: Conn::with_guests(cfg.proto, &cfg.guests), clock });
+                        let c = entry.insert(BConn {
+                            fd,
+                            conn: Conn::with_guests(cfg.proto, &cfg.guests),
+                            clock,
+                        });
                         c.conn.on_open();
                         let bytes = c.conn.take_broadcast();
                         b.fanout.queue(key, bytes);
@@ -170,7 +197,8 @@ pub fn run(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &R
                             break;
                         }
                         AcceptFailure::BackOff => {
-                            accept_paused_until = Some(std::time::Instant::now() + core::ACCEPT_BACKOFF);
+                            accept_paused_until =
+                                Some(std::time::Instant::now() + core::ACCEPT_BACKOFF);
                             break;
                         }
                         AcceptFailure::Next => {}

@@ -53,7 +53,11 @@ impl Conn {
     /// The connection was accepted: the protocol's greeting lands in the outbox, its
     /// join broadcast in [`Conn::take_broadcast`].
     pub fn on_open(&mut self) {
-        let mut fx = Effects { reply: &mut self.out, broadcast: &mut self.bcast, close: false };
+        let mut fx = Effects {
+            reply: &mut self.out,
+            broadcast: &mut self.bcast,
+            close: false,
+        };
         self.proto.on_open(&mut fx);
         if fx.close {
             self.close_after_flush = true;
@@ -64,7 +68,11 @@ impl Conn {
     /// would reply is not delivered).
     pub fn on_close(&mut self) -> Vec<u8> {
         let mut reply = Vec::new();
-        let mut fx = Effects { reply: &mut reply, broadcast: &mut self.bcast, close: false };
+        let mut fx = Effects {
+            reply: &mut reply,
+            broadcast: &mut self.bcast,
+            close: false,
+        };
         self.proto.on_close(&mut fx);
         std::mem::take(&mut self.bcast)
     }
@@ -87,7 +95,11 @@ impl Conn {
 
     /// The header deadline passed: the protocol's reply (HTTP 408) and a close.
     pub fn header_timeout(&mut self) {
-        let mut fx = Effects { reply: &mut self.out, broadcast: &mut self.bcast, close: false };
+        let mut fx = Effects {
+            reply: &mut self.out,
+            broadcast: &mut self.bcast,
+            close: false,
+        };
         self.proto.header_timeout(&mut fx);
         self.partial.clear();
         if fx.close {
@@ -100,7 +112,11 @@ impl Conn {
         if self.close_after_flush {
             return; // the protocol is done with this connection: discard
         }
-        let mut fx = Effects { reply: &mut self.out, broadcast: &mut self.bcast, close: false };
+        let mut fx = Effects {
+            reply: &mut self.out,
+            broadcast: &mut self.bcast,
+            close: false,
+        };
         if self.partial.is_empty() {
             let n = self.proto.handle(data, &mut fx);
             if n < data.len() {
@@ -215,9 +231,11 @@ mod tests {
             c.on_input(&[b'z'; 1000]);
             assert!(c.partial.len() <= crate::proto::chat::MAX_LINE + 1);
         }
-        c.on_input(b"
+        c.on_input(
+            b"
 ok
-");
+",
+        );
         assert_eq!(c.owed(), b"* line too long\n[guest-1] ok\n");
         assert!(!c.close_after_flush);
         // HTTP: an endless head is 431 and a close, and later input is ignored.
@@ -234,9 +252,16 @@ ok
         // The reaction itself, as the layer calls it.
         let mut out = Vec::new();
         let mut bc = Vec::new();
-        let mut fx = Effects { reply: &mut out, broadcast: &mut bc, close: false };
+        let mut fx = Effects {
+            reply: &mut out,
+            broadcast: &mut bc,
+            close: false,
+        };
         let mut p = ProtoState::new(Proto::Http);
-        p.handle(b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n", &mut fx);
+        p.handle(
+            b"POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n",
+            &mut fx,
+        );
         p.overflow(&mut fx);
         assert!(fx.close);
         assert!(String::from_utf8_lossy(&out).contains("HTTP/1.1 413 "));

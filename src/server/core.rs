@@ -56,7 +56,10 @@ pub fn accept_failed(e: &io::Error, stats: &mut LoopStats) -> AcceptFailure {
 pub fn accept(listen_fd: RawFd, nonblocking: bool) -> io::Result<RawFd> {
     let flags = libc::SOCK_CLOEXEC | if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: null address and length: the kernel writes no peer address; the new fd is the caller's.
-    syscall!(Accept4, accept4(listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), flags))
+    syscall!(
+        Accept4,
+        accept4(listen_fd, std::ptr::null_mut(), std::ptr::null_mut(), flags)
+    )
 }
 
 /// A new connection is in: count it, set TCP_NODELAY.
@@ -93,13 +96,25 @@ impl Drain {
 /// The loop was woken through its wake pipe (or polls the flags): answer a new
 /// SIGUSR1 with a snapshot of `stats` (this thread's syscall counts filled in), and
 /// return true when a stop was requested and the drain starts now.
-pub fn on_wake(signals: &Signals, reporter: &Reporter, stats: &mut LoopStats, drain: &mut Drain, timeout: Duration) -> bool {
+pub fn on_wake(
+    signals: &Signals,
+    reporter: &Reporter,
+    stats: &mut LoopStats,
+    drain: &mut Drain,
+    timeout: Duration,
+) -> bool {
     signals.drain();
     check_signals(signals, reporter, stats, drain, timeout)
 }
 
 /// [`on_wake`] without reading the wake pipe (busy polling reads the flags each turn).
-pub fn check_signals(signals: &Signals, reporter: &Reporter, stats: &mut LoopStats, drain: &mut Drain, timeout: Duration) -> bool {
+pub fn check_signals(
+    signals: &Signals,
+    reporter: &Reporter,
+    stats: &mut LoopStats,
+    drain: &mut Drain,
+    timeout: Duration,
+) -> bool {
     if signals.take_snapshot_request() {
         stats.syscalls = SyscallCounts::this_thread();
         reporter.snapshot(stats);
@@ -123,9 +138,23 @@ pub enum Recv {
 }
 
 /// One recv into `scratch`, fed to the connection's protocol; faults and counts here.
-pub fn recv(fd: RawFd, scratch: &mut [u8], conn: &mut Conn, faults: &mut Faults, stats: &mut LoopStats) -> Recv {
+pub fn recv(
+    fd: RawFd,
+    scratch: &mut [u8],
+    conn: &mut Conn,
+    faults: &mut Faults,
+    stats: &mut LoopStats,
+) -> Recv {
     // SAFETY: `scratch` is borrowed mutably for the call and is `scratch.len()` bytes long.
-    match syscall!(Recv, recv(fd, scratch.as_mut_ptr() as *mut libc::c_void, scratch.len(), 0)) {
+    match syscall!(
+        Recv,
+        recv(
+            fd,
+            scratch.as_mut_ptr() as *mut libc::c_void,
+            scratch.len(),
+            0
+        )
+    ) {
         Ok(0) => {
             conn.read_eof = true;
             Recv::Eof
@@ -171,7 +200,15 @@ pub fn flush(fd: RawFd, conn: &mut Conn, faults: &mut Faults, stats: &mut LoopSt
             len /= 2; // injected short send
         }
         // SAFETY: `owed` is borrowed for the call and `len` <= `owed.len()`; the kernel copies the bytes.
-        match syscall!(Send, send(fd, owed.as_ptr() as *const libc::c_void, len, libc::MSG_NOSIGNAL)) {
+        match syscall!(
+            Send,
+            send(
+                fd,
+                owed.as_ptr() as *const libc::c_void,
+                len,
+                libc::MSG_NOSIGNAL
+            )
+        ) {
             Ok(n) => {
                 stats.bytes_out += n as u64;
                 conn.advance(n as usize);
@@ -181,12 +218,19 @@ pub fn flush(fd: RawFd, conn: &mut Conn, faults: &mut Faults, stats: &mut LoopSt
             Err(_) => return Flush::Failed,
         }
     }
-    if conn.owed_len() > 0 { Flush::Owes } else { Flush::Done }
+    if conn.owed_len() > 0 {
+        Flush::Owes
+    } else {
+        Flush::Done
+    }
 }
 
 /// A counted sleep (accept back-off, busy polling with nothing to poll).
 pub fn sleep(d: Duration) {
-    let ts = libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long };
+    let ts = libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    };
     // SAFETY: `ts` lives on this stack frame for the call; no remainder is asked for (null).
     let _ = syscall!(Nanosleep, nanosleep(&ts, std::ptr::null_mut()));
 }
@@ -387,7 +431,13 @@ impl Blocking {
 
     /// The supervisor: run on its own thread until the serving side has ended.
     /// `acceptor` holds the acceptor's counts (accepted, accept errors...).
-    pub fn supervise(&self, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter, acceptor: &Mutex<LoopStats>) {
+    pub fn supervise(
+        &self,
+        cfg: &ServerConfig,
+        signals: &Signals,
+        reporter: &Reporter,
+        acceptor: &Mutex<LoopStats>,
+    ) {
         self.count_this_thread();
         let mut drain = Drain::default();
         let mut forced = false;
@@ -395,12 +445,22 @@ impl Blocking {
         let _ = self.done.0.set_nonblocking(true);
         loop {
             let timeout = match drain.deadline {
-                Some(d) if !forced => super::reactor::timeout_ms(Some(d.saturating_duration_since(Instant::now()))),
+                Some(d) if !forced => {
+                    super::reactor::timeout_ms(Some(d.saturating_duration_since(Instant::now())))
+                }
                 _ => -1,
             };
             let mut fds = [
-                libc::pollfd { fd: signals.fd(), events: libc::POLLIN, revents: 0 },
-                libc::pollfd { fd: done_fd, events: libc::POLLIN, revents: 0 },
+                libc::pollfd {
+                    fd: signals.fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: done_fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
             ];
             // SAFETY: `fds` lives on this stack frame for the call and has the 2 entries passed.
             let _ = syscall!(Poll, poll(fds.as_mut_ptr(), 2, timeout));
@@ -428,7 +488,13 @@ impl Blocking {
 /// it): recv, feed the protocol, send everything owed (a blocking send is the
 /// backpressure: nothing more is read while the peer does not read). `stats` gets
 /// the counts after every call.
-pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch: &mut [u8], stats: &Mutex<LoopStats>) {
+pub fn serve_blocking(
+    shared: &Blocking,
+    fd: RawFd,
+    cfg: &ServerConfig,
+    scratch: &mut [u8],
+    stats: &Mutex<LoopStats>,
+) {
     let mut conn = Conn::with_guests(cfg.proto, &cfg.guests);
     // A blocking connection has no other connection in its loop: its broadcasts go
     // nowhere (blocking serves one client; chat is refused on threads).
@@ -437,7 +503,10 @@ pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch:
     let mut s = LoopStats::default();
     let with_faults = cfg.faults.any();
     // Deadlines through SO_RCVTIMEO: a recv that waited that long returns EAGAIN.
-    let wait = [cfg.idle_timeout, cfg.header_timeout].into_iter().flatten().min();
+    let wait = [cfg.idle_timeout, cfg.header_timeout]
+        .into_iter()
+        .flatten()
+        .min();
     if let Some(t) = wait {
         let _ = sys::set_recv_timeout(fd, t);
     }
@@ -445,7 +514,13 @@ pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch:
     let mut head_since: Option<Instant> = None;
     // The shared counters, taken for one call and put back (not across the blocking
     // call: another thread may count meanwhile, so a count may be lost; tests only).
-    let take = || if with_faults { *lock(&shared.faults) } else { Faults::default() };
+    let take = || {
+        if with_faults {
+            *lock(&shared.faults)
+        } else {
+            Faults::default()
+        }
+    };
     let give = |f: Faults| {
         if with_faults {
             *lock(&shared.faults) = f;
@@ -461,7 +536,11 @@ pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch:
             let now = Instant::now();
             if let Recv::Data(_) = r {
                 last_input = now;
-                head_since = if conn.wants_header_deadline() { Some(head_since.unwrap_or(now)) } else { None };
+                head_since = if conn.wants_header_deadline() {
+                    Some(head_since.unwrap_or(now))
+                } else {
+                    None
+                };
             }
             if let (Some(h), Some(t)) = (cfg.header_timeout, head_since)
                 && t + h <= now
@@ -470,7 +549,9 @@ pub fn serve_blocking(shared: &Blocking, fd: RawFd, cfg: &ServerConfig, scratch:
                 s.header_timeouts += 1;
                 conn.header_timeout();
                 head_since = None;
-            } else if r == Recv::WouldBlock && cfg.idle_timeout.is_some_and(|i| last_input + i <= now) {
+            } else if r == Recv::WouldBlock
+                && cfg.idle_timeout.is_some_and(|i| last_input + i <= now)
+            {
                 s.idle_timeouts += 1;
                 lock(stats).clone_from(&s);
                 break;
@@ -543,14 +624,23 @@ pub struct Timers {
 
 impl Timers {
     pub fn new(cfg: &ServerConfig) -> Timers {
-        Timers { idle: cfg.idle_timeout, header: cfg.header_timeout, ..Timers::default() }
+        Timers {
+            idle: cfg.idle_timeout,
+            header: cfg.header_timeout,
+            ..Timers::default()
+        }
     }
 
     /// A clock for the new connection in slot `key`.
     pub fn open(&mut self, key: usize) -> Clock {
         self.next_id += 1;
         let now = Instant::now();
-        let mut c = Clock { id: self.next_id, last_input: now, head_since: None, armed: None };
+        let mut c = Clock {
+            id: self.next_id,
+            last_input: now,
+            head_since: None,
+            armed: None,
+        };
         self.rearm(key, &mut c);
         c
     }
@@ -603,7 +693,15 @@ impl Timers {
 
     /// An entry popped by [`Timers::pop_due`] for the connection in `key` now: what is
     /// due, or None (a stale entry, or the deadline moved: re-armed).
-    pub fn check(&mut self, key: usize, id: u64, at: Instant, clock: &mut Clock, conn: &Conn, now: Instant) -> Option<Due> {
+    pub fn check(
+        &mut self,
+        key: usize,
+        id: u64,
+        at: Instant,
+        clock: &mut Clock,
+        conn: &Conn,
+        now: Instant,
+    ) -> Option<Due> {
         if clock.id != id || clock.armed != Some(at) {
             return None;
         }

@@ -102,7 +102,10 @@ impl Fanout {
     /// A fan-out that drops a receiver over the cap only once it made no send progress
     /// for a turn ([`Fanout::recheck`]); for completion-based loops.
     pub fn lenient(cap: usize) -> Fanout {
-        Fanout { lenient: true, ..Fanout::new(cap) }
+        Fanout {
+            lenient: true,
+            ..Fanout::new(cap)
+        }
     }
 
     /// Lenient fan-out: some receiver is over the cap (for at most [`GRACE`] without
@@ -125,7 +128,9 @@ impl Fanout {
         let now = Instant::now();
         for (k, seen, since) in over {
             let (f, members) = room.parts();
-            let Some(m) = members.get_mut(k) else { continue };
+            let Some(m) = members.get_mut(k) else {
+                continue;
+            };
             if !m.live() || m.conn().dropped {
                 continue;
             }
@@ -168,7 +173,9 @@ impl Fanout {
         loop {
             loop {
                 let (f, members) = room.parts();
-                let Some((from, bytes)) = f.queue.pop_front() else { break };
+                let Some((from, bytes)) = f.queue.pop_front() else {
+                    break;
+                };
                 if f.lenient {
                     for (k, m) in members.iter_mut().filter(|(k, m)| *k != from && m.live()) {
                         let (inf, progress) = (m.in_flight(), m.progress());
@@ -254,13 +261,22 @@ mod tests {
     use crate::proto::{Guests, Proto};
 
     fn chat_room(n: usize, guests: &Guests) -> Vec<Conn> {
-        (0..n).map(|_| Conn::with_guests(Proto::Chat, guests)).collect()
+        (0..n)
+            .map(|_| Conn::with_guests(Proto::Chat, guests))
+            .collect()
     }
 
     /// Fan out whatever connection `k` broadcast.
     fn pump(f: &mut Fanout, conns: &mut [Conn], k: usize, in_flight: &[usize]) {
         let b = conns[k].take_broadcast();
-        f.broadcast(k, &b, conns.iter_mut().enumerate().map(|(i, c)| (i, c, in_flight[i])));
+        f.broadcast(
+            k,
+            &b,
+            conns
+                .iter_mut()
+                .enumerate()
+                .map(|(i, c)| (i, c, in_flight[i])),
+        );
     }
 
     #[test]
@@ -284,15 +300,25 @@ mod tests {
             text(&conns[0]),
             "* you are guest-1\n* guest-1 joined\n* guest-2 joined\n* guest-3 joined\n[guest-1] a1\n[guest-1] a2\n[guest-2] b1\n[guest-2] b2\n"
         );
-        assert_eq!(text(&conns[1]), "* guest-1 joined\n* you are guest-2\n* guest-2 joined\n* guest-3 joined\n[guest-2] b1\n[guest-1] a1\n[guest-1] a2\n[guest-2] b2\n");
-        assert_eq!(text(&conns[2]), "* guest-1 joined\n* guest-2 joined\n* you are guest-3\n* guest-3 joined\n[guest-2] b1\n[guest-1] a1\n[guest-1] a2\n[guest-2] b2\n");
+        assert_eq!(
+            text(&conns[1]),
+            "* guest-1 joined\n* you are guest-2\n* guest-2 joined\n* guest-3 joined\n[guest-2] b1\n[guest-1] a1\n[guest-1] a2\n[guest-2] b2\n"
+        );
+        assert_eq!(
+            text(&conns[2]),
+            "* guest-1 joined\n* guest-2 joined\n* you are guest-3\n* guest-3 joined\n[guest-2] b1\n[guest-1] a1\n[guest-1] a2\n[guest-2] b2\n"
+        );
         let mut w = f.take_woken();
         w.sort();
         assert_eq!(w, vec![0, 1, 2]);
         // Leaving: everyone else hears it.
         let bye = conns[2].on_close();
         assert_eq!(bye, b"* guest-3 left\n");
-        f.broadcast(2, &bye, conns.iter_mut().enumerate().map(|(i, c)| (i, c, 0)));
+        f.broadcast(
+            2,
+            &bye,
+            conns.iter_mut().enumerate().map(|(i, c)| (i, c, 0)),
+        );
         assert!(text(&conns[0]).ends_with("* guest-3 left\n"));
         assert!(!text(&conns[2]).ends_with("* guest-3 left\n"));
     }
@@ -318,7 +344,14 @@ mod tests {
         // The dropped one got nothing over the cap, and nothing after being dropped.
         assert!(conns[2].owed_len() + 900 <= 1024);
         // The sender's own replies were never held back: all 40 lines are owed to it.
-        assert_eq!(conns[0].owed().split(|&b| b == b'\n').filter(|l| l.starts_with(b"[guest-1]")).count(), 40);
+        assert_eq!(
+            conns[0]
+                .owed()
+                .split(|&b| b == b'\n')
+                .filter(|l| l.starts_with(b"[guest-1]"))
+                .count(),
+            40
+        );
         // Counted once, even with more broadcasts.
         conns[0].on_input(line.as_bytes());
         pump(&mut f, &mut conns, 0, &in_flight);
@@ -371,9 +404,16 @@ mod tests {
     #[test]
     fn lenient_drops_only_without_progress_for_the_grace() {
         let guests = Guests::default();
-        let mut r = R { f: Fanout::lenient(1000), conns: Slab::new(), closed: Vec::new() };
+        let mut r = R {
+            f: Fanout::lenient(1000),
+            conns: Slab::new(),
+            closed: Vec::new(),
+        };
         for _ in 0..3 {
-            r.conns.insert(M { conn: Conn::with_guests(Proto::Chat, &guests), sent: 0 });
+            r.conns.insert(M {
+                conn: Conn::with_guests(Proto::Chat, &guests),
+                sent: 0,
+            });
         }
         let line = vec![b'x'; 600];
         // Over the cap within a turn: everyone still gets the bytes.

@@ -47,7 +47,11 @@ pub struct BadFaults(String);
 
 impl fmt::Display for BadFaults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "bad {ENV}: {} (expected e.g. \"recv-reset=7,recv-nobufs=5,send-short=3\")", self.0)
+        write!(
+            f,
+            "bad {ENV}: {} (expected e.g. \"recv-reset=7,recv-nobufs=5,send-short=3\")",
+            self.0
+        )
     }
 }
 
@@ -57,8 +61,15 @@ impl Faults {
     pub fn parse(spec: &str) -> Result<Faults, BadFaults> {
         let mut f = Faults::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let (name, n) = item.split_once('=').ok_or_else(|| BadFaults(format!("`{item}` has no `=N`")))?;
-            let n: u64 = n.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| BadFaults(format!("`{item}`: N must be a positive integer")))?;
+            let (name, n) = item
+                .split_once('=')
+                .ok_or_else(|| BadFaults(format!("`{item}` has no `=N`")))?;
+            let n: u64 = n
+                .trim()
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| BadFaults(format!("`{item}`: N must be a positive integer")))?;
             let slot = match name.trim() {
                 "recv-reset" => &mut f.recv_reset,
                 "recv-nobufs" => &mut f.recv_nobufs,

@@ -90,7 +90,14 @@ impl ServerConfig {
         if let Some(cq) = a.cq_entries
             && cq < a.ring_entries
         {
-            return Err(crate::ExitError { code: 2, msg: format!("--cq-entries {cq} must be at least --ring-entries {}", a.ring_entries) }.into());
+            return Err(crate::error::ExitError {
+                code: 2,
+                msg: format!(
+                    "--cq-entries {cq} must be at least --ring-entries {}",
+                    a.ring_entries
+                ),
+            }
+            .into());
         }
         let cpus = percore::plan_cpus(threads, a.pin, a.cpus.as_deref(), sys::allowed_cpus)?;
         Ok(ServerConfig {
@@ -116,7 +123,10 @@ impl ServerConfig {
             max_threads: a.max_threads as usize,
             cpus,
             guests: Arc::default(),
-            header_timeout: secs_or_off(a.header_timeout.or((a.proto == Proto::Http).then_some(10.0))),
+            header_timeout: secs_or_off(
+                a.header_timeout
+                    .or((a.proto == Proto::Http).then_some(10.0)),
+            ),
             idle_timeout: secs_or_off(a.idle_timeout.or((a.proto == Proto::Http).then_some(60.0))),
             max_conns: (a.max_conns > 0).then_some(a.max_conns as usize),
         })
@@ -154,7 +164,9 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend's name, in the order of MODELS.md's table (uring last).
-    pub const NAMES: [&'static str; 8] = ["blocking", "threads", "busypoll", "select", "poll", "epoll", "sigio", "uring"];
+    pub const NAMES: [&'static str; 8] = [
+        "blocking", "threads", "busypoll", "select", "poll", "epoll", "sigio", "uring",
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -187,13 +199,19 @@ impl Backend {
     /// False for the models with no event loop to replicate: `--threads N` > 1 is
     /// refused for them.
     pub fn has_event_loop(self) -> bool {
-        !matches!(self, Backend::Threads | Backend::Blocking | Backend::Busypoll)
+        !matches!(
+            self,
+            Backend::Threads | Backend::Blocking | Backend::Busypoll
+        )
     }
 
     /// Whether the listening socket is non-blocking (io_uring polls blocking sockets;
     /// the blocking models block in accept).
     pub fn nonblocking_listener(self) -> bool {
-        !matches!(self, Backend::Uring(_) | Backend::Threads | Backend::Blocking)
+        !matches!(
+            self,
+            Backend::Uring(_) | Backend::Threads | Backend::Blocking
+        )
     }
 
     pub fn features(self) -> Option<FeatureLevel> {
@@ -340,7 +358,12 @@ impl SignalHub {
             read.set_nonblocking(true)?;
             write.set_nonblocking(true)?;
             wakers.push(write);
-            each.push(Signals { read, stop: stop.clone(), requests: requests.clone(), seen: Arc::new(AtomicUsize::new(0)) });
+            each.push(Signals {
+                read,
+                stop: stop.clone(),
+                requests: requests.clone(),
+                seen: Arc::new(AtomicUsize::new(0)),
+            });
         }
         let wakers = Arc::new(wakers);
         for sig in [SIGINT, SIGTERM] {
@@ -394,7 +417,10 @@ impl Signals {
         let mut buf = [0u8; 256];
         for _ in 0..4096 {
             // SAFETY: `buf` lives on this stack frame for the call and is `buf.len()` bytes long.
-            match syscall!(Read, read(self.fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())) {
+            match syscall!(
+                Read,
+                read(self.fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+            ) {
                 Ok(n) if n > 0 => continue,
                 _ => break,
             }
@@ -507,9 +533,21 @@ pub struct StatsBoard {
 }
 
 impl StatsBoard {
-    pub fn new(backend: Backend, uring: Option<uring::probe::RingFeatures>, cfg: ServerConfig, addr: SocketAddr) -> StatsBoard {
+    pub fn new(
+        backend: Backend,
+        uring: Option<uring::probe::RingFeatures>,
+        cfg: ServerConfig,
+        addr: SocketAddr,
+    ) -> StatsBoard {
         let n = cfg.threads;
-        StatsBoard { backend, uring, cfg, addr, started: Instant::now(), slots: Mutex::new(percore::Board::new(n)) }
+        StatsBoard {
+            backend,
+            uring,
+            cfg,
+            addr,
+            started: Instant::now(),
+            slots: Mutex::new(percore::Board::new(n)),
+        }
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, percore::Board> {
@@ -604,7 +642,9 @@ impl StatsBoard {
     /// Write the JSON stats file if asked for (atomically: temp file, then rename, so a
     /// reader never sees half a file).
     pub fn write_json(&self, r: &StatsReport) -> io::Result<()> {
-        let Some(path) = &self.cfg.stats_json else { return Ok(()) };
+        let Some(path) = &self.cfg.stats_json else {
+            return Ok(());
+        };
         let tmp = path.with_extension("tmp");
         let body = serde_json::to_vec_pretty(r).map_err(io::Error::other)?;
         std::fs::write(&tmp, body)?;
@@ -622,14 +662,19 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(index: usize, signals: &Signals, board: Arc<StatsBoard>) -> Reporter {
-        Reporter { index, seen: signals.seen.clone(), board }
+        Reporter {
+            index,
+            seen: signals.seen.clone(),
+            board,
+        }
     }
 
     /// SIGUSR1: publish this loop's counts for the request just taken. The file is
     /// written, merged over every loop, once all have published for that request; a
     /// failure to write it is a warning, not the end of the server.
     pub fn snapshot(&self, s: &LoopStats) {
-        self.board.publish(self.index, Some(self.seen.load(Ordering::Relaxed)), Some(s));
+        self.board
+            .publish(self.index, Some(self.seen.load(Ordering::Relaxed)), Some(s));
     }
 
     /// The loop has ended (with its final counts, or `None` after an error): it no
@@ -651,7 +696,11 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
         "  connections: accepted={} closed={} accept_errors={} accept_backoffs={} forced_closed={}",
-        r.connections_accepted, r.connections_closed, r.accept_errors, r.accept_backoffs, r.forced_closed
+        r.connections_accepted,
+        r.connections_closed,
+        r.accept_errors,
+        r.accept_backoffs,
+        r.forced_closed
     )?;
     writeln!(out, "  bytes: in={} out={}", r.bytes_in, r.bytes_out)?;
     writeln!(
@@ -660,7 +709,12 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         r.idle_timeouts, r.header_timeouts, r.refused_max_conns, r.slow_receivers_dropped
     )?;
     let calls: Vec<String> = r.syscalls.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    writeln!(out, "  syscalls: total={} {}", r.syscalls_total, calls.join(" "))?;
+    writeln!(
+        out,
+        "  syscalls: total={} {}",
+        r.syscalls_total,
+        calls.join(" ")
+    )?;
     if r.backend == "uring" {
         writeln!(
             out,
@@ -673,7 +727,11 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     }
     match r.backend {
         "select" => writeln!(out, "  select: refused_fd_setsize={}", r.refused_fd_setsize)?,
-        "sigio" => writeln!(out, "  sigio: signals={} overflows={}", r.sigio_signals, r.sigio_overflows)?,
+        "sigio" => writeln!(
+            out,
+            "  sigio: signals={} overflows={}",
+            r.sigio_signals, r.sigio_overflows
+        )?,
         "busypoll" => writeln!(out, "  busypoll: eagain={}", r.busypoll_eagain)?,
         "threads" => writeln!(
             out,
@@ -701,7 +759,9 @@ fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
         )?;
     }
     if r.threads > 1 {
-        let each = |f: fn(&ThreadReport) -> String| r.per_thread.iter().map(f).collect::<Vec<_>>().join("/");
+        let each = |f: fn(&ThreadReport) -> String| {
+            r.per_thread.iter().map(f).collect::<Vec<_>>().join("/")
+        };
         writeln!(
             out,
             "  per thread: connections {} bytes_in {} cpu {}",
@@ -722,7 +782,8 @@ pub fn serve_cmd(a: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// Choose the backend, bind, run until a stop signal, report.
 pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
-    let (hub, signals) = SignalHub::install(cfg.threads).context("cannot install signal handlers")?;
+    let (hub, signals) =
+        SignalHub::install(cfg.threads).context("cannot install signal handlers")?;
     // Decide the backend before binding, so a failed `--backend uring` leaves no
     // socket behind and `auto` prints its one warning first. This ring serves loop 0;
     // every other loop sets up its own.
@@ -742,7 +803,7 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
         None => Backend::from_choice(cfg.backend).unwrap_or(Backend::Epoll),
     };
     if !backend.has_event_loop() && cfg.threads > 1 {
-        anyhow::bail!(crate::ExitError {
+        anyhow::bail!(crate::error::ExitError {
             code: 2,
             msg: format!(
                 "--threads {} does not apply to --backend {}: it has no event loop to run per core (use --threads 1)",
@@ -753,9 +814,12 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
     }
     if cfg.proto == Proto::Chat && cfg.threads > 1 {
         // One fan-out per event loop: broadcasts do not cross loops.
-        anyhow::bail!(crate::ExitError {
+        anyhow::bail!(crate::error::ExitError {
             code: 2,
-            msg: format!("--proto chat runs on one event loop: --threads {} is not supported (use --threads 1)", cfg.threads)
+            msg: format!(
+                "--proto chat runs on one event loop: --threads {} is not supported (use --threads 1)",
+                cfg.threads
+            )
         });
     }
     if backend == Backend::Sigio {
@@ -765,14 +829,24 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
     let uring_features = ring.as_ref().map(|r| r.features);
     // io_uring sockets stay blocking (the ring polls them), and so do the blocking
     // models' listeners; the readiness models need non-blocking ones.
-    let listeners = listener::bind_group(cfg.addr, cfg.threads, cfg.backlog, backend.nonblocking_listener())
-        .with_context(|| format!("cannot listen on {}", cfg.addr))?;
-    let addr = listeners[0].local_addr()?.as_socket().context("listener has no inet address")?;
+    let listeners = listener::bind_group(
+        cfg.addr,
+        cfg.threads,
+        cfg.backlog,
+        backend.nonblocking_listener(),
+    )
+    .with_context(|| format!("cannot listen on {}", cfg.addr))?;
+    let addr = listeners[0]
+        .local_addr()?
+        .as_socket()
+        .context("listener has no inet address")?;
     let board = Arc::new(StatsBoard::new(backend, uring_features, cfg.clone(), addr));
     // Printed once every loop is ready to serve.
     let announce = || {
         if !cfg.quiet {
-            let cpus = cfg.cpus.as_ref().map_or(String::new(), |c| format!(" cpus={}", crate::cli::format_cpu_list(c)));
+            let cpus = cfg.cpus.as_ref().map_or(String::new(), |c| {
+                format!(" cpus={}", crate::os::cpus::format_cpu_list(c))
+            });
             println!(
                 "ringmux: serving {} on {addr} backend={} features={} threads={}{cpus} pid={}",
                 cfg.proto.name(),
@@ -785,18 +859,35 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
                 println!("ringmux: io_uring {}", f.summary());
             }
             if cfg.faults.any() {
-                println!("ringmux: fault injection on: {}", std::env::var(fault::ENV).unwrap_or_default());
+                println!(
+                    "ringmux: fault injection on: {}",
+                    std::env::var(fault::ENV).unwrap_or_default()
+                );
             }
         }
     };
-    percore::run(&cfg, backend, ring, listeners, signals, Arc::new(hub), &board, announce)?;
+    percore::run(
+        &cfg,
+        backend,
+        ring,
+        listeners,
+        signals,
+        Arc::new(hub),
+        &board,
+        announce,
+    )?;
     let report = board.report(true);
     if !cfg.quiet {
         let mut out = io::stdout().lock();
         print_summary(&report, &mut out)?;
         out.flush()?;
     }
-    board.write_json(&report).with_context(|| format!("cannot write {}", cfg.stats_json.as_ref().unwrap().display()))?;
+    board.write_json(&report).with_context(|| {
+        format!(
+            "cannot write {}",
+            cfg.stats_json.as_ref().unwrap().display()
+        )
+    })?;
     Ok(report)
 }
 
@@ -837,12 +928,42 @@ mod tests {
         let mut m = LoopStats::default();
         m.merge(&a);
         m.merge(&a);
-        assert_eq!((m.accepted, m.closed, m.accept_errors, m.accept_backoffs), (2, 4, 6, 8));
-        assert_eq!((m.bytes_in, m.bytes_out, m.cq_overflow, m.sq_full, m.enter_busy, m.forced_closed), (10, 12, 14, 16, 18, 20));
-        assert_eq!((m.recv_nobufs, m.buf_grows, m.faults_injected), (22, 24, 26));
-        assert_eq!((m.refused_fd_setsize, m.sigio_signals, m.sigio_overflows), (28, 30, 32));
-        assert_eq!((m.busypoll_eagain, m.threads_started, m.threads_peak), (34, 36, 38));
-        assert_eq!((m.slow_receivers_dropped, m.idle_timeouts, m.header_timeouts, m.refused_max_conns), (40, 42, 44, 46));
+        assert_eq!(
+            (m.accepted, m.closed, m.accept_errors, m.accept_backoffs),
+            (2, 4, 6, 8)
+        );
+        assert_eq!(
+            (
+                m.bytes_in,
+                m.bytes_out,
+                m.cq_overflow,
+                m.sq_full,
+                m.enter_busy,
+                m.forced_closed
+            ),
+            (10, 12, 14, 16, 18, 20)
+        );
+        assert_eq!(
+            (m.recv_nobufs, m.buf_grows, m.faults_injected),
+            (22, 24, 26)
+        );
+        assert_eq!(
+            (m.refused_fd_setsize, m.sigio_signals, m.sigio_overflows),
+            (28, 30, 32)
+        );
+        assert_eq!(
+            (m.busypoll_eagain, m.threads_started, m.threads_peak),
+            (34, 36, 38)
+        );
+        assert_eq!(
+            (
+                m.slow_receivers_dropped,
+                m.idle_timeouts,
+                m.header_timeouts,
+                m.refused_max_conns
+            ),
+            (40, 42, 44, 46)
+        );
         assert_eq!(m.syscalls.0[sys::Sys::Recv as usize], 10);
         assert_eq!(m.syscalls.total(), 10);
     }

@@ -26,8 +26,11 @@ use socket2::Socket;
 
 use super::sys::{self, Usage};
 use super::uring::Ring;
-use super::{Backend, LoopStats, Reporter, ServerConfig, SignalHub, Signals, StatsBoard, blocking, busypoll, reactor, threads, uring};
-use crate::cli::{format_cpu_list, parse_cpu_list};
+use super::{
+    Backend, LoopStats, Reporter, ServerConfig, SignalHub, Signals, StatsBoard, blocking, busypoll,
+    reactor, threads, uring,
+};
+use crate::os::cpus::{format_cpu_list, parse_cpu_list};
 
 /// The CPU of each loop, or `None` without pinning. `--cpus` implies `--pin`; loop i
 /// gets CPU i of the list (or CPU i without a list). `allowed` gives the CPUs this
@@ -42,7 +45,10 @@ pub fn plan_cpus(
         Some(l) => {
             let cpus = parse_cpu_list(l).with_context(|| format!("--cpus '{l}'"))?;
             if cpus.len() < threads {
-                bail!("--cpus '{l}' lists {} CPU(s) for --threads {threads}: give one CPU per event loop", cpus.len());
+                bail!(
+                    "--cpus '{l}' lists {} CPU(s) for --threads {threads}: give one CPU per event loop",
+                    cpus.len()
+                );
             }
             cpus[..threads].to_vec()
         }
@@ -89,13 +95,22 @@ struct Slot {
 
 impl Board {
     pub fn new(loops: usize) -> Board {
-        Board { slots: vec![Slot::default(); loops.max(1)], written: 0 }
+        Board {
+            slots: vec![Slot::default(); loops.max(1)],
+            written: 0,
+        }
     }
 
     /// Loop `i` publishes: counts for request `generation`, or its end (`None`; counts
     /// `None` keep what it published before). True when this completes a request no
     /// merged snapshot was written for yet: the caller writes one now.
-    pub fn publish(&mut self, i: usize, generation: Option<usize>, stats: Option<&LoopStats>, cpu: Usage) -> bool {
+    pub fn publish(
+        &mut self,
+        i: usize,
+        generation: Option<usize>,
+        stats: Option<&LoopStats>,
+        cpu: Usage,
+    ) -> bool {
         let slot = &mut self.slots[i];
         if let Some(s) = stats {
             slot.stats = s.clone();
@@ -106,7 +121,15 @@ impl Board {
             None => slot.finished = true,
         }
         // Every loop ended: the final report follows, no snapshot.
-        let Some(complete) = self.slots.iter().filter(|s| !s.finished).map(|s| s.generation).min() else { return false };
+        let Some(complete) = self
+            .slots
+            .iter()
+            .filter(|s| !s.finished)
+            .map(|s| s.generation)
+            .min()
+        else {
+            return false;
+        };
         if complete > self.written {
             self.written = complete;
             return true;
@@ -177,7 +200,9 @@ pub fn run(
                 reporter.finish(None);
                 return Ok(()); // another loop could not start
             }
-            run_loop(i, n, backend, ring, listener, &cfg, &signals, &reporter, &hub)
+            run_loop(
+                i, n, backend, ring, listener, &cfg, &signals, &reporter, &hub,
+            )
         };
         let handle = thread::Builder::new()
             .name(format!("ringmux-loop-{i}"))
@@ -218,10 +243,14 @@ pub fn run(
     for (_, go) in &workers {
         let _ = go.send(true);
     }
-    let first = run_loop(0, n, backend, ring, listener0, cfg, &signals0, &reporter0, &hub);
+    let first = run_loop(
+        0, n, backend, ring, listener0, cfg, &signals0, &reporter0, &hub,
+    );
     let mut result = first;
     for (i, (handle, _)) in workers.into_iter().enumerate() {
-        let r = handle.join().unwrap_or_else(|_| Err(anyhow!("event loop {} panicked", i + 1)));
+        let r = handle
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("event loop {} panicked", i + 1)));
         if result.is_ok() {
             result = r;
         }
@@ -230,11 +259,19 @@ pub fn run(
 }
 
 /// On a loop's own thread, before it serves: pin it, set up its ring.
-fn prepare(i: usize, n: usize, cfg: &ServerConfig, backend: Backend) -> anyhow::Result<Option<Ring>> {
+fn prepare(
+    i: usize,
+    n: usize,
+    cfg: &ServerConfig,
+    backend: Backend,
+) -> anyhow::Result<Option<Ring>> {
     if let Some(cpu) = cfg.cpus.as_ref().map(|c| c[i]) {
-        sys::pin_current_thread(cpu).map_err(|e| anyhow!("event loop {i}: cannot pin to CPU {cpu}: {e}"))?;
+        sys::pin_current_thread(cpu)
+            .map_err(|e| anyhow!("event loop {i}: cannot pin to CPU {cpu}: {e}"))?;
     }
-    let Backend::Uring(level) = backend else { return Ok(None) };
+    let Backend::Uring(level) = backend else {
+        return Ok(None);
+    };
     // The level loop 0 got, pinned: every loop serves the same way.
     let mut pinned = cfg.clone();
     pinned.features = crate::cli::FeatureChoice::from(level);
@@ -242,7 +279,10 @@ fn prepare(i: usize, n: usize, cfg: &ServerConfig, backend: Backend) -> anyhow::
         anyhow!("event loop {i} of {n}: {e} (each loop sets up its own ring: fewer --threads or a smaller --ring-entries may fit)")
     })?;
     if ring.features.level != level {
-        bail!("event loop {i} of {n}: io_uring gave feature level {:?}, loop 0 got {level:?}", ring.features.level);
+        bail!(
+            "event loop {i} of {n}: io_uring gave feature level {:?}, loop 0 got {level:?}",
+            ring.features.level
+        );
     }
     Ok(Some(ring))
 }
@@ -277,14 +317,24 @@ fn run_loop(
     reporter: &Reporter,
     hub: &SignalHub,
 ) -> anyhow::Result<()> {
-    let mut guard = StopOthersUnlessDisarmed { hub, reporter, armed: true };
+    let mut guard = StopOthersUnlessDisarmed {
+        hub,
+        reporter,
+        armed: true,
+    };
     let res = match (backend, ring) {
         (Backend::Uring(_), Some(ring)) => uring::run(ring, listener, cfg, signals, reporter),
         (Backend::Uring(_), None) => unreachable!("a uring loop always has its ring"),
-        (Backend::Epoll, _) => reactor::run::<reactor::epoll::Epoll>(listener, cfg, signals, reporter),
+        (Backend::Epoll, _) => {
+            reactor::run::<reactor::epoll::Epoll>(listener, cfg, signals, reporter)
+        }
         (Backend::Poll, _) => reactor::run::<reactor::poll::Poll>(listener, cfg, signals, reporter),
-        (Backend::Select, _) => reactor::run::<reactor::select::Select>(listener, cfg, signals, reporter),
-        (Backend::Sigio, _) => reactor::run::<reactor::sigio::Sigio>(listener, cfg, signals, reporter),
+        (Backend::Select, _) => {
+            reactor::run::<reactor::select::Select>(listener, cfg, signals, reporter)
+        }
+        (Backend::Sigio, _) => {
+            reactor::run::<reactor::sigio::Sigio>(listener, cfg, signals, reporter)
+        }
         (Backend::Threads, _) => threads::run(listener, cfg, signals, reporter),
         (Backend::Blocking, _) => blocking::run(listener, cfg, signals, reporter),
         (Backend::Busypoll, _) => busypoll::run(listener, cfg, signals, reporter),
@@ -292,7 +342,9 @@ fn run_loop(
     let stats = match res {
         Ok(s) => s,
         Err(e) if n == 1 => return Err(anyhow::Error::new(e).context("event loop failed")),
-        Err(e) => return Err(anyhow::Error::new(e).context(format!("event loop {i} of {n} failed"))),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("event loop {i} of {n} failed")));
+        }
     };
     guard.armed = false;
     reporter.finish(Some(&stats));
@@ -304,7 +356,10 @@ mod tests {
     use super::*;
 
     fn stats(accepted: u64) -> LoopStats {
-        LoopStats { accepted, ..Default::default() }
+        LoopStats {
+            accepted,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -313,7 +368,10 @@ mod tests {
         let mut b = Board::new(3);
         assert!(!b.publish(0, Some(1), Some(&stats(1)), u));
         assert!(!b.publish(1, Some(1), Some(&stats(2)), u));
-        assert!(b.publish(2, Some(1), Some(&stats(3)), u), "the last loop to publish completes request 1");
+        assert!(
+            b.publish(2, Some(1), Some(&stats(3)), u),
+            "the last loop to publish completes request 1"
+        );
         assert_eq!(b.written(), 1);
         assert_eq!(b.merged().accepted, 6);
         let per: Vec<u64> = b.each().map(|(s, _)| s.accepted).collect();
@@ -328,8 +386,14 @@ mod tests {
         let u = Usage::default();
         let mut b = Board::new(2);
         assert!(!b.publish(1, Some(2), Some(&stats(1)), u));
-        assert!(b.publish(0, Some(3), Some(&stats(1)), u), "every loop answered request 2 or later");
-        assert!(b.publish(1, Some(3), Some(&stats(2)), u), "request 3 complete too");
+        assert!(
+            b.publish(0, Some(3), Some(&stats(1)), u),
+            "every loop answered request 2 or later"
+        );
+        assert!(
+            b.publish(1, Some(3), Some(&stats(2)), u),
+            "request 3 complete too"
+        );
         assert!(!b.publish(0, Some(3), None, u));
     }
 
@@ -337,16 +401,30 @@ mod tests {
     fn ended_loops_never_hold_snapshots_up() {
         let u = Usage::default();
         let mut b = Board::new(2);
-        assert!(!b.publish(0, None, Some(&stats(5)), u), "an end is no snapshot");
-        assert!(b.publish(1, Some(1), Some(&stats(1)), u), "loop 0 has ended: loop 1 alone completes");
-        assert_eq!(b.merged().accepted, 6, "the ended loop's final counts are in");
+        assert!(
+            !b.publish(0, None, Some(&stats(5)), u),
+            "an end is no snapshot"
+        );
+        assert!(
+            b.publish(1, Some(1), Some(&stats(1)), u),
+            "loop 0 has ended: loop 1 alone completes"
+        );
+        assert_eq!(
+            b.merged().accepted,
+            6,
+            "the ended loop's final counts are in"
+        );
         // A loop that ends before answering a pending request completes it.
         let mut b = Board::new(2);
         assert!(!b.publish(0, Some(1), Some(&stats(1)), u));
         assert!(b.publish(1, None, Some(&stats(2)), u));
         // Once all have ended only the final report is written.
         assert!(!b.publish(0, None, None, u));
-        assert_eq!(b.merged().accepted, 3, "None keeps the counts published before");
+        assert_eq!(
+            b.merged().accepted,
+            3,
+            "None keeps the counts published before"
+        );
     }
 
     #[test]
@@ -364,22 +442,45 @@ mod tests {
         assert_eq!(plan_cpus(2, false, None, two).unwrap(), None);
         assert_eq!(plan_cpus(2, true, None, two).unwrap(), Some(vec![0, 1]));
         assert_eq!(plan_cpus(1, true, None, two).unwrap(), Some(vec![0]));
-        assert_eq!(plan_cpus(1, false, Some("1"), two).unwrap(), Some(vec![1]), "--cpus implies --pin");
-        assert_eq!(plan_cpus(2, true, Some("1,0"), two).unwrap(), Some(vec![1, 0]));
-        assert_eq!(plan_cpus(1, true, Some("1,0"), two).unwrap(), Some(vec![1]), "extra CPUs are unused");
-        assert_eq!(plan_cpus(3, true, Some("2-5,7"), || Ok((0..8).collect())).unwrap(), Some(vec![2, 3, 4]));
+        assert_eq!(
+            plan_cpus(1, false, Some("1"), two).unwrap(),
+            Some(vec![1]),
+            "--cpus implies --pin"
+        );
+        assert_eq!(
+            plan_cpus(2, true, Some("1,0"), two).unwrap(),
+            Some(vec![1, 0])
+        );
+        assert_eq!(
+            plan_cpus(1, true, Some("1,0"), two).unwrap(),
+            Some(vec![1]),
+            "extra CPUs are unused"
+        );
+        assert_eq!(
+            plan_cpus(3, true, Some("2-5,7"), || Ok((0..8).collect())).unwrap(),
+            Some(vec![2, 3, 4])
+        );
         let err = |t, pin, l| format!("{:#}", plan_cpus(t, pin, l, two).unwrap_err());
         let e = err(3, true, None);
-        assert!(e.contains("CPU 2 is not available") && e.contains("0-1") && e.contains("--cpus"), "{e}");
+        assert!(
+            e.contains("CPU 2 is not available") && e.contains("0-1") && e.contains("--cpus"),
+            "{e}"
+        );
         let e = err(2, true, Some("0,5"));
         assert!(e.contains("--cpus: CPU 5 is not available"), "{e}");
         let e = err(3, true, Some("0-1"));
         assert!(e.contains("lists 2 CPU(s) for --threads 3"), "{e}");
         let e = err(1, true, Some("x"));
-        assert!(e.contains("--cpus 'x'") && e.contains("not a CPU number"), "{e}");
+        assert!(
+            e.contains("--cpus 'x'") && e.contains("not a CPU number"),
+            "{e}"
+        );
         let e = err(1, true, Some("99999"));
         assert!(e.contains("out of range"), "{e}");
         // Not asked for the affinity when nothing is pinned.
-        assert_eq!(plan_cpus(4, false, None, || Err(std::io::Error::other("unasked"))).unwrap(), None);
+        assert_eq!(
+            plan_cpus(4, false, None, || Err(std::io::Error::other("unasked"))).unwrap(),
+            None
+        );
     }
 }

@@ -106,7 +106,12 @@ impl SyscallCounts {
 
     /// Non-zero counts by name.
     pub fn by_name(&self) -> BTreeMap<String, u64> {
-        NAMES.iter().zip(self.0).filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_string(), n)).collect()
+        NAMES
+            .iter()
+            .zip(self.0)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect()
     }
 }
 
@@ -150,7 +155,14 @@ pub fn shutdown_rdwr(fd: i32) {
 pub fn wake(fd: i32) {
     let b = 1u8;
     // SAFETY: `b` is a live byte for the duration of the call; a bad fd is only an error.
-    let _ = unsafe { libc::send(fd, (&b as *const u8).cast(), 1, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    let _ = unsafe {
+        libc::send(
+            fd,
+            (&b as *const u8).cast(),
+            1,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
 }
 
 pub fn close(fd: i32) {
@@ -160,7 +172,10 @@ pub fn close(fd: i32) {
 
 /// SO_RCVTIMEO: a blocking recv on `fd` returns EAGAIN after `t` without data.
 pub fn set_recv_timeout(fd: i32, t: std::time::Duration) -> io::Result<()> {
-    let tv = libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t };
+    let tv = libc::timeval {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_usec: t.subsec_micros() as libc::suseconds_t,
+    };
     syscall!(
         Setsockopt,
         setsockopt(
@@ -190,7 +205,10 @@ pub fn set_nodelay(fd: i32) -> io::Result<()> {
     .map(drop)
 }
 
-pub use crate::os::{RUSAGE_THREAD, errno_name, Usage, allowed_cpus, pin_current_thread, thread_usage, usage, usage_of};
+pub use crate::os::{
+    RUSAGE_THREAD, Usage, allowed_cpus, errno_name, pin_current_thread, thread_usage, usage,
+    usage_of,
+};
 
 #[cfg(test)]
 mod tests {
@@ -203,7 +221,10 @@ mod tests {
         let r = syscall!(Close, close(-1));
         assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EBADF));
         let after = SyscallCounts::this_thread();
-        assert_eq!(after.0[Sys::Close as usize] - before.0[Sys::Close as usize], 1);
+        assert_eq!(
+            after.0[Sys::Close as usize] - before.0[Sys::Close as usize],
+            1
+        );
         assert_eq!(after.total() - before.total(), 1);
         // The kind counted is reported under its own name, and no two kinds share one.
         let mut diff = SyscallCounts::default();
@@ -214,7 +235,11 @@ mod tests {
         let mut names = NAMES.to_vec();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), NAMES.len(), "duplicate syscall names: {NAMES:?}");
+        assert_eq!(
+            names.len(),
+            NAMES.len(),
+            "duplicate syscall names: {NAMES:?}"
+        );
     }
 
     #[test]
@@ -227,7 +252,10 @@ mod tests {
         std::thread::spawn(move || {
             pin_current_thread(cpu).unwrap();
             assert_eq!(allowed_cpus().unwrap(), vec![cpu]);
-            assert_eq!(pin_current_thread(100_000).unwrap_err().raw_os_error(), Some(libc::EINVAL));
+            assert_eq!(
+                pin_current_thread(100_000).unwrap_err().raw_os_error(),
+                Some(libc::EINVAL)
+            );
             // Burn CPU on this thread until its usage shows it (or a deadline): a usage
             // that never moves, or exceeds the wall time, fails.
             let t0 = std::time::Instant::now();
@@ -237,12 +265,21 @@ mod tests {
                     x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
                 }
                 let u = thread_usage();
-                if u.user_s + u.sys_s >= 0.005 || t0.elapsed() > std::time::Duration::from_secs(10) {
+                if u.user_s + u.sys_s >= 0.005 || t0.elapsed() > std::time::Duration::from_secs(10)
+                {
                     break u;
                 }
             };
-            assert!(u.user_s + u.sys_s >= 0.005, "thread CPU time never reached 5 ms in {:?}: {u:?}", t0.elapsed());
-            assert!(u.user_s + u.sys_s <= t0.elapsed().as_secs_f64() + 0.05, "more CPU than wall time: {u:?} in {:?}", t0.elapsed());
+            assert!(
+                u.user_s + u.sys_s >= 0.005,
+                "thread CPU time never reached 5 ms in {:?}: {u:?}",
+                t0.elapsed()
+            );
+            assert!(
+                u.user_s + u.sys_s <= t0.elapsed().as_secs_f64() + 0.05,
+                "more CPU than wall time: {u:?} in {:?}",
+                t0.elapsed()
+            );
         })
         .join()
         .unwrap();

@@ -25,7 +25,12 @@ use super::{LoopStats, Reporter, ServerConfig, Signals};
 /// Stack of each connection thread, in bytes (stated in `--help`).
 pub const STACK_SIZE: usize = 64 * 1024;
 
-pub fn run(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
+pub fn run(
+    listener: Socket,
+    cfg: &ServerConfig,
+    signals: &Signals,
+    reporter: &Reporter,
+) -> io::Result<LoopStats> {
     let shared = Blocking::new(listener.as_raw_fd(), cfg.faults)?;
     let acceptor = Mutex::new(LoopStats::default());
     let room = ChatRoom::new(cfg.outbox_cap);
@@ -98,7 +103,10 @@ fn accept_loop<'s, 'e: 's>(
             shared.leave(key, &st);
             shared.retire_thread(counted);
         };
-        match thread::Builder::new().stack_size(STACK_SIZE).spawn_scoped(s, body) {
+        match thread::Builder::new()
+            .stack_size(STACK_SIZE)
+            .spawn_scoped(s, body)
+        {
             Ok(_) => {
                 a.threads_started += 1;
                 a.threads_peak = a.threads_peak.max(shared.live() as u64);
@@ -151,7 +159,10 @@ pub struct ChatRoom {
 
 impl ChatRoom {
     pub fn new(cap: usize) -> ChatRoom {
-        ChatRoom { inboxes: Mutex::new(slab::Slab::new()), cap }
+        ChatRoom {
+            inboxes: Mutex::new(slab::Slab::new()),
+            cap,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, slab::Slab<Inbox>> {
@@ -183,15 +194,27 @@ impl ChatRoom {
 }
 
 /// Serve one chat connection on this thread until it ends (see above).
-pub fn serve_chat(room: &ChatRoom, fd: std::os::fd::RawFd, cfg: &ServerConfig, stats: &Mutex<LoopStats>) {
+pub fn serve_chat(
+    room: &ChatRoom,
+    fd: std::os::fd::RawFd,
+    cfg: &ServerConfig,
+    stats: &Mutex<LoopStats>,
+) {
     use super::conn::Conn;
     use super::core::{Flush, Recv};
-    let Ok((wake_r, wake_w)) = std::os::unix::net::UnixStream::pair() else { return };
+    let Ok((wake_r, wake_w)) = std::os::unix::net::UnixStream::pair() else {
+        return;
+    };
     let _ = wake_r.set_nonblocking(true);
     let _ = wake_w.set_nonblocking(true);
     // The socket is this thread's until `shared.leave` after we return.
     let _ = crate::syscall!(Fcntl, fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK));
-    let key = room.lock().insert(Inbox { bytes: Vec::new(), dropped: false, blocked: false, wake: wake_w });
+    let key = room.lock().insert(Inbox {
+        bytes: Vec::new(),
+        dropped: false,
+        blocked: false,
+        wake: wake_w,
+    });
     let mut conn = Conn::with_guests(cfg.proto, &cfg.guests);
     let mut s = LoopStats::default();
     let mut faults = cfg.faults;
@@ -224,17 +247,32 @@ pub fn serve_chat(room: &ChatRoom, fd: std::os::fd::RawFd, cfg: &ServerConfig, s
         if conn.finished() {
             break;
         }
-        let read = !(conn.read_eof || conn.close_after_flush || core::over_cap(&conn, cfg.outbox_cap));
+        let read =
+            !(conn.read_eof || conn.close_after_flush || core::over_cap(&conn, cfg.outbox_cap));
         let mut fds = [
             libc::pollfd {
                 fd,
-                events: (if read { libc::POLLIN } else { 0 }) | (if conn.owed_len() > 0 { libc::POLLOUT } else { 0 }),
+                events: (if read { libc::POLLIN } else { 0 })
+                    | (if conn.owed_len() > 0 {
+                        libc::POLLOUT
+                    } else {
+                        0
+                    }),
                 revents: 0,
             },
-            libc::pollfd { fd: wake_r.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd {
+                fd: wake_r.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
-        let timeout = cfg.idle_timeout.map(|i| i.saturating_sub(last_input.elapsed()));
-        match crate::syscall!(Poll, poll(fds.as_mut_ptr(), 2, super::reactor::timeout_ms(timeout))) {
+        let timeout = cfg
+            .idle_timeout
+            .map(|i| i.saturating_sub(last_input.elapsed()));
+        match crate::syscall!(
+            Poll,
+            poll(fds.as_mut_ptr(), 2, super::reactor::timeout_ms(timeout))
+        ) {
             Ok(0) if cfg.idle_timeout.is_some_and(|i| last_input.elapsed() >= i) => {
                 s.idle_timeouts += 1;
                 break;
@@ -269,5 +307,8 @@ pub fn serve_chat(room: &ChatRoom, fd: std::os::fd::RawFd, cfg: &ServerConfig, s
 }
 
 fn lock_stats(stats: &Mutex<LoopStats>, s: &LoopStats) {
-    stats.lock().unwrap_or_else(|e| e.into_inner()).clone_from(s);
+    stats
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone_from(s);
 }

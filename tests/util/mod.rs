@@ -78,7 +78,11 @@ impl Variant {
 
     /// What the server's start line must say.
     pub fn expect(self) -> String {
-        format!("backend={} features={}", self.backend(), self.level().unwrap_or("-"))
+        format!(
+            "backend={} features={}",
+            self.backend(),
+            self.level().unwrap_or("-")
+        )
     }
 
     /// Serves several connections at once (`blocking` serves one; the next waits in
@@ -94,7 +98,10 @@ impl Variant {
 
     /// Has an event loop to run per core: `--threads N` > 1 is refused otherwise.
     pub fn has_event_loop(self) -> bool {
-        !matches!(self, Variant::Blocking | Variant::Threads | Variant::Busypoll)
+        !matches!(
+            self,
+            Variant::Blocking | Variant::Threads | Variant::Busypoll
+        )
     }
 
     /// select refuses connections whose fd is FD_SETSIZE (1024) or more.
@@ -104,13 +111,22 @@ impl Variant {
 
     /// Ok, or why this kernel cannot run the variant (from `ringmux probe --json`).
     pub fn available(self) -> Result<(), String> {
-        let Some(level) = self.level() else { return Ok(()) };
+        let Some(level) = self.level() else {
+            return Ok(());
+        };
         let p = probe();
-        let usable = p["levels"].as_array().unwrap().iter().any(|l| l[0] == level && l[1] == true);
+        let usable = p["levels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l[0] == level && l[1] == true);
         if usable {
             Ok(())
         } else {
-            Err(format!("io_uring level {level} not usable here: {}", p["unavailable"]))
+            Err(format!(
+                "io_uring level {level} not usable here: {}",
+                p["unavailable"]
+            ))
         }
     }
 }
@@ -119,16 +135,26 @@ impl Variant {
 pub fn probe() -> &'static serde_json::Value {
     static PROBE: OnceLock<serde_json::Value> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let out = Command::new(BIN).args(["probe", "--json"]).output().expect("run ringmux probe");
+        let out = Command::new(BIN)
+            .args(["probe", "--json"])
+            .output()
+            .expect("run ringmux probe");
         serde_json::from_slice(&out.stdout).expect("probe --json is JSON")
     })
 }
 
 /// Whether strace can inject faults here (a skip is printed, and refused in CI).
 pub fn strace_available() -> bool {
-    let ok = Command::new("strace").arg("-V").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = Command::new("strace")
+        .arg("-V")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "strace is missing in CI: .ci/run must install it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "strace is missing in CI: .ci/run must install it"
+        );
         record_skip("strace tests", "-", "strace not installed");
     }
     ok
@@ -144,9 +170,14 @@ pub fn record_skip(test: &str, variant: &str, why: &str) {
     let line = format!("{test} [{variant}]: {why}");
     println!("SKIPPED {line}");
     if let Some(path) = std::env::var_os(SKIP_FILE_ENV) {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap_or_else(|e| panic!("{SKIP_FILE_ENV}: {e}"));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{SKIP_FILE_ENV}: {e}"));
         // One write per line (O_APPEND): lines from parallel tests do not interleave.
-        f.write_all(format!("{line}\n").as_bytes()).unwrap_or_else(|e| panic!("{SKIP_FILE_ENV}: {e}"));
+        f.write_all(format!("{line}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("{SKIP_FILE_ENV}: {e}"));
     }
 }
 
@@ -182,7 +213,11 @@ macro_rules! backend_test {
             }
             #[test]
             fn blocking() {
-                $crate::util::run_variant($crate::util::Variant::Blocking, stringify!($name), $body);
+                $crate::util::run_variant(
+                    $crate::util::Variant::Blocking,
+                    stringify!($name),
+                    $body,
+                );
             }
             #[test]
             fn threads() {
@@ -190,23 +225,43 @@ macro_rules! backend_test {
             }
             #[test]
             fn busypoll() {
-                $crate::util::run_variant($crate::util::Variant::Busypoll, stringify!($name), $body);
+                $crate::util::run_variant(
+                    $crate::util::Variant::Busypoll,
+                    stringify!($name),
+                    $body,
+                );
             }
             #[test]
             fn uring_baseline() {
-                $crate::util::run_variant($crate::util::Variant::UringBaseline, stringify!($name), $body);
+                $crate::util::run_variant(
+                    $crate::util::Variant::UringBaseline,
+                    stringify!($name),
+                    $body,
+                );
             }
             #[test]
             fn uring_fastpoll() {
-                $crate::util::run_variant($crate::util::Variant::UringFastpoll, stringify!($name), $body);
+                $crate::util::run_variant(
+                    $crate::util::Variant::UringFastpoll,
+                    stringify!($name),
+                    $body,
+                );
             }
             #[test]
             fn uring_multishot() {
-                $crate::util::run_variant($crate::util::Variant::UringMultishot, stringify!($name), $body);
+                $crate::util::run_variant(
+                    $crate::util::Variant::UringMultishot,
+                    stringify!($name),
+                    $body,
+                );
             }
             #[test]
             fn uring_full() {
-                $crate::util::run_variant($crate::util::Variant::UringFull, stringify!($name), $body);
+                $crate::util::run_variant(
+                    $crate::util::Variant::UringFull,
+                    stringify!($name),
+                    $body,
+                );
             }
         }
     };
@@ -229,7 +284,10 @@ pub struct Server {
 /// Join the output readers (they end when the pipes close), at most `within`.
 fn join_pumps(pumps: &mut Vec<thread::JoinHandle<()>>, within: Duration, cmdline: &str) {
     let ok = wait_until(within, || pumps.iter().all(|p| p.is_finished()));
-    assert!(ok, "{cmdline}: its stdout/stderr stayed open {within:?} after it exited (a descendant holds them?)");
+    assert!(
+        ok,
+        "{cmdline}: its stdout/stderr stayed open {within:?} after it exited (a descendant holds them?)"
+    );
     for p in pumps.drain(..) {
         p.join().expect("output reader thread");
     }
@@ -242,17 +300,22 @@ pub struct Stopped {
     pub elapsed: Duration,
 }
 
-fn pump(r: impl Read + Send + 'static, sink: Arc<Mutex<String>>, first_line: Option<std::sync::mpsc::Sender<String>>) -> thread::JoinHandle<()> {
+fn pump(
+    r: impl Read + Send + 'static,
+    sink: Arc<Mutex<String>>,
+    first_line: Option<std::sync::mpsc::Sender<String>>,
+) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut r = BufReader::new(r);
         let mut tx = first_line;
         let mut line = String::new();
         while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
             if let Some(t) = &tx
-                && line.contains("serving") {
-                    let _ = t.send(line.clone());
-                    tx = None;
-                }
+                && line.contains("serving")
+            {
+                let _ = t.send(line.clone());
+                tx = None;
+            }
             sink.lock().unwrap().push_str(&line);
             line.clear();
         }
@@ -271,36 +334,75 @@ impl Server {
         args.extend(v.args());
         args.extend(extra);
         let mut cmd = Command::new(BIN);
-        cmd.args(&args).env_remove("RINGMUX_FAULTS").envs(env.iter().copied());
+        cmd.args(&args)
+            .env_remove("RINGMUX_FAULTS")
+            .envs(env.iter().copied());
         let s = Server::spawn(&mut cmd);
-        assert!(s.start_line.contains(&v.expect()), "start line {:?} should say {:?}", s.start_line, v.expect());
+        assert!(
+            s.start_line.contains(&v.expect()),
+            "start line {:?} should say {:?}",
+            s.start_line,
+            v.expect()
+        );
         s
     }
 
     /// Spawn any command that ends up running `ringmux serve` and wait for its start line.
     pub fn spawn(cmd: &mut Command) -> Server {
         let cmdline = format!("{cmd:?}");
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn server");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut pumps = vec![pump(child.stdout.take().unwrap(), stdout.clone(), Some(tx)), pump(child.stderr.take().unwrap(), stderr.clone(), None)];
+        let mut pumps = vec![
+            pump(child.stdout.take().unwrap(), stdout.clone(), Some(tx)),
+            pump(child.stderr.take().unwrap(), stderr.clone(), None),
+        ];
         let line = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 join_pumps(&mut pumps, Duration::from_secs(10), &cmdline);
-                panic!("{cmdline}: no start line within 20 s; stderr: {}", stderr.lock().unwrap());
+                panic!(
+                    "{cmdline}: no start line within 20 s; stderr: {}",
+                    stderr.lock().unwrap()
+                );
             }
         };
-        let addr: SocketAddr = line.split_whitespace().skip_while(|w| *w != "on").nth(1).unwrap().parse().unwrap();
-        let pid: i32 = line.split_whitespace().find_map(|w| w.strip_prefix("pid=")).unwrap().parse().unwrap();
-        Server { child, addr, pid, start_line: line, cmdline, stdout, stderr, pumps }
+        let addr: SocketAddr = line
+            .split_whitespace()
+            .skip_while(|w| *w != "on")
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let pid: i32 = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("pid="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        Server {
+            child,
+            addr,
+            pid,
+            start_line: line,
+            cmdline,
+            stdout,
+            stderr,
+            pumps,
+        }
     }
 
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(10)).unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
+        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
         s.set_nodelay(true).unwrap();
@@ -313,7 +415,12 @@ impl Server {
             .map(|i| {
                 let mut c = self.connect();
                 c.write_all(&payload(i as u64, len)).unwrap();
-                assert_eq!(read_varied(&mut c, len), payload(i as u64, len), "{}: conn {i}", self.cmdline);
+                assert_eq!(
+                    read_varied(&mut c, len),
+                    payload(i as u64, len),
+                    "{}: conn {i}",
+                    self.cmdline
+                );
                 c
             })
             .collect()
@@ -330,7 +437,9 @@ impl Server {
 
     /// Open file descriptors of the server process.
     pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map(|d| d.count()).unwrap_or(0)
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|d| d.count())
+            .unwrap_or(0)
     }
 
     /// Resident memory of the server process in KiB.
@@ -359,7 +468,11 @@ impl Server {
             }
             if t0.elapsed() > within {
                 let _ = self.child.kill();
-                panic!("{}: did not exit within {within:?}; stderr: {}", self.cmdline, self.stderr());
+                panic!(
+                    "{}: did not exit within {within:?}; stderr: {}",
+                    self.cmdline,
+                    self.stderr()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -399,12 +512,19 @@ pub fn assert_closed(c: &mut TcpStream, what: &str) {
 
 /// Ask for stats snapshots (SIGUSR1; the server runs with `--stats-json json`) until
 /// one satisfies `f`, at most `within`; that snapshot, or None past the deadline.
-pub fn snapshot_until(srv: &Server, json: &std::path::Path, within: Duration, mut f: impl FnMut(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+pub fn snapshot_until(
+    srv: &Server,
+    json: &std::path::Path,
+    within: Duration,
+    mut f: impl FnMut(&serde_json::Value) -> bool,
+) -> Option<serde_json::Value> {
     let mut hit = None;
     wait_until(within, || {
         srv.signal(libc::SIGUSR1);
         // The file is replaced whole; a read between two writes just tries again.
-        let j = std::fs::read(json).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let j = std::fs::read(json)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
         hit = j.filter(|j| j["final"] == false && f(j));
         hit.is_some()
     });
@@ -423,16 +543,30 @@ pub fn fds_settled(srv: &Server) -> usize {
         }
         last.1.elapsed() >= Duration::from_millis(200)
     });
-    assert!(stable, "{}: the descriptor count kept changing: {}", srv.cmdline, srv.fd_count());
+    assert!(
+        stable,
+        "{}: the descriptor count kept changing: {}",
+        srv.cmdline,
+        srv.fd_count()
+    );
     last.0
 }
 
 /// Run `ringmux ARGS` (stdin closed) to its end, at most `limit`: (status, stdout,
 /// stderr). The pipes are drained on threads, so a chatty child cannot block on a full
 /// pipe; past the limit the child is killed and the test fails naming the command.
-pub fn run_bounded<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(args: &[S], limit: Duration) -> (ExitStatus, String, String) {
+pub fn run_bounded<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
+    args: &[S],
+    limit: Duration,
+) -> (ExitStatus, String, String) {
     let t0 = Instant::now();
-    let mut child = Command::new(BIN).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ringmux");
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringmux");
     let drain = |mut r: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut s = String::new();
@@ -488,7 +622,9 @@ pub fn read_varied(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut step = 1usize;
     while out.len() < n {
         let want = step.min(n - out.len()).min(buf.len());
-        let got = s.read(&mut buf[..want]).unwrap_or_else(|e| panic!("read after {} of {n} bytes: {e}", out.len()));
+        let got = s
+            .read(&mut buf[..want])
+            .unwrap_or_else(|e| panic!("read after {} of {n} bytes: {e}", out.len()));
         assert!(got > 0, "EOF after {} of {n} bytes", out.len());
         out.extend_from_slice(&buf[..got]);
         step = if step >= 65536 { 1 } else { step * 3 + 1 };
@@ -502,7 +638,9 @@ pub fn read_varied(s: &mut TcpStream, n: usize) -> Vec<u8> {
 pub fn assert_second_client_waits(srv: &Server, first: TcpStream) -> TcpStream {
     let mut second = srv.connect();
     second.write_all(b"queued").unwrap();
-    second.set_read_timeout(Some(Duration::from_millis(400))).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
     let mut b = [0u8; 6];
     let early = second.read(&mut b);
     assert!(
@@ -511,8 +649,15 @@ pub fn assert_second_client_waits(srv: &Server, first: TcpStream) -> TcpStream {
         srv.cmdline
     );
     drop(first);
-    second.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    second.read_exact(&mut b).unwrap_or_else(|e| panic!("{}: the waiting client was not served after the first left: {e}", srv.cmdline));
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    second.read_exact(&mut b).unwrap_or_else(|e| {
+        panic!(
+            "{}: the waiting client was not served after the first left: {e}",
+            srv.cmdline
+        )
+    });
     assert_eq!(&b, b"queued");
     second
 }
@@ -525,7 +670,18 @@ pub fn assert_threads_refused(v: Variant, extra: &[&str]) {
     let out = Command::new(BIN).args(&args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{v:?} {args:?}: {err}");
-    assert_eq!(err.trim().lines().count(), 1, "{v:?}: one line expected: {err}");
-    assert!(err.contains("--threads") && err.contains(v.backend()) && !err.contains("panicked"), "{v:?}: {err}");
-    assert!(out.stdout.is_empty(), "{v:?}: nothing may start: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "{v:?}: one line expected: {err}"
+    );
+    assert!(
+        err.contains("--threads") && err.contains(v.backend()) && !err.contains("panicked"),
+        "{v:?}: {err}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{v:?}: nothing may start: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

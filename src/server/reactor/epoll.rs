@@ -31,7 +31,10 @@ fn bits(i: Interest) -> u32 {
 
 impl Epoll {
     fn ctl(&self, op: i32, fd: RawFd, events: u32, token: usize) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events, u64: token as u64 };
+        let mut ev = libc::epoll_event {
+            events,
+            u64: token as u64,
+        };
         // SAFETY: `ev` lives on this stack frame for the call; the kernel copies it.
         syscall!(EpollCtl, epoll_ctl(self.epfd, op, fd, &mut ev)).map(drop)
     }
@@ -45,7 +48,10 @@ impl Readiness for Epoll {
     fn new(_cfg: &ServerConfig) -> io::Result<Epoll> {
         // SAFETY: no memory is passed; the new fd is owned by the returned Epoll.
         let epfd = syscall!(EpollCreate, epoll_create1(libc::EPOLL_CLOEXEC))?;
-        Ok(Epoll { epfd, buf: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS] })
+        Ok(Epoll {
+            epfd,
+            buf: vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS],
+        })
     }
 
     fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
@@ -65,7 +71,15 @@ impl Readiness for Epoll {
 
     fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
         // SAFETY: `self.buf` is ours with room for `EVENTS` entries; the kernel writes at most that many.
-        let n = syscall!(EpollWait, epoll_wait(self.epfd, self.buf.as_mut_ptr(), EVENTS as i32, timeout_ms(timeout)))? as usize;
+        let n = syscall!(
+            EpollWait,
+            epoll_wait(
+                self.epfd,
+                self.buf.as_mut_ptr(),
+                EVENTS as i32,
+                timeout_ms(timeout)
+            )
+        )? as usize;
         let hup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         events.extend(self.buf[..n].iter().map(|e| Event {
             token: e.u64 as usize,

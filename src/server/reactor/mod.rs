@@ -39,8 +39,14 @@ pub struct Interest {
 }
 
 impl Interest {
-    pub const READ: Interest = Interest { read: true, write: false };
-    pub const NONE: Interest = Interest { read: false, write: false };
+    pub const READ: Interest = Interest {
+        read: true,
+        write: false,
+    };
+    pub const NONE: Interest = Interest {
+        read: false,
+        write: false,
+    };
 }
 
 /// Readiness of one registered descriptor, by its token.
@@ -149,7 +155,12 @@ impl<M: Readiness> Room for Reactor<'_, M> {
 }
 
 /// Serve on `listener` with mechanism `M` until a stop signal and the drain.
-pub fn run<M: Readiness>(listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
+pub fn run<M: Readiness>(
+    listener: Socket,
+    cfg: &ServerConfig,
+    signals: &Signals,
+    reporter: &Reporter,
+) -> io::Result<LoopStats> {
     let poller = M::new(cfg)?;
     let listen_fd = listener.as_raw_fd();
     if let Some(limit) = poller.fd_limit()
@@ -193,7 +204,8 @@ pub fn run<M: Readiness>(listener: Socket, cfg: &ServerConfig, signals: &Signals
 
 impl<M: Readiness> Reactor<'_, M> {
     fn event_loop(&mut self, signals: &Signals, reporter: &Reporter) -> io::Result<()> {
-        self.poller.register(self.listen_fd, LISTENER, Interest::READ)?;
+        self.poller
+            .register(self.listen_fd, LISTENER, Interest::READ)?;
         self.poller.register(signals.fd(), SIGNAL, Interest::READ)?;
         let mut events: Vec<Event> = Vec::with_capacity(512);
         let mut drain = Drain::default();
@@ -293,7 +305,9 @@ impl<M: Readiness> Reactor<'_, M> {
     fn expire_timers(&mut self) {
         let now = Instant::now();
         while let Some((key, id, at)) = self.timers.pop_due(now) {
-            let Some(c) = self.conns.get_mut(key) else { continue };
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
             match self.timers.check(key, id, at, &mut c.clock, &c.conn, now) {
                 None => {}
                 Some(core::Due::Header) => {
@@ -335,7 +349,13 @@ impl<M: Readiness> Reactor<'_, M> {
     /// Level-triggered: a listener with a queued connection would wake every wait
     /// during a back-off.
     fn mute_listener(&mut self) {
-        if !M::EDGE && !self.listener_muted && self.poller.modify(self.listen_fd, LISTENER, Interest::NONE).is_ok() {
+        if !M::EDGE
+            && !self.listener_muted
+            && self
+                .poller
+                .modify(self.listen_fd, LISTENER, Interest::NONE)
+                .is_ok()
+        {
             self.listener_muted = true;
         }
     }
@@ -417,7 +437,9 @@ impl<M: Readiness> Reactor<'_, M> {
         let cap = self.cfg.outbox_cap;
         let mut turns = 0;
         loop {
-            let Some(c) = self.conns.get_mut(key) else { return };
+            let Some(c) = self.conns.get_mut(key) else {
+                return;
+            };
             if c.conn.read_eof || c.conn.close_after_flush {
                 break;
             }
@@ -434,7 +456,13 @@ impl<M: Readiness> Reactor<'_, M> {
                 break;
             }
             turns += 1;
-            match core::recv(c.fd, &mut self.scratch, &mut c.conn, &mut self.faults, &mut self.stats) {
+            match core::recv(
+                c.fd,
+                &mut self.scratch,
+                &mut c.conn,
+                &mut self.faults,
+                &mut self.stats,
+            ) {
                 Recv::Eof | Recv::WouldBlock => break,
                 Recv::Interrupted => continue,
                 Recv::Failed => {
@@ -449,7 +477,9 @@ impl<M: Readiness> Reactor<'_, M> {
                         self.fanout.queue(key, b);
                         Fanout::settle(self);
                     }
-                    let Some(c) = self.conns.get_mut(key) else { return };
+                    let Some(c) = self.conns.get_mut(key) else {
+                        return;
+                    };
                     if n < self.scratch.len() && !greedy {
                         break;
                     }
@@ -466,7 +496,9 @@ impl<M: Readiness> Reactor<'_, M> {
     /// false when the connection was closed.
     fn flush(&mut self, key: usize) -> bool {
         let cap = self.cfg.outbox_cap;
-        let Some(c) = self.conns.get_mut(key) else { return false };
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
         if core::flush(c.fd, &mut c.conn, &mut self.faults, &mut self.stats) == Flush::Failed {
             self.close(key);
             return false;

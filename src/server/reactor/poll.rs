@@ -31,7 +31,11 @@ fn entry(fd: RawFd, i: Interest) -> libc::pollfd {
     }
     // poll ignores a negative fd; !fd keeps fd 0 distinguishable and recoverable.
     let fd = if events == 0 { !fd } else { fd };
-    libc::pollfd { fd, events, revents: 0 }
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
 }
 
 impl Readiness for Poll {
@@ -39,7 +43,11 @@ impl Readiness for Poll {
     const EDGE: bool = false;
 
     fn new(_cfg: &ServerConfig) -> io::Result<Poll> {
-        Ok(Poll { fds: Vec::new(), tokens: Vec::new(), index: HashMap::new() })
+        Ok(Poll {
+            fds: Vec::new(),
+            tokens: Vec::new(),
+            index: HashMap::new(),
+        })
     }
 
     fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
@@ -53,13 +61,19 @@ impl Readiness for Poll {
     }
 
     fn modify(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()> {
-        let i = *self.index.get(&token).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let i = *self
+            .index
+            .get(&token)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
         self.fds[i] = entry(fd, interest);
         Ok(())
     }
 
     fn unregister(&mut self, _fd: RawFd, token: usize, _closing: bool) -> io::Result<()> {
-        let i = self.index.remove(&token).ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let i = self
+            .index
+            .remove(&token)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
         self.fds.swap_remove(i);
         self.tokens.swap_remove(i);
         if i < self.fds.len() {
@@ -70,7 +84,14 @@ impl Readiness for Poll {
 
     fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()> {
         // SAFETY: `self.fds` is ours and not resized during the call; the kernel writes only the `revents` of its `len()` entries.
-        let n = syscall!(Poll, poll(self.fds.as_mut_ptr(), self.fds.len() as libc::nfds_t, timeout_ms(timeout)))? as usize;
+        let n = syscall!(
+            Poll,
+            poll(
+                self.fds.as_mut_ptr(),
+                self.fds.len() as libc::nfds_t,
+                timeout_ms(timeout)
+            )
+        )? as usize;
         if n == 0 {
             return Ok(());
         }

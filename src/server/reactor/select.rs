@@ -29,7 +29,9 @@ fn empty_set() -> libc::fd_set {
 impl Select {
     fn check(fd: RawFd) -> io::Result<usize> {
         if !(0..FD_SETSIZE).contains(&fd) {
-            return Err(io::Error::other(format!("select: fd {fd} is outside an fd_set (FD_SETSIZE {FD_SETSIZE})")));
+            return Err(io::Error::other(format!(
+                "select: fd {fd} is outside an fd_set (FD_SETSIZE {FD_SETSIZE})"
+            )));
         }
         Ok(fd as usize)
     }
@@ -40,7 +42,10 @@ impl Readiness for Select {
     const EDGE: bool = false;
 
     fn new(_cfg: &ServerConfig) -> io::Result<Select> {
-        Ok(Select { slots: vec![None; FD_SETSIZE as usize], nfds: 0 })
+        Ok(Select {
+            slots: vec![None; FD_SETSIZE as usize],
+            nfds: 0,
+        })
     }
 
     fn fd_limit(&self) -> Option<RawFd> {
@@ -90,19 +95,34 @@ impl Readiness for Select {
             tv_sec: d.as_secs() as libc::time_t,
             tv_usec: d.subsec_micros() as libc::suseconds_t,
         });
-        let tvp = tv.as_mut().map_or(std::ptr::null_mut(), |t| t as *mut libc::timeval);
+        let tvp = tv
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |t| t as *mut libc::timeval);
         // SAFETY: `rd`, `wr` and the timeval behind `tvp` (or null) live on this stack frame for the call; `nfds` <= FD_SETSIZE.
-        let ready = syscall!(Select, select(self.nfds, &mut rd, &mut wr, std::ptr::null_mut(), tvp))?;
+        let ready = syscall!(
+            Select,
+            select(self.nfds, &mut rd, &mut wr, std::ptr::null_mut(), tvp)
+        )?;
         if ready == 0 {
             return Ok(());
         }
         for (fd, s) in self.slots[..n].iter().enumerate() {
             if let Some((token, _)) = s {
                 // SAFETY: fd < FD_SETSIZE: FD_ISSET reads inside the sets.
-                let (r, w) = unsafe { (libc::FD_ISSET(fd as RawFd, &rd), libc::FD_ISSET(fd as RawFd, &wr)) };
+                let (r, w) = unsafe {
+                    (
+                        libc::FD_ISSET(fd as RawFd, &rd),
+                        libc::FD_ISSET(fd as RawFd, &wr),
+                    )
+                };
                 if r || w {
                     // select folds hang-ups and errors into readable: the read tells.
-                    events.push(Event { token: *token, readable: r, writable: w, hup: false });
+                    events.push(Event {
+                        token: *token,
+                        readable: r,
+                        writable: w,
+                        hup: false,
+                    });
                 }
             }
         }

@@ -51,7 +51,11 @@ pub fn block_signals() -> io::Result<()> {
     let set = sigset();
     // SAFETY: `set` is a valid, initialised sigset_t on this frame; old set not wanted.
     let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if r != 0 { Err(io::Error::from_raw_os_error(r)) } else { Ok(()) }
+    if r != 0 {
+        Err(io::Error::from_raw_os_error(r))
+    } else {
+        Ok(())
+    }
 }
 
 fn sigset() -> libc::sigset_t {
@@ -86,13 +90,21 @@ impl Sigio {
 
     /// Route fd's readiness to this thread as our rt signal.
     fn arm(&self, fd: RawFd) -> io::Result<()> {
-        let owner = FOwnerEx { type_: F_OWNER_TID, pid: self.tid };
+        let owner = FOwnerEx {
+            type_: F_OWNER_TID,
+            pid: self.tid,
+        };
         // SAFETY: `owner` lives on this stack frame for the call; the kernel only reads it.
         syscall!(Fcntl, fcntl(fd, F_SETOWN_EX, &owner as *const FOwnerEx))?;
         Sigio::fcntl(fd, F_SETSIG, rt_signal() as libc::c_long)?;
         // F_SETFL changes only the status flags (O_ASYNC, O_NONBLOCK, O_APPEND...), and
         // every fd the loop watches is non-blocking: no F_GETFL needed.
-        Sigio::fcntl(fd, libc::F_SETFL, (libc::O_ASYNC | libc::O_NONBLOCK) as libc::c_long).map(drop)
+        Sigio::fcntl(
+            fd,
+            libc::F_SETFL,
+            (libc::O_ASYNC | libc::O_NONBLOCK) as libc::c_long,
+        )
+        .map(drop)
     }
 
     fn take(&mut self, n: usize, events: &mut Vec<Event>) {
@@ -100,10 +112,17 @@ impl Sigio {
             self.signals += 1;
             if si.ssi_signo == libc::SIGIO as u32 {
                 self.overflows += 1;
-                events.push(Event { token: RESCAN, readable: true, writable: true, hup: false });
+                events.push(Event {
+                    token: RESCAN,
+                    readable: true,
+                    writable: true,
+                    hup: false,
+                });
                 continue;
             }
-            let Some(&token) = self.tokens.get(&si.ssi_fd) else { continue }; // closed since
+            let Some(&token) = self.tokens.get(&si.ssi_fd) else {
+                continue;
+            }; // closed since
             let band = si.ssi_band as libc::c_short;
             events.push(Event {
                 token,
@@ -118,7 +137,14 @@ impl Sigio {
     fn read_batch(&mut self) -> io::Result<usize> {
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         // SAFETY: `self.buf` is ours and holds `BATCH` siginfo records (`size * BATCH` bytes) for the call.
-        match syscall!(Read, read(self.sfd, self.buf.as_mut_ptr() as *mut libc::c_void, size * BATCH)) {
+        match syscall!(
+            Read,
+            read(
+                self.sfd,
+                self.buf.as_mut_ptr() as *mut libc::c_void,
+                size * BATCH
+            )
+        ) {
             Ok(n) => Ok(n as usize / size),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e),
@@ -135,12 +161,24 @@ impl Readiness for Sigio {
         block_signals()?; // already blocked by serve(); cheap insurance for this thread
         let set = sigset();
         // SAFETY: `set` lives on this stack frame for the call; fd -1 asks for a new signalfd.
-        let sfd = syscall!(Signalfd, signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
+        let sfd = syscall!(
+            Signalfd,
+            signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC)
+        )?;
         // SAFETY: gettid has no arguments and cannot fail.
         let tid = unsafe { libc::gettid() };
         // SAFETY: signalfd_siginfo is plain data; all-zero is a valid value.
         let zero: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        Ok(Sigio { set, sfd, tid, tokens: HashMap::new(), buf: vec![zero; BATCH], busy: false, signals: 0, overflows: 0 })
+        Ok(Sigio {
+            set,
+            sfd,
+            tid,
+            tokens: HashMap::new(),
+            buf: vec![zero; BATCH],
+            busy: false,
+            signals: 0,
+            overflows: 0,
+        })
     }
 
     fn register(&mut self, fd: RawFd, token: usize, _interest: Interest) -> io::Result<()> {
@@ -175,8 +213,13 @@ impl Readiness for Sigio {
                 return Ok(());
             }
         }
-        let ts = timeout.map(|d| libc::timespec { tv_sec: d.as_secs() as libc::time_t, tv_nsec: d.subsec_nanos() as libc::c_long });
-        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let ts = timeout.map(|d| libc::timespec {
+            tv_sec: d.as_secs() as libc::time_t,
+            tv_nsec: d.subsec_nanos() as libc::c_long,
+        });
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: siginfo_t is plain data; all-zero is a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: `self.set`, `info` and the timespec behind `tsp` (or null) are ours for the call; the kernel writes `info` only.
@@ -185,7 +228,12 @@ impl Readiness for Sigio {
                 self.signals += 1;
                 if sig == libc::SIGIO {
                     self.overflows += 1;
-                    events.push(Event { token: RESCAN, readable: true, writable: true, hup: false });
+                    events.push(Event {
+                        token: RESCAN,
+                        readable: true,
+                        writable: true,
+                        hup: false,
+                    });
                 } else {
                     // SAFETY: a SIGIO-style rt signal from F_SETSIG carries si_fd/si_band
                     // (the sigpoll member of the siginfo union), filled in by the kernel.
@@ -193,7 +241,9 @@ impl Readiness for Sigio {
                         let p = &info as *const libc::siginfo_t as *const u8;
                         // struct { int si_signo, si_errno, si_code; [pad to 8]; long si_band; int si_fd; }
                         let band = std::ptr::read_unaligned(p.add(16) as *const libc::c_long);
-                        let fd = std::ptr::read_unaligned(p.add(16 + std::mem::size_of::<libc::c_long>()) as *const libc::c_int);
+                        let fd = std::ptr::read_unaligned(
+                            p.add(16 + std::mem::size_of::<libc::c_long>()) as *const libc::c_int,
+                        );
                         (fd, band as libc::c_short)
                     };
                     if let Some(&token) = self.tokens.get(&fd) {

@@ -36,7 +36,12 @@ const CHUNK: u16 = 16;
 
 enum Kind {
     Legacy,
-    Ring { base: *mut BufRingEntry, layout: Layout, mask: u16, tail: u16 },
+    Ring {
+        base: *mut BufRingEntry,
+        layout: Layout,
+        mask: u16,
+        tail: u16,
+    },
 }
 
 pub struct ProvidedBufs {
@@ -65,7 +70,8 @@ impl ProvidedBufs {
         let old = self.provided;
         let target = target.min(self.max);
         while self.provided < target {
-            self.chunks.push(vec![0u8; CHUNK as usize * self.size].into_boxed_slice());
+            self.chunks
+                .push(vec![0u8; CHUNK as usize * self.size].into_boxed_slice());
             self.provided += CHUNK.min(self.max - self.provided);
         }
         old..self.provided
@@ -74,7 +80,13 @@ impl ProvidedBufs {
     /// A legacy group of at most `max` buffers, and the PROVIDE_BUFFERS SQEs that hand
     /// its first buffers to the kernel (push them before any RECV that selects).
     pub fn legacy(max: u16, size: usize) -> (ProvidedBufs, Vec<squeue::Entry>) {
-        let mut b = ProvidedBufs { kind: Kind::Legacy, chunks: Vec::new(), size, provided: 0, max: max.max(1) };
+        let mut b = ProvidedBufs {
+            kind: Kind::Legacy,
+            chunks: Vec::new(),
+            size,
+            provided: 0,
+            max: max.max(1),
+        };
         let e = b.grow_to(START);
         (b, e)
     }
@@ -90,7 +102,9 @@ impl ProvidedBufs {
             match self.kind {
                 Kind::Legacy => {
                     let size = self.size as i32;
-                    sqes.push(opcode::ProvideBuffers::new(self.addr(bid), size, n, BGID, bid).build());
+                    sqes.push(
+                        opcode::ProvideBuffers::new(self.addr(bid), size, n, BGID, bid).build(),
+                    );
                 }
                 Kind::Ring { .. } => (bid..bid + n).for_each(|b| self.ring_put(b)),
             }
@@ -118,7 +132,10 @@ impl ProvidedBufs {
     /// buffers the group may grow to) with the kernel and provide the first ones.
     pub fn ring(uring: &IoUring, entries: u16, size: usize) -> io::Result<ProvidedBufs> {
         if !entries.is_power_of_two() || entries > 32768 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer ring entries must be a power of two up to 32768"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer ring entries must be a power of two up to 32768",
+            ));
         }
         let bytes = (entries as usize * std::mem::size_of::<BufRingEntry>()).max(4096);
         let layout = Layout::from_size_align(bytes, 4096).map_err(io::Error::other)?;
@@ -131,12 +148,27 @@ impl ProvidedBufs {
         // SAFETY: `base` is page aligned and holds `entries` entries; it stays allocated
         // until `Drop`, which runs only after the ring (declared before this in the
         // proactor) is gone, or never (a leaked group when ops were still in flight).
-        if let Err(e) = unsafe { uring.submitter().register_buf_ring_with_flags(base as u64, entries, BGID, 0) } {
+        if let Err(e) = unsafe {
+            uring
+                .submitter()
+                .register_buf_ring_with_flags(base as u64, entries, BGID, 0)
+        } {
             // SAFETY: allocated above with this layout, and the kernel never saw it.
             unsafe { alloc::dealloc(base as *mut u8, layout) };
             return Err(e);
         }
-        let mut b = ProvidedBufs { kind: Kind::Ring { base, layout, mask: entries - 1, tail: 0 }, chunks: Vec::new(), size, provided: 0, max: entries };
+        let mut b = ProvidedBufs {
+            kind: Kind::Ring {
+                base,
+                layout,
+                mask: entries - 1,
+                tail: 0,
+            },
+            chunks: Vec::new(),
+            size,
+            provided: 0,
+            max: entries,
+        };
         b.grow_to(START);
         Ok(b)
     }
@@ -172,7 +204,12 @@ impl ProvidedBufs {
     fn ring_put(&mut self, bid: u16) {
         let size = self.size as u32;
         let addr = self.addr(bid) as u64;
-        let Kind::Ring { base, mask, tail, .. } = &mut self.kind else { return };
+        let Kind::Ring {
+            base, mask, tail, ..
+        } = &mut self.kind
+        else {
+            return;
+        };
         // SAFETY: `base` holds mask+1 entries and the index is masked. Entries between
         // the kernel's head and our published tail belong to the kernel; the one at
         // `tail` is past the published tail, so it is ours to write.
@@ -186,7 +223,9 @@ impl ProvidedBufs {
     }
 
     fn ring_publish(&self) {
-        let Kind::Ring { base, tail, .. } = &self.kind else { return };
+        let Kind::Ring { base, tail, .. } = &self.kind else {
+            return;
+        };
         // SAFETY: the tail lives in the first entry's reserved field, inside the
         // allocation; the kernel reads it, so the store is atomic with Release ordering
         // (the entries written before must be visible first).
@@ -215,7 +254,11 @@ mod tests {
     fn legacy_group_starts_small_and_grows_by_doubling_to_its_cap() {
         let (mut b, sqes) = ProvidedBufs::legacy(100, 512);
         assert_eq!(b.provided(), START);
-        assert_eq!(sqes.len(), (START / CHUNK) as usize, "one PROVIDE_BUFFERS per chunk");
+        assert_eq!(
+            sqes.len(),
+            (START / CHUNK) as usize,
+            "one PROVIDE_BUFFERS per chunk"
+        );
         let mut more = Vec::new();
         assert!(b.grow(&mut more));
         assert_eq!(b.provided(), 100, "doubling is capped at the maximum");
@@ -245,8 +288,13 @@ mod tests {
         };
         match ProvidedBufs::ring(&ring, 128, 1024) {
             Ok(b) => assert_eq!(b.provided(), START),
-            Err(e) => println!("SKIPPED ring_group_registers_where_the_kernel_allows: no buffer rings ({e})"),
+            Err(e) => println!(
+                "SKIPPED ring_group_registers_where_the_kernel_allows: no buffer rings ({e})"
+            ),
         }
-        assert!(ProvidedBufs::ring(&ring, 100, 1024).is_err(), "entries must be a power of two");
+        assert!(
+            ProvidedBufs::ring(&ring, 100, 1024).is_err(),
+            "entries must be a power of two"
+        );
     }
 }

@@ -86,7 +86,11 @@ pub struct Ring {
 }
 
 fn unavailable(what: impl Into<String>, hint: impl Into<String>) -> Unavailable {
-    Unavailable { errno: None, what: what.into(), hint: hint.into() }
+    Unavailable {
+        errno: None,
+        what: what.into(),
+        hint: hint.into(),
+    }
 }
 
 impl Ring {
@@ -94,22 +98,37 @@ impl Ring {
     /// `--uring-features`, or with `auto` the best that sets up here, stepping down a
     /// level whenever a flag or registration is refused.
     pub fn setup(cfg: &ServerConfig) -> Result<Ring, Unavailable> {
-        let basic = probe::build_ring_with(cfg.ring_entries, SetupFlags { cq_entries: cfg.cq_entries, ..SetupFlags::default() })?;
+        let basic = probe::build_ring_with(
+            cfg.ring_entries,
+            SetupFlags {
+                cq_entries: cfg.cq_entries,
+                ..SetupFlags::default()
+            },
+        )?;
         let p = probe::probe_ops(&basic)?;
-        if let Some((name, _)) = probe::BASELINE_OPS.iter().find(|(_, code)| !p.is_supported(*code)) {
+        if let Some((name, _)) = probe::BASELINE_OPS
+            .iter()
+            .find(|(_, code)| !p.is_supported(*code))
+        {
             return Err(unavailable(
                 format!("opcode {name} is missing"),
                 "ringmux needs Linux 5.6+ (ACCEPT, RECV, SEND, POLL_ADD, ASYNC_CANCEL, TIMEOUT); fix: upgrade the kernel",
             ));
         }
-        let fast_poll = basic.params().is_feature_fast_poll() && p.is_supported(opcode::ProvideBuffers::CODE);
+        let fast_poll =
+            basic.params().is_feature_fast_poll() && p.is_supported(opcode::ProvideBuffers::CODE);
         let pinned = cfg.features.pinned();
         let top = pinned.unwrap_or(FeatureLevel::Full);
         let mut basic = Some(basic);
         let mut last_err = None;
         let mut passed_over: Vec<&str> = Vec::new();
         let mut first_reason = None;
-        for level in [FeatureLevel::Full, FeatureLevel::Multishot, FeatureLevel::Fastpoll, FeatureLevel::Baseline] {
+        for level in [
+            FeatureLevel::Full,
+            FeatureLevel::Multishot,
+            FeatureLevel::Fastpoll,
+            FeatureLevel::Baseline,
+        ] {
             if level > top || (pinned.is_some() && Some(level) != pinned) {
                 continue;
             }
@@ -136,7 +155,12 @@ impl Ring {
         Err(last_err.unwrap_or_else(|| unavailable("io_uring setup", "no level could be set up")))
     }
 
-    fn try_level(cfg: &ServerConfig, level: FeatureLevel, fast_poll: bool, basic: &mut Option<IoUring>) -> Result<Ring, Unavailable> {
+    fn try_level(
+        cfg: &ServerConfig,
+        level: FeatureLevel,
+        fast_poll: bool,
+        basic: &mut Option<IoUring>,
+    ) -> Result<Ring, Unavailable> {
         let name = level.name();
         if level >= FeatureLevel::Fastpoll && !fast_poll {
             return Err(unavailable(
@@ -146,8 +170,14 @@ impl Ring {
         }
         if level >= FeatureLevel::Multishot {
             let t = probe::multishot_trial();
-            if let Some(why) = [&t.buf_ring, &t.accept, &t.recv].into_iter().find_map(|r| r.as_ref().err()) {
-                return Err(unavailable(format!("--uring-features {name} needs multishot ACCEPT/RECV and buffer rings"), format!("{why}; use --uring-features fastpoll")));
+            if let Some(why) = [&t.buf_ring, &t.accept, &t.recv]
+                .into_iter()
+                .find_map(|r| r.as_ref().err())
+            {
+                return Err(unavailable(
+                    format!("--uring-features {name} needs multishot ACCEPT/RECV and buffer rings"),
+                    format!("{why}; use --uring-features fastpoll"),
+                ));
             }
         }
         let sqpoll_idle_ms = cfg.sqpoll.then_some(SQPOLL_IDLE_MS);
@@ -159,13 +189,19 @@ impl Ring {
             sqpoll_idle_ms,
             cq_entries: cfg.cq_entries,
         };
-        let plain = SetupFlags { cq_entries: cfg.cq_entries, ..SetupFlags::default() };
+        let plain = SetupFlags {
+            cq_entries: cfg.cq_entries,
+            ..SetupFlags::default()
+        };
         let ring = match (flags == plain, basic.take()) {
             (true, Some(r)) => r,
             (_, b) => {
                 *basic = b;
                 probe::build_ring_with(cfg.ring_entries, flags).map_err(|mut e| {
-                    e.hint = format!("{}; the kernel refused the setup flags for --uring-features {name}", e.hint);
+                    e.hint = format!(
+                        "{}; the kernel refused the setup flags for --uring-features {name}",
+                        e.hint
+                    );
                     e
                 })?
             }
@@ -184,24 +220,39 @@ impl Ring {
                 provide = e;
                 Some(b)
             }
-            FeatureLevel::Multishot | FeatureLevel::Full => Some(ProvidedBufs::ring(&ring, cfg.buf_entries, cfg.recv_buf).map_err(|e| Unavailable {
-                errno: e.raw_os_error(),
-                what: "IORING_REGISTER_PBUF_RING".into(),
-                hint: format!("cannot register {} buffers of {} bytes; use --uring-features fastpoll", cfg.buf_entries, cfg.recv_buf),
-            })?),
+            FeatureLevel::Multishot | FeatureLevel::Full => Some(
+                ProvidedBufs::ring(&ring, cfg.buf_entries, cfg.recv_buf).map_err(|e| {
+                    Unavailable {
+                        errno: e.raw_os_error(),
+                        what: "IORING_REGISTER_PBUF_RING".into(),
+                        hint: format!(
+                            "cannot register {} buffers of {} bytes; use --uring-features fastpoll",
+                            cfg.buf_entries, cfg.recv_buf
+                        ),
+                    }
+                })?,
+            ),
         };
         let multishot = level >= FeatureLevel::Multishot;
         let min_wait = level == FeatureLevel::Full && ring.params().is_feature_min_timeout();
         let features = RingFeatures {
             level,
             min_wait,
-            wait: if min_wait { cfg.uring_wait.name() } else { WaitMode::Single.name() },
+            wait: if min_wait {
+                cfg.uring_wait.name()
+            } else {
+                WaitMode::Single.name()
+            },
             recv_buffers: match level {
                 FeatureLevel::Baseline => "pooled",
                 FeatureLevel::Fastpoll => "provide_buffers",
                 _ => "buf_ring",
             },
-            buf_entries: if level == FeatureLevel::Baseline { 0 } else { cfg.buf_entries },
+            buf_entries: if level == FeatureLevel::Baseline {
+                0
+            } else {
+                cfg.buf_entries
+            },
             multishot_accept: multishot && cfg.multishot_accept,
             // Chat: a multishot RECV brings a whole burst per turn, and each byte of it is
             // multiplied by the number of receivers before any send runs (1 GB of outboxes
@@ -215,7 +266,12 @@ impl Ring {
             sq_entries: ring.params().sq_entries(),
             cq_entries: ring.params().cq_entries(),
         };
-        Ok(Ring { ring, bufs, provide, features })
+        Ok(Ring {
+            ring,
+            bufs,
+            provide,
+            features,
+        })
     }
 }
 
@@ -259,7 +315,11 @@ impl Member for UConn {
     /// The fan-out counts the bytes the kernel owns against the cap, and appends only
     /// to the outbox, never to `send_buf`.
     fn in_flight(&self) -> usize {
-        if self.inflight & IN_SEND != 0 { self.send_buf.len() - self.send_pos } else { 0 }
+        if self.inflight & IN_SEND != 0 {
+            self.send_buf.len() - self.send_pos
+        } else {
+            0
+        }
     }
     fn live(&self) -> bool {
         !self.closing
@@ -323,7 +383,13 @@ impl Room for Proactor<'_> {
     }
 }
 
-pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, reporter: &Reporter) -> io::Result<LoopStats> {
+pub fn run(
+    ring: Ring,
+    listener: Socket,
+    cfg: &ServerConfig,
+    signals: &Signals,
+    reporter: &Reporter,
+) -> io::Result<LoopStats> {
     let mut p = Proactor {
         ring: ring.ring,
         bufs: ring.bufs,
@@ -368,7 +434,10 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
         drop(leaked);
         drop(p);
     } else {
-        eprintln!("ringmux: warning: {} connections still had io_uring ops in flight at exit", leaked.len());
+        eprintln!(
+            "ringmux: warning: {} connections still had io_uring ops in flight at exit",
+            leaked.len()
+        );
         std::mem::forget(leaked);
         let bufs = p.bufs.take();
         drop(p);
@@ -381,7 +450,9 @@ pub fn run(ring: Ring, listener: Socket, cfg: &ServerConfig, signals: &Signals, 
 /// The slot for a completion, if its token is current (a stale generation means the
 /// slot was reused, which the close protocol should make impossible).
 fn slot(conns: &mut Slab<UConn>, t: Token) -> Option<&mut UConn> {
-    conns.get_mut(t.key as usize).filter(|c| c.generation == t.generation)
+    conns
+        .get_mut(t.key as usize)
+        .filter(|c| c.generation == t.generation)
 }
 
 fn errno(res: i32) -> i32 {
@@ -414,8 +485,13 @@ impl Proactor<'_> {
                 // spun at about 12,000 enters a second. With a cap, a wait that saw
                 // nothing in min_wait sleeps until the first completion or the cap.
                 Some(us) => {
-                    let cap = types::Timespec::new().sec(COALESCE_CAP.as_secs()).nsec(COALESCE_CAP.subsec_nanos());
-                    self.ring.submitter().submit_with_args(want, &types::SubmitArgs::new().min_wait_usec(us).timespec(&cap))
+                    let cap = types::Timespec::new()
+                        .sec(COALESCE_CAP.as_secs())
+                        .nsec(COALESCE_CAP.subsec_nanos());
+                    self.ring.submitter().submit_with_args(
+                        want,
+                        &types::SubmitArgs::new().min_wait_usec(us).timespec(&cap),
+                    )
                 }
                 None => self.ring.submit_and_wait(want),
             };
@@ -448,7 +524,12 @@ impl Proactor<'_> {
             }
             if was && !self.fanout.congested() {
                 // Congestion cleared: read the connections it paused.
-                let paused: Vec<usize> = self.conns.iter().filter(|(_, c)| c.read_paused).map(|(k, _)| k).collect();
+                let paused: Vec<usize> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.read_paused)
+                    .map(|(k, _)| k)
+                    .collect();
                 for k in paused {
                     self.arm_read(k);
                 }
@@ -482,7 +563,10 @@ impl Proactor<'_> {
             WaitMode::Adaptive => self.recvs_last >= COALESCE_AFTER_RECVS,
         };
         if coalesce {
-            (self.sends_queued + (self.recvs_last / 2).max(1), Some(MIN_WAIT_US))
+            (
+                self.sends_queued + (self.recvs_last / 2).max(1),
+                Some(MIN_WAIT_US),
+            )
         } else {
             (1, None)
         }
@@ -502,7 +586,9 @@ impl Proactor<'_> {
         let dropped = cq.overflow();
         if dropped != self.last_overflow {
             let n = dropped.wrapping_sub(self.last_overflow);
-            eprintln!("ringmux: warning: the kernel dropped {n} io_uring completions (CQ overflow with no memory to keep them)");
+            eprintln!(
+                "ringmux: warning: the kernel dropped {n} io_uring completions (CQ overflow with no memory to keep them)"
+            );
             self.stats.cq_overflow += n as u64;
             self.last_overflow = dropped;
         }
@@ -585,9 +671,12 @@ impl Proactor<'_> {
                 let t = Token::new(Op::AcceptPoll, 0, 0);
                 (t, opcode::PollAdd::new(fd, libc::POLLIN as u32).build())
             }
-            _ if self.features.multishot_accept => {
-                (Token::new(Op::Accept, 0, 0), opcode::AcceptMulti::new(fd).flags(libc::SOCK_CLOEXEC).build())
-            }
+            _ if self.features.multishot_accept => (
+                Token::new(Op::Accept, 0, 0),
+                opcode::AcceptMulti::new(fd)
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build(),
+            ),
             _ => (Token::new(Op::Accept, 0, 0), self.accept_sqe()),
         };
         self.accept_inflight = Some(t);
@@ -596,21 +685,35 @@ impl Proactor<'_> {
 
     /// ACCEPT on the listener; the new socket stays blocking (the ring polls it).
     fn accept_sqe(&self) -> squeue::Entry {
-        opcode::Accept::new(types::Fd(self.listen_fd), std::ptr::null_mut(), std::ptr::null_mut()).flags(libc::SOCK_CLOEXEC).build()
+        opcode::Accept::new(
+            types::Fd(self.listen_fd),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+        .flags(libc::SOCK_CLOEXEC)
+        .build()
     }
 
     fn arm_timer(&mut self, after: Duration, what: Timer) {
-        let ts = Box::new(types::Timespec::new().sec(after.as_secs()).nsec(after.subsec_nanos()));
+        let ts = Box::new(
+            types::Timespec::new()
+                .sec(after.as_secs())
+                .nsec(after.subsec_nanos()),
+        );
         let ptr: *const types::Timespec = &*ts;
         let key = self.timers.insert((ts, what));
-        let e = opcode::Timeout::new(ptr).build().user_data(Token::new(Op::Timer, key, 0).encode());
+        let e = opcode::Timeout::new(ptr)
+            .build()
+            .user_data(Token::new(Op::Timer, key, 0).encode());
         self.push(e);
     }
 
     /// One TIMEOUT for the nearest connection deadline, re-armed only when a nearer one
     /// appears (a later one is found when this fires).
     fn arm_deadline(&mut self) {
-        let Some(next) = self.deadlines.next() else { return };
+        let Some(next) = self.deadlines.next() else {
+            return;
+        };
         if self.draining || self.deadline_armed.is_some_and(|a| a <= next) {
             return;
         }
@@ -623,11 +726,16 @@ impl Proactor<'_> {
     fn expire_timers(&mut self) {
         let now = Instant::now();
         while let Some((key, id, at)) = self.deadlines.pop_due(now) {
-            let Some(c) = self.conns.get_mut(key) else { continue };
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
             if c.closing {
                 continue;
             }
-            match self.deadlines.check(key, id, at, &mut c.clock, &c.conn, now) {
+            match self
+                .deadlines
+                .check(key, id, at, &mut c.clock, &c.conn, now)
+            {
                 None => {}
                 Some(core::Due::Header) => {
                     self.stats.header_timeouts += 1;
@@ -643,7 +751,9 @@ impl Proactor<'_> {
     }
 
     fn cancel(&mut self, t: Token) {
-        let e = opcode::AsyncCancel::new(t.encode()).build().user_data(Token::new(Op::Ignored, 0, 0).encode());
+        let e = opcode::AsyncCancel::new(t.encode())
+            .build()
+            .user_data(Token::new(Op::Ignored, 0, 0).encode());
         self.push(e);
     }
 
@@ -653,11 +763,19 @@ impl Proactor<'_> {
     fn arm_read(&mut self, key: usize) {
         let cap = self.cfg.outbox_cap;
         let level = self.features.level;
-        let Some(c) = self.conns.get_mut(key) else { return };
-        if c.closing || c.conn.read_eof || c.conn.close_after_flush || c.inflight & (IN_POLL | IN_RECV) != 0 {
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        if c.closing
+            || c.conn.read_eof
+            || c.conn.close_after_flush
+            || c.inflight & (IN_POLL | IN_RECV) != 0
+        {
             return;
         }
-        if c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap || (self.cfg.proto == Proto::Chat && self.fanout.congested()) {
+        if c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap
+            || (self.cfg.proto == Proto::Chat && self.fanout.congested())
+        {
             c.read_paused = true;
             return;
         }
@@ -693,18 +811,28 @@ impl Proactor<'_> {
     /// Baseline: the socket is readable; RECV into a pooled buffer.
     fn submit_recv(&mut self, key: usize) {
         let size = self.cfg.recv_buf;
-        let Some(c) = self.conns.get_mut(key) else { return };
-        let mut buf = c.recv_buf.take().or_else(|| self.pool.pop()).unwrap_or_else(|| vec![0u8; size].into_boxed_slice());
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut buf = c
+            .recv_buf
+            .take()
+            .or_else(|| self.pool.pop())
+            .unwrap_or_else(|| vec![0u8; size].into_boxed_slice());
         let (ptr, len) = (buf.as_mut_ptr(), buf.len() as u32);
         c.recv_buf = Some(buf); // kernel-owned from here until the RECV completion
         c.inflight |= IN_RECV;
-        let e = opcode::Recv::new(types::Fd(c.fd), ptr, len).build().user_data(Token::new(Op::Recv, key, c.generation).encode());
+        let e = opcode::Recv::new(types::Fd(c.fd), ptr, len)
+            .build()
+            .user_data(Token::new(Op::Recv, key, c.generation).encode());
         self.push(e);
     }
 
     /// Hand owed bytes to the kernel: one SEND in flight per connection keeps order.
     fn start_send(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         if c.closing || c.inflight & IN_SEND != 0 || c.conn.owed_len() == 0 {
             return;
         }
@@ -715,7 +843,9 @@ impl Proactor<'_> {
     }
 
     fn submit_send(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         let rest = &c.send_buf[c.send_pos..];
         let mut len = rest.len().min(MAX_SEND);
         if len > 1 && self.faults.send_short.hit() {
@@ -725,7 +855,9 @@ impl Proactor<'_> {
         let ptr = rest.as_ptr();
         c.inflight |= IN_SEND; // send_buf is kernel-owned until the SEND completion
         self.sends_queued += 1;
-        let e = opcode::Send::new(types::Fd(c.fd), ptr, len as u32).build().user_data(Token::new(Op::Send, key, c.generation).encode());
+        let e = opcode::Send::new(types::Fd(c.fd), ptr, len as u32)
+            .build()
+            .user_data(Token::new(Op::Send, key, c.generation).encode());
         self.push(e);
     }
 
@@ -815,7 +947,9 @@ impl Proactor<'_> {
 
     fn on_poll(&mut self, t: Token, res: i32) {
         let key = t.key as usize;
-        let Some(c) = slot(&mut self.conns, t) else { return };
+        let Some(c) = slot(&mut self.conns, t) else {
+            return;
+        };
         c.inflight &= !IN_POLL;
         if c.closing {
             self.maybe_finalize(key);
@@ -916,7 +1050,9 @@ impl Proactor<'_> {
         }
         self.start_send(key);
         let cap = self.cfg.outbox_cap;
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         if c.conn.finished() && c.inflight & IN_SEND == 0 {
             self.begin_close(key);
             return;
@@ -924,7 +1060,9 @@ impl Proactor<'_> {
         if c.inflight & IN_RECV != 0 {
             // A multishot RECV is still armed: stop it while the outbox is over its cap.
             let congested = self.cfg.proto == Proto::Chat && self.fanout.congested();
-            if !c.recv_cancelling && (c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap || congested) {
+            if !c.recv_cancelling
+                && (c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap || congested)
+            {
                 c.recv_cancelling = true;
                 c.read_paused = true;
                 let t = Token::new(Op::Recv, key, c.generation);
@@ -955,7 +1093,11 @@ impl Proactor<'_> {
         }
         let starved = std::mem::take(&mut self.starved);
         for &(key, generation) in &starved {
-            if self.conns.get(key).is_some_and(|c| c.generation == generation) {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.generation == generation)
+            {
                 self.arm_read(key);
             }
         }
@@ -966,7 +1108,9 @@ impl Proactor<'_> {
     fn on_send(&mut self, t: Token, res: i32) {
         let key = t.key as usize;
         let cap = self.cfg.outbox_cap;
-        let Some(c) = slot(&mut self.conns, t) else { return };
+        let Some(c) = slot(&mut self.conns, t) else {
+            return;
+        };
         c.inflight &= !IN_SEND;
         c.sends_done += 1;
         if c.closing {
@@ -1012,7 +1156,9 @@ impl Proactor<'_> {
     }
 
     fn on_timer(&mut self, key: usize) {
-        let Some((_, what)) = self.timers.try_remove(key) else { return };
+        let Some((_, what)) = self.timers.try_remove(key) else {
+            return;
+        };
         match what {
             Timer::AcceptBackoff => {
                 self.accept_backoff = false;
@@ -1067,7 +1213,11 @@ impl Proactor<'_> {
     fn cancel_ops(&mut self, key: usize) {
         let Some(c) = self.conns.get(key) else { return };
         let (inflight, generation) = (c.inflight, c.generation);
-        for (bit, op) in [(IN_POLL, Op::Poll), (IN_RECV, Op::Recv), (IN_SEND, Op::Send)] {
+        for (bit, op) in [
+            (IN_POLL, Op::Poll),
+            (IN_RECV, Op::Recv),
+            (IN_SEND, Op::Send),
+        ] {
             if inflight & bit != 0 {
                 self.cancel(Token::new(op, key, generation));
             }
@@ -1077,7 +1227,9 @@ impl Proactor<'_> {
     /// Close: shut the socket down so every pending op completes (closing the fd
     /// alone would not: the ring holds a reference), then close once none is left.
     fn begin_close(&mut self, key: usize) {
-        let Some(c) = self.conns.get_mut(key) else { return };
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
         if c.closing {
             return;
         }

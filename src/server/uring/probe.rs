@@ -68,7 +68,13 @@ pub fn build_ring_with(entries: u32, f: SetupFlags) -> Result<IoUring, Unavailab
             }
         },
         || sys::count(Sys::IoUringSetup),
-        || if f == SetupFlags::default() { "io_uring_setup".to_string() } else { format!("io_uring_setup with {f:?}") },
+        || {
+            if f == SetupFlags::default() {
+                "io_uring_setup".to_string()
+            } else {
+                format!("io_uring_setup with {f:?}")
+            }
+        },
     )
 }
 
@@ -98,7 +104,11 @@ fn run_multishot_trial() -> MultishotTrial {
     use io_uring::{cqueue, types};
     use std::io::Write;
     use std::os::fd::AsRawFd;
-    let no = |why: &str| MultishotTrial { buf_ring: Err(why.into()), accept: Err(why.into()), recv: Err(why.into()) };
+    let no = |why: &str| MultishotTrial {
+        buf_ring: Err(why.into()),
+        accept: Err(why.into()),
+        recv: Err(why.into()),
+    };
     let ring = match build_ring(8) {
         Ok(r) => r,
         Err(e) => return no(&e.to_string()),
@@ -107,11 +117,17 @@ fn run_multishot_trial() -> MultishotTrial {
         return no("kernel older than 5.11 (no FEAT_EXT_ARG), so older than multishot's 5.19/6.0");
     }
     let mut ring = ring;
-    let mut out = MultishotTrial { buf_ring: Ok(()), accept: Err("not tried".into()), recv: Err("not tried".into()) };
+    let mut out = MultishotTrial {
+        buf_ring: Ok(()),
+        accept: Err("not tried".into()),
+        recv: Err("not tried".into()),
+    };
     let bufs = match super::bufs::ProvidedBufs::ring(&ring, 2, 64) {
         Ok(b) => Some(b),
         Err(e) => {
-            out.buf_ring = Err(format!("IORING_REGISTER_PBUF_RING failed: {e} (needs Linux 5.19+)"));
+            out.buf_ring = Err(format!(
+                "IORING_REGISTER_PBUF_RING failed: {e} (needs Linux 5.19+)"
+            ));
             None
         }
     };
@@ -119,7 +135,9 @@ fn run_multishot_trial() -> MultishotTrial {
         out.accept = Err("cannot bind a loopback listener for the trial".into());
         return out;
     };
-    let Ok(addr) = listener.local_addr() else { return out };
+    let Ok(addr) = listener.local_addr() else {
+        return out;
+    };
     // Wait (bounded: 1 s) for one completion with the given user_data.
     let wait_for = |ring: &mut IoUring, ud: u64| -> Option<(i32, u32)> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
@@ -136,7 +154,10 @@ fn run_multishot_trial() -> MultishotTrial {
         }
         None
     };
-    let accept = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd())).flags(libc::SOCK_CLOEXEC).build().user_data(1);
+    let accept = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
+        .flags(libc::SOCK_CLOEXEC)
+        .build()
+        .user_data(1);
     // SAFETY: the SQE references only the listener's fd, open until the ring is dropped.
     if unsafe { ring.submission().push(&accept) }.is_err() {
         return out;
@@ -147,11 +168,18 @@ fn run_multishot_trial() -> MultishotTrial {
     };
     let accepted = match wait_for(&mut ring, 1) {
         Some((fd, flags)) if fd >= 0 => {
-            out.accept = if cqueue::more(flags) { Ok(()) } else { Err("ACCEPT completed without IORING_CQE_F_MORE".into()) };
+            out.accept = if cqueue::more(flags) {
+                Ok(())
+            } else {
+                Err("ACCEPT completed without IORING_CQE_F_MORE".into())
+            };
             Some(fd)
         }
         Some((e, _)) => {
-            out.accept = Err(format!("multishot ACCEPT failed with {} (needs Linux 5.19+)", sys::errno_name(-e)));
+            out.accept = Err(format!(
+                "multishot ACCEPT failed with {} (needs Linux 5.19+)",
+                sys::errno_name(-e)
+            ));
             None
         }
         None => {
@@ -160,14 +188,19 @@ fn run_multishot_trial() -> MultishotTrial {
         }
     };
     if let (Some(fd), Some(_)) = (accepted, &bufs) {
-        let recv = opcode::RecvMulti::new(types::Fd(fd), super::bufs::BGID).build().user_data(2);
+        let recv = opcode::RecvMulti::new(types::Fd(fd), super::bufs::BGID)
+            .build()
+            .user_data(2);
         // SAFETY: buffers come from the registered ring `bufs`, dropped after `ring`.
         let pushed = unsafe { ring.submission().push(&recv) }.is_ok();
         if pushed && client.write_all(b"x").is_ok() {
             out.recv = match wait_for(&mut ring, 2) {
                 Some((1, flags)) if cqueue::more(flags) => Ok(()),
                 Some((1, _)) => Err("RECV completed without IORING_CQE_F_MORE".into()),
-                Some((e, _)) if e < 0 => Err(format!("multishot RECV failed with {} (needs Linux 6.0+)", sys::errno_name(-e))),
+                Some((e, _)) if e < 0 => Err(format!(
+                    "multishot RECV failed with {} (needs Linux 6.0+)",
+                    sys::errno_name(-e)
+                )),
                 Some((n, _)) => Err(format!("multishot RECV returned {n} bytes for 1")),
                 None => Err("multishot RECV gave no completion within 1 s".into()),
             };
@@ -241,7 +274,11 @@ impl RingFeatures {
             "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} min_wait={} wait={} sqpoll={} sq={} cq={}",
             self.level.name(),
             self.recv_buffers,
-            if self.buf_entries > 0 { format!("x{}", self.buf_entries) } else { String::new() },
+            if self.buf_entries > 0 {
+                format!("x{}", self.buf_entries)
+            } else {
+                String::new()
+            },
             on(self.multishot_accept),
             on(self.multishot_recv),
             on(self.coop_taskrun),
@@ -273,10 +310,22 @@ pub struct ProbeReport {
 
 pub fn probe() -> ProbeReport {
     let kernel = crate::sysinfo::kernel_release();
-    let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok().map(|s| s.trim().to_string());
+    let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .map(|s| s.trim().to_string());
     let memlock = std::fs::read_to_string("/proc/self/limits")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Max locked memory")).map(|l| l.split_whitespace().skip(3).take(2).collect::<Vec<_>>().join(" ")));
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max locked memory"))
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(3)
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+        });
     let mut caps = Vec::new();
     let ring = build_ring(64);
     let (probe, unavailable) = match &ring {
@@ -291,7 +340,11 @@ pub fn probe() -> ProbeReport {
         caps.push(Capability {
             name,
             available,
-            detail: if available { "REGISTER_PROBE".into() } else { "not in REGISTER_PROBE".into() },
+            detail: if available {
+                "REGISTER_PROBE".into()
+            } else {
+                "not in REGISTER_PROBE".into()
+            },
             level: "baseline",
         });
     }
@@ -302,7 +355,16 @@ pub fn probe() -> ProbeReport {
         ("SEND_ZC", opcode::SendZc::CODE, "unused"),
     ] {
         let available = probe.as_ref().is_some_and(|p| p.is_supported(code));
-        caps.push(Capability { name, available, detail: if available { "REGISTER_PROBE".into() } else { "not in REGISTER_PROBE".into() }, level });
+        caps.push(Capability {
+            name,
+            available,
+            detail: if available {
+                "REGISTER_PROBE".into()
+            } else {
+                "not in REGISTER_PROBE".into()
+            },
+            level,
+        });
     }
     let params = ring.as_ref().ok().map(|r| r.params());
     let mut feat = |name, yes: Option<bool>, level, why_not: &str| {
@@ -317,14 +379,43 @@ pub fn probe() -> ProbeReport {
             level,
         })
     };
-    feat("FEAT_NODROP", params.map(|p| p.is_feature_nodrop()), "baseline", "needs Linux 5.5+: CQ overflow may drop completions");
-    feat("FEAT_FAST_POLL", params.map(|p| p.is_feature_fast_poll()), "fastpoll", "needs Linux 5.7+");
-    feat("FEAT_EXT_ARG", params.map(|p| p.is_feature_ext_arg()), "multishot", "needs Linux 5.11+");
-    feat("FEAT_CQE_SKIP", params.map(|p| p.is_feature_skip_cqe_on_success()), "unused", "needs Linux 5.17+");
-    feat("FEAT_MIN_TIMEOUT", params.map(|p| p.is_feature_min_timeout()), "full", "needs Linux 6.12+ (full then waits for 1 completion at a time)");
+    feat(
+        "FEAT_NODROP",
+        params.map(|p| p.is_feature_nodrop()),
+        "baseline",
+        "needs Linux 5.5+: CQ overflow may drop completions",
+    );
+    feat(
+        "FEAT_FAST_POLL",
+        params.map(|p| p.is_feature_fast_poll()),
+        "fastpoll",
+        "needs Linux 5.7+",
+    );
+    feat(
+        "FEAT_EXT_ARG",
+        params.map(|p| p.is_feature_ext_arg()),
+        "multishot",
+        "needs Linux 5.11+",
+    );
+    feat(
+        "FEAT_CQE_SKIP",
+        params.map(|p| p.is_feature_skip_cqe_on_success()),
+        "unused",
+        "needs Linux 5.17+",
+    );
+    feat(
+        "FEAT_MIN_TIMEOUT",
+        params.map(|p| p.is_feature_min_timeout()),
+        "full",
+        "needs Linux 6.12+ (full then waits for 1 completion at a time)",
+    );
     // Multishot flags: a loopback trial. Setup flags: try each, EINVAL means no.
     let have_ring = unavailable.is_none();
-    let trial = if have_ring { Some(multishot_trial()) } else { None };
+    let trial = if have_ring {
+        Some(multishot_trial())
+    } else {
+        None
+    };
     let mut tried = |name, r: Option<&Result<(), String>>, level, how: &str| {
         caps.push(Capability {
             name,
@@ -337,31 +428,86 @@ pub fn probe() -> ProbeReport {
             level,
         })
     };
-    tried("BUF_RING", trial.as_ref().map(|t| &t.buf_ring), "multishot", "registered on a trial ring");
-    tried("MULTISHOT_ACCEPT", trial.as_ref().map(|t| &t.accept), "multishot", "loopback trial");
-    tried("MULTISHOT_RECV", trial.as_ref().map(|t| &t.recv), "multishot", "loopback trial");
+    tried(
+        "BUF_RING",
+        trial.as_ref().map(|t| &t.buf_ring),
+        "multishot",
+        "registered on a trial ring",
+    );
+    tried(
+        "MULTISHOT_ACCEPT",
+        trial.as_ref().map(|t| &t.accept),
+        "multishot",
+        "loopback trial",
+    );
+    tried(
+        "MULTISHOT_RECV",
+        trial.as_ref().map(|t| &t.recv),
+        "multishot",
+        "loopback trial",
+    );
     let flag_trial = |f: SetupFlags| -> Option<Result<(), String>> {
         have_ring.then(|| build_ring_with(8, f).map(drop).map_err(|e| e.to_string()))
     };
-    let coop = flag_trial(SetupFlags { coop_taskrun: true, ..Default::default() });
-    let single = flag_trial(SetupFlags { single_issuer: true, ..Default::default() });
-    let defer = flag_trial(SetupFlags { single_issuer: true, defer_taskrun: true, ..Default::default() });
-    let sqpoll = flag_trial(SetupFlags { sqpoll_idle_ms: Some(10), ..Default::default() });
+    let coop = flag_trial(SetupFlags {
+        coop_taskrun: true,
+        ..Default::default()
+    });
+    let single = flag_trial(SetupFlags {
+        single_issuer: true,
+        ..Default::default()
+    });
+    let defer = flag_trial(SetupFlags {
+        single_issuer: true,
+        defer_taskrun: true,
+        ..Default::default()
+    });
+    let sqpoll = flag_trial(SetupFlags {
+        sqpoll_idle_ms: Some(10),
+        ..Default::default()
+    });
     let ring_fd = have_ring.then(|| {
         build_ring(8).map_err(|e| e.to_string()).and_then(|r| {
             sys::count(Sys::IoUringRegister);
-            r.submitter().register_ring_fd().map(drop).map_err(|e| format!("IORING_REGISTER_RING_FDS failed: {e} (needs Linux 5.18+)"))
+            r.submitter()
+                .register_ring_fd()
+                .map(drop)
+                .map_err(|e| format!("IORING_REGISTER_RING_FDS failed: {e} (needs Linux 5.18+)"))
         })
     });
-    tried("COOP_TASKRUN", coop.as_ref(), "multishot", "setup flag accepted");
-    tried("SINGLE_ISSUER", single.as_ref(), "full", "setup flag accepted");
-    tried("DEFER_TASKRUN", defer.as_ref(), "full", "setup flag accepted");
+    tried(
+        "COOP_TASKRUN",
+        coop.as_ref(),
+        "multishot",
+        "setup flag accepted",
+    );
+    tried(
+        "SINGLE_ISSUER",
+        single.as_ref(),
+        "full",
+        "setup flag accepted",
+    );
+    tried(
+        "DEFER_TASKRUN",
+        defer.as_ref(),
+        "full",
+        "setup flag accepted",
+    );
     tried("REGISTERED_RING_FD", ring_fd.as_ref(), "full", "registered");
-    tried("SQPOLL", sqpoll.as_ref(), "opt-in", "setup flag accepted (serve --sqpoll)");
+    tried(
+        "SQPOLL",
+        sqpoll.as_ref(),
+        "opt-in",
+        "setup flag accepted (serve --sqpoll)",
+    );
     let ok = |name: &str| caps.iter().any(|c| c.name == name && c.available);
     let baseline = have_ring && BASELINE_OPS.iter().all(|(n, _)| ok(n));
     let fastpoll = baseline && ok("FEAT_FAST_POLL") && ok("PROVIDE_BUFFERS");
-    let multishot = fastpoll && ok("BUF_RING") && ok("MULTISHOT_ACCEPT") && ok("MULTISHOT_RECV") && ok("COOP_TASKRUN");
+    let multishot = fastpoll
+        && ok("BUF_RING")
+        && ok("MULTISHOT_ACCEPT")
+        && ok("MULTISHOT_RECV")
+        && ok("COOP_TASKRUN");
     let full = multishot && ok("SINGLE_ISSUER") && ok("DEFER_TASKRUN");
     let levels = vec![
         (FeatureLevel::Baseline, baseline),

@@ -47,7 +47,11 @@ pub struct Token {
 impl Token {
     pub fn new(op: Op, key: usize, generation: u32) -> Token {
         debug_assert!(key <= u32::MAX as usize);
-        Token { op, generation: generation & GEN_MASK, key: key as u32 }
+        Token {
+            op,
+            generation: generation & GEN_MASK,
+            key: key as u32,
+        }
     }
 
     pub fn encode(self) -> u64 {
@@ -55,7 +59,11 @@ impl Token {
     }
 
     pub fn decode(v: u64) -> Option<Token> {
-        Some(Token { op: Op::from_u8((v >> 56) as u8)?, generation: ((v >> 32) as u32) & GEN_MASK, key: v as u32 })
+        Some(Token {
+            op: Op::from_u8((v >> 56) as u8)?,
+            generation: ((v >> 32) as u32) & GEN_MASK,
+            key: v as u32,
+        })
     }
 }
 
@@ -65,8 +73,22 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        for op in [Op::AcceptPoll, Op::Accept, Op::Poll, Op::Recv, Op::Send, Op::Signal, Op::Timer, Op::Ignored] {
-            for (key, g) in [(0usize, 0u32), (1, 1), (u32::MAX as usize, GEN_MASK), (12345, 0x00ab_cdef)] {
+        for op in [
+            Op::AcceptPoll,
+            Op::Accept,
+            Op::Poll,
+            Op::Recv,
+            Op::Send,
+            Op::Signal,
+            Op::Timer,
+            Op::Ignored,
+        ] {
+            for (key, g) in [
+                (0usize, 0u32),
+                (1, 1),
+                (u32::MAX as usize, GEN_MASK),
+                (12345, 0x00ab_cdef),
+            ] {
                 let t = Token::new(op, key, g);
                 assert_eq!(Token::decode(t.encode()), Some(t));
             }

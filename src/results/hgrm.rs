@@ -14,7 +14,11 @@ const SCALE: f64 = 1e6;
 
 /// Percentile distribution in the HdrHistogram plotter (.hgrm, Java HistogramLogProcessor/wrk2 dialect) format; histogram recorded in ns, values printed in ms.
 pub fn write_hgrm(w: &mut dyn Write, h: &Histogram<u64>) -> io::Result<()> {
-    writeln!(w, "{:>12} {:>14} {:>10} {:>14}", "Value", "Percentile", "TotalCount", "1/(1-Percentile)")?;
+    writeln!(
+        w,
+        "{:>12} {:>14} {:>10} {:>14}",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    )?;
     writeln!(w)?;
     let mut total = 0u64;
     for v in h.iter_quantiles(TICKS_PER_HALF) {
@@ -22,16 +26,37 @@ pub fn write_hgrm(w: &mut dyn Write, h: &Histogram<u64>) -> io::Result<()> {
         let value = v.value_iterated_to() as f64 / SCALE;
         let q = v.quantile_iterated_to();
         if q < 1.0 {
-            writeln!(w, "{value:12.3} {q:14.12} {total:10} {:14.2}", 1.0 / (1.0 - q))?;
+            writeln!(
+                w,
+                "{value:12.3} {q:14.12} {total:10} {:14.2}",
+                1.0 / (1.0 - q)
+            )?;
         } else {
             writeln!(w, "{value:12.3} {q:14.12} {total:10}")?;
         }
     }
-    let (mean, sd) = if h.is_empty() { (0.0, 0.0) } else { (h.mean() / SCALE, h.stdev() / SCALE) };
+    let (mean, sd) = if h.is_empty() {
+        (0.0, 0.0)
+    } else {
+        (h.mean() / SCALE, h.stdev() / SCALE)
+    };
     writeln!(w, "#[Mean    = {mean:12.3}, StdDeviation   = {sd:12.3}]")?;
-    writeln!(w, "#[Max     = {:12.3}, Total count    = {:12}]", h.max() as f64 / SCALE, h.len())?;
-    writeln!(w, "#[Buckets = {:12}, SubBuckets     = {:12}]", h.buckets(), sub_bucket_count(h.sigfig()))?;
-    writeln!(w, "# Values are in milliseconds (recorded in nanoseconds, divided by 1e6).")?;
+    writeln!(
+        w,
+        "#[Max     = {:12.3}, Total count    = {:12}]",
+        h.max() as f64 / SCALE,
+        h.len()
+    )?;
+    writeln!(
+        w,
+        "#[Buckets = {:12}, SubBuckets     = {:12}]",
+        h.buckets(),
+        sub_bucket_count(h.sigfig())
+    )?;
+    writeln!(
+        w,
+        "# Values are in milliseconds (recorded in nanoseconds, divided by 1e6)."
+    )?;
     Ok(())
 }
 
@@ -60,11 +85,25 @@ pub fn read_hgrm(text: &str) -> anyhow::Result<Vec<HgrmPoint>> {
         }
         let f: Vec<&str> = t.split_whitespace().collect();
         let parsed = (f.len() == 3 || f.len() == 4)
-            .then(|| Some((f[0].parse::<f64>().ok()?, f[1].parse::<f64>().ok()?, f[2].parse::<u64>().ok()?)))
+            .then(|| {
+                Some((
+                    f[0].parse::<f64>().ok()?,
+                    f[1].parse::<f64>().ok()?,
+                    f[2].parse::<u64>().ok()?,
+                ))
+            })
             .flatten();
         match parsed {
-            Some((value_ms, percentile, total_count)) => out.push(HgrmPoint { value_ms, percentile, total_count }),
-            None => anyhow::bail!("line {}: not an .hgrm data line: {:?}", i + 1, truncate(t, 60)),
+            Some((value_ms, percentile, total_count)) => out.push(HgrmPoint {
+                value_ms,
+                percentile,
+                total_count,
+            }),
+            None => anyhow::bail!(
+                "line {}: not an .hgrm data line: {:?}",
+                i + 1,
+                truncate(t, 60)
+            ),
         }
     }
     Ok(out)
@@ -76,13 +115,21 @@ pub fn points_of(h: &Histogram<u64>) -> Vec<HgrmPoint> {
     h.iter_quantiles(TICKS_PER_HALF)
         .map(|v| {
             total += v.count_since_last_iteration();
-            HgrmPoint { value_ms: v.value_iterated_to() as f64 / SCALE, percentile: v.quantile_iterated_to(), total_count: total }
+            HgrmPoint {
+                value_ms: v.value_iterated_to() as f64 / SCALE,
+                percentile: v.quantile_iterated_to(),
+                total_count: total,
+            }
         })
         .collect()
 }
 
 pub(crate) fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n { s.to_string() } else { s.chars().take(n).collect::<String>() + "…" }
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n).collect::<String>() + "…"
+    }
 }
 
 #[cfg(test)]
@@ -105,7 +152,10 @@ mod tests {
         write_hgrm(&mut buf, &h).unwrap();
         let text = String::from_utf8(buf).unwrap();
         let mut lines = text.lines();
-        assert_eq!(lines.next().unwrap(), "       Value     Percentile TotalCount 1/(1-Percentile)");
+        assert_eq!(
+            lines.next().unwrap(),
+            "       Value     Percentile TotalCount 1/(1-Percentile)"
+        );
         assert_eq!(lines.next().unwrap(), "");
         let data: Vec<&str> = lines.clone().take_while(|l| !l.starts_with('#')).collect();
         assert!(data.len() > 20, "{text}");
@@ -123,7 +173,10 @@ mod tests {
         let pts = read_hgrm(&text).unwrap();
         assert_eq!(pts.len(), data.len());
         assert_eq!(pts.last().unwrap().total_count, h.len());
-        assert!(text.contains("#[Max     =      250.085, Total count    =        10001]"), "{text}");
+        assert!(
+            text.contains("#[Max     =      250.085, Total count    =        10001]"),
+            "{text}"
+        );
         assert!(text.contains("SubBuckets     =         2048]"), "{text}");
     }
 

@@ -21,7 +21,7 @@ use base64::Engine;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 
-use super::fmt::java_date;
+use super::time::java_date;
 
 /// One interval: a histogram of what was recorded from `start_unix_s` for `length_s`.
 #[derive(Debug, Clone)]
@@ -44,25 +44,35 @@ pub struct Hlog {
     pub intervals: Vec<HlogInterval>,
 }
 
-const LEGEND: &str = "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"";
+const LEGEND: &str =
+    "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"";
 const YEAR_S: f64 = 365.25 * 86_400.0;
 
 pub fn write_hlog(w: &mut dyn Write, log: &Hlog) -> io::Result<()> {
     writeln!(w, "#[Logged with ringmux {}]", env!("CARGO_PKG_VERSION"))?;
     writeln!(w, "#[Histogram log format version 1.3]")?;
-    writeln!(w, "#[StartTime: {:.3} (seconds since epoch), {}]", log.start_unix_s, java_date(log.start_unix_s))?;
+    writeln!(
+        w,
+        "#[StartTime: {:.3} (seconds since epoch), {}]",
+        log.start_unix_s,
+        java_date(log.start_unix_s)
+    )?;
     writeln!(w, "{LEGEND}")?;
     let mut ser = V2DeflateSerializer::new();
     let mut blob = Vec::new();
     for iv in &log.intervals {
         if let Some(tag) = &iv.tag {
             if tag.is_empty() || tag.contains(|c: char| c == ',' || c.is_whitespace()) {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("hlog tag {tag:?} must be non-empty without commas or spaces")));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("hlog tag {tag:?} must be non-empty without commas or spaces"),
+                ));
             }
             write!(w, "Tag={tag},")?;
         }
         blob.clear();
-        ser.serialize(&iv.hist, &mut blob).map_err(|e| io::Error::other(format!("histogram serialization failed: {e:?}")))?;
+        ser.serialize(&iv.hist, &mut blob)
+            .map_err(|e| io::Error::other(format!("histogram serialization failed: {e:?}")))?;
         writeln!(
             w,
             "{:.3},{:.3},{:.3},{}",
@@ -87,7 +97,10 @@ pub fn read_hlog(r: &mut dyn BufRead) -> anyhow::Result<Hlog> {
     loop {
         line.clear();
         n += 1;
-        if r.read_line(&mut line).with_context(|| format!("line {n}"))? == 0 {
+        if r.read_line(&mut line)
+            .with_context(|| format!("line {n}"))?
+            == 0
+        {
             break;
         }
         let t = line.trim();
@@ -95,7 +108,8 @@ pub fn read_hlog(r: &mut dyn BufRead) -> anyhow::Result<Hlog> {
             continue;
         }
         if let Some(rest) = t.strip_prefix("#[StartTime:") {
-            start_time = Some(header_secs(rest).with_context(|| format!("line {n}: bad StartTime"))?);
+            start_time =
+                Some(header_secs(rest).with_context(|| format!("line {n}: bad StartTime"))?);
             saw_header = true;
             continue;
         }
@@ -112,7 +126,12 @@ pub fn read_hlog(r: &mut dyn BufRead) -> anyhow::Result<Hlog> {
             saw_header = true;
             continue;
         }
-        let iv = parse_interval(t, &mut de).with_context(|| format!("line {n}: not an interval log line ({})", super::hgrm::truncate(t, 40)))?;
+        let iv = parse_interval(t, &mut de).with_context(|| {
+            format!(
+                "line {n}: not an interval log line ({})",
+                crate::results::hgrm::truncate(t, 40)
+            )
+        })?;
         raw.push(iv);
     }
     if !saw_header && raw.is_empty() {
@@ -131,25 +150,42 @@ pub fn read_hlog(r: &mut dyn BufRead) -> anyhow::Result<Hlog> {
                 (None, Some(s)) if ts < s - YEAR_S => s + ts,
                 _ => ts,
             };
-            HlogInterval { tag, start_unix_s, length_s, hist }
+            HlogInterval {
+                tag,
+                start_unix_s,
+                length_s,
+                hist,
+            }
         })
         .collect();
     let start_unix_s = start_time
         .or(base_time)
         .or_else(|| intervals.iter().map(|i| i.start_unix_s).reduce(f64::min))
         .unwrap_or(0.0);
-    Ok(Hlog { start_unix_s, intervals })
+    Ok(Hlog {
+        start_unix_s,
+        intervals,
+    })
 }
 
 /// "1717590896.123 (seconds since epoch), Wed Jun ..." -> 1717590896.123
 fn header_secs(rest: &str) -> anyhow::Result<f64> {
-    let num = rest.split_whitespace().next().unwrap_or("").trim_end_matches([']', ',']);
-    let v: f64 = num.parse().with_context(|| format!("{num:?} is not a number"))?;
+    let num = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_end_matches([']', ',']);
+    let v: f64 = num
+        .parse()
+        .with_context(|| format!("{num:?} is not a number"))?;
     anyhow::ensure!(v.is_finite(), "{num:?} is not finite");
     Ok(v)
 }
 
-fn parse_interval(t: &str, de: &mut Deserializer) -> anyhow::Result<(Option<String>, f64, f64, Histogram<u64>)> {
+fn parse_interval(
+    t: &str,
+    de: &mut Deserializer,
+) -> anyhow::Result<(Option<String>, f64, f64, Histogram<u64>)> {
     let (tag, rest) = match t.strip_prefix("Tag=") {
         Some(r) => {
             let (tag, rest) = r.split_once(',').context("tag without fields")?;
@@ -158,17 +194,28 @@ fn parse_interval(t: &str, de: &mut Deserializer) -> anyhow::Result<(Option<Stri
         None => (None, t),
     };
     let f: Vec<&str> = rest.split(',').collect();
-    anyhow::ensure!(f.len() == 4, "expected 4 comma-separated fields, found {}", f.len());
+    anyhow::ensure!(
+        f.len() == 4,
+        "expected 4 comma-separated fields, found {}",
+        f.len()
+    );
     let num = |s: &str, what: &str| -> anyhow::Result<f64> {
-        let v: f64 = s.trim().parse().with_context(|| format!("{what} {s:?} is not a number"))?;
+        let v: f64 = s
+            .trim()
+            .parse()
+            .with_context(|| format!("{what} {s:?} is not a number"))?;
         anyhow::ensure!(v.is_finite() && v >= 0.0, "{what} {s:?} is out of range");
         Ok(v)
     };
     let ts = num(f[0], "start timestamp")?;
     let len = num(f[1], "interval length")?;
     num(f[2], "interval max")?;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(f[3].trim()).context("histogram is not base64")?;
-    let hist: Histogram<u64> = de.deserialize(&mut io::Cursor::new(&bytes)).map_err(|e| anyhow::anyhow!("histogram does not decode: {e:?}"))?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(f[3].trim())
+        .context("histogram is not base64")?;
+    let hist: Histogram<u64> = de
+        .deserialize(&mut io::Cursor::new(&bytes))
+        .map_err(|e| anyhow::anyhow!("histogram does not decode: {e:?}"))?;
     Ok((tag, ts, len, hist))
 }
 
@@ -203,8 +250,16 @@ mod tests {
                 });
             }
         }
-        intervals.push(HlogInterval { tag: None, start_unix_s: t0 + 0.5, length_s: 2.0, hist: hist(10, 5) });
-        Hlog { start_unix_s: t0, intervals }
+        intervals.push(HlogInterval {
+            tag: None,
+            start_unix_s: t0 + 0.5,
+            length_s: 2.0,
+            hist: hist(10, 5),
+        });
+        Hlog {
+            start_unix_s: t0,
+            intervals,
+        }
     }
 
     #[test]
@@ -214,7 +269,12 @@ mod tests {
         write_hlog(&mut buf, &log).unwrap();
         let text = String::from_utf8(buf.clone()).unwrap();
         assert!(text.contains("#[Histogram log format version 1.3]\n"));
-        assert!(text.contains("#[StartTime: 1717590896.250 (seconds since epoch), Wed Jun 05 12:34:56 UTC 2024]\n"), "{text}");
+        assert!(
+            text.contains(
+                "#[StartTime: 1717590896.250 (seconds since epoch), Wed Jun 05 12:34:56 UTC 2024]\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains(&format!("{LEGEND}\n")));
         assert!(text.contains("\nTag=corrected,1.000,1.000,"), "{text}");
         for l in text.lines().filter(|l| !l.starts_with(['#', '"'])) {
@@ -247,7 +307,10 @@ mod tests {
             if let Some(r) = l.strip_prefix("Tag=corrected,") {
                 let (ts, rest) = r.split_once(',').unwrap();
                 let ts: f64 = ts.parse().unwrap();
-                abs.push_str(&format!("Tag=corrected,{:.3},{rest}\n", ts + log.start_unix_s));
+                abs.push_str(&format!(
+                    "Tag=corrected,{:.3},{rest}\n",
+                    ts + log.start_unix_s
+                ));
             } else if !l.starts_with("Tag=") && !l.starts_with('#') && !l.starts_with('"') {
                 continue;
             } else {
@@ -256,7 +319,11 @@ mod tests {
             }
         }
         let back = read_hlog(&mut abs.as_bytes()).unwrap();
-        let c: Vec<_> = back.intervals.iter().filter(|i| i.tag.as_deref() == Some("corrected")).collect();
+        let c: Vec<_> = back
+            .intervals
+            .iter()
+            .filter(|i| i.tag.as_deref() == Some("corrected"))
+            .collect();
         assert_eq!(c.len(), 3);
         assert!((c[2].start_unix_s - (log.start_unix_s + 2.0)).abs() < 1e-3);
         assert!((back.start_unix_s - log.start_unix_s).abs() < 1e-3 || back.start_unix_s < 1e9);
@@ -277,7 +344,15 @@ mod tests {
 
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
-        for bad in ["", "hello\n", "1.0,1.0,1.0,notbase64!!\n", "1.0,1.0,1.0,SElTVEY=\n", "Tag=x\n", "1,2,3\n", "#[StartTime: abc]\n"] {
+        for bad in [
+            "",
+            "hello\n",
+            "1.0,1.0,1.0,notbase64!!\n",
+            "1.0,1.0,1.0,SElTVEY=\n",
+            "Tag=x\n",
+            "1,2,3\n",
+            "#[StartTime: abc]\n",
+        ] {
             assert!(read_hlog(&mut bad.as_bytes()).is_err(), "{bad:?}");
         }
         let mut log = sample();

@@ -1,0 +1,46 @@
+//! `ringmux report`, `compare` and `merge`: their arguments.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A bench output folder (holds results.json).
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Baseline results (results.json from bench, or a load --json file).
+    pub base: PathBuf,
+    /// New results to check against the baseline.
+    pub head: PathBuf,
+    /// Allowed regressions, e.g. "p99=10%,throughput=5%".
+    #[arg(long, default_value = "p99=10%,throughput=5%")]
+    pub max_regression: String,
+    /// Exit 1 on an inconclusive verdict too (the noise straddles a limit).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// Interval logs to merge, or one folder holding the .json and .hlog files of
+    /// `load --agents N` agents (then OUTPUT is a load result, its .hlog beside it).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output interval log (or, for a folder of agents, the merged load result .json).
+    /// `--output` is the old spelling.
+    #[arg(
+        short = 'o',
+        long = "out",
+        visible_alias = "output",
+        value_name = "FILE"
+    )]
+    pub output: PathBuf,
+    /// Merge the agents that are there even when some are missing or failed (they are
+    /// named; the result's rate_kept is then false).
+    #[arg(long)]
+    pub allow_partial: bool,
+}

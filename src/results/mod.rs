@@ -1,0 +1,13 @@
+//! The neutral measurement data that `load`, `bench` and `report` share: result file
+//! schemas, HdrHistogram text and interval-log formats, and UTC dates. Imports
+//! nothing else of ringmux but [`crate::sysinfo`]; opens no socket.
+//!
+//! - [`schema`]: the JSON result files (`ringmux.load/1`, `ringmux.bench/1`).
+//! - [`hgrm`]: percentile distribution text (HdrHistogram plotter, wrk2 dialect).
+//! - [`hlog`]: HdrHistogram interval logs v1.3 (write, read).
+//! - [`time`]: UTC dates as the reports and the interval logs write them.
+
+pub mod hgrm;
+pub mod hlog;
+pub mod schema;
+pub mod time;
