@@ -20,9 +20,6 @@ pub mod results;
 pub mod server;
 pub mod sysinfo;
 
-/// The server's counted syscall macro, crate-private (`use crate::syscall;`).
-pub(crate) use server::sys::syscall;
-
 use std::process::ExitCode;
 
 use cli::{Cli, Command};

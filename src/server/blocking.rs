@@ -14,7 +14,9 @@ use std::thread;
 
 use socket2::Socket;
 
-use super::core::{self, AcceptFailure, Blocking};
+use super::policy::accept::{self, AcceptFailure};
+use super::policy::io as pio;
+use super::policy::supervisor::{self, Supervisor};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 
 pub fn run(
@@ -23,7 +25,7 @@ pub fn run(
     signals: &Signals,
     reporter: &Reporter,
 ) -> io::Result<LoopStats> {
-    let shared = Blocking::new(listener.as_raw_fd(), cfg.faults)?;
+    let shared = Supervisor::new(listener.as_raw_fd(), cfg.faults)?;
     let acceptor = Mutex::new(LoopStats::default());
     shared.count_this_thread();
     let res = thread::scope(|s| {
@@ -39,29 +41,29 @@ pub fn run(
     res.map(|_| stats)
 }
 
-fn serve(shared: &Blocking, cfg: &ServerConfig, acceptor: &Mutex<LoopStats>) -> io::Result<()> {
+fn serve(shared: &Supervisor, cfg: &ServerConfig, acceptor: &Mutex<LoopStats>) -> io::Result<()> {
     let mut scratch = vec![0u8; cfg.recv_buf];
     let conn_stats = Arc::new(Mutex::new(LoopStats::default()));
     while !shared.draining() {
         let mut a = acceptor.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let res = core::accept(shared.listen_fd, false);
+        let res = accept::accept(shared.listen_fd, false);
         let fd = match res {
             Ok(fd) => fd,
             Err(_) if shared.draining() => break, // the supervisor shut the listener down
             Err(e) => {
-                let backoff = core::accept_failed(&e, &mut a) == AcceptFailure::BackOff;
+                let backoff = accept::accept_failed(&e, &mut a) == AcceptFailure::BackOff;
                 *acceptor.lock().unwrap_or_else(|e| e.into_inner()) = a;
                 if backoff {
-                    core::sleep(core::ACCEPT_BACKOFF);
+                    pio::sleep(accept::ACCEPT_BACKOFF);
                 }
                 continue;
             }
         };
-        core::accepted(fd, &mut a);
+        accept::accepted(fd, &mut a);
         *acceptor.lock().unwrap_or_else(|e| e.into_inner()) = a;
         *conn_stats.lock().unwrap_or_else(|e| e.into_inner()) = LoopStats::default();
         let key = shared.enter(fd, conn_stats.clone());
-        core::serve_blocking(shared, fd, cfg, &mut scratch, &conn_stats);
+        supervisor::serve_blocking(shared, fd, cfg, &mut scratch, &conn_stats);
         let s = conn_stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
         shared.leave(key, &s);
     }

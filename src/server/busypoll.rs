@@ -15,8 +15,12 @@ use slab::Slab;
 use socket2::Socket;
 
 use super::conn::Conn;
-use super::core::{self, AcceptFailure, Drain, Flush, Recv};
-use super::fanout::{Fanout, Member, Room};
+use super::policy::accept::{self, AcceptFailure};
+use super::policy::drain::{self, Drain};
+use super::policy::io::{self as pio, Flush, Recv};
+use super::policy::over_cap;
+use super::policy::timers::{self, Due};
+use super::policy::fanout::{Fanout, Member, Room};
 use super::sys::{self, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 
@@ -28,7 +32,7 @@ const ACCEPTS_PER_TURN: usize = 64;
 struct BConn {
     fd: RawFd,
     conn: Conn,
-    clock: core::Clock,
+    clock: timers::Clock,
 }
 
 impl Member for BConn {
@@ -42,7 +46,7 @@ struct Busy {
     fanout: Fanout,
     stats: LoopStats,
     faults: super::fault::Faults,
-    timers: core::Timers,
+    timers: timers::Timers,
 }
 
 impl Room for Busy {
@@ -73,8 +77,8 @@ impl Busy {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
-        if !(c.conn.read_eof || c.conn.close_after_flush || core::over_cap(&c.conn, cap)) {
-            match core::recv(
+        if !(c.conn.read_eof || c.conn.close_after_flush || over_cap(&c.conn, 0, cap)) {
+            match pio::recv(
                 c.fd,
                 scratch,
                 &mut c.conn,
@@ -96,7 +100,7 @@ impl Busy {
             return;
         };
         if c.conn.owed_len() > 0 {
-            match core::flush(c.fd, &mut c.conn, &mut self.faults, &mut self.stats) {
+            match pio::flush(c.fd, &mut c.conn, &mut self.faults, &mut self.stats) {
                 Flush::Failed => return self.close(key),
                 Flush::Owes => self.stats.busypoll_eagain += 1,
                 Flush::Done => {}
@@ -115,11 +119,11 @@ impl Busy {
             };
             match self.timers.check(key, id, at, &mut c.clock, &c.conn, now) {
                 None => {}
-                Some(core::Due::Header) => {
+                Some(Due::Header) => {
                     self.stats.header_timeouts += 1;
                     c.conn.header_timeout(); // sent on its next turn
                 }
-                Some(core::Due::Idle) => {
+                Some(Due::Idle) => {
                     self.stats.idle_timeouts += 1;
                     self.close(key);
                 }
@@ -140,7 +144,7 @@ pub fn run(
         fanout: Fanout::new(cfg.outbox_cap),
         stats: LoopStats::default(),
         faults: cfg.faults,
-        timers: core::Timers::new(cfg),
+        timers: timers::Timers::new(cfg),
     };
     let mut scratch = vec![0u8; cfg.recv_buf];
     let mut drain = Drain::default();
@@ -149,7 +153,7 @@ pub fn run(
     loop {
         if signals.stop_requested() || signals.take_snapshot_request_peek() {
             signals.drain();
-            if core::check_signals(
+            if drain::check_signals(
                 signals,
                 reporter,
                 &mut b.stats,
@@ -172,10 +176,10 @@ pub fn run(
         } else if accept_paused_until.is_none_or(|t| std::time::Instant::now() >= t) {
             accept_paused_until = None;
             for _ in 0..ACCEPTS_PER_TURN {
-                match core::accept(listen_fd, true) {
+                match accept::accept(listen_fd, true) {
                     Ok(fd) => {
-                        core::accepted(fd, &mut b.stats);
-                        if core::refuse_max_conns(cfg, b.conns.len(), fd, &mut b.stats) {
+                        accept::accepted(fd, &mut b.stats);
+                        if accept::refuse_max_conns(cfg, b.conns.len(), fd, &mut b.stats) {
                             continue;
                         }
                         let entry = b.conns.vacant_entry();
@@ -191,14 +195,14 @@ pub fn run(
                         b.fanout.queue(key, bytes);
                         Fanout::settle(&mut b);
                     }
-                    Err(e) => match core::accept_failed(&e, &mut b.stats) {
+                    Err(e) => match accept::accept_failed(&e, &mut b.stats) {
                         AcceptFailure::Empty => {
                             b.stats.busypoll_eagain += 1;
                             break;
                         }
                         AcceptFailure::BackOff => {
                             accept_paused_until =
-                                Some(std::time::Instant::now() + core::ACCEPT_BACKOFF);
+                                Some(std::time::Instant::now() + accept::ACCEPT_BACKOFF);
                             break;
                         }
                         AcceptFailure::Next => {}
@@ -207,7 +211,7 @@ pub fn run(
             }
         }
         if b.conns.is_empty() {
-            core::sleep(IDLE_SLEEP);
+            pio::sleep(IDLE_SLEEP);
             continue;
         }
         keys.clear();

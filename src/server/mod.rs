@@ -13,8 +13,7 @@
 pub mod blocking;
 pub mod busypoll;
 pub mod conn;
-pub mod core;
-pub mod fanout;
+pub mod policy;
 pub mod fault;
 pub mod listener;
 pub mod percore;
@@ -38,7 +37,7 @@ use serde::Serialize;
 
 use crate::cli::{BackendChoice, FeatureChoice, FeatureLevel, ServeArgs};
 use crate::proto::Proto;
-use crate::syscall;
+use crate::server::sys::syscall;
 use sys::SyscallCounts;
 
 /// A validated server configuration.

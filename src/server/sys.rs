@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::time::Duration;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -120,7 +121,7 @@ impl SyscallCounts {
 /// Like mio's `syscall!`, the macro stands in for an unsafe call: use it only with
 /// arguments that are valid for the syscall (live fds, pointers to memory the
 /// caller owns for the duration of the call), and give each call site its own
-/// `// SAFETY:` note. Crate-private: re-exported as `crate::syscall` in lib.rs.
+/// `// SAFETY:` note. Crate-private: `use crate::server::sys::syscall;`.
 macro_rules! syscall {
     ($kind:ident, $fn:ident ( $($arg:expr),* $(,)? )) => {{
         $crate::server::sys::count($crate::server::sys::Sys::$kind);
@@ -209,6 +210,16 @@ pub use crate::os::{
     RUSAGE_THREAD, Usage, allowed_cpus, errno_name, pin_current_thread, thread_usage, usage,
     usage_of,
 };
+
+/// A wait timeout in whole milliseconds for poll(2)-style calls: -1 for none, rounded
+/// up so the loop never wakes just before a deadline (a passed one is 0).
+pub fn timeout_ms(t: Option<Duration>) -> i32 {
+    match t {
+        None => -1,
+        Some(d) if d.is_zero() => 0,
+        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
+    }
+}
 
 #[cfg(test)]
 mod tests {

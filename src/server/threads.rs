@@ -19,7 +19,10 @@ use std::time::Duration;
 
 use socket2::Socket;
 
-use super::core::{self, AcceptFailure, Blocking};
+use super::policy::accept::{self, AcceptFailure};
+use super::policy::io as pio;
+use super::sys::syscall;
+use super::policy::supervisor::{self, Supervisor};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 
 /// Stack of each connection thread, in bytes (stated in `--help`).
@@ -31,7 +34,7 @@ pub fn run(
     signals: &Signals,
     reporter: &Reporter,
 ) -> io::Result<LoopStats> {
-    let shared = Blocking::new(listener.as_raw_fd(), cfg.faults)?;
+    let shared = Supervisor::new(listener.as_raw_fd(), cfg.faults)?;
     let acceptor = Mutex::new(LoopStats::default());
     let room = ChatRoom::new(cfg.outbox_cap);
     shared.count_this_thread();
@@ -59,7 +62,7 @@ pub fn run(
 
 fn accept_loop<'s, 'e: 's>(
     s: &'s thread::Scope<'s, 'e>,
-    shared: &'e Blocking,
+    shared: &'e Supervisor,
     cfg: &'e ServerConfig,
     acceptor: &'e Mutex<LoopStats>,
     room: &'e ChatRoom,
@@ -72,20 +75,20 @@ fn accept_loop<'s, 'e: 's>(
             break;
         }
         let mut a = acceptor.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let fd = match core::accept(shared.listen_fd, false) {
+        let fd = match accept::accept(shared.listen_fd, false) {
             Ok(fd) => fd,
             Err(_) if shared.draining() => break,
             Err(e) => {
-                let backoff = core::accept_failed(&e, &mut a) == AcceptFailure::BackOff;
+                let backoff = accept::accept_failed(&e, &mut a) == AcceptFailure::BackOff;
                 *acceptor.lock().unwrap_or_else(|e| e.into_inner()) = a;
                 if backoff {
-                    core::sleep(core::ACCEPT_BACKOFF);
+                    pio::sleep(accept::ACCEPT_BACKOFF);
                 }
                 continue;
             }
         };
-        core::accepted(fd, &mut a);
-        if core::refuse_max_conns(cfg, shared.live(), fd, &mut a) {
+        accept::accepted(fd, &mut a);
+        if accept::refuse_max_conns(cfg, shared.live(), fd, &mut a) {
             *acceptor.lock().unwrap_or_else(|e| e.into_inner()) = a;
             continue;
         }
@@ -97,7 +100,7 @@ fn accept_loop<'s, 'e: 's>(
                 serve_chat(room, fd, cfg, &stats);
             } else {
                 let mut scratch = vec![0u8; cfg.recv_buf];
-                core::serve_blocking(shared, fd, cfg, &mut scratch, &stats);
+                supervisor::serve_blocking(shared, fd, cfg, &mut scratch, &stats);
             }
             let st = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
             shared.leave(key, &st);
@@ -117,7 +120,7 @@ fn accept_loop<'s, 'e: 's>(
                 a.accept_backoffs += 1;
                 shared.leave(key, &LoopStats::default());
                 *acceptor.lock().unwrap_or_else(|e| e.into_inner()) = a;
-                core::sleep(core::ACCEPT_BACKOFF);
+                pio::sleep(accept::ACCEPT_BACKOFF);
                 continue;
             }
         }
@@ -201,14 +204,14 @@ pub fn serve_chat(
     stats: &Mutex<LoopStats>,
 ) {
     use super::conn::Conn;
-    use super::core::{Flush, Recv};
+    use super::policy::io::{Flush, Recv};
     let Ok((wake_r, wake_w)) = std::os::unix::net::UnixStream::pair() else {
         return;
     };
     let _ = wake_r.set_nonblocking(true);
     let _ = wake_w.set_nonblocking(true);
     // The socket is this thread's until `shared.leave` after we return.
-    let _ = crate::syscall!(Fcntl, fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK));
+    let _ = syscall!(Fcntl, fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK));
     let key = room.lock().insert(Inbox {
         bytes: Vec::new(),
         dropped: false,
@@ -240,7 +243,7 @@ pub fn serve_chat(
         if dropped {
             break;
         }
-        if conn.owed_len() > 0 && core::flush(fd, &mut conn, &mut faults, &mut s) == Flush::Failed {
+        if conn.owed_len() > 0 && pio::flush(fd, &mut conn, &mut faults, &mut s) == Flush::Failed {
             break;
         }
         lock_stats(stats, &s);
@@ -248,7 +251,7 @@ pub fn serve_chat(
             break;
         }
         let read =
-            !(conn.read_eof || conn.close_after_flush || core::over_cap(&conn, cfg.outbox_cap));
+            !(conn.read_eof || conn.close_after_flush || super::policy::over_cap(&conn, 0, cfg.outbox_cap));
         let mut fds = [
             libc::pollfd {
                 fd,
@@ -269,9 +272,9 @@ pub fn serve_chat(
         let timeout = cfg
             .idle_timeout
             .map(|i| i.saturating_sub(last_input.elapsed()));
-        match crate::syscall!(
+        match syscall!(
             Poll,
-            poll(fds.as_mut_ptr(), 2, super::reactor::timeout_ms(timeout))
+            poll(fds.as_mut_ptr(), 2, super::sys::timeout_ms(timeout))
         ) {
             Ok(0) if cfg.idle_timeout.is_some_and(|i| last_input.elapsed() >= i) => {
                 s.idle_timeouts += 1;
@@ -286,7 +289,7 @@ pub fn serve_chat(
             while (&wake_r).read(&mut b).is_ok_and(|n| n > 0) {}
         }
         if fds[0].revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 && read {
-            match core::recv(fd, &mut scratch, &mut conn, &mut faults, &mut s) {
+            match pio::recv(fd, &mut scratch, &mut conn, &mut faults, &mut s) {
                 Recv::Data(_) => {
                     last_input = std::time::Instant::now();
                     s.slow_receivers_dropped += room.broadcast(key, &conn.take_broadcast());
@@ -296,7 +299,7 @@ pub fn serve_chat(
             }
         } else if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 && conn.owed_len() > 0 {
             // The peer is gone while we owe it bytes: the next send fails.
-            if core::flush(fd, &mut conn, &mut faults, &mut s) == Flush::Failed {
+            if pio::flush(fd, &mut conn, &mut faults, &mut s) == Flush::Failed {
                 break;
             }
         }

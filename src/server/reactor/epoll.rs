@@ -6,10 +6,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::{Event, Interest, Readiness, timeout_ms};
-use crate::server::ServerConfig;
+use super::{Event, Interest, Readiness};
+use crate::server::sys::timeout_ms;
 use crate::server::sys;
-use crate::syscall;
+use crate::server::sys::syscall;
 
 const EVENTS: usize = 512;
 
@@ -45,7 +45,7 @@ impl Readiness for Epoll {
     const EDGE: bool = true;
     const REPORTS_RDHUP: bool = true;
 
-    fn new(_cfg: &ServerConfig) -> io::Result<Epoll> {
+    fn new() -> io::Result<Epoll> {
         // SAFETY: no memory is passed; the new fd is owned by the returned Epoll.
         let epfd = syscall!(EpollCreate, epoll_create1(libc::EPOLL_CLOEXEC))?;
         Ok(Epoll {

@@ -26,8 +26,12 @@ use slab::Slab;
 use socket2::Socket;
 
 use super::conn::Conn;
-use super::core::{self, AcceptFailure, Drain, Flush, Recv, Refusals};
-use super::fanout::{Fanout, Member, Room};
+use crate::server::policy::accept::{self, AcceptFailure, Refusals};
+use crate::server::policy::drain::{self, Drain};
+use crate::server::policy::io::{self as pio, Flush, Recv};
+use crate::server::policy::timers::{self, Due};
+use crate::server::policy::over_cap;
+use crate::server::policy::fanout::{Fanout, Member, Room};
 use super::sys::{self, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 
@@ -81,7 +85,7 @@ pub trait Readiness: Sized {
     /// Readiness that came before registration may not be reported (sigio: no
     /// signal for data already queued): read once at registration.
     const READ_ON_REGISTER: bool = false;
-    fn new(cfg: &ServerConfig) -> io::Result<Self>;
+    fn new() -> io::Result<Self>;
     /// Descriptors at or above this cannot be watched (select: FD_SETSIZE).
     fn fd_limit(&self) -> Option<RawFd> {
         None
@@ -93,8 +97,17 @@ pub trait Readiness: Sized {
     fn unregister(&mut self, fd: RawFd, token: usize, closing: bool) -> io::Result<()>;
     /// Wait up to `timeout` (None: no limit) and append the events to `events`.
     fn wait(&mut self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<()>;
-    /// Move the mechanism's own counts (sigio's signals and overflows) into `stats`.
-    fn count_into(&mut self, _stats: &mut LoopStats) {}
+    /// The mechanism's own counts since the last call (sigio's signals and overflows).
+    fn take_counts(&mut self) -> Counts {
+        Counts::default()
+    }
+}
+
+/// What a mechanism counts of its own (sigio: signals taken, queue overflows).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
+    pub signals: u64,
+    pub overflows: u64,
 }
 
 /// Reads per connection per turn before yielding to others (fairness under load).
@@ -111,7 +124,7 @@ struct RConn {
     read_paused: bool,
     /// On the ready list: still has unread input after its turn.
     in_ready: bool,
-    clock: core::Clock,
+    clock: timers::Clock,
 }
 
 impl Member for RConn {
@@ -135,7 +148,7 @@ struct Reactor<'a, M: Readiness> {
     faults: super::fault::Faults,
     refusals: Refusals,
     fanout: Fanout,
-    timers: core::Timers,
+    timers: timers::Timers,
 }
 
 impl<M: Readiness> Room for Reactor<'_, M> {
@@ -161,7 +174,7 @@ pub fn run<M: Readiness>(
     signals: &Signals,
     reporter: &Reporter,
 ) -> io::Result<LoopStats> {
-    let poller = M::new(cfg)?;
+    let poller = M::new()?;
     let listen_fd = listener.as_raw_fd();
     if let Some(limit) = poller.fd_limit()
         && (listen_fd >= limit || signals.fd() >= limit)
@@ -186,7 +199,7 @@ pub fn run<M: Readiness>(
         faults: cfg.faults,
         refusals: Refusals::default(),
         fanout: Fanout::new(cfg.outbox_cap),
-        timers: core::Timers::new(cfg),
+        timers: timers::Timers::new(cfg),
     };
     let res = r.event_loop(signals, reporter);
     for (_, c) in r.conns.iter() {
@@ -196,7 +209,7 @@ pub fn run<M: Readiness>(
         sys::close(c.fd);
     }
     drop(listener);
-    r.poller.count_into(&mut r.stats);
+    r.count_mechanism();
     drop(r.poller);
     r.stats.syscalls = SyscallCounts::this_thread();
     res.map(|_| r.stats)
@@ -280,13 +293,19 @@ impl<M: Readiness> Reactor<'_, M> {
     }
 
     fn on_signal(&mut self, signals: &Signals, reporter: &Reporter, drain: &mut Drain) {
+        self.count_mechanism();
         let mut stats = std::mem::take(&mut self.stats);
-        self.poller.count_into(&mut stats);
-        let stop = core::on_wake(signals, reporter, &mut stats, drain, self.cfg.drain_timeout);
+        let stop = drain::on_wake(signals, reporter, &mut stats, drain, self.cfg.drain_timeout);
         self.stats = stats;
         if stop {
             self.begin_drain();
         }
+    }
+
+    fn count_mechanism(&mut self) {
+        let c = self.poller.take_counts();
+        self.stats.sigio_signals += c.signals;
+        self.stats.sigio_overflows += c.overflows;
     }
 
     fn wait_timeout(&self, drain_deadline: Option<Instant>) -> Option<Duration> {
@@ -310,12 +329,12 @@ impl<M: Readiness> Reactor<'_, M> {
             };
             match self.timers.check(key, id, at, &mut c.clock, &c.conn, now) {
                 None => {}
-                Some(core::Due::Header) => {
+                Some(Due::Header) => {
                     self.stats.header_timeouts += 1;
                     c.conn.header_timeout();
                     self.flush(key);
                 }
-                Some(core::Due::Idle) => {
+                Some(Due::Idle) => {
                     self.stats.idle_timeouts += 1;
                     self.close(key);
                 }
@@ -329,12 +348,12 @@ impl<M: Readiness> Reactor<'_, M> {
             return;
         }
         for _ in 0..ACCEPTS_PER_TURN {
-            match core::accept(self.listen_fd, true) {
+            match accept::accept(self.listen_fd, true) {
                 Ok(fd) => self.add_conn(fd),
-                Err(e) => match core::accept_failed(&e, &mut self.stats) {
+                Err(e) => match accept::accept_failed(&e, &mut self.stats) {
                     AcceptFailure::Empty => return,
                     AcceptFailure::BackOff => {
-                        self.accept_paused_until = Some(Instant::now() + core::ACCEPT_BACKOFF);
+                        self.accept_paused_until = Some(Instant::now() + accept::ACCEPT_BACKOFF);
                         self.mute_listener();
                         return;
                     }
@@ -375,8 +394,8 @@ impl<M: Readiness> Reactor<'_, M> {
             self.refusals.refuse(fd, limit, M::NAME, &mut self.stats);
             return;
         }
-        core::accepted(fd, &mut self.stats);
-        if core::refuse_max_conns(self.cfg, self.conns.len(), fd, &mut self.stats) {
+        accept::accepted(fd, &mut self.stats);
+        if accept::refuse_max_conns(self.cfg, self.conns.len(), fd, &mut self.stats) {
             return;
         }
         // A leave queued by a closed connection goes out before its key is reused.
@@ -443,7 +462,7 @@ impl<M: Readiness> Reactor<'_, M> {
             if c.conn.read_eof || c.conn.close_after_flush {
                 break;
             }
-            if core::over_cap(&c.conn, cap) {
+            if over_cap(&c.conn, 0, cap) {
                 c.read_paused = true;
                 break;
             }
@@ -456,7 +475,7 @@ impl<M: Readiness> Reactor<'_, M> {
                 break;
             }
             turns += 1;
-            match core::recv(
+            match pio::recv(
                 c.fd,
                 &mut self.scratch,
                 &mut c.conn,
@@ -499,7 +518,7 @@ impl<M: Readiness> Reactor<'_, M> {
         let Some(c) = self.conns.get_mut(key) else {
             return false;
         };
-        if core::flush(c.fd, &mut c.conn, &mut self.faults, &mut self.stats) == Flush::Failed {
+        if pio::flush(c.fd, &mut c.conn, &mut self.faults, &mut self.stats) == Flush::Failed {
             self.close(key);
             return false;
         }
@@ -555,15 +574,5 @@ impl<M: Readiness> Reactor<'_, M> {
             }
             self.flush(k);
         }
-    }
-}
-
-/// A wait timeout in whole milliseconds for poll(2)-style calls: -1 for none, rounded
-/// up so the loop never wakes just before a deadline (a passed one is 0).
-pub fn timeout_ms(t: Option<Duration>) -> i32 {
-    match t {
-        None => -1,
-        Some(d) if d.is_zero() => 0,
-        Some(d) => d.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32,
     }
 }

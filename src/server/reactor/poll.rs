@@ -9,9 +9,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::{Event, Interest, Readiness, timeout_ms};
-use crate::server::ServerConfig;
-use crate::syscall;
+use super::{Event, Interest, Readiness};
+use crate::server::sys::timeout_ms;
+use crate::server::sys::syscall;
 
 pub struct Poll {
     fds: Vec<libc::pollfd>,
@@ -42,7 +42,7 @@ impl Readiness for Poll {
     const NAME: &'static str = "poll";
     const EDGE: bool = false;
 
-    fn new(_cfg: &ServerConfig) -> io::Result<Poll> {
+    fn new() -> io::Result<Poll> {
         Ok(Poll {
             fds: Vec::new(),
             tokens: Vec::new(),

@@ -9,8 +9,7 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use super::{Event, Interest, Readiness};
-use crate::server::ServerConfig;
-use crate::syscall;
+use crate::server::sys::syscall;
 
 pub const FD_SETSIZE: RawFd = libc::FD_SETSIZE as RawFd;
 
@@ -41,7 +40,7 @@ impl Readiness for Select {
     const NAME: &'static str = "select";
     const EDGE: bool = false;
 
-    fn new(_cfg: &ServerConfig) -> io::Result<Select> {
+    fn new() -> io::Result<Select> {
         Ok(Select {
             slots: vec![None; FD_SETSIZE as usize],
             nfds: 0,

@@ -19,10 +19,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::{Event, Interest, RESCAN, Readiness};
+use super::{Counts, Event, Interest, RESCAN, Readiness};
 use crate::server::sys;
-use crate::server::{LoopStats, ServerConfig};
-use crate::syscall;
+
+use crate::server::sys::syscall;
 
 // Linux fcntl commands the libc crate lacks (include/uapi/asm-generic/fcntl.h).
 const F_SETSIG: libc::c_int = 10;
@@ -157,7 +157,7 @@ impl Readiness for Sigio {
     const EDGE: bool = true;
     const READ_ON_REGISTER: bool = true;
 
-    fn new(_cfg: &ServerConfig) -> io::Result<Sigio> {
+    fn new() -> io::Result<Sigio> {
         block_signals()?; // already blocked by serve(); cheap insurance for this thread
         let set = sigset();
         // SAFETY: `set` lives on this stack frame for the call; fd -1 asks for a new signalfd.
@@ -266,9 +266,8 @@ impl Readiness for Sigio {
         }
     }
 
-    fn count_into(&mut self, stats: &mut LoopStats) {
-        stats.sigio_signals += std::mem::take(&mut self.signals);
-        stats.sigio_overflows += std::mem::take(&mut self.overflows);
+    fn take_counts(&mut self) -> Counts {
+        Counts { signals: std::mem::take(&mut self.signals), overflows: std::mem::take(&mut self.overflows) }
     }
 }
 

@@ -36,8 +36,9 @@ use slab::Slab;
 use socket2::Socket;
 
 use super::conn::{self, Conn};
-use super::core;
-use super::fanout::{self, Fanout, Member, Room};
+use super::policy::accept;
+use super::policy::timers::{self, Due};
+use super::policy::fanout::{self, Fanout, Member, Room};
 use super::fault::Faults;
 use super::sys::{self, Sys, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
@@ -303,7 +304,7 @@ struct UConn {
     /// A cancel was sent for the armed multishot RECV (backpressure).
     recv_cancelling: bool,
     closing: bool,
-    clock: core::Clock,
+    clock: timers::Clock,
     /// SEND completions so far (the lenient fan-out's progress mark).
     sends_done: u64,
 }
@@ -362,7 +363,7 @@ struct Proactor<'a> {
     sends_queued: usize,
     recvs_last: usize,
     fanout: Fanout,
-    deadlines: core::Timers,
+    deadlines: timers::Timers,
     /// The deadline the armed Timer::Deadline TIMEOUT fires at.
     deadline_armed: Option<Instant>,
     /// A Timer::Congestion TIMEOUT is in flight.
@@ -416,7 +417,7 @@ pub fn run(
         sends_queued: 0,
         recvs_last: 0,
         fanout: Fanout::lenient(cfg.outbox_cap),
-        deadlines: core::Timers::new(cfg),
+        deadlines: timers::Timers::new(cfg),
         deadline_armed: None,
         congestion_timer: false,
     };
@@ -737,12 +738,12 @@ impl Proactor<'_> {
                 .check(key, id, at, &mut c.clock, &c.conn, now)
             {
                 None => {}
-                Some(core::Due::Header) => {
+                Some(Due::Header) => {
                     self.stats.header_timeouts += 1;
                     c.conn.header_timeout();
                     self.start_send(key);
                 }
-                Some(core::Due::Idle) => {
+                Some(Due::Idle) => {
                     self.stats.idle_timeouts += 1;
                     self.begin_close(key);
                 }
@@ -883,7 +884,7 @@ impl Proactor<'_> {
         }
         if res >= 0 {
             self.stats.accepted += 1;
-            if core::refuse_max_conns(self.cfg, self.conns.len(), res, &mut self.stats) {
+            if accept::refuse_max_conns(self.cfg, self.conns.len(), res, &mut self.stats) {
                 self.arm_accept();
                 return;
             }

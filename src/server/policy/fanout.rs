@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::conn::Conn;
+use crate::server::conn::Conn;
 
 /// A loop's per-connection slot, as the fan-out sees it.
 pub trait Member {
