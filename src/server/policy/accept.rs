@@ -26,15 +26,23 @@ pub enum AcceptFailure {
 
 /// Classify and count an accept error.
 pub fn accept_failed(e: &io::Error, stats: &mut LoopStats) -> AcceptFailure {
-    match e.raw_os_error() {
-        Some(libc::EAGAIN) => AcceptFailure::Empty,
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+    failed(e.raw_os_error().unwrap_or(0), stats)
+}
+
+/// Classify and count a failed accept by its errno (a syscall's, or an ACCEPT
+/// completion's): every back-off counts in `accept_backoffs`, every failure but an
+/// empty queue, an interruption or a cancel in `accept_errors`.
+pub fn failed(errno: i32, stats: &mut LoopStats) -> AcceptFailure {
+    match errno {
+        libc::EAGAIN => AcceptFailure::Empty,
+        libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
             stats.accept_errors += 1;
             stats.accept_backoffs += 1;
             AcceptFailure::BackOff
         }
+        libc::EINTR | libc::ECANCELED => AcceptFailure::Next,
         _ => {
-            stats.accept_errors += 1;
+            stats.accept_errors += 1; // ECONNABORTED, EPROTO, ...
             AcceptFailure::Next
         }
     }

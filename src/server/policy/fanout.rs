@@ -25,27 +25,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use slab::Slab;
 
+use super::{Loop, Member};
 use crate::server::conn::Conn;
-
-/// A loop's per-connection slot, as the fan-out sees it.
-pub trait Member {
-    fn conn(&mut self) -> &mut Conn;
-    /// Bytes of this connection the kernel owns in an in-flight send (io_uring).
-    fn in_flight(&self) -> usize {
-        0
-    }
-    /// False once the backend is closing it: it gets no more broadcasts.
-    fn live(&self) -> bool {
-        true
-    }
-    /// Sends completed so far (io_uring): a receiver over the cap is dropped only if
-    /// this did not move for a whole turn.
-    fn progress(&self) -> u64 {
-        0
-    }
-}
 
 /// One loop's fan-out state.
 #[derive(Debug)]
@@ -73,17 +55,6 @@ pub struct Fanout {
 pub const GRACE: Duration = Duration::from_millis(200);
 /// Lenient fan-out: past this many caps queued a receiver is dropped at once.
 pub const HARD_CAPS: usize = 8;
-
-/// What a loop backend does to settle the fan-out (see [`Fanout::settle`]).
-pub trait Room {
-    type M: Member;
-    /// The loop's fan-out and its connections.
-    fn parts(&mut self) -> (&mut Fanout, &mut Slab<Self::M>);
-    /// Close `key` now without flushing; its leave goes through [`Fanout::queue`].
-    fn close_dropped(&mut self, key: usize);
-    /// `key`'s outbox grew: arm (or try) its send. It may close (its leave is queued).
-    fn wake(&mut self, key: usize);
-}
 
 impl Fanout {
     /// `cap`: the most bytes a receiver may have queued (`--outbox-cap`).
@@ -124,10 +95,11 @@ impl Fanout {
     /// Lenient fan-out, after a turn's completions, with what [`Fanout::take_over`]
     /// returned before them: drop the receivers still over the cap whose sends made no
     /// progress for [`GRACE`]; keep watching the others still over it.
-    pub fn recheck<R: Room>(room: &mut R, over: Vec<(usize, u64, Instant)>) {
+    pub fn recheck<L: Loop>(room: &mut L, over: Vec<(usize, u64, Instant)>) {
         let now = Instant::now();
         for (k, seen, since) in over {
-            let (f, members) = room.parts();
+            let (st, members) = room.parts();
+            let f = &mut st.fanout;
             let Some(m) = members.get_mut(k) else {
                 continue;
             };
@@ -149,7 +121,8 @@ impl Fanout {
             }
             c.dropped = true;
             f.slow_receivers_dropped += 1;
-            room.close_dropped(k);
+            room.parts().0.stats.slow_receivers_dropped += 1;
+            room.close(k);
         }
         Fanout::settle(room);
     }
@@ -169,10 +142,11 @@ impl Fanout {
     /// Ends when nothing is queued or woken: each round that goes on has closed a
     /// connection, so there are at most as many rounds as connections.
     /// Call it with the sender still in the slab, or before its key can be reused.
-    pub fn settle<R: Room>(room: &mut R) {
+    pub fn settle<L: Loop>(room: &mut L) {
         loop {
             loop {
-                let (f, members) = room.parts();
+                let (st, members) = room.parts();
+            let f = &mut st.fanout;
                 let Some((from, bytes)) = f.queue.pop_front() else {
                     break;
                 };
@@ -204,10 +178,11 @@ impl Fanout {
                     f.broadcast(from, &bytes, members);
                 }
                 for k in f.take_dropped() {
-                    room.close_dropped(k);
+                    room.parts().0.stats.slow_receivers_dropped += 1;
+            room.close(k);
                 }
             }
-            let woken = room.parts().0.take_woken();
+            let woken = room.parts().0.fanout.take_woken();
             if woken.is_empty() {
                 return;
             }
@@ -258,7 +233,10 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::super::LoopState;
+    use super::super::timers::{Clock, Timers};
     use crate::proto::{Guests, Proto};
+    use slab::Slab;
 
     fn chat_room(n: usize, guests: &Guests) -> Vec<Conn> {
         (0..n)
@@ -374,27 +352,31 @@ mod tests {
     }
     struct M {
         conn: Conn,
+        clock: Clock,
         sent: u64,
     }
     impl Member for M {
         fn conn(&mut self) -> &mut Conn {
             &mut self.conn
         }
+        fn clock(&mut self) -> (&mut Clock, &mut Conn) {
+            (&mut self.clock, &mut self.conn)
+        }
         fn progress(&self) -> u64 {
             self.sent
         }
     }
     struct R {
-        f: Fanout,
+        st: LoopState,
         conns: Slab<M>,
         closed: Vec<usize>,
     }
-    impl Room for R {
+    impl Loop for R {
         type M = M;
-        fn parts(&mut self) -> (&mut Fanout, &mut Slab<M>) {
-            (&mut self.f, &mut self.conns)
+        fn parts(&mut self) -> (&mut LoopState, &mut Slab<M>) {
+            (&mut self.st, &mut self.conns)
         }
-        fn close_dropped(&mut self, key: usize) {
+        fn close(&mut self, key: usize) {
             self.closed.push(key);
             self.conns.remove(key);
         }
@@ -405,23 +387,31 @@ mod tests {
     fn lenient_drops_only_without_progress_for_the_grace() {
         let guests = Guests::default();
         let mut r = R {
-            f: Fanout::lenient(1000),
+            st: LoopState {
+                stats: Default::default(),
+                fanout: Fanout::lenient(1000),
+                timers: Timers::default(),
+                faults: Default::default(),
+                drain: Default::default(),
+            },
             conns: Slab::new(),
             closed: Vec::new(),
         };
-        for _ in 0..3 {
+        for k in 0..3 {
+            let clock = r.st.timers.open(k);
             r.conns.insert(M {
                 conn: Conn::with_guests(Proto::Chat, &guests),
+                clock,
                 sent: 0,
             });
         }
         let line = vec![b'x'; 600];
         // Over the cap within a turn: everyone still gets the bytes.
-        r.f.queue(0, line.clone());
-        r.f.queue(0, line.clone());
+        r.st.fanout.queue(0, line.clone());
+        r.st.fanout.queue(0, line.clone());
         Fanout::settle(&mut r);
         assert_eq!(r.conns[1].conn.owed_len(), 1200);
-        let over = r.f.take_over();
+        let over = r.st.fanout.take_over();
         assert_eq!(over.len(), 2);
         // Receiver 1 sends it all, receiver 2 nothing; before the grace, nobody goes.
         r.conns[1].sent += 1;
@@ -429,12 +419,12 @@ mod tests {
         Fanout::recheck(&mut r, over);
         assert!(r.closed.is_empty());
         std::thread::sleep(GRACE + Duration::from_millis(20));
-        let over = r.f.take_over();
+        let over = r.st.fanout.take_over();
         Fanout::recheck(&mut r, over);
         // 1 drained (no longer watched); 2 stayed over the cap with no send for the grace.
         assert_eq!(r.closed, vec![2]);
         // Past HARD_CAPS caps a receiver goes at once.
-        r.f.queue(0, vec![b'y'; 8 * 1000 + 1]);
+        r.st.fanout.queue(0, vec![b'y'; 8 * 1000 + 1]);
         Fanout::settle(&mut r);
         assert_eq!(r.closed, vec![2, 1]);
     }

@@ -27,3 +27,137 @@ use super::conn::Conn;
 pub fn over_cap(conn: &Conn, in_flight: usize, cap: usize) -> bool {
     conn.owed_len() + in_flight >= cap
 }
+
+use slab::Slab;
+
+use self::drain::Drain;
+use self::fanout::Fanout;
+use self::timers::{Clock, Due, Timers};
+use super::fault::Faults;
+use super::{LoopStats, ServerConfig};
+
+/// What every event loop (the reactor, the proactor, busy polling) keeps for the
+/// policies: its counts, its fan-out, its deadlines, its fault counters, its drain.
+#[derive(Debug)]
+pub struct LoopState {
+    pub stats: LoopStats,
+    pub fanout: Fanout,
+    pub timers: Timers,
+    pub faults: Faults,
+    pub drain: Drain,
+}
+
+impl LoopState {
+    pub fn new(cfg: &ServerConfig, fanout: Fanout) -> LoopState {
+        LoopState {
+            stats: LoopStats::default(),
+            fanout,
+            timers: Timers::new(cfg),
+            faults: cfg.faults,
+            drain: Drain::default(),
+        }
+    }
+
+    /// A connection was accepted into slot `key`: its clock starts, the protocol's
+    /// greeting lands in its outbox, its join broadcast is queued. The backend then
+    /// sends what is owed and settles the fan-out.
+    pub fn open(&mut self, key: usize, conn: &mut Conn) -> Clock {
+        let clock = self.timers.open(key);
+        conn.on_open();
+        self.fanout.queue(key, conn.take_broadcast());
+        clock
+    }
+
+    /// Bytes from the peer went to `conn`'s protocol: its clock moves and its
+    /// broadcast, if any, is queued. True when something was queued (the caller
+    /// settles the fan-out: receiver by receiver, so the receivers' sends keep pace).
+    pub fn input(&mut self, key: usize, clock: &mut Clock, conn: &mut Conn) -> bool {
+        self.timers.on_input(key, clock, conn);
+        let b = conn.take_broadcast();
+        let queued = !b.is_empty();
+        self.fanout.queue(key, b);
+        queued
+    }
+
+    /// `conn` in slot `key` is closing: its leave broadcast is queued. The backend
+    /// closes the socket with [`LoopState::close_fd`] (at once, or once the kernel has
+    /// given back everything it owned).
+    pub fn closing(&mut self, key: usize, conn: &mut Conn) {
+        let bye = conn.on_close();
+        self.fanout.queue(key, bye);
+    }
+
+    /// Close a connection's socket, counted.
+    pub fn close_fd(&mut self, fd: std::os::fd::RawFd) {
+        super::sys::close(fd);
+        self.stats.closed += 1;
+    }
+}
+
+/// A loop's per-connection slot, as the policies see it.
+pub trait Member {
+    fn conn(&mut self) -> &mut Conn;
+    fn clock(&mut self) -> (&mut Clock, &mut Conn);
+    /// Bytes of this connection the kernel owns in an in-flight send (io_uring).
+    fn in_flight(&self) -> usize {
+        0
+    }
+    /// False once the backend is closing it: no more broadcasts, no deadlines.
+    fn live(&self) -> bool {
+        true
+    }
+    /// Sends completed so far (io_uring): a receiver over the cap is dropped only if
+    /// this did not move for a whole turn.
+    fn progress(&self) -> u64 {
+        0
+    }
+}
+
+/// An event loop, as the policies see it: its state and its connections, and the
+/// two things only the backend knows how to do.
+pub trait Loop {
+    type M: Member;
+    fn parts(&mut self) -> (&mut LoopState, &mut Slab<Self::M>);
+    /// Close `key` now, without flushing (a slow receiver, an idle connection); its
+    /// leave goes through [`LoopState::closing`].
+    fn close(&mut self, key: usize);
+    /// `key` owes bytes (its outbox grew): send them, or arm the send. It may close.
+    fn wake(&mut self, key: usize);
+}
+
+/// Deadlines that came up: an HTTP head too slow gets its 408 (and closes after it),
+/// a connection silent for --idle-timeout closes. Written once for every loop.
+pub fn expire_timers<L: Loop>(l: &mut L) {
+    let now = std::time::Instant::now();
+    loop {
+        let (st, members) = l.parts();
+        let Some((key, id, at)) = st.timers.pop_due(now) else {
+            return;
+        };
+        let Some(m) = members.get_mut(key).filter(|m| m.live()) else {
+            continue;
+        };
+        let (clock, conn) = m.clock();
+        match st.timers.check(key, id, at, clock, conn, now) {
+            None => continue,
+            Some(Due::Header) => {
+                st.stats.header_timeouts += 1;
+                conn.header_timeout();
+                l.wake(key);
+            }
+            Some(Due::Idle) => {
+                st.stats.idle_timeouts += 1;
+                l.close(key);
+            }
+        }
+        Fanout::settle(l);
+    }
+}
+
+/// The drain began: nothing more is read from any connection; each closes once it
+/// owes nothing (the backend flushes what is owed).
+pub fn stop_reading<L: Loop>(l: &mut L) {
+    for (_, m) in l.parts().1.iter_mut() {
+        m.conn().read_eof = true;
+    }
+}

@@ -27,11 +27,11 @@ use socket2::Socket;
 
 use super::conn::Conn;
 use crate::server::policy::accept::{self, AcceptFailure, Refusals};
-use crate::server::policy::drain::{self, Drain};
+use crate::server::policy::drain;
 use crate::server::policy::io::{self as pio, Flush, Recv};
-use crate::server::policy::timers::{self, Due};
-use crate::server::policy::over_cap;
-use crate::server::policy::fanout::{Fanout, Member, Room};
+use crate::server::policy::timers;
+use crate::server::policy::{self, Loop, LoopState, Member, over_cap};
+use crate::server::policy::fanout::Fanout;
 use super::sys::{self, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 
@@ -131,6 +131,9 @@ impl Member for RConn {
     fn conn(&mut self) -> &mut Conn {
         &mut self.conn
     }
+    fn clock(&mut self) -> (&mut timers::Clock, &mut Conn) {
+        (&mut self.clock, &mut self.conn)
+    }
 }
 
 struct Reactor<'a, M: Readiness> {
@@ -139,26 +142,26 @@ struct Reactor<'a, M: Readiness> {
     conns: Slab<RConn>,
     scratch: Vec<u8>,
     ready: Vec<usize>,
-    stats: LoopStats,
+    st: LoopState,
     cfg: &'a ServerConfig,
     accept_paused_until: Option<Instant>,
     /// Level-triggered: the listener's read interest is off during a back-off.
     listener_muted: bool,
     accepting: bool,
-    faults: super::fault::Faults,
     refusals: Refusals,
-    fanout: Fanout,
-    timers: timers::Timers,
 }
 
-impl<M: Readiness> Room for Reactor<'_, M> {
+impl<M: Readiness> Loop for Reactor<'_, M> {
     type M = RConn;
-    fn parts(&mut self) -> (&mut Fanout, &mut Slab<RConn>) {
-        (&mut self.fanout, &mut self.conns)
+    fn parts(&mut self) -> (&mut LoopState, &mut Slab<RConn>) {
+        (&mut self.st, &mut self.conns)
     }
-    fn close_dropped(&mut self, key: usize) {
-        self.stats.slow_receivers_dropped += 1;
-        self.close(key);
+    fn close(&mut self, key: usize) {
+        if let Some(mut c) = self.conns.try_remove(key) {
+            self.st.closing(key, &mut c.conn);
+            let _ = self.poller.unregister(c.fd, key, true);
+            self.st.close_fd(c.fd);
+        }
     }
     fn wake(&mut self, key: usize) {
         if self.conns.contains(key) {
@@ -191,15 +194,12 @@ pub fn run<M: Readiness>(
         conns: Slab::new(),
         scratch: vec![0u8; cfg.recv_buf],
         ready: Vec::new(),
-        stats: LoopStats::default(),
+        st: LoopState::new(cfg, Fanout::new(cfg.outbox_cap)),
         cfg,
         accept_paused_until: None,
         listener_muted: false,
         accepting: true,
-        faults: cfg.faults,
         refusals: Refusals::default(),
-        fanout: Fanout::new(cfg.outbox_cap),
-        timers: timers::Timers::new(cfg),
     };
     let res = r.event_loop(signals, reporter);
     for (_, c) in r.conns.iter() {
@@ -211,8 +211,8 @@ pub fn run<M: Readiness>(
     drop(listener);
     r.count_mechanism();
     drop(r.poller);
-    r.stats.syscalls = SyscallCounts::this_thread();
-    res.map(|_| r.stats)
+    r.st.stats.syscalls = SyscallCounts::this_thread();
+    res.map(|_| r.st.stats)
 }
 
 impl<M: Readiness> Reactor<'_, M> {
@@ -221,20 +221,19 @@ impl<M: Readiness> Reactor<'_, M> {
             .register(self.listen_fd, LISTENER, Interest::READ)?;
         self.poller.register(signals.fd(), SIGNAL, Interest::READ)?;
         let mut events: Vec<Event> = Vec::with_capacity(512);
-        let mut drain = Drain::default();
         if M::READ_ON_REGISTER {
             // Connections queued, or a signal taken, before the listener and the wake
             // pipe were armed raised no readiness.
-            self.on_signal(signals, reporter, &mut drain);
+            self.on_signal(signals, reporter);
             self.accept_all();
         }
         loop {
-            if drain.draining() {
+            if self.st.drain.draining() {
                 if self.conns.is_empty() {
                     return Ok(());
                 }
-                if drain.expired() {
-                    self.stats.forced_closed += self.conns.len() as u64;
+                if self.st.drain.expired() {
+                    self.st.stats.forced_closed += self.conns.len() as u64;
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for k in keys {
                         self.close(k);
@@ -242,7 +241,7 @@ impl<M: Readiness> Reactor<'_, M> {
                     return Ok(());
                 }
             }
-            let timeout = self.wait_timeout(drain.deadline);
+            let timeout = self.wait_timeout();
             events.clear();
             match self.poller.wait(&mut events, timeout) {
                 Ok(()) => {}
@@ -252,10 +251,10 @@ impl<M: Readiness> Reactor<'_, M> {
             for ev in &events {
                 match ev.token {
                     LISTENER => self.accept_all(),
-                    SIGNAL => self.on_signal(signals, reporter, &mut drain),
+                    SIGNAL => self.on_signal(signals, reporter),
                     RESCAN => {
                         // Readiness was lost: look at everything as if it were ready.
-                        self.on_signal(signals, reporter, &mut drain);
+                        self.on_signal(signals, reporter);
                         self.accept_all();
                         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                         for k in keys {
@@ -268,7 +267,7 @@ impl<M: Readiness> Reactor<'_, M> {
                 }
                 Fanout::settle(self);
             }
-            self.expire_timers();
+            policy::expire_timers(self);
             if let Some(t) = self.accept_paused_until
                 && Instant::now() >= t
             {
@@ -292,55 +291,30 @@ impl<M: Readiness> Reactor<'_, M> {
         }
     }
 
-    fn on_signal(&mut self, signals: &Signals, reporter: &Reporter, drain: &mut Drain) {
+    fn on_signal(&mut self, signals: &Signals, reporter: &Reporter) {
         self.count_mechanism();
-        let mut stats = std::mem::take(&mut self.stats);
-        let stop = drain::on_wake(signals, reporter, &mut stats, drain, self.cfg.drain_timeout);
-        self.stats = stats;
-        if stop {
+        let st = &mut self.st;
+        if drain::on_wake(signals, reporter, &mut st.stats, &mut st.drain, self.cfg.drain_timeout) {
             self.begin_drain();
         }
     }
 
     fn count_mechanism(&mut self) {
         let c = self.poller.take_counts();
-        self.stats.sigio_signals += c.signals;
-        self.stats.sigio_overflows += c.overflows;
+        self.st.stats.sigio_signals += c.signals;
+        self.st.stats.sigio_overflows += c.overflows;
     }
 
-    fn wait_timeout(&self, drain_deadline: Option<Instant>) -> Option<Duration> {
+    fn wait_timeout(&self) -> Option<Duration> {
         if !self.ready.is_empty() {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        [drain_deadline, self.accept_paused_until, self.timers.next()]
+        [self.st.drain.deadline, self.accept_paused_until, self.st.timers.next()]
             .into_iter()
             .flatten()
             .min()
             .map(|t| t.saturating_duration_since(now))
-    }
-
-    /// Deadlines that came up: 408 (http head too slow) or close (idle).
-    fn expire_timers(&mut self) {
-        let now = Instant::now();
-        while let Some((key, id, at)) = self.timers.pop_due(now) {
-            let Some(c) = self.conns.get_mut(key) else {
-                continue;
-            };
-            match self.timers.check(key, id, at, &mut c.clock, &c.conn, now) {
-                None => {}
-                Some(Due::Header) => {
-                    self.stats.header_timeouts += 1;
-                    c.conn.header_timeout();
-                    self.flush(key);
-                }
-                Some(Due::Idle) => {
-                    self.stats.idle_timeouts += 1;
-                    self.close(key);
-                }
-            }
-            Fanout::settle(self);
-        }
     }
 
     fn accept_all(&mut self) {
@@ -350,7 +324,7 @@ impl<M: Readiness> Reactor<'_, M> {
         for _ in 0..ACCEPTS_PER_TURN {
             match accept::accept(self.listen_fd, true) {
                 Ok(fd) => self.add_conn(fd),
-                Err(e) => match accept::accept_failed(&e, &mut self.stats) {
+                Err(e) => match accept::accept_failed(&e, &mut self.st.stats) {
                     AcceptFailure::Empty => return,
                     AcceptFailure::BackOff => {
                         self.accept_paused_until = Some(Instant::now() + accept::ACCEPT_BACKOFF);
@@ -390,12 +364,12 @@ impl<M: Readiness> Reactor<'_, M> {
         if let Some(limit) = self.poller.fd_limit()
             && fd >= limit
         {
-            self.stats.accepted += 1;
-            self.refusals.refuse(fd, limit, M::NAME, &mut self.stats);
+            self.st.stats.accepted += 1;
+            self.refusals.refuse(fd, limit, M::NAME, &mut self.st.stats);
             return;
         }
-        accept::accepted(fd, &mut self.stats);
-        if accept::refuse_max_conns(self.cfg, self.conns.len(), fd, &mut self.stats) {
+        accept::accepted(fd, &mut self.st.stats);
+        if accept::refuse_max_conns(self.cfg, self.conns.len(), fd, &mut self.st.stats) {
             return;
         }
         // A leave queued by a closed connection goes out before its key is reused.
@@ -404,10 +378,10 @@ impl<M: Readiness> Reactor<'_, M> {
         let key = entry.key();
         if self.poller.register(fd, key, Interest::READ).is_err() {
             sys::close(fd);
-            self.stats.closed += 1;
+            self.st.stats.closed += 1;
             return;
         }
-        let clock = self.timers.open(key);
+        let clock = self.st.timers.open(key);
         let c = entry.insert(RConn {
             fd,
             conn: Conn::with_guests(self.cfg.proto, &self.cfg.guests),
@@ -418,7 +392,7 @@ impl<M: Readiness> Reactor<'_, M> {
         });
         c.conn.on_open();
         let b = c.conn.take_broadcast();
-        self.fanout.queue(key, b);
+        self.st.fanout.queue(key, b);
         if !self.flush(key) {
             return;
         }
@@ -479,8 +453,8 @@ impl<M: Readiness> Reactor<'_, M> {
                 c.fd,
                 &mut self.scratch,
                 &mut c.conn,
-                &mut self.faults,
-                &mut self.stats,
+                &mut self.st.faults,
+                &mut self.st.stats,
             ) {
                 Recv::Eof | Recv::WouldBlock => break,
                 Recv::Interrupted => continue,
@@ -489,11 +463,11 @@ impl<M: Readiness> Reactor<'_, M> {
                     return;
                 }
                 Recv::Data(n) => {
-                    self.timers.on_input(key, &mut c.clock, &c.conn);
+                    self.st.timers.on_input(key, &mut c.clock, &c.conn);
                     let b = c.conn.take_broadcast();
                     if !b.is_empty() {
                         // Fanned out read by read: the receivers' sends keep pace.
-                        self.fanout.queue(key, b);
+                        self.st.fanout.queue(key, b);
                         Fanout::settle(self);
                     }
                     let Some(c) = self.conns.get_mut(key) else {
@@ -518,7 +492,7 @@ impl<M: Readiness> Reactor<'_, M> {
         let Some(c) = self.conns.get_mut(key) else {
             return false;
         };
-        if pio::flush(c.fd, &mut c.conn, &mut self.faults, &mut self.stats) == Flush::Failed {
+        if pio::flush(c.fd, &mut c.conn, &mut self.st.faults, &mut self.st.stats) == Flush::Failed {
             self.close(key);
             return false;
         }
@@ -551,27 +525,15 @@ impl<M: Readiness> Reactor<'_, M> {
         true
     }
 
-    fn close(&mut self, key: usize) {
-        if let Some(mut c) = self.conns.try_remove(key) {
-            let bye = c.conn.on_close();
-            self.fanout.queue(key, bye);
-            let _ = self.poller.unregister(c.fd, key, true);
-            sys::close(c.fd);
-            self.stats.closed += 1;
-        }
-    }
-
     /// Stop accepting and reading; close what owes nothing, flush the rest.
     fn begin_drain(&mut self) {
         if self.accepting {
             self.accepting = false;
             let _ = self.poller.unregister(self.listen_fd, LISTENER, false);
         }
+        policy::stop_reading(self);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for k in keys {
-            if let Some(c) = self.conns.get_mut(k) {
-                c.conn.read_eof = true;
-            }
             self.flush(k);
         }
     }

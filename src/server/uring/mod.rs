@@ -36,10 +36,11 @@ use slab::Slab;
 use socket2::Socket;
 
 use super::conn::{self, Conn};
-use super::policy::accept;
-use super::policy::timers::{self, Due};
-use super::policy::fanout::{self, Fanout, Member, Room};
-use super::fault::Faults;
+use super::policy::accept::{self, AcceptFailure};
+use super::policy::drain;
+use super::policy::timers::Clock;
+use super::policy::{self, Loop, LoopState, Member, over_cap};
+use super::policy::fanout::{self, Fanout};
 use super::sys::{self, Sys, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 use crate::cli::{FeatureLevel, WaitMode};
@@ -48,7 +49,6 @@ use bufs::ProvidedBufs;
 use probe::{RingFeatures, SetupFlags, Unavailable};
 use token::{Op, Token};
 
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
 /// After the drain deadline, how long to wait for the kernel to hand buffers back.
 const HARD_STOP_GRACE: Duration = Duration::from_secs(1);
 /// Free receive buffers kept for reuse (baseline): enough for a busy turn's worth of
@@ -304,7 +304,7 @@ struct UConn {
     /// A cancel was sent for the armed multishot RECV (backpressure).
     recv_cancelling: bool,
     closing: bool,
-    clock: timers::Clock,
+    clock: Clock,
     /// SEND completions so far (the lenient fan-out's progress mark).
     sends_done: u64,
 }
@@ -312,6 +312,9 @@ struct UConn {
 impl Member for UConn {
     fn conn(&mut self) -> &mut Conn {
         &mut self.conn
+    }
+    fn clock(&mut self) -> (&mut Clock, &mut Conn) {
+        (&mut self.clock, &mut self.conn)
     }
     /// The fan-out counts the bytes the kernel owns against the cap, and appends only
     /// to the outbox, never to `send_buf`.
@@ -345,11 +348,10 @@ struct Proactor<'a> {
     backlog: VecDeque<squeue::Entry>,
     /// Timespecs referenced by in-flight TIMEOUT SQEs.
     timers: Slab<(Box<types::Timespec>, Timer)>,
-    stats: LoopStats,
+    st: LoopState,
     accepting: bool,
     accept_inflight: Option<Token>,
     accept_backoff: bool,
-    draining: bool,
     hard_stop: bool,
     last_overflow: u32,
     cqes: Vec<(u64, i32, u32)>,
@@ -358,25 +360,21 @@ struct Proactor<'a> {
     starved: Vec<(usize, u32)>,
     /// Completions made up by the fault layer, reaped like the kernel's.
     synthetic: Vec<(u64, i32, u32)>,
-    faults: Faults,
     /// SENDs queued since the last enter, and RECV completions in the last turn.
     sends_queued: usize,
     recvs_last: usize,
-    fanout: Fanout,
-    deadlines: timers::Timers,
     /// The deadline the armed Timer::Deadline TIMEOUT fires at.
     deadline_armed: Option<Instant>,
     /// A Timer::Congestion TIMEOUT is in flight.
     congestion_timer: bool,
 }
 
-impl Room for Proactor<'_> {
+impl Loop for Proactor<'_> {
     type M = UConn;
-    fn parts(&mut self) -> (&mut Fanout, &mut Slab<UConn>) {
-        (&mut self.fanout, &mut self.conns)
+    fn parts(&mut self) -> (&mut LoopState, &mut Slab<UConn>) {
+        (&mut self.st, &mut self.conns)
     }
-    fn close_dropped(&mut self, key: usize) {
-        self.stats.slow_receivers_dropped += 1;
+    fn close(&mut self, key: usize) {
         self.begin_close(key);
     }
     fn wake(&mut self, key: usize) {
@@ -403,21 +401,17 @@ pub fn run(
         pool: Vec::new(),
         backlog: VecDeque::new(),
         timers: Slab::new(),
-        stats: LoopStats::default(),
+        st: LoopState::new(cfg, Fanout::lenient(cfg.outbox_cap)),
         accepting: true,
         accept_inflight: None,
         accept_backoff: false,
-        draining: false,
         hard_stop: false,
         last_overflow: 0,
         cqes: Vec::with_capacity(1024),
         starved: Vec::new(),
         synthetic: Vec::new(),
-        faults: cfg.faults,
         sends_queued: 0,
         recvs_last: 0,
-        fanout: Fanout::lenient(cfg.outbox_cap),
-        deadlines: timers::Timers::new(cfg),
         deadline_armed: None,
         congestion_timer: false,
     };
@@ -425,8 +419,8 @@ pub fn run(
         p.push(e.user_data(Token::new(Op::Ignored, 0, 0).encode()));
     }
     let res = p.event_loop(signals, reporter);
-    p.stats.syscalls = SyscallCounts::this_thread();
-    let stats = std::mem::take(&mut p.stats);
+    p.st.stats.syscalls = SyscallCounts::this_thread();
+    let stats = std::mem::take(&mut p.st.stats);
     // Connections whose ops never completed: the kernel may still own their buffers,
     // so they (and the provided buffers) are leaked on purpose rather than freed under
     // it. Their fds close with the process.
@@ -468,7 +462,7 @@ impl Proactor<'_> {
             // Wait for the cancelled accept too: a pending ACCEPT holds a reference to
             // the listener, and the ring's teardown after exit is asynchronous, so
             // leaving it would keep the port bound for a moment after we exit.
-            if self.draining && self.conns.is_empty() && self.accept_inflight.is_none() {
+            if self.st.drain.draining() && self.conns.is_empty() && self.accept_inflight.is_none() {
                 return Ok(());
             }
             if self.hard_stop {
@@ -504,7 +498,7 @@ impl Proactor<'_> {
                     // Entries stay in the SQ and go with the next enter; reap first
                     // so the kernel can make progress (tokio hung by not doing so).
                     Some(libc::EAGAIN | libc::EBUSY) => {
-                        self.stats.enter_busy += 1;
+                        self.st.stats.enter_busy += 1;
                         if self.ring.completion().is_empty() {
                             std::thread::sleep(Duration::from_millis(1));
                         }
@@ -512,18 +506,18 @@ impl Proactor<'_> {
                     _ => return Err(e),
                 },
             }
-            let over = self.fanout.take_over();
+            let over = self.st.fanout.take_over();
             self.reap(signals, reporter);
             self.rearm_starved();
-            let was = !over.is_empty() || self.fanout.congested();
+            let was = !over.is_empty() || self.st.fanout.congested();
             Fanout::settle(self);
             Fanout::recheck(self, over);
-            if self.fanout.congested() && !self.congestion_timer {
+            if self.st.fanout.congested() && !self.congestion_timer {
                 // Recheck after the grace even if nothing else completes meanwhile.
                 self.congestion_timer = true;
                 self.arm_timer(fanout::GRACE, Timer::Congestion);
             }
-            if was && !self.fanout.congested() {
+            if was && !self.st.fanout.congested() {
                 // Congestion cleared: read the connections it paused.
                 let paused: Vec<usize> = self
                     .conns
@@ -581,7 +575,7 @@ impl Proactor<'_> {
         // the kernel could not even keep a completion (out of memory): it is lost,
         // and nothing can recover the op, so say it loudly.
         if self.ring.submission().cq_overflow() {
-            self.stats.cq_overflow += 1;
+            self.st.stats.cq_overflow += 1;
         }
         let cq = self.ring.completion();
         let dropped = cq.overflow();
@@ -590,7 +584,7 @@ impl Proactor<'_> {
             eprintln!(
                 "ringmux: warning: the kernel dropped {n} io_uring completions (CQ overflow with no memory to keep them)"
             );
-            self.stats.cq_overflow += n as u64;
+            self.st.stats.cq_overflow += n as u64;
             self.last_overflow = dropped;
         }
         let mut cqes = std::mem::take(&mut self.cqes);
@@ -630,7 +624,7 @@ impl Proactor<'_> {
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
                 return;
             }
-            self.stats.sq_full += 1;
+            self.st.stats.sq_full += 1;
         }
         self.backlog.push_back(e);
     }
@@ -712,43 +706,15 @@ impl Proactor<'_> {
     /// One TIMEOUT for the nearest connection deadline, re-armed only when a nearer one
     /// appears (a later one is found when this fires).
     fn arm_deadline(&mut self) {
-        let Some(next) = self.deadlines.next() else {
+        let Some(next) = self.st.timers.next() else {
             return;
         };
-        if self.draining || self.deadline_armed.is_some_and(|a| a <= next) {
+        if self.st.drain.draining() || self.deadline_armed.is_some_and(|a| a <= next) {
             return;
         }
         self.deadline_armed = Some(next);
         let after = next.saturating_duration_since(Instant::now());
         self.arm_timer(after, Timer::Deadline(next));
-    }
-
-    /// Deadlines that came up: 408 (http head too slow) or close (idle).
-    fn expire_timers(&mut self) {
-        let now = Instant::now();
-        while let Some((key, id, at)) = self.deadlines.pop_due(now) {
-            let Some(c) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if c.closing {
-                continue;
-            }
-            match self
-                .deadlines
-                .check(key, id, at, &mut c.clock, &c.conn, now)
-            {
-                None => {}
-                Some(Due::Header) => {
-                    self.stats.header_timeouts += 1;
-                    c.conn.header_timeout();
-                    self.start_send(key);
-                }
-                Some(Due::Idle) => {
-                    self.stats.idle_timeouts += 1;
-                    self.begin_close(key);
-                }
-            }
-        }
     }
 
     fn cancel(&mut self, t: Token) {
@@ -774,8 +740,7 @@ impl Proactor<'_> {
         {
             return;
         }
-        if c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap
-            || (self.cfg.proto == Proto::Chat && self.fanout.congested())
+        if over_cap(&c.conn, c.in_flight(), cap) || (self.cfg.proto == Proto::Chat && self.st.fanout.congested())
         {
             c.read_paused = true;
             return;
@@ -791,9 +756,9 @@ impl Proactor<'_> {
         }
         c.inflight |= IN_RECV;
         let t = Token::new(Op::Recv, key, c.generation);
-        if self.faults.recv_nobufs.hit() {
+        if self.st.faults.recv_nobufs.hit() {
             // As if the group were empty: the op "ran" and found no buffer.
-            self.stats.faults_injected += 1;
+            self.st.stats.faults_injected += 1;
             self.synthetic.push((t.encode(), -libc::ENOBUFS, 0));
             return;
         }
@@ -849,8 +814,8 @@ impl Proactor<'_> {
         };
         let rest = &c.send_buf[c.send_pos..];
         let mut len = rest.len().min(MAX_SEND);
-        if len > 1 && self.faults.send_short.hit() {
-            self.stats.faults_injected += 1;
+        if len > 1 && self.st.faults.send_short.hit() {
+            self.st.stats.faults_injected += 1;
             len /= 2;
         }
         let ptr = rest.as_ptr();
@@ -870,7 +835,7 @@ impl Proactor<'_> {
             return;
         }
         if res < 0 && errno(res) != libc::EINTR {
-            self.stats.accept_errors += 1;
+            self.st.stats.accept_errors += 1;
         }
         let t = Token::new(Op::Accept, 0, 0);
         self.accept_inflight = Some(t);
@@ -883,50 +848,41 @@ impl Proactor<'_> {
             self.accept_inflight = None; // a multishot ACCEPT ended, or a one-shot did
         }
         if res >= 0 {
-            self.stats.accepted += 1;
-            if accept::refuse_max_conns(self.cfg, self.conns.len(), res, &mut self.stats) {
+            accept::accepted(res, &mut self.st.stats);
+            if accept::refuse_max_conns(self.cfg, self.conns.len(), res, &mut self.st.stats) {
                 self.arm_accept();
                 return;
             }
             if !self.accepting {
-                sys::close(res);
-                self.stats.closed += 1;
+                self.st.close_fd(res);
                 return;
             }
             self.add_conn(res);
-        } else {
-            match errno(res) {
-                libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
-                    // Out of descriptors or memory (this also ends a multishot ACCEPT):
-                    // back off instead of spinning; the backlog keeps the clients waiting.
-                    self.stats.accept_errors += 1;
-                    if self.accept_inflight.is_none() && !self.accept_backoff {
-                        self.stats.accept_backoffs += 1;
-                        self.accept_backoff = true;
-                        self.arm_timer(ACCEPT_BACKOFF, Timer::AcceptBackoff);
-                    }
-                    return;
-                }
-                libc::ECANCELED | libc::EAGAIN | libc::EINTR => {}
-                _ => self.stats.accept_errors += 1, // ECONNABORTED, EPROTO, ...
+        } else if accept::failed(errno(res), &mut self.st.stats) == AcceptFailure::BackOff {
+            // Out of descriptors or memory (this also ends a multishot ACCEPT): back
+            // off instead of spinning; the backlog keeps the clients waiting.
+            if self.accept_inflight.is_none() && !self.accept_backoff {
+                self.accept_backoff = true;
+                self.arm_timer(accept::ACCEPT_BACKOFF, Timer::AcceptBackoff);
             }
+            return;
         }
         self.arm_accept();
     }
 
     fn add_conn(&mut self, fd: RawFd) {
-        let _ = sys::set_nodelay(fd);
         // A leave queued by a closing connection goes out before its key is reused.
         Fanout::settle(self);
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) & token::GEN_MASK;
         let key = self.conns.vacant_key();
-        let clock = self.deadlines.open(key);
+        let mut conn = Conn::with_guests(self.cfg.proto, &self.cfg.guests);
+        let clock = self.st.open(key, &mut conn);
         let key = self.conns.insert(UConn {
             fd,
             generation,
             clock,
-            conn: Conn::with_guests(self.cfg.proto, &self.cfg.guests),
+            conn,
             recv_buf: None,
             send_buf: Vec::new(),
             send_pos: 0,
@@ -937,10 +893,6 @@ impl Proactor<'_> {
             closing: false,
             sends_done: 0,
         });
-        let c = &mut self.conns[key];
-        c.conn.on_open();
-        let b = c.conn.take_broadcast();
-        self.fanout.queue(key, b);
         self.start_send(key);
         Fanout::settle(self);
         self.arm_read(key);
@@ -985,8 +937,8 @@ impl Proactor<'_> {
             c.inflight &= !IN_RECV;
             was_cancelling = std::mem::take(&mut c.recv_cancelling);
         }
-        if res > 0 && self.faults.recv_reset.hit() {
-            self.stats.faults_injected += 1;
+        if res > 0 && self.st.faults.recv_reset.hit() {
+            self.st.stats.faults_injected += 1;
             res = -libc::ECONNRESET; // the bytes are dropped, as a reset drops them
         }
         // Hand the bytes to the protocol, then the buffer back to the kernel.
@@ -1002,7 +954,7 @@ impl Proactor<'_> {
                 (None, _, Some(b)) => c.conn.on_input(&b[..n]),
                 _ => {}
             }
-            self.stats.bytes_in += n as u64;
+            self.st.stats.bytes_in += n as u64;
         } else if res == 0 {
             c.conn.read_eof = true;
         }
@@ -1016,11 +968,7 @@ impl Proactor<'_> {
         }
         if res > 0 {
             let c = &mut self.conns[key];
-            self.deadlines.on_input(key, &mut c.clock, &c.conn);
-            let b = c.conn.take_broadcast();
-            if !b.is_empty() {
-                // Fanned out receive by receive: the receivers' sends keep pace.
-                self.fanout.queue(key, b);
+            if self.st.input(key, &mut c.clock, &mut c.conn) {
                 Fanout::settle(self);
             }
         }
@@ -1034,14 +982,14 @@ impl Proactor<'_> {
                 libc::ENOBUFS => {
                     // The group was empty: the bytes wait in the socket. Re-arm after
                     // this turn, when the buffers it consumed are back.
-                    self.stats.recv_nobufs += 1;
+                    self.st.stats.recv_nobufs += 1;
                     if !more {
                         self.starved.push((key, c.generation));
                     }
                     return;
                 }
                 libc::ECANCELED if was_cancelling => {}
-                libc::ECANCELED if self.draining => {}
+                libc::ECANCELED if self.st.drain.draining() => {}
                 libc::EINTR | libc::EAGAIN => {}
                 _ => {
                     self.begin_close(key); // ECONNRESET, ...
@@ -1060,9 +1008,8 @@ impl Proactor<'_> {
         }
         if c.inflight & IN_RECV != 0 {
             // A multishot RECV is still armed: stop it while the outbox is over its cap.
-            let congested = self.cfg.proto == Proto::Chat && self.fanout.congested();
-            if !c.recv_cancelling
-                && (c.conn.owed_len() + (c.send_buf.len() - c.send_pos) >= cap || congested)
+            let congested = self.cfg.proto == Proto::Chat && self.st.fanout.congested();
+            if !c.recv_cancelling && (over_cap(&c.conn, c.in_flight(), cap) || congested)
             {
                 c.recv_cancelling = true;
                 c.read_paused = true;
@@ -1087,7 +1034,7 @@ impl Proactor<'_> {
         // The group ran dry this turn: grow it (up to its maximum) before re-arming.
         let mut sqes = Vec::new();
         if self.bufs.as_mut().is_some_and(|b| b.grow(&mut sqes)) {
-            self.stats.buf_grows += 1;
+            self.st.stats.buf_grows += 1;
         }
         for e in sqes {
             self.push(e.user_data(Token::new(Op::Ignored, 0, 0).encode()));
@@ -1123,7 +1070,7 @@ impl Proactor<'_> {
             self.begin_close(key);
             return;
         }
-        self.stats.bytes_out += res as u64;
+        self.st.stats.bytes_out += res as u64;
         c.send_pos += res as usize;
         if c.send_pos < c.send_buf.len() {
             self.submit_send(key); // short send: the rest, in order
@@ -1139,18 +1086,14 @@ impl Proactor<'_> {
             self.begin_close(key);
             return;
         }
-        if c.read_paused && c.conn.owed_len() < cap {
+        if c.read_paused && !over_cap(&c.conn, c.in_flight(), cap) {
             self.arm_read(key);
         }
     }
 
     fn on_signal(&mut self, signals: &Signals, reporter: &Reporter) {
-        signals.drain();
-        if signals.take_snapshot_request() {
-            self.stats.syscalls = SyscallCounts::this_thread();
-            reporter.snapshot(&self.stats);
-        }
-        if signals.stop_requested() && !self.draining {
+        let st = &mut self.st;
+        if drain::on_wake(signals, reporter, &mut st.stats, &mut st.drain, self.cfg.drain_timeout) {
             self.begin_drain();
         }
         self.arm_signal();
@@ -1166,7 +1109,7 @@ impl Proactor<'_> {
                 self.arm_accept();
             }
             Timer::DrainDeadline => {
-                self.stats.forced_closed += self.conns.len() as u64;
+                self.st.stats.forced_closed += self.conns.len() as u64;
                 let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                 for k in keys {
                     self.begin_close(k);
@@ -1180,7 +1123,7 @@ impl Proactor<'_> {
                 if self.deadline_armed == Some(at) {
                     self.deadline_armed = None;
                 }
-                self.expire_timers();
+                policy::expire_timers(self);
             }
         }
     }
@@ -1190,7 +1133,6 @@ impl Proactor<'_> {
     /// Stop accepting and reading; close what owes nothing, flush the rest, and set
     /// the drain deadline.
     fn begin_drain(&mut self) {
-        self.draining = true;
         self.accepting = false;
         if let Some(t) = self.accept_inflight {
             self.cancel(t);
@@ -1235,8 +1177,7 @@ impl Proactor<'_> {
             return;
         }
         c.closing = true;
-        let bye = c.conn.on_close();
-        self.fanout.queue(key, bye);
+        self.st.closing(key, &mut c.conn);
         if c.inflight != 0 {
             sys::shutdown_rdwr(c.fd);
         }
@@ -1249,8 +1190,7 @@ impl Proactor<'_> {
             return;
         }
         let c = self.conns.remove(key);
-        sys::close(c.fd);
-        self.stats.closed += 1;
+        self.st.close_fd(c.fd);
         if let Some(b) = c.recv_buf
             && self.pool.len() < POOL_MAX
         {
