@@ -1,15 +1,14 @@
 //! Chat through the real binary on every backend variant: one fan-out path per event
 //! loop delivers broadcasts (welcome, join, lines, nick, leave) in order and once; a
 //! receiver that never reads is dropped and counted while the others keep going;
-//! /quit; the 4 KiB line limit. `--threads N` > 1 refuses chat with one line.
+//! /quit; the 4 KiB line limit; one room across the loops of `--threads 2`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::backend_test;
-use crate::util::{BIN, Server};
+use crate::util::{Server, assert_threads_refused};
 
 /// Read exactly `want.len()` bytes (20 s read timeout) and compare.
 fn expect(s: &mut TcpStream, want: &str, what: &str) {
@@ -53,27 +52,100 @@ fn tmp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ringmux-chat-{}-{name}", std::process::id()))
 }
 
-#[test]
-fn chat_refused_with_several_loops() {
-    for args in [
-        &["--backend", "epoll", "--threads", "2"][..],
-        &["--backend", "uring", "--threads", "3"][..],
-    ] {
-        let out = Command::new(BIN)
-            .args(["serve", "--proto", "chat", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(
-            err.starts_with("ringmux: ") && err.contains("--proto chat runs on one event loop"),
-            "{err}"
-        );
+backend_test!(chat_one_room_across_loops, |v| {
+    if !v.has_event_loop() {
+        // No event loop to run per core: --threads 2 is refused with one line.
+        return assert_threads_refused(v, &["--proto", "chat", "--threads", "2"]);
     }
-}
+    let json = tmp(&format!("{v:?}-loops.json"));
+    let srv = Server::start(
+        v,
+        &[
+            "--proto",
+            "chat",
+            "--threads",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    // 16 clients: the kernel spreads them over the two loops by a hash of the
+    // addresses, so all on one loop has odds of 2^-15 (checked at the end).
+    let mut cs: Vec<TcpStream> = Vec::new();
+    for i in 1..=16 {
+        let mut c = srv.connect();
+        expect(
+            &mut c,
+            &format!(
+                "* you are guest-{i}
+* guest-{i} joined
+"
+            ),
+            &format!("c{i} welcome"),
+        );
+        for (j, o) in cs.iter_mut().enumerate() {
+            expect(
+                o,
+                &format!(
+                    "* guest-{i} joined
+"
+                ),
+                &format!("c{} hears c{i} join", j + 1),
+            );
+        }
+        cs.push(c);
+    }
+    // Each line reaches every client once, in order, whichever loop holds it.
+    for i in 0..cs.len() {
+        cs[i]
+            .write_all(
+                format!(
+                    "line {i}
+"
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+        for (j, o) in cs.iter_mut().enumerate() {
+            expect(
+                o,
+                &format!(
+                    "[guest-{}] line {i}
+",
+                    i + 1
+                ),
+                &format!("c{} hears c{}", j + 1, i + 1),
+            );
+        }
+    }
+    let last = cs.pop().unwrap();
+    drop(last);
+    for (j, o) in cs.iter_mut().enumerate() {
+        expect(
+            o,
+            "* guest-16 left
+",
+            &format!("c{} hears the leave", j + 1),
+        );
+        expect_quiet(o, "nothing twice");
+    }
+    drop(cs);
+    let st = srv.stop(Duration::from_secs(10));
+    assert!(st.status.success(), "{v:?}: {}", st.stderr);
+    let j = stats(&json);
+    assert_eq!(j["connections_accepted"], 16, "{j}");
+    assert_eq!(j["slow_receivers_dropped"], 0, "{j}");
+    let per: Vec<u64> = j["per_thread"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["connections_accepted"].as_u64().unwrap())
+        .collect();
+    assert!(
+        per.len() == 2 && per.iter().all(|&n| n > 0),
+        "both loops must hold clients: {per:?}"
+    );
+});
 
 backend_test!(chat_three_clients_in_order, |v| {
     let json = tmp(&format!("{v:?}-order.json"));

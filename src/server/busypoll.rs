@@ -21,7 +21,7 @@ use super::policy::fanout::Fanout;
 use super::policy::io::{self as pio, Flush, Recv};
 use super::policy::timers::Clock;
 use super::policy::{self, Loop, LoopState, Member, over_cap};
-use super::sys::{self, SyscallCounts};
+use super::sys::SyscallCounts;
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 
 /// Sleep between accept attempts while no connection is open.
@@ -99,7 +99,12 @@ impl Busy {
         }
     }
 
-    fn accept_some(&mut self, listen_fd: RawFd, cfg: &ServerConfig, paused_until: &mut Option<Instant>) {
+    fn accept_some(
+        &mut self,
+        listen_fd: RawFd,
+        cfg: &ServerConfig,
+        paused_until: &mut Option<Instant>,
+    ) {
         for _ in 0..ACCEPTS_PER_TURN {
             match accept::accept(listen_fd, true) {
                 Ok(fd) => {
@@ -148,7 +153,13 @@ pub fn run(
         if signals.stop_requested() || signals.take_snapshot_request_peek() {
             signals.drain();
             let st = &mut b.st;
-            if drain::check_signals(signals, reporter, &mut st.stats, &mut st.drain, cfg.drain_timeout) {
+            if drain::check_signals(
+                signals,
+                reporter,
+                &mut st.stats,
+                &mut st.drain,
+                cfg.drain_timeout,
+            ) {
                 policy::stop_reading(&mut b); // flush what is owed
             }
         }
@@ -178,8 +189,7 @@ pub fn run(
         policy::expire_timers(&mut b);
     }
     for c in b.conns.drain() {
-        sys::close(c.fd);
-        b.st.stats.closed += 1;
+        b.st.close_fd(c.fd);
     }
     drop(listener);
     b.st.stats.syscalls = SyscallCounts::this_thread();

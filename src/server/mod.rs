@@ -13,16 +13,16 @@
 pub mod blocking;
 pub mod busypoll;
 pub mod conn;
-pub mod policy;
 pub mod fault;
 pub mod listener;
 pub mod percore;
+pub mod policy;
 pub mod reactor;
 pub mod sys;
 pub mod threads;
 pub mod uring;
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -75,6 +75,8 @@ pub struct ServerConfig {
     pub cpus: Option<Vec<usize>>,
     /// Chat guest numbers, one counter per server.
     pub guests: Arc<crate::proto::Guests>,
+    /// Chat: the room across threads (event loops, or the threads model's connections).
+    pub room: Arc<policy::hub::Hub>,
     /// http: the header deadline (None: no limit).
     pub header_timeout: Option<Duration>,
     /// Close connections silent this long (None: never).
@@ -122,6 +124,7 @@ impl ServerConfig {
             max_threads: a.max_threads as usize,
             cpus,
             guests: Arc::default(),
+            room: Arc::default(),
             header_timeout: secs_or_off(
                 a.header_timeout
                     .or((a.proto == Proto::Http).then_some(10.0)),
@@ -351,20 +354,28 @@ impl SignalHub {
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(AtomicUsize::new(0));
         let mut wakers = Vec::with_capacity(loops);
-        let mut each = Vec::with_capacity(loops);
+        let mut reads = Vec::with_capacity(loops);
         for _ in 0..loops.max(1) {
             let (read, write) = UnixStream::pair()?;
             read.set_nonblocking(true)?;
             write.set_nonblocking(true)?;
             wakers.push(write);
-            each.push(Signals {
-                read,
-                stop: stop.clone(),
-                requests: requests.clone(),
-                seen: Arc::new(AtomicUsize::new(0)),
-            });
+            reads.push(read);
         }
         let wakers = Arc::new(wakers);
+        let seen = || Arc::new(AtomicUsize::new(0));
+        let each = reads
+            .into_iter()
+            .enumerate()
+            .map(|(index, read)| Signals {
+                read,
+                wakers: wakers.clone(),
+                index,
+                stop: stop.clone(),
+                requests: requests.clone(),
+                seen: seen(),
+            })
+            .collect();
         for sig in [SIGINT, SIGTERM] {
             let (stop, w) = (stop.clone(), wakers.clone());
             // SAFETY: the action runs inside the signal handler and does only
@@ -399,6 +410,9 @@ impl SignalHub {
 /// shared stop flag and snapshot counter.
 pub struct Signals {
     read: UnixStream,
+    /// Every loop's wake pipe write end, and which one is this loop's.
+    wakers: Arc<Vec<UnixStream>>,
+    index: usize,
     stop: Arc<AtomicBool>,
     requests: Arc<AtomicUsize>,
     /// The newest snapshot request this loop has taken (shared with its [`Reporter`]).
@@ -430,6 +444,35 @@ impl Signals {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Wake this loop as a signal would (its serving side ended, or another loop
+    /// posted to its chat inbox).
+    pub fn wake(&self) {
+        self.waker().wake();
+    }
+
+    /// A handle another thread may keep to wake this loop.
+    pub fn waker(&self) -> Waker {
+        Waker {
+            wakers: self.wakers.clone(),
+            index: self.index,
+        }
+    }
+
+    /// Block until this loop is woken (the byte is taken) or `timeout` passes: for the
+    /// models with no event loop, whose supervisor has nothing else to wait for. The
+    /// pipe is made blocking for the read, with the timeout as SO_RCVTIMEO.
+    pub fn wait(&self, timeout: Option<Duration>) {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return;
+        }
+        let r = &self.read;
+        if r.set_nonblocking(false).is_ok() && r.set_read_timeout(timeout).is_ok() {
+            let mut b = [0u8; 1];
+            let _ = (&self.read).read(&mut b);
+        }
+        let _ = r.set_nonblocking(true);
+    }
+
     /// A SIGUSR1 is pending for this loop (without taking it).
     pub fn take_snapshot_request_peek(&self) -> bool {
         self.requests.load(Ordering::Relaxed) != self.seen.load(Ordering::Relaxed)
@@ -443,6 +486,25 @@ impl Signals {
         }
         self.seen.store(now, Ordering::Relaxed);
         true
+    }
+}
+
+/// Wakes one loop from any thread (see [`Signals::waker`]).
+#[derive(Clone)]
+pub struct Waker {
+    wakers: Arc<Vec<UnixStream>>,
+    index: usize,
+}
+
+impl Waker {
+    pub fn wake(&self) {
+        wake_all(&self.wakers[self.index..=self.index]);
+    }
+}
+
+impl std::fmt::Debug for Waker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Waker(loop {})", self.index)
     }
 }
 
@@ -808,16 +870,6 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
                 "--threads {} does not apply to --backend {}: it has no event loop to run per core (use --threads 1)",
                 cfg.threads,
                 backend.name()
-            )
-        });
-    }
-    if cfg.proto == Proto::Chat && cfg.threads > 1 {
-        // One fan-out per event loop: broadcasts do not cross loops.
-        anyhow::bail!(crate::error::ExitError {
-            code: 2,
-            msg: format!(
-                "--proto chat runs on one event loop: --threads {} is not supported (use --threads 1)",
-                cfg.threads
             )
         });
     }

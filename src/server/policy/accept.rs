@@ -76,9 +76,8 @@ const BURST_GAP: Duration = Duration::from_secs(1);
 impl Refusals {
     /// Close `fd` at once (it was never watched) and count it.
     pub fn refuse(&mut self, fd: RawFd, limit: RawFd, why: &str, stats: &mut LoopStats) {
-        sys::close(fd);
+        super::close_counted(fd, stats);
         stats.refused_fd_setsize += 1;
-        stats.closed += 1;
         let now = Instant::now();
         if self.last.is_none_or(|t| now.duration_since(t) > BURST_GAP) {
             eprintln!(
@@ -94,9 +93,8 @@ impl Refusals {
 /// (the caller closes it at once); counted.
 pub fn refuse_max_conns(cfg: &ServerConfig, live: usize, fd: RawFd, stats: &mut LoopStats) -> bool {
     if cfg.max_conns.is_some_and(|m| live >= m) {
-        sys::close(fd);
+        super::close_counted(fd, stats);
         stats.refused_max_conns += 1;
-        stats.closed += 1;
         return true;
     }
     false

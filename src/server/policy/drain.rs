@@ -59,4 +59,3 @@ pub fn check_signals(
     }
     signals.stop_requested() && drain.begin(timeout)
 }
-

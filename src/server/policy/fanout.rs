@@ -25,7 +25,6 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-
 use super::{Loop, Member};
 use crate::server::conn::Conn;
 
@@ -51,10 +50,42 @@ pub struct Fanout {
     over: Vec<(usize, u64, Instant)>,
 }
 
+/// The slow-receiver rule: a receiver with `queued` bytes (its outbox plus what the
+/// kernel or its writer thread holds in flight) that would go over `cap` with
+/// `incoming` more is dropped rather than waited for.
+pub fn would_overflow(queued: usize, incoming: usize, cap: usize) -> bool {
+    queued + incoming > cap
+}
+
 /// Lenient fan-out: how long a receiver may stay over the cap without a completed send.
 pub const GRACE: Duration = Duration::from_millis(200);
 /// Lenient fan-out: past this many caps queued a receiver is dropped at once.
 pub const HARD_CAPS: usize = 8;
+
+/// The lenient rule's verdict on a receiver with `queued` bytes and `incoming` more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lenient {
+    /// Under the cap.
+    Fine,
+    /// Over the cap: it keeps the bytes, and is dropped once its sends made no
+    /// progress for [`GRACE`].
+    Over,
+    /// Past [`HARD_CAPS`] caps: dropped at once.
+    Drop,
+}
+
+/// The lenient slow-receiver rule, for senders whose receivers' sends complete in
+/// bursts (the proactor) or on another thread (the threads model's writers).
+pub fn lenient(queued: usize, incoming: usize, cap: usize) -> Lenient {
+    let q = queued + incoming;
+    if q > HARD_CAPS * cap {
+        Lenient::Drop
+    } else if q > cap {
+        Lenient::Over
+    } else {
+        Lenient::Fine
+    }
+}
 
 impl Fanout {
     /// `cap`: the most bytes a receiver may have queued (`--outbox-cap`).
@@ -146,7 +177,7 @@ impl Fanout {
         loop {
             loop {
                 let (st, members) = room.parts();
-            let f = &mut st.fanout;
+                let f = &mut st.fanout;
                 let Some((from, bytes)) = f.queue.pop_front() else {
                     break;
                 };
@@ -157,15 +188,17 @@ impl Fanout {
                         if c.dropped {
                             continue;
                         }
-                        let queued = c.owed_len() + inf + bytes.len();
-                        if queued > HARD_CAPS * f.cap {
-                            c.dropped = true;
-                            f.dropped.push(k);
-                            f.slow_receivers_dropped += 1;
-                            continue;
-                        }
-                        if queued > f.cap && !f.over.iter().any(|o| o.0 == k) {
-                            f.over.push((k, progress, Instant::now()));
+                        match lenient(c.owed_len() + inf, bytes.len(), f.cap) {
+                            Lenient::Drop => {
+                                c.dropped = true;
+                                f.dropped.push(k);
+                                f.slow_receivers_dropped += 1;
+                                continue;
+                            }
+                            Lenient::Over if !f.over.iter().any(|o| o.0 == k) => {
+                                f.over.push((k, progress, Instant::now()));
+                            }
+                            _ => {}
                         }
                         c.push_broadcast(&bytes);
                         f.woken.push(k);
@@ -179,7 +212,7 @@ impl Fanout {
                 }
                 for k in f.take_dropped() {
                     room.parts().0.stats.slow_receivers_dropped += 1;
-            room.close(k);
+                    room.close(k);
                 }
             }
             let woken = room.parts().0.fanout.take_woken();
@@ -205,7 +238,7 @@ impl Fanout {
             if key == from || c.dropped {
                 continue;
             }
-            if c.owed_len() + in_flight + bytes.len() > self.cap {
+            if would_overflow(c.owed_len() + in_flight, bytes.len(), self.cap) {
                 c.dropped = true;
                 self.dropped.push(key);
                 self.slow_receivers_dropped += 1;
@@ -232,9 +265,9 @@ impl Fanout {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::LoopState;
     use super::super::timers::{Clock, Timers};
+    use super::*;
     use crate::proto::{Guests, Proto};
     use slab::Slab;
 
@@ -393,6 +426,7 @@ mod tests {
                 timers: Timers::default(),
                 faults: Default::default(),
                 drain: Default::default(),
+                room: None,
             },
             conns: Slab::new(),
             closed: Vec::new(),

@@ -6,10 +6,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use crate::server::LoopStats;
 use crate::server::conn::Conn;
 use crate::server::fault::Faults;
 use crate::server::sys::syscall;
-use crate::server::LoopStats;
 
 /// Sends per flush before giving the others a turn.
 const SENDS_PER_FLUSH: usize = 1024;
@@ -126,5 +126,3 @@ pub fn sleep(d: Duration) {
     // SAFETY: `ts` lives on this stack frame for the call; no remainder is asked for (null).
     let _ = syscall!(Nanosleep, nanosleep(&ts, std::ptr::null_mut()));
 }
-
-

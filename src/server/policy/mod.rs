@@ -9,12 +9,14 @@
 //! - [`io`]: receive and send on a socket, with the fault hooks and the counts.
 //! - [`over_cap`]: the outbox cap's backpressure rule.
 //! - [`timers`]: the idle and header deadlines, and what a loop does when one is due.
-//! - [`fanout`]: broadcasts to the other connections, and the slow-receiver drop.
+//! - [`fanout`]: broadcasts to the other connections, and the slow-receiver drop;
+//!   [`hub`]: the same across threads (loops, or the `threads` model's connections).
 //! - [`supervisor`]: the models with no readiness call (blocking, threads).
 
 pub mod accept;
 pub mod drain;
 pub mod fanout;
+pub mod hub;
 pub mod io;
 pub mod supervisor;
 pub mod timers;
@@ -28,13 +30,17 @@ pub fn over_cap(conn: &Conn, in_flight: usize, cap: usize) -> bool {
     conn.owed_len() + in_flight >= cap
 }
 
+use std::sync::Arc;
+
 use slab::Slab;
 
 use self::drain::Drain;
 use self::fanout::Fanout;
+use self::hub::Hub;
 use self::timers::{Clock, Due, Timers};
 use super::fault::Faults;
-use super::{LoopStats, ServerConfig};
+use super::{LoopStats, ServerConfig, Signals};
+use crate::proto::Proto;
 
 /// What every event loop (the reactor, the proactor, busy polling) keeps for the
 /// policies: its counts, its fan-out, its deadlines, its fault counters, its drain.
@@ -45,7 +51,12 @@ pub struct LoopState {
     pub timers: Timers,
     pub faults: Faults,
     pub drain: Drain,
+    /// Chat with several loops: the room across them, and this loop's member id.
+    room: Option<(Arc<Hub>, usize)>,
 }
+
+/// The sender of broadcasts that came from another loop (no connection of this one).
+pub const OTHER_LOOP: usize = usize::MAX;
 
 impl LoopState {
     pub fn new(cfg: &ServerConfig, fanout: Fanout) -> LoopState {
@@ -55,7 +66,38 @@ impl LoopState {
             timers: Timers::new(cfg),
             faults: cfg.faults,
             drain: Drain::default(),
+            room: None,
         }
+    }
+
+    /// Chat with `--threads N` > 1: join the room every loop shares, woken through
+    /// this loop's wake pipe when another loop posts to it.
+    pub fn join_room(&mut self, cfg: &ServerConfig, signals: &Signals) {
+        if cfg.proto == Proto::Chat && cfg.threads > 1 {
+            let id = cfg.room.join_loop(signals.waker());
+            self.room = Some((cfg.room.clone(), id));
+        }
+    }
+
+    /// Queue a broadcast of this loop's connection `from` for the other connections,
+    /// here and, in a shared room, in every other loop.
+    fn broadcast(&mut self, from: usize, bytes: Vec<u8>) {
+        if let Some((hub, id)) = &self.room {
+            hub.post(*id, &bytes);
+        }
+        self.fanout.queue(from, bytes);
+    }
+
+    /// Woken: queue what other loops posted to this one since it last looked (the
+    /// caller settles the fan-out). True when something came.
+    pub fn take_room(&mut self) -> bool {
+        let Some((hub, id)) = &self.room else {
+            return false;
+        };
+        let bytes = hub.take(*id);
+        let came = !bytes.is_empty();
+        self.fanout.queue(OTHER_LOOP, bytes);
+        came
     }
 
     /// A connection was accepted into slot `key`: its clock starts, the protocol's
@@ -64,7 +106,7 @@ impl LoopState {
     pub fn open(&mut self, key: usize, conn: &mut Conn) -> Clock {
         let clock = self.timers.open(key);
         conn.on_open();
-        self.fanout.queue(key, conn.take_broadcast());
+        self.broadcast(key, conn.take_broadcast());
         clock
     }
 
@@ -75,7 +117,7 @@ impl LoopState {
         self.timers.on_input(key, clock, conn);
         let b = conn.take_broadcast();
         let queued = !b.is_empty();
-        self.fanout.queue(key, b);
+        self.broadcast(key, b);
         queued
     }
 
@@ -84,14 +126,19 @@ impl LoopState {
     /// given back everything it owned).
     pub fn closing(&mut self, key: usize, conn: &mut Conn) {
         let bye = conn.on_close();
-        self.fanout.queue(key, bye);
+        self.broadcast(key, bye);
     }
 
     /// Close a connection's socket, counted.
     pub fn close_fd(&mut self, fd: std::os::fd::RawFd) {
-        super::sys::close(fd);
-        self.stats.closed += 1;
+        close_counted(fd, &mut self.stats);
     }
+}
+
+/// Close a connection's socket and count it closed: the one place a close is counted.
+pub fn close_counted(fd: std::os::fd::RawFd, stats: &mut LoopStats) {
+    super::sys::close(fd);
+    stats.closed += 1;
 }
 
 /// A loop's per-connection slot, as the policies see it.

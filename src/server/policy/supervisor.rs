@@ -3,15 +3,19 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
 use std::time::Instant;
 
 use slab::Slab;
+use socket2::Socket;
 
+use super::accept::{self, AcceptFailure};
 use super::drain::Drain;
-use super::io::{Flush, Recv, flush, recv};
+use super::hub::Hub;
+use super::io::{self as pio, Flush, Recv, flush, recv};
+use super::timers::{Due, Timers};
 use crate::server::conn::Conn;
 use crate::server::fault::Faults;
 use crate::server::sys::{self, SyscallCounts, ThreadCounts, syscall};
@@ -28,8 +32,9 @@ use crate::server::{LoopStats, Reporter, ServerConfig, Signals};
 /// A connection served by blocking calls, as the supervisor sees it.
 pub struct Live {
     pub fd: RawFd,
-    /// Its counts, published after every call (never locked across a blocking call).
-    pub stats: Arc<Mutex<LoopStats>>,
+    /// Its counts, published after every call (never locked across a blocking call);
+    /// a chat connection's writer thread publishes its own beside them.
+    pub stats: Vec<Arc<Mutex<LoopStats>>>,
 }
 
 /// What the serving threads and the supervisor share.
@@ -45,12 +50,13 @@ pub struct Supervisor {
     /// server by ~180 bytes per connection ever served).
     counts: Mutex<(Slab<Arc<ThreadCounts>>, SyscallCounts)>,
     draining: AtomicBool,
-    /// The serving side has ended (written when it returns, so the supervisor wakes).
-    done: (UnixStream, UnixStream),
+    /// The serving side has ended (set before it wakes the supervisor).
+    ended: AtomicBool,
     forced: AtomicU64,
     /// RINGMUX_FAULTS counters, shared by every connection (counted per server, as
     /// the event loops count per loop); only used when faults are on.
     faults: Mutex<Faults>,
+    faults_on: bool,
 }
 
 /// The locks hold plain counts: a thread that panicked left whole values behind.
@@ -67,8 +73,9 @@ impl Supervisor {
             finished: Mutex::new(LoopStats::default()),
             counts: Mutex::new((Slab::new(), SyscallCounts::default())),
             draining: AtomicBool::new(false),
-            done: UnixStream::pair()?,
+            ended: AtomicBool::new(false),
             forced: AtomicU64::new(0),
+            faults_on: faults.any(),
             faults: Mutex::new(faults),
         })
     }
@@ -105,6 +112,38 @@ impl Supervisor {
         }
     }
 
+    /// Connection `key`'s writer thread publishes its counts in `stats` too.
+    pub fn add_stats(&self, key: usize, stats: Arc<Mutex<LoopStats>>) {
+        if let Some(l) = lock(&self.live).get_mut(key) {
+            l.stats.push(stats);
+        }
+    }
+
+    /// The fault counters for one call (shared by every connection; a copy when
+    /// faults are off), and putting them back after it: not held across the blocking
+    /// call, as another thread may count meanwhile, so a count may be lost (tests only).
+    pub fn take_faults(&self) -> Faults {
+        if self.faults_on {
+            *lock(&self.faults)
+        } else {
+            Faults::default()
+        }
+    }
+
+    pub fn put_faults(&self, f: Faults) {
+        if self.faults_on {
+            *lock(&self.faults) = f;
+        }
+    }
+
+    /// Block until every connection has left (each [`Supervisor::leave`] wakes this).
+    pub fn wait_empty(&self) {
+        let mut live = lock(&self.live);
+        while !live.is_empty() {
+            live = self.changed.wait(live).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
     /// A connection starts being served. If the drain has begun it is shut for
     /// reading at once (its owed bytes are still flushed).
     pub fn enter(&self, fd: RawFd, stats: Arc<Mutex<LoopStats>>) -> usize {
@@ -113,7 +152,10 @@ impl Supervisor {
             // SAFETY: no memory; `fd` is the live connection being registered under the lock.
             let _ = syscall!(Shutdown, shutdown(fd, libc::SHUT_RD));
         }
-        live.insert(Live { fd, stats })
+        live.insert(Live {
+            fd,
+            stats: vec![stats],
+        })
     }
 
     /// The connection `key` ended with `stats`: close its fd (under the lock, so the
@@ -131,9 +173,36 @@ impl Supervisor {
         self.changed.notify_all();
     }
 
-    /// The serving side returned: wake the supervisor.
-    pub fn serving_ended(&self) {
-        sys::wake(self.done.1.as_raw_fd());
+    /// The serving side returned: wake the supervisor, which then returns.
+    pub fn serving_ended(&self, signals: &Signals) {
+        self.ended.store(true, Ordering::SeqCst);
+        signals.wake();
+    }
+
+    /// The next connection to serve, accepted by a blocking accept: errors counted
+    /// in `acceptor` and backed off from, `--max-conns` refused. None once the drain
+    /// has begun (the supervisor shut the listener down).
+    pub fn accept_next(&self, cfg: &ServerConfig, acceptor: &Mutex<LoopStats>) -> Option<RawFd> {
+        while !self.draining() {
+            let res = accept::accept(self.listen_fd, false);
+            let mut a = lock(acceptor);
+            match res {
+                Ok(fd) => {
+                    accept::accepted(fd, &mut a);
+                    if !accept::refuse_max_conns(cfg, self.live(), fd, &mut a) {
+                        return Some(fd);
+                    }
+                }
+                Err(_) if self.draining() => return None,
+                Err(e) => {
+                    if accept::accept_failed(&e, &mut a) == AcceptFailure::BackOff {
+                        drop(a);
+                        pio::sleep(accept::ACCEPT_BACKOFF);
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Every count so far: ended connections, live ones, `extra` (the acceptor's),
@@ -141,9 +210,11 @@ impl Supervisor {
     pub fn merged(&self, extra: &LoopStats) -> LoopStats {
         let mut m = lock(&self.finished).clone();
         for (_, l) in lock(&self.live).iter() {
-            let mut s = lock(&l.stats).clone();
-            s.syscalls = SyscallCounts::default();
-            m.merge(&s);
+            for st in &l.stats {
+                let mut s = lock(st).clone();
+                s.syscalls = SyscallCounts::default();
+                m.merge(&s);
+            }
         }
         let mut e = extra.clone();
         e.syscalls = SyscallCounts::default();
@@ -192,40 +263,18 @@ impl Supervisor {
         self.count_this_thread();
         let mut drain = Drain::default();
         let mut forced = false;
-        let done_fd = self.done.0.as_raw_fd();
-        let _ = self.done.0.set_nonblocking(true);
         loop {
-            let timeout = match drain.deadline {
-                Some(d) if !forced => {
-                    sys::timeout_ms(Some(d.saturating_duration_since(Instant::now())))
-                }
-                _ => -1,
-            };
-            let mut fds = [
-                libc::pollfd {
-                    fd: signals.fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: done_fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: `fds` lives on this stack frame for the call and has the 2 entries passed.
-            let _ = syscall!(Poll, poll(fds.as_mut_ptr(), 2, timeout));
-            if fds[1].revents != 0 {
+            // Woken by a signal, by the serving side's end, or at the drain deadline.
+            let deadline = drain.deadline.filter(|_| !forced);
+            signals.wait(deadline.map(|d| d.saturating_duration_since(Instant::now())));
+            if self.ended.load(Ordering::SeqCst) {
                 return;
             }
-            if fds[0].revents != 0 {
-                signals.drain();
-                if signals.take_snapshot_request() {
-                    reporter.snapshot(&self.merged(&lock(acceptor)));
-                }
-                if signals.stop_requested() && drain.begin(cfg.drain_timeout) {
-                    self.begin_drain();
-                }
+            if signals.take_snapshot_request() {
+                reporter.snapshot(&self.merged(&lock(acceptor)));
+            }
+            if signals.stop_requested() && drain.begin(cfg.drain_timeout) {
+                self.begin_drain();
             }
             if !forced && drain.expired() {
                 forced = true;
@@ -235,77 +284,70 @@ impl Supervisor {
     }
 }
 
+/// Where a connection served by blocking calls sends its replies.
+pub enum Replies<'a> {
+    /// This thread sends them, blocking: a blocking send is the backpressure (nothing
+    /// more is read while the peer does not read). Broadcasts go nowhere: no other
+    /// connection shares this thread (blocking serves one client at a time).
+    Send,
+    /// Chat on `threads`: member `id` of the room, whose writer thread sends both its
+    /// replies and what others broadcast; this thread waits while that outbox is at
+    /// the cap, and posts its broadcasts to the room.
+    Room(&'a Hub, usize),
+}
+
 /// Serve one connection with blocking calls until the peer leaves (or the drain shuts
-/// it): recv, feed the protocol, send everything owed (a blocking send is the
-/// backpressure: nothing more is read while the peer does not read). `stats` gets
-/// the counts after every call.
+/// it): recv, feed the protocol, hand on what it owes. `stats` gets the counts after
+/// every call. The deadlines are the loops' ([`Timers`]): a recv waits at most the
+/// shorter of the two timeouts (SO_RCVTIMEO), then the due one is acted on.
 pub fn serve_blocking(
     shared: &Supervisor,
     fd: RawFd,
     cfg: &ServerConfig,
     scratch: &mut [u8],
     stats: &Mutex<LoopStats>,
+    replies: Replies,
 ) {
     let mut conn = Conn::with_guests(cfg.proto, &cfg.guests);
-    // A blocking connection has no other connection in its loop: its broadcasts go
-    // nowhere (blocking serves one client; chat is refused on threads).
-    conn.on_open();
-    conn.take_broadcast();
     let mut s = LoopStats::default();
-    let with_faults = cfg.faults.any();
-    // Deadlines through SO_RCVTIMEO: a recv that waited that long returns EAGAIN.
-    let wait = [cfg.idle_timeout, cfg.header_timeout]
+    let mut timers = Timers::new(cfg);
+    let mut clock = timers.open(0);
+    conn.on_open();
+    let broadcast = |conn: &mut Conn, s: &mut LoopStats| {
+        let b = conn.take_broadcast();
+        if let Replies::Room(hub, id) = replies {
+            s.slow_receivers_dropped += hub.post(id, &b);
+        }
+    };
+    broadcast(&mut conn, &mut s);
+    if let Some(t) = [cfg.idle_timeout, cfg.header_timeout]
         .into_iter()
         .flatten()
-        .min();
-    if let Some(t) = wait {
+        .min()
+    {
         let _ = sys::set_recv_timeout(fd, t);
     }
-    let mut last_input = Instant::now();
-    let mut head_since: Option<Instant> = None;
-    // The shared counters, taken for one call and put back (not across the blocking
-    // call: another thread may count meanwhile, so a count may be lost; tests only).
-    let take = || {
-        if with_faults {
-            *lock(&shared.faults)
-        } else {
-            Faults::default()
-        }
-    };
-    let give = |f: Faults| {
-        if with_faults {
-            *lock(&shared.faults) = f;
-        }
-    };
     let mut first = true;
     loop {
         if !(first || conn.read_eof || conn.close_after_flush) {
-            let mut faults = take();
+            let mut faults = shared.take_faults();
             let r = recv(fd, scratch, &mut conn, &mut faults, &mut s);
-            give(faults);
-            conn.take_broadcast();
-            let now = Instant::now();
+            shared.put_faults(faults);
             if let Recv::Data(_) = r {
-                last_input = now;
-                head_since = if conn.wants_header_deadline() {
-                    Some(head_since.unwrap_or(now))
-                } else {
-                    None
-                };
+                timers.on_input(0, &mut clock, &conn);
+                broadcast(&mut conn, &mut s);
             }
-            if let (Some(h), Some(t)) = (cfg.header_timeout, head_since)
-                && t + h <= now
-                && conn.wants_header_deadline()
-            {
-                s.header_timeouts += 1;
-                conn.header_timeout();
-                head_since = None;
-            } else if r == Recv::WouldBlock
-                && cfg.idle_timeout.is_some_and(|i| last_input + i <= now)
-            {
-                s.idle_timeouts += 1;
-                lock(stats).clone_from(&s);
-                break;
+            match timers.due(&mut clock, &conn, Instant::now()) {
+                Some(Due::Header) => {
+                    s.header_timeouts += 1;
+                    conn.header_timeout();
+                }
+                Some(Due::Idle) => {
+                    s.idle_timeouts += 1;
+                    lock(stats).clone_from(&s);
+                    break;
+                }
+                None => {}
             }
             // Published before the reply goes out, so a snapshot taken after the peer
             // saw its reply counts the bytes that caused it.
@@ -317,23 +359,65 @@ pub fn serve_blocking(
             }
         }
         first = false;
-        let mut failed = false;
-        // Supervisor sends: each returns once the kernel took some bytes (bounded by the
-        // owed length: every turn advances, or fails).
-        while conn.owed_len() > 0 {
-            let mut faults = take();
-            let r = flush(fd, &mut conn, &mut faults, &mut s);
-            give(faults);
-            lock(stats).clone_from(&s);
-            if r == Flush::Failed {
-                failed = true;
-                break;
+        let delivered = match replies {
+            Replies::Send => {
+                // Each blocking send returns once the kernel took some bytes (bounded
+                // by the owed length: every turn advances, or fails).
+                let mut ok = true;
+                while ok && conn.owed_len() > 0 {
+                    let mut faults = shared.take_faults();
+                    ok = flush(fd, &mut conn, &mut faults, &mut s) != Flush::Failed;
+                    shared.put_faults(faults);
+                    lock(stats).clone_from(&s);
+                }
+                ok
             }
-        }
-        if failed || conn.finished() {
+            Replies::Room(hub, id) => {
+                hub.push_own(id, &conn.take_owed(Vec::new()));
+                hub.wait_below(id)
+            }
+        };
+        if !delivered || conn.finished() {
             break;
         }
+    }
+    if let Replies::Room(hub, id) = replies {
+        s.slow_receivers_dropped += hub.post(id, &conn.on_close());
     }
     *lock(stats) = s;
 }
 
+/// Run a model with no readiness call: the supervisor on its own thread, `serve` on
+/// this one (it may start scoped threads of its own), until `serve` returns and every
+/// thread it started has ended. The counts are every thread's, merged.
+pub fn run<F>(
+    listener: Socket,
+    cfg: &ServerConfig,
+    signals: &Signals,
+    reporter: &Reporter,
+    serve: F,
+) -> io::Result<LoopStats>
+where
+    F: for<'s, 'e> FnOnce(
+        &'s thread::Scope<'s, 'e>,
+        &'e Supervisor,
+        &'e ServerConfig,
+        &'e Mutex<LoopStats>,
+    ),
+{
+    let shared = Supervisor::new(listener.as_raw_fd(), cfg.faults)?;
+    let acceptor = Mutex::new(LoopStats::default());
+    shared.count_this_thread();
+    thread::scope(|s| {
+        thread::Builder::new()
+            .name("ringmux-supervisor".into())
+            .spawn_scoped(s, || shared.supervise(cfg, signals, reporter, &acceptor))?;
+        serve(s, &shared, cfg, &acceptor);
+        shared.wait_empty();
+        shared.serving_ended(signals);
+        io::Result::Ok(())
+    })?;
+    let stats = shared.merged(&lock(&acceptor));
+    drop(listener);
+    Ok(stats)
+}

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::server::conn::Conn;
 use crate::server::ServerConfig;
+use crate::server::conn::Conn;
 
 // ---------------------------------------------------------------------------------
 // Timers: every connection's deadlines (--idle-timeout, --header-timeout) in one
@@ -108,6 +108,17 @@ impl Timers {
             return None;
         }
         self.heap.pop().map(|e| (e.0.1, e.0.2, e.0.0))
+    }
+
+    /// A loop of one connection (slot 0: the blocking models): what is due for it at
+    /// `now`, if anything.
+    pub fn due(&mut self, clock: &mut Clock, conn: &Conn, now: Instant) -> Option<Due> {
+        while let Some((key, id, at)) = self.pop_due(now) {
+            if let Some(d) = self.check(key, id, at, clock, conn, now) {
+                return Some(d);
+            }
+        }
+        None
     }
 
     /// An entry popped by [`Timers::pop_due`] for the connection in `key` now: what is

@@ -7,9 +7,9 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use super::{Event, Interest, Readiness};
-use crate::server::sys::timeout_ms;
 use crate::server::sys;
 use crate::server::sys::syscall;
+use crate::server::sys::timeout_ms;
 
 const EVENTS: usize = 512;
 

@@ -26,14 +26,14 @@ use slab::Slab;
 use socket2::Socket;
 
 use super::conn::Conn;
+use super::sys::{self, SyscallCounts};
+use super::{LoopStats, Reporter, ServerConfig, Signals};
 use crate::server::policy::accept::{self, AcceptFailure, Refusals};
 use crate::server::policy::drain;
+use crate::server::policy::fanout::Fanout;
 use crate::server::policy::io::{self as pio, Flush, Recv};
 use crate::server::policy::timers;
 use crate::server::policy::{self, Loop, LoopState, Member, over_cap};
-use crate::server::policy::fanout::Fanout;
-use super::sys::{self, SyscallCounts};
-use super::{LoopStats, Reporter, ServerConfig, Signals};
 
 /// What the loop wants to hear about a descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -220,6 +220,7 @@ impl<M: Readiness> Reactor<'_, M> {
         self.poller
             .register(self.listen_fd, LISTENER, Interest::READ)?;
         self.poller.register(signals.fd(), SIGNAL, Interest::READ)?;
+        self.st.join_room(self.cfg, signals);
         let mut events: Vec<Event> = Vec::with_capacity(512);
         if M::READ_ON_REGISTER {
             // Connections queued, or a signal taken, before the listener and the wake
@@ -294,7 +295,16 @@ impl<M: Readiness> Reactor<'_, M> {
     fn on_signal(&mut self, signals: &Signals, reporter: &Reporter) {
         self.count_mechanism();
         let st = &mut self.st;
-        if drain::on_wake(signals, reporter, &mut st.stats, &mut st.drain, self.cfg.drain_timeout) {
+        let stop = drain::on_wake(
+            signals,
+            reporter,
+            &mut st.stats,
+            &mut st.drain,
+            self.cfg.drain_timeout,
+        );
+        // After the wake pipe was emptied: a post that comes later leaves a new wake.
+        st.take_room();
+        if stop {
             self.begin_drain();
         }
     }
@@ -310,11 +320,15 @@ impl<M: Readiness> Reactor<'_, M> {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        [self.st.drain.deadline, self.accept_paused_until, self.st.timers.next()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| t.saturating_duration_since(now))
+        [
+            self.st.drain.deadline,
+            self.accept_paused_until,
+            self.st.timers.next(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| t.saturating_duration_since(now))
     }
 
     fn accept_all(&mut self) {
@@ -377,22 +391,19 @@ impl<M: Readiness> Reactor<'_, M> {
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if self.poller.register(fd, key, Interest::READ).is_err() {
-            sys::close(fd);
-            self.st.stats.closed += 1;
+            self.st.close_fd(fd);
             return;
         }
-        let clock = self.st.timers.open(key);
-        let c = entry.insert(RConn {
+        let mut conn = Conn::with_guests(self.cfg.proto, &self.cfg.guests);
+        let clock = self.st.open(key, &mut conn);
+        entry.insert(RConn {
             fd,
-            conn: Conn::with_guests(self.cfg.proto, &self.cfg.guests),
+            conn,
             interest: Interest::READ,
             read_paused: false,
             in_ready: false,
             clock,
         });
-        c.conn.on_open();
-        let b = c.conn.take_broadcast();
-        self.st.fanout.queue(key, b);
         if !self.flush(key) {
             return;
         }
@@ -463,11 +474,8 @@ impl<M: Readiness> Reactor<'_, M> {
                     return;
                 }
                 Recv::Data(n) => {
-                    self.st.timers.on_input(key, &mut c.clock, &c.conn);
-                    let b = c.conn.take_broadcast();
-                    if !b.is_empty() {
+                    if self.st.input(key, &mut c.clock, &mut c.conn) {
                         // Fanned out read by read: the receivers' sends keep pace.
-                        self.st.fanout.queue(key, b);
                         Fanout::settle(self);
                     }
                     let Some(c) = self.conns.get_mut(key) else {

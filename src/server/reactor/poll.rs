@@ -10,8 +10,8 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use super::{Event, Interest, Readiness};
-use crate::server::sys::timeout_ms;
 use crate::server::sys::syscall;
+use crate::server::sys::timeout_ms;
 
 pub struct Poll {
     fds: Vec<libc::pollfd>,

@@ -267,7 +267,10 @@ impl Readiness for Sigio {
     }
 
     fn take_counts(&mut self) -> Counts {
-        Counts { signals: std::mem::take(&mut self.signals), overflows: std::mem::take(&mut self.overflows) }
+        Counts {
+            signals: std::mem::take(&mut self.signals),
+            overflows: std::mem::take(&mut self.overflows),
+        }
     }
 }
 

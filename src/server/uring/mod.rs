@@ -38,9 +38,9 @@ use socket2::Socket;
 use super::conn::{self, Conn};
 use super::policy::accept::{self, AcceptFailure};
 use super::policy::drain;
+use super::policy::fanout::{self, Fanout};
 use super::policy::timers::Clock;
 use super::policy::{self, Loop, LoopState, Member, over_cap};
-use super::policy::fanout::{self, Fanout};
 use super::sys::{self, Sys, SyscallCounts};
 use super::{LoopStats, Reporter, ServerConfig, Signals};
 use crate::cli::{FeatureLevel, WaitMode};
@@ -456,6 +456,7 @@ fn errno(res: i32) -> i32 {
 
 impl Proactor<'_> {
     fn event_loop(&mut self, signals: &Signals, reporter: &Reporter) -> io::Result<()> {
+        self.st.join_room(self.cfg, signals);
         self.arm_accept();
         self.arm_signal();
         loop {
@@ -740,7 +741,8 @@ impl Proactor<'_> {
         {
             return;
         }
-        if over_cap(&c.conn, c.in_flight(), cap) || (self.cfg.proto == Proto::Chat && self.st.fanout.congested())
+        if over_cap(&c.conn, c.in_flight(), cap)
+            || (self.cfg.proto == Proto::Chat && self.st.fanout.congested())
         {
             c.read_paused = true;
             return;
@@ -1009,8 +1011,7 @@ impl Proactor<'_> {
         if c.inflight & IN_RECV != 0 {
             // A multishot RECV is still armed: stop it while the outbox is over its cap.
             let congested = self.cfg.proto == Proto::Chat && self.st.fanout.congested();
-            if !c.recv_cancelling && (over_cap(&c.conn, c.in_flight(), cap) || congested)
-            {
+            if !c.recv_cancelling && (over_cap(&c.conn, c.in_flight(), cap) || congested) {
                 c.recv_cancelling = true;
                 c.read_paused = true;
                 let t = Token::new(Op::Recv, key, c.generation);
@@ -1093,7 +1094,16 @@ impl Proactor<'_> {
 
     fn on_signal(&mut self, signals: &Signals, reporter: &Reporter) {
         let st = &mut self.st;
-        if drain::on_wake(signals, reporter, &mut st.stats, &mut st.drain, self.cfg.drain_timeout) {
+        let stop = drain::on_wake(
+            signals,
+            reporter,
+            &mut st.stats,
+            &mut st.drain,
+            self.cfg.drain_timeout,
+        );
+        // After the wake pipe was emptied: a post that comes later leaves a new wake.
+        st.take_room();
+        if stop {
             self.begin_drain();
         }
         self.arm_signal();
