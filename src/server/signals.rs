@@ -1,0 +1,143 @@
+//! Signals: SIGINT/SIGTERM stop every loop, SIGUSR1 asks for a stats snapshot. The
+//! process holds one [`SignalHub`]; each event loop its own [`Signals`] (a wake pipe it
+//! watches beside its sockets).
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::sys;
+use crate::syscall;
+
+/// The process's signal state, with one wake pipe per event loop.
+///
+/// SIGINT/SIGTERM set one stop flag; SIGUSR1 bumps a request counter. Either then
+/// writes a byte to every loop's own wake pipe, so every loop wakes, whichever thread
+/// the kernel ran the handler on. A counter, not a flag: each loop must tell by itself
+/// whether a request is new to it, and two quick SIGUSR1s may reach a loop as one
+/// wake, yet the snapshot must cover the newest request.
+///
+/// One handler action per signal wakes all loops (rather than signal-hook's pipe
+/// helper once per loop and signal), so a loop costs two fds, not four.
+pub struct SignalHub {
+    stop: Arc<AtomicBool>,
+    /// Write ends of the loops' wake pipes. The handler actions hold them too, so they
+    /// stay open as long as an action may run.
+    wakers: Arc<Vec<UnixStream>>,
+}
+
+fn wake_all(wakers: &[UnixStream]) {
+    for w in wakers {
+        sys::wake(w.as_raw_fd());
+    }
+}
+
+impl SignalHub {
+    /// Install the handlers; returns the hub and each loop's [`Signals`].
+    pub fn install(loops: usize) -> io::Result<(SignalHub, Vec<Signals>)> {
+        use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let mut wakers = Vec::with_capacity(loops);
+        let mut each = Vec::with_capacity(loops);
+        for _ in 0..loops.max(1) {
+            let (read, write) = UnixStream::pair()?;
+            read.set_nonblocking(true)?;
+            write.set_nonblocking(true)?;
+            wakers.push(write);
+            each.push(Signals {
+                read,
+                stop: stop.clone(),
+                requests: requests.clone(),
+                seen: Arc::new(AtomicUsize::new(0)),
+            });
+        }
+        let wakers = Arc::new(wakers);
+        for sig in [SIGINT, SIGTERM] {
+            let (stop, w) = (stop.clone(), wakers.clone());
+            // SAFETY: the action runs inside the signal handler and does only
+            // async-signal-safe things: an atomic store, then send(2) on fds the
+            // closure keeps open (signal-hook saves and restores errno around it).
+            unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    stop.store(true, Ordering::SeqCst);
+                    wake_all(&w);
+                })
+            }?;
+        }
+        let (r, w) = (requests.clone(), wakers.clone());
+        // SAFETY: as above: a lock-free atomic add, then send(2) on fds kept open.
+        unsafe {
+            signal_hook::low_level::register(SIGUSR1, move || {
+                r.fetch_add(1, Ordering::SeqCst);
+                wake_all(&w);
+            })
+        }?;
+        Ok((SignalHub { stop, wakers }, each))
+    }
+
+    /// Stop every loop as SIGTERM would (a loop failed: the server fails as a whole).
+    pub fn stop_all(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        wake_all(&self.wakers);
+    }
+}
+
+/// One event loop's view of the signals: its own wake pipe, which it watches, and the
+/// shared stop flag and snapshot counter.
+pub struct Signals {
+    read: UnixStream,
+    stop: Arc<AtomicBool>,
+    requests: Arc<AtomicUsize>,
+    /// The newest snapshot request this loop has taken (shared with its [`Reporter`](super::Reporter)).
+    seen: Arc<AtomicUsize>,
+}
+
+impl Signals {
+    pub fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Empty the wake pipe until EAGAIN (bounded: it is non-blocking, and each signal
+    /// adds one byte; edge-triggered waits need it empty).
+    pub fn drain(&self) {
+        let mut buf = [0u8; 256];
+        for _ in 0..4096 {
+            // SAFETY: `buf` lives on this stack frame for the call and is `buf.len()` bytes long.
+            match syscall!(
+                Read,
+                read(self.fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len())
+            ) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    }
+
+    /// The loop's record of the newest snapshot request it took, for its
+    /// [`Reporter`](super::Reporter) to tag what it publishes with.
+    pub(super) fn seen(&self) -> Arc<AtomicUsize> {
+        self.seen.clone()
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// A SIGUSR1 is pending for this loop (without taking it).
+    pub fn take_snapshot_request_peek(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) != self.seen.load(Ordering::Relaxed)
+    }
+
+    /// True once per new SIGUSR1 (several quick ones may count as one).
+    pub fn take_snapshot_request(&self) -> bool {
+        let now = self.requests.load(Ordering::SeqCst);
+        if now == self.seen.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.seen.store(now, Ordering::Relaxed);
+        true
+    }
+}
