@@ -16,7 +16,6 @@ use crate::server::{BackendChoice, FeatureChoice, ServerConfig};
 
 // The domain enums live in `server`; these paths keep `crate::cli::{FeatureLevel,
 // WaitMode}` working while the proactor still imports them from here.
-pub use crate::proto::Proto as ProtoChoice;
 pub use crate::server::{FeatureLevel, WaitMode};
 
 #[derive(Debug, Clone, Args)]
@@ -28,8 +27,8 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Protocol.
-    #[arg(long, value_enum, default_value_t = ProtoChoice::Echo)]
-    pub proto: ProtoChoice,
+    #[arg(long, value_enum, default_value_t = Proto::Echo)]
+    pub proto: Proto,
     /// io_uring feature level (ignored by epoll). `auto` picks the best this kernel
     /// supports (see `ringmux probe`); naming a level pins it, and fails if the kernel
     /// lacks it.
