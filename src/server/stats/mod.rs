@@ -1,6 +1,6 @@
 //! The server's figures: what each event loop counts ([`LoopStats`], every counter
 //! listed once), the report printed on exit and written by `--json`
-//! ([`StatsReport`]), and how the loops publish into it ([`board`]).
+//! ([`StatsReport`]), and how the loops publish into it ([`StatsBoard`], [`Reporter`]).
 
 mod board;
 
