@@ -15,23 +15,23 @@
 //! Works in a pipe: `printf 'hi\n' | ringmux client --addr 127.0.0.1:7878`.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cli::ClientArgs;
-
 /// Stop reading stdin while this much is waiting to be sent (a server that does not
 /// read cannot make the client buffer without bound).
 const MAX_PENDING: usize = 1 << 20;
 const CHUNK: usize = 64 * 1024;
 
-pub fn client_cmd(a: ClientArgs) -> anyhow::Result<ExitCode> {
-    let sock = TcpStream::connect_timeout(&a.addr, Duration::from_secs_f64(a.connect_timeout))
-        .with_context(|| format!("cannot connect to {}", a.addr))?;
+/// Connect to `addr` (waiting at most `connect_timeout`) and run a session on stdin
+/// and stdout.
+pub fn client_cmd(addr: SocketAddr, connect_timeout: Duration) -> anyhow::Result<ExitCode> {
+    let sock = TcpStream::connect_timeout(&addr, connect_timeout)
+        .with_context(|| format!("cannot connect to {addr}"))?;
     let _ = sock.set_nodelay(true);
     let stdout = io::stdout();
     let mut out = stdout.lock();

@@ -26,48 +26,55 @@ use cli::{Cli, Command};
 
 pub use error::{ExitError, exit_code_of};
 
-/// Checks that need more than clap (value combinations, CPUs this process may use),
-/// done before anything runs so that every subcommand answers bad usage the same way:
-/// one line and exit 2.
-fn check_usage(cmd: &Command) -> anyhow::Result<()> {
-    match cmd {
-        Command::Serve(a) => {
-            server::ServerConfig::from_args(a)?;
+/// Bad usage, found after clap (value combinations, CPUs this process may use): one
+/// line and exit 2, the same in every subcommand.
+fn usage<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
+    r.map_err(|e| {
+        ExitError {
+            code: 2,
+            msg: format!("{e:#}"),
         }
-        Command::Load(a) => {
-            load::LoadConfig::from_args(a)?;
-            if let Some(list) = &a.pin {
-                let allowed = server::sys::allowed_cpus()?;
-                if let Some(c) = os::cpus::parse_cpu_list(list)?
-                    .into_iter()
-                    .find(|c| !allowed.contains(c))
-                {
-                    anyhow::bail!(
-                        "--cpus: CPU {c} is not available to this process (it may run on {})",
-                        os::cpus::format_cpu_list(&allowed)
-                    );
-                }
-            }
+        .into()
+    })
+}
+
+/// `load`'s checks that need more than clap, done before anything runs.
+fn check_load(a: &cli::LoadArgs) -> anyhow::Result<()> {
+    load::LoadConfig::from_args(a)?;
+    if let Some(list) = &a.pin {
+        let allowed = server::sys::allowed_cpus()?;
+        if let Some(c) = os::cpus::parse_cpu_list(list)?
+            .into_iter()
+            .find(|c| !allowed.contains(c))
+        {
+            anyhow::bail!(
+                "--cpus: CPU {c} is not available to this process (it may run on {})",
+                os::cpus::format_cpu_list(&allowed)
+            );
         }
-        _ => {}
     }
     Ok(())
 }
 
 /// Run one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    check_usage(&cli.command).map_err(|e| ExitError {
-        code: 2,
-        msg: format!("{e:#}"),
-    })?;
     match cli.command {
-        Command::Serve(a) => server::serve_cmd(a),
-        Command::Probe(a) => probe::probe_cmd(a),
-        Command::Load(a) => load::load_cmd(a),
+        Command::Serve(a) => {
+            server::serve(usage(a.config())?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Probe(a) => probe::probe_cmd(a.json),
+        Command::Load(a) => {
+            usage(check_load(&a))?;
+            load::load_cmd(a)
+        }
         Command::Bench(a) => bench::bench_cmd(a),
         Command::Report(a) => report::report_cmd(a),
         Command::Compare(a) => report::compare_cmd(a),
         Command::Merge(a) => report::merge_cmd(a),
-        Command::Client(a) => client::client_cmd(a),
+        Command::Client(a) => client::client_cmd(
+            a.addr,
+            std::time::Duration::from_secs_f64(a.connect_timeout),
+        ),
     }
 }

@@ -2,12 +2,12 @@
 
 use std::process::ExitCode;
 
-use crate::cli::ProbeArgs;
 use crate::server::uring::probe::probe;
 
-pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
+/// Print the probe: a table, or JSON with `json`.
+pub fn probe_cmd(json: bool) -> anyhow::Result<ExitCode> {
     let r = probe();
-    if a.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -42,7 +42,7 @@ pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
     for (l, ok) in &r.levels {
         println!(
             "level {:<10} {}",
-            format!("{l:?}").to_lowercase(),
+            l.name(),
             if *ok { "usable" } else { "not usable" }
         );
     }
@@ -50,7 +50,7 @@ pub fn probe_cmd(a: ProbeArgs) -> anyhow::Result<ExitCode> {
         "--uring-features auto picks: {}",
         r.best_level.map_or(
             "none (serve --backend auto runs on epoll)".to_string(),
-            |l| format!("{l:?}").to_lowercase()
+            |l| l.name().to_string()
         )
     );
     Ok(ExitCode::SUCCESS)

@@ -1,137 +1,18 @@
-//! `ringmux serve`: its arguments.
+//! `ringmux serve`: its arguments, and their conversion into a [`ServerConfig`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::{parse_addr, parse_secs};
-
-/// Which IO model serves connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// io_uring if it can be set up with the ops ringmux needs, else epoll (one warning line).
-    Auto,
-    /// The io_uring proactor; exit non-zero if io_uring is unavailable.
-    Uring,
-    /// The reactor on epoll (edge-triggered; a wait costs O(ready fds)).
-    Epoll,
-    /// The reactor on poll(2) (level-triggered; a wait costs O(watched fds)).
-    Poll,
-    /// The reactor on select(2) (level-triggered; O(highest fd); a connection whose fd
-    /// is 1024 or more is closed at once and counted as refused_fd_setsize).
-    Select,
-    /// The reactor on signal-driven IO (O_ASYNC + F_SETSIG real-time signals routed by
-    /// fd; a queue overflow means a rescan of every connection, counted).
-    Sigio,
-    /// A blocking thread per connection (64 KiB stacks); --max-threads caps them, and a
-    /// connection above the cap waits in the listen backlog until a thread ends.
-    Threads,
-    /// One connection at a time with blocking calls: a second client waits in the
-    /// listen backlog until the first leaves.
-    Blocking,
-    /// Non-blocking sockets polled in a loop with no readiness call (burns a core while
-    /// any connection is open; counts the EAGAINs).
-    Busypoll,
-}
-
-/// io_uring feature level. Each level adds to the one before.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum FeatureLevel {
-    /// Linux 5.6 set: POLL_ADD for readiness, then RECV; one-shot ACCEPT and SEND.
-    Baseline,
-    /// Linux 5.7+ with FEAT_FAST_POLL: RECV/SEND/ACCEPT submitted directly; RECV picks
-    /// a buffer from a PROVIDE_BUFFERS group only when data arrives.
-    Fastpoll,
-    /// Linux 6.0+: multishot ACCEPT, multishot RECV into a registered buffer ring,
-    /// COOP_TASKRUN.
-    Multishot,
-    /// Linux 6.1+: multishot plus SINGLE_ISSUER + DEFER_TASKRUN and a registered ring fd;
-    /// on 6.12+ coalesced waits bounded by min_wait.
-    Full,
-}
-
-/// How the proactor waits for completions at `full` (with FEAT_MIN_TIMEOUT).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WaitMode {
-    /// Coalesce only after a busy turn (32 or more receives); else wait for one.
-    Adaptive,
-    /// Always wait for the queued sends plus some receives, bounded by min_wait.
-    Coalesce,
-    /// Always wait for one completion.
-    Single,
-}
-
-impl WaitMode {
-    pub fn name(self) -> &'static str {
-        match self {
-            WaitMode::Adaptive => "adaptive",
-            WaitMode::Coalesce => "coalesce",
-            WaitMode::Single => "single",
-        }
-    }
-}
-
-/// Pick the best level or pin one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum FeatureChoice {
-    /// The best level this kernel supports.
-    Auto,
-    Baseline,
-    Fastpoll,
-    Multishot,
-    Full,
-}
-
-impl From<FeatureLevel> for FeatureChoice {
-    fn from(l: FeatureLevel) -> FeatureChoice {
-        match l {
-            FeatureLevel::Baseline => FeatureChoice::Baseline,
-            FeatureLevel::Fastpoll => FeatureChoice::Fastpoll,
-            FeatureLevel::Multishot => FeatureChoice::Multishot,
-            FeatureLevel::Full => FeatureChoice::Full,
-        }
-    }
-}
-
-impl FeatureChoice {
-    /// The level pinned, if one is.
-    pub fn pinned(self) -> Option<FeatureLevel> {
-        match self {
-            FeatureChoice::Auto => None,
-            FeatureChoice::Baseline => Some(FeatureLevel::Baseline),
-            FeatureChoice::Fastpoll => Some(FeatureLevel::Fastpoll),
-            FeatureChoice::Multishot => Some(FeatureLevel::Multishot),
-            FeatureChoice::Full => Some(FeatureLevel::Full),
-        }
-    }
-}
-
-impl FeatureLevel {
-    pub fn name(self) -> &'static str {
-        match self {
-            FeatureLevel::Baseline => "baseline",
-            FeatureLevel::Fastpoll => "fastpoll",
-            FeatureLevel::Multishot => "multishot",
-            FeatureLevel::Full => "full",
-        }
-    }
-}
-
-pub use crate::proto::Proto as ProtoChoice;
+use crate::error::ExitError;
+use crate::proto::Proto;
+use crate::server::config::plan_cpus;
+use crate::server::fault::Faults;
+use crate::server::{BackendChoice, FeatureChoice, ServerConfig, WaitMode};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -142,12 +23,12 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Protocol.
-    #[arg(long, value_enum, default_value_t = ProtoChoice::Echo)]
-    pub proto: ProtoChoice,
+    #[arg(long, value_enum, default_value_t = Proto::Echo)]
+    pub proto: Proto,
     /// io_uring feature level (ignored by epoll). `auto` picks the best this kernel
     /// supports (see `ringmux probe`); naming a level pins it, and fails if the kernel
     /// lacks it.
-    #[arg(long, value_enum, default_value_t = FeatureChoice::Auto)]
+    #[arg(long, value_enum, default_value_t = FeatureChoice::AUTO)]
     pub uring_features: FeatureChoice,
     /// At multishot/full: use one-shot ACCEPT instead of multishot ACCEPT (multishot
     /// accept with DEFER_TASKRUN returned bad descriptors on some 6.6-6.8 kernels).
@@ -252,4 +133,65 @@ fn parse_buf_entries(s: &str) -> Result<u16, String> {
         return Err(format!("{n} is not a power of two between 1 and 32768"));
     }
     Ok(n as u16)
+}
+
+impl ServeArgs {
+    /// The validated configuration these arguments ask for: bad combinations and CPUs
+    /// this process may not use are errors here, before anything runs.
+    pub fn config(&self) -> anyhow::Result<ServerConfig> {
+        let threads = usize::from(self.threads.max(1));
+        if let Some(cq) = self.cq_entries
+            && cq < self.ring_entries
+        {
+            return Err(ExitError {
+                code: 2,
+                msg: format!(
+                    "--cq-entries {cq} must be at least --ring-entries {}",
+                    self.ring_entries
+                ),
+            }
+            .into());
+        }
+        let cpus = plan_cpus(
+            threads,
+            self.pin,
+            self.cpus.as_deref(),
+            crate::os::allowed_cpus,
+        )?;
+        // http has deadlines by default; the other protocols none.
+        let http_default = |secs: f64| (self.proto == Proto::Http).then_some(secs);
+        Ok(ServerConfig {
+            addr: self.addr,
+            backend: self.backend,
+            features: self.uring_features,
+            proto: self.proto,
+            outbox_cap: self.outbox_cap as usize,
+            recv_buf: self.recv_buf as usize,
+            ring_entries: self.ring_entries,
+            cq_entries: self.cq_entries,
+            backlog: self.backlog,
+            drain_timeout: Duration::from_secs_f64(self.drain_timeout),
+            stats_json: self.stats_json.clone(),
+            quiet: self.quiet,
+            multishot_accept: !self.no_multishot_accept,
+            defer_taskrun: !self.no_defer_taskrun,
+            uring_wait: self.uring_wait,
+            sqpoll: self.sqpoll,
+            buf_entries: self.buf_ring_entries,
+            faults: Faults::from_env()?,
+            threads,
+            max_threads: self.max_threads as usize,
+            cpus,
+            guests: Arc::default(),
+            room: Arc::default(),
+            header_timeout: secs_or_off(self.header_timeout.or(http_default(10.0))),
+            idle_timeout: secs_or_off(self.idle_timeout.or(http_default(60.0))),
+            max_conns: (self.max_conns > 0).then_some(self.max_conns as usize),
+        })
+    }
+}
+
+/// Seconds from the command line, 0 meaning off.
+fn secs_or_off(s: Option<f64>) -> Option<Duration> {
+    s.filter(|&v| v > 0.0).map(Duration::from_secs_f64)
 }

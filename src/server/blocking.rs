@@ -13,8 +13,10 @@ use std::thread;
 
 use socket2::Socket;
 
+use super::config::ServerConfig;
 use super::policy::supervisor::{self, Replies, Supervisor};
-use super::{LoopStats, Reporter, ServerConfig, Signals};
+use super::signals::Signals;
+use super::stats::{LoopStats, Reporter};
 
 pub fn run(
     listener: Socket,

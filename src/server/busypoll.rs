@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use socket2::Socket;
 
+use super::config::ServerConfig;
 use super::conn::Conn;
 use super::policy::accept::{self, AcceptFailure};
 use super::policy::drain;
@@ -21,8 +22,9 @@ use super::policy::fanout::Fanout;
 use super::policy::io::{self as pio, Flush, Recv};
 use super::policy::timers::Clock;
 use super::policy::{self, Loop, LoopState, Member, over_cap};
+use super::signals::Signals;
+use super::stats::{LoopStats, Reporter};
 use super::sys::SyscallCounts;
-use super::{LoopStats, Reporter, ServerConfig, Signals};
 
 /// Sleep between accept attempts while no connection is open.
 const IDLE_SLEEP: Duration = Duration::from_millis(1);

@@ -6,7 +6,7 @@
 //! picks the loop of each new connection when it lands in one listener's backlog,
 //! and that loop owns the connection to the end. What they do share is off the hot
 //! path: the stop flag and snapshot counter (atomics, [`super::SignalHub`]), and the
-//! [`Board`] each loop writes its counts to on SIGUSR1 and once at its end.
+//! [`super::StatsBoard`] each loop writes its counts to on SIGUSR1 and once at its end.
 //!
 //! Loop 0 runs on the calling (main) thread with the ring that decided the backend,
 //! so `--threads 1` starts no thread at all. Loops 1..N set up their own ring and pin
@@ -24,138 +24,12 @@ use std::thread;
 use anyhow::{Context, anyhow, bail};
 use socket2::Socket;
 
-use super::sys::{self, Usage};
+use super::config::{Backend, ServerConfig};
+use super::signals::{SignalHub, Signals};
+use super::stats::{Reporter, StatsBoard};
+use super::sys;
 use super::uring::Ring;
-use super::{
-    Backend, LoopStats, Reporter, ServerConfig, SignalHub, Signals, StatsBoard, blocking, busypoll,
-    reactor, threads, uring,
-};
-use crate::os::cpus::{format_cpu_list, parse_cpu_list};
-
-/// The CPU of each loop, or `None` without pinning. `--cpus` implies `--pin`; loop i
-/// gets CPU i of the list (or CPU i without a list). `allowed` gives the CPUs this
-/// process may run on; it is asked only when pinning.
-pub fn plan_cpus(
-    threads: usize,
-    pin: bool,
-    list: Option<&str>,
-    allowed: impl FnOnce() -> std::io::Result<Vec<usize>>,
-) -> anyhow::Result<Option<Vec<usize>>> {
-    let cpus = match list {
-        Some(l) => {
-            let cpus = parse_cpu_list(l).with_context(|| format!("--cpus '{l}'"))?;
-            if cpus.len() < threads {
-                bail!(
-                    "--cpus '{l}' lists {} CPU(s) for --threads {threads}: give one CPU per event loop",
-                    cpus.len()
-                );
-            }
-            cpus[..threads].to_vec()
-        }
-        None if pin => (0..threads).collect(),
-        None => return Ok(None),
-    };
-    let allowed = allowed().context("--pin: cannot read this process's CPU affinity")?;
-    if let Some(&bad) = cpus.iter().find(|c| !allowed.contains(c)) {
-        let may = format_cpu_list(&allowed);
-        if list.is_some() {
-            bail!("--cpus: CPU {bad} is not available to this process (it may run on {may})");
-        }
-        bail!(
-            "--pin: --threads {threads} puts loop i on CPU i, but CPU {bad} is not available to this process \
-             (it may run on {may}); use fewer --threads or choose CPUs with --cpus"
-        );
-    }
-    Ok(Some(cpus))
-}
-
-/// Each loop's last published counts, and which snapshot request they answer.
-///
-/// A SIGUSR1 bumps a request counter; every loop, when woken, publishes its counts
-/// tagged with the newest request it saw. A merged snapshot for request g may be
-/// written once every loop still running has published for g or later (a loop that
-/// ended counts for every request, with its final counts): then the file holds, from
-/// each loop, counts taken after request g was made, which is what the bench needs
-/// (it removes the file, signals, and takes the next file that appears).
-pub struct Board {
-    slots: Vec<Slot>,
-    /// The newest request a merged snapshot was written for.
-    written: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Slot {
-    /// The request these counts answer (0: none yet).
-    generation: usize,
-    finished: bool,
-    stats: LoopStats,
-    /// The loop thread's own CPU time when it published.
-    cpu: Usage,
-}
-
-impl Board {
-    pub fn new(loops: usize) -> Board {
-        Board {
-            slots: vec![Slot::default(); loops.max(1)],
-            written: 0,
-        }
-    }
-
-    /// Loop `i` publishes: counts for request `generation`, or its end (`None`; counts
-    /// `None` keep what it published before). True when this completes a request no
-    /// merged snapshot was written for yet: the caller writes one now.
-    pub fn publish(
-        &mut self,
-        i: usize,
-        generation: Option<usize>,
-        stats: Option<&LoopStats>,
-        cpu: Usage,
-    ) -> bool {
-        let slot = &mut self.slots[i];
-        if let Some(s) = stats {
-            slot.stats = s.clone();
-        }
-        slot.cpu = cpu;
-        match generation {
-            Some(g) => slot.generation = slot.generation.max(g),
-            None => slot.finished = true,
-        }
-        // Every loop ended: the final report follows, no snapshot.
-        let Some(complete) = self
-            .slots
-            .iter()
-            .filter(|s| !s.finished)
-            .map(|s| s.generation)
-            .min()
-        else {
-            return false;
-        };
-        if complete > self.written {
-            self.written = complete;
-            return true;
-        }
-        false
-    }
-
-    /// The newest request a merged snapshot was written for (0: none).
-    pub fn written(&self) -> usize {
-        self.written
-    }
-
-    /// Every loop's counts, summed.
-    pub fn merged(&self) -> LoopStats {
-        let mut m = LoopStats::default();
-        for s in &self.slots {
-            m.merge(&s.stats);
-        }
-        m
-    }
-
-    /// Each loop's counts and thread CPU time, in loop order.
-    pub fn each(&self) -> impl Iterator<Item = (&LoopStats, &Usage)> {
-        self.slots.iter().map(|s| (&s.stats, &s.cpu))
-    }
-}
+use super::{blocking, busypoll, reactor, threads, uring};
 
 /// Run every loop until a stop signal (or a loop's failure); `announce` is called once
 /// all of them are ready, before any serves. Their counts end up on `board`.
@@ -274,7 +148,7 @@ fn prepare(
     };
     // The level loop 0 got, pinned: every loop serves the same way.
     let mut pinned = cfg.clone();
-    pinned.features = crate::cli::FeatureChoice::from(level);
+    pinned.features = level.into();
     let ring = Ring::setup(&pinned).map_err(|e| {
         anyhow!("event loop {i} of {n}: {e} (each loop sets up its own ring: fewer --threads or a smaller --ring-entries may fit)")
     })?;
@@ -349,138 +223,4 @@ fn run_loop(
     guard.armed = false;
     reporter.finish(Some(&stats));
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stats(accepted: u64) -> LoopStats {
-        LoopStats {
-            accepted,
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn snapshot_waits_for_every_loop() {
-        let u = Usage::default();
-        let mut b = Board::new(3);
-        assert!(!b.publish(0, Some(1), Some(&stats(1)), u));
-        assert!(!b.publish(1, Some(1), Some(&stats(2)), u));
-        assert!(
-            b.publish(2, Some(1), Some(&stats(3)), u),
-            "the last loop to publish completes request 1"
-        );
-        assert_eq!(b.written(), 1);
-        assert_eq!(b.merged().accepted, 6);
-        let per: Vec<u64> = b.each().map(|(s, _)| s.accepted).collect();
-        assert_eq!(per, [1, 2, 3]);
-        // Publishing request 1 again (a spurious wake) writes nothing new.
-        assert!(!b.publish(0, Some(1), Some(&stats(1)), u));
-    }
-
-    #[test]
-    fn quick_requests_coalesce_without_hanging() {
-        // Requests 2 and 3 arrive; loop 0 wakes once and sees 3, loop 1 sees 2 then 3.
-        let u = Usage::default();
-        let mut b = Board::new(2);
-        assert!(!b.publish(1, Some(2), Some(&stats(1)), u));
-        assert!(
-            b.publish(0, Some(3), Some(&stats(1)), u),
-            "every loop answered request 2 or later"
-        );
-        assert!(
-            b.publish(1, Some(3), Some(&stats(2)), u),
-            "request 3 complete too"
-        );
-        assert!(!b.publish(0, Some(3), None, u));
-    }
-
-    #[test]
-    fn ended_loops_never_hold_snapshots_up() {
-        let u = Usage::default();
-        let mut b = Board::new(2);
-        assert!(
-            !b.publish(0, None, Some(&stats(5)), u),
-            "an end is no snapshot"
-        );
-        assert!(
-            b.publish(1, Some(1), Some(&stats(1)), u),
-            "loop 0 has ended: loop 1 alone completes"
-        );
-        assert_eq!(
-            b.merged().accepted,
-            6,
-            "the ended loop's final counts are in"
-        );
-        // A loop that ends before answering a pending request completes it.
-        let mut b = Board::new(2);
-        assert!(!b.publish(0, Some(1), Some(&stats(1)), u));
-        assert!(b.publish(1, None, Some(&stats(2)), u));
-        // Once all have ended only the final report is written.
-        assert!(!b.publish(0, None, None, u));
-        assert_eq!(
-            b.merged().accepted,
-            3,
-            "None keeps the counts published before"
-        );
-    }
-
-    #[test]
-    fn one_loop_writes_every_request() {
-        let u = Usage::default();
-        let mut b = Board::new(1);
-        for g in 1..5 {
-            assert!(b.publish(0, Some(g), Some(&stats(g as u64)), u));
-        }
-    }
-
-    #[test]
-    fn cpu_plans() {
-        let two = || Ok(vec![0, 1]);
-        assert_eq!(plan_cpus(2, false, None, two).unwrap(), None);
-        assert_eq!(plan_cpus(2, true, None, two).unwrap(), Some(vec![0, 1]));
-        assert_eq!(plan_cpus(1, true, None, two).unwrap(), Some(vec![0]));
-        assert_eq!(
-            plan_cpus(1, false, Some("1"), two).unwrap(),
-            Some(vec![1]),
-            "--cpus implies --pin"
-        );
-        assert_eq!(
-            plan_cpus(2, true, Some("1,0"), two).unwrap(),
-            Some(vec![1, 0])
-        );
-        assert_eq!(
-            plan_cpus(1, true, Some("1,0"), two).unwrap(),
-            Some(vec![1]),
-            "extra CPUs are unused"
-        );
-        assert_eq!(
-            plan_cpus(3, true, Some("2-5,7"), || Ok((0..8).collect())).unwrap(),
-            Some(vec![2, 3, 4])
-        );
-        let err = |t, pin, l| format!("{:#}", plan_cpus(t, pin, l, two).unwrap_err());
-        let e = err(3, true, None);
-        assert!(
-            e.contains("CPU 2 is not available") && e.contains("0-1") && e.contains("--cpus"),
-            "{e}"
-        );
-        let e = err(2, true, Some("0,5"));
-        assert!(e.contains("--cpus: CPU 5 is not available"), "{e}");
-        let e = err(3, true, Some("0-1"));
-        assert!(e.contains("lists 2 CPU(s) for --threads 3"), "{e}");
-        let e = err(1, true, Some("x"));
-        assert!(
-            e.contains("--cpus 'x'") && e.contains("not a CPU number"),
-            "{e}"
-        );
-        let e = err(1, true, Some("99999"));
-        assert!(e.contains("out of range"), "{e}");
-        // Not asked for the affinity when nothing is pinned.
-        assert_eq!(
-            plan_cpus(4, false, None, || Err(std::io::Error::other("unasked"))).unwrap(),
-            None
-        );
-    }
 }

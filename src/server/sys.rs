@@ -177,6 +177,7 @@ pub fn set_recv_timeout(fd: i32, t: std::time::Duration) -> io::Result<()> {
         tv_sec: t.as_secs() as libc::time_t,
         tv_usec: t.subsec_micros() as libc::suseconds_t,
     };
+    // SAFETY: `tv` lives on this stack frame for the call and the length is its size.
     syscall!(
         Setsockopt,
         setsockopt(

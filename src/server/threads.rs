@@ -24,11 +24,13 @@ use std::thread;
 
 use socket2::Socket;
 
+use super::config::ServerConfig;
 use super::conn::Conn;
 use super::policy::io::{Flush, flush};
 use super::policy::supervisor::{self, Replies, Supervisor};
+use super::signals::Signals;
+use super::stats::{LoopStats, Reporter};
 use super::sys;
-use super::{LoopStats, Reporter, ServerConfig, Signals};
 use crate::proto::Proto;
 
 /// Stack of each connection thread, in bytes (stated in `--help`).

@@ -5,9 +5,10 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use crate::server::config::ServerConfig;
+use crate::server::stats::LoopStats;
 use crate::server::sys;
 use crate::server::sys::syscall;
-use crate::server::{LoopStats, ServerConfig};
 
 /// Back-off after EMFILE/ENFILE/ENOBUFS/ENOMEM on accept.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::server::signals::Signals;
+use crate::server::stats::{LoopStats, Reporter};
 use crate::server::sys::SyscallCounts;
-use crate::server::{LoopStats, Reporter, Signals};
 
 /// The drain deadline: unset while serving, set by the first stop signal.
 #[derive(Debug, Clone, Copy, Default)]

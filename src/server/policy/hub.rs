@@ -20,7 +20,7 @@ use slab::Slab;
 use std::time::Instant;
 
 use super::fanout::{GRACE, Lenient, lenient};
-use crate::server::Waker;
+use crate::server::signals::Waker;
 use crate::server::sys;
 
 /// Every member's inbox, one room per server.
@@ -277,22 +277,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_connection_over_the_cap_is_dropped_the_others_get_everything_in_order() {
+    fn a_connection_over_the_cap_without_progress_is_dropped_the_others_get_everything_in_order() {
+        use super::super::fanout::{GRACE, HARD_CAPS};
         let hub = Hub::default();
         // Socket fds that no test owns: shutdown(2) on them fails harmlessly.
         let a = hub.join_conn(-1, 10);
         let b = hub.join_conn(-1, 10);
         let c = hub.join_conn(-1, 10);
+        let d = hub.join_conn(-1, 10);
         assert_eq!(hub.post(a, b"1234"), 0);
         hub.push_own(b, b"me");
         // b's writer takes what is queued: it is in flight, still counted.
         assert_eq!(hub.next_send(b).as_deref(), Some(&b"1234me"[..]));
-        assert_eq!(hub.post(a, b"56789"), 1, "b: 6 in flight + 5 more > 10");
+        // b goes over the cap (6 in flight + 5): it keeps the bytes while its writer
+        // may still be making progress...
+        assert_eq!(hub.post(a, b"56789"), 0);
+        assert!(!hub.dropped(b));
+        // ...and is dropped once a post finds it with no send done for the grace.
+        std::thread::sleep(GRACE + std::time::Duration::from_millis(20));
+        assert_eq!(hub.post(a, b"!"), 1);
         assert!(hub.dropped(b) && !hub.dropped(c));
         assert_eq!(hub.next_send(b), None);
-        assert_eq!(hub.next_send(c).as_deref(), Some(&b"123456789"[..]));
+        assert_eq!(hub.next_send(c).as_deref(), Some(&b"123456789!"[..]));
         hub.close(c);
         assert_eq!(hub.next_send(c), None, "closed and sent: the writer ends");
+        // Past HARD_CAPS caps, at once (d holds 10 bytes, in flight for none).
+        assert_eq!(hub.post(a, &vec![b'x'; HARD_CAPS * 10]), 1);
+        assert!(hub.dropped(d));
         assert!(hub.wait_below(a));
         assert!(!hub.wait_below(b));
     }

@@ -6,9 +6,9 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::server::LoopStats;
 use crate::server::conn::Conn;
 use crate::server::fault::Faults;
+use crate::server::stats::LoopStats;
 use crate::server::sys::syscall;
 
 /// Sends per flush before giving the others a turn.

@@ -38,8 +38,10 @@ use self::drain::Drain;
 use self::fanout::Fanout;
 use self::hub::Hub;
 use self::timers::{Clock, Due, Timers};
+use super::config::ServerConfig;
 use super::fault::Faults;
-use super::{LoopStats, ServerConfig, Signals};
+use super::signals::Signals;
+use super::stats::LoopStats;
 use crate::proto::Proto;
 
 /// What every event loop (the reactor, the proactor, busy polling) keeps for the

@@ -16,10 +16,12 @@ use super::drain::Drain;
 use super::hub::Hub;
 use super::io::{self as pio, Flush, Recv, flush, recv};
 use super::timers::{Due, Timers};
+use crate::server::config::ServerConfig;
 use crate::server::conn::Conn;
 use crate::server::fault::Faults;
+use crate::server::signals::Signals;
+use crate::server::stats::{LoopStats, Reporter};
 use crate::server::sys::{self, SyscallCounts, ThreadCounts, syscall};
-use crate::server::{LoopStats, Reporter, ServerConfig, Signals};
 
 // ---------------------------------------------------------------------------------
 // The models with no readiness call (blocking, threads) block in accept, recv and

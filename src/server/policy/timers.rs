@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::server::ServerConfig;
+use crate::server::config::ServerConfig;
 use crate::server::conn::Conn;
 
 // ---------------------------------------------------------------------------------

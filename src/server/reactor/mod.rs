@@ -25,9 +25,11 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use socket2::Socket;
 
+use super::config::ServerConfig;
 use super::conn::Conn;
+use super::signals::Signals;
+use super::stats::{LoopStats, Reporter};
 use super::sys::{self, SyscallCounts};
-use super::{LoopStats, Reporter, ServerConfig, Signals};
 use crate::server::policy::accept::{self, AcceptFailure, Refusals};
 use crate::server::policy::drain;
 use crate::server::policy::fanout::Fanout;
@@ -386,7 +388,9 @@ impl<M: Readiness> Reactor<'_, M> {
         if accept::refuse_max_conns(self.cfg, self.conns.len(), fd, &mut self.st.stats) {
             return;
         }
-        // A leave queued by a closed connection goes out before its key is reused.
+        // A leave queued by a closed connection goes out before its key is reused, and
+        // what other loops broadcast before this accept reaches only those already in.
+        self.st.take_room();
         Fanout::settle(self);
         let entry = self.conns.vacant_entry();
         let key = entry.key();

@@ -152,6 +152,23 @@ impl Sigio {
     }
 }
 
+/// The head of a `siginfo_t` for a SIGPOLL-style signal (F_SETSIG): three ints, then
+/// the union whose sigpoll member is `{ long si_band; int si_fd; }`, aligned for a long
+/// (the kernel's `__ARCH_SI_PREAMBLE_SIZE`). libc does not expose these two fields.
+#[repr(C)]
+struct SigPoll {
+    _signo: libc::c_int,
+    _errno: libc::c_int,
+    _code: libc::c_int,
+    band: libc::c_long,
+    fd: libc::c_int,
+}
+
+const _: () = assert!(std::mem::size_of::<SigPoll>() <= std::mem::size_of::<libc::siginfo_t>());
+const _: () = assert!(
+    std::mem::offset_of!(SigPoll, band) == 3 * 4 + (std::mem::size_of::<libc::c_long>() - 4)
+);
+
 impl Readiness for Sigio {
     const NAME: &'static str = "sigio";
     const EDGE: bool = true;
@@ -235,17 +252,13 @@ impl Readiness for Sigio {
                         hup: false,
                     });
                 } else {
-                    // SAFETY: a SIGIO-style rt signal from F_SETSIG carries si_fd/si_band
-                    // (the sigpoll member of the siginfo union), filled in by the kernel.
-                    let (fd, band) = unsafe {
-                        let p = &info as *const libc::siginfo_t as *const u8;
-                        // struct { int si_signo, si_errno, si_code; [pad to 8]; long si_band; int si_fd; }
-                        let band = std::ptr::read_unaligned(p.add(16) as *const libc::c_long);
-                        let fd = std::ptr::read_unaligned(
-                            p.add(16 + std::mem::size_of::<libc::c_long>()) as *const libc::c_int,
-                        );
-                        (fd, band as libc::c_short)
+                    // SAFETY: `info` is a whole siginfo_t the kernel filled in; SigPoll is
+                    // plain data no larger than it (checked at compile time below), and an
+                    // F_SETSIG signal carries the sigpoll member of the union.
+                    let head = unsafe {
+                        std::ptr::read_unaligned(&info as *const libc::siginfo_t as *const SigPoll)
                     };
+                    let (fd, band) = (head.fd, head.band as libc::c_short);
                     if let Some(&token) = self.tokens.get(&fd) {
                         events.push(Event {
                             token,

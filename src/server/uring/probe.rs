@@ -4,11 +4,13 @@
 use io_uring::{IoUring, Probe, opcode};
 use serde::Serialize;
 
-use crate::cli::FeatureLevel;
+use crate::server::features::FeatureLevel;
 use crate::server::sys::{self, Sys};
 
 // The error type and its hints are shared with the load generator's driver.
 pub use crate::os::uring::{Unavailable, setup_hint};
+// What a ring set up with: plain data the stats record (it lives beside the levels).
+pub use crate::server::features::RingFeatures;
 
 /// One capability ringmux may use, and whether this kernel has it.
 #[derive(Debug, Clone, Serialize)]
@@ -240,58 +242,6 @@ pub fn probe_ops(ring: &IoUring) -> Result<Probe, Unavailable> {
         }
     })?;
     Ok(p)
-}
-
-/// The io_uring features a running proactor uses, as recorded in its stats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct RingFeatures {
-    pub level: FeatureLevel,
-    /// "pooled" (baseline: a pooled buffer per RECV after POLL_ADD), "provide_buffers"
-    /// (fastpoll), "buf_ring" (multishot/full).
-    pub recv_buffers: &'static str,
-    pub buf_entries: u16,
-    pub multishot_accept: bool,
-    pub multishot_recv: bool,
-    pub coop_taskrun: bool,
-    pub single_issuer: bool,
-    pub defer_taskrun: bool,
-    pub registered_ring_fd: bool,
-    /// Coalesced waits are possible: the queued sends plus some receives, bounded by
-    /// 6.12 min_wait (FEAT_MIN_TIMEOUT, at full).
-    pub min_wait: bool,
-    /// How the loop waits: "single", "coalesce" or "adaptive" ("single" without min_wait).
-    pub wait: &'static str,
-    pub sqpoll: bool,
-    pub sq_entries: u32,
-    pub cq_entries: u32,
-}
-
-impl RingFeatures {
-    /// One line: the level, then each feature on or off.
-    pub fn summary(&self) -> String {
-        let on = |b: bool| if b { "on" } else { "off" };
-        format!(
-            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} min_wait={} wait={} sqpoll={} sq={} cq={}",
-            self.level.name(),
-            self.recv_buffers,
-            if self.buf_entries > 0 {
-                format!("x{}", self.buf_entries)
-            } else {
-                String::new()
-            },
-            on(self.multishot_accept),
-            on(self.multishot_recv),
-            on(self.coop_taskrun),
-            on(self.single_issuer),
-            on(self.defer_taskrun),
-            on(self.registered_ring_fd),
-            on(self.min_wait),
-            self.wait,
-            on(self.sqpoll),
-            self.sq_entries,
-            self.cq_entries,
-        )
-    }
 }
 
 /// Everything `ringmux probe` reports.
