@@ -31,42 +31,30 @@ pub use error::{ExitError, exit_code_of};
 
 /// Checks that need more than clap (value combinations, CPUs this process may use),
 /// done before anything runs so that every subcommand answers bad usage the same way:
-/// one line and exit 2.
+/// one line and exit 2. (`load` converts its arguments once, in [`run`].)
 fn check_usage(cmd: &Command) -> anyhow::Result<()> {
-    match cmd {
-        Command::Serve(a) => {
-            server::ServerConfig::from_args(a)?;
-        }
-        Command::Load(a) => {
-            load::LoadConfig::from_args(a)?;
-            if let Some(list) = &a.pin {
-                let allowed = server::sys::allowed_cpus()?;
-                if let Some(c) = os::cpus::parse_cpu_list(list)?
-                    .into_iter()
-                    .find(|c| !allowed.contains(c))
-                {
-                    anyhow::bail!(
-                        "--cpus: CPU {c} is not available to this process (it may run on {})",
-                        os::cpus::format_cpu_list(&allowed)
-                    );
-                }
-            }
-        }
-        _ => {}
+    if let Command::Serve(a) = cmd {
+        server::ServerConfig::from_args(a)?;
     }
     Ok(())
 }
 
-/// Run one parsed command.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    check_usage(&cli.command).map_err(|e| ExitError {
+/// Bad usage: one line, exit 2.
+fn usage_error(e: anyhow::Error) -> anyhow::Error {
+    ExitError {
         code: 2,
         msg: format!("{e:#}"),
-    })?;
+    }
+    .into()
+}
+
+/// Run one parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    check_usage(&cli.command).map_err(usage_error)?;
     match cli.command {
         Command::Serve(a) => server::serve_cmd(a),
         Command::Probe(a) => probe::probe_cmd(a),
-        Command::Load(a) => load::load_cmd(a),
+        Command::Load(a) => load::load_cmd(a.command().map_err(usage_error)?),
         Command::Bench(a) => bench::bench_cmd(a),
         Command::Report(a) => report::report_cmd(a),
         Command::Compare(a) => report::compare_cmd(a),
