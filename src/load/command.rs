@@ -10,9 +10,10 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
 
+use super::config::LoadConfig;
 use super::output::{errors_line, rate_line, summary};
-use super::{LoadConfig, LoadOutcome, run};
-use crate::results::outcome::uncorrected_path;
+use super::run::run;
+use crate::results::outcome::{LoadOutcome, uncorrected_path};
 
 /// Where `ringmux load` writes its result files (none by default).
 #[derive(Debug, Clone, Default)]

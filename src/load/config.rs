@@ -90,7 +90,7 @@ pub struct LoadConfig {
     pub threads: u16,
     /// CPU for worker thread i: `pin[i]`. Empty: not pinned.
     pub pin: Vec<usize>,
-    /// IO driver: io_uring, epoll, or io_uring when available (see [`super::Driver::choose`]).
+    /// IO driver: io_uring, epoll, or io_uring when available (see [`super::DriverKind::choose`]).
     pub driver: DriverChoice,
     /// Print a progress line per interval on stderr (only if stderr is a terminal).
     pub progress: bool,

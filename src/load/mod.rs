@@ -31,9 +31,9 @@
 //! so schedules, verification and error counting do not depend on it.
 //!
 //! # Layout
-//! [`config`](LoadConfig) what to run; `command` the `ringmux load` command around a
-//! run; `coordinator` the coordinating thread; `worker` a worker thread and the one
-//! choice of driver; `engine` the protocol core both drivers share (`wire` the wire
+//! [`config`](LoadConfig) what to run; [`run`] the steps of one test; `command` the
+//! `ringmux load` command around a run; `coordinator` the coordinating thread; `worker`
+//! a worker thread and the one choice of driver; `engine` the protocol core both drivers share (`wire` the wire
 //! formats, [`payload`] the bytes, [`schedule`] open-loop times); `epoll` and `uring`
 //! the drivers; `plan` what the coordinator and workers share; `tally` the figures;
 //! `output` what the terminal shows. Result files are written by [`crate::results`].
@@ -76,14 +76,13 @@ mod idle;
 mod output;
 pub mod payload;
 mod plan;
+mod run;
 pub mod schedule;
 mod sys;
 mod tally;
 mod uring;
 mod wire;
 mod worker;
-
-use std::sync::Arc;
 
 /// What a run produces lives with the result files it is written to.
 pub use crate::results::outcome::{IntervalHists, LoadOutcome};
@@ -92,45 +91,8 @@ pub use config::{
     DriverChoice, LoadConfig, LoadProto, Mode, WindowEdge, WindowHook, check_rate, parse_cpu_list,
 };
 pub use output::rate_line;
+pub use run::run;
 pub use worker::DriverKind;
-
-use coordinator::{Workers, start_time, watch};
-use plan::{Plan, Shared};
-use tally::Ran;
-
-/// Run one load test. Blocks for about `warmup + duration` (see the module docs for the
-/// bounds). Errors only when the run could not happen at all (bad config, no connection
-/// could be made, a thread could not be pinned); errors during the run are counted in
-/// the result.
-pub fn run(cfg: &LoadConfig) -> anyhow::Result<LoadOutcome> {
-    cfg.validate()?;
-    let driver = DriverKind::choose(cfg.driver)?;
-    sys::raise_nofile_limit();
-    // Before any active connection, so the active ones get the server's highest fds.
-    let idle = idle::open(cfg.addr, cfg.idle_conns, cfg.timeout)?;
-    let plan = Arc::new(Plan::new(cfg));
-    let shared = Arc::new(Shared::default());
-    let mut workers = Workers::spawn(cfg, driver, &plan, &shared)?;
-    let connected = workers.connect_phase(cfg)?;
-    // Go. The base instant is warm-up start; the measured window is [warmup, end).
-    let (base, base_unix) = match start_time(cfg) {
-        Ok(start) => start,
-        Err(e) => {
-            workers.abort();
-            return Err(e);
-        }
-    };
-    workers.go(base);
-    let watched = watch(cfg, &shared, workers, base)?;
-    let ran = Ran {
-        driver,
-        connected,
-        base_unix,
-        idle_closed: idle::closed(&idle),
-    };
-    drop(idle);
-    tally::outcome(cfg, &plan, ran, watched)
-}
 
 #[cfg(test)]
 mod tests;

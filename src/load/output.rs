@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::LoadOutcome;
+use crate::results::outcome::LoadOutcome;
 use crate::results::schema::{LoadErrors, LoadResult, Percentiles};
 
 /// A line per interval on stderr, only when enabled (terminal and not --quiet). Times
