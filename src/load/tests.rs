@@ -103,6 +103,26 @@ fn in_process_open_loop_counts_the_schedule() {
     }
 }
 
+/// Run `cfg` and check it ran clean: no error, at least `min` messages, on the driver
+/// its choice must give.
+fn clean_run(cfg: &LoadConfig, min: u64) -> LoadOutcome {
+    let (driver, size) = (cfg.driver, cfg.size);
+    let o = run(cfg).unwrap();
+    assert_eq!(
+        o.result.errors.total(),
+        0,
+        "{driver:?} size {size}: {:?}",
+        o.result.errors
+    );
+    assert!(
+        o.result.messages >= min,
+        "{driver:?} size {size}: {}",
+        o.result.messages
+    );
+    assert_eq!(o.result.params.driver, expected_driver(driver));
+    o
+}
+
 /// A closed-loop run of 0.3 s on every driver: no error, at least `min` messages.
 fn clean_run_on_every_driver(conns: u32, size: u32, pipeline: u32, min: u64) {
     let addr = std_echo();
@@ -111,19 +131,7 @@ fn clean_run_on_every_driver(conns: u32, size: u32, pipeline: u32, min: u64) {
         cfg.pipeline = pipeline;
         cfg.warmup = Duration::from_millis(50);
         cfg.driver = driver;
-        let o = run(&cfg).unwrap();
-        assert_eq!(
-            o.result.errors.total(),
-            0,
-            "{driver:?}: {:?}",
-            o.result.errors
-        );
-        assert!(
-            o.result.messages >= min,
-            "{driver:?}: {}",
-            o.result.messages
-        );
-        assert_eq!(o.result.params.driver, expected_driver(driver));
+        clean_run(&cfg, min);
     }
 }
 
@@ -236,20 +244,8 @@ fn http_get_and_post_verified_on_every_driver() {
     for driver in drivers() {
         // 0: GET /; 5000: a POST /echo body bigger than one read.
         for size in [0, 5000] {
-            let o = run(&http_cfg(addr, size, driver)).unwrap();
-            assert_eq!(
-                o.result.errors.total(),
-                0,
-                "{driver:?} size {size}: {:?}",
-                o.result.errors
-            );
-            assert!(
-                o.result.messages >= 3,
-                "{driver:?} size {size}: {}",
-                o.result.messages
-            );
+            let o = clean_run(&http_cfg(addr, size, driver), 3);
             assert_eq!(o.result.params.proto.as_deref(), Some("http"));
-            assert_eq!(o.result.params.driver, expected_driver(driver));
         }
     }
 }
@@ -287,15 +283,7 @@ fn upper_replies_verified_and_echo_is_a_mismatch() {
         cfg.proto = LoadProto::Upper;
         cfg.warmup = Duration::from_millis(50);
         cfg.driver = driver;
-        let o = run(&cfg).unwrap();
-        assert_eq!(
-            o.result.errors.total(),
-            0,
-            "{driver:?}: {:?}",
-            o.result.errors
-        );
-        assert!(o.result.messages > 0);
-        assert_eq!(o.result.params.driver, expected_driver(driver));
+        clean_run(&cfg, 1);
         // Against a plain echo the upper-cased check fails.
         cfg.addr = std_echo();
         let o = run(&cfg).unwrap();
