@@ -38,24 +38,6 @@ fn usage<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
     })
 }
 
-/// `load`'s checks that need more than clap, done before anything runs.
-fn check_load(a: &cli::LoadArgs) -> anyhow::Result<()> {
-    load::LoadConfig::from_args(a)?;
-    if let Some(list) = &a.pin {
-        let allowed = server::sys::allowed_cpus()?;
-        if let Some(c) = os::cpus::parse_cpu_list(list)?
-            .into_iter()
-            .find(|c| !allowed.contains(c))
-        {
-            anyhow::bail!(
-                "--cpus: CPU {c} is not available to this process (it may run on {})",
-                os::cpus::format_cpu_list(&allowed)
-            );
-        }
-    }
-    Ok(())
-}
-
 /// Run one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -64,10 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe(a) => probe::probe_cmd(a.json),
-        Command::Load(a) => {
-            usage(check_load(&a))?;
-            load::load_cmd(a)
-        }
+        Command::Load(a) => load::load_cmd(usage(a.command())?),
         Command::Bench(a) => bench::bench_cmd(a),
         Command::Report(a) => report::report_cmd(a),
         Command::Compare(a) => report::compare_cmd(a),

@@ -1,45 +1,18 @@
-//! `ringmux load`: its arguments.
+//! `ringmux load`: its arguments, and their conversion into a validated
+//! [`LoadCommand`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use anyhow::{Context, bail};
+use clap::Args;
 
 use super::{parse_addr, parse_secs};
-
-/// How `load` drives its sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DriverChoice {
-    /// io_uring if a ring with what the driver needs can be set up (Linux 5.11+), else
-    /// epoll (one warning line).
-    Auto,
-    /// SEND/RECV through io_uring; exit non-zero if io_uring is unavailable.
-    Uring,
-    /// Non-blocking sockets on edge-triggered epoll.
-    Epoll,
-}
-
-/// What `load` speaks (and verifies) on each connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LoadProto {
-    /// Every byte sent comes back unchanged.
-    Echo,
-    /// Every byte comes back with ASCII letters upper-cased (`serve --proto upper`).
-    Upper,
-    /// HTTP/1.1: `GET /` expecting `Hello, World!` with --size 0, else `POST /echo` with
-    /// a --size byte body expected back; non-2xx replies count as errors by status.
-    Http,
-}
-
-impl LoadProto {
-    pub fn name(self) -> &'static str {
-        match self {
-            LoadProto::Echo => "echo",
-            LoadProto::Upper => "upper",
-            LoadProto::Http => "http",
-        }
-    }
-}
+/// Domain types of `load`, re-exported for the CLI paths (`crate::cli::LoadProto`).
+pub use crate::load::{DriverChoice, LoadProto};
+use crate::load::{LoadCommand, LoadConfig, Mode, OutputFiles, check_rate};
+use crate::os::cpus::{format_cpu_list, parse_cpu_list};
 
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
@@ -130,4 +103,151 @@ pub struct LoadArgs {
     /// seconds (at least 0.01). `bench` passes 0.1 for runs under 10 s.
     #[arg(long, default_value_t = 1.0, value_parser = parse_secs)]
     pub interval: f64,
+}
+
+impl LoadArgs {
+    /// The validated command: every value checked, one-line errors naming the flag, and
+    /// every `--cpus` CPU one this process may run on.
+    pub fn command(&self) -> anyhow::Result<LoadCommand> {
+        let mode = match self.rate {
+            None => Mode::Closed,
+            Some(rate) => {
+                check_rate(rate)?;
+                Mode::Open { rate }
+            }
+        };
+        let pin = match &self.pin {
+            None => Vec::new(),
+            Some(s) => parse_cpu_list(s).with_context(|| format!("--cpus '{s}'"))?,
+        };
+        let config = LoadConfig {
+            addr: self.addr,
+            conns: self.conns,
+            idle_conns: self.idle_conns,
+            size: self.size,
+            proto: self.proto,
+            pipeline: self.pipeline,
+            mode,
+            duration: Duration::from_secs_f64(self.duration),
+            warmup: Duration::from_secs_f64(self.warmup),
+            timeout: Duration::from_secs_f64(self.timeout),
+            interval: Duration::from_secs_f64(self.interval),
+            threads: self.threads,
+            pin,
+            driver: self.driver,
+            progress: !self.quiet,
+            on_window: None,
+            max_lag: Duration::from_secs_f64(self.max_lag),
+            allow_errors: self.allow_errors,
+            agents: self.agents,
+            agent_id: self.agent_id,
+            start_at: self.start_at,
+            stop: None,
+        };
+        config.validate()?;
+        if !config.pin.is_empty() {
+            let allowed = crate::os::allowed_cpus()?;
+            if let Some(c) = config.pin.iter().find(|c| !allowed.contains(c)) {
+                bail!(
+                    "--cpus: CPU {c} is not available to this process (it may run on {})",
+                    format_cpu_list(&allowed)
+                );
+            }
+        }
+        Ok(LoadCommand {
+            config,
+            files: OutputFiles {
+                hgrm: self.hgrm.clone(),
+                hlog: self.hlog.clone(),
+                json: self.json.clone(),
+            },
+            quiet: self.quiet,
+            require_rate: self.require_rate,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> LoadArgs {
+        let mut v = vec!["ringmux", "load"];
+        v.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(v).unwrap().command {
+            crate::cli::Command::Load(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    fn config(extra: &[&str]) -> anyhow::Result<LoadConfig> {
+        args(extra).command().map(|c| c.config)
+    }
+
+    #[test]
+    fn command_validates() {
+        let c = config(&["--rate", "2000", "--conns", "10"]).unwrap();
+        assert_eq!(c.mode, Mode::Open { rate: 2000.0 });
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        for bad in [
+            &["--rate", "0"][..],
+            &["--rate=-5"],
+            &["--rate", "inf"],
+            &["--pin", "abc"],
+            &["--duration", "0"],
+            &["--threads", "3", "--conns", "4", "--pin", "0-1"],
+        ] {
+            assert!(config(bad).is_err(), "{bad:?} accepted");
+        }
+        let e = config(&["--pin", "abc"]).unwrap_err();
+        assert!(format!("{e:#}").contains("--cpus 'abc'"), "{e:#}");
+        // More threads than connections: one thread per connection.
+        let c = config(&["--threads", "8", "--conns", "3"]).unwrap();
+        assert_eq!(c.effective_threads(), 3);
+        // load works against any server: no HTTP body limit of ringmux's own.
+        let c = config(&["--proto", "http", "--size", "2000000"]).unwrap();
+        assert_eq!(c.size, 2_000_000);
+    }
+
+    #[test]
+    fn agents_share_connections_and_rate() {
+        let c = config(&[
+            "--conns",
+            "7",
+            "--rate",
+            "700",
+            "--agents",
+            "3",
+            "--agent-id",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(c.my_conn_ids().collect::<Vec<_>>(), [1, 4]);
+        assert_eq!(c.my_rate(), Some(200.0));
+        // The agents' connections are 0..conns, each exactly once.
+        let mut all: Vec<u32> = (0..3)
+            .flat_map(|i| {
+                let c = config(&[
+                    "--conns",
+                    "7",
+                    "--agents",
+                    "3",
+                    "--agent-id",
+                    &i.to_string(),
+                ])
+                .unwrap();
+                c.my_conn_ids().collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..7).collect::<Vec<_>>());
+        for bad in [
+            &["--agents", "3", "--agent-id", "3"][..],
+            &["--agents", "4", "--conns", "3"],
+            &["--start-at=-1"],
+        ] {
+            assert!(config(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -2,16 +2,49 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use clap::ValueEnum;
 
-use crate::cli::{DriverChoice, LoadArgs, LoadProto};
-/// Shared with `serve --cpus`; lives in the CLI module, re-exported here for the load API.
+/// Shared with `serve --cpus`; lives in `os::cpus`, re-exported here for the load API.
 pub use crate::os::cpus::parse_cpu_list;
+
+/// What `load` speaks (and verifies) on each connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LoadProto {
+    /// Every byte sent comes back unchanged.
+    Echo,
+    /// Every byte comes back with ASCII letters upper-cased (`serve --proto upper`).
+    Upper,
+    /// HTTP/1.1: `GET /` expecting `Hello, World!` with --size 0, else `POST /echo` with
+    /// a --size byte body expected back; non-2xx replies count as errors by status.
+    Http,
+}
+
+impl LoadProto {
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadProto::Echo => "echo",
+            LoadProto::Upper => "upper",
+            LoadProto::Http => "http",
+        }
+    }
+}
+
+/// How `load` drives its sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriverChoice {
+    /// io_uring if a ring with what the driver needs can be set up (Linux 5.11+), else
+    /// epoll (one warning line).
+    Auto,
+    /// SEND/RECV through io_uring; exit non-zero if io_uring is unavailable.
+    Uring,
+    /// Non-blocking sockets on edge-triggered epoll.
+    Epoll,
+}
 
 /// An edge of the measured window, reported to [`LoadConfig::on_window`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +90,7 @@ pub struct LoadConfig {
     pub threads: u16,
     /// CPU for worker thread i: `pin[i]`. Empty: not pinned.
     pub pin: Vec<usize>,
-    /// IO driver: io_uring, epoll, or io_uring when available (see [`super::Driver::choose`]).
+    /// IO driver: io_uring, epoll, or io_uring when available (see [`super::DriverKind::choose`]).
     pub driver: DriverChoice,
     /// Print a progress line per interval on stderr (only if stderr is a terminal).
     pub progress: bool,
@@ -141,47 +174,6 @@ impl LoadConfig {
         }
     }
 
-    /// Build from the command line: every value checked, one-line errors.
-    pub fn from_args(a: &LoadArgs) -> anyhow::Result<LoadConfig> {
-        let mode = match a.rate {
-            None => Mode::Closed,
-            Some(r) if r.is_finite() && r > 0.0 && r <= 1e9 => Mode::Open { rate: r },
-            Some(r) => {
-                bail!("--rate {r}: must be a number of messages per second above 0 (at most 1e9)")
-            }
-        };
-        let pin = match &a.pin {
-            None => Vec::new(),
-            Some(s) => parse_cpu_list(s).with_context(|| format!("--cpus '{s}'"))?,
-        };
-        let cfg = LoadConfig {
-            addr: a.addr,
-            conns: a.conns,
-            idle_conns: a.idle_conns,
-            size: a.size,
-            proto: a.proto,
-            pipeline: a.pipeline,
-            mode,
-            duration: Duration::from_secs_f64(a.duration),
-            warmup: Duration::from_secs_f64(a.warmup),
-            timeout: Duration::from_secs_f64(a.timeout),
-            interval: Duration::from_secs_f64(a.interval),
-            threads: a.threads,
-            pin,
-            driver: a.driver,
-            progress: !a.quiet,
-            on_window: None,
-            max_lag: Duration::from_secs_f64(a.max_lag),
-            allow_errors: a.allow_errors,
-            agents: a.agents,
-            agent_id: a.agent_id,
-            start_at: a.start_at,
-            stop: None,
-        };
-        cfg.validate()?;
-        Ok(cfg)
-    }
-
     /// Check a configuration built by hand (the bench) as strictly as the command line.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.conns == 0 {
@@ -189,13 +181,6 @@ impl LoadConfig {
         }
         if self.size == 0 && self.proto != LoadProto::Http {
             bail!("--size must be at least 1 byte (0 is for --proto http: GET /)");
-        }
-        if self.proto == LoadProto::Http && u64::from(self.size) > crate::proto::http::MAX_BODY {
-            bail!(
-                "--size {} is over the HTTP server's body limit ({} bytes)",
-                self.size,
-                crate::proto::http::MAX_BODY
-            );
         }
         if self.pipeline == 0 {
             bail!("--pipeline must be at least 1");
@@ -206,10 +191,8 @@ impl LoadConfig {
                 u64::from(self.conns) * u64::from(self.pipeline)
             );
         }
-        if let Mode::Open { rate } = self.mode
-            && !(rate.is_finite() && rate > 0.0 && rate <= 1e9)
-        {
-            bail!("--rate {rate}: must be a number of messages per second above 0 (at most 1e9)");
+        if let Mode::Open { rate } = self.mode {
+            check_rate(rate)?;
         }
         if self.duration.is_zero() {
             bail!("--duration must be above 0");
@@ -287,6 +270,13 @@ impl LoadConfig {
         }
     }
 
+    /// The caller asked to end the run early (its [`LoadConfig::stop`] flag is set).
+    pub fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     pub fn rate(&self) -> Option<f64> {
         match self.mode {
             Mode::Closed => None,
@@ -295,116 +285,10 @@ impl LoadConfig {
     }
 }
 
-/// `path` with `.uncorrected` put before its extension: `run.hgrm` -> `run.uncorrected.hgrm`.
-pub fn uncorrected_path(path: &std::path::Path) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = match path.extension() {
-        Some(ext) => format!("{stem}.uncorrected.{}", ext.to_string_lossy()),
-        None => format!("{stem}.uncorrected"),
-    };
-    path.with_file_name(name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[test]
-    fn uncorrected_names() {
-        use std::path::Path;
-        assert_eq!(
-            uncorrected_path(Path::new("run.hgrm")),
-            Path::new("run.uncorrected.hgrm")
-        );
-        assert_eq!(
-            uncorrected_path(Path::new("out/a.b.hgrm")),
-            Path::new("out/a.b.uncorrected.hgrm")
-        );
-        assert_eq!(
-            uncorrected_path(Path::new("dist")),
-            Path::new("dist.uncorrected")
-        );
+/// An open-loop rate is messages per second above 0, at most 1e9.
+pub fn check_rate(rate: f64) -> anyhow::Result<()> {
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1e9) {
+        bail!("--rate {rate}: must be a number of messages per second above 0 (at most 1e9)");
     }
-
-    fn args(extra: &[&str]) -> LoadArgs {
-        let mut v = vec!["ringmux", "load"];
-        v.extend_from_slice(extra);
-        match crate::cli::Cli::try_parse_from(v).unwrap().command {
-            crate::cli::Command::Load(a) => a,
-            _ => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn from_args_validates() {
-        let c = LoadConfig::from_args(&args(&["--rate", "2000", "--conns", "10"])).unwrap();
-        assert_eq!(c.mode, Mode::Open { rate: 2000.0 });
-        assert_eq!(c.timeout, Duration::from_secs(10));
-        for bad in [
-            &["--rate", "0"][..],
-            &["--rate=-5"],
-            &["--rate", "inf"],
-            &["--pin", "abc"],
-            &["--duration", "0"],
-            &["--threads", "3", "--conns", "4", "--pin", "0-1"],
-        ] {
-            assert!(
-                LoadConfig::from_args(&args(bad)).is_err(),
-                "{bad:?} accepted"
-            );
-        }
-        let e = LoadConfig::from_args(&args(&["--pin", "abc"])).unwrap_err();
-        assert!(format!("{e:#}").contains("--cpus 'abc'"), "{e:#}");
-        // More threads than connections: one thread per connection.
-        let c = LoadConfig::from_args(&args(&["--threads", "8", "--conns", "3"])).unwrap();
-        assert_eq!(c.effective_threads(), 3);
-    }
-
-    #[test]
-    fn agents_share_connections_and_rate() {
-        let c = LoadConfig::from_args(&args(&[
-            "--conns",
-            "7",
-            "--rate",
-            "700",
-            "--agents",
-            "3",
-            "--agent-id",
-            "1",
-        ]))
-        .unwrap();
-        assert_eq!(c.my_conn_ids().collect::<Vec<_>>(), [1, 4]);
-        assert_eq!(c.my_rate(), Some(200.0));
-        // The agents' connections are 0..conns, each exactly once.
-        let mut all: Vec<u32> = (0..3)
-            .flat_map(|i| {
-                let c = LoadConfig::from_args(&args(&[
-                    "--conns",
-                    "7",
-                    "--agents",
-                    "3",
-                    "--agent-id",
-                    &i.to_string(),
-                ]))
-                .unwrap();
-                c.my_conn_ids().collect::<Vec<_>>()
-            })
-            .collect();
-        all.sort_unstable();
-        assert_eq!(all, (0..7).collect::<Vec<_>>());
-        for bad in [
-            &["--agents", "3", "--agent-id", "3"][..],
-            &["--agents", "4", "--conns", "3"],
-            &["--start-at=-1"],
-        ] {
-            assert!(
-                LoadConfig::from_args(&args(bad)).is_err(),
-                "{bad:?} accepted"
-            );
-        }
-    }
+    Ok(())
 }

@@ -1,8 +1,9 @@
-//! One load worker: a thread driving its share of the connections. The protocol — what
-//! may be sent when, verification of every echoed byte, latency recording, schedules,
-//! intervals, timeouts, error counts — lives once in [`Core`]; a [`Driver`] only moves
-//! bytes: [`super::epoll`] with non-blocking calls on readiness, [`super::uring`] with
-//! SEND/RECV submitted to an io_uring. [`drive`] is the loop both run under.
+//! The engine of a load worker, shared by both drivers and importing neither. The
+//! protocol — what may be sent when, verification of every reply byte (through
+//! [`super::wire`]), latency recording, schedules, intervals, timeouts, error counts —
+//! lives once in [`Core`]; a [`Driver`] only moves bytes: `epoll` with non-blocking
+//! calls on readiness, `uring` with SEND/RECV submitted to an io_uring. [`drive`] is
+//! the loop both run under; `worker` picks the driver.
 //!
 //! No allocation per message: send times in a fixed ring of `pipeline` slots per
 //! connection, payload regenerated (not stored) for both sending and verifying.
@@ -13,192 +14,18 @@
 //! reply comes, up to `hard_stop`).
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
 use std::collections::BinaryHeap;
 use std::io;
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::payload;
-use super::schedule::Schedule;
+use super::plan::{ErrKind, Plan, Report, Shared, WorkerResult};
 use super::sys;
-use super::{Driver as DriverKind, epoll, uring};
-use crate::results::schema::LoadErrors;
-
-/// Read-only facts every worker shares.
-#[derive(Debug)]
-pub(crate) struct Plan {
-    pub addr: SocketAddr,
-    /// Bytes of one request on the wire (http: head and body).
-    pub size: usize,
-    /// What is sent and what replies must be.
-    pub wire: Wire,
-    pub pipeline: u32,
-    pub schedule: Option<Schedule>,
-    pub warmup_ns: u64,
-    pub end_ns: u64,
-    /// Open loop: nothing runs past this (end + timeout).
-    pub hard_stop_ns: u64,
-    pub timeout_ns: u64,
-    pub interval_ns: u64,
-    /// Total time allowed for the connect phase.
-    pub connect_timeout: Duration,
-    /// The IO driver every worker runs (decided once, before the workers start).
-    pub driver: DriverKind,
-}
-
-/// The protocol of a run: how a request is laid out and how its reply is checked.
-#[derive(Debug)]
-pub(crate) enum Wire {
-    /// The reply is the request.
-    Echo,
-    /// The reply is the request with ASCII letters upper-cased.
-    Upper,
-    /// HTTP/1.1: each request is `head` then `body` payload bytes; each reply is a status
-    /// line, headers with a Content-Length, and a body: `Hello, World!` when `body` is
-    /// 0 (`GET /`), else the payload sent (`POST /echo`).
-    Http { head: Box<[u8]>, body: usize },
-}
-
-impl Wire {
-    pub fn new(proto: crate::cli::LoadProto, size: usize) -> Wire {
-        use crate::cli::LoadProto;
-        match proto {
-            LoadProto::Echo => Wire::Echo,
-            LoadProto::Upper => Wire::Upper,
-            LoadProto::Http if size == 0 => Wire::Http {
-                head: Box::from(&b"GET / HTTP/1.1\r\nHost: ringmux\r\n\r\n"[..]),
-                body: 0,
-            },
-            LoadProto::Http => Wire::Http {
-                head: format!(
-                    "POST /echo HTTP/1.1\r\nHost: ringmux\r\nContent-Length: {size}\r\n\r\n"
-                )
-                .into_bytes()
-                .into_boxed_slice(),
-                body: size,
-            },
-        }
-    }
-
-    /// Bytes of one request on the wire.
-    pub fn request_len(&self, size: usize) -> usize {
-        match self {
-            Wire::Echo | Wire::Upper => size,
-            Wire::Http { head, body } => head.len() + body,
-        }
-    }
-}
-
-/// The body `GET /` answers.
-const HELLO: &[u8] = b"Hello, World!";
-/// The longest HTTP reply head accepted.
-const MAX_REPLY_HEAD: usize = 8 * 1024;
-
-/// Counters the coordinator reads for the progress line.
-#[derive(Debug, Default)]
-pub(crate) struct Shared {
-    /// Set by the coordinator to end every worker early.
-    pub stop: AtomicBool,
-    pub warmup_done: AtomicU64,
-    pub errors: [AtomicU64; 5],
-    /// HTTP replies outside 2xx, by status.
-    pub status: Mutex<BTreeMap<u16, u64>>,
-}
-
-impl Shared {
-    pub fn errors(&self) -> LoadErrors {
-        let e = |i: usize| self.errors[i].load(Ordering::Relaxed);
-        let status = self.status.lock().map(|m| m.clone()).unwrap_or_default();
-        LoadErrors {
-            mismatch: e(0),
-            reset: e(1),
-            timeout: e(2),
-            connect: e(3),
-            other: e(4),
-            status,
-        }
-    }
-}
-
-/// How a message ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Verified,
-    Mismatch,
-    /// HTTP: a reply with this status outside 2xx.
-    Status(u16),
-}
-
-/// HTTP reply parsing state of one connection.
-#[derive(Debug, Default)]
-struct HttpRx {
-    /// Bytes of the reply head so far (until the blank line).
-    head: Vec<u8>,
-    /// In the body: bytes still to come.
-    body_left: Option<u64>,
-    body_off: usize,
-    status: u16,
-    bad: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ErrKind {
-    Mismatch = 0,
-    Reset = 1,
-    Timeout = 2,
-    Connect = 3,
-    Other = 4,
-}
-
-/// What a worker tells the coordinator while it runs.
-pub(crate) enum Report {
-    /// Connect phase over. `fatal`: the worker cannot run at all (pinning, epoll, ring).
-    Ready {
-        connected: u32,
-        first_connect_error: Option<io::Error>,
-        fatal: Option<String>,
-    },
-    /// A finished interval `k` (counted from the start of the measured window).
-    Interval {
-        k: u64,
-        latency: Histogram<u64>,
-        uncorrected: Option<Histogram<u64>>,
-    },
-}
-
-/// What a worker hands back when it ends.
-#[derive(Debug, Default)]
-pub(crate) struct WorkerResult {
-    pub messages: u64,
-    pub warmup_messages: u64,
-    pub errors: LoadErrors,
-    /// This thread's CPU time from the start of the window to its end.
-    pub cpu_in_window: Duration,
-    /// When the worker stopped, ns since base.
-    pub stopped_ns: u64,
-    /// Open loop: messages intended in the window that never got a verified reply.
-    pub missing: u64,
-    /// Open loop: messages intended in the window (until the stop, if stopped early).
-    pub scheduled: u64,
-    /// Completion time of the last message recorded in the window, ns since base (0: none).
-    pub last_reply_ns: u64,
-    /// Open loop: the most a message intended in the window was sent after its intended
-    /// time (one never sent: how late it was when the run stopped), ns.
-    pub max_lag_ns: u64,
-    /// Connects refused by the server (ECONNREFUSED), also counted in `errors.connect`.
-    pub connect_refused: u64,
-}
-
-pub(crate) fn new_histogram() -> Histogram<u64> {
-    // Auto-resizing, 3 significant digits: memory follows the largest value recorded.
-    Histogram::new(3).expect("3 significant digits is valid")
-}
+use super::wire::{HttpRx, Outcome, Wire};
+use crate::results::outcome::new_histogram;
 
 /// The IO side of a worker. `ci` is the connection's index in the worker (its streams
 /// are handed over in that order); a connection is never reconnected, so an index is
@@ -268,139 +95,11 @@ pub(crate) struct Core<'a> {
 const SCAN_EVERY_NS: u64 = 50_000_000;
 const MAX_WAIT_NS: u64 = 20_000_000;
 
-/// Run one worker to its end. Sends `Ready` once connected, waits for the base instant
-/// (None: abort), then drives its connections with the plan's driver.
-pub(crate) fn worker(
-    conn_ids: Vec<u32>,
-    cpu: Option<usize>,
-    plan: Arc<Plan>,
-    shared: Arc<Shared>,
-    out: Sender<Report>,
-    start: Receiver<Option<Instant>>,
-) -> WorkerResult {
-    let fatal = |out: &Sender<Report>, msg: String| {
-        let _ = out.send(Report::Ready {
-            connected: 0,
-            first_connect_error: None,
-            fatal: Some(msg),
-        });
-    };
-    if let Some(cpu) = cpu
-        && let Err(e) = sys::pin_current_thread(cpu)
-    {
-        let why = if e.raw_os_error() == Some(libc::EINVAL) {
-            "no such CPU, or not allowed to this process".to_string()
-        } else {
-            e.to_string()
-        };
-        fatal(
-            &out,
-            format!("--pin: cannot pin load thread to CPU {cpu}: {why}"),
-        );
-        return WorkerResult::default();
-    }
-    sys::tighten_timer_slack();
-
-    // Connect phase, bounded as a whole by the connect timeout. Sockets stay blocking
-    // here; the epoll driver makes them non-blocking, io_uring polls them as they are.
-    let mut res = WorkerResult::default();
-    let mut first_err = None;
-    let mut streams = Vec::with_capacity(conn_ids.len());
-    let mut ids = Vec::with_capacity(conn_ids.len());
-    let deadline = Instant::now() + plan.connect_timeout;
-    for &id in &conn_ids {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let r = if left.is_zero() {
-            Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connect phase timed out",
-            ))
-        } else {
-            TcpStream::connect_timeout(&plan.addr, left).and_then(|s| {
-                s.set_nodelay(true)?;
-                Ok(s)
-            })
-        };
-        match r {
-            Ok(s) => {
-                streams.push(s);
-                ids.push(id);
-            }
-            Err(e) => {
-                res.errors.connect += 1;
-                if e.raw_os_error() == Some(libc::ECONNREFUSED) {
-                    res.connect_refused += 1;
-                }
-                shared.errors[ErrKind::Connect as usize].fetch_add(1, Ordering::Relaxed);
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    // The IO side is set up before `Ready`, so a failure is reported as fatal.
-    let go = Go {
-        plan: &plan,
-        shared: &shared,
-        ids,
-        res,
-        first_err,
-        out,
-        start,
-    };
-    match plan.driver {
-        DriverKind::Epoll => go.run(epoll::EpollDriver::new(streams, plan.size)),
-        DriverKind::Uring => go.run(uring::UringDriver::new(streams, plan.size, plan.pipeline)),
-    }
-}
-
-/// A connected worker, ready to report and run once its driver is set up.
-struct Go<'a> {
-    plan: &'a Plan,
-    shared: &'a Shared,
-    ids: Vec<u32>,
-    res: WorkerResult,
-    first_err: Option<io::Error>,
-    out: Sender<Report>,
-    start: Receiver<Option<Instant>>,
-}
-
-impl Go<'_> {
-    fn run<D: Driver>(self, io: Result<D, String>) -> WorkerResult {
-        let mut io = match io {
-            Ok(io) => io,
-            Err(e) => {
-                let _ = self.out.send(Report::Ready {
-                    connected: 0,
-                    first_connect_error: None,
-                    fatal: Some(e),
-                });
-                return WorkerResult::default();
-            }
-        };
-        let connected = self.ids.len() as u32;
-        if self
-            .out
-            .send(Report::Ready {
-                connected,
-                first_connect_error: self.first_err,
-                fatal: None,
-            })
-            .is_err()
-        {
-            return self.res;
-        }
-        let base = match self.start.recv() {
-            Ok(Some(b)) => b,
-            _ => return self.res,
-        };
-        let mut core = Core::new(self.plan, self.shared, base, &self.ids, self.res, self.out);
-        drive(&mut core, &mut io);
-        core.res
-    }
-}
-
 /// The worker's loop, the same for every driver: due sends, interval hand-over,
 /// timeouts, then one wait for IO (bounded by the next thing to do and `MAX_WAIT_NS`).
-pub(crate) fn drive<D: Driver>(core: &mut Core, io: &mut D) {
+/// Returns what the worker hands back to the coordinator.
+pub(crate) fn drive<D: Driver>(mut core: Core, io: &mut D) -> WorkerResult {
+    let core = &mut core;
     let plan = core.plan;
     let open = plan.schedule.is_some();
     let mut cpu_start: Option<Duration> = None;
@@ -484,7 +183,6 @@ pub(crate) fn drive<D: Driver>(core: &mut Core, io: &mut D) {
     }
 
     let now = core.now();
-    core.res.stopped_ns = now;
     let cpu_now = sys::thread_cpu_time();
     if let Some(s) = cpu_start {
         core.res.cpu_in_window = cpu_end.unwrap_or(cpu_now).saturating_sub(s);
@@ -497,10 +195,11 @@ pub(crate) fn drive<D: Driver>(core: &mut Core, io: &mut D) {
     core.count_missing(now);
     io.finish();
     core.send_interval();
+    std::mem::take(&mut core.res)
 }
 
 impl<'a> Core<'a> {
-    fn new(
+    pub fn new(
         plan: &'a Plan,
         shared: &'a Shared,
         base: Instant,
@@ -607,7 +306,7 @@ impl<'a> Core<'a> {
                 break;
             }
             let n = (size - off).min(buf.len() - len);
-            self.fill_msg(c.id, seq, off, &mut buf[len..len + n]);
+            self.plan.wire.fill(c.id, seq, off, &mut buf[len..len + n]);
             len += n;
             off += n;
             if off == size {
@@ -616,24 +315,6 @@ impl<'a> Core<'a> {
             }
         }
         len
-    }
-
-    /// Bytes `off..` of request `seq` of connection `id`.
-    fn fill_msg(&self, id: u32, seq: u64, off: usize, out: &mut [u8]) {
-        match &self.plan.wire {
-            Wire::Echo | Wire::Upper => payload::fill(id, seq, off, out),
-            Wire::Http { head, .. } => {
-                let mut out = out;
-                let mut off = off;
-                if off < head.len() {
-                    let n = (head.len() - off).min(out.len());
-                    out[..n].copy_from_slice(&head[off..off + n]);
-                    out = &mut out[n..];
-                    off += n;
-                }
-                payload::fill(id, seq, off - head.len(), out);
-            }
-        }
     }
 
     /// The kernel took `n` more bytes of connection `ci` at `now`: move its write
@@ -669,7 +350,7 @@ impl<'a> Core<'a> {
         if matches!(self.plan.wire, Wire::Http { .. }) {
             return self.on_http_bytes(ci, data, now);
         }
-        let upper = matches!(self.plan.wire, Wire::Upper);
+        let wire = &self.plan.wire;
         let size = self.plan.size;
         let sz = size as u64;
         let n = data.len();
@@ -686,11 +367,7 @@ impl<'a> Core<'a> {
         while i < n {
             let c = &mut self.conns[ci];
             let k = (size - c.rx_off).min(n - i);
-            let ok = if upper {
-                verify_upper(c.id, c.rx_seq, c.rx_off, &data[i..i + k])
-            } else {
-                payload::verify(c.id, c.rx_seq, c.rx_off, &data[i..i + k])
-            };
+            let ok = wire.verify(c.id, c.rx_seq, c.rx_off, &data[i..i + k]);
             if !c.rx_bad && !ok {
                 c.rx_bad = true;
             }
@@ -716,10 +393,10 @@ impl<'a> Core<'a> {
         Ok(())
     }
 
-    /// HTTP replies: parse each head (status, Content-Length), check the body against
-    /// what the request asked for, complete the message. Err: the connection must be
-    /// killed (a reply nobody asked for, a head that does not parse or has no valid
-    /// Content-Length: the stream cannot be framed any more).
+    /// HTTP replies, framed and verified by [`HttpRx`]: complete each message as its
+    /// reply ends. Err: the connection must be killed (the stream cannot be framed any
+    /// more: a reply nobody asked for, a head that does not parse or has no valid
+    /// Content-Length).
     fn on_http_bytes(&mut self, ci: usize, data: &[u8], now: u64) -> Result<(), ErrKind> {
         let Wire::Http { body: req_body, .. } = self.plan.wire else {
             unreachable!("http only")
@@ -727,63 +404,13 @@ impl<'a> Core<'a> {
         let mut i = 0;
         while i < data.len() {
             let c = &mut self.conns[ci];
-            let (id, seq) = (c.id, c.rx_seq);
-            let outstanding = c.outstanding();
+            let (id, seq, expecting) = (c.id, c.rx_seq, c.outstanding() > 0);
             let rx = c.http.as_mut().expect("http state on an http run");
-            match rx.body_left {
-                None => {
-                    // Head: take bytes up to the blank line.
-                    let from = rx.head.len().saturating_sub(3);
-                    let take = (data.len() - i).min(MAX_REPLY_HEAD + 1 - rx.head.len());
-                    rx.head.extend_from_slice(&data[i..i + take]);
-                    let Some(end) = rx.head[from..]
-                        .windows(4)
-                        .position(|w| w == b"\r\n\r\n")
-                        .map(|p| from + p + 4)
-                    else {
-                        if rx.head.len() > MAX_REPLY_HEAD {
-                            return Err(ErrKind::Mismatch);
-                        }
-                        return Ok(());
-                    };
-                    i += take - (rx.head.len() - end);
-                    rx.head.truncate(end);
-                    if outstanding == 0 {
-                        return Err(ErrKind::Mismatch);
-                    }
-                    let (status, len) = parse_reply_head(&rx.head).ok_or(ErrKind::Mismatch)?;
-                    let want = if req_body == 0 { HELLO.len() } else { req_body } as u64;
-                    rx.head.clear();
-                    rx.status = status;
-                    rx.bad = (200..300).contains(&status) && len != want;
-                    rx.body_off = 0;
-                    rx.body_left = Some(len);
-                }
-                Some(left) => {
-                    let k = left.min((data.len() - i) as u64) as usize;
-                    let part = &data[i..i + k];
-                    if (200..300).contains(&rx.status) && !rx.bad {
-                        let ok = if req_body == 0 {
-                            HELLO.get(rx.body_off..rx.body_off + k) == Some(part)
-                        } else {
-                            payload::verify(id, seq, rx.body_off, part)
-                        };
-                        rx.bad = !ok;
-                    }
-                    rx.body_off += k;
-                    rx.body_left = Some(left - k as u64);
-                    i += k;
-                }
-            }
-            let c = &mut self.conns[ci];
-            let rx = c.http.as_mut().expect("http state on an http run");
-            if rx.body_left == Some(0) {
-                rx.body_left = None;
-                let outcome = match (rx.status, rx.bad) {
-                    (200..=299, false) => Outcome::Verified,
-                    (200..=299, true) => Outcome::Mismatch,
-                    (s, _) => Outcome::Status(s),
-                };
+            let (used, done) = rx
+                .feed(&data[i..], id, seq, req_body, expecting)
+                .map_err(|_| ErrKind::Mismatch)?;
+            i += used;
+            if let Some(outcome) = done {
                 c.rx_seq += 1;
                 self.complete(ci, seq, outcome, now);
             }
@@ -798,9 +425,7 @@ impl<'a> Core<'a> {
         let (id, last) = (c.id, c.last_seq);
         if let Outcome::Status(s) = outcome {
             *self.res.errors.status.entry(s).or_default() += 1;
-            if let Ok(mut m) = self.shared.status.lock() {
-                *m.entry(s).or_default() += 1;
-            }
+            self.shared.count_status(s);
         } else if outcome == Outcome::Mismatch {
             self.count(ErrKind::Mismatch, 1);
         } else {
@@ -931,15 +556,8 @@ impl<'a> Core<'a> {
     }
 
     pub fn count(&mut self, kind: ErrKind, n: u64) {
-        let e = &mut self.res.errors;
-        match kind {
-            ErrKind::Mismatch => e.mismatch += n,
-            ErrKind::Reset => e.reset += n,
-            ErrKind::Timeout => e.timeout += n,
-            ErrKind::Connect => e.connect += n,
-            ErrKind::Other => e.other += n,
-        }
-        self.shared.errors[kind as usize].fetch_add(n, Ordering::Relaxed);
+        *kind.count_in(&mut self.res.errors) += n;
+        self.shared.count(kind, n);
     }
 
     /// Count the error and drop the connection (never reconnected); the driver closes
@@ -958,59 +576,10 @@ impl<'a> Core<'a> {
     }
 }
 
-/// True when `data` is bytes `off..` of message `seq` of `conn`, upper-cased.
-fn verify_upper(conn: u32, seq: u64, off: usize, data: &[u8]) -> bool {
-    let mut buf = [0u8; 256];
-    data.chunks(buf.len()).enumerate().all(|(j, chunk)| {
-        let b = &mut buf[..chunk.len()];
-        payload::fill(conn, seq, off + j * 256, b);
-        b.make_ascii_uppercase();
-        b == chunk
-    })
-}
-
-/// Status and Content-Length of an HTTP reply head (ending in the blank line); None
-/// when it does not parse or has no single all-digit Content-Length.
-fn parse_reply_head(head: &[u8]) -> Option<(u16, u64)> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut r = httparse::Response::new(&mut headers);
-    let httparse::Status::Complete(_) = r.parse(head).ok()? else {
-        return None;
-    };
-    let status = r.code?;
-    let mut len = None;
-    for h in r
-        .headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-    {
-        if h.value.is_empty() || !h.value.iter().all(u8::is_ascii_digit) || h.value.len() > 18 {
-            return None;
-        }
-        let v: u64 = std::str::from_utf8(h.value).ok()?.parse().ok()?;
-        if len.is_some_and(|l| l != v) {
-            return None;
-        }
-        len = Some(v);
-    }
-    Some((status, len?))
-}
-
 /// Record `v`, growing the histogram when needed (rare: a new largest value).
 #[inline]
 fn record(h: &mut Histogram<u64>, v: u64) {
     if h.record(v).is_err() {
         h.saturating_record(v);
-    }
-}
-
-/// The error kind of a failed send or receive (errno).
-pub(crate) fn classify(errno: Option<i32>) -> ErrKind {
-    match errno {
-        Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED | libc::ENOTCONN) => {
-            ErrKind::Reset
-        }
-        Some(libc::ETIMEDOUT) => ErrKind::Timeout,
-        _ => ErrKind::Other,
     }
 }

@@ -7,7 +7,8 @@ use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use super::engine::{Core, Driver, ErrKind, classify};
+use super::engine::{Core, Driver};
+use super::plan::{ErrKind, classify};
 use super::sys::{self, EV_ERR, EV_IN, EV_OUT, Epoll};
 
 const SCRATCH: usize = 64 * 1024;

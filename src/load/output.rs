@@ -1,18 +1,13 @@
-//! What `load` shows and writes: progress lines, the summary, .hgrm/.hlog/.json files.
+//! What `load` shows on the terminal: progress lines and the summary. (The result
+//! files are written by [`crate::results::outcome`].)
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::Path;
 
-use anyhow::Context;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{LoadOutcome, uncorrected_path};
-use crate::cli::LoadArgs;
-use crate::results::schema::{LoadErrors, Percentiles};
-use crate::results::{hgrm, hlog};
+use crate::results::outcome::LoadOutcome;
+use crate::results::schema::{LoadErrors, LoadResult, Percentiles};
 
 /// A line per interval on stderr, only when enabled (terminal and not --quiet). Times
 /// count the measured window only: the warm-up is announced, not counted as run time.
@@ -222,7 +217,7 @@ pub fn summary(o: &LoadOutcome) -> String {
 
 /// Open loop: one line saying whether the rate was kept, achieved beside asked, and the
 /// schedule's worst lag. Empty in closed loop.
-pub fn rate_line(r: &crate::results::schema::LoadResult) -> String {
+pub fn rate_line(r: &LoadResult) -> String {
     let (Some(kept), Some(asked)) = (r.rate_kept, r.params.rate) else {
         return String::new();
     };
@@ -241,163 +236,6 @@ pub fn rate_line(r: &crate::results::schema::LoadResult) -> String {
         r.msgs_per_s,
         (r.msgs_per_s / asked - 1.0) * 100.0,
     )
-}
-
-/// Every output path the run will write, checked before it starts: its folder exists
-/// and a file can be created there (one created for the check is removed again).
-pub fn check_paths(a: &LoadArgs) -> anyhow::Result<()> {
-    let mut paths: Vec<std::path::PathBuf> = Vec::new();
-    if let Some(p) = &a.hgrm {
-        paths.push(p.clone());
-        if a.rate.is_some() {
-            paths.push(uncorrected_path(p));
-        }
-    }
-    paths.extend(a.hlog.iter().cloned());
-    paths.extend(a.json.iter().cloned());
-    for p in &paths {
-        if p.is_dir() {
-            anyhow::bail!("cannot write {}: it is a directory", p.display());
-        }
-        let existed = p.exists();
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(p)
-            .with_context(|| format!("cannot write {}", p.display()))?;
-        if !existed {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-    Ok(())
-}
-
-fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
-    Ok(BufWriter::new(File::create(path).with_context(|| {
-        format!("cannot write {}", path.display())
-    })?))
-}
-
-/// Write --hgrm, --hlog and --json; returns every file written, with what it holds.
-pub fn write_files(
-    a: &LoadArgs,
-    o: &LoadOutcome,
-) -> anyhow::Result<Vec<(std::path::PathBuf, &'static str)>> {
-    let mut out = Vec::new();
-    if let Some(path) = &a.hgrm {
-        let what = [
-            "percentile distribution in ms, for the HdrHistogram plotter",
-            "the same, uncorrected",
-        ];
-        out.extend(o.write_hgrm(path)?.into_iter().zip(what));
-    }
-    if let Some(path) = &a.hlog {
-        o.write_hlog(path)?;
-        out.push((
-            path.clone(),
-            "interval log, for HistogramLogAnalyzer, ringmux merge and ringmux report DIR",
-        ));
-    }
-    if let Some(path) = &a.json {
-        o.write_json(path)?;
-        out.push((
-            path.clone(),
-            "all figures and parameters, for ringmux compare",
-        ));
-    }
-    Ok(out)
-}
-
-/// The "files:" lines `load` prints after its summary.
-pub fn files_lines(files: &[(std::path::PathBuf, &str)]) -> String {
-    let mut s = String::new();
-    if !files.is_empty() {
-        s.push_str("  files:\n");
-        for (p, what) in files {
-            let _ = writeln!(s, "    {}: {what}", p.display());
-        }
-    }
-    s
-}
-
-impl LoadOutcome {
-    /// The percentile distribution (ms) at `path`; in open loop the uncorrected one goes
-    /// beside it with `.uncorrected` before the extension (`run.hgrm` ->
-    /// `run.uncorrected.hgrm`). Returns the files written.
-    pub fn write_hgrm(&self, path: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
-        let mut written = vec![path.to_path_buf()];
-        let mut w = create(path)?;
-        hgrm::write_hgrm(&mut w, &self.latency)
-            .and_then(|_| w.flush())
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        if let Some(u) = &self.uncorrected {
-            let up = uncorrected_path(path);
-            let mut w = create(&up)?;
-            hgrm::write_hgrm(&mut w, u)
-                .and_then(|_| w.flush())
-                .with_context(|| format!("cannot write {}", up.display()))?;
-            written.push(up);
-        }
-        Ok(written)
-    }
-
-    /// The interval log (open loop: tags "corrected" and "uncorrected"; closed loop: one
-    /// untagged series), absolute start times.
-    pub fn write_hlog(&self, path: &Path) -> anyhow::Result<()> {
-        let log = to_hlog(self);
-        let mut w = create(path)?;
-        hlog::write_hlog(&mut w, &log)
-            .and_then(|_| w.flush())
-            .with_context(|| format!("cannot write {}", path.display()))
-    }
-
-    /// The [`crate::results::schema::LoadResult`] as pretty JSON.
-    pub fn write_json(&self, path: &Path) -> anyhow::Result<()> {
-        let mut w = create(path)?;
-        serde_json::to_writer_pretty(&mut w, &self.result)?;
-        writeln!(w)?;
-        w.flush()
-            .with_context(|| format!("cannot write {}", path.display()))
-    }
-
-    /// The human summary `load` prints.
-    pub fn summary(&self) -> String {
-        summary(self)
-    }
-}
-
-/// The interval series as an interval log: open loop tags "corrected" and
-/// "uncorrected"; closed loop one untagged series.
-pub fn to_hlog(o: &LoadOutcome) -> hlog::Hlog {
-    let mut intervals = Vec::new();
-    for iv in &o.intervals {
-        match &iv.uncorrected {
-            Some(u) => {
-                intervals.push(hlog::HlogInterval {
-                    tag: Some("corrected".into()),
-                    start_unix_s: iv.start_unix_s,
-                    length_s: iv.length_s,
-                    hist: iv.latency.clone(),
-                });
-                intervals.push(hlog::HlogInterval {
-                    tag: Some("uncorrected".into()),
-                    start_unix_s: iv.start_unix_s,
-                    length_s: iv.length_s,
-                    hist: u.clone(),
-                });
-            }
-            None => intervals.push(hlog::HlogInterval {
-                tag: None,
-                start_unix_s: iv.start_unix_s,
-                length_s: iv.length_s,
-                hist: iv.latency.clone(),
-            }),
-        }
-    }
-    hlog::Hlog {
-        start_unix_s: o.result.start_unix_s,
-        intervals,
-    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, opcode, squeue, types};
 
-use super::engine::{Core, Driver, ErrKind, classify};
+use super::engine::{Core, Driver};
+use super::plan::{ErrKind, classify};
 use crate::os::uring::{self as probe, Unavailable};
 
 const IN_RECV: u8 = 1;

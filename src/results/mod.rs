@@ -5,9 +5,12 @@
 //! - [`schema`]: the JSON result files (`ringmux.load/1`, `ringmux.bench/1`).
 //! - [`hgrm`]: percentile distribution text (HdrHistogram plotter, wrk2 dialect).
 //! - [`hlog`]: HdrHistogram interval logs v1.3 (write, read).
+//! - [`outcome`]: what a load run produced (figures, histograms, interval series) and
+//!   the files it is written to.
 //! - [`time`]: UTC dates as the reports and the interval logs write them.
 
 pub mod hgrm;
 pub mod hlog;
+pub mod outcome;
 pub mod schema;
 pub mod time;

@@ -70,6 +70,18 @@ impl LoadErrors {
             + self.other
             + self.status.values().sum::<u64>()
     }
+
+    /// Add `other`'s counts to these, kind by kind and status by status.
+    pub fn add(&mut self, other: &LoadErrors) {
+        self.mismatch += other.mismatch;
+        self.reset += other.reset;
+        self.timeout += other.timeout;
+        self.connect += other.connect;
+        self.other += other.other;
+        for (k, v) in &other.status {
+            *self.status.entry(*k).or_default() += v;
+        }
+    }
 }
 
 /// Parameters of one load run.
