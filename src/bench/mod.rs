@@ -394,7 +394,7 @@ pub const PEERS: [(&str, &str, &str, &str); 2] = [
 
 /// The version of `krate` in the Cargo.lock this binary was built with.
 pub fn locked_version(krate: &str) -> Option<String> {
-    const LOCK: &str = include_str!("../Cargo.lock");
+    const LOCK: &str = include_str!("../../Cargo.lock");
     let mut lines = LOCK.lines();
     while let Some(l) = lines.next() {
         if l.trim() == format!("name = \"{krate}\"") {
