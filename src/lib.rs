@@ -65,7 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     })?;
     match cli.command {
         Command::Serve(a) => server::serve_cmd(a),
-        Command::Probe(a) => probe::probe_cmd(a),
+        Command::Probe(a) => probe::probe_cmd(a.json),
         Command::Load(a) => load::load_cmd(a),
         Command::Bench(a) => bench::bench_cmd(a),
         Command::Report(a) => report::report_cmd(a),
