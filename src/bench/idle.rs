@@ -17,12 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::config::BenchConfig;
 use super::matrix::spread;
 use super::plan::{Plan, ServerSpec};
 use super::proc::{Rss, RunningServer, ensure_nofile, start_server, stats_snapshot};
-use crate::results::schema::{BENCH_SCHEMA, BenchResults, IdleResults, IdleRun, IdleServer};
-use crate::sysinfo::SysInfo;
+use crate::results::schema::{BenchResults, IdleResults, IdleRun, IdleServer};
 
 /// Bytes each connection sends and reads back once.
 pub const ROUND_TRIP: usize = 16;
@@ -45,25 +43,18 @@ const ACCOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Run the idle-memory case for every server in the plan, write results.json and the
 /// reports into `plan.out`.
-pub fn run(plan: &Plan, cfg: &BenchConfig, n: u32) -> anyhow::Result<BenchResults> {
+pub fn run(plan: &Plan, n: u32) -> anyhow::Result<BenchResults> {
     let need = n as u64 + FD_MARGIN;
     ensure_nofile(need).with_context(|| format!("--idle-conns {n}"))?;
     check_ports(n as u64 + WARMUP as u64).with_context(|| format!("--idle-conns {n}"))?;
     let start_unix_s = super::create_out(plan)?;
     let mut per: Vec<(Option<String>, Vec<IdleRun>)> = vec![(None, Vec::new()); plan.servers.len()];
-    let total = plan.servers.len() * plan.repeat as usize;
-    let t0 = Instant::now();
-    let mut done = 0;
-    for rep in 0..plan.repeat {
+    let mut progress = super::Progress::new(plan.servers.len() * plan.cfg.repeat as usize);
+    for rep in 0..plan.cfg.repeat {
         for (vi, server) in plan.servers.iter().enumerate() {
-            done += 1;
             let id = idle_id(&server.name(), n);
-            eprintln!(
-                "[{done}/{total}] {id} run {} ({:.0}s)",
-                rep + 1,
-                t0.elapsed().as_secs_f64()
-            );
-            let stem = format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1);
+            progress.step(&id, rep);
+            let stem = super::run_stem(&id, rep);
             let (m, features) =
                 run_one(plan, server, n, &stem).with_context(|| format!("run {id}"))?;
             per[vi].0 = per[vi].0.take().or(features);
@@ -90,18 +81,12 @@ pub fn run(plan: &Plan, cfg: &BenchConfig, n: u32) -> anyhow::Result<BenchResult
          epoll items, io_uring requests) is not in it and is not counted here"
             .into(),
     );
+    let args = serde_json::json!({
+        "idle_conns": n, "backends": plan.cfg.backends, "repeat": plan.cfg.repeat, "quick": plan.cfg.quick,
+        "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(), "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()),
+    });
     let results = BenchResults {
-        schema: BENCH_SCHEMA.to_string(),
-        sys: SysInfo::collect(),
-        start_unix_s,
-        args: serde_json::json!({
-            "idle_conns": n, "backends": cfg.backends, "repeat": plan.repeat, "quick": cfg.quick,
-            "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(), "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()),
-        }),
-        cells: Vec::new(),
         notes,
-        quiet: Vec::new(),
-        models: None,
         idle: Some(IdleResults {
             conns: n,
             round_trip_bytes: ROUND_TRIP as u32,
@@ -111,6 +96,7 @@ pub fn run(plan: &Plan, cfg: &BenchConfig, n: u32) -> anyhow::Result<BenchResult
             budget_bytes_per_conn: BUDGET,
             servers,
         }),
+        ..super::results(start_unix_s, args)
     };
     super::write_results(plan, &results)?;
     Ok(results)

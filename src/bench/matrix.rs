@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::config::BenchConfig;
 use super::peers::{PEERS, locked_version};
 use super::plan::{Plan, ServerSpec, Shape};
 use super::proc::{children_cpu_s, load_cmd, read_load_result, start_server, wait_load};
@@ -19,24 +18,22 @@ use super::profile;
 use super::quiet::quiet_rows;
 use crate::report::compare::median_of;
 use crate::report::profile::Profile;
-use crate::results::schema::{BENCH_SCHEMA, BenchResults, Cell, RunMetrics};
-use crate::sysinfo::SysInfo;
+use crate::results::schema::{BenchResults, Cell, RunMetrics};
 
 /// Run the matrix, write results.json and the reports into `plan.out`.
-pub fn run(plan: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
+pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
     let start_unix_s = super::create_out(plan)?;
     let mut cells: BTreeMap<(usize, usize), Cell> = BTreeMap::new();
-    let total = plan.shapes.len() * plan.servers.len() * plan.repeat as usize;
-    let mut done = 0;
+    let mut progress =
+        super::Progress::new(plan.shapes.len() * plan.servers.len() * plan.cfg.repeat as usize);
     let mut notes = plan.notes.clone();
-    let t0 = Instant::now();
     // Closed-loop shapes first: open loop runs at a fraction of their measured peak.
     let (closed, open): (Vec<usize>, Vec<usize>) =
         (0..plan.shapes.len()).partition(|&i| plan.shapes[i].rate_fraction.is_none());
     let mut peak: Option<f64> = None;
     let mut profiles: BTreeMap<(usize, usize), Vec<Profile>> = BTreeMap::new();
     for phase in [closed, open] {
-        for rep in 0..plan.repeat {
+        for rep in 0..plan.cfg.repeat {
             for &si in &phase {
                 let shape = &plan.shapes[si];
                 let rate = match shape.rate_fraction {
@@ -48,14 +45,9 @@ pub fn run(plan: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
                     None => None,
                 };
                 for (vi, server) in plan.servers.iter().enumerate() {
-                    done += 1;
-                    let id = format!("{}/{}", server.name(), shape.id(plan.size));
-                    eprintln!(
-                        "[{done}/{total}] {id} run {} ({:.0}s)",
-                        rep + 1,
-                        t0.elapsed().as_secs_f64()
-                    );
-                    let stem = format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1);
+                    let id = format!("{}/{}", server.name(), shape.id(plan.cfg.size));
+                    progress.step(&id, rep);
+                    let stem = super::run_stem(&id, rep);
                     let (m, features, prof) = run_one(plan, server, shape, rate, &stem)
                         .with_context(|| format!("run {id}"))?;
                     if m.errors > 0 {
@@ -66,10 +58,10 @@ pub fn run(plan: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
                         server: server.name(),
                         features: features.clone(),
                         server_threads: matches!(server, ServerSpec::Ringmux { .. })
-                            .then_some(plan.server_threads),
+                            .then_some(plan.cfg.server_threads),
                         mode: shape.mode.to_string(),
                         conns: shape.conns,
-                        size: plan.size,
+                        size: plan.cfg.size,
                         pipeline: shape.pipeline,
                         rate,
                         runs: Vec::new(),
@@ -92,7 +84,7 @@ pub fn run(plan: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
                     cell.hlog.push(format!("runs/{stem}.hlog"));
                 }
             }
-            if peak.is_none() || rep + 1 == plan.repeat {
+            if peak.is_none() || rep + 1 == plan.cfg.repeat {
                 peak = closed_peak(plan, &cells);
             }
         }
@@ -107,8 +99,8 @@ pub fn run(plan: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
             c.profile = crate::report::profile::combine(p);
         }
     }
-    let quiet = if cfg.quiet_secs > 0.0 {
-        quiet_rows(plan, cfg, &mut notes)?
+    let quiet = if plan.cfg.quiet_secs > 0.0 {
+        quiet_rows(plan, &mut notes)?
     } else {
         Vec::new()
     };
@@ -119,26 +111,22 @@ pub fn run(plan: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
         c.min = min;
         c.max = max;
     }
-    let results = BenchResults {
-        schema: BENCH_SCHEMA.to_string(),
-        sys: SysInfo::collect(),
-        start_unix_s,
-        args: serde_json::json!({
-            "backends": cfg.backends, "conns": cfg.conns, "size": plan.size, "proto": plan.proto.name(), "duration_s": plan.duration,
-            "warmup_s": plan.warmup, "repeat": plan.repeat, "quick": cfg.quick,
+    let args = serde_json::json!({
+            "backends": plan.cfg.backends, "conns": plan.cfg.conns, "size": plan.cfg.size, "proto": plan.cfg.proto.name(), "duration_s": plan.cfg.duration,
+            "warmup_s": plan.cfg.warmup, "repeat": plan.cfg.repeat, "quick": plan.cfg.quick,
             "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
-            "server_threads": plan.server_threads, "load_cpus": plan.load_cpus,
+            "server_threads": plan.cfg.server_threads, "load_cpus": plan.load_cpus,
             "interval_s": plan.interval,
             "peers": PEERS.iter().filter(|p| plan.servers.iter().any(|s| s.name() == p.0))
                 .map(|p| (p.0.to_string(), serde_json::json!(format!("{} {}", p.2, locked_version(p.2).unwrap_or_else(|| "?".into())))))
                 .collect::<serde_json::Map<_, _>>(),
-        }),
+    });
+    let results = BenchResults {
         cells,
         notes,
-        idle: None,
         quiet,
-        models: None,
+        ..super::results(start_unix_s, args)
     };
     super::write_results(plan, &results)?;
     Ok(results)
@@ -219,10 +207,10 @@ fn run_one(
     stem: &str,
 ) -> anyhow::Result<RunOutcome> {
     let srv = start_server(plan, spec, stem)?;
-    let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 30.0);
-    if plan.warmup > 0.0 {
+    let limit = Duration::from_secs_f64(plan.cfg.duration + plan.cfg.warmup + 30.0);
+    if plan.cfg.warmup > 0.0 {
         wait_load(
-            load_cmd(plan, srv.addr, shape, rate, plan.warmup),
+            load_cmd(plan, srv.addr, shape, rate, plan.cfg.warmup),
             "warm-up load",
             limit,
         )?;
@@ -232,7 +220,7 @@ fn run_one(
     let runs = plan.out.join("runs");
     let run_file = |ext: &str| -> PathBuf { runs.join(format!("{stem}.{ext}")) };
     let json = run_file("json");
-    let mut cmd = load_cmd(plan, srv.addr, shape, rate, plan.duration);
+    let mut cmd = load_cmd(plan, srv.addr, shape, rate, plan.cfg.duration);
     cmd.args(["--interval", &plan.interval.to_string()])
         .arg("--json")
         .arg(&json)

@@ -27,7 +27,7 @@ mod quiet;
 use std::fs;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
@@ -38,7 +38,8 @@ pub use proc::{pinned, proc_cpu_s};
 
 use crate::error::ExitError;
 use crate::proto::Proto;
-use crate::results::schema::BenchResults;
+use crate::results::schema::{BENCH_SCHEMA, BenchResults};
+use crate::sysinfo::SysInfo;
 
 /// Bad usage: one line, exit 2.
 fn usage_error(e: anyhow::Error) -> ExitError {
@@ -56,15 +57,15 @@ pub fn bench_cmd(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     }
     // Every error of the plan is bad usage (unknown backend, bad --external, ...).
     let plan = Plan::new(&cfg, exe).map_err(usage_error)?;
-    if let Some(n) = plan.idle_conns {
-        let results = idle::run(&plan, &cfg, n)?;
+    if let Some(n) = plan.cfg.idle_conns {
+        let results = idle::run(&plan, n)?;
         if let Some(idle) = &results.idle {
             println!("{}", crate::report::md::idle_markdown(idle));
         }
         println!("report: {}", plan.out.join("report.html").display());
         return Ok(ExitCode::SUCCESS);
     }
-    let results = matrix::run(&plan, &cfg)?;
+    let results = matrix::run(&plan)?;
     println!("{}", crate::report::headline_markdown(&results));
     print!("{}", crate::report::cost::quiet_markdown(&results));
     println!("report: {}", plan.out.join("report.html").display());
@@ -107,7 +108,7 @@ fn models_cmd(cfg: BenchConfig, exe: PathBuf) -> anyhow::Result<ExitCode> {
         exe,
     )
     .map_err(usage_error)?;
-    let results = models::run(&plan, &cfg)?;
+    let results = models::run(&plan)?;
     if let Some(m) = &results.models {
         println!(
             "## IO models: Claims\n\n{}",
@@ -136,4 +137,54 @@ fn write_results(plan: &Plan, results: &BenchResults) -> anyhow::Result<()> {
         serde_json::to_vec_pretty(results)?,
     )?;
     crate::report::write_reports(&plan.out, results)
+}
+
+/// Results begun at `start_unix_s` with `args`: schema and this machine filled in,
+/// the rest empty for the case to fill.
+fn results(start_unix_s: f64, args: serde_json::Value) -> BenchResults {
+    BenchResults {
+        schema: BENCH_SCHEMA.to_string(),
+        sys: SysInfo::collect(),
+        start_unix_s,
+        args,
+        cells: Vec::new(),
+        notes: Vec::new(),
+        idle: None,
+        quiet: Vec::new(),
+        models: None,
+    }
+}
+
+/// The progress lines on stderr: "[3/12] epoll/closed/c50/s128 run 2 (14s)".
+struct Progress {
+    done: usize,
+    total: usize,
+    t0: Instant,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        Progress {
+            done: 0,
+            total,
+            t0: Instant::now(),
+        }
+    }
+
+    /// One more run of `what` (repeat `rep`, from 0) begins.
+    fn step(&mut self, what: &str, rep: u32) {
+        self.done += 1;
+        eprintln!(
+            "[{}/{}] {what} run {} ({:.0}s)",
+            self.done,
+            self.total,
+            rep + 1,
+            self.t0.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// The file stem of a run's files in `runs/`: its id made path-safe, and the repeat.
+fn run_stem(id: &str, rep: u32) -> String {
+    format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1)
 }

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::config::BenchConfig;
 use super::plan::{Plan, ServerSpec, Shape};
 use super::proc::{
     Rss, RunningServer, ensure_nofile, load_cmd, read_load_result, start_server, stats_snapshot,
@@ -27,8 +26,7 @@ use super::proc::{
 };
 use super::quiet::open_silent;
 use crate::report::models::{ModelPoint, ModelRun, ModelsResults, judge, median_run, slopes};
-use crate::results::schema::{BENCH_SCHEMA, BenchResults, LoadResult};
-use crate::sysinfo::SysInfo;
+use crate::results::schema::{BenchResults, LoadResult};
 
 /// RLIMIT_SIGPENDING given to the sigio server for the burst: small enough that a
 /// burst of ready connections overflows the real-time signal queue.
@@ -181,20 +179,20 @@ fn measure(
     // The readiness probe of start_server was one accepted connection.
     let held = hold_idle(&srv, idle, 1)?;
     let shape = Shape::closed(conns);
-    let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 60.0);
+    let limit = Duration::from_secs_f64(plan.cfg.duration + plan.cfg.warmup + 60.0);
     // Before the warm-up: what the server keeps per connection once it has seen
     // `conns` of them (a grown connection table) counts as theirs.
     let rss_before = rss_kib(pid);
-    if plan.warmup > 0.0 {
+    if plan.cfg.warmup > 0.0 {
         wait_load(
-            load_cmd(plan, srv.addr, &shape, None, plan.warmup),
+            load_cmd(plan, srv.addr, &shape, None, plan.cfg.warmup),
             "warm-up load",
             limit,
         )?;
     }
     let a = stats_snapshot(pid, &stats)?;
     let json = plan.out.join("runs").join(format!("{stem}.json"));
-    let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.duration);
+    let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.cfg.duration);
     cmd.arg("--json").arg(&json);
     let perf = plan.out.join("runs").join(format!("{stem}.perf.data"));
     let rec = if profile {
@@ -243,7 +241,7 @@ fn select_past(plan: &Plan, stem: &str) -> anyhow::Result<ModelRun> {
         srv.addr,
         &Shape::closed(1),
         None,
-        plan.duration.min(1.0),
+        plan.cfg.duration.min(1.0),
     );
     cmd.arg("--json").arg(&json);
     let served = wait_load(cmd, "load after the refusals", Duration::from_secs(30));
@@ -273,7 +271,7 @@ fn quiet(plan: &Plan, backend: &str, secs: f64, stem: &str) -> anyhow::Result<Mo
     let srv = start_server(plan, &ServerSpec::ringmux(backend), stem)?;
     let stats = srv.stats.clone().context("no stats file")?;
     let pid = srv.child.id();
-    let held = open_silent(srv.addr, QUIET_IDLE, plan.proto)?;
+    let held = open_silent(srv.addr, QUIET_IDLE, plan.cfg.proto)?;
     std::thread::sleep(Duration::from_millis(200));
     let a = stats_snapshot(pid, &stats)?;
     let t0 = Instant::now();
@@ -317,12 +315,18 @@ fn sigio_burst(plan: &Plan, conns: u32, stem: &str) -> anyhow::Result<ModelRun> 
     }
     let a = stats_snapshot(pid, &stats)?;
     let json = plan.out.join("runs").join(format!("{stem}.json"));
-    let mut cmd = load_cmd(plan, srv.addr, &Shape::closed(conns), None, plan.duration);
+    let mut cmd = load_cmd(
+        plan,
+        srv.addr,
+        &Shape::closed(conns),
+        None,
+        plan.cfg.duration,
+    );
     cmd.arg("--json").arg(&json);
     wait_load(
         cmd,
         "burst load",
-        Duration::from_secs_f64(plan.duration + 60.0),
+        Duration::from_secs_f64(plan.cfg.duration + 60.0),
     )?;
     let b = stats_snapshot(pid, &stats)?;
     drop(srv);
@@ -362,8 +366,8 @@ fn add(
 /// Run the lab, write results.json and the reports into `plan.out`.
 /// `base` has the lab's run lengths ([`super::RunLengths`]) and its servers are left
 /// aside: each sweep names its own.
-pub fn run(base: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
-    let quick = cfg.quick;
+pub fn run(base: &Plan) -> anyhow::Result<BenchResults> {
+    let quick = base.cfg.quick;
     let sz = Sizes::new(quick);
     let plan = Plan {
         servers: Vec::new(),
@@ -413,18 +417,9 @@ pub fn run(base: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
             sched.push(("C", b, c, 0));
         }
     }
-    let total = (sched.len() + 4) * plan.repeat as usize;
-    let mut done = 0;
-    let t0 = Instant::now();
-    let mut step = |what: &str, rep: u32| {
-        done += 1;
-        eprintln!(
-            "[{done}/{total}] models {what} run {} ({:.0}s)",
-            rep + 1,
-            t0.elapsed().as_secs_f64()
-        );
-    };
-    for rep in 0..plan.repeat {
+    let mut progress = super::Progress::new((sched.len() + 4) * plan.cfg.repeat as usize);
+    let mut step = |what: &str, rep: u32| progress.step(&format!("models {what}"), rep);
+    for rep in 0..plan.cfg.repeat {
         for &(sweep, b, c, i) in &sched {
             let id = format!("{sweep}/{b}/c{c}+idle{i}");
             step(&id, rep);
@@ -479,9 +474,9 @@ pub fn run(base: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
     ));
     let mut m = ModelsResults {
         quick,
-        repeat: plan.repeat,
-        duration_s: plan.duration,
-        size: plan.size,
+        repeat: plan.cfg.repeat,
+        duration_s: plan.cfg.duration,
+        size: plan.cfg.size,
         loadavg_start,
         loadavg_end: loadavg(),
         slopes: slopes(&points),
@@ -494,19 +489,14 @@ pub fn run(base: &Plan, cfg: &BenchConfig) -> anyhow::Result<BenchResults> {
         claims: Vec::new(),
     };
     m.claims = judge(&m);
+    let args = serde_json::json!({
+        "preset": "models", "quick": quick, "repeat": plan.cfg.repeat, "duration_s": plan.cfg.duration, "warmup_s": plan.cfg.warmup,
+        "size": plan.cfg.size, "server_cpus": plan.server_cpus, "load_cpus": plan.load_cpus, "profile": profile,
+    });
     let results = BenchResults {
-        schema: BENCH_SCHEMA.to_string(),
-        sys: SysInfo::collect(),
-        start_unix_s,
-        args: serde_json::json!({
-            "preset": "models", "quick": quick, "repeat": plan.repeat, "duration_s": plan.duration, "warmup_s": plan.warmup,
-            "size": plan.size, "server_cpus": plan.server_cpus, "load_cpus": plan.load_cpus, "profile": profile,
-        }),
-        cells: Vec::new(),
         notes,
-        idle: None,
-        quiet: Vec::new(),
         models: Some(m),
+        ..super::results(start_unix_s, args)
     };
     super::write_results(&plan, &results)?;
     Ok(results)

@@ -112,26 +112,18 @@ const MAX_SIZE: u32 = 16 << 20;
 /// A validated bench plan.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// What was asked, checked: run lengths, size, protocol, server threads, ...
+    pub cfg: BenchConfig,
     pub exe: PathBuf,
     pub servers: Vec<ServerSpec>,
     pub shapes: Vec<Shape>,
-    pub size: u32,
-    /// What every server serves and the load verifies.
-    pub proto: Proto,
-    pub duration: f64,
-    pub warmup: f64,
     /// Interval of the load's interval log (`load --interval`): at least 10 per run.
     pub interval: f64,
-    pub repeat: u32,
     pub out: PathBuf,
-    /// Event loops of ringmux servers (`serve --threads`).
-    pub server_threads: u16,
     /// CPUs of the server process (ringmux: loop i on the i-th); None: not pinned.
     pub server_cpus: Option<Vec<usize>>,
     pub load_cpus: Option<Vec<usize>>,
     pub notes: Vec<String>,
-    /// `--idle-conns N`: measure memory per idle connection instead of the matrix.
-    pub idle_conns: Option<u32>,
     /// `--profile` with perf available.
     pub profile: bool,
 }
@@ -302,8 +294,7 @@ impl Plan {
                 cfg.size
             );
         }
-        let (duration, repeat) = (cfg.duration, cfg.repeat);
-        if !(0.2..=3600.0).contains(&duration) || repeat == 0 || repeat > 100 {
+        if !(0.2..=3600.0).contains(&cfg.duration) || cfg.repeat == 0 || cfg.repeat > 100 {
             bail!("--duration must be 0.2..3600 s and --repeat 1..100");
         }
         let mut conns = cfg.conns.clone();
@@ -366,21 +357,15 @@ impl Plan {
                 }
             };
         Ok(Plan {
+            cfg: cfg.clone(),
             exe,
             servers,
             shapes,
-            size: cfg.size,
-            proto: cfg.proto,
-            duration,
-            warmup: cfg.warmup,
-            interval: interval_for(duration),
-            repeat,
+            interval: interval_for(cfg.duration),
             out,
-            server_threads: cfg.server_threads,
             server_cpus,
             load_cpus,
             notes,
-            idle_conns: cfg.idle_conns,
             profile,
         })
     }

@@ -220,7 +220,7 @@ pub fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Resul
                 "--backend",
                 backend,
                 "--proto",
-                plan.proto.name(),
+                plan.cfg.proto.name(),
                 "--json",
             ])
             .arg(&stats);
@@ -233,8 +233,8 @@ pub fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Resul
                     }
                 }
             }
-            if plan.server_threads > 1 {
-                c.args(["--threads", &plan.server_threads.to_string()]);
+            if plan.cfg.server_threads > 1 {
+                c.args(["--threads", &plan.cfg.server_threads.to_string()]);
                 if let Some(cpus) = &plan.server_cpus {
                     c.args(["--cpus", &crate::os::cpus::format_cpu_list(cpus)]);
                 }
@@ -299,9 +299,9 @@ pub fn load_cmd(
         "--conns",
         &shape.conns.to_string(),
         "--size",
-        &plan.size.to_string(),
+        &plan.cfg.size.to_string(),
         "--proto",
-        plan.proto.name(),
+        plan.cfg.proto.name(),
     ])
     .args([
         "--pipeline",

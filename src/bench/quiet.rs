@@ -8,20 +8,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::config::BenchConfig;
 use super::plan::Plan;
 use super::proc::{Counters, proc_counters, start_server};
 use crate::proto::Proto;
 use crate::results::schema::QuietRow;
 
 /// The quiet rows of every server in the plan; a row that cannot be had is a note.
-pub fn quiet_rows(
-    plan: &Plan,
-    cfg: &BenchConfig,
-    notes: &mut Vec<String>,
-) -> anyhow::Result<Vec<QuietRow>> {
+pub fn quiet_rows(plan: &Plan, notes: &mut Vec<String>) -> anyhow::Result<Vec<QuietRow>> {
     let mut rows = Vec::new();
-    let secs = cfg.quiet_secs;
+    let secs = plan.cfg.quiet_secs;
     for server in &plan.servers {
         let stem = format!("quiet-{}", server.name().replace([':', '/'], "_"));
         let srv = start_server(plan, server, &stem)?;
@@ -39,9 +34,9 @@ pub fn quiet_rows(
         };
         let mut features = None;
         let mut held = Vec::new();
-        for conns in [0, cfg.quiet_conns] {
+        for conns in [0, plan.cfg.quiet_conns] {
             if conns > 0 {
-                match open_silent(srv.addr, conns, plan.proto) {
+                match open_silent(srv.addr, conns, plan.cfg.proto) {
                     Ok(c) => held = c,
                     Err(e) => {
                         notes.push(format!(
