@@ -3,7 +3,7 @@
 //! server and the load get. Every check of the bench's settings is made here, before
 //! anything runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
@@ -139,140 +139,7 @@ impl Plan {
     /// the peers' binaries beside `exe`). Every error is bad usage.
     pub fn new(cfg: &BenchConfig, exe: PathBuf) -> anyhow::Result<Plan> {
         let mut notes = Vec::new();
-        let mut servers = Vec::new();
-        let uring = crate::probe::uring_levels();
-        for b in &cfg.backends {
-            let (backend, level) = match b.split_once(':') {
-                Some((x, l)) => (x.to_string(), Some(l.to_string())),
-                None => (b.clone(), None),
-            };
-            match backend.as_str() {
-                "uring" => {
-                    if let Some(l) = &level {
-                        let mut parts = l.split('+');
-                        let name = parts.next().unwrap_or("");
-                        let Some(&(_, usable)) = uring.levels.iter().find(|(x, _)| *x == name)
-                        else {
-                            bail!(
-                                "unknown io_uring level '{name}' in --backends ({})",
-                                uring
-                                    .levels
-                                    .iter()
-                                    .map(|l| l.0)
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            );
-                        };
-                        if let Some(m) = parts.find(|m| !LEVEL_MODS.iter().any(|(k, _)| k == m)) {
-                            bail!(
-                                "unknown option '+{m}' in --backends {b} (+{})",
-                                LEVEL_MODS.map(|(k, _)| k).join(", +")
-                            );
-                        }
-                        if !usable {
-                            warn(
-                                &mut notes,
-                                format!(
-                                    "{b} skipped: level {name} is not usable on this kernel (see `ringmux probe`)"
-                                ),
-                            );
-                            continue;
-                        }
-                    }
-                    if let Some(u) = &uring.unavailable {
-                        warn(&mut notes, format!("{b} skipped: {u}"));
-                        continue;
-                    }
-                }
-                x if level.is_none() && crate::server::Backend::NAMES.contains(&x) => {}
-                _ => bail!(
-                    "unknown backend '{b}' in --backends (uring:LEVEL[+OPTION...], or one of {})",
-                    crate::server::Backend::NAMES.join(", ")
-                ),
-            }
-            if cfg.server_threads > 1
-                && ["blocking", "threads", "busypoll"].contains(&backend.as_str())
-            {
-                bail!(
-                    "--server-threads {} does not apply to backend '{backend}': it has no event loop to run per core",
-                    cfg.server_threads
-                );
-            }
-            if cfg.idle_conns.is_some() && backend == "uring" && level.is_none() {
-                // Memory differs by level (fastpoll keeps a receive buffer per
-                // connection): a plain `uring` stands for every level this kernel has.
-                for &(l, usable) in &uring.levels {
-                    if usable
-                        && !servers
-                            .iter()
-                            .any(|s: &ServerSpec| s.name() == format!("uring:{l}"))
-                    {
-                        servers.push(ServerSpec::Ringmux {
-                            backend: backend.clone(),
-                            level: Some(l.to_string()),
-                        });
-                    }
-                }
-                continue;
-            }
-            servers.push(ServerSpec::Ringmux { backend, level });
-        }
-        for e in &cfg.external {
-            let Some((name, cmd)) = e.split_once('=') else {
-                bail!("--external '{e}' must be NAME=CMD")
-            };
-            if name.is_empty() || name.contains(['/', ' ', ',']) {
-                bail!("--external name '{name}' must be non-empty, without '/', ' ' or ','");
-            }
-            if !cmd.contains("{addr}") {
-                bail!(
-                    "--external {name}: the command must contain {{addr}}, where the server must listen"
-                );
-            }
-            servers.push(ServerSpec::External {
-                name: name.to_string(),
-                cmd: cmd.to_string(),
-            });
-        }
-        // The reference peers (tokio, monoio), unless the user names their own servers
-        // or the protocol is not echo (the peers are echo servers).
-        if cfg.external.is_empty() && !cfg.no_peers && cfg.proto == Proto::Echo {
-            servers.extend(peer_servers(&exe, &mut notes));
-        }
-        if cfg.proto != Proto::Echo {
-            // External servers (and the reference peers) are echo servers.
-            let left: Vec<String> = servers
-                .iter()
-                .filter(|s| matches!(s, ServerSpec::External { .. }))
-                .map(|s| s.name())
-                .collect();
-            if !left.is_empty() {
-                warn(
-                    &mut notes,
-                    format!(
-                        "{} left out: external servers are taken to speak echo only, not {}",
-                        left.join(", "),
-                        cfg.proto.name()
-                    ),
-                );
-                servers.retain(|s| matches!(s, ServerSpec::Ringmux { .. }));
-            }
-            if cfg.idle_conns.is_some() {
-                bail!(
-                    "--idle-conns measures echo connections: leave out --proto {}",
-                    cfg.proto.name()
-                );
-            }
-        }
-        if servers.is_empty() {
-            bail!("no server left to benchmark");
-        }
-        let mut names: Vec<String> = servers.iter().map(|s| s.name()).collect();
-        names.sort();
-        names.dedup();
-        if names.len() != servers.len() {
-            bail!("a server appears twice in the matrix");
-        }
+        let servers = servers(cfg, &exe, &mut notes)?;
         if cfg.conns.is_empty() || cfg.conns.iter().any(|&c| c == 0 || c > 100_000) {
             bail!("--conns must be a list of counts between 1 and 100000");
         }
@@ -297,36 +164,7 @@ impl Plan {
         if !(0.2..=3600.0).contains(&cfg.duration) || cfg.repeat == 0 || cfg.repeat > 100 {
             bail!("--duration must be 0.2..3600 s and --repeat 1..100");
         }
-        let mut conns = cfg.conns.clone();
-        if cfg.quick {
-            conns.retain(|&c| c <= 50);
-            if conns.is_empty() {
-                conns.push(50);
-            }
-        }
-        let mut shapes: Vec<Shape> = conns.iter().map(|&c| Shape::closed(c)).collect();
-        let mid = *conns
-            .iter()
-            .find(|&&c| c >= 50)
-            .unwrap_or(conns.last().unwrap());
-        if !cfg.quick {
-            shapes.push(Shape {
-                mode: "pipelined",
-                pipeline: 8,
-                ..Shape::closed(mid)
-            });
-        }
-        if let Some(r) = cfg.open_rate
-            && !(r.is_finite() && r > 0.0 && r <= 1e9)
-        {
-            bail!("--open-rate {r}: must be a number of messages per second above 0 (at most 1e9)");
-        }
-        shapes.push(Shape {
-            mode: "open",
-            rate_fraction: Some(0.5),
-            open_rate: cfg.open_rate,
-            ..Shape::closed(mid)
-        });
+        let shapes = shapes(cfg)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (server_cpus, load_cpus) =
             split_cpus(cores, usize::from(cfg.server_threads), &mut notes);
@@ -369,6 +207,192 @@ impl Plan {
             profile,
         })
     }
+}
+
+/// The servers of the matrix: ringmux's of `--backends`, `--external`, and the
+/// reference peers; only ringmux's with a protocol other than echo.
+fn servers(
+    cfg: &BenchConfig,
+    exe: &Path,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<ServerSpec>> {
+    let mut servers = ringmux_servers(cfg, notes)?;
+    for e in &cfg.external {
+        let Some((name, cmd)) = e.split_once('=') else {
+            bail!("--external '{e}' must be NAME=CMD")
+        };
+        if name.is_empty() || name.contains(['/', ' ', ',']) {
+            bail!("--external name '{name}' must be non-empty, without '/', ' ' or ','");
+        }
+        if !cmd.contains("{addr}") {
+            bail!(
+                "--external {name}: the command must contain {{addr}}, where the server must listen"
+            );
+        }
+        servers.push(ServerSpec::External {
+            name: name.to_string(),
+            cmd: cmd.to_string(),
+        });
+    }
+    // The reference peers (tokio, monoio), unless the user names their own servers
+    // or the protocol is not echo (the peers are echo servers).
+    if cfg.external.is_empty() && !cfg.no_peers && cfg.proto == Proto::Echo {
+        servers.extend(peer_servers(exe, notes));
+    }
+    if cfg.proto != Proto::Echo {
+        // External servers (and the reference peers) are echo servers.
+        let left: Vec<String> = servers
+            .iter()
+            .filter(|s| matches!(s, ServerSpec::External { .. }))
+            .map(|s| s.name())
+            .collect();
+        if !left.is_empty() {
+            warn(
+                notes,
+                format!(
+                    "{} left out: external servers are taken to speak echo only, not {}",
+                    left.join(", "),
+                    cfg.proto.name()
+                ),
+            );
+            servers.retain(|s| matches!(s, ServerSpec::Ringmux { .. }));
+        }
+        if cfg.idle_conns.is_some() {
+            bail!(
+                "--idle-conns measures echo connections: leave out --proto {}",
+                cfg.proto.name()
+            );
+        }
+    }
+    if servers.is_empty() {
+        bail!("no server left to benchmark");
+    }
+    let mut names: Vec<String> = servers.iter().map(|s| s.name()).collect();
+    names.sort();
+    names.dedup();
+    if names.len() != servers.len() {
+        bail!("a server appears twice in the matrix");
+    }
+    Ok(servers)
+}
+
+/// ringmux's servers of `--backends`: io_uring levels this kernel cannot run are
+/// skipped with a warning; with `--idle-conns` a plain `uring` stands for every level
+/// it can run.
+fn ringmux_servers(cfg: &BenchConfig, notes: &mut Vec<String>) -> anyhow::Result<Vec<ServerSpec>> {
+    let mut servers = Vec::new();
+    let uring = crate::probe::uring_levels();
+    for b in &cfg.backends {
+        let (backend, level) = match b.split_once(':') {
+            Some((x, l)) => (x.to_string(), Some(l.to_string())),
+            None => (b.clone(), None),
+        };
+        match backend.as_str() {
+            "uring" => {
+                if let Some(l) = &level {
+                    let mut parts = l.split('+');
+                    let name = parts.next().unwrap_or("");
+                    let Some(&(_, usable)) = uring.levels.iter().find(|(x, _)| *x == name) else {
+                        bail!(
+                            "unknown io_uring level '{name}' in --backends ({})",
+                            uring
+                                .levels
+                                .iter()
+                                .map(|l| l.0)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    };
+                    if let Some(m) = parts.find(|m| !LEVEL_MODS.iter().any(|(k, _)| k == m)) {
+                        bail!(
+                            "unknown option '+{m}' in --backends {b} (+{})",
+                            LEVEL_MODS.map(|(k, _)| k).join(", +")
+                        );
+                    }
+                    if !usable {
+                        warn(
+                            notes,
+                            format!(
+                                "{b} skipped: level {name} is not usable on this kernel (see `ringmux probe`)"
+                            ),
+                        );
+                        continue;
+                    }
+                }
+                if let Some(u) = &uring.unavailable {
+                    warn(notes, format!("{b} skipped: {u}"));
+                    continue;
+                }
+            }
+            x if level.is_none() && crate::server::Backend::NAMES.contains(&x) => {}
+            _ => bail!(
+                "unknown backend '{b}' in --backends (uring:LEVEL[+OPTION...], or one of {})",
+                crate::server::Backend::NAMES.join(", ")
+            ),
+        }
+        if cfg.server_threads > 1 && ["blocking", "threads", "busypoll"].contains(&backend.as_str())
+        {
+            bail!(
+                "--server-threads {} does not apply to backend '{backend}': it has no event loop to run per core",
+                cfg.server_threads
+            );
+        }
+        if cfg.idle_conns.is_some() && backend == "uring" && level.is_none() {
+            // Memory differs by level (fastpoll keeps a receive buffer per
+            // connection): a plain `uring` stands for every level this kernel has.
+            for &(l, usable) in &uring.levels {
+                if usable
+                    && !servers
+                        .iter()
+                        .any(|s: &ServerSpec| s.name() == format!("uring:{l}"))
+                {
+                    servers.push(ServerSpec::Ringmux {
+                        backend: backend.clone(),
+                        level: Some(l.to_string()),
+                    });
+                }
+            }
+            continue;
+        }
+        servers.push(ServerSpec::Ringmux { backend, level });
+    }
+    Ok(servers)
+}
+
+/// The load shapes: closed loop at each connection count (`--quick`: those up to 50),
+/// pipelined (not with `--quick`) and open loop at the middle count.
+fn shapes(cfg: &BenchConfig) -> anyhow::Result<Vec<Shape>> {
+    let mut conns = cfg.conns.clone();
+    if cfg.quick {
+        conns.retain(|&c| c <= 50);
+        if conns.is_empty() {
+            conns.push(50);
+        }
+    }
+    let mut shapes: Vec<Shape> = conns.iter().map(|&c| Shape::closed(c)).collect();
+    let mid = *conns
+        .iter()
+        .find(|&&c| c >= 50)
+        .unwrap_or(conns.last().unwrap());
+    if !cfg.quick {
+        shapes.push(Shape {
+            mode: "pipelined",
+            pipeline: 8,
+            ..Shape::closed(mid)
+        });
+    }
+    if let Some(r) = cfg.open_rate
+        && !(r.is_finite() && r > 0.0 && r <= 1e9)
+    {
+        bail!("--open-rate {r}: must be a number of messages per second above 0 (at most 1e9)");
+    }
+    shapes.push(Shape {
+        mode: "open",
+        rate_fraction: Some(0.5),
+        open_rate: cfg.open_rate,
+        ..Shape::closed(mid)
+    });
+    Ok(shapes)
 }
 
 /// The interval log's interval for a measured run of `duration` seconds: 1 s for long
