@@ -5,8 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{LoadProto, parse_secs};
-pub use crate::bench::BenchPreset;
-use crate::bench::{BenchConfig, RunLengths};
+use crate::bench::{BenchConfig, BenchPreset, RunLengths};
 use crate::proto::Proto;
 
 #[derive(Debug, Clone, Args)]
