@@ -47,7 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Probe(a) => probe::probe_cmd(a.json),
         Command::Load(a) => load::load_cmd(usage(a.command())?),
-        Command::Bench(a) => bench::bench_cmd(a),
+        Command::Bench(a) => bench::bench_cmd(a.into()),
         Command::Report(a) => report::report_cmd(a),
         Command::Compare(a) => report::compare_cmd(a),
         Command::Merge(a) => report::merge_cmd(a),

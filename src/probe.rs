@@ -1,10 +1,30 @@
-//! `ringmux probe`: kernel, io_uring availability and each feature, with reasons.
+//! `ringmux probe`: kernel, io_uring availability and each feature, with reasons; and
+//! the same probe as the bench plans with it ([`uring_levels`]).
 
 use std::process::ExitCode;
 
 use crate::server::uring::probe::probe;
 
-/// Print the probe: a table, or JSON with `json`.
+/// io_uring on this machine as a bench plan needs it (`--backends uring:LEVEL`).
+#[derive(Debug, Clone)]
+pub struct UringLevels {
+    /// Every feature level by name (`serve --uring-features`), in order, and whether
+    /// this kernel runs it.
+    pub levels: Vec<(&'static str, bool)>,
+    /// Why io_uring cannot run here at all, in one line; None: it can.
+    pub unavailable: Option<String>,
+}
+
+/// Probe io_uring (a trial ring, its opcodes and setup flags) for a bench plan.
+pub fn uring_levels() -> UringLevels {
+    let r = probe();
+    UringLevels {
+        levels: r.levels.iter().map(|&(l, ok)| (l.name(), ok)).collect(),
+        unavailable: r.unavailable.map(|u| u.to_string()),
+    }
+}
+
+/// `ringmux probe` (`--json`: the whole report as JSON).
 pub fn probe_cmd(json: bool) -> anyhow::Result<ExitCode> {
     let r = probe();
     if json {

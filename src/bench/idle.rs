@@ -13,14 +13,14 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::{Plan, RunningServer, ServerSpec, median, start_server, stats_snapshot};
-use crate::cli::BenchArgs;
-use crate::results::schema::{BENCH_SCHEMA, BenchResults, IdleResults, IdleRun, IdleServer};
-use crate::sysinfo::SysInfo;
+use super::matrix::spread;
+use super::plan::{Plan, ServerSpec};
+use super::proc::{Rss, RunningServer, ensure_nofile, start_server, stats_snapshot};
+use crate::results::schema::{BenchResults, IdleResults, IdleRun, IdleServer};
 
 /// Bytes each connection sends and reads back once.
 pub const ROUND_TRIP: usize = 16;
@@ -43,27 +43,18 @@ const ACCOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Run the idle-memory case for every server in the plan, write results.json and the
 /// reports into `plan.out`.
-pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults> {
+pub fn run(plan: &Plan, n: u32) -> anyhow::Result<BenchResults> {
     let need = n as u64 + FD_MARGIN;
-    raise_nofile(need).with_context(|| format!("--idle-conns {n}"))?;
+    ensure_nofile(need).with_context(|| format!("--idle-conns {n}"))?;
     check_ports(n as u64 + WARMUP as u64).with_context(|| format!("--idle-conns {n}"))?;
-    fs::create_dir_all(plan.out.join("runs"))
-        .with_context(|| format!("cannot create {}", plan.out.display()))?;
-    let start_unix_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
+    let start_unix_s = super::create_out(plan)?;
     let mut per: Vec<(Option<String>, Vec<IdleRun>)> = vec![(None, Vec::new()); plan.servers.len()];
-    let total = plan.servers.len() * plan.repeat as usize;
-    let t0 = Instant::now();
-    let mut done = 0;
-    for rep in 0..plan.repeat {
+    let mut progress = super::Progress::new(plan.servers.len() * plan.cfg.repeat as usize);
+    for rep in 0..plan.cfg.repeat {
         for (vi, server) in plan.servers.iter().enumerate() {
-            done += 1;
             let id = idle_id(&server.name(), n);
-            eprintln!(
-                "[{done}/{total}] {id} run {} ({:.0}s)",
-                rep + 1,
-                t0.elapsed().as_secs_f64()
-            );
-            let stem = format!("{}-r{}", id.replace(['/', ':'], "_"), rep + 1);
+            progress.step(&id, rep);
+            let stem = super::run_stem(&id, rep);
             let (m, features) =
                 run_one(plan, server, n, &stem).with_context(|| format!("run {id}"))?;
             per[vi].0 = per[vi].0.take().or(features);
@@ -90,18 +81,12 @@ pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults
          epoll items, io_uring requests) is not in it and is not counted here"
             .into(),
     );
+    let args = serde_json::json!({
+        "idle_conns": n, "backends": plan.cfg.backends, "repeat": plan.cfg.repeat, "quick": plan.cfg.quick,
+        "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(), "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()),
+    });
     let results = BenchResults {
-        schema: BENCH_SCHEMA.to_string(),
-        sys: SysInfo::collect(),
-        start_unix_s,
-        args: serde_json::json!({
-            "idle_conns": n, "backends": args.backends, "repeat": plan.repeat, "quick": args.quick,
-            "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(), "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()),
-        }),
-        cells: Vec::new(),
         notes,
-        quiet: Vec::new(),
-        models: None,
         idle: Some(IdleResults {
             conns: n,
             round_trip_bytes: ROUND_TRIP as u32,
@@ -111,12 +96,9 @@ pub fn run(plan: &Plan, args: &BenchArgs, n: u32) -> anyhow::Result<BenchResults
             budget_bytes_per_conn: BUDGET,
             servers,
         }),
+        ..super::results(start_unix_s, args)
     };
-    fs::write(
-        plan.out.join("results.json"),
-        serde_json::to_vec_pretty(&results)?,
-    )?;
-    crate::report::write_reports(&plan.out, &results)?;
+    super::write_results(plan, &results)?;
     Ok(results)
 }
 
@@ -131,15 +113,16 @@ fn summarize(
     features: Option<String>,
     runs: Vec<IdleRun>,
 ) -> IdleServer {
-    let per: Vec<f64> = runs.iter().map(|r| r.bytes_per_conn).collect();
+    let [median, min, max] = spread(runs.iter().map(|r| r.bytes_per_conn).collect());
+    let [anon, ..] = spread(runs.iter().map(|r| r.anon_bytes_per_conn).collect());
     IdleServer {
         id,
         server,
         features,
-        bytes_per_conn: median(per.clone()),
-        bytes_per_conn_min: per.iter().copied().fold(f64::INFINITY, f64::min),
-        bytes_per_conn_max: per.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        anon_bytes_per_conn: median(runs.iter().map(|r| r.anon_bytes_per_conn).collect()),
+        bytes_per_conn: median,
+        bytes_per_conn_min: min,
+        bytes_per_conn_max: max,
+        anon_bytes_per_conn: anon,
         runs,
     }
 }
@@ -176,13 +159,7 @@ fn run_one(
     };
     std::thread::sleep(SETTLE);
     let after = Rss::of(pid)?;
-    let features = match (spec, &srv.stats) {
-        (ServerSpec::Ringmux { backend, .. }, Some(p)) if backend == "uring" => {
-            let j: serde_json::Value = serde_json::from_slice(&fs::read(p)?)?;
-            j["features"].as_str().map(str::to_string)
-        }
-        _ => None,
-    };
+    let features = srv.uring_features(spec)?;
     // The server closes first, so no client port is left in TIME_WAIT.
     drop(srv);
     drop(conns);
@@ -221,30 +198,6 @@ fn open_count(srv: &RunningServer, base: u64) -> anyhow::Result<u64> {
                 .count();
             Ok((fds as u64).saturating_sub(base))
         }
-    }
-}
-
-/// Resident memory of a process, KiB.
-#[derive(Debug, Clone, Copy)]
-struct Rss {
-    vm_kib: u64,
-    anon_kib: u64,
-}
-
-impl Rss {
-    fn of(pid: u32) -> anyhow::Result<Rss> {
-        let path = format!("/proc/{pid}/status");
-        let s = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-        let field = |name: &str| -> anyhow::Result<u64> {
-            s.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .with_context(|| format!("{path} has no {name} (has the server exited?)"))
-        };
-        Ok(Rss {
-            vm_kib: field("VmRSS:")?,
-            anon_kib: field("RssAnon:")?,
-        })
     }
 }
 
@@ -308,43 +261,6 @@ fn open_idle(
     Ok(conns)
 }
 
-/// Raise this process's soft RLIMIT_NOFILE to its hard limit (servers started later
-/// inherit it); one clear error if even that is below `need`.
-pub(super) fn raise_nofile(need: u64) -> anyhow::Result<()> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a live, writable rlimit for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("getrlimit(RLIMIT_NOFILE)");
-    }
-    if lim.rlim_cur < need && lim.rlim_cur < lim.rlim_max {
-        // An unlimited hard limit still stops at fs.nr_open.
-        let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(1 << 20);
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max.min(nr_open),
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: `raised` is a live rlimit for the duration of the call.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = raised.rlim_cur;
-        }
-    }
-    if lim.rlim_cur < need {
-        bail!(
-            "needs about {need} open files in the bench and in each server, but RLIMIT_NOFILE allows {} (hard limit {}); \
-             raise it (`ulimit -n {need}` as root, or LimitNOFILE=) or ask for fewer connections",
-            lim.rlim_cur,
-            lim.rlim_max
-        );
-    }
-    Ok(())
-}
-
 /// Every connection to one server address needs its own local port.
 fn check_ports(need: u64) -> anyhow::Result<()> {
     let Ok(s) = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
@@ -399,14 +315,5 @@ mod tests {
     fn messages_differ_per_connection() {
         assert_ne!(message(0, 1), message(0, 2));
         assert_ne!(message(0, 1), message(1, 1));
-    }
-
-    #[test]
-    fn rss_of_self() {
-        let r = Rss::of(std::process::id()).unwrap();
-        assert!(
-            r.vm_kib > 0 && r.anon_kib > 0 && r.anon_kib <= r.vm_kib,
-            "{r:?}"
-        );
     }
 }

@@ -15,19 +15,18 @@
 
 use std::fs;
 use std::net::TcpStream;
-use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::{
-    Plan, RunningServer, ServerSpec, Shape, load_cmd, open_silent, start_server, stats_snapshot,
-    wait_load,
+use super::plan::{Plan, ServerSpec, Shape};
+use super::proc::{
+    Rss, RunningServer, ensure_nofile, load_cmd, read_load_result, start_server, stats_snapshot,
+    wait_load, wait_load_watching,
 };
-use crate::cli::BenchArgs;
+use super::quiet::open_silent;
 use crate::report::models::{ModelPoint, ModelRun, ModelsResults, judge, median_run, slopes};
-use crate::results::schema::{BENCH_SCHEMA, BenchResults};
-use crate::sysinfo::SysInfo;
+use crate::results::schema::{BenchResults, LoadResult};
 
 /// RLIMIT_SIGPENDING given to the sigio server for the burst: small enough that a
 /// burst of ready connections overflows the real-time signal queue.
@@ -89,18 +88,7 @@ fn loadavg() -> Vec<f64> {
 
 /// VmRSS of a process in KiB (0 when gone).
 fn rss_kib(pid: u32) -> u64 {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn ringmux(backend: &str) -> ServerSpec {
-    ServerSpec::Ringmux {
-        backend: backend.to_string(),
-        level: None,
-    }
+    Rss::of(pid).map_or(0, |r| r.vm_kib)
 }
 
 fn num(j: &serde_json::Value, k: &str) -> f64 {
@@ -119,11 +107,7 @@ fn counters(r: &mut ModelRun, a: &serde_json::Value, b: &serde_json::Value) {
 
 /// A measured run's figures: the load's result, and the server's cost per message
 /// and model counters between snapshots `a` and `b`.
-fn measured(
-    r: &crate::results::schema::LoadResult,
-    a: &serde_json::Value,
-    b: &serde_json::Value,
-) -> ModelRun {
+fn measured(r: &LoadResult, a: &serde_json::Value, b: &serde_json::Value) -> ModelRun {
     let m = crate::report::compare::load_metrics(r);
     let msgs = r.messages.max(1) as f64;
     let mut run = ModelRun {
@@ -189,32 +173,26 @@ fn measure(
     stem: &str,
     profile: bool,
 ) -> anyhow::Result<(ModelRun, Option<String>, Option<f64>)> {
-    let srv = start_server(plan, &ringmux(backend), stem)?;
+    let srv = start_server(plan, &ServerSpec::ringmux(backend), stem)?;
     let stats = srv.stats.clone().context("no stats file")?;
     let pid = srv.child.id();
     // The readiness probe of start_server was one accepted connection.
     let held = hold_idle(&srv, idle, 1)?;
-    let shape = Shape {
-        mode: "closed",
-        conns,
-        pipeline: 1,
-        rate_fraction: None,
-        open_rate: None,
-    };
-    let limit = Duration::from_secs_f64(plan.duration + plan.warmup + 60.0);
+    let shape = Shape::closed(conns);
+    let limit = Duration::from_secs_f64(plan.cfg.duration + plan.cfg.warmup + 60.0);
     // Before the warm-up: what the server keeps per connection once it has seen
     // `conns` of them (a grown connection table) counts as theirs.
     let rss_before = rss_kib(pid);
-    if plan.warmup > 0.0 {
+    if plan.cfg.warmup > 0.0 {
         wait_load(
-            load_cmd(plan, srv.addr, &shape, None, plan.warmup),
+            load_cmd(plan, srv.addr, &shape, None, plan.cfg.warmup),
             "warm-up load",
             limit,
         )?;
     }
     let a = stats_snapshot(pid, &stats)?;
     let json = plan.out.join("runs").join(format!("{stem}.json"));
-    let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.duration);
+    let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.cfg.duration);
     cmd.arg("--json").arg(&json);
     let perf = plan.out.join("runs").join(format!("{stem}.perf.data"));
     let rec = if profile {
@@ -222,33 +200,10 @@ fn measure(
     } else {
         None
     };
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start ringmux load")?;
-    let t0 = Instant::now();
     let mut peak = rss_before;
-    let st = loop {
+    wait_load_watching(cmd, "load", limit, Duration::from_millis(50), || {
         peak = peak.max(rss_kib(pid));
-        if let Some(st) = child.try_wait()? {
-            break st;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("load did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    if !st.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut err);
-        }
-        bail!("load failed ({st}): {}", err.trim());
-    }
+    })?;
     let b = stats_snapshot(pid, &stats)?;
     let net = match rec.map(super::profile::Recording::finish) {
         Some(Ok(p)) => p.groups.get(crate::report::profile::NETWORK).copied(),
@@ -261,9 +216,7 @@ fn measure(
     let _ = fs::remove_file(&perf);
     drop(held);
     drop(srv);
-    let r: crate::results::schema::LoadResult = serde_json::from_slice(
-        &fs::read(&json).with_context(|| format!("load wrote no {}", json.display()))?,
-    )?;
+    let r = read_load_result(&json)?;
     let run = ModelRun {
         rss_before_kib: rss_before,
         rss_peak_kib: peak,
@@ -274,7 +227,7 @@ fn measure(
 
 /// D: select holding `SELECT_PAST` connections; then, those closed, one client served.
 fn select_past(plan: &Plan, stem: &str) -> anyhow::Result<ModelRun> {
-    let srv = start_server(plan, &ringmux("select"), stem)?;
+    let srv = start_server(plan, &ServerSpec::ringmux("select"), stem)?;
     let stats = srv.stats.clone().context("no stats file")?;
     let pid = srv.child.id();
     let a = stats_snapshot(pid, &stats)?;
@@ -283,14 +236,13 @@ fn select_past(plan: &Plan, stem: &str) -> anyhow::Result<ModelRun> {
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     let json = plan.out.join("runs").join(format!("{stem}.json"));
-    let shape = Shape {
-        mode: "closed",
-        conns: 1,
-        pipeline: 1,
-        rate_fraction: None,
-        open_rate: None,
-    };
-    let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.duration.min(1.0));
+    let mut cmd = load_cmd(
+        plan,
+        srv.addr,
+        &Shape::closed(1),
+        None,
+        plan.cfg.duration.min(1.0),
+    );
     cmd.arg("--json").arg(&json);
     let served = wait_load(cmd, "load after the refusals", Duration::from_secs(30));
     drop(srv);
@@ -298,7 +250,7 @@ fn select_past(plan: &Plan, stem: &str) -> anyhow::Result<ModelRun> {
     counters(&mut run, &a, &b);
     match served {
         Ok(()) => {
-            let r: crate::results::schema::LoadResult = serde_json::from_slice(&fs::read(&json)?)?;
+            let r = read_load_result(&json)?;
             let m = crate::report::compare::load_metrics(&r);
             run.msgs = r.messages;
             run.msgs_per_s = m.msgs_per_s;
@@ -316,10 +268,10 @@ fn select_past(plan: &Plan, stem: &str) -> anyhow::Result<ModelRun> {
 
 /// D: `QUIET_IDLE` silent connections (each round-tripped once), no traffic for `secs`.
 fn quiet(plan: &Plan, backend: &str, secs: f64, stem: &str) -> anyhow::Result<ModelRun> {
-    let srv = start_server(plan, &ringmux(backend), stem)?;
+    let srv = start_server(plan, &ServerSpec::ringmux(backend), stem)?;
     let stats = srv.stats.clone().context("no stats file")?;
     let pid = srv.child.id();
-    let held = open_silent(srv.addr, QUIET_IDLE, plan.proto)?;
+    let held = open_silent(srv.addr, QUIET_IDLE, plan.cfg.proto)?;
     std::thread::sleep(Duration::from_millis(200));
     let a = stats_snapshot(pid, &stats)?;
     let t0 = Instant::now();
@@ -338,7 +290,7 @@ fn quiet(plan: &Plan, backend: &str, secs: f64, stem: &str) -> anyhow::Result<Mo
 
 /// D: sigio with a small RLIMIT_SIGPENDING under a burst of `conns` connections.
 fn sigio_burst(plan: &Plan, conns: u32, stem: &str) -> anyhow::Result<ModelRun> {
-    let srv = start_server(plan, &ringmux("sigio"), stem)?;
+    let srv = start_server(plan, &ServerSpec::ringmux("sigio"), stem)?;
     let stats = srv.stats.clone().context("no stats file")?;
     let pid = srv.child.id();
     let lim = libc::rlimit {
@@ -363,23 +315,22 @@ fn sigio_burst(plan: &Plan, conns: u32, stem: &str) -> anyhow::Result<ModelRun> 
     }
     let a = stats_snapshot(pid, &stats)?;
     let json = plan.out.join("runs").join(format!("{stem}.json"));
-    let shape = Shape {
-        mode: "closed",
-        conns,
-        pipeline: 1,
-        rate_fraction: None,
-        open_rate: None,
-    };
-    let mut cmd = load_cmd(plan, srv.addr, &shape, None, plan.duration);
+    let mut cmd = load_cmd(
+        plan,
+        srv.addr,
+        &Shape::closed(conns),
+        None,
+        plan.cfg.duration,
+    );
     cmd.arg("--json").arg(&json);
     wait_load(
         cmd,
         "burst load",
-        Duration::from_secs_f64(plan.duration + 60.0),
+        Duration::from_secs_f64(plan.cfg.duration + 60.0),
     )?;
     let b = stats_snapshot(pid, &stats)?;
     drop(srv);
-    let r: crate::results::schema::LoadResult = serde_json::from_slice(&fs::read(&json)?)?;
+    let r = read_load_result(&json)?;
     Ok(measured(&r, &a, &b))
 }
 
@@ -413,15 +364,15 @@ fn add(
 }
 
 /// Run the lab, write results.json and the reports into `plan.out`.
-pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
-    let quick = args.quick;
+/// `base` has the lab's run lengths ([`super::RunLengths`]) and its servers are left
+/// aside: each sweep names its own.
+pub fn run(base: &Plan) -> anyhow::Result<BenchResults> {
+    let quick = base.cfg.quick;
     let sz = Sizes::new(quick);
-    let mut plan = base.clone();
-    plan.duration = args.duration.unwrap_or(if quick { 0.5 } else { 1.0 });
-    plan.warmup = if quick { 0.2 } else { 0.3 };
-    plan.repeat = args.repeat.unwrap_or(if quick { 1 } else { 3 });
-    plan.servers = Vec::new();
-    let plan = plan;
+    let plan = Plan {
+        servers: Vec::new(),
+        ..base.clone()
+    };
     let max_idle = sz
         .idle
         .iter()
@@ -430,10 +381,8 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         .unwrap_or(0)
         .max(SELECT_PAST)
         .max(sz.c_conns.iter().copied().max().unwrap_or(0));
-    super::idle::raise_nofile(u64::from(max_idle) + 256).context("bench --preset models")?;
-    fs::create_dir_all(plan.out.join("runs"))
-        .with_context(|| format!("cannot create {}", plan.out.display()))?;
-    let start_unix_s = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
+    ensure_nofile(u64::from(max_idle) + 256).context("bench --preset models")?;
+    let start_unix_s = super::create_out(&plan)?;
     let loadavg_start = loadavg();
     let profile = plan.profile;
     let mut points: Vec<ModelPoint> = Vec::new();
@@ -468,18 +417,9 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
             sched.push(("C", b, c, 0));
         }
     }
-    let total = (sched.len() + 4) * plan.repeat as usize;
-    let mut done = 0;
-    let t0 = Instant::now();
-    let mut step = |what: &str, rep: u32| {
-        done += 1;
-        eprintln!(
-            "[{done}/{total}] models {what} run {} ({:.0}s)",
-            rep + 1,
-            t0.elapsed().as_secs_f64()
-        );
-    };
-    for rep in 0..plan.repeat {
+    let mut progress = super::Progress::new((sched.len() + 4) * plan.cfg.repeat as usize);
+    let mut step = |what: &str, rep: u32| progress.step(&format!("models {what}"), rep);
+    for rep in 0..plan.cfg.repeat {
         for &(sweep, b, c, i) in &sched {
             let id = format!("{sweep}/{b}/c{c}+idle{i}");
             step(&id, rep);
@@ -534,9 +474,9 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
     ));
     let mut m = ModelsResults {
         quick,
-        repeat: plan.repeat,
-        duration_s: plan.duration,
-        size: plan.size,
+        repeat: plan.cfg.repeat,
+        duration_s: plan.cfg.duration,
+        size: plan.cfg.size,
         loadavg_start,
         loadavg_end: loadavg(),
         slopes: slopes(&points),
@@ -549,24 +489,15 @@ pub fn run(base: &Plan, args: &BenchArgs) -> anyhow::Result<BenchResults> {
         claims: Vec::new(),
     };
     m.claims = judge(&m);
+    let args = serde_json::json!({
+        "preset": "models", "quick": quick, "repeat": plan.cfg.repeat, "duration_s": plan.cfg.duration, "warmup_s": plan.cfg.warmup,
+        "size": plan.cfg.size, "server_cpus": plan.server_cpus, "load_cpus": plan.load_cpus, "profile": profile,
+    });
     let results = BenchResults {
-        schema: BENCH_SCHEMA.to_string(),
-        sys: SysInfo::collect(),
-        start_unix_s,
-        args: serde_json::json!({
-            "preset": "models", "quick": quick, "repeat": plan.repeat, "duration_s": plan.duration, "warmup_s": plan.warmup,
-            "size": plan.size, "server_cpus": plan.server_cpus, "load_cpus": plan.load_cpus, "profile": profile,
-        }),
-        cells: Vec::new(),
         notes,
-        idle: None,
-        quiet: Vec::new(),
         models: Some(m),
+        ..super::results(start_unix_s, args)
     };
-    fs::write(
-        plan.out.join("results.json"),
-        serde_json::to_vec_pretty(&results)?,
-    )?;
-    crate::report::write_reports(&plan.out, &results)?;
+    super::write_results(&plan, &results)?;
     Ok(results)
 }

@@ -1,10 +1,12 @@
-//! `ringmux bench`: its arguments.
+//! `ringmux bench`: its arguments, and the [`BenchConfig`] they make.
 
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use super::{LoadProto, parse_secs};
+use crate::bench::{BenchConfig, BenchPreset, RunLengths};
+use crate::proto::Proto;
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
@@ -97,13 +99,6 @@ pub struct BenchArgs {
     pub preset: Option<BenchPreset>,
 }
 
-/// `bench --preset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchPreset {
-    /// The IO-model lab: sweeps A-D and the Claims section.
-    Models,
-}
-
 /// Seconds per bench run: 0.2 to 3600.
 fn parse_bench_secs(s: &str) -> Result<f64, String> {
     let v = parse_secs(s)?;
@@ -111,4 +106,36 @@ fn parse_bench_secs(s: &str) -> Result<f64, String> {
         return Err(format!("'{s}' is out of range (0.2 to 3600 s)"));
     }
     Ok(v)
+}
+
+impl From<BenchArgs> for BenchConfig {
+    /// The defaults that depend on `--quick` and `--preset` resolved; the bench's plan
+    /// checks the rest.
+    fn from(a: BenchArgs) -> BenchConfig {
+        let d = RunLengths::default_for(a.preset, a.quick);
+        BenchConfig {
+            backends: a.backends,
+            conns: a.conns,
+            size: a.size,
+            proto: match a.proto {
+                LoadProto::Echo => Proto::Echo,
+                LoadProto::Upper => Proto::Upper,
+                LoadProto::Http => Proto::Http,
+            },
+            duration: a.duration.unwrap_or(d.duration),
+            warmup: d.warmup,
+            repeat: a.repeat.unwrap_or(d.repeat),
+            open_rate: a.open_rate,
+            external: a.external,
+            no_peers: a.no_peers,
+            quick: a.quick,
+            out: a.out,
+            idle_conns: a.idle_conns,
+            server_threads: a.server_threads,
+            profile: a.profile,
+            quiet_secs: a.quiet_secs,
+            quiet_conns: a.quiet_conns,
+            preset: a.preset,
+        }
+    }
 }

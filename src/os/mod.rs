@@ -78,13 +78,22 @@ pub fn usage_of(who: libc::c_int) -> Usage {
 /// Pin the calling thread to one CPU (sched_setaffinity). EINVAL: no such CPU, or
 /// one this process may not use (cpuset, taskset).
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
+    pin_current_thread_to(&[cpu])
+}
+
+/// Pin the calling thread to a set of CPUs (sched_setaffinity). EINVAL: an empty set,
+/// no such CPU, or none this process may use. It allocates nothing, so a forked child
+/// may call it before exec (`Command::pre_exec`).
+pub fn pin_current_thread_to(cpus: &[usize]) -> io::Result<()> {
+    if cpus.iter().any(|&c| c >= libc::CPU_SETSIZE as usize) {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
     // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` < CPU_SETSIZE (checked above), so CPU_SET writes inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        // SAFETY: `cpu` < CPU_SETSIZE (checked above), so CPU_SET writes inside `set`.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     // SAFETY: `set` lives across the call; pid 0 is the calling thread.
     if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
         return Err(io::Error::last_os_error());
@@ -114,18 +123,46 @@ pub fn tighten_timer_slack() {
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
 }
 
-/// Raise the soft limit of open files to the hard limit so many connections fit. Best effort.
-pub fn raise_nofile_limit() {
+/// RLIMIT_NOFILE: the open files this process may have now (soft) and at most (hard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NofileLimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Raise the soft limit of open files to the hard limit so many connections fit
+/// (processes started later inherit it). An unlimited hard limit still stops at
+/// fs.nr_open, the most the kernel allows. Best effort: returns the limits in force
+/// afterwards, None when they cannot be read.
+pub fn raise_nofile_limit() -> Option<NofileLimit> {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `rl` is valid for writes during the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 && rl.rlim_cur < rl.rlim_max {
-        rl.rlim_cur = rl.rlim_max;
-        // SAFETY: `rl` is valid for reads during the call.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return None;
     }
+    // An unlimited hard limit still stops at fs.nr_open.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1 << 20);
+    let target = rl.rlim_max.min(nr_open);
+    if target > rl.rlim_cur {
+        let raised = libc::rlimit {
+            rlim_cur: target,
+            rlim_max: rl.rlim_max,
+        };
+        // SAFETY: `raised` is valid for reads during the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            rl.rlim_cur = target;
+        }
+    }
+    Some(NofileLimit {
+        soft: rl.rlim_cur,
+        hard: rl.rlim_max,
+    })
 }
 
 /// CPU time (user + system) of the calling thread.

@@ -1,0 +1,71 @@
+//! What `ringmux bench` is asked to do: [`BenchConfig`], the command line's values
+//! with the defaults that depend on other flags (`--quick`, `--preset`) resolved.
+//! [`super::Plan::new`] checks their combinations against this machine.
+
+use std::path::PathBuf;
+
+use crate::proto::Proto;
+
+/// `bench --preset`: a ready-made study instead of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchPreset {
+    /// The IO-model lab: sweeps A-D and the Claims section.
+    Models,
+}
+
+/// The bench's settings, every default resolved.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// `--backends` as given: `uring`, `uring:LEVEL[+OPTION...]` or a backend name.
+    pub backends: Vec<String>,
+    /// `--conns` as given (`--quick` keeps those up to 50 when the plan is made).
+    pub conns: Vec<u32>,
+    pub size: u32,
+    /// What every server serves and the load speaks and verifies.
+    pub proto: Proto,
+    /// Seconds per measured run.
+    pub duration: f64,
+    /// Seconds of unrecorded warm-up before each measured run.
+    pub warmup: f64,
+    /// Repeats of the whole interleaved matrix.
+    pub repeat: u32,
+    pub open_rate: Option<f64>,
+    /// `--external NAME=CMD` as given.
+    pub external: Vec<String>,
+    pub no_peers: bool,
+    pub quick: bool,
+    /// None: `bench-out/<UTC timestamp>/`.
+    pub out: Option<PathBuf>,
+    pub idle_conns: Option<u32>,
+    pub server_threads: u16,
+    /// `--profile` asked (the plan checks that perf is there).
+    pub profile: bool,
+    pub quiet_secs: f64,
+    pub quiet_conns: u32,
+    pub preset: Option<BenchPreset>,
+}
+
+/// Run lengths when `--duration` and `--repeat` are not given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RunLengths {
+    pub duration: f64,
+    pub warmup: f64,
+    pub repeat: u32,
+}
+
+impl RunLengths {
+    /// The defaults of the matrix or of a preset, full or `--quick`.
+    pub fn default_for(preset: Option<BenchPreset>, quick: bool) -> RunLengths {
+        let (duration, warmup, repeat) = match (preset, quick) {
+            (None, false) => (1.5, 0.5, 3),
+            (None, true) => (1.0, 0.3, 1),
+            (Some(BenchPreset::Models), false) => (1.0, 0.3, 3),
+            (Some(BenchPreset::Models), true) => (0.5, 0.2, 1),
+        };
+        RunLengths {
+            duration,
+            warmup,
+            repeat,
+        }
+    }
+}

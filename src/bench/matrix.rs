@@ -1,0 +1,297 @@
+//! The matrix: every server in every shape, interleaved (A B A B ...) within each
+//! repeat, closed-loop shapes first (the open loop runs at a fraction of their peak);
+//! each run a fresh server, a warm-up, and the measured load with the server's counters
+//! read just before and after it. Cells keep every run and their median with min and
+//! max.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::peers::{PEERS, locked_version};
+use super::plan::{Plan, ServerSpec, Shape};
+use super::proc::{children_cpu_s, load_cmd, read_load_result, start_server, wait_load};
+use super::profile;
+use super::quiet::quiet_rows;
+use crate::report::compare::median_of;
+use crate::report::profile::Profile;
+use crate::results::schema::{BenchResults, Cell, RunMetrics};
+
+/// Run the matrix, write results.json and the reports into `plan.out`.
+pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
+    let start_unix_s = super::create_out(plan)?;
+    let mut cells: BTreeMap<(usize, usize), Cell> = BTreeMap::new();
+    let mut progress =
+        super::Progress::new(plan.shapes.len() * plan.servers.len() * plan.cfg.repeat as usize);
+    let mut notes = plan.notes.clone();
+    // Closed-loop shapes first: open loop runs at a fraction of their measured peak.
+    let (closed, open): (Vec<usize>, Vec<usize>) =
+        (0..plan.shapes.len()).partition(|&i| plan.shapes[i].rate_fraction.is_none());
+    let mut peak: Option<f64> = None;
+    let mut profiles: BTreeMap<(usize, usize), Vec<Profile>> = BTreeMap::new();
+    for phase in [closed, open] {
+        for rep in 0..plan.cfg.repeat {
+            for &si in &phase {
+                let shape = &plan.shapes[si];
+                let rate = match shape.rate_fraction {
+                    Some(_) if shape.open_rate.is_some() => shape.open_rate,
+                    Some(f) => {
+                        let p = peak.context("no closed-loop run to take the peak from")?;
+                        Some((p * f).max(100.0).round())
+                    }
+                    None => None,
+                };
+                for (vi, server) in plan.servers.iter().enumerate() {
+                    let id = format!("{}/{}", server.name(), shape.id(plan.cfg.size));
+                    progress.step(&id, rep);
+                    let stem = super::run_stem(&id, rep);
+                    let (m, features, prof) = run_one(plan, server, shape, rate, &stem)
+                        .with_context(|| format!("run {id}"))?;
+                    if m.errors > 0 {
+                        notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
+                    }
+                    let cell = cells.entry((si, vi)).or_insert_with(|| Cell {
+                        id: id.clone(),
+                        server: server.name(),
+                        features: features.clone(),
+                        server_threads: matches!(server, ServerSpec::Ringmux { .. })
+                            .then_some(plan.cfg.server_threads),
+                        mode: shape.mode.to_string(),
+                        conns: shape.conns,
+                        size: plan.cfg.size,
+                        pipeline: shape.pipeline,
+                        rate,
+                        runs: Vec::new(),
+                        median: RunMetrics::default(),
+                        min: RunMetrics::default(),
+                        max: RunMetrics::default(),
+                        hgrm: Vec::new(),
+                        hlog: Vec::new(),
+                        profile: None,
+                    });
+                    match prof {
+                        Some(Ok(p)) => profiles.entry((si, vi)).or_default().push(p),
+                        Some(Err(e)) => {
+                            notes.push(format!("{id} run {}: no profile: {e:#}", rep + 1))
+                        }
+                        None => {}
+                    }
+                    cell.runs.push(m);
+                    cell.hgrm.push(format!("runs/{stem}.hgrm"));
+                    cell.hlog.push(format!("runs/{stem}.hlog"));
+                }
+            }
+            if peak.is_none() || rep + 1 == plan.cfg.repeat {
+                peak = closed_peak(plan, &cells);
+            }
+        }
+    }
+    if let Some(r) = plan.shapes.iter().find_map(|s| s.open_rate) {
+        notes.push(format!("open loop at a fixed {r:.0} msgs/s (--open-rate)"));
+    } else if let Some(p) = peak {
+        notes.push(format!("open loop at 50% of the peak closed-loop rate of the slowest ringmux backend ({p:.0} msgs/s)"));
+    }
+    for (k, p) in &profiles {
+        if let Some(c) = cells.get_mut(k) {
+            c.profile = crate::report::profile::combine(p);
+        }
+    }
+    let quiet = if plan.cfg.quiet_secs > 0.0 {
+        quiet_rows(plan, &mut notes)?
+    } else {
+        Vec::new()
+    };
+    let mut cells: Vec<Cell> = cells.into_values().collect();
+    for c in &mut cells {
+        let (med, min, max) = summarize(&c.runs);
+        c.median = med;
+        c.min = min;
+        c.max = max;
+    }
+    let args = serde_json::json!({
+            "backends": plan.cfg.backends, "conns": plan.cfg.conns, "size": plan.cfg.size, "proto": plan.cfg.proto.name(), "duration_s": plan.cfg.duration,
+            "warmup_s": plan.cfg.warmup, "repeat": plan.cfg.repeat, "quick": plan.cfg.quick,
+            "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
+            "server_threads": plan.cfg.server_threads, "load_cpus": plan.load_cpus,
+            "interval_s": plan.interval,
+            "peers": PEERS.iter().filter(|p| plan.servers.iter().any(|s| s.name() == p.0))
+                .map(|p| (p.0.to_string(), serde_json::json!(format!("{} {}", p.2, locked_version(p.2).unwrap_or_else(|| "?".into())))))
+                .collect::<serde_json::Map<_, _>>(),
+    });
+    let results = BenchResults {
+        cells,
+        notes,
+        quiet,
+        ..super::results(start_unix_s, args)
+    };
+    super::write_results(plan, &results)?;
+    Ok(results)
+}
+
+/// The highest closed-loop (unpipelined) median rate of the slowest ringmux backend.
+fn closed_peak(plan: &Plan, cells: &BTreeMap<(usize, usize), Cell>) -> Option<f64> {
+    let mut per_server: BTreeMap<usize, f64> = BTreeMap::new();
+    for (&(si, vi), c) in cells {
+        let s = &plan.shapes[si];
+        if s.rate_fraction.is_some()
+            || s.pipeline > 1
+            || !matches!(plan.servers[vi], ServerSpec::Ringmux { .. })
+        {
+            continue;
+        }
+        let [med, ..] = spread(c.runs.iter().map(|r| r.msgs_per_s).collect());
+        let e = per_server.entry(vi).or_insert(0.0);
+        *e = e.max(med);
+    }
+    per_server.values().copied().reduce(f64::min)
+}
+
+/// [median, min, max] of a non-empty list of values.
+pub fn spread(mut v: Vec<f64>) -> [f64; 3] {
+    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    [median_of(&mut v), min, max]
+}
+
+/// Per-metric median, min and max over runs (errors: their sum, min and max).
+fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
+    fn pick(runs: &[RunMetrics], f: impl Fn(&RunMetrics) -> f64) -> [f64; 3] {
+        spread(runs.iter().map(f).collect())
+    }
+    fn pick_opt(runs: &[RunMetrics], f: impl Fn(&RunMetrics) -> Option<f64>) -> [Option<f64>; 3] {
+        let v: Vec<f64> = runs.iter().filter_map(f).collect();
+        if v.is_empty() {
+            return [None; 3];
+        }
+        spread(v).map(Some)
+    }
+    let mut out: [RunMetrics; 3] = Default::default();
+    macro_rules! set {
+        ($($f:ident),*) => { $( let v = pick(runs, |r| r.$f); for i in 0..3 { out[i].$f = v[i]; } )* };
+    }
+    macro_rules! set_opt {
+        ($($f:ident),*) => { $( let v = pick_opt(runs, |r| r.$f); for i in 0..3 { out[i].$f = v[i]; } )* };
+    }
+    set!(
+        msgs_per_s, mb_per_s, p50_ns, p90_ns, p99_ns, p99_9_ns, p99_99_ns, max_ns
+    );
+    set_opt!(
+        cpu_ns_per_msg,
+        syscalls_per_msg,
+        ctx_switches_per_msg,
+        load_cpu_ns_per_msg,
+        server_busy
+    );
+    let errs: Vec<u64> = runs.iter().map(|r| r.errors).collect();
+    out[0].errors = errs.iter().sum();
+    out[1].errors = errs.iter().copied().min().unwrap_or(0);
+    out[2].errors = errs.iter().copied().max().unwrap_or(0);
+    let [a, b, c] = out;
+    (a, b, c)
+}
+
+/// One run: its figures, the io_uring features the server ran with, and its CPU
+/// profile (when asked).
+type RunOutcome = (RunMetrics, Option<String>, Option<anyhow::Result<Profile>>);
+
+/// One run: fresh server, warm-up, measured load, counters around it.
+fn run_one(
+    plan: &Plan,
+    spec: &ServerSpec,
+    shape: &Shape,
+    rate: Option<f64>,
+    stem: &str,
+) -> anyhow::Result<RunOutcome> {
+    let srv = start_server(plan, spec, stem)?;
+    let limit = Duration::from_secs_f64(plan.cfg.duration + plan.cfg.warmup + 30.0);
+    if plan.cfg.warmup > 0.0 {
+        wait_load(
+            load_cmd(plan, srv.addr, shape, rate, plan.cfg.warmup),
+            "warm-up load",
+            limit,
+        )?;
+    }
+    let pid = srv.child.id();
+    let before = srv.counters()?;
+    let runs = plan.out.join("runs");
+    let run_file = |ext: &str| -> PathBuf { runs.join(format!("{stem}.{ext}")) };
+    let json = run_file("json");
+    let mut cmd = load_cmd(plan, srv.addr, shape, rate, plan.cfg.duration);
+    cmd.args(["--interval", &plan.interval.to_string()])
+        .arg("--json")
+        .arg(&json)
+        .arg("--hgrm")
+        .arg(run_file("hgrm"))
+        .arg("--hlog")
+        .arg(run_file("hlog"));
+    let recording = if plan.profile {
+        Some(profile::Recording::start(pid, &run_file("perf.data")))
+    } else {
+        None
+    };
+    let cpu0 = children_cpu_s();
+    let wall0 = Instant::now();
+    wait_load(cmd, "load", limit)?;
+    let load_cpu = children_cpu_s() - cpu0;
+    let after = srv.counters()?;
+    let wall = wall0.elapsed().as_secs_f64();
+    let prof = recording.map(|r| {
+        let p = r.and_then(profile::Recording::finish);
+        let _ = fs::remove_file(run_file("perf.data"));
+        p
+    });
+    let features = srv.uring_features(spec)?;
+    drop(srv);
+    let r = read_load_result(&json)?;
+    let msgs = r.messages.max(1) as f64;
+    let mut m = crate::report::compare::load_metrics(&r);
+    m.cpu_ns_per_msg = Some((after.cpu_s - before.cpu_s).max(0.0) * 1e9 / msgs);
+    m.syscalls_per_msg = match (before.syscalls, after.syscalls) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / msgs),
+        _ => None,
+    };
+    m.ctx_switches_per_msg = Some(after.ctx.saturating_sub(before.ctx) as f64 / msgs);
+    m.load_cpu_ns_per_msg = Some(load_cpu * 1e9 / msgs);
+    // The load process's own start-up is inside `wall`: a slight underestimate.
+    m.server_busy = (wall > 0.0).then(|| (after.cpu_s - before.cpu_s).max(0.0) / wall);
+    Ok((m, features, prof))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_summary() {
+        assert_eq!(spread(vec![3.0, 1.0, 2.0]), [2.0, 1.0, 3.0]);
+        assert_eq!(spread(vec![4.0, 1.0, 2.0, 3.0]), [2.5, 1.0, 4.0]);
+        let runs: Vec<RunMetrics> = [10.0, 30.0, 20.0]
+            .iter()
+            .map(|&x| RunMetrics {
+                msgs_per_s: x,
+                syscalls_per_msg: Some(x / 10.0),
+                errors: 1,
+                ..Default::default()
+            })
+            .collect();
+        let (med, min, max) = summarize(&runs);
+        assert_eq!(
+            (med.msgs_per_s, min.msgs_per_s, max.msgs_per_s),
+            (20.0, 10.0, 30.0)
+        );
+        assert_eq!(
+            (
+                med.syscalls_per_msg,
+                min.syscalls_per_msg,
+                max.syscalls_per_msg
+            ),
+            (Some(2.0), Some(1.0), Some(3.0))
+        );
+        assert_eq!(med.cpu_ns_per_msg, None);
+        assert_eq!(med.errors, 3);
+    }
+}

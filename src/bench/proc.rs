@@ -1,0 +1,388 @@
+//! The processes of a run: a server started fresh (pinned, on a free port, waited for
+//! until it listens, stopped with SIGTERM), `ringmux load` processes (pinned apart,
+//! bounded in time), and the server's counters at an instant: from /proc for any
+//! server, from a SIGUSR1 stats snapshot for ringmux.
+
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::plan::{LEVEL_MODS, Plan, ServerSpec, Shape};
+use crate::results::schema::LoadResult;
+
+/// Pin the child to `cpus` between fork and exec.
+pub fn pinned(mut cmd: Command, cpus: Option<Vec<usize>>) -> Command {
+    if let Some(cpus) = cpus {
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // sched_setaffinity on a stack-local cpu_set_t (it allocates nothing).
+        unsafe {
+            cmd.pre_exec(move || crate::os::pin_current_thread_to(&cpus));
+        }
+    }
+    cmd
+}
+
+fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Raise this process's open-file limit (servers started later inherit it); one clear
+/// error if even the hard limit is below `need`.
+pub fn ensure_nofile(need: u64) -> anyhow::Result<()> {
+    let lim = crate::os::raise_nofile_limit().context("cannot read RLIMIT_NOFILE")?;
+    if lim.soft < need {
+        bail!(
+            "needs about {need} open files in the bench and in each server, but RLIMIT_NOFILE allows {} (hard limit {}); \
+             raise it (`ulimit -n {need}` as root, or LimitNOFILE=) or ask for fewer connections",
+            lim.soft,
+            lim.hard
+        );
+    }
+    Ok(())
+}
+
+/// Server-side counters at one instant.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    pub cpu_s: f64,
+    pub ctx: u64,
+    pub syscalls: Option<u64>,
+}
+
+/// CPU seconds (user + system, all threads) of a process from /proc/PID/stat, at the
+/// clock-tick resolution (10 ms); 0 when the process is gone.
+pub fn proc_cpu_s(pid: u32) -> f64 {
+    let tck = {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if t > 0 { t as f64 } else { 100.0 }
+    };
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the ")" of the command name: state is field 3; utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(14) + ticks(15)) / tck
+}
+
+/// CPU seconds and context switches of a process (all threads) from /proc.
+pub fn proc_counters(pid: u32) -> Counters {
+    let cpu_s = proc_cpu_s(pid);
+    let mut ctx = 0;
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let s = fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            for l in s.lines() {
+                if l.starts_with("voluntary_ctxt_switches")
+                    || l.starts_with("nonvoluntary_ctxt_switches")
+                {
+                    ctx += l
+                        .split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+    }
+    Counters {
+        cpu_s,
+        ctx,
+        syscalls: None,
+    }
+}
+
+/// Resident memory of a process, KiB (/proc/PID/status).
+#[derive(Debug, Clone, Copy)]
+pub struct Rss {
+    pub vm_kib: u64,
+    pub anon_kib: u64,
+}
+
+impl Rss {
+    pub fn of(pid: u32) -> anyhow::Result<Rss> {
+        let path = format!("/proc/{pid}/status");
+        let s = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .with_context(|| format!("{path} has no {name} (has the server exited?)"))
+        };
+        Ok(Rss {
+            vm_kib: field("VmRSS:")?,
+            anon_kib: field("RssAnon:")?,
+        })
+    }
+}
+
+/// ringmux's own counters via a SIGUSR1 snapshot (µs CPU resolution, syscalls).
+fn ringmux_counters(pid: u32, stats: &Path) -> anyhow::Result<Counters> {
+    let j = stats_snapshot(pid, stats)?;
+    let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
+    Ok(Counters {
+        cpu_s: f("cpu_user_s") + f("cpu_sys_s"),
+        ctx: (f("ctx_voluntary") + f("ctx_involuntary")) as u64,
+        syscalls: j["syscalls_total"].as_u64(),
+    })
+}
+
+/// Ask a ringmux server for a stats snapshot (SIGUSR1) and read it.
+pub fn stats_snapshot(pid: u32, stats: &Path) -> anyhow::Result<serde_json::Value> {
+    let _ = fs::remove_file(stats);
+    // SAFETY: kill(2) on the server process we spawned.
+    unsafe { libc::kill(pid as i32, libc::SIGUSR1) };
+    let t0 = Instant::now();
+    loop {
+        if let Ok(b) = fs::read(stats) {
+            return Ok(serde_json::from_slice(&b)?);
+        }
+        if t0.elapsed() > Duration::from_secs(5) {
+            bail!("server wrote no stats snapshot within 5 s of SIGUSR1");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A server of the matrix, listening; stopped (SIGTERM, then SIGKILL after 5 s) when
+/// dropped.
+pub struct RunningServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// ringmux: its `--json` stats file, rewritten on every SIGUSR1.
+    pub stats: Option<PathBuf>,
+}
+
+impl RunningServer {
+    /// The server's counters now: ringmux's own, else from /proc.
+    pub fn counters(&self) -> anyhow::Result<Counters> {
+        match &self.stats {
+            Some(p) => ringmux_counters(self.child.id(), p),
+            None => Ok(proc_counters(self.child.id())),
+        }
+    }
+
+    /// The io_uring features the server runs with, as its last stats snapshot names
+    /// them (ringmux's uring backend; None for the others).
+    pub fn uring_features(&self, spec: &ServerSpec) -> anyhow::Result<Option<String>> {
+        match &self.stats {
+            Some(p) if spec.is_uring() => {
+                let j: serde_json::Value = serde_json::from_slice(&fs::read(p)?)?;
+                Ok(j["features"].as_str().map(str::to_string))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Start `spec` on a free loopback port, pinned to the plan's server CPUs, and wait
+/// (at most 10 s) until it accepts a connection.
+pub fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Result<RunningServer> {
+    let port = free_port()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let (cmd, stats) = match spec {
+        ServerSpec::Ringmux { backend, level } => {
+            let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
+            let mut c = Command::new(&plan.exe);
+            c.args([
+                "serve",
+                "--quiet",
+                "--addr",
+                &addr.to_string(),
+                "--backend",
+                backend,
+                "--proto",
+                plan.cfg.proto.name(),
+                "--json",
+            ])
+            .arg(&stats);
+            if let Some(l) = level {
+                let mut parts = l.split('+');
+                c.args(["--uring-features", parts.next().unwrap_or("auto")]);
+                for m in parts {
+                    if let Some((_, flag)) = LEVEL_MODS.iter().find(|(k, _)| *k == m) {
+                        c.arg(flag);
+                    }
+                }
+            }
+            if plan.cfg.server_threads > 1 {
+                c.args(["--threads", &plan.cfg.server_threads.to_string()]);
+                if let Some(cpus) = &plan.server_cpus {
+                    c.args(["--cpus", &crate::os::cpus::format_cpu_list(cpus)]);
+                }
+            }
+            (c, Some(stats))
+        }
+        ServerSpec::External { cmd, .. } => {
+            let mut c = Command::new("sh");
+            c.args([
+                "-c",
+                &format!("exec {}", cmd.replace("{addr}", &addr.to_string())),
+            ]);
+            (c, None)
+        }
+    };
+    let mut cmd = pinned(cmd, plan.server_cpus.clone());
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", spec.name()))?;
+    let mut srv = RunningServer { child, addr, stats };
+    let t0 = Instant::now();
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(srv);
+        }
+        if let Ok(Some(st)) = srv.child.try_wait() {
+            bail!("{} exited ({st}) before listening on {addr}", spec.name());
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            bail!("{} did not listen on {addr} within 10 s", spec.name());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ringmux load` against `addr` in `shape` for `duration` seconds (no warm-up of its
+/// own), pinned to the plan's load CPUs with one thread on each (at most one per
+/// connection).
+pub fn load_cmd(
+    plan: &Plan,
+    addr: SocketAddr,
+    shape: &Shape,
+    rate: Option<f64>,
+    duration: f64,
+) -> Command {
+    let mut c = Command::new(&plan.exe);
+    let threads = plan
+        .load_cpus
+        .as_ref()
+        .map_or(1, |l| l.len().min(shape.conns as usize).max(1));
+    c.args([
+        "load",
+        "--quiet",
+        "--allow-errors",
+        "--addr",
+        &addr.to_string(),
+    ])
+    .args([
+        "--conns",
+        &shape.conns.to_string(),
+        "--size",
+        &plan.cfg.size.to_string(),
+        "--proto",
+        plan.cfg.proto.name(),
+    ])
+    .args([
+        "--pipeline",
+        &shape.pipeline.to_string(),
+        "--duration",
+        &duration.to_string(),
+        "--warmup",
+        "0",
+    ])
+    .args(["--threads", &threads.to_string()]);
+    if let Some(r) = rate {
+        c.args(["--rate", &r.to_string()]);
+    }
+    pinned(c, plan.load_cpus.clone())
+}
+
+/// CPU seconds of the children waited for so far (the load processes and servers).
+pub fn children_cpu_s() -> f64 {
+    let u = crate::os::usage_of(libc::RUSAGE_CHILDREN);
+    u.user_s + u.sys_s
+}
+
+/// Run a load process to its end, within `limit`; its stderr in the error when it fails.
+pub fn wait_load(c: Command, what: &str, limit: Duration) -> anyhow::Result<()> {
+    wait_load_watching(c, what, limit, Duration::from_millis(10), || {})
+}
+
+/// [`wait_load`], calling `watch` every `every` while the load runs.
+pub fn wait_load_watching(
+    mut c: Command,
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut watch: impl FnMut(),
+) -> anyhow::Result<()> {
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start ringmux load")?;
+    let t0 = Instant::now();
+    loop {
+        watch();
+        if let Some(st) = child.try_wait()? {
+            if !st.success() {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = io::Read::read_to_string(&mut e, &mut err);
+                }
+                bail!("{what} failed ({st}): {}", err.trim());
+            }
+            return Ok(());
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not finish within {limit:?}");
+        }
+        std::thread::sleep(every);
+    }
+}
+
+/// The result a load process wrote (`load --json`).
+pub fn read_load_result(json: &Path) -> anyhow::Result<LoadResult> {
+    serde_json::from_slice(
+        &fs::read(json).with_context(|| format!("load wrote no {}", json.display()))?,
+    )
+    .with_context(|| format!("{} is not a load result", json.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rss_of_self() {
+        let r = Rss::of(std::process::id()).unwrap();
+        assert!(
+            r.vm_kib > 0 && r.anon_kib > 0 && r.anon_kib <= r.vm_kib,
+            "{r:?}"
+        );
+    }
+}
