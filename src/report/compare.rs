@@ -19,7 +19,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::fmt;
+use super::{bad_input, fmt, read_json};
 use crate::results::schema::{
     BENCH_SCHEMA, BenchResults, Cell, LOAD_SCHEMA, LoadResult, RunMetrics,
 };
@@ -125,37 +125,28 @@ fn plain(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// Bad input: exit code 2.
-fn bad(msg: impl Into<String>) -> anyhow::Error {
-    crate::error::ExitError {
-        code: 2,
-        msg: msg.into(),
-    }
-    .into()
-}
-
 /// Parse "p99=10%,throughput=5%" into (metric index, allowed fraction).
 pub fn parse_limits(s: &str) -> anyhow::Result<Vec<(usize, f64)>> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, val) = part
-            .split_once('=')
-            .ok_or_else(|| bad(format!("--max-regression: {part:?} is not METRIC=PERCENT")))?;
+        let (name, val) = part.split_once('=').ok_or_else(|| {
+            bad_input(format!("--max-regression: {part:?} is not METRIC=PERCENT"))
+        })?;
         let name = name.trim();
         let idx = METRICS.iter().position(|m| m.name == name).ok_or_else(|| {
             let known: Vec<_> = METRICS.iter().map(|m| m.name).collect();
-            bad(format!(
+            bad_input(format!(
                 "--max-regression: unknown metric {name:?} (known: {})",
                 known.join(", ")
             ))
         })?;
         let v: f64 = val.trim().trim_end_matches('%').parse().map_err(|_| {
-            bad(format!(
+            bad_input(format!(
                 "--max-regression: {val:?} for {name} is not a percentage like 10%"
             ))
         })?;
         if !v.is_finite() || v < 0.0 {
-            return Err(bad(format!(
+            return Err(bad_input(format!(
                 "--max-regression: {val:?} for {name} must be a non-negative percentage"
             )));
         }
@@ -176,14 +167,10 @@ pub fn load_cells(path: &Path) -> anyhow::Result<Vec<(String, Figures)>> {
 
 /// Read a results file of either schema: its machine and its entries.
 pub fn load_entries(path: &Path) -> anyhow::Result<(Fingerprint, Vec<(String, Entry)>)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| bad(format!("{}: not JSON: {e}", path.display())))?;
-    let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+    let (v, schema) = read_json(path).map_err(|e| bad_input(format!("{e:#}")))?;
     if schema == BENCH_SCHEMA {
         let r: BenchResults = serde_json::from_value(v).map_err(|e| {
-            bad(format!(
+            bad_input(format!(
                 "{}: not a {BENCH_SCHEMA} file: {e}",
                 path.display()
             ))
@@ -231,7 +218,7 @@ pub fn load_entries(path: &Path) -> anyhow::Result<(Fingerprint, Vec<(String, En
         Ok((fp, cells.chain(idle).collect()))
     } else if schema == LOAD_SCHEMA {
         let r: LoadResult = serde_json::from_value(v)
-            .map_err(|e| bad(format!("{}: not a {LOAD_SCHEMA} file: {e}", path.display())))?;
+            .map_err(|e| bad_input(format!("{}: not a {LOAD_SCHEMA} file: {e}", path.display())))?;
         let m = Figures::Run(load_metrics(&r));
         let e = Entry {
             median: m.clone(),
@@ -241,7 +228,7 @@ pub fn load_entries(path: &Path) -> anyhow::Result<(Fingerprint, Vec<(String, En
         };
         Ok((Fingerprint::of(&r.sys), vec![("load".to_string(), e)]))
     } else {
-        Err(bad(format!(
+        Err(bad_input(format!(
             "{}: schema {schema:?} is neither {BENCH_SCHEMA} nor {LOAD_SCHEMA}",
             path.display()
         )))
@@ -545,7 +532,7 @@ pub fn run(
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "no common cells: base has [{}], head has [{}]",
             ids(&base),
             ids(&head)

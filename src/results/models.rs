@@ -143,4 +143,3 @@ pub fn median_run(runs: &[ModelRun]) -> ModelRun {
         cpu_share: o(&|r| r.cpu_share),
     }
 }
-

@@ -16,4 +16,3 @@ pub struct Profile {
     /// Runs this profile combines (each weighs the same).
     pub runs: u32,
 }
-
