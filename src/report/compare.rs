@@ -23,6 +23,7 @@ use super::{bad_input, fmt, read_json};
 use crate::results::schema::{
     BENCH_SCHEMA, BenchResults, Cell, LOAD_SCHEMA, LoadResult, RunMetrics,
 };
+use crate::results::stats::median;
 
 /// What `compare` reads of one entry: a matrix cell's medians, or a server's median
 /// resident bytes per idle connection.
@@ -373,16 +374,6 @@ impl Rng {
     }
 }
 
-fn median_of(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// 95% percentile-bootstrap interval of the relative change of the medians, head
 /// against base: both samples resampled with replacement [`RESAMPLES`] times with a
 /// fixed seed. None when a side is empty or a change cannot be told (base 0).
@@ -400,7 +391,7 @@ pub fn bootstrap(base: &[f64], head: &[f64]) -> Option<(f64, f64)> {
         for x in h.iter_mut() {
             *x = head[rng.below(head.len())];
         }
-        changes.push(change(median_of(&mut b), median_of(&mut h))?);
+        changes.push(change(median(&mut b), median(&mut h))?);
     }
     changes.sort_by(f64::total_cmp);
     let at = |q: f64| changes[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
@@ -782,7 +773,7 @@ mod tests {
         let mut t = thr.to_vec();
         let mut p = p99.to_vec();
         Entry {
-            median: m(median_of(&mut t), median_of(&mut p)),
+            median: m(median(&mut t), median(&mut p)),
             runs,
             open_rate: open,
             io: "epoll".into(),

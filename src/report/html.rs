@@ -9,7 +9,7 @@ use plotters::chart::MeshStyle;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::fmt;
+use super::fmt::{self, esc};
 use super::md::{
     self, IDLE_COLS, by_shape, headline_rows, idle_lead, idle_rows, ratios, servers, times,
 };
@@ -131,13 +131,6 @@ pub fn load_cell(dir: &Path, c: &Cell, warnings: &mut Vec<String>) -> CellData {
         }
     }
     d
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 fn color_of(servers: &[String], s: &str) -> RGBColor {

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use super::fmt;
+use super::fmt::{self, esc};
 pub use crate::results::models::{
     Claim, ModelPoint, ModelRun, ModelsResults, Slope, Verdict, median_run,
 };
@@ -671,12 +671,6 @@ pub fn models_markdown(m: &ModelsResults) -> String {
         );
     }
     s
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// CPU per message against idle connections, log x axis (idle + 1), one line per

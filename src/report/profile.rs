@@ -22,6 +22,8 @@
 
 use std::collections::BTreeMap;
 
+use super::fmt::esc;
+
 pub use crate::results::profile::Profile;
 
 pub const NETWORK: &str = "network stack";
@@ -457,12 +459,6 @@ pub fn stacked_svg(rows: &[(String, &Profile)]) -> String {
     }
     s.push_str("</svg>");
     s
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
