@@ -143,3 +143,19 @@ pub fn median_run(runs: &[ModelRun]) -> ModelRun {
         cpu_share: o(&|r| r.cpu_share),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_results_read_without_models_fields() {
+        let m: ModelsResults = serde_json::from_str("{}").unwrap();
+        assert!(m.points.is_empty() && m.claims.is_empty());
+        let v = serde_json::to_string(&Verdict::HoldsOnlyWhen("x".into())).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Verdict>(&v).unwrap(),
+            Verdict::HoldsOnlyWhen("x".into())
+        );
+    }
+}
