@@ -6,6 +6,7 @@
 //! - [`compare`]: two results files against regression limits (exit 0/1/2).
 //! - [`md`], [`html`], [`ci`]: report.md, report.html (inline SVG), CI tracker exports.
 
+pub mod charts;
 pub mod ci;
 pub mod compare;
 pub mod cost;
@@ -15,6 +16,7 @@ pub mod md;
 pub mod merge;
 pub mod models;
 pub mod profile;
+pub mod series;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -90,41 +92,10 @@ pub fn report_cmd(dir: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One series of a folder of `load` outputs: (file stem, its .hgrm files, its .hlog files).
-pub type StemFiles = (String, Vec<String>, Vec<String>);
-
-/// The histogram files of a folder grouped by stem, in name order.
-pub fn histogram_files(dir: &Path) -> anyhow::Result<Vec<StemFiles>> {
-    let mut out: Vec<StemFiles> = Vec::new();
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".hgrm") || n.ends_with(".hlog"))
-        .collect();
-    names.sort();
-    for n in names {
-        let (stem, ext) = n.rsplit_once('.').unwrap_or((&n, ""));
-        let i = match out.iter().position(|s| s.0 == stem) {
-            Some(i) => i,
-            None => {
-                out.push((stem.to_string(), Vec::new(), Vec::new()));
-                out.len() - 1
-            }
-        };
-        if ext == "hgrm" {
-            out[i].1.push(n.clone())
-        } else {
-            out[i].2.push(n.clone())
-        }
-    }
-    Ok(out)
-}
-
 /// `report DIR` without results.json. The outer error is bad input (exit 2); the
 /// inner result is a failure to write (exit 1).
 fn files_report(dir: &Path) -> anyhow::Result<anyhow::Result<ExitCode>> {
-    let stems = histogram_files(dir)?;
+    let stems = series::histogram_files(dir)?;
     anyhow::ensure!(
         !stems.is_empty(),
         "{}: neither results.json (from bench) nor .hlog/.hgrm files (from load --hlog/--hgrm) found",
