@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 
-use super::{bad_input, fmt, read_json};
+use super::fmt;
+use super::input::{bad_input, read_json};
 use crate::results::hlog::{Hlog, HlogInterval, read_hlog_file, write_hlog};
 use crate::results::schema::{LOAD_SCHEMA, LoadErrors, LoadResult, Percentiles};
 

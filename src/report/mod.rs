@@ -1,10 +1,21 @@
-//! Pure steps over result files: formats, report rendering, compare, merge.
-//! Imports no backend and opens no socket.
+//! Pure steps over result files: report rendering, compare, merge. Imports no
+//! backend and opens no socket; the file formats and schemas it reads live in
+//! [`crate::results`].
 //!
-//! The file formats and schemas they read live in [`crate::results`].
-//! - [`merge`]: add interval logs from many load processes on absolute time.
+//! - this file: `ringmux report DIR` ([`report_cmd`]) and [`write_reports`], which the
+//!   bench calls after a run.
+//! - [`md`]: report.md, the headline and idle-memory tables (terminal, CI summary).
+//! - [`html`]: report.html, one self-contained page; [`charts`]: its plotters charts;
+//!   [`series`]: the latency series that histogram files hold.
+//! - [`models`]: the IO-model lab: slopes, the eight claims judged, their rendering.
+//! - [`profile`]: `perf report` grouped by what an IO model can change; [`cost`]: the
+//!   idle-cost and profile sections.
+//! - [`ci`]: exports for CI benchmark trackers.
 //! - [`compare`]: two results files against regression limits (exit 0/1/2).
-//! - [`md`], [`html`], [`ci`]: report.md, report.html (inline SVG), CI tracker exports.
+//! - [`merge`]: interval logs from many load processes added on absolute time, or the
+//!   files of `load --agents N` merged into one load result.
+//! - [`fmt`]: numbers for humans, and HTML escaping; `input`: reading result files and
+//!   the bad-input error (exit 2).
 
 pub mod charts;
 pub mod ci;
@@ -12,6 +23,7 @@ pub mod compare;
 pub mod cost;
 pub mod fmt;
 pub mod html;
+mod input;
 pub mod md;
 pub mod merge;
 pub mod models;
@@ -24,32 +36,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::results::schema::{BENCH_SCHEMA, BenchResults};
+use input::{bad_input, read_json};
 
 pub use md::headline_markdown;
-
-/// Bad input: exit code 2 (a missing or malformed file, a bad limit), as clap answers
-/// a malformed command line.
-pub(crate) fn bad_input(msg: impl Into<String>) -> anyhow::Error {
-    crate::error::ExitError {
-        code: 2,
-        msg: msg.into(),
-    }
-    .into()
-}
-
-/// Read a results file as JSON, with its `schema` field ("" when it has none).
-pub(crate) fn read_json(path: &Path) -> anyhow::Result<(serde_json::Value, String)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let schema = v
-        .get("schema")
-        .and_then(|s| s.as_str())
-        .unwrap_or("")
-        .to_string();
-    Ok((v, schema))
-}
 
 /// `ringmux report DIR`: re-render the reports from DIR/results.json, or, in a folder
 /// of `load` outputs without one, draw the .hlog/.hgrm files found there.

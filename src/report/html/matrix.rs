@@ -6,12 +6,12 @@ use std::path::Path;
 
 use plotters::style::RGBColor;
 
-use super::{figure, shape_text};
+use super::page::figure;
 use crate::report::charts::{
     BarRow, Series, Timeline, bars_svg, color_of, hex, spectrum_svg, timeline_svg,
 };
 use crate::report::fmt::{self, esc};
-use crate::report::md::{self, by_shape, headline_rows, ratios, servers, times};
+use crate::report::md::{self, by_shape, headline_rows, ratios, servers, shape_text, times};
 use crate::report::series::{CellData, load_series};
 use crate::results::schema::{BenchResults, Cell, RunMetrics};
 

@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::Verdict;
 use crate::report::fmt;
+use crate::results::models::Verdict;
 use crate::results::stats::median_high;
 
 /// A slope (ns of server CPU per message per watched fd) at or above this counts as

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::{ModelPoint, ModelRun, ModelsResults};
 use crate::report::fmt::{self, esc};
+use crate::results::models::{ModelPoint, ModelRun, ModelsResults};
 
 fn row_fig(r: &ModelRun) -> String {
     format!(
@@ -299,55 +299,4 @@ pub fn models_html(m: &ModelsResults) -> String {
         h.push_str("</section>");
     }
     h
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{judge, slopes};
-    use super::*;
-
-    #[test]
-    fn chart_and_tables_show_every_backend() {
-        let pt = |b: &str, idle: u32, cpu: f64| ModelPoint {
-            sweep: "A".into(),
-            backend: b.into(),
-            idle,
-            conns: 1,
-            runs: vec![ModelRun {
-                cpu_ns_per_msg: cpu,
-                msgs: 10,
-                ..Default::default()
-            }],
-            median: ModelRun {
-                cpu_ns_per_msg: cpu,
-                msgs: 10,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let mut m = ModelsResults {
-            points: vec![
-                pt("poll", 0, 1e4),
-                pt("poll", 10_000, 3e6),
-                pt("epoll", 0, 1e4),
-                pt("epoll", 10_000, 1e4),
-            ],
-            ..Default::default()
-        };
-        m.slopes = slopes(&m.points);
-        m.claims = judge(&m);
-        let svg = idle_chart_svg(&m);
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert!(
-            svg.contains(">10000</text>") && svg.contains(">0</text>") && !svg.contains("NaN"),
-            "{svg}"
-        );
-        let md = models_markdown(&m);
-        assert!(
-            md.contains("## IO models: Claims") && md.contains("| poll | 1 | 10000 |"),
-            "{md}"
-        );
-        assert_eq!(m.claims.len(), 8);
-        assert!(models_html(&m).contains("<table>"));
-    }
 }
