@@ -115,9 +115,7 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
                     c.stroke_width(2),
                 ))?
                 .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
-                });
+                .legend(legend_key(c, 3));
         }
         legend(&mut chart, SeriesLabelPosition::UpperLeft, 16)?;
         root.present()?;
@@ -165,9 +163,7 @@ pub fn timeline_svg(series: &[Timeline]) -> anyhow::Result<String> {
                     c.stroke_width(2),
                 ))?
                 .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3))
-                });
+                .legend(legend_key(c, 3));
             // p50 and max share the server's colour; the caption says which is which, so
             // the legend keeps one line per server.
             chart.draw_series(LineSeries::new(
@@ -324,7 +320,7 @@ pub fn idle_bars_svg(idle: &IdleResults) -> anyhow::Result<String> {
                 red.stroke_width(2),
             ))?
             .label(format!("budget {}", md::budget_text(budget)))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], red.stroke_width(2)));
+            .legend(legend_key(red, 2));
         legend(&mut chart, SeriesLabelPosition::UpperLeft, 16)?;
         root.present()?;
     }
@@ -344,6 +340,11 @@ impl<X: Ranged, Y: Ranged, DB: DrawingBackend> HouseStyle for MeshStyle<'_, '_, 
             .bold_line_style(RGBColor(226, 232, 240))
             .axis_style(RGBColor(148, 163, 184))
     }
+}
+
+/// A series' key in the legend: a short line in its colour.
+fn legend_key(c: RGBColor, width: u32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(width))
 }
 
 /// The legend box every chart draws, in one style.

@@ -283,6 +283,19 @@ pub fn rejudge(m: &mut ModelsResults) {
 mod tests {
     use super::*;
 
+    /// A sweep A point of one run, 1 active connection (its median: that run).
+    fn sweep_a(backend: &str, idle: u32, run: ModelRun) -> ModelPoint {
+        ModelPoint {
+            sweep: "A".into(),
+            backend: backend.into(),
+            idle,
+            conns: 1,
+            median: run.clone(),
+            runs: vec![run],
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn least_squares() {
         assert_eq!(
@@ -295,17 +308,16 @@ mod tests {
 
     #[test]
     fn slopes_fit_every_run_of_sweep_a() {
-        let pt = |b: &str, idle: u32, cpu: f64| ModelPoint {
-            sweep: "A".into(),
-            backend: b.into(),
-            idle,
-            conns: 1,
-            runs: vec![ModelRun {
-                cpu_ns_per_msg: cpu,
-                syscalls_per_msg: Some(2.0),
-                ..Default::default()
-            }],
-            ..Default::default()
+        let pt = |b: &str, idle: u32, cpu: f64| {
+            sweep_a(
+                b,
+                idle,
+                ModelRun {
+                    cpu_ns_per_msg: cpu,
+                    syscalls_per_msg: Some(2.0),
+                    ..Default::default()
+                },
+            )
         };
         let s = slopes(&[
             pt("poll", 0, 1000.0),
@@ -327,22 +339,16 @@ mod tests {
 
     #[test]
     fn chart_and_tables_show_every_backend() {
-        let pt = |b: &str, idle: u32, cpu: f64| ModelPoint {
-            sweep: "A".into(),
-            backend: b.into(),
-            idle,
-            conns: 1,
-            runs: vec![ModelRun {
-                cpu_ns_per_msg: cpu,
-                msgs: 10,
-                ..Default::default()
-            }],
-            median: ModelRun {
-                cpu_ns_per_msg: cpu,
-                msgs: 10,
-                ..Default::default()
-            },
-            ..Default::default()
+        let pt = |b: &str, idle: u32, cpu: f64| {
+            sweep_a(
+                b,
+                idle,
+                ModelRun {
+                    cpu_ns_per_msg: cpu,
+                    msgs: 10,
+                    ..Default::default()
+                },
+            )
         };
         let mut m = ModelsResults {
             points: vec![
