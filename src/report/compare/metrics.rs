@@ -126,7 +126,7 @@ mod tests {
         assert!(parse_limits("").unwrap().is_empty());
         for bad in ["p99=abc", "latency=10%", "p99", "p99=-5%", "p99=nan"] {
             let e = parse_limits(bad).unwrap_err();
-            assert_eq!(crate::exit_code_of(&e), 2, "{bad}");
+            assert_eq!(crate::error::exit_code_of(&e), 2, "{bad}");
         }
     }
 }
