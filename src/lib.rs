@@ -48,9 +48,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Probe(a) => probe::probe_cmd(a.json),
         Command::Load(a) => load::load_cmd(usage(a.command())?),
         Command::Bench(a) => bench::bench_cmd(a.into()),
-        Command::Report(a) => report::report_cmd(a),
-        Command::Compare(a) => report::compare_cmd(a),
-        Command::Merge(a) => report::merge_cmd(a),
+        Command::Report(a) => report::report_cmd(&a.dir),
+        Command::Compare(a) => report::compare::run(&a.base, &a.head, &a.max_regression, a.strict),
+        Command::Merge(a) => report::merge::merge_cmd(&a.inputs, &a.output, a.allow_partial),
         Command::Client(a) => client::client_cmd(
             a.addr,
             std::time::Duration::from_secs_f64(a.connect_timeout),

@@ -16,9 +16,9 @@ use super::plan::{Plan, ServerSpec, Shape};
 use super::proc::{children_cpu_s, load_cmd, read_load_result, start_server, wait_load};
 use super::profile;
 use super::quiet::quiet_rows;
-use crate::report::compare::median_of;
 use crate::report::profile::Profile;
 use crate::results::schema::{BenchResults, Cell, RunMetrics};
+use crate::results::stats::median;
 
 /// Run the matrix, write results.json and the reports into `plan.out`.
 pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
@@ -154,7 +154,7 @@ fn closed_peak(plan: &Plan, cells: &BTreeMap<(usize, usize), Cell>) -> Option<f6
 pub fn spread(mut v: Vec<f64>) -> [f64; 3] {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    [median_of(&mut v), min, max]
+    [median(&mut v), min, max]
 }
 
 /// Per-metric median, min and max over runs (errors: their sum, min and max).

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use super::fmt::esc;
 use super::profile::{GROUPS, Profile, stacked_svg};
 use crate::results::schema::BenchResults;
 
@@ -134,13 +135,6 @@ pub fn cost_html(r: &BenchResults) -> String {
         h.push_str("</tbody></table></div></section>\n");
     }
     h
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

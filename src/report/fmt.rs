@@ -1,4 +1,5 @@
-//! Human-friendly numbers for tables: durations from nanoseconds, rates, counts.
+//! Human-friendly numbers for tables (durations from nanoseconds, rates, counts,
+//! sizes), and text made safe for HTML.
 
 /// A duration given in nanoseconds, with three significant digits and a unit chosen
 /// so the number stays between 1 and 1000: "850 ns", "12.3 µs", "1.23 ms", "2.50 s".
@@ -105,6 +106,14 @@ pub fn pct(change: f64) -> String {
 
 pub use crate::results::time::{java_date, utc};
 
+/// Text made safe inside HTML and SVG, in an element or a quoted attribute.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +144,13 @@ mod tests {
         assert_eq!(bytes(15_770.0), "15.4 KiB");
         assert_eq!(bytes(3_788.0 * 1024.0), "3.70 MiB");
         assert_eq!(bytes(-40.0), "-40.0 B");
+    }
+
+    #[test]
+    fn html_escaping() {
+        assert_eq!(
+            esc(r#"<a href="x">&</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&lt;/a&gt;"
+        );
     }
 }

@@ -92,6 +92,37 @@ pub fn shape_key(c: &Cell) -> String {
     s
 }
 
+/// "closed c50 s128 p8 @166k/s" as a reader says it: "closed loop · 50 connections ·
+/// 128 B messages · 8 in flight · 166k msgs/s asked".
+pub fn shape_text(key: &str) -> String {
+    let mut out = Vec::new();
+    for t in key.split_whitespace() {
+        let num = |p: &str| {
+            t.strip_prefix(p)
+                .filter(|r| r.chars().all(|c| c.is_ascii_digit()) && !r.is_empty())
+        };
+        out.push(match t {
+            "closed" => "closed loop".to_string(),
+            "pipelined" => "closed loop, pipelined".to_string(),
+            "open" => "open loop".to_string(),
+            _ if num("c").is_some() => {
+                let n = num("c").unwrap_or_default();
+                format!("{n} connection{}", if n == "1" { "" } else { "s" })
+            }
+            _ if num("s").is_some() => format!("{} B messages", num("s").unwrap_or_default()),
+            _ if num("p").is_some() => {
+                format!("{} in flight per connection", num("p").unwrap_or_default())
+            }
+            _ if t.starts_with('@') => format!(
+                "{} asked",
+                t.trim_start_matches('@').replace("/s", " msgs/s")
+            ),
+            _ => t.to_string(),
+        });
+    }
+    out.join(" · ")
+}
+
 /// Shapes in first-seen order, each with its cells in first-seen order.
 pub fn by_shape(r: &BenchResults) -> Vec<(String, Vec<&Cell>)> {
     let mut out: Vec<(String, Vec<&Cell>)> = Vec::new();
@@ -446,5 +477,21 @@ mod tests {
             "Servers: epoll. Server and load generator not pinned apart. Quick matrix (--quick)."
         );
         assert_eq!(matrix_text(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
+    }
+
+    #[test]
+    fn shapes_read_as_words() {
+        assert_eq!(
+            shape_text("closed c1 s128"),
+            "closed loop · 1 connection · 128 B messages"
+        );
+        assert_eq!(
+            shape_text("pipelined c50 s128 p8"),
+            "closed loop, pipelined · 50 connections · 128 B messages · 8 in flight per connection"
+        );
+        assert_eq!(
+            shape_text("open c50 s128 @166k/s"),
+            "open loop · 50 connections · 128 B messages · 166k msgs/s asked"
+        );
     }
 }

@@ -15,8 +15,30 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 
 use super::fmt;
+use super::input::{bad_input, read_json};
 use crate::results::hlog::{Hlog, HlogInterval, read_hlog_file, write_hlog};
 use crate::results::schema::{LOAD_SCHEMA, LoadErrors, LoadResult, Percentiles};
+
+/// `ringmux merge`: one folder of `load --agents N` outputs into one load result
+/// ([`run_agents`]), or interval logs into one ([`run`]).
+pub fn merge_cmd(
+    inputs: &[PathBuf],
+    output: &Path,
+    allow_partial: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    if let [dir] = inputs
+        && dir.is_dir()
+    {
+        return run_agents(dir, output, allow_partial);
+    }
+    // A missing input is bad usage (exit 2), like compare's; checked here so that
+    // `run` keeps its own errors (unreadable or malformed logs) as they are.
+    if let Some(p) = inputs.iter().find(|p| !p.exists()) {
+        return Err(bad_input(format!("{}: no such file", p.display())));
+    }
+    run(inputs, output)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
 
 /// Merge the logs; returns the merged log (not yet written).
 pub fn merge_logs(logs: &[Hlog]) -> anyhow::Result<Hlog> {
@@ -108,11 +130,8 @@ pub fn read_agents(dir: &Path) -> anyhow::Result<Vec<AgentFiles>> {
     names.sort();
     let mut out = Vec::new();
     for p in names {
-        let text =
-            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", p.display()))?;
-        if v.get("schema").and_then(|s| s.as_str()) != Some(LOAD_SCHEMA) {
+        let (v, schema) = read_json(&p)?;
+        if schema != LOAD_SCHEMA {
             continue;
         }
         let result: LoadResult = serde_json::from_value(v)
@@ -334,7 +353,7 @@ pub fn run_agents(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-pub fn run(inputs: &[PathBuf], output: &std::path::Path) -> anyhow::Result<()> {
+pub fn run(inputs: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(!inputs.is_empty(), "no input logs given");
     let logs = inputs
         .iter()

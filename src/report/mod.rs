@@ -1,64 +1,73 @@
-//! Pure steps over result files: formats, report rendering, compare, merge.
-//! Imports no backend and opens no socket.
+//! Pure steps over result files: report rendering, compare, merge. Imports no
+//! backend and opens no socket; the file formats and schemas it reads live in
+//! [`crate::results`].
 //!
-//! The file formats and schemas they read live in [`crate::results`].
-//! - [`merge`]: add interval logs from many load processes on absolute time.
+//! - this file: `ringmux report DIR` ([`report_cmd`]) and [`write_reports`], which the
+//!   bench calls after a run.
+//! - [`md`]: report.md, the headline and idle-memory tables (terminal, CI summary).
+//! - [`html`]: report.html, one self-contained page; [`charts`]: its plotters charts;
+//!   [`series`]: the latency series that histogram files hold.
+//! - [`models`]: the IO-model lab: slopes, the eight claims judged, their rendering.
+//! - [`profile`]: `perf report` grouped by what an IO model can change; [`cost`]: the
+//!   idle-cost and profile sections.
+//! - [`ci`]: exports for CI benchmark trackers.
 //! - [`compare`]: two results files against regression limits (exit 0/1/2).
-//! - [`md`], [`html`], [`ci`]: report.md, report.html (inline SVG), CI tracker exports.
+//! - [`merge`]: interval logs from many load processes added on absolute time, or the
+//!   files of `load --agents N` merged into one load result.
+//! - [`fmt`]: numbers for humans, and HTML escaping; `input`: reading result files and
+//!   the bad-input error (exit 2).
 
+pub mod charts;
 pub mod ci;
 pub mod compare;
 pub mod cost;
 pub mod fmt;
 pub mod html;
+mod input;
 pub mod md;
 pub mod merge;
 pub mod models;
 pub mod profile;
+pub mod series;
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::cli::{CompareArgs, MergeArgs, ReportArgs};
+use crate::results::schema::{BENCH_SCHEMA, BenchResults};
+use input::{bad_input, read_json};
 
 pub use md::headline_markdown;
 
 /// `ringmux report DIR`: re-render the reports from DIR/results.json, or, in a folder
 /// of `load` outputs without one, draw the .hlog/.hgrm files found there.
-pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
-    let bad = |msg: String| crate::error::ExitError { code: 2, msg };
-    if !a.dir.is_dir() {
-        return Err(bad(format!("{}: no such folder", a.dir.display())).into());
+pub fn report_cmd(dir: &Path) -> anyhow::Result<ExitCode> {
+    if !dir.is_dir() {
+        return Err(bad_input(format!("{}: no such folder", dir.display())));
     }
-    let path = a.dir.join("results.json");
+    let path = dir.join("results.json");
     if !path.exists() {
-        return files_report(&a.dir)
-            .map_err(|e| bad(format!("{e:#}")).into())
+        return files_report(dir)
+            .map_err(|e| bad_input(format!("{e:#}")))
             .and_then(|r| r);
     }
-    let read = || -> anyhow::Result<crate::results::schema::BenchResults> {
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-        let schema = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+    let read = || -> anyhow::Result<BenchResults> {
+        let (v, schema) = read_json(&path)?;
         anyhow::ensure!(
-            schema == crate::results::schema::BENCH_SCHEMA,
-            "{}: schema {schema:?} is not {}",
-            path.display(),
-            crate::results::schema::BENCH_SCHEMA
+            schema == BENCH_SCHEMA,
+            "{}: schema {schema:?} is not {BENCH_SCHEMA}",
+            path.display()
         );
         serde_json::from_value(v)
             .with_context(|| format!("{}: not a bench results file", path.display()))
     };
-    let mut results = read().map_err(|e| bad(format!("{e:#}")))?;
+    let mut results = read().map_err(|e| bad_input(format!("{e:#}")))?;
     if let Some(m) = results.models.as_mut() {
         models::rejudge(m);
         print!("## IO models: Claims\n\n{}", models::claims_markdown(m));
     }
-    let warnings = write_reports_inner(&a.dir, &results)?;
+    let warnings = write_reports_inner(dir, &results)?;
     for w in &warnings {
         eprintln!("ringmux: warning: {w}");
     }
@@ -68,45 +77,14 @@ pub fn report_cmd(a: ReportArgs) -> anyhow::Result<ExitCode> {
     if let Some(idle) = &results.idle {
         print!("{}", md::idle_markdown(idle));
     }
-    println!("\nreport: {}", a.dir.join("report.html").display());
+    println!("\nreport: {}", dir.join("report.html").display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// One series of a folder of `load` outputs: (file stem, its .hgrm files, its .hlog files).
-pub type StemFiles = (String, Vec<String>, Vec<String>);
-
-/// The histogram files of a folder grouped by stem, in name order.
-pub fn histogram_files(dir: &Path) -> anyhow::Result<Vec<StemFiles>> {
-    let mut out: Vec<StemFiles> = Vec::new();
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".hgrm") || n.ends_with(".hlog"))
-        .collect();
-    names.sort();
-    for n in names {
-        let (stem, ext) = n.rsplit_once('.').unwrap_or((&n, ""));
-        let i = match out.iter().position(|s| s.0 == stem) {
-            Some(i) => i,
-            None => {
-                out.push((stem.to_string(), Vec::new(), Vec::new()));
-                out.len() - 1
-            }
-        };
-        if ext == "hgrm" {
-            out[i].1.push(n.clone())
-        } else {
-            out[i].2.push(n.clone())
-        }
-    }
-    Ok(out)
 }
 
 /// `report DIR` without results.json. The outer error is bad input (exit 2); the
 /// inner result is a failure to write (exit 1).
 fn files_report(dir: &Path) -> anyhow::Result<anyhow::Result<ExitCode>> {
-    let stems = histogram_files(dir)?;
+    let stems = series::histogram_files(dir)?;
     anyhow::ensure!(
         !stems.is_empty(),
         "{}: neither results.json (from bench) nor .hlog/.hgrm files (from load --hlog/--hgrm) found",
@@ -127,46 +105,15 @@ fn files_report(dir: &Path) -> anyhow::Result<anyhow::Result<ExitCode>> {
     })())
 }
 
-/// `ringmux compare BASE HEAD`: exit 0 within limits, 1 on a regression, 2 on bad input.
-pub fn compare_cmd(a: CompareArgs) -> anyhow::Result<ExitCode> {
-    compare::run(&a.base, &a.head, &a.max_regression, a.strict)
-}
-
-/// `ringmux merge a.hlog b.hlog -o out.hlog`.
-pub fn merge_cmd(a: MergeArgs) -> anyhow::Result<ExitCode> {
-    if let [dir] = a.inputs.as_slice()
-        && dir.is_dir()
-    {
-        return merge::run_agents(dir, &a.output, a.allow_partial);
-    }
-    // A missing input is bad usage (exit 2), like compare's; checked here so that
-    // merge::run keeps its own errors (unreadable or malformed logs) as they are.
-    if let Some(p) = a.inputs.iter().find(|p| !p.exists()) {
-        return Err(crate::error::ExitError {
-            code: 2,
-            msg: format!("{}: no such file", p.display()),
-        }
-        .into());
-    }
-    merge::run(&a.inputs, &a.output)?;
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Called by the bench orchestrator after a run: writes report.md, report.html, ci/github-action-benchmark.json, ci/bencher.json into `dir` from `results` and the histogram files named in each cell (paths relative to dir).
 ///
 /// Unreadable histogram files do not fail the report: they are named in its notes.
-pub fn write_reports(
-    dir: &Path,
-    results: &crate::results::schema::BenchResults,
-) -> anyhow::Result<()> {
+pub fn write_reports(dir: &Path, results: &BenchResults) -> anyhow::Result<()> {
     write_reports_inner(dir, results).map(|_| ())
 }
 
 /// As [`write_reports`], returning the warnings (files that could not be read).
-fn write_reports_inner(
-    dir: &Path,
-    results: &crate::results::schema::BenchResults,
-) -> anyhow::Result<Vec<String>> {
+fn write_reports_inner(dir: &Path, results: &BenchResults) -> anyhow::Result<Vec<String>> {
     let write = |name: &str, bytes: &[u8]| -> anyhow::Result<()> {
         let p = dir.join(name);
         if let Some(parent) = p.parent() {

@@ -22,7 +22,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use super::fmt::esc;
+
+pub use crate::results::profile::Profile;
 
 pub const NETWORK: &str = "network stack";
 pub const IO_URING: &str = "io_uring";
@@ -328,18 +330,6 @@ pub fn group_of(sym: &str, kernel: bool) -> &'static str {
     OTHER
 }
 
-/// CPU shares by group (percent of the recorded samples, summing to about 100), and
-/// the heaviest symbols.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Profile {
-    /// Percent of samples per group ([`GROUPS`] names).
-    pub groups: BTreeMap<String, f64>,
-    /// The heaviest symbols: (group, symbol, percent), heaviest first (at most 12).
-    pub top: Vec<(String, String, f64)>,
-    /// Runs this profile combines (each weighs the same).
-    pub runs: u32,
-}
-
 /// Parse `perf report --stdio --no-children --sort dso,sym -q` output: lines like
 /// `    12.34%  [kernel.kallsyms]  [k] tcp_sendmsg_locked`. Lines that are not samples
 /// (headers, blank lines, call chains) are skipped.
@@ -469,12 +459,6 @@ pub fn stacked_svg(rows: &[(String, &Profile)]) -> String {
     }
     s.push_str("</svg>");
     s
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]

@@ -237,7 +237,7 @@ pub struct Cell {
     /// `bench --profile`: where the server's CPU went (perf samples grouped), the
     /// mean of the runs' shares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<crate::report::profile::Profile>,
+    pub profile: Option<super::profile::Profile>,
 }
 
 /// What `ringmux bench` writes as results.json.
@@ -261,7 +261,7 @@ pub struct BenchResults {
     pub quiet: Vec<QuietRow>,
     /// `bench --preset models`: the IO-model lab's sweeps and claims.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub models: Option<crate::report::models::ModelsResults>,
+    pub models: Option<super::models::ModelsResults>,
 }
 
 /// One server sitting idle for `seconds` with `conns` silent connections open.
