@@ -302,7 +302,7 @@ mod tests {
         hub.close(c);
         assert_eq!(hub.next_send(c), None, "closed and sent: the writer ends");
         // Past HARD_CAPS caps, at once (d holds 10 bytes, in flight for none).
-        assert_eq!(hub.post(a, &vec![b'x'; HARD_CAPS * 10]), 1);
+        assert_eq!(hub.post(a, &[b'x'; HARD_CAPS * 10]), 1);
         assert!(hub.dropped(d));
         assert!(hub.wait_below(a));
         assert!(!hub.wait_below(b));
