@@ -3,7 +3,21 @@
 
 use std::time::Duration;
 
+use std::path::Path;
+
+use ringmux::results::schema::BenchResults;
+
 use crate::util::{BIN, Finished, Variant, run_bounded};
+
+/// `ringmux ARGS`, a bench writing into `out`, to its end (at most `limit`) and exit 0:
+/// the run and the results.json it wrote.
+fn bench(args: &[&str], out: &Path, limit: Duration) -> (Finished, BenchResults) {
+    let run = run_bounded(args, limit);
+    assert!(run.status.success(), "bench failed\n{}", run.explain());
+    let r = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap())
+        .unwrap_or_else(|e| panic!("results.json does not parse ({e})\n{}", run.explain()));
+    (run, r)
+}
 
 /// `--server-threads 2`: ringmux servers run two event loops, the merged SIGUSR1
 /// snapshots still give their syscall counts, and results.json records the threads.
@@ -27,19 +41,7 @@ fn bench_with_two_server_threads() {
         "--out",
         out_s,
     ];
-    let Finished {
-        status,
-        stdout,
-        stderr,
-        ..
-    } = run_bounded(&args, Duration::from_secs(120));
-    assert!(
-        status.success(),
-        "bench failed: {status}\n{stdout}\n{stderr}"
-    );
-    let r: ringmux::results::schema::BenchResults =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap())
-            .expect("results.json parses");
+    let (_, r) = bench(&args, &out, Duration::from_secs(120));
     assert_eq!(r.args["server_threads"], 2, "{}", r.args);
     assert!(
         r.notes.iter().any(|n| n.contains("2 event loops")),
@@ -118,28 +120,18 @@ fn quick_bench_end_to_end() {
         );
         args.push("--no-peers");
     }
-    let Finished {
-        status,
-        stdout,
-        stderr,
-        ..
-    } = run_bounded(&args, Duration::from_secs(180));
+    let (run, r) = bench(&args, &out, Duration::from_secs(180));
     assert!(
-        status.success(),
-        "bench failed: {status}\n{stdout}\n{stderr}"
+        !run.stderr.contains("building the reference peers"),
+        "the peers were there: nothing to build\n{}",
+        run.stderr
     );
     assert!(
-        !stderr.contains("building the reference peers"),
-        "the peers were there: nothing to build\n{stderr}"
-    );
-    assert!(
-        stdout.contains("| server |") && stdout.contains("report.html"),
-        "{stdout}"
+        run.stdout.contains("| server |") && run.stdout.contains("report.html"),
+        "{}",
+        run.stdout
     );
 
-    let r: ringmux::results::schema::BenchResults =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap())
-            .expect("results.json parses");
     assert_eq!(r.schema, "ringmux.bench/1");
     let servers: std::collections::BTreeSet<&str> =
         r.cells.iter().map(|c| c.server.as_str()).collect();
@@ -228,12 +220,7 @@ fn quick_bench_end_to_end() {
 fn idle_bench_end_to_end() {
     let out = std::env::temp_dir().join(format!("ringmux-bench-idle-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let Finished {
-        status,
-        stdout,
-        stderr,
-        ..
-    } = run_bounded(
+    let (run, r) = bench(
         &[
             "bench",
             "--idle-conns",
@@ -245,21 +232,17 @@ fn idle_bench_end_to_end() {
             "--out",
             out.to_str().unwrap(),
         ],
+        &out,
         Duration::from_secs(120),
     );
     assert!(
-        status.success(),
-        "bench --idle-conns failed: {status}\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("| server | features | conns | bytes/conn")
-            && stdout.contains("report.html"),
-        "{stdout}"
+        run.stdout
+            .contains("| server | features | conns | bytes/conn")
+            && run.stdout.contains("report.html"),
+        "{}",
+        run.stdout
     );
 
-    let r: ringmux::results::schema::BenchResults =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap())
-            .expect("results.json parses");
     assert_eq!(r.schema, "ringmux.bench/1");
     assert!(
         r.cells.is_empty(),
@@ -338,12 +321,7 @@ fn idle_bench_end_to_end() {
     assert_eq!(gab.as_array().unwrap().len(), idle.servers.len());
 
     let results = out.join("results.json");
-    let Finished {
-        status,
-        stdout: cmp,
-        stderr: err,
-        ..
-    } = run_bounded(
+    let cmp = run_bounded(
         &[
             "compare",
             results.to_str().unwrap(),
@@ -354,13 +332,18 @@ fn idle_bench_end_to_end() {
         Duration::from_secs(20),
     );
     assert!(
-        status.success(),
-        "compare an idle run with itself: {status}\n{cmp}\n{err}"
+        cmp.status.success(),
+        "compare an idle run with itself\n{}",
+        cmp.explain()
     );
     assert_eq!(
-        cmp.lines().filter(|l| l.contains(" memory ")).count(),
+        cmp.stdout
+            .lines()
+            .filter(|l| l.contains(" memory "))
+            .count(),
         idle.servers.len(),
-        "{cmp}"
+        "{}",
+        cmp.stdout
     );
     let _ = std::fs::remove_dir_all(&out);
 }

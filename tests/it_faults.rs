@@ -34,13 +34,7 @@ fn json_path(test: &str, v: Variant) -> std::path::PathBuf {
 
 /// Stop the server (exit 0 expected) and return its final stats.
 fn stop_stats(srv: Server, json: &std::path::Path, v: Variant) -> serde_json::Value {
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?}; stderr: {}",
-        st.status,
-        st.stderr
-    );
+    srv.stop_ok(Duration::from_secs(10));
     let j = read_json(json);
     let _ = std::fs::remove_file(json);
     assert_eq!(

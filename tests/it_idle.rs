@@ -111,8 +111,7 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
         // is asserted instead, and the measurement is recorded as skipped.
         let first = srv.connect_echoed(1, 16).pop().unwrap();
         drop(assert_second_client_waits(&srv, first));
-        let st = srv.stop(Duration::from_secs(10));
-        assert!(st.status.success(), "{v:?}\n{}", st.explain());
+        srv.stop_ok(Duration::from_secs(10));
         record_skip(
             "idle_memory_under_1kib_per_connection",
             &format!("{v:?}"),
@@ -258,8 +257,7 @@ backend_test!(idle_server_sleeps, |v| {
         let conns = srv.connect_echoed(100, 16);
         assert_busy(&srv, v, &json, "100 idle connections", 10_000.0, 0.05);
         drop(conns);
-        let st = srv.stop(Duration::from_secs(10));
-        assert!(st.status.success(), "{v:?}\n{}", st.explain());
+        srv.stop_ok(Duration::from_secs(10));
         let _ = std::fs::remove_file(&json);
         return;
     }
@@ -271,13 +269,7 @@ backend_test!(idle_server_sleeps, |v| {
     let conns = srv.connect_echoed(if v.concurrent() { 1000 } else { 1 }, 16);
     assert_idle(&srv, v, &json, "1000 idle connections");
     drop(conns);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?}, stderr {}",
-        st.status,
-        st.stderr
-    );
+    srv.stop_ok(Duration::from_secs(10));
     let _ = std::fs::remove_file(&json);
 });
 
@@ -310,8 +302,7 @@ fn coalescing_wait_sleeps_when_idle() {
                 "100 idle connections, --uring-wait coalesce",
             );
             drop(conns);
-            let st = srv.stop(Duration::from_secs(10));
-            assert!(st.status.success(), "{v:?}\n{}", st.explain());
+            srv.stop_ok(Duration::from_secs(10));
             let _ = std::fs::remove_file(&json);
         },
     );

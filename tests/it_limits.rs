@@ -129,8 +129,7 @@ backend_test!(idle_timeout_closes_silent_keeps_active, |v| {
         }
     }
     drop(active);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {}", st.stderr);
+    srv.stop_ok(Duration::from_secs(10));
     let j = read_json(&json);
     assert_eq!(j["idle_timeouts"], n as u64, "{j}");
 });
@@ -182,8 +181,7 @@ backend_test!(slowloris_head_gets_408, |v| {
     s.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"HTTP/1.1 200 OK\r\n");
     drop(s);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {}", st.stderr);
+    srv.stop_ok(Duration::from_secs(10));
     assert_eq!(read_json(&json)["header_timeouts"], 1);
 });
 
@@ -223,8 +221,7 @@ backend_test!(max_conns_refuses_over_n_serves_n, |v| {
     }
     assert!(again.is_some(), "{v:?}: no place freed after a close");
     drop((five, again));
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {}", st.stderr);
+    srv.stop_ok(Duration::from_secs(10));
     let j = read_json(&json);
     let refused = j["refused_max_conns"].as_u64().unwrap();
     assert!(refused >= 3, "{j}");
@@ -355,11 +352,8 @@ backend_test!(emfile_backs_off_and_serves_everyone_later, |v| {
         "{v:?}: served {served}, server fds {} under a limit of 40",
         srv.fd_count()
     );
-    if !v.concurrent() {
-        // blocking: one connection at a time never runs out of descriptors; the
-        // others wait in the backlog and are served in turn.
-        assert_eq!(served, 1, "{v:?}: blocking served {served} at once");
-        drop(first);
+    // Every waiting client gets its echo (each leaves once answered).
+    let serve_waiting = |waiting: Vec<TcpStream>| {
         for (i, mut c) in waiting.into_iter().enumerate() {
             c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let mut b = [0u8; 2];
@@ -367,6 +361,13 @@ backend_test!(emfile_backs_off_and_serves_everyone_later, |v| {
                 .unwrap_or_else(|e| panic!("{v:?}: waiting client {i} never served: {e}"));
             assert_eq!(&b, b"hi");
         }
+    };
+    if !v.concurrent() {
+        // blocking: one connection at a time never runs out of descriptors; the
+        // others wait in the backlog and are served in turn.
+        assert_eq!(served, 1, "{v:?}: blocking served {served} at once");
+        drop(first);
+        serve_waiting(waiting);
         let st = srv.stop(Duration::from_secs(10));
         assert!(
             st.stdout.contains("accepted=60 closed=60") && st.stdout.contains("accept_backoffs=0"),
@@ -387,15 +388,8 @@ backend_test!(emfile_backs_off_and_serves_everyone_later, |v| {
     // Each waiting client leaves once answered, freeing its fd for the next: the
     // sweep above may stop before the server is full, so more may wait than fit.
     let n_wait = waiting.len();
-    for (i, mut c) in waiting.into_iter().enumerate() {
-        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut b = [0u8; 2];
-        c.read_exact(&mut b)
-            .unwrap_or_else(|e| panic!("{v:?}: waiting client {i} never served: {e}"));
-        assert_eq!(&b, b"hi");
-    }
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {}", st.stderr);
+    serve_waiting(waiting);
+    let st = srv.stop_ok(Duration::from_secs(10));
     let backoffs = counter(&st.stdout, "accept_backoffs");
     assert!(
         backoffs > 0,

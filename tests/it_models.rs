@@ -91,12 +91,8 @@ fn select_refuses_fd_setsize_and_keeps_serving() {
         .count();
     assert_eq!(warn, 1, "one warning line for the burst: {}", srv.stderr());
     drop(conns);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success() && st.stdout.contains("refused_fd_setsize="),
-        "{}",
-        st.stdout
-    );
+    let st = srv.stop_ok(Duration::from_secs(10));
+    assert!(st.stdout.contains("refused_fd_setsize="), "{}", st.stdout);
     let _ = std::fs::remove_file(&json);
 }
 
@@ -134,8 +130,7 @@ fn sigio_overflow_rescans_and_loses_nothing() {
         }
     }
     drop(conns);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{}", st.stderr);
+    srv.stop_ok(Duration::from_secs(10));
     let j = read_json(&json);
     let _ = std::fs::remove_file(&json);
     assert!(
@@ -189,12 +184,8 @@ fn busypoll_counts_eagains_while_idle() {
     c.write_all(b"x").unwrap();
     assert_eq!(read_varied(&mut c, 1), b"x");
     drop(c);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success() && st.stdout.contains("busypoll: eagain="),
-        "{}",
-        st.stdout
-    );
+    let st = srv.stop_ok(Duration::from_secs(10));
+    assert!(st.stdout.contains("busypoll: eagain="), "{}", st.stdout);
     let _ = std::fs::remove_file(&json);
 }
 
@@ -278,8 +269,7 @@ fn threads_stats_add_up_over_every_thread() {
         Duration::from_secs(5),
         || srv.snapshot(&json)["connections_closed"] == 30
     ));
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{}", st.stderr);
+    srv.stop_ok(Duration::from_secs(10));
     let j = read_json(&json);
     let _ = std::fs::remove_file(&json);
     let sc = |k: &str| j["syscalls"][k].as_u64().unwrap_or(0);

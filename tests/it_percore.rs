@@ -4,16 +4,33 @@
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::backend_test;
 use crate::util::{
-    BIN, Running, Server, Variant, allowed_cpus, assert_closed, assert_threads_refused,
+    BIN, Running, Server, Variant, allowed_cpus, assert_drains, assert_threads_refused,
     assert_usage_error, payload, proc_status, read_json, read_varied, record_skip, run_bounded,
     scratch_dir, serve_args, wait_until, with_rlimit,
 };
+
+/// `--threads 2 --stats-json DIR/stats.json` in a fresh folder: the server, the folder
+/// and the stats file; None once the refusal is asserted (no event loop to run twice).
+fn start_two_loops(v: Variant, tag: &str) -> Option<(Server, PathBuf, PathBuf)> {
+    if !v.has_event_loop() {
+        assert_threads_refused(v, &["--threads", "2"]);
+        return None;
+    }
+    let dir = scratch_dir(&format!("{tag}-{v:?}"));
+    let json = dir.join("stats.json");
+    let srv = Server::start(
+        v,
+        &["--threads", "2", "--stats-json", json.to_str().unwrap()],
+    );
+    Some((srv, dir, json))
+}
 
 /// Each loop's accepted count from a stats file's per_thread list.
 fn per_thread_accepted(j: &serde_json::Value) -> Vec<u64> {
@@ -26,15 +43,9 @@ fn per_thread_accepted(j: &serde_json::Value) -> Vec<u64> {
 }
 
 backend_test!(threads_two_echo_200_connections_on_both_loops, |v| {
-    if !v.has_event_loop() {
-        return assert_threads_refused(v, &["--threads", "2"]);
-    }
-    let dir = scratch_dir(&format!("t2echo-{v:?}"));
-    let json = dir.join("stats.json");
-    let srv = Server::start(
-        v,
-        &["--threads", "2", "--stats-json", json.to_str().unwrap()],
-    );
+    let Some((srv, dir, json)) = start_two_loops(v, "t2echo") else {
+        return;
+    };
     assert!(srv.start_line.contains("threads=2"), "{}", srv.start_line);
     let mut conns: Vec<TcpStream> = (0..200).map(|_| srv.connect()).collect();
     let mut sent = 0u64;
@@ -53,13 +64,7 @@ backend_test!(threads_two_echo_200_connections_on_both_loops, |v| {
         }
     }
     drop(conns);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?} stderr {}",
-        st.status,
-        st.stderr
-    );
+    let st = srv.stop_ok(Duration::from_secs(10));
     assert!(
         st.stdout.contains("accepted=200 closed=200")
             && st.stdout.contains("per thread: connections"),
@@ -82,15 +87,9 @@ backend_test!(threads_two_echo_200_connections_on_both_loops, |v| {
 });
 
 backend_test!(threads_two_sigterm_drains_every_loop, |v| {
-    if !v.has_event_loop() {
-        return assert_threads_refused(v, &["--threads", "2"]);
-    }
-    let dir = scratch_dir(&format!("t2term-{v:?}"));
-    let json = dir.join("stats.json");
-    let srv = Server::start(
-        v,
-        &["--threads", "2", "--stats-json", json.to_str().unwrap()],
-    );
+    let Some((srv, dir, json)) = start_two_loops(v, "t2term") else {
+        return;
+    };
     let addr = srv.addr.to_string();
     // A second thread-per-core server must not join this one's SO_REUSEPORT group.
     let mut args = vec!["serve", "--addr", addr.as_str(), "--threads", "2"];
@@ -110,27 +109,7 @@ backend_test!(threads_two_sigterm_drains_every_loop, |v| {
 
     let mut conns = srv.connect_echoed(50, 100);
     // Connections still open at SIGTERM, on both loops: each loop drains its own.
-    let t0 = Instant::now();
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?} stderr {}",
-        st.status,
-        st.stderr
-    );
-    assert!(
-        t0.elapsed() < Duration::from_secs(4),
-        "{v:?}: took {:?}",
-        t0.elapsed()
-    );
-    assert!(
-        st.stdout.contains("accepted=50 closed=50"),
-        "{v:?}: {}",
-        st.stdout
-    );
-    for (i, c) in conns.iter_mut().enumerate() {
-        assert_closed(c, &format!("{v:?}: conn {i}"));
-    }
+    assert_drains(srv, &mut conns, 50);
     let j = read_json(&json);
     assert_eq!(
         (j["final"].as_bool(), j["threads"].as_u64()),
@@ -151,15 +130,9 @@ backend_test!(threads_two_sigterm_drains_every_loop, |v| {
 });
 
 backend_test!(threads_two_sigusr1_writes_one_merged_snapshot, |v| {
-    if !v.has_event_loop() {
-        return assert_threads_refused(v, &["--threads", "2"]);
-    }
-    let dir = scratch_dir(&format!("t2snap-{v:?}"));
-    let json = dir.join("stats.json");
-    let srv = Server::start(
-        v,
-        &["--threads", "2", "--stats-json", json.to_str().unwrap()],
-    );
+    let Some((srv, dir, json)) = start_two_loops(v, "t2snap") else {
+        return;
+    };
     let mut conns: Vec<TcpStream> = (0..40).map(|_| srv.connect()).collect();
     let echo_round = |conns: &mut Vec<TcpStream>| {
         for c in conns.iter_mut() {
@@ -225,8 +198,7 @@ backend_test!(threads_two_sigusr1_writes_one_merged_snapshot, |v| {
     assert!(j["snapshot_request"].as_u64().unwrap() >= 2, "{v:?}: {j}");
     // Still serving after the snapshots.
     echo_round(&mut conns);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {}", st.stderr);
+    srv.stop_ok(Duration::from_secs(10));
     let _ = std::fs::remove_dir_all(&dir);
 });
 
@@ -303,8 +275,7 @@ backend_test!(threads_two_pin_puts_each_loop_on_its_cpu, |v| {
     ];
     assert_eq!(pinned, expect, "{v:?}: loop threads and their CPUs");
     let _conns = srv.connect_echoed(20, 3000); // open until the server stops
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {}", st.stderr);
+    let st = srv.stop_ok(Duration::from_secs(10));
     assert!(
         st.stdout.contains("accepted=20 closed=20"),
         "{v:?}: {}",

@@ -19,13 +19,7 @@ uring_test!(cq_overflow_loses_nothing, |v| {
     let srv = Server::start(v, &["--ring-entries", "8", "--cq-entries", "8"]);
     echo_burst(&srv, v, 64, 256 * 1024, 1);
     echo_burst(&srv, v, 64, 4096, 1000);
-    let st = srv.stop(Duration::from_secs(20));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?}, stderr {}",
-        st.status,
-        st.stderr
-    );
+    let st = srv.stop_ok(Duration::from_secs(20));
     let overflow = counter(&st.stdout, "cq_overflow");
     assert_eq!(
         (
@@ -81,13 +75,7 @@ uring_test!(enter_faults_lose_nothing, |v| {
         for wave in 0..4 {
             echo_burst(&srv, v, 50, 128 * 1024, wave * 100);
         }
-        let st = srv.stop(Duration::from_secs(30));
-        assert!(
-            st.status.success(),
-            "{v:?} {errno}: exit {:?}, stderr {}",
-            st.status,
-            st.stderr
-        );
+        let st = srv.stop_ok(Duration::from_secs(30));
         assert_eq!(
             (
                 counter(&st.stdout, "accepted"),
@@ -141,13 +129,7 @@ fn refused_buffer_ring_steps_down_with_a_reason() {
     s.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"stepped down");
     drop(s);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "exit {:?}, stderr {}",
-        st.status,
-        st.stderr
-    );
+    let st = srv.stop_ok(Duration::from_secs(10));
     let note: Vec<&str> = st
         .stderr
         .lines()

@@ -8,11 +8,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::backend_test;
 use crate::util::{
-    BIN, Server, Variant, assert_closed, assert_second_client_waits, payload, read_json,
+    BIN, Server, Variant, assert_drains, assert_second_client_waits, payload, read_json,
     read_varied, run_bounded, scratch_dir, snapshot_until, steady, wait_until,
 };
 
@@ -45,13 +45,7 @@ backend_test!(echo_payloads_byte_exact, |v| {
         let got = round_trip(&s, &msg);
         assert!(got == msg, "{v:?}: echo of {size} bytes differs");
     }
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?}, stderr {}",
-        st.status,
-        st.stderr
-    );
+    srv.stop_ok(Duration::from_secs(10));
 });
 
 backend_test!(upper_payloads_byte_exact, |v| {
@@ -84,8 +78,7 @@ backend_test!(two_thousand_connections, |v| {
             prev = assert_second_client_waits(&srv, prev);
         }
         drop(prev);
-        let st = srv.stop(Duration::from_secs(10));
-        assert!(st.status.success(), "{v:?}\n{}", st.explain());
+        let st = srv.stop_ok(Duration::from_secs(10));
         assert!(
             st.stdout.contains("accepted=21 closed=21"),
             "{v:?}: {}",
@@ -145,8 +138,7 @@ backend_test!(two_thousand_connections, |v| {
         }
     }
     drop(conns);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}\n{}", st.explain());
+    let st = srv.stop_ok(Duration::from_secs(10));
     assert!(st.stdout.contains("accepted=2000"), "{v:?}: {}", st.stdout);
     let j = read_json(&json);
     let _ = std::fs::remove_file(&json);
@@ -306,33 +298,12 @@ backend_test!(sigterm_drains_100_connections, |v| {
             conns.push(c);
         }
     }
-    let t0 = Instant::now();
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?} stderr {}",
-        st.status,
-        st.stderr
-    );
-    assert!(
-        t0.elapsed() < Duration::from_secs(4),
-        "{v:?}: took {:?}",
-        t0.elapsed()
-    );
+    let st = assert_drains(srv, &mut conns, n);
     assert!(
         st.stdout.contains("stats:") && st.stdout.contains("syscalls: total="),
         "{v:?}: {}",
         st.stdout
     );
-    assert!(
-        st.stdout.contains(&format!("accepted={n} closed={n}")),
-        "{v:?}: {}",
-        st.stdout
-    );
-    for (i, c) in conns.iter_mut().enumerate() {
-        // Closed: EOF (or a reset for blocking's unaccepted ones), no stray bytes.
-        assert_closed(c, &format!("{v:?}: conn {i}"));
-    }
     let j = read_json(&json);
     assert_eq!(j["final"], true);
     assert_eq!(j["connections_accepted"], n);
@@ -374,13 +345,7 @@ backend_test!(sigterm_with_unread_reply_respects_drain_timeout, |v| {
         owed.is_some(),
         "{v:?}: the server never owed the silent reader anything"
     );
-    let st = srv.stop(Duration::from_secs(6));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?} stderr {}",
-        st.status,
-        st.stderr
-    );
+    let st = srv.stop_ok(Duration::from_secs(6));
     if v.blocking_sends() {
         // A blocking send is the backpressure: the server owes at most one read's
         // worth, and when SIGTERM finds it in recv rather than in send it owes
@@ -424,8 +389,7 @@ backend_test!(restart_on_same_port_at_once, |v| {
     c.write_all(b"x").unwrap();
     assert_eq!(read_varied(&mut c, 1), b"x");
     drop(c);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success());
+    srv.stop_ok(Duration::from_secs(10));
     // The port must be free as soon as the server has exited.
     let mut args = vec!["serve", "--addr", addr.as_str()];
     args.extend(v.args());

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{BIN, LoadRun, probe, record_skip, run_load};
+use super::{BIN, LoadRun, Runnable, probe, run_load};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -143,11 +143,9 @@ impl Drv {
     }
 }
 
-/// Run `body` for one driver, or record why it is skipped (by name, never silently).
-pub fn run_driver(d: Drv, test: &str, body: fn(Drv)) {
-    match d.available() {
-        Ok(()) => body(d),
-        Err(why) => record_skip(test, &format!("{d:?}"), &why),
+impl Runnable for Drv {
+    fn available(self) -> Result<(), String> {
+        Drv::available(self)
     }
 }
 
@@ -155,25 +153,12 @@ pub fn run_driver(d: Drv, test: &str, body: fn(Drv)) {
 #[macro_export]
 macro_rules! driver_test {
     ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[test]
-            fn epoll() {
-                $crate::util::echo::run_driver(
-                    $crate::util::echo::Drv::Epoll,
-                    stringify!($name),
-                    $body,
-                );
-            }
-            #[test]
-            fn uring() {
-                $crate::util::echo::run_driver(
-                    $crate::util::echo::Drv::Uring,
-                    stringify!($name),
-                    $body,
-                );
-            }
-        }
+        $crate::variant_tests!(
+            $name,
+            $body,
+            epoll => $crate::util::echo::Drv::Epoll,
+            uring => $crate::util::echo::Drv::Uring,
+        );
     };
 }
 

@@ -192,28 +192,42 @@ pub fn record_skip(test: &str, variant: &str, why: &str) {
     }
 }
 
-/// Run `body` for one variant, or record why it is skipped (by name, never silently).
-pub fn run_variant(v: Variant, test: &str, body: fn(Variant)) {
+/// What a test runs on that this kernel may lack: a server [`Variant`], a load driver.
+pub trait Runnable: Copy + std::fmt::Debug {
+    /// Ok, or why it cannot run here.
+    fn available(self) -> Result<(), String>;
+}
+
+impl Runnable for Variant {
+    fn available(self) -> Result<(), String> {
+        Variant::available(self)
+    }
+}
+
+/// Run `body` on `v`, or record why it is skipped (by name, never silently).
+pub fn run_on<V: Runnable>(v: V, test: &str, body: fn(V)) {
     match v.available() {
         Ok(()) => body(v),
         Err(why) => record_skip(test, &format!("{v:?}"), &why),
     }
 }
 
-/// Define a test module `$name` with one #[test] per listed `fn_name => Variant`.
+/// Run `body` for one variant, or record why it is skipped.
+pub fn run_variant(v: Variant, test: &str, body: fn(Variant)) {
+    run_on(v, test, body)
+}
+
+/// Define a test module `$name` with one #[test] per listed `fn_name => what it runs
+/// on` (a [`Runnable`]).
 #[macro_export]
 macro_rules! variant_tests {
-    ($name:ident, $body:expr, $($test:ident => $variant:ident),+ $(,)?) => {
+    ($name:ident, $body:expr, $($test:ident => $on:expr),+ $(,)?) => {
         mod $name {
             use super::*;
             $(
                 #[test]
                 fn $test() {
-                    $crate::util::run_variant(
-                        $crate::util::Variant::$variant,
-                        stringify!($name),
-                        $body,
-                    );
+                    $crate::util::run_on($on, stringify!($name), $body);
                 }
             )+
         }
@@ -227,17 +241,17 @@ macro_rules! backend_test {
         $crate::variant_tests!(
             $name,
             $body,
-            epoll => Epoll,
-            poll => Poll,
-            select => Select,
-            sigio => Sigio,
-            blocking => Blocking,
-            threads => Threads,
-            busypoll => Busypoll,
-            uring_baseline => UringBaseline,
-            uring_fastpoll => UringFastpoll,
-            uring_multishot => UringMultishot,
-            uring_full => UringFull,
+            epoll => $crate::util::Variant::Epoll,
+            poll => $crate::util::Variant::Poll,
+            select => $crate::util::Variant::Select,
+            sigio => $crate::util::Variant::Sigio,
+            blocking => $crate::util::Variant::Blocking,
+            threads => $crate::util::Variant::Threads,
+            busypoll => $crate::util::Variant::Busypoll,
+            uring_baseline => $crate::util::Variant::UringBaseline,
+            uring_fastpoll => $crate::util::Variant::UringFastpoll,
+            uring_multishot => $crate::util::Variant::UringMultishot,
+            uring_full => $crate::util::Variant::UringFull,
         );
     };
 }
@@ -250,10 +264,10 @@ macro_rules! uring_test {
         $crate::variant_tests!(
             $name,
             $body,
-            uring_baseline => UringBaseline,
-            uring_fastpoll => UringFastpoll,
-            uring_multishot => UringMultishot,
-            uring_full => UringFull,
+            uring_baseline => $crate::util::Variant::UringBaseline,
+            uring_fastpoll => $crate::util::Variant::UringFastpoll,
+            uring_multishot => $crate::util::Variant::UringMultishot,
+            uring_full => $crate::util::Variant::UringFull,
         );
     };
 }

@@ -147,6 +147,18 @@ impl Server {
         self.signal(libc::SIGTERM);
         self.wait(within)
     }
+
+    /// [`Server::stop`], and it must have exited 0.
+    pub fn stop_ok(self, within: Duration) -> Finished {
+        let st = self.stop(within);
+        assert!(
+            st.status.success(),
+            "exit {:?}\n{}",
+            st.status,
+            st.explain()
+        );
+        st
+    }
 }
 
 impl Drop for Server {
@@ -157,6 +169,31 @@ impl Drop for Server {
         }
         // `proc` kills and reaps the child it started.
     }
+}
+
+/// SIGTERM with `conns` still open: the server exits 0 well inside its drain timeout
+/// (4 s), having accepted and closed `accepted` connections, and every one of `conns`
+/// is closed with no stray byte. What it printed.
+pub fn assert_drains(srv: Server, conns: &mut [TcpStream], accepted: usize) -> Finished {
+    let cmdline = srv.cmdline.clone();
+    let t0 = std::time::Instant::now();
+    let st = srv.stop_ok(Duration::from_secs(10));
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "{cmdline}: the drain took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        st.stdout
+            .contains(&format!("accepted={accepted} closed={accepted}")),
+        "{cmdline}: {}",
+        st.stdout
+    );
+    for (i, c) in conns.iter_mut().enumerate() {
+        // Closed: EOF (or a reset for connections never accepted), no stray bytes.
+        assert_closed(c, &format!("{cmdline}: conn {i}"));
+    }
+    st
 }
 
 /// `serve --addr 127.0.0.1:0 <variant args> <extra>`.
