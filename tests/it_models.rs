@@ -158,10 +158,11 @@ fn busypoll_counts_eagains_while_idle() {
     let n = |j: &serde_json::Value| j["busypoll_eagain"].as_u64().unwrap();
     let recvs = |j: &serde_json::Value| j["syscalls"]["recv"].as_u64().unwrap_or(0);
     // With no connection each turn is one accept (EAGAIN) and a 1 ms sleep: it polls,
-    // and at most one EAGAIN per millisecond since the start.
+    // and makes at most one EAGAIN per millisecond since the start (a few more where
+    // the snapshot's signal cut a sleep short).
     let since_start_ms = a["elapsed_s"].as_f64().unwrap() * 1000.0;
     assert!(
-        n(&a) > 0 && n(&a) as f64 <= since_start_ms + 1.0,
+        n(&a) > 0 && n(&a) as f64 <= since_start_ms + 10.0,
         "{} EAGAINs in {since_start_ms:.0} ms with no connection: {a}",
         n(&a)
     );

@@ -177,7 +177,7 @@ fn auto_falls_back_to_epoll_with_one_warning() {
             "{errno}: epoll fallback does not echo"
         );
         drop(c);
-        let st = srv.stop(Duration::from_secs(10));
+        let st = srv.stop_ok(Duration::from_secs(10));
         let warnings: Vec<&str> = st
             .stderr
             .lines()
@@ -194,7 +194,6 @@ fn auto_falls_back_to_epoll_with_one_warning() {
             "{errno}: {}",
             warnings[0]
         );
-        assert!(st.status.success(), "{errno}: {:?}", st.status);
     }
 }
 
