@@ -14,54 +14,9 @@
 use std::time::{Duration, Instant};
 
 use crate::backend_test;
-use crate::util::{Server, Variant, run_bounded, wait_until};
-
-/// xorshift64*, seeded per run and variant (printed, so a failure can be replayed).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// Uniform in `lo..=hi`.
-    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        lo + self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % (hi - lo + 1)
-    }
-
-    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
-        xs[self.range(0, xs.len() as u64 - 1) as usize]
-    }
-}
-
-/// `name` from the environment as seconds, or `default`.
-pub fn env_secs(name: &str, default: f64) -> f64 {
-    match std::env::var(name) {
-        Ok(s) => s
-            .parse()
-            .ok()
-            .filter(|v: &f64| *v > 0.0)
-            .unwrap_or_else(|| panic!("{name}={s}: seconds above 0 expected")),
-        Err(_) => default,
-    }
-}
-
-/// The run's seed: `RINGMUX_CHAOS_SEED`, else the clock; mixed with the variant.
-pub fn seed_for(v: Variant) -> u64 {
-    let base = match std::env::var("RINGMUX_CHAOS_SEED") {
-        Ok(s) => s
-            .parse()
-            .unwrap_or_else(|_| panic!("RINGMUX_CHAOS_SEED={s}: an integer expected")),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    };
-    base ^ (Variant::ALL.iter().position(|&x| x == v).unwrap() as u64) << 56
-}
+use crate::util::{
+    Rng, Server, Variant, env_secs, fd_baseline, load, read_json, seed_for, wait_until,
+};
 
 /// Totals of one variant's rounds.
 #[derive(Debug, Default)]
@@ -74,48 +29,12 @@ struct Tally {
 }
 
 /// One `ringmux load` round; its JSON (errors checked by the caller).
-fn load_round(
-    v: Variant,
-    addr: &str,
-    args: &[String],
-    json: &std::path::Path,
-    within: Duration,
-) -> serde_json::Value {
-    let mut all: Vec<&str> = vec![
-        "load",
-        "--addr",
-        addr,
-        "--warmup",
-        "0",
-        "--allow-errors",
-        "--quiet",
-        "--json",
-        json.to_str().unwrap(),
-    ];
+fn load_round(v: Variant, addr: &str, args: &[String], within: Duration) -> serde_json::Value {
+    let mut all: Vec<&str> = vec!["--addr", addr, "--warmup", "0", "--allow-errors", "--quiet"];
     all.extend(args.iter().map(String::as_str));
-    let cmdline = format!("ringmux {all:?}");
-    let (status, _, err) = run_bounded(&all, within);
-    assert!(status.success(), "{v:?}: {cmdline}: {status}: {err}");
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap())
-        .unwrap_or_else(|e| panic!("{v:?}: {cmdline}: {e}"));
-    let _ = std::fs::remove_file(json);
-    j
-}
-
-/// The server's descriptors once it has served one connection and closed it (some
-/// backends finish setting up after the start line: a reserve fd, a ring), stable
-/// over 200 ms.
-pub fn fd_baseline(srv: &Server) -> usize {
-    let mut c = srv.connect();
-    std::io::Write::write_all(&mut c, b"?").unwrap();
-    assert_eq!(
-        crate::util::read_varied(&mut c, 1),
-        b"?",
-        "{}: the first echo",
-        srv.cmdline
-    );
-    drop(c);
-    crate::util::fds_settled(srv)
+    let r = load(&all, within);
+    assert!(r.status.success(), "{v:?}\n{}", r.explain());
+    r.json().clone()
 }
 
 fn chaos(v: Variant) {
@@ -164,13 +83,7 @@ fn chaos(v: Variant) {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let j = load_round(
-            v,
-            &addr,
-            &args,
-            &tmp.join(format!("ringmux-chaos-load-{tag}.json")),
-            Duration::from_secs(60),
-        );
+        let j = load_round(v, &addr, &args, Duration::from_secs(60));
         let e = &j["errors"];
         let kinds =
             ["mismatch", "timeout", "connect", "other"].map(|k| (k, e[k].as_u64().unwrap()));
@@ -212,7 +125,7 @@ fn chaos(v: Variant) {
         st.status,
         st.stderr
     );
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let j = read_json(&stats);
     let _ = std::fs::remove_file(&stats);
     assert_eq!(
         j["connections_accepted"], j["connections_closed"],

@@ -3,74 +3,23 @@
 //! and the YAML examples parse (python3's yaml module; skipped by name without it).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+use std::time::Duration;
 
-use ringmux::results::schema::{BENCH_SCHEMA, BenchResults, Cell, RunMetrics};
-use ringmux::sysinfo::SysInfo;
+use ringmux::results::schema::BenchResults;
+
+use crate::util::fixtures::{bench, noisy_cell};
+use crate::util::{Running, record_skip, scratch_dir};
+
+const LIMIT: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("it_ci")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
+/// One epoll cell whose runs have throughputs `thr`.
 fn results(thr: &[f64]) -> BenchResults {
-    let runs: Vec<RunMetrics> = thr
-        .iter()
-        .map(|&t| RunMetrics {
-            msgs_per_s: t,
-            p99_ns: 100_000.0,
-            ..Default::default()
-        })
-        .collect();
-    let mut s = thr.to_vec();
-    s.sort_by(f64::total_cmp);
-    let med = RunMetrics {
-        msgs_per_s: s[s.len() / 2],
-        p99_ns: 100_000.0,
-        ..Default::default()
-    };
-    BenchResults {
-        schema: BENCH_SCHEMA.into(),
-        sys: SysInfo {
-            ringmux_version: "0.1.0".into(),
-            kernel: "6.18".into(),
-            cpu_model: "cpu".into(),
-            cores: 2,
-            hostname: "h".into(),
-        },
-        start_unix_s: 1.7e9,
-        args: serde_json::json!({}),
-        cells: vec![Cell {
-            id: "epoll/closed/c50/s128".into(),
-            server: "epoll".into(),
-            features: None,
-            server_threads: Some(1),
-            mode: "closed".into(),
-            conns: 50,
-            size: 128,
-            pipeline: 1,
-            rate: None,
-            runs,
-            median: med.clone(),
-            min: med.clone(),
-            max: med,
-            hgrm: vec![],
-            hlog: vec![],
-            profile: None,
-        }],
-        notes: vec![],
-        idle: None,
-        quiet: vec![],
-        models: None,
-    }
+    bench(vec![noisy_cell(thr)])
 }
 
 fn write(path: &Path, r: &BenchResults) {
@@ -82,52 +31,45 @@ fn write(path: &Path, r: &BenchResults) {
 /// given baseline folder; the head's results come from `head`.
 fn script(dir: &Path, head: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = dir.join("out");
-    let o: Output = Command::new("bash")
-        .arg(root().join("scripts/ci-bench.sh"))
-        .args(args)
-        .arg(&out)
-        .env("RINGMUX_BASE_REF", "HEAD")
-        .env("RINGMUX_BASELINE_DIR", dir.join("baselines"))
-        .env("RINGMUX_BIN", env!("CARGO_BIN_EXE_ringmux"))
-        .env("RINGMUX_HEAD_RESULTS", head)
-        .env("RINGMUX_MAX_REGRESSION", "throughput=5%")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .output()
-        .expect("bash runs");
-    let s = format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code(), s)
+    let o = Running::spawn(
+        Command::new("bash")
+            .arg(root().join("scripts/ci-bench.sh"))
+            .args(args)
+            .arg(&out)
+            .env("RINGMUX_BASE_REF", "HEAD")
+            .env("RINGMUX_BASELINE_DIR", dir.join("baselines"))
+            .env("RINGMUX_BIN", env!("CARGO_BIN_EXE_ringmux"))
+            .env("RINGMUX_HEAD_RESULTS", head)
+            .env("RINGMUX_MAX_REGRESSION", "throughput=5%")
+            .env_remove("GITHUB_STEP_SUMMARY"),
+    )
+    .finish(LIMIT);
+    (o.code(), o.explain())
 }
 
-fn head_sha() -> String {
-    let o = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    String::from_utf8(o.stdout).unwrap().trim().to_string()
+/// `git rev-parse HEAD` in the checkout: its output, or None outside a git checkout.
+fn head_sha() -> Option<String> {
+    let o = Running::try_spawn(
+        Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(root()),
+    )
+    .ok()?
+    .finish(LIMIT);
+    o.status.success().then(|| o.stdout.trim().to_string())
 }
 
 #[test]
 fn ci_bench_compares_with_the_merge_base_baseline() {
-    if Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(root())
-        .output()
-        .map_or(true, |o| !o.status.success())
-    {
-        crate::util::record_skip(
+    let Some(sha) = head_sha() else {
+        record_skip(
             "ci_bench_compares_with_the_merge_base_baseline",
             "-",
             "not in a git checkout",
         );
         return;
-    }
-    let d = tmpdir("merge_base");
+    };
+    let d = scratch_dir("ci-merge-base");
     let head = d.join("head.json");
     write(&head, &results(&[50_000.0, 51_000.0, 52_000.0]));
     // No baseline for the merge-base: exit 2 with one clear line, before any bench.
@@ -141,7 +83,6 @@ fn ci_bench_compares_with_the_merge_base_baseline() {
     let (c, s) = script(&d, &head, &["--allow-missing-baseline"]);
     assert_eq!(c, Some(0), "{s}");
     // The baseline stored under the merge-base's sha (here HEAD's) is the one compared.
-    let sha = head_sha();
     write(
         &d.join("baselines").join(&sha).join("results.json"),
         &results(&[100_000.0, 101_000.0, 99_000.0]),
@@ -188,7 +129,7 @@ fn yaml_examples_parse() {
             std::env::var_os("CI").is_none(),
             "python3's yaml module is missing in CI: .ci/run must install python3-yaml"
         );
-        crate::util::record_skip(
+        record_skip(
             "yaml_examples_parse",
             "-",
             "python3 with the yaml module not found",
@@ -209,17 +150,13 @@ fn yaml_examples_parse() {
     }
     assert!(files.len() >= 4, "{files:?}");
     for f in &files {
-        let o = Command::new("python3")
-            .args(["-c", "import sys, yaml; docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]; assert docs; print(len(docs))"])
-            .arg(f)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{}: {}",
-            f.display(),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let o = Running::spawn(
+            Command::new("python3")
+                .args(["-c", "import sys, yaml; docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]; assert docs; print(len(docs))"])
+                .arg(f),
+        )
+        .finish(LIMIT);
+        assert!(o.status.success(), "{}: {}", f.display(), o.explain());
     }
     // The agents' Job: Indexed, the index is the agent id, a Service for the server, and
     // the merge Job reads the shared folder.
@@ -238,11 +175,12 @@ assert merge["spec"]["template"]["spec"]["containers"][0]["command"][:3] == ["ri
 m = yaml.safe_load(open(sys.argv[2]))
 assert m["jobs"]["agent"]["strategy"]["matrix"]["agent"] == [0, 1, 2]
 "#;
-    let o = Command::new("python3")
-        .args(["-c", CHECK])
-        .arg(root().join("scripts/k8s"))
-        .arg(root().join("scripts/github/load-agents.yml"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Running::spawn(
+        Command::new("python3")
+            .args(["-c", CHECK])
+            .arg(root().join("scripts/k8s"))
+            .arg(root().join("scripts/github/load-agents.yml")),
+    )
+    .finish(LIMIT);
+    assert!(o.status.success(), "{}", o.explain());
 }

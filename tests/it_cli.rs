@@ -2,30 +2,20 @@
 //! subcommand, addresses are IP:PORT with a hint for host names, old option spellings
 //! still work, and a closed stdout ends the process quietly.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{BIN, run_bounded};
+use crate::util::{BIN, Running, run_bounded, scratch_dir};
 
 /// Run ringmux with stdin closed; kill it after `limit`. (exit code, stdout, stderr).
 fn run(args: &[&str], limit: Duration) -> (Option<i32>, String, String) {
-    let (status, out, err) = run_bounded(args, limit);
-    (status.code(), out, err)
-}
-
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("it_cli")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    let r = run_bounded(args, limit);
+    (r.code(), r.stdout, r.stderr)
 }
 
 #[test]
 fn bad_usage_exits_2_in_every_subcommand() {
-    let d = tmp("bad_usage");
+    let d = scratch_dir("cli-bad-usage");
     let empty = d.to_str().unwrap();
     let missing = d.join("nope.hlog");
     let missing = missing.to_str().unwrap();
@@ -149,31 +139,17 @@ fn closed_stdout_ends_quietly() {
     for args in [&["probe"][..], &["--help"], &["bench", "--help"]] {
         let (r, w) = std::io::pipe().unwrap();
         drop(r); // the reader is gone: every write gets EPIPE
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .args(args)
             .stdin(Stdio::null())
             .stdout(w)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "ringmux {args:?} hangs on a closed stdout"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut err = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        // Its stderr is read as it comes; only the exit is waited for.
+        let done =
+            Running::adopt(child, format!("ringmux {args:?}")).finish(Duration::from_secs(20));
+        let (status, err) = (done.status, done.stderr);
         assert!(
             !err.contains("panicked") && !err.contains("Broken pipe"),
             "ringmux {args:?} on a closed stdout: {err}"

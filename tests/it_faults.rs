@@ -6,11 +6,12 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::thread;
 use std::time::Duration;
 
 use crate::backend_test;
-use crate::util::{BIN, Server, Variant, payload};
+use crate::util::{
+    BIN, Running, Server, Variant, echo_burst, payload, read_json, read_varied, wait_until,
+};
 
 /// Levels whose receives select a provided buffer (so ENOBUFS is a real path there).
 fn selects_buffers(v: Variant) -> bool {
@@ -33,49 +34,14 @@ fn json_path(test: &str, v: Variant) -> std::path::PathBuf {
 
 /// Stop the server (exit 0 expected) and return its final stats.
 fn stop_stats(srv: Server, json: &std::path::Path, v: Variant) -> serde_json::Value {
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?}; stderr: {}",
-        st.status,
-        st.stderr
-    );
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    srv.stop_ok(Duration::from_secs(10));
+    let j = read_json(json);
     let _ = std::fs::remove_file(json);
     assert_eq!(
         j["connections_accepted"], j["connections_closed"],
         "{v:?}: {j}"
     );
     j
-}
-
-/// `n` clients, each writing `len` bytes at once from its own thread while reading the
-/// echo in full; every byte checked in order.
-fn burst(srv: &Server, v: Variant, n: usize, len: usize) {
-    let clients: Vec<_> = (0..n)
-        .map(|i| {
-            let s = srv.connect();
-            thread::spawn(move || {
-                let msg = payload(1000 + i as u64, len);
-                let mut w = s.try_clone().unwrap();
-                let m = msg.clone();
-                let writer = thread::spawn(move || w.write_all(&m).unwrap());
-                let mut got = vec![0u8; len];
-                let mut r = s;
-                r.read_exact(&mut got)
-                    .unwrap_or_else(|e| panic!("client {i}: {e}"));
-                writer.join().unwrap();
-                assert!(
-                    got == msg,
-                    "client {i}: echo differs (lost or reordered bytes)"
-                );
-            })
-        })
-        .collect();
-    for (i, c) in clients.into_iter().enumerate() {
-        c.join()
-            .unwrap_or_else(|_| panic!("{v:?}: client {i} failed"));
-    }
 }
 
 // 64 connections burst 256 KiB each into a group that may hold at most 2 buffers of
@@ -89,7 +55,7 @@ backend_test!(buffer_exhaustion_under_burst, |v| {
         None,
         &json,
     );
-    burst(&srv, v, 64, 256 << 10);
+    echo_burst(&srv, v, 64, 256 << 10, 1000);
     let j = stop_stats(srv, &json, v);
     if selects_buffers(v) {
         let nobufs = j["recv_nobufs"].as_u64().unwrap();
@@ -107,7 +73,7 @@ backend_test!(buffer_exhaustion_under_burst, |v| {
 backend_test!(fault_recv_nobufs, |v| {
     let json = json_path("fnobufs", v);
     let srv = start(v, &[], Some("recv-nobufs=3"), &json);
-    burst(&srv, v, 16, 64 << 10);
+    echo_burst(&srv, v, 16, 64 << 10, 1000);
     let j = stop_stats(srv, &json, v);
     if selects_buffers(v) {
         assert!(
@@ -125,7 +91,7 @@ backend_test!(fault_recv_nobufs, |v| {
 backend_test!(fault_short_send, |v| {
     let json = json_path("fshort", v);
     let srv = start(v, &[], Some("send-short=2"), &json);
-    burst(&srv, v, 8, 1 << 20);
+    echo_burst(&srv, v, 8, 1 << 20, 1000);
     let j = stop_stats(srv, &json, v);
     assert!(
         j["faults_injected"].as_u64().unwrap() > 0,
@@ -144,7 +110,7 @@ backend_test!(fault_recv_reset, |v| {
     // receive is never the 5th, so this one is served).
     let mut healthy = srv.connect();
     healthy.write_all(b"!").unwrap();
-    assert_eq!(crate::util::read_varied(&mut healthy, 1), b"!", "{v:?}");
+    assert_eq!(read_varied(&mut healthy, 1), b"!", "{v:?}");
     let fds0 = srv.fd_count();
     // blocking: the next client is served only once this one leaves.
     let healthy = if v.concurrent() {
@@ -185,7 +151,7 @@ backend_test!(fault_recv_reset, |v| {
         "{v:?}: served {served}, reset {reset}"
     );
     assert!(
-        crate::util::wait_until(Duration::from_secs(10), || srv.fd_count() <= fds0),
+        wait_until(Duration::from_secs(10), || srv.fd_count() <= fds0),
         "{v:?}: fds leaked: {} > {fds0}",
         srv.fd_count()
     );
@@ -196,15 +162,16 @@ backend_test!(fault_recv_reset, |v| {
 
 #[test]
 fn bad_fault_spec_is_one_line_error() {
-    let out = Command::new(BIN)
-        .args(["serve", "--addr", "127.0.0.1:0", "--backend", "epoll"])
-        .env("RINGMUX_FAULTS", "recv-reset=zero")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = Running::spawn(
+        Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--backend", "epoll"])
+            .env("RINGMUX_FAULTS", "recv-reset=zero"),
+    )
+    .finish(Duration::from_secs(20));
+    assert!(!out.status.success(), "{}", out.explain());
     assert!(
-        err.contains("bad RINGMUX_FAULTS") && err.trim().lines().count() == 1,
-        "{err}"
+        out.stderr.contains("bad RINGMUX_FAULTS") && out.stderr.trim().lines().count() == 1,
+        "{}",
+        out.explain()
     );
 }

@@ -12,7 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::backend_test;
-use crate::util::{Server, Variant, wait_until};
+use crate::util::{
+    Server, Variant, assert_second_client_waits, fds_settled, record_skip, run_variant, status_kib,
+    steady, wait_until,
+};
 
 const CONNS: usize = 10_000;
 /// Connections opened and round-tripped at a time (a steady trickle, as `bench
@@ -52,16 +55,11 @@ fn ensure_nofile(need: u64) {
 
 /// (VmRSS, RssAnon) of a process in KiB.
 fn rss_kib(pid: i32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    let field = |name: &str| -> u64 {
-        s.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
+    let field = |name: &str| {
+        status_kib(pid, name)
             .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status (did the server exit?)"))
     };
-    (field("VmRSS:"), field("RssAnon:"))
+    (field("VmRSS"), field("RssAnon"))
 }
 
 fn message(i: usize) -> [u8; 16] {
@@ -108,9 +106,17 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
     ensure_nofile(CONNS as u64 + 1000);
     let srv = Server::start(v, &[]);
     if !v.concurrent() {
-        // blocking holds one connection at a time: idle ones wait in the backlog.
+        // blocking holds one connection at a time: idle ones wait in the backlog, so
+        // there is no memory per idle connection to measure. Its documented queueing
+        // is asserted instead, and the measurement is recorded as skipped.
         let first = srv.connect_echoed(1, 16).pop().unwrap();
-        drop(crate::util::assert_second_client_waits(&srv, first));
+        drop(assert_second_client_waits(&srv, first));
+        srv.stop_ok(Duration::from_secs(10));
+        record_skip(
+            "idle_memory_under_1kib_per_connection",
+            &format!("{v:?}"),
+            "serves one connection at a time: idle connections wait in the backlog, none is held to measure",
+        );
         return;
     }
     // select watches fds below 1024 only (more are refused, see two_thousand_connections);
@@ -127,7 +133,7 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
     // Warm-up: code pages and one-time allocations are not per connection.
     drop(open_idle(&srv, v, 16, deadline));
     // The warm-up's connections closed (and start-up's late fds opened): settled.
-    let fds_before = crate::util::fds_settled(&srv);
+    let fds_before = fds_settled(&srv);
     let (rss0, anon0) = rss_kib(srv.pid);
     let t0 = Instant::now();
     let conns = open_idle(&srv, v, conns_n, deadline);
@@ -140,16 +146,11 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
     );
     // Every connection's state is in place once RSS stops moving (a thread or a buffer
     // may follow the accept): the same over 200 ms, polled against a deadline.
-    let mut last = (0u64, Instant::now());
-    let settled = wait_until(Duration::from_secs(10), || {
-        let r = rss_kib(srv.pid).0;
-        if r != last.0 {
-            last = (r, Instant::now());
-        }
-        last.1.elapsed() >= Duration::from_millis(200)
+    let settled = steady(Duration::from_secs(10), Duration::from_millis(200), || {
+        rss_kib(srv.pid).0
     });
     assert!(
-        settled,
+        settled.is_some(),
         "{v:?}: the server's RSS kept moving with {conns_n} idle connections"
     );
     let (rss1, anon1) = rss_kib(srv.pid);
@@ -175,20 +176,6 @@ backend_test!(idle_memory_under_1kib_per_connection, |v| {
     );
 });
 
-/// Take a SIGUSR1 snapshot and return it (the file is removed first, so the one read
-/// is new).
-fn snapshot(srv: &Server, v: Variant, json: &std::path::Path) -> serde_json::Value {
-    let _ = std::fs::remove_file(json);
-    srv.signal(libc::SIGUSR1);
-    assert!(
-        wait_until(Duration::from_secs(10), || json.exists()),
-        "{v:?}: no SIGUSR1 snapshot within 10 s; stderr: {}",
-        srv.stderr()
-    );
-    serde_json::from_slice(&std::fs::read(json).unwrap())
-        .unwrap_or_else(|e| panic!("{v:?}: snapshot is not JSON: {e}"))
-}
-
 /// The idle budget of issue 11: over a quiet window an idle server makes fewer than
 /// `MAX_CALLS_PER_S` syscalls a second (any kind: waits, and whatever a spinning loop
 /// would do) and uses under 1% of a core. Counts come from two SIGUSR1 snapshots, so
@@ -201,9 +188,9 @@ fn assert_idle(srv: &Server, v: Variant, json: &std::path::Path, what: &str) {
     let cpu = |j: &serde_json::Value| {
         j["cpu_user_s"].as_f64().unwrap() + j["cpu_sys_s"].as_f64().unwrap()
     };
-    let a = snapshot(srv, v, json);
+    let a = srv.snapshot(json);
     thread::sleep(WINDOW);
-    let b = snapshot(srv, v, json);
+    let b = srv.snapshot(json);
     let secs = b["elapsed_s"].as_f64().unwrap() - a["elapsed_s"].as_f64().unwrap();
     let calls = b["syscalls_total"].as_u64().unwrap() - a["syscalls_total"].as_u64().unwrap();
     let share = (cpu(&b) - cpu(&a)) / secs;
@@ -238,9 +225,9 @@ fn assert_busy(
     let cpu = |j: &serde_json::Value| {
         j["cpu_user_s"].as_f64().unwrap() + j["cpu_sys_s"].as_f64().unwrap()
     };
-    let a = snapshot(srv, v, json);
+    let a = srv.snapshot(json);
     thread::sleep(Duration::from_secs(1));
-    let b = snapshot(srv, v, json);
+    let b = srv.snapshot(json);
     let secs = b["elapsed_s"].as_f64().unwrap() - a["elapsed_s"].as_f64().unwrap();
     let calls = b["syscalls_total"].as_u64().unwrap() - a["syscalls_total"].as_u64().unwrap();
     let eagain = b["busypoll_eagain"].as_u64().unwrap() - a["busypoll_eagain"].as_u64().unwrap();
@@ -270,7 +257,7 @@ backend_test!(idle_server_sleeps, |v| {
         let conns = srv.connect_echoed(100, 16);
         assert_busy(&srv, v, &json, "100 idle connections", 10_000.0, 0.05);
         drop(conns);
-        let _ = srv.stop(Duration::from_secs(10));
+        srv.stop_ok(Duration::from_secs(10));
         let _ = std::fs::remove_file(&json);
         return;
     }
@@ -282,13 +269,7 @@ backend_test!(idle_server_sleeps, |v| {
     let conns = srv.connect_echoed(if v.concurrent() { 1000 } else { 1 }, 16);
     assert_idle(&srv, v, &json, "1000 idle connections");
     drop(conns);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?}, stderr {}",
-        st.status,
-        st.stderr
-    );
+    srv.stop_ok(Duration::from_secs(10));
     let _ = std::fs::remove_file(&json);
 });
 
@@ -296,7 +277,7 @@ backend_test!(idle_server_sleeps, |v| {
 /// loop wakes about once a second instead of spinning on min_wait's ETIME.
 #[test]
 fn coalescing_wait_sleeps_when_idle() {
-    crate::util::run_variant(
+    run_variant(
         Variant::UringFull,
         "coalescing_wait_sleeps_when_idle",
         |v| {
@@ -321,6 +302,7 @@ fn coalescing_wait_sleeps_when_idle() {
                 "100 idle connections, --uring-wait coalesce",
             );
             drop(conns);
+            srv.stop_ok(Duration::from_secs(10));
             let _ = std::fs::remove_file(&json);
         },
     );

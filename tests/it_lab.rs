@@ -6,32 +6,28 @@ use std::time::Duration;
 
 use ringmux::report::models::Verdict;
 
-use crate::util::run_bounded;
-
-/// Run ringmux to its end, at most `limit`: (exit code, stdout, stderr).
-fn run(args: &[&str], limit: Duration) -> (Option<i32>, String, String) {
-    let (status, out, err) = run_bounded(args, limit);
-    (status.code(), out, err)
-}
+use crate::util::{run_bounded, scratch_dir};
 
 #[test]
 fn models_preset_quick_judges_every_claim() {
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("it_lab");
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch_dir("lab");
     let d = dir.to_str().unwrap();
     // Under 60 s on an idle machine; generous here, the machine is shared.
-    let (code, out, err) = run(
+    let bench = run_bounded(
         &["bench", "--preset", "models", "--quick", "--out", d],
         Duration::from_secs(240),
     );
     assert_eq!(
-        code,
+        bench.code(),
         Some(0),
-        "bench --preset models --quick failed\nstdout:\n{out}\nstderr:\n{err}"
+        "bench --preset models --quick failed\n{}",
+        bench.explain()
     );
     assert!(
-        out.contains("## IO models: Claims") && out.contains("Slope per watched fd"),
-        "terminal has no Claims table:\n{out}"
+        bench.stdout.contains("## IO models: Claims")
+            && bench.stdout.contains("Slope per watched fd"),
+        "terminal has no Claims table:\n{}",
+        bench.stdout
     );
 
     let r: ringmux::results::schema::BenchResults =
@@ -137,8 +133,13 @@ fn models_preset_quick_judges_every_claim() {
 
     // `ringmux report DIR` re-renders it from results.json.
     std::fs::remove_file(dir.join("report.md")).unwrap();
-    let (code, out, err) = run(&["report", d], Duration::from_secs(30));
-    assert_eq!(code, Some(0), "report failed\n{out}\n{err}");
+    let report = run_bounded(&["report", d], Duration::from_secs(30));
+    assert_eq!(
+        report.code(),
+        Some(0),
+        "report failed\n{}",
+        report.explain()
+    );
     assert!(
         std::fs::read_to_string(dir.join("report.md"))
             .unwrap()
@@ -146,7 +147,7 @@ fn models_preset_quick_judges_every_claim() {
     );
 
     // The preset picks its own servers: a conflicting option is bad usage.
-    let (code, _, err) = run(
+    let bad = run_bounded(
         &[
             "bench",
             "--preset",
@@ -158,10 +159,11 @@ fn models_preset_quick_judges_every_claim() {
         ],
         Duration::from_secs(30),
     );
-    assert_eq!(code, Some(2), "{err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert_eq!(bad.code(), Some(2), "{}", bad.explain());
+    assert_eq!(bad.stderr.lines().count(), 1, "one line\n{}", bad.explain());
     assert!(
-        err.starts_with("ringmux: ") && err.contains("--idle-conns"),
-        "{err}"
+        bad.stderr.starts_with("ringmux: ") && bad.stderr.contains("--idle-conns"),
+        "{}",
+        bad.explain()
     );
 }

@@ -2,18 +2,16 @@
 //! timer mechanism per loop) while active ones stay; --header-timeout answers a
 //! slowloris head with 408; --max-conns refuses the connection over N and keeps
 //! serving the N; the cap on unconsumed input keeps a 64 MiB line (chat) or an endless
-//! head (http) from costing memory.
+//! head (http) from costing memory; at the file limit (EMFILE) accept backs off and
+//! everyone waiting is served once descriptors free up.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::backend_test;
-use crate::util::{Server, payload, read_varied};
-
-fn stats(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(path).expect("stats json")).expect("stats is JSON")
-}
+use crate::util::{BIN, Server, counter, payload, read_json, read_varied, wait_until, with_rlimit};
 
 fn tmp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ringmux-limits-{}-{name}", std::process::id()))
@@ -131,9 +129,8 @@ backend_test!(idle_timeout_closes_silent_keeps_active, |v| {
         }
     }
     drop(active);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {}", st.stderr);
-    let j = stats(&json);
+    srv.stop_ok(Duration::from_secs(10));
+    let j = read_json(&json);
     assert_eq!(j["idle_timeouts"], n as u64, "{j}");
 });
 
@@ -184,9 +181,8 @@ backend_test!(slowloris_head_gets_408, |v| {
     s.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"HTTP/1.1 200 OK\r\n");
     drop(s);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {}", st.stderr);
-    assert_eq!(stats(&json)["header_timeouts"], 1);
+    srv.stop_ok(Duration::from_secs(10));
+    assert_eq!(read_json(&json)["header_timeouts"], 1);
 });
 
 backend_test!(max_conns_refuses_over_n_serves_n, |v| {
@@ -225,9 +221,8 @@ backend_test!(max_conns_refuses_over_n_serves_n, |v| {
     }
     assert!(again.is_some(), "{v:?}: no place freed after a close");
     drop((five, again));
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {}", st.stderr);
-    let j = stats(&json);
+    srv.stop_ok(Duration::from_secs(10));
+    let j = read_json(&json);
     let refused = j["refused_max_conns"].as_u64().unwrap();
     assert!(refused >= 3, "{j}");
 });
@@ -305,4 +300,101 @@ backend_test!(unconsumed_input_costs_no_memory, |v| {
         grew < 2048,
         "{v:?}: RSS grew {grew} KiB over an endless head"
     );
+});
+
+backend_test!(emfile_backs_off_and_serves_everyone_later, |v| {
+    let srv = Server::spawn(with_rlimit(
+        Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(v.args()),
+        libc::RLIMIT_NOFILE,
+        40,
+    ));
+    let mut first: Vec<TcpStream> = Vec::new();
+    let mut served = 0;
+    // 60 clients against 40 fds: the later ones wait in the backlog.
+    let mut conns: Vec<TcpStream> = (0..60).map(|_| srv.connect()).collect();
+    for c in conns.iter_mut() {
+        c.write_all(b"hi").unwrap();
+    }
+    // Sweep the replies until the server has served what it can: more than 10 and
+    // its descriptors at the limit (blocking: the one it serves), against a
+    // deadline rather than a fixed wait. Late replies to "waiting" ones are fine:
+    // they are read below.
+    let mut waiting: Vec<TcpStream> = conns;
+    let enough = wait_until(Duration::from_secs(20), || {
+        for mut c in std::mem::take(&mut waiting) {
+            c.set_nonblocking(true).unwrap();
+            let mut b = [0u8; 2];
+            let got = c.read(&mut b);
+            c.set_nonblocking(false).unwrap();
+            match got {
+                Ok(2) => {
+                    served += 1;
+                    first.push(c);
+                }
+                Ok(1) => {
+                    c.read_exact(&mut b[1..]).unwrap();
+                    served += 1;
+                    first.push(c);
+                }
+                _ => waiting.push(c),
+            }
+        }
+        if v.concurrent() {
+            served > 10 && srv.fd_count() >= 38
+        } else {
+            served >= 1
+        }
+    });
+    assert!(
+        enough,
+        "{v:?}: served {served}, server fds {} under a limit of 40",
+        srv.fd_count()
+    );
+    // Every waiting client gets its echo (each leaves once answered).
+    let serve_waiting = |waiting: Vec<TcpStream>| {
+        for (i, mut c) in waiting.into_iter().enumerate() {
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut b = [0u8; 2];
+            c.read_exact(&mut b)
+                .unwrap_or_else(|e| panic!("{v:?}: waiting client {i} never served: {e}"));
+            assert_eq!(&b, b"hi");
+        }
+    };
+    if !v.concurrent() {
+        // blocking: one connection at a time never runs out of descriptors; the
+        // others wait in the backlog and are served in turn.
+        assert_eq!(served, 1, "{v:?}: blocking served {served} at once");
+        drop(first);
+        serve_waiting(waiting);
+        let st = srv.stop(Duration::from_secs(10));
+        assert!(
+            st.stdout.contains("accepted=60 closed=60") && st.stdout.contains("accept_backoffs=0"),
+            "{v:?}: {}",
+            st.stdout
+        );
+        return;
+    }
+    assert!(
+        !waiting.is_empty(),
+        "{v:?}: the fd limit did not bite (served {served})"
+    );
+    assert!(
+        served > 10,
+        "{v:?}: only {served} served under the fd limit"
+    );
+    drop(first); // free descriptors: the server must resume accepting
+    // Each waiting client leaves once answered, freeing its fd for the next: the
+    // sweep above may stop before the server is full, so more may wait than fit.
+    let n_wait = waiting.len();
+    serve_waiting(waiting);
+    let st = srv.stop_ok(Duration::from_secs(10));
+    let backoffs = counter(&st.stdout, "accept_backoffs");
+    assert!(
+        backoffs > 0,
+        "{v:?}: no accept back-off counted: {}",
+        st.stdout
+    );
+    println!("{v:?}: {served} served at once, {n_wait} after fds freed, {backoffs} back-offs");
 });

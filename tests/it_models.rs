@@ -8,27 +8,13 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{BIN, Server, Variant, payload, read_varied, wait_until};
+use crate::util::{
+    BIN, Server, Variant, assert_closed, assert_second_client_waits, load, payload, read_json,
+    read_varied, run_bounded, wait_until, with_rlimit,
+};
 
 fn json_path(tag: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ringmux-models-{tag}-{}.json", std::process::id()))
-}
-
-fn read_json(p: &std::path::Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
-}
-
-/// SIGUSR1, then the snapshot it wrote (the file is removed first).
-fn snapshot(srv: &Server, json: &std::path::Path) -> serde_json::Value {
-    let _ = std::fs::remove_file(json);
-    srv.signal(libc::SIGUSR1);
-    assert!(
-        wait_until(Duration::from_secs(5), || json.exists()),
-        "{}: no snapshot",
-        srv.cmdline
-    );
-    read_json(json)
 }
 
 #[test]
@@ -46,12 +32,9 @@ fn variants_cover_every_backend() {
 
 #[test]
 fn unknown_backend_lists_the_valid_ones() {
-    let out = Command::new(BIN)
-        .args(["serve", "--backend", "kqueue"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let out = run_bounded(&["serve", "--backend", "kqueue"], Duration::from_secs(20));
+    let err = &out.stderr;
+    assert_eq!(out.code(), Some(2), "{err}");
     for name in ringmux::server::Backend::NAMES {
         assert!(err.contains(name), "{name} missing from: {err}");
     }
@@ -81,7 +64,7 @@ fn select_refuses_fd_setsize_and_keeps_serving() {
         served.len()
     );
     // The refusals are counted, and the server still serves everyone it kept.
-    let j = snapshot(&srv, &json);
+    let j = srv.snapshot(&json);
     assert_eq!(j["refused_fd_setsize"].as_u64(), Some(refused), "{j}");
     for &i in served.iter().rev().take(50) {
         conns[i].write_all(b"still").unwrap();
@@ -95,7 +78,7 @@ fn select_refuses_fd_setsize_and_keeps_serving() {
     let fds = srv.fd_count();
     drop(conns.swap_remove(served[0]));
     assert!(
-        crate::util::wait_until(Duration::from_secs(10), || srv.fd_count() < fds),
+        wait_until(Duration::from_secs(10), || srv.fd_count() < fds),
         "select: the server kept the closed connection's fd"
     );
     let mut again = srv.connect();
@@ -108,18 +91,13 @@ fn select_refuses_fd_setsize_and_keeps_serving() {
         .count();
     assert_eq!(warn, 1, "one warning line for the burst: {}", srv.stderr());
     drop(conns);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success() && st.stdout.contains("refused_fd_setsize="),
-        "{}",
-        st.stdout
-    );
+    let st = srv.stop_ok(Duration::from_secs(10));
+    assert!(st.stdout.contains("refused_fd_setsize="), "{}", st.stdout);
     let _ = std::fs::remove_file(&json);
 }
 
 #[test]
 fn sigio_overflow_rescans_and_loses_nothing() {
-    use std::os::unix::process::CommandExt;
     let json = json_path("sigio");
     let mut cmd = Command::new(BIN);
     cmd.args([
@@ -131,21 +109,8 @@ fn sigio_overflow_rescans_and_loses_nothing() {
         "--stats-json",
         json.to_str().unwrap(),
     ]);
-    // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            // A tiny real-time signal queue: a burst overflows it at once.
-            let lim = libc::rlimit {
-                rlim_cur: 4,
-                rlim_max: 4,
-            };
-            if libc::setrlimit(libc::RLIMIT_SIGPENDING, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let srv = Server::spawn(&mut cmd);
+    // A tiny real-time signal queue: a burst overflows it at once.
+    let srv = Server::spawn(with_rlimit(&mut cmd, libc::RLIMIT_SIGPENDING, 4));
     assert!(
         srv.start_line.contains("backend=sigio"),
         "{}",
@@ -165,8 +130,7 @@ fn sigio_overflow_rescans_and_loses_nothing() {
         }
     }
     drop(conns);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{}", st.stderr);
+    srv.stop_ok(Duration::from_secs(10));
     let j = read_json(&json);
     let _ = std::fs::remove_file(&json);
     assert!(
@@ -186,13 +150,22 @@ fn busypoll_counts_eagains_while_idle() {
     let srv = Server::start(Variant::Busypoll, &["--stats-json", json.to_str().unwrap()]);
     // No connection: it sleeps between accepts, so few EAGAINs.
     thread::sleep(Duration::from_millis(300));
-    let a = snapshot(&srv, &json);
+    let a = srv.snapshot(&json);
     let mut c = srv.connect_echoed(1, 10).pop().unwrap();
-    let b = snapshot(&srv, &json);
+    let b = srv.snapshot(&json);
     thread::sleep(Duration::from_millis(500));
-    let d = snapshot(&srv, &json);
+    let d = srv.snapshot(&json);
     let n = |j: &serde_json::Value| j["busypoll_eagain"].as_u64().unwrap();
     let recvs = |j: &serde_json::Value| j["syscalls"]["recv"].as_u64().unwrap_or(0);
+    // With no connection each turn is one accept (EAGAIN) and a 1 ms sleep: it polls,
+    // and makes at most one EAGAIN per millisecond since the start (a few more where
+    // the snapshot's signal cut a sleep short).
+    let since_start_ms = a["elapsed_s"].as_f64().unwrap() * 1000.0;
+    assert!(
+        n(&a) > 0 && n(&a) as f64 <= since_start_ms + 10.0,
+        "{} EAGAINs in {since_start_ms:.0} ms with no connection: {a}",
+        n(&a)
+    );
     let idle_conn = n(&d) - n(&b);
     // One idle connection, 0.5 s: a recv and an accept per turn, every few microseconds.
     assert!(
@@ -212,12 +185,8 @@ fn busypoll_counts_eagains_while_idle() {
     c.write_all(b"x").unwrap();
     assert_eq!(read_varied(&mut c, 1), b"x");
     drop(c);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success() && st.stdout.contains("busypoll: eagain="),
-        "{}",
-        st.stdout
-    );
+    let st = srv.stop_ok(Duration::from_secs(10));
+    assert!(st.stdout.contains("busypoll: eagain="), "{}", st.stdout);
     let _ = std::fs::remove_file(&json);
 }
 
@@ -239,7 +208,7 @@ fn threads_drain_on_sigterm_while_blocked_in_recv() {
             .unwrap_or(0)
     };
     assert!(
-        crate::util::wait_until(Duration::from_secs(10), || in_recv() >= 50),
+        wait_until(Duration::from_secs(10), || in_recv() >= 50),
         "threads: {} of 50 threads in recv",
         in_recv()
     );
@@ -255,7 +224,7 @@ fn threads_drain_on_sigterm_while_blocked_in_recv() {
         st.stdout
     );
     for (i, c) in conns.iter_mut().enumerate() {
-        crate::util::assert_closed(c, &format!("threads: conn {i}"));
+        assert_closed(c, &format!("threads: conn {i}"));
     }
 }
 
@@ -286,7 +255,7 @@ fn threads_stats_add_up_over_every_thread() {
     let json = json_path("threads-sum");
     let srv = Server::start(Variant::Threads, &["--stats-json", json.to_str().unwrap()]);
     let conns = srv.connect_echoed(30, 1000);
-    let live = snapshot(&srv, &json);
+    let live = srv.snapshot(&json);
     assert_eq!(
         live["bytes_in"].as_u64(),
         Some(30_000),
@@ -297,11 +266,11 @@ fn threads_stats_add_up_over_every_thread() {
         "live threads' recv calls: {live}"
     );
     drop(conns);
-    assert!(wait_until(Duration::from_secs(5), || snapshot(&srv, &json)
-        ["connections_closed"]
-        == 30));
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{}", st.stderr);
+    assert!(wait_until(
+        Duration::from_secs(5),
+        || srv.snapshot(&json)["connections_closed"] == 30
+    ));
+    srv.stop_ok(Duration::from_secs(10));
     let j = read_json(&json);
     let _ = std::fs::remove_file(&json);
     let sc = |k: &str| j["syscalls"][k].as_u64().unwrap_or(0);
@@ -330,43 +299,10 @@ fn threads_stats_add_up_over_every_thread() {
 fn blocking_serves_one_client_at_a_time() {
     let srv = Server::start(Variant::Blocking, &[]);
     let first = srv.connect_echoed(1, 10).pop().unwrap();
-    let second = crate::util::assert_second_client_waits(&srv, first);
+    let second = assert_second_client_waits(&srv, first);
     drop(second);
     let st = srv.stop(Duration::from_secs(10));
     assert!(st.stdout.contains("accepted=2 closed=2"), "{}", st.stdout);
-}
-
-/// `ringmux load ARGS --json F` with a deadline; (exit code, stdout+stderr, JSON).
-fn load(args: &[&str], json: &std::path::Path) -> (Option<i32>, String, serde_json::Value) {
-    let mut child = Command::new(BIN)
-        .arg("load")
-        .args(args)
-        .arg("--json")
-        .arg(json)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("load {args:?} still running after 30 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let j = serde_json::from_slice(
-        &std::fs::read(json).unwrap_or_else(|e| panic!("no load JSON ({e}): {text}")),
-    )
-    .unwrap();
-    let _ = std::fs::remove_file(json);
-    (out.status.code(), text, j)
 }
 
 #[test]
@@ -374,8 +310,7 @@ fn load_idle_conns_held_open_and_checked() {
     let sjson = json_path("idle-srv");
     let srv = Server::start(Variant::Epoll, &["--stats-json", sjson.to_str().unwrap()]);
     let addr = srv.addr.to_string();
-    let ljson = json_path("idle-load");
-    let (code, text, j) = load(
+    let r = load(
         &[
             "--addr",
             &addr,
@@ -390,9 +325,10 @@ fn load_idle_conns_held_open_and_checked() {
             "--driver",
             "epoll",
         ],
-        &ljson,
+        Duration::from_secs(30),
     );
-    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(r.code(), Some(0), "{}", r.explain());
+    let j = r.json();
     assert_eq!(
         (j["idle_conns"].as_u64(), j["idle_closed"].as_u64()),
         (Some(300), Some(0)),
@@ -406,8 +342,10 @@ fn load_idle_conns_held_open_and_checked() {
         .sum();
     assert_eq!(errors, 0, "idle connections are no errors: {j}");
     assert!(
-        j["messages"].as_u64().unwrap() > 0 && text.contains("300 held, 300 still open, 0 closed"),
-        "{text}"
+        j["messages"].as_u64().unwrap() > 0
+            && r.stdout.contains("300 held, 300 still open, 0 closed"),
+        "{}",
+        r.explain()
     );
     let st = srv.stop(Duration::from_secs(10));
     assert!(
@@ -422,7 +360,7 @@ fn load_idle_conns_held_open_and_checked() {
     // too and that is an error).
     let srv = Server::start(Variant::Select, &["--stats-json", sjson.to_str().unwrap()]);
     let addr = srv.addr.to_string();
-    let (_, text, j) = load(
+    let r = load(
         &[
             "--addr",
             &addr,
@@ -440,12 +378,13 @@ fn load_idle_conns_held_open_and_checked() {
             "--timeout",
             "2",
         ],
-        &ljson,
+        Duration::from_secs(30),
     );
-    let closed = j["idle_closed"].as_u64().unwrap();
+    let closed = r.json()["idle_closed"].as_u64().unwrap();
     assert!(
         (1..=40).contains(&closed),
-        "{closed} idle connections closed; {text}"
+        "{closed} idle connections closed\n{}",
+        r.explain()
     );
     let st = srv.stop(Duration::from_secs(10));
     let s = read_json(&sjson);

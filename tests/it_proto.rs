@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::backend_test;
-use crate::util::{BIN, Server, Variant, run_bounded};
+use crate::util::{self, BIN, Finished, Running, Server, Variant, run_bounded};
 
 /// Read until EOF (or 20 s, then panic).
 fn read_to_eof(s: &mut std::net::TcpStream) -> Vec<u8> {
@@ -50,21 +50,17 @@ backend_test!(http_pipelined_in_order_then_error_closes, |v| {
     big.extend(std::iter::repeat_n(b'a', 9000));
     let _ = s.write_all(&big);
     assert!(read_to_eof(&mut s).starts_with(b"HTTP/1.1 431 "), "{v:?}");
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(st.status.success(), "{v:?}: {:?} {}", st.status, st.stderr);
+    srv.stop_ok(Duration::from_secs(10));
 });
 
-/// `ringmux load <args>` with a deadline; (exit code, parsed --json).
-fn load(args: &[&str], json: &std::path::Path) -> (Option<i32>, Value, String) {
-    let mut all: Vec<&std::ffi::OsStr> = vec!["load".as_ref()];
-    all.extend(args.iter().map(std::ffi::OsStr::new));
-    all.extend(["--json".as_ref(), json.as_os_str()]);
-    let (status, _, err) = run_bounded(&all, Duration::from_secs(60));
-    let v = std::fs::read(json)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or(Value::Null);
-    (status.code(), v, err)
+/// `ringmux load <args>` with a deadline: (exit code, its --json or Null, stderr).
+fn load(args: &[&str]) -> (Option<i32>, Value, String) {
+    let r = util::load(args, Duration::from_secs(60));
+    (
+        r.code(),
+        r.json.clone().unwrap_or(Value::Null),
+        r.stderr.clone(),
+    )
 }
 
 fn tmp(name: &str) -> std::path::PathBuf {
@@ -111,7 +107,7 @@ backend_test!(load_http_get_post_pipelined_and_open_loop, |v| {
     for extra in cases {
         let mut args = base.to_vec();
         args.extend(&extra);
-        let (code, j, err) = load(&args, &tmp(&format!("{name}.json")));
+        let (code, j, err) = load(&args);
         assert_eq!(code, Some(0), "{v:?} {extra:?}: {err}");
         assert_eq!(j["params"]["proto"], "http", "{v:?} {extra:?}");
         assert_eq!(
@@ -163,24 +159,21 @@ fn load_http_counts_404_by_status() {
             });
         }
     });
-    let (code, j, err) = load(
-        &[
-            "--addr",
-            &addr,
-            "--proto",
-            "http",
-            "--size",
-            "0",
-            "--conns",
-            "2",
-            "--duration",
-            "0.3",
-            "--warmup",
-            "0",
-            "--quiet",
-        ],
-        &tmp("404.json"),
-    );
+    let (code, j, err) = load(&[
+        "--addr",
+        &addr,
+        "--proto",
+        "http",
+        "--size",
+        "0",
+        "--conns",
+        "2",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--quiet",
+    ]);
     assert_eq!(code, Some(1), "errors make load exit 1: {err}");
     assert!(j["errors"]["status"]["404"].as_u64().unwrap() > 0, "{j}");
     assert_eq!(j["messages"], 0);
@@ -189,56 +182,50 @@ fn load_http_counts_404_by_status() {
 backend_test!(load_upper_verified, |v| {
     let srv = Server::start(v, &["--proto", "upper"]);
     let addr = srv.addr.to_string();
-    let (code, j, err) = load(
-        &[
-            "--addr",
-            &addr,
-            "--proto",
-            "upper",
-            "--size",
-            "500",
-            "--conns",
-            if v.concurrent() { "3" } else { "1" },
-            "--pipeline",
-            "2",
-            "--duration",
-            "0.3",
-            "--warmup",
-            "0",
-            "--quiet",
-        ],
-        &tmp(&format!("{v:?}-upper.json")),
-    );
+    let (code, j, err) = load(&[
+        "--addr",
+        &addr,
+        "--proto",
+        "upper",
+        "--size",
+        "500",
+        "--conns",
+        if v.concurrent() { "3" } else { "1" },
+        "--pipeline",
+        "2",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--quiet",
+    ]);
     assert_eq!(code, Some(0), "{v:?}: {err}");
     assert!(j["messages"].as_u64().unwrap() > 0);
     // The same load against echo is all mismatches.
     let echo = Server::start(v, &[]);
     let addr = echo.addr.to_string();
-    let (code, j, _) = load(
-        &[
-            "--addr",
-            &addr,
-            "--proto",
-            "upper",
-            "--size",
-            "500",
-            "--conns",
-            "1",
-            "--duration",
-            "0.2",
-            "--warmup",
-            "0",
-            "--quiet",
-        ],
-        &tmp(&format!("{v:?}-upper-echo.json")),
-    );
+    let (code, j, _) = load(&[
+        "--addr",
+        &addr,
+        "--proto",
+        "upper",
+        "--size",
+        "500",
+        "--conns",
+        "1",
+        "--duration",
+        "0.2",
+        "--warmup",
+        "0",
+        "--quiet",
+    ]);
     assert_eq!(code, Some(1));
     assert!(j["errors"]["mismatch"].as_u64().unwrap() > 0, "{j}");
 });
 
 /// A running `ringmux client` with piped stdin, stdout and stderr.
 struct Client {
-    child: std::process::Child,
+    run: Running,
     out: std::sync::mpsc::Receiver<Vec<u8>>,
 }
 
@@ -251,6 +238,7 @@ impl Client {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        // Stdout as it arrives, in whatever pieces (a line may lack its newline).
         let (tx, out) = std::sync::mpsc::channel();
         let mut so = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -261,7 +249,13 @@ impl Client {
                 }
             }
         });
-        Client { child, out }
+        // Stderr is read as it comes.
+        let run = Running::adopt(child, format!("ringmux client --addr {addr}"));
+        Client { run, out }
+    }
+
+    fn stdin(&mut self) -> std::process::ChildStdin {
+        self.run.child.stdin.take().unwrap()
     }
 
     /// Stdout until it holds `want` (at most 20 s).
@@ -283,24 +277,8 @@ impl Client {
     /// Wait for exit (at most `within`): (code, stderr, how long it took).
     fn wait(mut self, within: Duration) -> (Option<i32>, String, Duration) {
         let t0 = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                self.child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                return (s.code(), err, t0.elapsed());
-            }
-            if t0.elapsed() > within {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("client did not exit within {within:?}");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let done = self.run.wait(within);
+        (done.code(), done.stderr, t0.elapsed())
     }
 }
 
@@ -308,7 +286,7 @@ impl Client {
 fn client_stdin_eof_half_closes_prints_the_rest_exits_0() {
     let srv = Server::start(Variant::Epoll, &["--proto", "upper"]);
     let mut c = Client::start(&srv.addr.to_string());
-    let mut stdin = c.child.stdin.take().unwrap();
+    let mut stdin = c.stdin();
     let mut got = Vec::new();
     stdin.write_all(b"hello\n").unwrap();
     c.expect(&mut got, b"HELLO\n"); // printed as it arrives, stdin still open
@@ -319,28 +297,20 @@ fn client_stdin_eof_half_closes_prints_the_rest_exits_0() {
     assert_eq!(code, Some(0), "stderr: {err}");
     assert!(err.is_empty(), "{err}");
     // In a plain pipe too.
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "printf 'hi\\nthere\\n' | {BIN} client --addr {}",
-            srv.addr
-        ))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout, b"HI\nTHERE\n");
+    let out = Running::spawn(Command::new("sh").arg("-c").arg(format!(
+        "printf 'hi\\nthere\\n' | {BIN} client --addr {}",
+        srv.addr
+    )))
+    .finish(Duration::from_secs(20));
+    assert_eq!(out.code(), Some(0), "{}", out.explain());
+    assert_eq!(out.stdout, "HI\nTHERE\n");
 }
 
 #[test]
 fn client_notices_the_server_gone_while_stdin_stays_open() {
     let srv = Server::start(Variant::Epoll, &["--proto", "upper"]);
     let mut c = Client::start(&srv.addr.to_string());
-    let mut stdin = c.child.stdin.take().unwrap();
+    let mut stdin = c.stdin();
     let mut got = Vec::new();
     stdin.write_all(b"ping\n").unwrap();
     c.expect(&mut got, b"PING\n");
@@ -360,13 +330,12 @@ fn client_bad_address_is_one_line() {
         .local_addr()
         .unwrap()
         .port();
-    let out = Command::new(BIN)
-        .args(["client", "--addr", &format!("127.0.0.1:{port}")])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = run_bounded(
+        &["client", "--addr", &format!("127.0.0.1:{port}")],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.explain());
+    let err = &out.stderr;
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
         err.starts_with("ringmux: error: cannot connect to"),
@@ -378,7 +347,11 @@ fn client_bad_address_is_one_line() {
 fn bench_proto_http_runs_every_ringmux_server_and_leaves_out_externals() {
     let out = std::env::temp_dir().join(format!("ringmux-bench-http-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let (status, _, err) = run_bounded(
+    let Finished {
+        status,
+        stderr: err,
+        ..
+    } = run_bounded(
         &[
             "bench",
             "--quick",

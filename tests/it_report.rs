@@ -1,397 +1,20 @@
-//! Integration tests for the reporting side: file formats, `report`, `compare`, `merge`,
-//! driving the real binary.
+//! `compare` and `report` through the real binary, over result files made here with
+//! chosen figures.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use ringmux::results::hgrm::write_hgrm;
-use ringmux::results::hlog::{Hlog, HlogInterval, read_hlog, write_hlog};
-use ringmux::results::schema::{BENCH_SCHEMA, BenchResults, Cell, LOAD_SCHEMA, RunMetrics};
-use ringmux::sysinfo::SysInfo;
+use ringmux::results::hlog::{Hlog, HlogInterval};
+use ringmux::results::schema::{BenchResults, LOAD_SCHEMA};
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ringmux")
-}
+use crate::util::fixtures::{bench, cell, metrics, noisy_cell, synth, sys, write_json, write_log};
+use crate::util::{run_bounded, scratch_dir};
 
-fn run(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .output()
-        .expect("run ringmux")
-}
-
-fn show(args: &[&str], o: &Output) -> String {
-    format!(
-        "command: ringmux {}\nstatus: {:?}\nstdout:\n{}\nstderr:\n{}",
-        args.join(" "),
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A fresh empty folder under the target dir (no tempfile crate needed).
-fn tmpdir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("it_report")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Deterministic latency-like samples (ns): a body around `base` and a thin tail.
-fn synth(seed: u64, n: usize, base: f64) -> Histogram<u64> {
-    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    for _ in 0..n {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let u = ((x >> 11) as f64) / ((1u64 << 53) as f64);
-        // exponential-ish tail: base * (1 + -ln(1-u))^2
-        let v = base * (1.0 - (1.0 - u).ln()).powi(2);
-        h.record(v as u64).unwrap();
-    }
-    h
-}
-
-fn sys() -> SysInfo {
-    SysInfo {
-        ringmux_version: "0.1.0".into(),
-        kernel: "6.18.0-test".into(),
-        cpu_model: "Test CPU @ 3.0GHz".into(),
-        cores: 2,
-        hostname: "testbox".into(),
-    }
-}
-
-// ---------------------------------------------------------------- .hgrm
-
-#[test]
-fn hgrm_golden() {
-    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).unwrap();
-    for v in 1..=1000u64 {
-        h.record(v * 10_000).unwrap(); // 10 µs .. 10 ms
-    }
-    h.record_n(25_000_000, 3).unwrap(); // 25 ms x3
-    h.record(1_000_000_000).unwrap(); // 1 s
-    let mut buf = Vec::new();
-    write_hgrm(&mut buf, &h).unwrap();
-    let text = String::from_utf8(buf).unwrap();
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden.hgrm");
-    if std::env::var_os("RINGMUX_UPDATE_GOLDEN").is_some() {
-        std::fs::write(&golden, &text).unwrap();
-    }
-    let want = std::fs::read_to_string(&golden)
-        .expect("tests/data/golden.hgrm (regenerate with RINGMUX_UPDATE_GOLDEN=1)");
-    assert_eq!(
-        text, want,
-        "hgrm output changed; if intended, regenerate with RINGMUX_UPDATE_GOLDEN=1"
-    );
-
-    // The rules the plotter relies on.
-    let data: Vec<&str> = text
-        .lines()
-        .skip(2)
-        .take_while(|l| !l.starts_with('#'))
-        .collect();
-    let (last, body) = data.split_last().unwrap();
-    let mut prev = -1.0;
-    for l in body {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        assert_eq!(f.len(), 4, "{l:?}");
-        let p: f64 = f[1].parse().unwrap();
-        assert!(p > prev, "{l:?}");
-        prev = p;
-    }
-    let f: Vec<&str> = last.split_whitespace().collect();
-    assert_eq!(f.len(), 3, "{last:?}");
-    assert_eq!(f[1], "1.000000000000");
-    assert_eq!(f[2], h.len().to_string());
-    assert!(
-        text.lines()
-            .skip(2)
-            .all(|l| l.starts_with('#') || matches!(l.split_whitespace().count(), 3 | 4))
-    );
-}
-
-// ---------------------------------------------------------------- .hlog
-
-fn sample_log(t0: f64, seed: u64, n_intervals: usize) -> Hlog {
-    let mut intervals = Vec::new();
-    for k in 0..n_intervals {
-        intervals.push(HlogInterval {
-            tag: Some("corrected".into()),
-            start_unix_s: t0 + k as f64,
-            length_s: 1.0,
-            hist: synth(seed + k as u64, 2000, 40_000.0),
-        });
-        intervals.push(HlogInterval {
-            tag: Some("uncorrected".into()),
-            start_unix_s: t0 + k as f64,
-            length_s: 1.0,
-            hist: synth(seed + 100 + k as u64, 2000, 30_000.0),
-        });
-    }
-    Hlog {
-        start_unix_s: t0,
-        intervals,
-    }
-}
-
-fn write_log(path: &Path, log: &Hlog) {
-    let mut buf = Vec::new();
-    write_hlog(&mut buf, log).unwrap();
-    std::fs::write(path, buf).unwrap();
-}
-
-#[test]
-fn hlog_round_trip_file() {
-    let d = tmpdir("hlog_rt");
-    let log = sample_log(1_700_000_000.5, 1, 4);
-    write_log(&d.join("a.hlog"), &log);
-    let back = read_hlog(&mut std::io::BufReader::new(
-        std::fs::File::open(d.join("a.hlog")).unwrap(),
-    ))
-    .unwrap();
-    assert_eq!(back.intervals.len(), log.intervals.len());
-    for (a, b) in back.intervals.iter().zip(&log.intervals) {
-        assert_eq!(a.tag, b.tag);
-        assert_eq!(a.hist.len(), b.hist.len());
-        assert_eq!(a.hist.max(), b.hist.max());
-        assert!((a.start_unix_s - b.start_unix_s).abs() < 1e-3);
-    }
-}
-
-/// Decode our .hlog with an independent implementation: the PyPI `hdrhistogram` package.
-#[test]
-fn hlog_decodes_with_python_hdrh() {
-    let have = Command::new("python3")
-        .args(["-c", "import hdrh.log"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !have {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "python3 with the `hdrhistogram` package (module hdrh) is required in CI: pip install hdrhistogram"
-            );
-        }
-        crate::util::record_skip(
-            "hlog python cross-check",
-            "-",
-            "python hdrhistogram not installed",
-        );
-        return;
-    }
-    let d = tmpdir("hlog_py");
-    let log = sample_log(1_700_000_000.25, 7, 3);
-    let path = d.join("py.hlog");
-    write_log(&path, &log);
-    let script = r#"
-import sys
-from hdrh.histogram import HdrHistogram
-from hdrh.log import HistogramLogReader
-ref = HdrHistogram(1, 60 * 1000 * 1000 * 1000, 3)
-r = HistogramLogReader(sys.argv[1], ref)
-rows = []
-while True:
-    h = r.get_next_interval_histogram()
-    if h is None:
-        break
-    rows.append((h.get_total_count(), h.get_value_at_percentile(99.0), h.get_max_value(), h.get_start_time_stamp() / 1000.0))
-start = r.get_start_time_sec()  # known once the header was read
-for n, (count, p99, mx, ts) in enumerate(rows):
-    print(n, count, p99, mx, ts - start)
-print("start", start)
-"#;
-    let o = Command::new("python3")
-        .args(["-c", script, path.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "python failed:\n{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), log.intervals.len() + 1, "{out}");
-    for (line, iv) in lines.iter().zip(&log.intervals) {
-        let f: Vec<f64> = line
-            .split_whitespace()
-            .map(|x| x.parse().unwrap())
-            .collect();
-        assert_eq!(f[1] as u64, iv.hist.len(), "total count: {line}");
-        let p99 = iv.hist.value_at_quantile(0.99);
-        assert!(
-            iv.hist.equivalent(f[2] as u64, p99),
-            "p99 python {} vs rust {p99}: {line}",
-            f[2]
-        );
-        assert!(
-            iv.hist.equivalent(f[3] as u64, iv.hist.max()),
-            "max: {line}"
-        );
-        assert!(
-            (f[4] - (iv.start_unix_s - log.start_unix_s)).abs() < 2e-3,
-            "start offset: {line}"
-        );
-    }
-    let start: f64 = lines
-        .last()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((start - log.start_unix_s).abs() < 1e-3, "{out}");
-}
-
-// ---------------------------------------------------------------- merge
-
-#[test]
-fn merge_sums_counts() {
-    let d = tmpdir("merge");
-    let a = sample_log(1_700_000_000.0, 1, 3);
-    let b = sample_log(1_700_000_000.4, 50, 3);
-    write_log(&d.join("a.hlog"), &a);
-    write_log(&d.join("b.hlog"), &b);
-    let out = d.join("m.hlog");
-    let (pa, pb) = (d.join("a.hlog"), d.join("b.hlog"));
-    let args = [
-        "merge",
-        pa.to_str().unwrap(),
-        pb.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ];
-    let o = run(&args);
-    assert!(o.status.success(), "{}", show(&args, &o));
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        stdout.contains("corrected") && stdout.contains("p99"),
-        "{}",
-        show(&args, &o)
-    );
-    let m = read_hlog(&mut std::io::BufReader::new(
-        std::fs::File::open(&out).unwrap(),
-    ))
-    .unwrap();
-    let total = |l: &Hlog, tag: &str| {
-        l.intervals
-            .iter()
-            .filter(|i| i.tag.as_deref() == Some(tag))
-            .map(|i| i.hist.len())
-            .sum::<u64>()
-    };
-    for tag in ["corrected", "uncorrected"] {
-        assert_eq!(total(&m, tag), total(&a, tag) + total(&b, tag), "{tag}");
-    }
-    // aligned on absolute time: 3 slots per tag
-    assert_eq!(
-        m.intervals
-            .iter()
-            .filter(|i| i.tag.as_deref() == Some("corrected"))
-            .count(),
-        3
-    );
-    assert_eq!(m.start_unix_s, a.start_unix_s);
-}
-
-#[test]
-fn merge_bad_input_is_one_line_error() {
-    let d = tmpdir("merge_bad");
-    std::fs::write(d.join("junk.hlog"), "this is not a log\n").unwrap();
-    let out = d.join("o.hlog");
-    let o_s = out.to_str().unwrap();
-    let missing = d.join("missing.hlog");
-    let junk = d.join("junk.hlog");
-    for args in [
-        vec!["merge", missing.to_str().unwrap(), "-o", o_s],
-        vec!["merge", junk.to_str().unwrap(), "-o", o_s],
-        vec!["merge", "-o", o_s],
-    ] {
-        let o = run(&args);
-        assert!(!o.status.success(), "{}", show(&args, &o));
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!err.contains("panicked"), "{}", show(&args, &o));
-        if args.len() == 4 {
-            assert_eq!(err.trim_end().lines().count(), 1, "{}", show(&args, &o));
-        }
-    }
-}
+const LIMIT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------- compare
-
-fn metrics(thr: f64, p99: f64) -> RunMetrics {
-    RunMetrics {
-        msgs_per_s: thr,
-        mb_per_s: thr * 128.0 / 1e6,
-        p50_ns: p99 / 4.0,
-        p90_ns: p99 / 2.0,
-        p99_ns: p99,
-        p99_9_ns: p99 * 2.0,
-        p99_99_ns: p99 * 3.0,
-        max_ns: p99 * 10.0,
-        cpu_ns_per_msg: Some(8000.0),
-        syscalls_per_msg: Some(2.1),
-        ctx_switches_per_msg: Some(0.01),
-        errors: 0,
-        load_cpu_ns_per_msg: None,
-        server_busy: None,
-    }
-}
-
-fn cell(server: &str, mode: &str, conns: u32, m: RunMetrics, runs: usize) -> Cell {
-    let mut lo = m.clone();
-    lo.msgs_per_s *= 0.97;
-    lo.p99_ns *= 0.9;
-    let mut hi = m.clone();
-    hi.msgs_per_s *= 1.02;
-    hi.p99_ns *= 1.2;
-    Cell {
-        id: format!("{server}/{mode}/c{conns}/s128"),
-        server: server.into(),
-        features: (server == "uring").then(|| "fastpoll".into()),
-        server_threads: (server != "tokio").then_some(1),
-        mode: mode.into(),
-        conns,
-        size: 128,
-        pipeline: 1,
-        rate: None,
-        runs: vec![m.clone(); runs],
-        median: m,
-        min: lo,
-        max: hi,
-        hgrm: vec![],
-        hlog: vec![],
-        profile: None,
-    }
-}
-
-fn bench(cells: Vec<Cell>) -> BenchResults {
-    BenchResults {
-        schema: BENCH_SCHEMA.into(),
-        sys: sys(),
-        start_unix_s: 1_700_000_000.0,
-        args: serde_json::json!({"backends": ["uring", "epoll"], "conns": [1, 50]}),
-        cells,
-        notes: vec!["closed loop; client and server pinned to different CPUs".into()],
-        idle: None,
-        quiet: vec![],
-        models: None,
-    }
-}
-
-fn write_json(path: &Path, v: &impl serde::Serialize) {
-    std::fs::write(path, serde_json::to_vec_pretty(v).unwrap()).unwrap();
-}
 
 fn compare(d: &Path, base: &str, head: &str, limits: &str) -> (Option<i32>, String) {
     let (b, h) = (d.join(base), d.join(head));
@@ -402,15 +25,15 @@ fn compare(d: &Path, base: &str, head: &str, limits: &str) -> (Option<i32>, Stri
         "--max-regression",
         limits,
     ];
-    let o = run(&args);
-    let s = show(&args, &o);
+    let o = run_bounded(&args, LIMIT);
+    let s = o.explain();
     assert!(!s.contains("panicked"), "{s}");
-    (o.status.code(), s)
+    (o.code(), s)
 }
 
 #[test]
 fn compare_exit_codes() {
-    let d = tmpdir("compare");
+    let d = scratch_dir("report-compare");
     write_json(
         &d.join("base.json"),
         &bench(vec![
@@ -494,7 +117,7 @@ fn compare_exit_codes() {
 
 #[test]
 fn compare_load_files() {
-    let d = tmpdir("compare_load");
+    let d = scratch_dir("report-compare-load");
     let load = |thr: f64, p99: u64| {
         serde_json::json!({
             "schema": LOAD_SCHEMA,
@@ -523,27 +146,9 @@ fn compare_load_files() {
     assert_eq!(c, Some(1), "{s}");
 }
 
-/// A cell whose runs have the given throughputs (p99 fixed), median and spread from them.
-fn noisy_cell(thr: &[f64]) -> Cell {
-    let runs: Vec<RunMetrics> = thr.iter().map(|&t| metrics(t, 200_000.0)).collect();
-    let mut sorted = thr.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mut c = cell(
-        "epoll",
-        "closed",
-        50,
-        metrics(sorted[sorted.len() / 2], 200_000.0),
-        0,
-    );
-    c.min = metrics(sorted[0], 200_000.0);
-    c.max = metrics(sorted[sorted.len() - 1], 200_000.0);
-    c.runs = runs;
-    c
-}
-
 #[test]
 fn compare_sees_noise_strict_and_fingerprints() {
-    let d = tmpdir("compare_noise");
+    let d = scratch_dir("report-compare-noise");
     write_json(
         &d.join("base.json"),
         &bench(vec![noisy_cell(&[100_000.0, 80_000.0, 120_000.0])]),
@@ -573,8 +178,8 @@ fn compare_sees_noise_strict_and_fingerprints() {
         "throughput=5%",
         "--strict",
     ];
-    let o = run(&args);
-    assert_eq!(o.status.code(), Some(1), "{}", show(&args, &o));
+    let o = run_bounded(&args, LIMIT);
+    assert_eq!(o.code(), Some(1), "{}", o.explain());
     let (c, s) = compare(&d, "base.json", "slow.json", "throughput=5%");
     assert_eq!(c, Some(1), "{s}");
     assert!(
@@ -743,27 +348,19 @@ fn check_report(d: &Path, r: &BenchResults) {
 
 #[test]
 fn report_cmd_renders_fixture() {
-    let d = tmpdir("report");
+    let d = scratch_dir("report-report");
     let r = fixture(&d);
     let args = ["report", d.to_str().unwrap()];
-    let o = run(&args);
-    assert!(o.status.success(), "{}", show(&args, &o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("| uring |"),
-        "{}",
-        show(&args, &o)
-    );
-    assert!(
-        o.stderr.is_empty(),
-        "no warnings expected: {}",
-        show(&args, &o)
-    );
+    let o = run_bounded(&args, LIMIT);
+    assert!(o.status.success(), "{}", o.explain());
+    assert!(o.stdout.contains("| uring |"), "{}", o.explain());
+    assert!(o.stderr.is_empty(), "no warnings expected: {}", o.explain());
     check_report(&d, &r);
 }
 
 #[test]
 fn write_reports_api_and_missing_files() {
-    let d = tmpdir("report_api");
+    let d = scratch_dir("report-report-api");
     let mut r = fixture(&d);
     ringmux::report::write_reports(&d, &r).unwrap();
     check_report(&d, &r);
@@ -772,13 +369,9 @@ fn write_reports_api_and_missing_files() {
     r.cells[0].hgrm = vec!["hist/nope.hgrm".into()];
     write_json(&d.join("results.json"), &r);
     let args = ["report", d.to_str().unwrap()];
-    let o = run(&args);
-    assert!(o.status.success(), "{}", show(&args, &o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("nope"),
-        "{}",
-        show(&args, &o)
-    );
+    let o = run_bounded(&args, LIMIT);
+    assert!(o.status.success(), "{}", o.explain());
+    assert!(o.stderr.contains("nope"), "{}", o.explain());
     let md = ringmux::report::headline_markdown(&r);
     assert_eq!(md.lines().count(), 2 + r.cells.len());
 }
@@ -787,8 +380,8 @@ fn write_reports_api_and_missing_files() {
 /// series and a timeline per interval log.
 #[test]
 fn report_on_load_outputs() {
-    let d = tmpdir("report_loads");
-    let src = tmpdir("report_loads_src");
+    let d = scratch_dir("report-report-loads");
+    let src = scratch_dir("report-report-loads-src");
     let r = fixture(&src);
     // Keep only the histogram files, under the names `load --hlog/--hgrm` would use.
     let mut stems = Vec::new();
@@ -800,12 +393,12 @@ fn report_on_load_outputs() {
     }
     std::fs::copy(src.join(&r.cells[2].hgrm[0]), d.join("only-hgrm.hgrm")).unwrap();
     let args = ["report", d.to_str().unwrap()];
-    let o = run(&args);
-    assert!(o.status.success(), "{}", show(&args, &o));
+    let o = run_bounded(&args, LIMIT);
+    assert!(o.status.success(), "{}", o.explain());
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("5 histogram file(s), 3 series"),
+        o.stdout.contains("5 histogram file(s), 3 series"),
         "{}",
-        show(&args, &o)
+        o.explain()
     );
     let html = std::fs::read_to_string(d.join("report.html")).unwrap();
     // One spectrum with every series, one timeline per interval log.
@@ -817,20 +410,16 @@ fn report_on_load_outputs() {
         );
     }
     // A folder with neither results.json nor histograms is bad input.
-    let empty = tmpdir("report_loads_empty");
+    let empty = scratch_dir("report-report-loads-empty");
     let args = ["report", empty.to_str().unwrap()];
-    let o = run(&args);
-    assert_eq!(o.status.code(), Some(2), "{}", show(&args, &o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("neither results.json"),
-        "{}",
-        show(&args, &o)
-    );
+    let o = run_bounded(&args, LIMIT);
+    assert_eq!(o.code(), Some(2), "{}", o.explain());
+    assert!(o.stderr.contains("neither results.json"), "{}", o.explain());
 }
 
 #[test]
 fn report_bad_input() {
-    let d = tmpdir("report_bad");
+    let d = scratch_dir("report-report-bad");
     for (content, what) in [
         (None, "missing"),
         (Some("{"), "not JSON"),
@@ -840,20 +429,15 @@ fn report_bad_input() {
             std::fs::write(d.join("results.json"), c).unwrap();
         }
         let args = ["report", d.to_str().unwrap()];
-        let o = run(&args);
+        let o = run_bounded(&args, LIMIT);
         assert_eq!(
-            o.status.code(),
+            o.code(),
             Some(2),
             "{what}: bad input exits 2: {}",
-            show(&args, &o)
+            o.explain()
         );
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "{what}: {}",
-            show(&args, &o)
-        );
+        let err = &o.stderr;
+        assert_eq!(err.trim_end().lines().count(), 1, "{what}: {}", o.explain());
         assert!(!err.contains("panicked"));
     }
 }

@@ -1,102 +1,25 @@
 //! io_uring paths the other tests do not reach: completion-queue overflow, failed
 //! or interrupted submissions (io_uring_enter EAGAIN/EBUSY/EINTR injected with
-//! strace), and a refused buffer-ring registration. Each runs per io_uring level.
+//! strace), and a refused buffer-ring registration, each per io_uring level; and
+//! io_uring unavailable (io_uring_setup failing under strace): `auto` falls back to
+//! epoll with one warning, `--backend uring` fails with the reason.
 
 use std::io::{Read, Write};
-use std::process::Command;
-use std::thread;
 use std::time::Duration;
 
-use crate::util::{BIN, Server, Variant, payload, run_variant, strace_available};
-
-/// One #[test] per io_uring level (epoll has no ring: these paths do not exist there).
-macro_rules! uring_test {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[test]
-            fn uring_baseline() {
-                run_variant(Variant::UringBaseline, stringify!($name), $body);
-            }
-            #[test]
-            fn uring_fastpoll() {
-                run_variant(Variant::UringFastpoll, stringify!($name), $body);
-            }
-            #[test]
-            fn uring_multishot() {
-                run_variant(Variant::UringMultishot, stringify!($name), $body);
-            }
-            #[test]
-            fn uring_full() {
-                run_variant(Variant::UringFull, stringify!($name), $body);
-            }
-        }
-    };
-}
-
-/// `conns` connections at once, each writing `size` verified bytes from one thread
-/// while reading the echo on another; panics on any difference.
-fn burst(srv: &Server, v: Variant, conns: usize, size: usize, seed: u64) {
-    let handles: Vec<_> = (0..conns)
-        .map(|i| {
-            let s = srv.connect();
-            thread::spawn(move || {
-                let msg = payload(seed + i as u64, size);
-                let mut w = s.try_clone().unwrap();
-                let m = msg.clone();
-                let writer = thread::spawn(move || w.write_all(&m));
-                let mut got = vec![0u8; size];
-                let mut r = s;
-                r.read_exact(&mut got)
-                    .map_err(|e| format!("conn {i}: read: {e}"))?;
-                writer
-                    .join()
-                    .unwrap()
-                    .map_err(|e| format!("conn {i}: write: {e}"))?;
-                if got != msg {
-                    let at = got.iter().zip(&msg).position(|(a, b)| a != b).unwrap_or(0);
-                    return Err(format!("conn {i}: echo differs at byte {at} of {size}"));
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    let errs: Vec<String> = handles
-        .into_iter()
-        .filter_map(|h| h.join().unwrap().err())
-        .collect();
-    assert!(
-        errs.is_empty(),
-        "{v:?}: {} of {conns} connections failed: {:?}; server stderr: {}",
-        errs.len(),
-        &errs[..errs.len().min(5)],
-        srv.stderr()
-    );
-}
-
-/// A stats counter from the exit summary (`name=N`).
-fn counter(stdout: &str, name: &str) -> u64 {
-    let key = format!("{name}=");
-    stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(&key))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in the exit summary: {stdout}"))
-}
+use crate::uring_test;
+use crate::util::{
+    BIN, Running, Server, Variant, counter, echo_burst, read_varied, strace_available,
+    strace_inject,
+};
 
 uring_test!(cq_overflow_loses_nothing, |v| {
     // An 8-entry CQ for 64 connections bursting 256 KiB each: completions outrun the
     // CQ, wait on the kernel's overflow list and come back on a later enter.
     let srv = Server::start(v, &["--ring-entries", "8", "--cq-entries", "8"]);
-    burst(&srv, v, 64, 256 * 1024, 1);
-    burst(&srv, v, 64, 4096, 1000);
-    let st = srv.stop(Duration::from_secs(20));
-    assert!(
-        st.status.success(),
-        "{v:?}: exit {:?}, stderr {}",
-        st.status,
-        st.stderr
-    );
+    echo_burst(&srv, v, 64, 256 * 1024, 1);
+    echo_burst(&srv, v, 64, 4096, 1000);
+    let st = srv.stop_ok(Duration::from_secs(20));
     let overflow = counter(&st.stdout, "cq_overflow");
     assert_eq!(
         (
@@ -127,20 +50,11 @@ uring_test!(cq_overflow_loses_nothing, |v| {
 
 /// `ringmux serve` at level `v` under strace, with io_uring_enter failing as `inject`.
 fn serve_with_enter_faults(v: Variant, inject: &str) -> Server {
-    let mut c = Command::new("strace");
-    c.args([
-        "-f",
-        "-qq",
-        "-o",
-        "/dev/null",
-        "-e",
-        "trace=io_uring_enter",
-        "-e",
-    ])
-    .arg(format!("inject=io_uring_enter:{inject}"))
-    .args([BIN, "serve", "--addr", "127.0.0.1:0"])
-    .args(v.args());
-    Server::spawn(&mut c)
+    Server::spawn(
+        strace_inject("io_uring_enter", inject)
+            .args([BIN, "serve", "--addr", "127.0.0.1:0"])
+            .args(v.args()),
+    )
 }
 
 uring_test!(enter_faults_lose_nothing, |v| {
@@ -159,15 +73,9 @@ uring_test!(enter_faults_lose_nothing, |v| {
         // 200 connections in 4 waves of 50, 128 KiB each (enough enters at every
         // level to reach the injected ones), every byte verified.
         for wave in 0..4 {
-            burst(&srv, v, 50, 128 * 1024, wave * 100);
+            echo_burst(&srv, v, 50, 128 * 1024, wave * 100);
         }
-        let st = srv.stop(Duration::from_secs(30));
-        assert!(
-            st.status.success(),
-            "{v:?} {errno}: exit {:?}, stderr {}",
-            st.status,
-            st.stderr
-        );
+        let st = srv.stop_ok(Duration::from_secs(30));
         assert_eq!(
             (
                 counter(&st.stdout, "accepted"),
@@ -202,19 +110,14 @@ fn refused_buffer_ring_steps_down_with_a_reason() {
     // The first io_uring_register (the opcode probe) goes through; every later one
     // (ring fd, buffer ring) fails with EINVAL: `auto` must step down to fastpoll,
     // say why, and serve.
-    let mut c = Command::new("strace");
-    c.args([
-        "-f",
-        "-qq",
-        "-o",
-        "/dev/null",
-        "-e",
-        "trace=io_uring_register",
-        "-e",
-        "inject=io_uring_register:error=EINVAL:when=2+",
-    ])
-    .args([BIN, "serve", "--addr", "127.0.0.1:0"]);
-    let srv = Server::spawn(&mut c);
+    let srv = Server::spawn(
+        strace_inject("io_uring_register", "error=EINVAL:when=2+").args([
+            BIN,
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+        ]),
+    );
     assert!(
         srv.start_line.contains("backend=uring features=fastpoll"),
         "{}",
@@ -226,13 +129,7 @@ fn refused_buffer_ring_steps_down_with_a_reason() {
     s.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"stepped down");
     drop(s);
-    let st = srv.stop(Duration::from_secs(10));
-    assert!(
-        st.status.success(),
-        "exit {:?}, stderr {}",
-        st.status,
-        st.stderr
-    );
+    let st = srv.stop_ok(Duration::from_secs(10));
     let note: Vec<&str> = st
         .stderr
         .lines()
@@ -251,4 +148,81 @@ fn refused_buffer_ring_steps_down_with_a_reason() {
         "{}",
         note[0]
     );
+}
+
+/// `ringmux serve --backend BACKEND` with io_uring_setup failing with `errno`.
+fn under_strace(errno: &str, backend: &str) -> std::process::Command {
+    let mut c = strace_inject("io_uring_setup", &format!("error={errno}"));
+    c.args([BIN, "serve", "--addr", "127.0.0.1:0", "--backend", backend]);
+    c
+}
+
+#[test]
+fn auto_falls_back_to_epoll_with_one_warning() {
+    if !strace_available() {
+        return;
+    }
+    for errno in ["EPERM", "ENOSYS", "ENOMEM", "EINVAL"] {
+        let srv = Server::spawn(&mut under_strace(errno, "auto"));
+        assert!(
+            srv.start_line.contains("backend=epoll"),
+            "{errno}: {}",
+            srv.start_line
+        );
+        let mut c = srv.connect();
+        c.write_all(b"fallback").unwrap();
+        assert_eq!(
+            read_varied(&mut c, 8),
+            b"fallback",
+            "{errno}: epoll fallback does not echo"
+        );
+        drop(c);
+        let st = srv.stop_ok(Duration::from_secs(10));
+        let warnings: Vec<&str> = st
+            .stderr
+            .lines()
+            .filter(|l| l.contains("warning"))
+            .collect();
+        assert_eq!(
+            warnings.len(),
+            1,
+            "{errno}: expected one warning line, stderr: {}",
+            st.stderr
+        );
+        assert!(
+            warnings[0].contains(errno) && warnings[0].contains("falling back to epoll"),
+            "{errno}: {}",
+            warnings[0]
+        );
+    }
+}
+
+#[test]
+fn forced_uring_fails_with_reason() {
+    if !strace_available() {
+        return;
+    }
+    for (errno, hint) in [
+        ("EPERM", "io_uring_disabled"),
+        ("ENOSYS", "5.6"),
+        ("ENOMEM", "MEMLOCK"),
+    ] {
+        let out = Running::spawn(&mut under_strace(errno, "uring")).finish(Duration::from_secs(20));
+        let stderr = &out.stderr;
+        assert!(
+            !out.status.success(),
+            "{errno}: --backend uring should fail\n{}",
+            out.explain()
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{errno}: one line expected: {stderr}"
+        );
+        assert!(
+            stderr.contains(errno) && stderr.contains(hint),
+            "{errno}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
 }

@@ -18,8 +18,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::backend_test;
-use crate::it_chaos::{Rng, env_secs, fd_baseline, seed_for};
-use crate::util::{Server, Variant, payload, read_varied, wait_until};
+use crate::util::{
+    Rng, Server, Variant, env_secs, fd_baseline, payload, read_json, read_varied, seed_for,
+    wait_until,
+};
 
 #[derive(Default)]
 struct Counts {
@@ -152,7 +154,7 @@ fn soak(v: Variant) {
         st.status,
         st.stderr
     );
-    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    let j = read_json(&stats);
     let _ = std::fs::remove_file(&stats);
     assert_eq!(
         j["connections_accepted"].as_u64(),

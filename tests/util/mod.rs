@@ -1,13 +1,26 @@
-//! Test harness: start the real binary, find its port, stop it, read its /proc.
+//! Test harness: which server variants exist and how a test runs on each, skips recorded
+//! by name, deadlines, payloads. The rooms: `run` (child processes with a deadline and
+//! `ringmux load` runs), `server` (a running `ringmux serve`: start, connect, signal,
+//! stop, read its /proc), `echo` (the load tests' own echo servers and load drivers),
+//! `fixtures` (synthetic histograms and result files for the report tests).
 //! Every wait has a deadline; assertion messages carry the command and stderr.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+pub mod echo;
+pub mod fixtures;
+mod run;
+mod server;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
+
+pub use run::*;
+pub use server::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringmux");
 
@@ -135,11 +148,9 @@ impl Variant {
 pub fn probe() -> &'static serde_json::Value {
     static PROBE: OnceLock<serde_json::Value> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let out = Command::new(BIN)
-            .args(["probe", "--json"])
-            .output()
-            .expect("run ringmux probe");
-        serde_json::from_slice(&out.stdout).expect("probe --json is JSON")
+        let r = run_bounded(&["probe", "--json"], Duration::from_secs(20));
+        serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("probe --json is not JSON ({e})\n{}", r.explain()))
     })
 }
 
@@ -181,413 +192,84 @@ pub fn record_skip(test: &str, variant: &str, why: &str) {
     }
 }
 
-/// Run `body` for one variant, or record why it is skipped (by name, never silently).
-pub fn run_variant(v: Variant, test: &str, body: fn(Variant)) {
+/// What a test runs on that this kernel may lack: a server [`Variant`], a load driver.
+pub trait Runnable: Copy + std::fmt::Debug {
+    /// Ok, or why it cannot run here.
+    fn available(self) -> Result<(), String>;
+}
+
+impl Runnable for Variant {
+    fn available(self) -> Result<(), String> {
+        Variant::available(self)
+    }
+}
+
+/// Run `body` on `v`, or record why it is skipped (by name, never silently).
+pub fn run_on<V: Runnable>(v: V, test: &str, body: fn(V)) {
     match v.available() {
         Ok(()) => body(v),
         Err(why) => record_skip(test, &format!("{v:?}"), &why),
     }
 }
 
+/// Run `body` for one variant, or record why it is skipped.
+pub fn run_variant(v: Variant, test: &str, body: fn(Variant)) {
+    run_on(v, test, body)
+}
+
+/// Define a test module `$name` with one #[test] per listed `fn_name => what it runs
+/// on` (a [`Runnable`]).
+#[macro_export]
+macro_rules! variant_tests {
+    ($name:ident, $body:expr, $($test:ident => $on:expr),+ $(,)?) => {
+        mod $name {
+            use super::*;
+            $(
+                #[test]
+                fn $test() {
+                    $crate::util::run_on($on, stringify!($name), $body);
+                }
+            )+
+        }
+    };
+}
+
 /// Define a test module with one #[test] per backend variant.
 #[macro_export]
 macro_rules! backend_test {
     ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[test]
-            fn epoll() {
-                $crate::util::run_variant($crate::util::Variant::Epoll, stringify!($name), $body);
-            }
-            #[test]
-            fn poll() {
-                $crate::util::run_variant($crate::util::Variant::Poll, stringify!($name), $body);
-            }
-            #[test]
-            fn select() {
-                $crate::util::run_variant($crate::util::Variant::Select, stringify!($name), $body);
-            }
-            #[test]
-            fn sigio() {
-                $crate::util::run_variant($crate::util::Variant::Sigio, stringify!($name), $body);
-            }
-            #[test]
-            fn blocking() {
-                $crate::util::run_variant(
-                    $crate::util::Variant::Blocking,
-                    stringify!($name),
-                    $body,
-                );
-            }
-            #[test]
-            fn threads() {
-                $crate::util::run_variant($crate::util::Variant::Threads, stringify!($name), $body);
-            }
-            #[test]
-            fn busypoll() {
-                $crate::util::run_variant(
-                    $crate::util::Variant::Busypoll,
-                    stringify!($name),
-                    $body,
-                );
-            }
-            #[test]
-            fn uring_baseline() {
-                $crate::util::run_variant(
-                    $crate::util::Variant::UringBaseline,
-                    stringify!($name),
-                    $body,
-                );
-            }
-            #[test]
-            fn uring_fastpoll() {
-                $crate::util::run_variant(
-                    $crate::util::Variant::UringFastpoll,
-                    stringify!($name),
-                    $body,
-                );
-            }
-            #[test]
-            fn uring_multishot() {
-                $crate::util::run_variant(
-                    $crate::util::Variant::UringMultishot,
-                    stringify!($name),
-                    $body,
-                );
-            }
-            #[test]
-            fn uring_full() {
-                $crate::util::run_variant(
-                    $crate::util::Variant::UringFull,
-                    stringify!($name),
-                    $body,
-                );
-            }
-        }
-    };
-}
-
-pub struct Server {
-    pub child: Child,
-    pub addr: SocketAddr,
-    /// The server's pid (differs from child's under strace).
-    pub pid: i32,
-    pub start_line: String,
-    pub cmdline: String,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    /// The threads reading the child's stdout and stderr: they end at EOF, once every
-    /// process holding the pipes has exited.
-    pumps: Vec<thread::JoinHandle<()>>,
-}
-
-/// Join the output readers (they end when the pipes close), at most `within`.
-fn join_pumps(pumps: &mut Vec<thread::JoinHandle<()>>, within: Duration, cmdline: &str) {
-    let ok = wait_until(within, || pumps.iter().all(|p| p.is_finished()));
-    assert!(
-        ok,
-        "{cmdline}: its stdout/stderr stayed open {within:?} after it exited (a descendant holds them?)"
-    );
-    for p in pumps.drain(..) {
-        p.join().expect("output reader thread");
-    }
-}
-
-pub struct Stopped {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-    pub elapsed: Duration,
-}
-
-fn pump(
-    r: impl Read + Send + 'static,
-    sink: Arc<Mutex<String>>,
-    first_line: Option<std::sync::mpsc::Sender<String>>,
-) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut tx = first_line;
-        let mut line = String::new();
-        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            if let Some(t) = &tx
-                && line.contains("serving")
-            {
-                let _ = t.send(line.clone());
-                tx = None;
-            }
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    })
-}
-
-impl Server {
-    /// `ringmux serve --addr 127.0.0.1:0 <variant args> <extra>`.
-    pub fn start(v: Variant, extra: &[&str]) -> Server {
-        Server::start_env(v, extra, &[])
-    }
-
-    /// [`Server::start`] with environment variables set (RINGMUX_FAULTS only as given).
-    pub fn start_env(v: Variant, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
-        args.extend(v.args());
-        args.extend(extra);
-        let mut cmd = Command::new(BIN);
-        cmd.args(&args)
-            .env_remove("RINGMUX_FAULTS")
-            .envs(env.iter().copied());
-        let s = Server::spawn(&mut cmd);
-        assert!(
-            s.start_line.contains(&v.expect()),
-            "start line {:?} should say {:?}",
-            s.start_line,
-            v.expect()
+        $crate::variant_tests!(
+            $name,
+            $body,
+            epoll => $crate::util::Variant::Epoll,
+            poll => $crate::util::Variant::Poll,
+            select => $crate::util::Variant::Select,
+            sigio => $crate::util::Variant::Sigio,
+            blocking => $crate::util::Variant::Blocking,
+            threads => $crate::util::Variant::Threads,
+            busypoll => $crate::util::Variant::Busypoll,
+            uring_baseline => $crate::util::Variant::UringBaseline,
+            uring_fastpoll => $crate::util::Variant::UringFastpoll,
+            uring_multishot => $crate::util::Variant::UringMultishot,
+            uring_full => $crate::util::Variant::UringFull,
         );
-        s
-    }
-
-    /// Spawn any command that ends up running `ringmux serve` and wait for its start line.
-    pub fn spawn(cmd: &mut Command) -> Server {
-        let cmdline = format!("{cmd:?}");
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn server");
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut pumps = vec![
-            pump(child.stdout.take().unwrap(), stdout.clone(), Some(tx)),
-            pump(child.stderr.take().unwrap(), stderr.clone(), None),
-        ];
-        let line = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                join_pumps(&mut pumps, Duration::from_secs(10), &cmdline);
-                panic!(
-                    "{cmdline}: no start line within 20 s; stderr: {}",
-                    stderr.lock().unwrap()
-                );
-            }
-        };
-        let addr: SocketAddr = line
-            .split_whitespace()
-            .skip_while(|w| *w != "on")
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let pid: i32 = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pid="))
-            .unwrap()
-            .parse()
-            .unwrap();
-        Server {
-            child,
-            addr,
-            pid,
-            start_line: line,
-            cmdline,
-            stdout,
-            stderr,
-            pumps,
-        }
-    }
-
-    pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("connect {}: {e}", self.addr));
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
-        s.set_nodelay(true).unwrap();
-        s
-    }
-
-    /// `n` connections, each having echoed `payload(i, len)` once, byte-exact.
-    pub fn connect_echoed(&self, n: usize, len: usize) -> Vec<TcpStream> {
-        (0..n)
-            .map(|i| {
-                let mut c = self.connect();
-                c.write_all(&payload(i as u64, len)).unwrap();
-                assert_eq!(
-                    read_varied(&mut c, len),
-                    payload(i as u64, len),
-                    "{}: conn {i}",
-                    self.cmdline
-                );
-                c
-            })
-            .collect()
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
-        unsafe { libc::kill(self.pid, sig) };
-    }
-
-    /// Open file descriptors of the server process.
-    pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    /// Resident memory of the server process in KiB.
-    pub fn rss_kib(&self) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
-        s.lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// Wait for exit (no signal sent), at most `within`; kill and panic past it.
-    pub fn wait(mut self, within: Duration) -> Stopped {
-        let t0 = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Everything it wrote is read once the readers reach EOF.
-                join_pumps(&mut self.pumps, Duration::from_secs(10), &self.cmdline);
-                return Stopped {
-                    status,
-                    stdout: self.stdout.lock().unwrap().clone(),
-                    stderr: self.stderr.lock().unwrap().clone(),
-                    elapsed: t0.elapsed(),
-                };
-            }
-            if t0.elapsed() > within {
-                let _ = self.child.kill();
-                panic!(
-                    "{}: did not exit within {within:?}; stderr: {}",
-                    self.cmdline,
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, then wait (at most `within`).
-    pub fn stop(self, within: Duration) -> Stopped {
-        self.signal(libc::SIGTERM);
-        self.wait(within)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) on our own child (and the traced server under strace).
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `c` (all its echo read) was closed by a server that has exited: the next read is
-/// end of file or a reset, at once. Stray bytes after the echo, or a read that times
-/// out (the connection still open), fail with `what` in the message.
-pub fn assert_closed(c: &mut TcpStream, what: &str) {
-    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut b = [0u8; 64];
-    match c.read(&mut b) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Ok(n) => panic!("{what}: {n} stray bytes after the echo: {:?}", &b[..n]),
-        Err(e) => panic!("{what}: the connection is still open ({e})"),
-    }
-}
-
-/// Ask for stats snapshots (SIGUSR1; the server runs with `--stats-json json`) until
-/// one satisfies `f`, at most `within`; that snapshot, or None past the deadline.
-pub fn snapshot_until(
-    srv: &Server,
-    json: &std::path::Path,
-    within: Duration,
-    mut f: impl FnMut(&serde_json::Value) -> bool,
-) -> Option<serde_json::Value> {
-    let mut hit = None;
-    wait_until(within, || {
-        srv.signal(libc::SIGUSR1);
-        // The file is replaced whole; a read between two writes just tries again.
-        let j = std::fs::read(json)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        hit = j.filter(|j| j["final"] == false && f(j));
-        hit.is_some()
-    });
-    hit
-}
-
-/// The server's descriptor count once it has not changed for 200 ms (polled, at most
-/// 10 s): start-up finishes after the start line (a reserve fd, a ring), and closes
-/// of connections a client dropped land a little later.
-pub fn fds_settled(srv: &Server) -> usize {
-    let mut last = (usize::MAX, Instant::now());
-    let stable = wait_until(Duration::from_secs(10), || {
-        let n = srv.fd_count();
-        if n != last.0 {
-            last = (n, Instant::now());
-        }
-        last.1.elapsed() >= Duration::from_millis(200)
-    });
-    assert!(
-        stable,
-        "{}: the descriptor count kept changing: {}",
-        srv.cmdline,
-        srv.fd_count()
-    );
-    last.0
-}
-
-/// Run `ringmux ARGS` (stdin closed) to its end, at most `limit`: (status, stdout,
-/// stderr). The pipes are drained on threads, so a chatty child cannot block on a full
-/// pipe; past the limit the child is killed and the test fails naming the command.
-pub fn run_bounded<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(
-    args: &[S],
-    limit: Duration,
-) -> (ExitStatus, String, String) {
-    let t0 = Instant::now();
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringmux");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
     };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringmux {args:?} did not finish within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
+}
+
+/// Define a test module with one #[test] per io_uring level (the paths that exist only
+/// where there is a ring).
+#[macro_export]
+macro_rules! uring_test {
+    ($name:ident, $body:expr) => {
+        $crate::variant_tests!(
+            $name,
+            $body,
+            uring_baseline => $crate::util::Variant::UringBaseline,
+            uring_fastpoll => $crate::util::Variant::UringFastpoll,
+            uring_multishot => $crate::util::Variant::UringMultishot,
+            uring_full => $crate::util::Variant::UringFull,
+        );
     };
-    (status, out.join().unwrap(), err.join().unwrap())
 }
 
 /// Poll `f` until true or the deadline passes.
@@ -600,6 +282,74 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(20));
     }
     f()
+}
+
+/// Poll `f` until its value has not changed for `quiet` (at most `within`): that value,
+/// or None if it kept changing. For "settled" conditions (descriptors closed, memory in
+/// place, a writer stuck): no progress over a window is the condition itself.
+pub fn steady<T: PartialEq>(
+    within: Duration,
+    quiet: Duration,
+    mut f: impl FnMut() -> T,
+) -> Option<T> {
+    let mut last = (f(), Instant::now());
+    let ok = wait_until(within, || {
+        let now = f();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+        last.1.elapsed() >= quiet
+    });
+    ok.then_some(last.0)
+}
+
+/// A fresh, empty folder for one test's files (`tag` names the test and variant).
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ringmux-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    d
+}
+
+/// A JSON file, parsed; panics naming the file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()))
+}
+
+/// A `Name:` field of a /proc status file (`/proc/PID/status`, `/proc/self/status`,
+/// a task's), trimmed; None when the file or the field is missing.
+pub fn proc_status(path: &Path, name: &str) -> Option<String> {
+    let s = std::fs::read_to_string(path).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .map(|v| v.trim().to_string())
+}
+
+/// A `Name:   N kB` field of `/proc/PID/status` in KiB.
+pub fn status_kib(pid: i32, name: &str) -> Option<u64> {
+    proc_status(Path::new(&format!("/proc/{pid}/status")), name)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The CPUs this test process may run on (to pick CPUs for --pin).
+pub fn allowed_cpus() -> Vec<usize> {
+    let list = proc_status(Path::new("/proc/self/status"), "Cpus_allowed_list")
+        .expect("Cpus_allowed_list in /proc/self/status");
+    ringmux::os::cpus::parse_cpu_list(&list).unwrap()
+}
+
+/// A counter from a server's exit summary (`name=N`); panics naming it when absent.
+pub fn counter(stdout: &str, name: &str) -> u64 {
+    let key = format!("{name}=");
+    stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&key))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in the exit summary: {stdout}"))
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so payloads need no storage.
@@ -632,56 +382,49 @@ pub fn read_varied(s: &mut TcpStream, n: usize) -> Vec<u8> {
     out
 }
 
-/// The `blocking` model's queueing, asserted: while `first` stays open, a second
-/// client's bytes get no reply (it waits in the backlog); once `first` closes, the
-/// second is served. Returns the second connection, still open.
-pub fn assert_second_client_waits(srv: &Server, first: TcpStream) -> TcpStream {
-    let mut second = srv.connect();
-    second.write_all(b"queued").unwrap();
-    second
-        .set_read_timeout(Some(Duration::from_millis(400)))
-        .unwrap();
-    let mut b = [0u8; 6];
-    let early = second.read(&mut b);
-    assert!(
-        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
-        "{}: a second client was served while the first was still connected: {early:?}",
-        srv.cmdline
-    );
-    drop(first);
-    second
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    second.read_exact(&mut b).unwrap_or_else(|e| {
-        panic!(
-            "{}: the waiting client was not served after the first left: {e}",
-            srv.cmdline
-        )
-    });
-    assert_eq!(&b, b"queued");
-    second
+/// xorshift64*, seeded per run and variant (printed, so a failure can be replayed).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        lo + self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % (hi - lo + 1)
+    }
+
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.range(0, xs.len() as u64 - 1) as usize]
+    }
 }
 
-/// `--threads 2` with a backend that has no event loop: one line, exit 2, nothing served.
-pub fn assert_threads_refused(v: Variant, extra: &[&str]) {
-    let mut args = vec!["serve", "--addr", "127.0.0.1:0"];
-    args.extend(v.args());
-    args.extend(extra);
-    let out = Command::new(BIN).args(&args).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{v:?} {args:?}: {err}");
-    assert_eq!(
-        err.trim().lines().count(),
-        1,
-        "{v:?}: one line expected: {err}"
-    );
-    assert!(
-        err.contains("--threads") && err.contains(v.backend()) && !err.contains("panicked"),
-        "{v:?}: {err}"
-    );
-    assert!(
-        out.stdout.is_empty(),
-        "{v:?}: nothing may start: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+/// `name` from the environment as seconds, or `default`.
+pub fn env_secs(name: &str, default: f64) -> f64 {
+    match std::env::var(name) {
+        Ok(s) => s
+            .parse()
+            .ok()
+            .filter(|v: &f64| *v > 0.0)
+            .unwrap_or_else(|| panic!("{name}={s}: seconds above 0 expected")),
+        Err(_) => default,
+    }
+}
+
+/// The run's seed: `RINGMUX_CHAOS_SEED`, else the clock; mixed with the variant.
+pub fn seed_for(v: Variant) -> u64 {
+    let base = match std::env::var("RINGMUX_CHAOS_SEED") {
+        Ok(s) => s
+            .parse()
+            .unwrap_or_else(|_| panic!("RINGMUX_CHAOS_SEED={s}: an integer expected")),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    base ^ (Variant::ALL.iter().position(|&x| x == v).unwrap() as u64) << 56
 }
