@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::matrix::spread;
-use super::plan::{Plan, ServerSpec};
+use super::plan::Plan;
 use super::proc::{Rss, RunningServer, ensure_nofile, start_server, stats_snapshot};
+use super::spec::ServerSpec;
 use crate::results::schema::{BenchResults, IdleResults, IdleRun, IdleServer};
 
 /// Bytes each connection sends and reads back once.

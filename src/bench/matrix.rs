@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::peers::{PEERS, locked_version};
-use super::plan::{Plan, ServerSpec, Shape};
+use super::plan::{Plan, Shape};
 use super::proc::{children_cpu_s, load_cmd, read_load_result, start_server, wait_load};
 use super::profile;
 use super::quiet::quiet_rows;
+use super::spec::ServerSpec;
 use crate::report::profile::Profile;
 use crate::results::schema::{BenchResults, Cell, RunMetrics};
 use crate::results::stats::median;

@@ -23,6 +23,7 @@ mod plan;
 mod proc;
 mod profile;
 mod quiet;
+mod spec;
 
 use std::fs;
 use std::path::PathBuf;
@@ -33,8 +34,9 @@ use anyhow::Context;
 
 pub use config::{BenchConfig, BenchPreset, RunLengths};
 pub use peers::{PEERS, locked_version};
-pub use plan::{Plan, ServerSpec, Shape};
+pub use plan::{Plan, Shape};
 pub use proc::{pinned, proc_cpu_s};
+pub use spec::ServerSpec;
 
 use crate::error::ExitError;
 use crate::proto::Proto;

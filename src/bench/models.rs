@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::plan::{Plan, ServerSpec, Shape};
+use super::plan::{Plan, Shape};
 use super::proc::{
     Rss, RunningServer, ensure_nofile, load_cmd, read_load_result, start_server, stats_snapshot,
     wait_load, wait_load_watching,
 };
 use super::quiet::open_silent;
+use super::spec::ServerSpec;
 use crate::report::models::{ModelPoint, ModelRun, ModelsResults, judge, median_run, slopes};
 use crate::results::schema::{BenchResults, LoadResult};
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use super::plan::{ServerSpec, warn};
+use super::spec::{ServerSpec, warn};
 
 /// The reference peers: (name in the matrix, example binary, crate whose version the
 /// report prints, what it is).

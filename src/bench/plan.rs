@@ -11,50 +11,9 @@ use anyhow::bail;
 use super::config::BenchConfig;
 use super::peers::peer_servers;
 use super::profile;
+use super::spec::{ServerSpec, warn};
 use crate::os::cpus::format_cpu_list;
 use crate::proto::Proto;
-
-/// A server in the matrix.
-#[derive(Debug, Clone)]
-pub enum ServerSpec {
-    /// ringmux itself: a backend of `server::Backend::NAMES`, optional io_uring level
-    /// with its `+OPTION`s (`full+sqpoll`).
-    Ringmux {
-        backend: String,
-        level: Option<String>,
-    },
-    /// Any other server: a shell command with `{addr}` in it.
-    External { name: String, cmd: String },
-}
-
-impl ServerSpec {
-    pub fn name(&self) -> String {
-        match self {
-            ServerSpec::Ringmux {
-                backend,
-                level: Some(l),
-            } => format!("{backend}:{l}"),
-            ServerSpec::Ringmux {
-                backend,
-                level: None,
-            } => backend.clone(),
-            ServerSpec::External { name, .. } => name.clone(),
-        }
-    }
-
-    /// A ringmux backend with no level given.
-    pub fn ringmux(backend: &str) -> ServerSpec {
-        ServerSpec::Ringmux {
-            backend: backend.to_string(),
-            level: None,
-        }
-    }
-
-    /// ringmux's io_uring proactor: its stats name the features it runs with.
-    pub fn is_uring(&self) -> bool {
-        matches!(self, ServerSpec::Ringmux { backend, .. } if backend == "uring")
-    }
-}
 
 /// One load shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,12 +85,6 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// `--profile` with perf available.
     pub profile: bool,
-}
-
-/// Say `n` on stderr as a warning and keep it for results.json.
-pub(super) fn warn(notes: &mut Vec<String>, n: String) {
-    eprintln!("ringmux: warning: {n}");
-    notes.push(n);
 }
 
 impl Plan {

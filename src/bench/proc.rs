@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::plan::{LEVEL_MODS, Plan, ServerSpec, Shape};
+use super::plan::{LEVEL_MODS, Plan, Shape};
+use super::spec::ServerSpec;
 use crate::results::schema::LoadResult;
 
 /// Pin the child to `cpus` between fork and exec.

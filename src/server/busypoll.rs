@@ -17,7 +17,6 @@ use socket2::Socket;
 use super::config::ServerConfig;
 use super::conn::Conn;
 use super::policy::accept::{self, AcceptFailure};
-use super::policy::drain;
 use super::policy::fanout::Fanout;
 use super::policy::io::{self as pio, Flush, Recv};
 use super::policy::timers::Clock;
@@ -153,15 +152,7 @@ pub fn run(
     let mut keys: Vec<usize> = Vec::new();
     loop {
         if signals.stop_requested() || signals.take_snapshot_request_peek() {
-            signals.drain();
-            let st = &mut b.st;
-            if drain::check_signals(
-                signals,
-                reporter,
-                &mut st.stats,
-                &mut st.drain,
-                cfg.drain_timeout,
-            ) {
+            if b.st.woken(signals, reporter, cfg.drain_timeout) {
                 policy::stop_reading(&mut b); // flush what is owed
             }
         }

@@ -5,7 +5,8 @@
 //!
 //! - [`accept`]: accept errors and the back-off, `--max-conns`, descriptors a
 //!   mechanism cannot watch.
-//! - [`drain`]: signals (SIGUSR1 snapshots, SIGINT/SIGTERM) and the drain deadline.
+//! - [`drain`]: the drain deadline; [`LoopState::woken`]: signals (SIGUSR1
+//!   snapshots, SIGINT/SIGTERM).
 //! - [`io`]: receive and send on a socket, with the fault hooks and the counts.
 //! - [`over_cap`]: the outbox cap's backpressure rule.
 //! - [`timers`]: the idle and header deadlines, and what a loop does when one is due.
@@ -31,6 +32,7 @@ pub fn over_cap(conn: &Conn, in_flight: usize, cap: usize) -> bool {
 }
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use slab::Slab;
 
@@ -41,7 +43,8 @@ use self::timers::{Clock, Due, Timers};
 use super::config::ServerConfig;
 use super::fault::Faults;
 use super::signals::Signals;
-use super::stats::LoopStats;
+use super::stats::{LoopStats, Reporter};
+use super::sys::SyscallCounts;
 use crate::proto::Proto;
 
 /// What every event loop (the reactor, the proactor, busy polling) keeps for the
@@ -90,8 +93,28 @@ impl LoopState {
         self.fanout.queue(from, bytes);
     }
 
-    /// Woken: queue what other loops posted to this one since it last looked (the
-    /// caller settles the fan-out). True when something came.
+    /// The loop was woken through its wake pipe (or, busy polling, found a flag set):
+    /// empty the pipe, answer a new SIGUSR1 with a snapshot (this thread's syscall
+    /// counts filled in), queue what other loops posted to this one (the caller settles
+    /// the fan-out), and return true when a stop was requested and the drain starts now.
+    pub fn woken(
+        &mut self,
+        signals: &Signals,
+        reporter: &Reporter,
+        drain_timeout: Duration,
+    ) -> bool {
+        signals.drain();
+        if signals.take_snapshot_request() {
+            self.stats.syscalls = SyscallCounts::this_thread();
+            reporter.snapshot(&self.stats);
+        }
+        // After the wake pipe was emptied: a post that comes later leaves a new wake.
+        self.take_room();
+        signals.stop_requested() && self.drain.begin(drain_timeout)
+    }
+
+    /// Queue what other loops posted to this one since it last looked (the caller
+    /// settles the fan-out). True when something came.
     pub fn take_room(&mut self) -> bool {
         let Some((hub, id)) = &self.room else {
             return false;

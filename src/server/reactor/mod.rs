@@ -31,7 +31,6 @@ use super::signals::Signals;
 use super::stats::{LoopStats, Reporter};
 use super::sys::{self, SyscallCounts};
 use crate::server::policy::accept::{self, AcceptFailure, Refusals};
-use crate::server::policy::drain;
 use crate::server::policy::fanout::Fanout;
 use crate::server::policy::io::{self as pio, Flush, Recv};
 use crate::server::policy::timers;
@@ -296,16 +295,7 @@ impl<M: Readiness> Reactor<'_, M> {
 
     fn on_signal(&mut self, signals: &Signals, reporter: &Reporter) {
         self.count_mechanism();
-        let st = &mut self.st;
-        let stop = drain::on_wake(
-            signals,
-            reporter,
-            &mut st.stats,
-            &mut st.drain,
-            self.cfg.drain_timeout,
-        );
-        // After the wake pipe was emptied: a post that comes later leaves a new wake.
-        st.take_room();
+        let stop = self.st.woken(signals, reporter, self.cfg.drain_timeout);
         if stop {
             self.begin_drain();
         }

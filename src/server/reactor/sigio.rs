@@ -112,12 +112,7 @@ impl Sigio {
             self.signals += 1;
             if si.ssi_signo == libc::SIGIO as u32 {
                 self.overflows += 1;
-                events.push(Event {
-                    token: RESCAN,
-                    readable: true,
-                    writable: true,
-                    hup: false,
-                });
+                events.push(RESCAN_ALL);
                 continue;
             }
             let Some(&token) = self.tokens.get(&si.ssi_fd) else {
@@ -168,6 +163,15 @@ const _: () = assert!(std::mem::size_of::<SigPoll>() <= std::mem::size_of::<libc
 const _: () = assert!(
     std::mem::offset_of!(SigPoll, band) == 3 * 4 + (std::mem::size_of::<libc::c_long>() - 4)
 );
+
+/// A plain SIGIO: the real-time queue overflowed and readiness was lost; the loop
+/// must look at every descriptor.
+const RESCAN_ALL: Event = Event {
+    token: RESCAN,
+    readable: true,
+    writable: true,
+    hup: false,
+};
 
 impl Readiness for Sigio {
     const NAME: &'static str = "sigio";
@@ -245,12 +249,7 @@ impl Readiness for Sigio {
                 self.signals += 1;
                 if sig == libc::SIGIO {
                     self.overflows += 1;
-                    events.push(Event {
-                        token: RESCAN,
-                        readable: true,
-                        writable: true,
-                        hup: false,
-                    });
+                    events.push(RESCAN_ALL);
                 } else {
                     // SAFETY: `info` is a whole siginfo_t the kernel filled in; SigPoll is
                     // plain data no larger than it (checked at compile time below), and an

@@ -267,16 +267,7 @@ impl Proactor<'_> {
     }
 
     pub(super) fn on_signal(&mut self, signals: &Signals, reporter: &Reporter) {
-        let st = &mut self.st;
-        let stop = drain::on_wake(
-            signals,
-            reporter,
-            &mut st.stats,
-            &mut st.drain,
-            self.cfg.drain_timeout,
-        );
-        // After the wake pipe was emptied: a post that comes later leaves a new wake.
-        st.take_room();
+        let stop = self.st.woken(signals, reporter, self.cfg.drain_timeout);
         if stop {
             self.begin_drain();
         }

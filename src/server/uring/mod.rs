@@ -44,7 +44,6 @@ use super::config::ServerConfig;
 use super::conn::{self, Conn};
 use super::features::{FeatureLevel, WaitMode};
 use super::policy::accept::{self, AcceptFailure};
-use super::policy::drain;
 use super::policy::fanout::{self, Fanout};
 use super::policy::timers::Clock;
 use super::policy::{self, Loop, LoopState, Member, over_cap};

@@ -1,0 +1,49 @@
+//! A server in the matrix, and the warnings the plan keeps for results.json.
+
+/// A server in the matrix.
+#[derive(Debug, Clone)]
+pub enum ServerSpec {
+    /// ringmux itself: a backend of `server::Backend::NAMES`, optional io_uring level
+    /// with its `+OPTION`s (`full+sqpoll`).
+    Ringmux {
+        backend: String,
+        level: Option<String>,
+    },
+    /// Any other server: a shell command with `{addr}` in it.
+    External { name: String, cmd: String },
+}
+
+impl ServerSpec {
+    pub fn name(&self) -> String {
+        match self {
+            ServerSpec::Ringmux {
+                backend,
+                level: Some(l),
+            } => format!("{backend}:{l}"),
+            ServerSpec::Ringmux {
+                backend,
+                level: None,
+            } => backend.clone(),
+            ServerSpec::External { name, .. } => name.clone(),
+        }
+    }
+
+    /// A ringmux backend with no level given.
+    pub fn ringmux(backend: &str) -> ServerSpec {
+        ServerSpec::Ringmux {
+            backend: backend.to_string(),
+            level: None,
+        }
+    }
+
+    /// ringmux's io_uring proactor: its stats name the features it runs with.
+    pub fn is_uring(&self) -> bool {
+        matches!(self, ServerSpec::Ringmux { backend, .. } if backend == "uring")
+    }
+}
+
+/// Say `n` on stderr as a warning and keep it for results.json.
+pub fn warn(notes: &mut Vec<String>, n: String) {
+    eprintln!("ringmux: warning: {n}");
+    notes.push(n);
+}
