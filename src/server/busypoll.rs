@@ -151,10 +151,10 @@ pub fn run(
     let mut accept_paused_until: Option<Instant> = None;
     let mut keys: Vec<usize> = Vec::new();
     loop {
-        if signals.stop_requested() || signals.take_snapshot_request_peek() {
-            if b.st.woken(signals, reporter, cfg.drain_timeout) {
-                policy::stop_reading(&mut b); // flush what is owed
-            }
+        if (signals.stop_requested() || signals.take_snapshot_request_peek())
+            && b.st.woken(signals, reporter, cfg.drain_timeout)
+        {
+            policy::stop_reading(&mut b); // flush what is owed
         }
         if b.st.drain.draining() {
             if b.conns.is_empty() {
