@@ -38,6 +38,16 @@ fn usage<T>(r: anyhow::Result<T>) -> anyhow::Result<T> {
     })
 }
 
+/// The end of a command that writes to stdout: `ringmux man | head` ends quietly with
+/// the status of a process killed by SIGPIPE (141), as `main` does for `println!`.
+fn written(r: std::io::Result<()>) -> anyhow::Result<ExitCode> {
+    match r {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::from(141)),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Run one parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -55,5 +65,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             a.addr,
             std::time::Duration::from_secs_f64(a.connect_timeout),
         ),
+        Command::Completions(a) => written(cli::write_completions(
+            a.shell,
+            &mut std::io::stdout().lock(),
+        )),
+        Command::Man(a) => {
+            match cli::write_man(a.subcommand.as_deref(), &mut std::io::stdout().lock()) {
+                // An unknown subcommand is bad usage (exit 2).
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => usage(Err(e.into())),
+                r => written(r),
+            }
+        }
     }
 }

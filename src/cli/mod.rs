@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand};
 
 mod bench;
+mod completions;
 mod load;
 mod report;
 mod serve;
 
 pub use bench::*;
+pub use completions::*;
 pub use load::*;
 pub use report::*;
 pub use serve::*;
@@ -44,6 +46,10 @@ pub enum Command {
     Probe(ProbeArgs),
     /// Connect, send each stdin line, print what the server sends as it arrives.
     Client(ClientArgs),
+    /// Write shell completions for bash, zsh or fish to stdout.
+    Completions(CompletionsArgs),
+    /// Write the man page (roff) to stdout: `ringmux man | man -l -`.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Run a bench and write its dated run page: docs/results/<date>-<machine>.md with the
+# date, commit, CPU model, kernel, the exact command and the report's tables as the
+# bench wrote them. Figures in docs/ quote these pages and link them; none is typed by hand.
+#
+#   scripts/run-page.sh [--from DIR] [--name MACHINE] [-- BENCH ARGS...]
+#
+#   --from DIR     make the page from a finished bench folder (its command.txt or the
+#                  command given after --) instead of running a new bench
+#   --name MACHINE the <machine> part of the file name (default: the CPU vendor and cores)
+#   BENCH ARGS     passed to `ringmux bench` (default: the default matrix)
+#
+# Environment: RINGMUX_BIN, a built ringmux (default: cargo build --release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+from=""
+name=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --from) from="${2:?--from needs a folder}"; shift 2 ;;
+    --name) name="${2:?--name needs a name}"; shift 2 ;;
+    --) shift; break ;;
+    *) echo "run-page.sh: unknown option $1 (bench arguments go after --)" >&2; exit 2 ;;
+  esac
+done
+
+bin="${RINGMUX_BIN:-}"
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin=target/release/ringmux
+fi
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+cores=$(nproc)
+kernel=$(uname -r)
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+date=$(date -u +%Y-%m-%d)
+if [ -z "$name" ]; then
+  vendor=$(echo "$cpu" | awk '{print tolower($1)}' | tr -cd 'a-z0-9')
+  name="${vendor:-cpu}-${cores}core"
+fi
+
+if [ -z "$from" ]; then
+  from=$(mktemp -d "${TMPDIR:-/tmp}/ringmux-run-page.XXXXXX")
+  cmd="ringmux bench $* --out $from"
+  echo "run-page.sh: $cmd" >&2
+  "$bin" bench "$@" --out "$from"
+else
+  cmd="ringmux bench $*"
+fi
+[ -f "$from/report.md" ] || { echo "run-page.sh: $from/report.md missing (not a bench folder?)" >&2; exit 2; }
+
+page="docs/results/${date}-${name}.md"
+{
+  echo "# Run ${date}, ${name}"
+  echo
+  echo "Written by \`scripts/run-page.sh\` from the bench's own report; nothing here is typed by hand."
+  echo
+  echo "| | |"
+  echo "|---|---|"
+  echo "| date (UTC) | $(date -u '+%Y-%m-%d %H:%M') |"
+  echo "| commit | \`${commit}\`${dirty} |"
+  echo "| CPU | ${cpu}, ${cores} cores |"
+  echo "| kernel | ${kernel} |"
+  echo "| command | \`${cmd}\` |"
+  echo
+  echo "**Noise.** This machine is a shared virtual machine: other jobs ran on it during the"
+  echo "run, and throughput of one cell moves by tens of percent between minutes. Read the"
+  echo "ratios within this run, and the spread of the repeats, not the absolute figures."
+  echo
+  echo "## The report"
+  echo
+  # The report's own headings move one level down under this page's title.
+  sed -e 's/^#/##/' "$from/report.md"
+} >"$page"
+echo "$page"
