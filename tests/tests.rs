@@ -14,6 +14,9 @@ mod it_chat;
 mod it_ci;
 /// Exit codes, option spellings, addresses and a closed stdout, as a newcomer meets them.
 mod it_cli;
+/// The docs: their command blocks run, their flags exist, every flag is documented,
+/// the schema tables match real output.
+mod it_docs;
 /// Provided-buffer exhaustion and the RINGMUX_FAULTS fault layer.
 mod it_faults;
 /// The measurement files: .hgrm, .hlog (also read by an independent decoder), merge.
