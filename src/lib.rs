@@ -5,7 +5,7 @@
 //! Layout: [`proto`] holds sans-IO protocol cores, [`server`] the backends, [`load`]
 //! the load generator (it knows nothing of the server), [`os`] OS helpers both use,
 //! [`report`] pure steps over
-//! result files, and [`bench`] the one place that ties servers, load and reports.
+//! result files, and [`bench`](mod@bench) the one place that ties servers, load and reports.
 
 pub mod bench;
 pub mod cli;

@@ -7,12 +7,12 @@
 //! measured load, so warm-up and connection set-up of the warm-up run stay out.
 //! Servers are interleaved (A B A B ...) within every repeat.
 //!
-//! The rooms: [`BenchConfig`] (what was asked), [`plan`] (the checked plan: servers,
-//! shapes, CPUs), [`proc`] (server and load processes, their counters), [`matrix`]
-//! (the interleaved runs and their medians), [`quiet`] (the idle-cost rows), [`peers`]
+//! The rooms: [`BenchConfig`] (what was asked), `plan` (the checked plan: servers,
+//! shapes, CPUs), `proc` (server and load processes, their counters), `matrix`
+//! (the interleaved runs and their medians), `quiet` (the idle-cost rows), `peers`
 //! (the reference servers). Two cases run instead of the matrix: `--idle-conns N`
-//! ([`idle`]: the server's resident memory per idle connection) and `--preset models`
-//! ([`models`]: the IO-model lab).
+//! (`idle`: the server's resident memory per idle connection) and `--preset models`
+//! (`models`: the IO-model lab).
 
 mod config;
 mod idle;

@@ -55,8 +55,14 @@ pub struct BenchArgs {
     /// one repeat (about 10 s with the two backends, 20 s with the peers).
     #[arg(long)]
     pub quick: bool,
-    /// Output folder [default: bench-out/<UTC timestamp>/].
-    #[arg(short = 'o', long, visible_alias = "output", value_name = "DIR")]
+    /// Output folder (default: a folder named by the UTC time under bench-out/).
+    #[arg(
+        short = 'o',
+        long,
+        visible_alias = "output",
+        value_name = "DIR",
+        help = "Output folder [default: bench-out/<UTC timestamp>/]"
+    )]
     pub out: Option<PathBuf>,
     /// Measure memory instead of throughput: hold N idle connections to each server and
     /// report its resident memory per connection, (VmRSS after - before) / N. Each

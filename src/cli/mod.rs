@@ -54,8 +54,8 @@ pub enum Command {
 
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:7878")]
+    /// Server address, IP:PORT.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "IP:PORT", value_parser = parse_addr)]
     pub addr: SocketAddr,
     /// Seconds to wait for the connection.
     #[arg(long, default_value_t = 10.0, value_parser = parse_secs)]

@@ -1,5 +1,5 @@
 //! The one door to the kernel for the server: every raw syscall goes through
-//! [`syscall!`], which counts it by kind (so syscalls per request is a measured
+//! `syscall!`, which counts it by kind (so syscalls per request is a measured
 //! figure) and turns -1 into `io::Error`. io_uring calls made through the `io-uring`
 //! crate are counted at their call sites with [`count`].
 
