@@ -8,6 +8,7 @@ use super::{LoadProto, parse_secs};
 use crate::bench::{BenchConfig, BenchPreset, RunLengths};
 use crate::proto::Proto;
 
+/// `ringmux bench`: the matrix as asked; `bench` checks it into a `BenchConfig`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// Backends to compare, comma separated: `uring` (the best level here), any other

@@ -20,6 +20,7 @@ pub enum Shell {
     Fish,
 }
 
+/// `ringmux completions`: which shell.
 #[derive(Debug, Clone, Args)]
 pub struct CompletionsArgs {
     /// The shell to write completions for.
@@ -27,6 +28,7 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
+/// `ringmux man`: which page.
 #[derive(Debug, Clone, Args)]
 pub struct ManArgs {
     /// The page of one subcommand (e.g. `serve`, written as ringmux-serve(1)) instead

@@ -14,6 +14,7 @@ pub use crate::load::{DriverChoice, LoadProto};
 use crate::load::{LoadCommand, LoadConfig, Mode, OutputFiles, check_rate};
 use crate::os::cpus::{format_cpu_list, parse_cpu_list};
 
+/// `ringmux load`: the run as asked; `command()` checks it into a load command.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
     /// Server address, IP:PORT (loopback or an address you own).

@@ -27,6 +27,7 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The subcommands; each variant's doc comment is its one-line help.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a TCP server (echo, upper, http, chat) on any IO model (--backend).
@@ -52,6 +53,7 @@ pub enum Command {
     Man(ManArgs),
 }
 
+/// `ringmux client`: where to connect.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
     /// Server address, IP:PORT.
@@ -62,6 +64,7 @@ pub struct ClientArgs {
     pub connect_timeout: f64,
 }
 
+/// `ringmux probe`: how to print.
 #[derive(Debug, Clone, Args)]
 pub struct ProbeArgs {
     /// Print JSON instead of a table.

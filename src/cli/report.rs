@@ -4,12 +4,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// `ringmux report`: the folder to re-render.
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
     /// A bench output folder (holds results.json).
     pub dir: PathBuf,
 }
 
+/// `ringmux compare`: the two results files and the limits.
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
     /// Baseline results (results.json from bench, or a load --json file).
@@ -24,6 +26,7 @@ pub struct CompareArgs {
     pub strict: bool,
 }
 
+/// `ringmux merge`: the inputs and where the merged result goes.
 #[derive(Debug, Clone, Args)]
 pub struct MergeArgs {
     /// Interval logs to merge, or one folder holding the .json and .hlog files of

@@ -14,6 +14,7 @@ use crate::server::config::plan_cpus;
 use crate::server::fault::Faults;
 use crate::server::{BackendChoice, FeatureChoice, ServerConfig, WaitMode};
 
+/// `ringmux serve`: the server as asked; `config()` checks it into a `ServerConfig`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on, IP:PORT (port 0: any free port; the bound address is printed).
