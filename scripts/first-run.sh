@@ -63,8 +63,8 @@ page="docs/results/$(date -u +%Y-%m-%d)-${name}-first-run.md"
   echo "| bench: build the peers, then the default matrix | $((t2 - t1)) |"
   echo "| total | $((t2 - t0)) |"
   echo
-  echo "The machine was shared with other work during the run (see the load average);"
-  echo "on a quiet machine of the same kind it takes less."
+  echo "The machine was shared with other work during the run (see the load average):"
+  echo "these are the times it took here then, not what the build costs on a quiet machine."
   echo
   echo "## The bench's report"
   echo

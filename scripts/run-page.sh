@@ -26,7 +26,10 @@ while [ $# -gt 0 ]; do
 done
 
 bin="${RINGMUX_BIN:-}"
-if [ -z "$bin" ]; then
+given=""
+if [ -n "$bin" ]; then
+  given=" (HEAD when the page was written; the binary was given by RINGMUX_BIN)"
+else
   cargo build --release --quiet
   bin=target/release/ringmux
 fi
@@ -61,7 +64,7 @@ page="docs/results/${date}-${name}.md"
   echo "| | |"
   echo "|---|---|"
   echo "| date (UTC) | $(date -u '+%Y-%m-%d %H:%M') |"
-  echo "| commit | \`${commit}\`${dirty} |"
+  echo "| commit | \`${commit}\`${dirty}${given} |"
   echo "| CPU | ${cpu}, ${cores} cores |"
   echo "| kernel | ${kernel} |"
   echo "| command | \`${cmd}\` |"
