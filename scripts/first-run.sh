@@ -41,6 +41,8 @@ else
   load_before="not recorded"; load_after="$(cut -d' ' -f1-3 /proc/loadavg) (when the page was written)"
 fi
 commit=$(git -C "$clone" rev-parse --short=12 HEAD)
+# The bench's own clock at the start of its last measured run ("[60/60] ... (129s)").
+matrix_s=$(grep -o '([0-9]*s)$' "$clone/bench.err" | tail -1 | tr -d '()s' || true)
 
 page="docs/results/$(date -u +%Y-%m-%d)-${name}-first-run.md"
 {
@@ -61,6 +63,7 @@ page="docs/results/$(date -u +%Y-%m-%d)-${name}-first-run.md"
   echo "|---|--:|"
   echo "| build ringmux (release, empty target/) | $((t1 - t0)) |"
   echo "| bench: build the peers, then the default matrix | $((t2 - t1)) |"
+  echo "| of which the matrix, to the start of its last run (the bench's own clock) | ${matrix_s:-?} |"
   echo "| total | $((t2 - t0)) |"
   echo
   echo "The machine was shared with other work during the run (see the load average):"
@@ -68,6 +71,12 @@ page="docs/results/$(date -u +%Y-%m-%d)-${name}-first-run.md"
   echo
   echo "## The bench's report"
   echo
-  sed -e 's/^#/##/' "$(ls -d "$clone"/bench-out/*/ | tail -1)report.md"
+  # The report's headings move one level down; its results.json is kept beside the
+  # page (for `ringmux compare`); links into the run folder, which is not kept,
+  # become plain text.
+  data="${page##*/}"; data="${data%.md}.results.json"
+  sed -e 's/^#/##/' -e 's/\[\([^]]*\)\](\(runs\/[^)]*\|report\.html\))/\1/g' \
+      -e "s|](results.json)|](${data})|" "$(ls -d "$clone"/bench-out/*/ | tail -1)report.md"
 } >"$page"
+cp "$(ls -d "$clone"/bench-out/*/ | tail -1)/results.json" "${page%.md}.results.json"
 echo "$page"

@@ -75,7 +75,12 @@ page="docs/results/${date}-${name}.md"
   echo
   echo "## The report"
   echo
-  # The report's own headings move one level down under this page's title.
-  sed -e 's/^#/##/' "$from/report.md"
+  # The report's headings move one level down; its results.json is kept beside the
+  # page (for `ringmux compare`); links into the run folder, which is not kept,
+  # become plain text.
+  data="${page##*/}"; data="${data%.md}.results.json"
+  sed -e 's/^#/##/' -e 's/\[\([^]]*\)\](\(runs\/[^)]*\|report\.html\))/\1/g' \
+      -e "s|](results.json)|](${data})|" "$from/report.md"
 } >"$page"
+cp "$from/results.json" "${page%.md}.results.json"
 echo "$page"

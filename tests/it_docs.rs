@@ -397,8 +397,11 @@ fn check_schema(section: &str, outputs: &[(&str, Value)]) {
     );
 }
 
-fn run_ok(args: &[&str], within: Duration) -> String {
-    let out = Running::spawn(Command::new(BIN).args(args)).finish(within);
+/// `ringmux ARGS` (split at spaces; no path here has one) must exit 0 within 2 minutes;
+/// its stdout.
+fn run_cmd(args: &str) -> String {
+    let out = Running::spawn(Command::new(BIN).args(args.split_whitespace()))
+        .finish(Duration::from_secs(120));
     assert_eq!(out.code(), Some(0), "{}", out.explain());
     out.stdout
 }
@@ -414,27 +417,9 @@ fn schema_tables_match_real_outputs() {
     let srv = Server::spawn(&mut cmd);
     let addr = srv.addr.to_string();
     let (closed, open) = (dir.join("closed.json"), dir.join("open.json"));
-    let base = [
-        "load",
-        "--addr",
-        &addr,
-        "--conns",
-        "2",
-        "--duration",
-        "0.3",
-        "--warmup",
-        "0.1",
-        "--quiet",
-        "--json",
-    ];
-    run_ok(
-        &[&base[..], &[closed.to_str().unwrap()]].concat(),
-        Duration::from_secs(30),
-    );
-    run_ok(
-        &[&base[..], &[open.to_str().unwrap(), "--rate", "500"]].concat(),
-        Duration::from_secs(30),
-    );
+    let load = format!("load --addr {addr} --conns 2 --duration 0.3 --warmup 0.1 --quiet");
+    run_cmd(&format!("{load} --json {}", closed.display()));
+    run_cmd(&format!("{load} --rate 500 --json {}", open.display()));
     srv.stop_ok(Duration::from_secs(20));
     check_schema("serve --json", &[("serve --json", read_json(&srv_json))]);
     check_schema(
@@ -446,38 +431,12 @@ fn schema_tables_match_real_outputs() {
     );
 
     let (m, idle) = (dir.join("matrix"), dir.join("idle"));
-    let quick = [
-        "bench",
-        "--quick",
-        "--backends",
-        "epoll",
-        "--no-peers",
-        "--conns",
-        "1",
-        "--duration",
-        "0.3",
-        "--quiet-secs",
-        "0.3",
-        "--out",
-    ];
-    run_ok(
-        &[&quick[..], &[m.to_str().unwrap()]].concat(),
-        Duration::from_secs(120),
-    );
-    let idle_args = [
-        "bench",
-        "--idle-conns",
-        "20",
-        "--backends",
-        "epoll",
-        "--no-peers",
-        "--quick",
-        "--out",
-    ];
-    run_ok(
-        &[&idle_args[..], &[idle.to_str().unwrap()]].concat(),
-        Duration::from_secs(120),
-    );
+    let bench = "bench --backends epoll --no-peers --quick";
+    run_cmd(&format!(
+        "{bench} --conns 1 --duration 0.3 --quiet-secs 0.3 --out {}",
+        m.display()
+    ));
+    run_cmd(&format!("{bench} --idle-conns 20 --out {}", idle.display()));
     check_schema(
         "bench results.json",
         &[
@@ -486,8 +445,7 @@ fn schema_tables_match_real_outputs() {
         ],
     );
 
-    let probe: Value =
-        serde_json::from_str(&run_ok(&["probe", "--json"], Duration::from_secs(30))).unwrap();
+    let probe: Value = serde_json::from_str(&run_cmd("probe --json")).unwrap();
     check_schema("probe --json", &[("probe --json", probe)]);
 }
 
