@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The machine a result was measured on, recorded with every result (`sys`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SysInfo {
     pub ringmux_version: String,
@@ -12,6 +13,7 @@ pub struct SysInfo {
 }
 
 impl SysInfo {
+    /// This machine, now.
     pub fn collect() -> SysInfo {
         SysInfo {
             ringmux_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -37,6 +39,7 @@ pub fn kernel_version() -> (u32, u32) {
     parse_kernel_version(&kernel_release())
 }
 
+/// (major, minor) of a kernel release string such as `6.18.44-foo`.
 pub fn parse_kernel_version(release: &str) -> (u32, u32) {
     let mut it = release
         .split(|c: char| !c.is_ascii_digit())
@@ -46,6 +49,7 @@ pub fn parse_kernel_version(release: &str) -> (u32, u32) {
     (major, minor)
 }
 
+/// The CPU model name from /proc/cpuinfo.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()

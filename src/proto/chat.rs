@@ -34,11 +34,13 @@ pub const MAX_NICK: usize = 32;
 pub struct Guests(AtomicU64);
 
 impl Guests {
+    /// The next guest number (1, 2, ...), unique across the server's threads.
     pub fn next(&self) -> u64 {
         self.0.fetch_add(1, Ordering::Relaxed) + 1
     }
 }
 
+/// One chat connection's state: its name, and a line in progress.
 #[derive(Debug)]
 pub struct Chat {
     name: String,
@@ -49,6 +51,7 @@ pub struct Chat {
 }
 
 impl Chat {
+    /// A new connection, named `guest-<n>` from the server's counter.
     pub fn new(guests: &Guests) -> Chat {
         Chat {
             name: format!("guest-{}", guests.next()),
@@ -57,6 +60,7 @@ impl Chat {
         }
     }
 
+    /// The connection's current nick.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -74,6 +78,8 @@ impl Chat {
             .extend_from_slice(format!("* {} left\n", self.name).as_bytes());
     }
 
+    /// Consume complete lines of `input` into replies and broadcasts in `fx`; returns
+    /// the bytes consumed (a partial line is left for the next call).
     pub fn handle(&mut self, input: &[u8], fx: &mut Effects<'_>) -> usize {
         let mut pos = 0;
         while !self.quit {

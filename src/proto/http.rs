@@ -46,6 +46,7 @@ enum State {
     Done,
 }
 
+/// One HTTP/1.1 connection's parser state (httparse), between calls.
 #[derive(Debug)]
 pub struct Http {
     state: State,
@@ -89,6 +90,8 @@ enum Route {
 }
 
 impl Http {
+    /// Answer every complete request in `input` into `fx` (in order); returns the bytes
+    /// consumed (an incomplete head or body is left for the next call).
     pub fn handle(&mut self, input: &[u8], fx: &mut Effects<'_>) -> usize {
         let mut pos = 0;
         self.mid_head = false;

@@ -26,6 +26,7 @@ pub enum Proto {
 }
 
 impl Proto {
+    /// The name `--proto` takes and the results record.
     pub fn name(self) -> &'static str {
         match self {
             Proto::Echo => "echo",

@@ -48,6 +48,7 @@ const LEGEND: &str =
     "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"";
 const YEAR_S: f64 = 365.25 * 86_400.0;
 
+/// Write `log` as an HdrHistogram interval log (format 1.3, V2 + DEFLATE histograms).
 pub fn write_hlog(w: &mut dyn Write, log: &Hlog) -> io::Result<()> {
     writeln!(w, "#[Logged with ringmux {}]", env!("CARGO_PKG_VERSION"))?;
     writeln!(w, "#[Histogram log format version 1.3]")?;
@@ -85,6 +86,7 @@ pub fn write_hlog(w: &mut dyn Write, log: &Hlog) -> io::Result<()> {
     Ok(())
 }
 
+/// Read an interval log as [`write_hlog`] writes it (and as other tools do).
 pub fn read_hlog(r: &mut dyn BufRead) -> anyhow::Result<Hlog> {
     let mut start_time: Option<f64> = None;
     let mut base_time: Option<f64> = None;
