@@ -111,8 +111,9 @@ fn flag_tokens(s: &str) -> Vec<String> {
     out
 }
 
-/// Every `ringmux SUB ...` command in a page: (line number, subcommand, the command's
-/// text). Inline code ends at its closing backtick; in a fenced block a command runs
+/// Every `ringmux SUB ...` command in a page, and every inline code span that starts
+/// with a subcommand and has a flag (`load --rate R`): (line number, subcommand, the
+/// command's text). Inline code ends at its closing backtick; in a fenced block a command runs
 /// on over lines ending in `\` and over indented lines that go on with `[` or `--` (the
 /// usage synopses), and stops at a shell `|`, `;`, `&&`, `>` or `#` comment.
 fn commands(text: &str, subs: &BTreeSet<String>) -> Vec<(usize, String, String)> {
@@ -123,6 +124,15 @@ fn commands(text: &str, subs: &BTreeSet<String>) -> Vec<(usize, String, String)>
         if line.trim_start().starts_with("```") {
             fenced = !fenced;
             continue;
+        }
+        // Inline code that starts with a subcommand (`load --rate R`) is one too.
+        if !fenced {
+            for (i, span) in line.split('`').enumerate() {
+                let sub = span.split(' ').next().unwrap_or("");
+                if i % 2 == 1 && subs.contains(sub) && span.contains(" --") {
+                    out.push((n + 1, sub.to_string(), span[sub.len()..].to_string()));
+                }
+            }
         }
         let mut from = 0;
         while let Some(k) = line[from..].find("ringmux ") {
@@ -453,6 +463,7 @@ fn schema_tables_match_real_outputs() {
 fn the_flag_parser_reads_what_the_pages_write() {
     let subs: BTreeSet<String> = ["serve", "load"].map(String::from).into();
     let page = "Run `ringmux serve --backend epoll --addr 127.0.0.1:0` and `--not-this`.\n\
+                See `load --rate R` and `load` and `compare x`.\n\
                 ```text\n\
                 ringmux load [--conns N]\n             [--rate R] | tee x --nope\n\
                 ```\n";
@@ -464,7 +475,8 @@ fn the_flag_parser_reads_what_the_pages_write() {
         got,
         vec![
             (1, "serve".into(), vec!["--backend".into(), "--addr".into()]),
-            (3, "load".into(), vec!["--conns".into(), "--rate".into()]),
+            (2, "load".into(), vec!["--rate".into()]),
+            (4, "load".into(), vec!["--conns".into(), "--rate".into()]),
         ]
     );
 }
