@@ -32,10 +32,12 @@ const SW: u32 = 300;
 const SH: u32 = 240;
 const FONT: &str = "sans-serif";
 
+/// The colour of server `s` in every chart: its place in `servers` picks it.
 pub fn color_of(servers: &[String], s: &str) -> RGBColor {
     PALETTE[servers.iter().position(|x| x == s).unwrap_or(0) % PALETTE.len()]
 }
 
+/// `#rrggbb` for SVG and HTML.
 pub fn hex(c: RGBColor) -> String {
     format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
 }
@@ -66,6 +68,7 @@ fn unit_for(max_ns: f64) -> (&'static str, f64) {
 /// Per shape, per server: (median, min, max).
 pub type BarRow = Vec<Option<(f64, f64, f64)>>;
 
+/// One line of a chart: its name, colour and (x, y) points.
 pub type Series<'a> = (String, RGBColor, &'a [(f64, f64)]);
 
 /// Percentile spectrum, one line per server, x log 1/(1-p) labeled as percentiles.
@@ -123,6 +126,7 @@ pub fn spectrum_svg(series: &[Series]) -> anyhow::Result<String> {
     Ok(s)
 }
 
+/// One server's latency over time: name, colour and (t, p50, p99, max) points.
 pub type Timeline<'a> = (String, RGBColor, &'a [(f64, f64, f64, f64)]);
 
 /// Latency over time: p99 (bold), p50 (thin), max (dots) per server, log y.

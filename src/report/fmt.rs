@@ -49,6 +49,7 @@ pub fn num(v: f64) -> String {
     sig3(v)
 }
 
+/// [`num`], or a dash for a figure that was not measured.
 pub fn num_opt(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), num)
 }

@@ -267,6 +267,7 @@ pub fn ratios(results: &BenchResults) -> Vec<Ratio<'_>> {
     out
 }
 
+/// A ratio as `1.23×`, or a dash.
 pub fn times(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |x| format!("{x:.2}×"))
 }
@@ -369,6 +370,8 @@ pub fn idle_markdown(i: &IdleResults) -> String {
     s
 }
 
+/// report.md of a bench run: machine, matrix, results, ratios, idle cost, notes and
+/// the `files` written beside it.
 pub fn report_markdown(r: &BenchResults, files: &[String]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# ringmux bench report\n");

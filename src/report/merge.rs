@@ -353,6 +353,8 @@ pub fn run_agents(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// `ringmux merge A.hlog B.hlog -o OUT.hlog`: add interval logs on absolute time and
+/// print the merged percentiles per tag.
 pub fn run(inputs: &[PathBuf], output: &Path) -> anyhow::Result<()> {
     anyhow::ensure!(!inputs.is_empty(), "no input logs given");
     let logs = inputs

@@ -18,6 +18,7 @@ use super::policy::supervisor::{self, Replies, Supervisor, lock};
 use super::signals::Signals;
 use super::stats::{LoopStats, Reporter};
 
+/// Serve with the blocking model until stopped: one client at a time.
 pub fn run(
     listener: Socket,
     cfg: &ServerConfig,

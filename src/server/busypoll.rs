@@ -136,6 +136,7 @@ impl Busy {
     }
 }
 
+/// Serve with busy polling until stopped: non-blocking calls in a loop, no wait call.
 pub fn run(
     listener: Socket,
     cfg: &ServerConfig,

@@ -7,6 +7,8 @@ use crate::proto::{Effects, Guests, Proto, ProtoState};
 /// once echoed a burst does not keep the memory while idle.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
+/// One connection: its protocol state and its bounded outbox (what is owed to the
+/// peer), shared by every backend.
 #[derive(Debug)]
 pub struct Conn {
     proto: ProtoState,

@@ -166,6 +166,7 @@ pub fn wake(fd: i32) {
     };
 }
 
+/// close(2), counted; an error is ignored (the descriptor is gone either way).
 pub fn close(fd: i32) {
     // SAFETY: no memory is passed; the caller gives up `fd` here.
     let _ = syscall!(Close, close(fd));

@@ -36,6 +36,7 @@ use crate::proto::Proto;
 /// Stack of each connection thread, in bytes (stated in `--help`).
 pub const STACK_SIZE: usize = 64 * 1024;
 
+/// Serve with a blocking thread per connection until stopped.
 pub fn run(
     listener: Socket,
     cfg: &ServerConfig,

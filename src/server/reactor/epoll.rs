@@ -13,6 +13,7 @@ use crate::server::sys::timeout_ms;
 
 const EVENTS: usize = 512;
 
+/// Readiness from edge-triggered epoll.
 pub struct Epoll {
     epfd: RawFd,
     buf: Vec<libc::epoll_event>,

@@ -13,6 +13,7 @@ use super::{Event, Interest, Readiness};
 use crate::server::sys::syscall;
 use crate::server::sys::timeout_ms;
 
+/// Readiness from poll(2), level-triggered, over a pollfd array.
 pub struct Poll {
     fds: Vec<libc::pollfd>,
     /// `tokens[i]` is the token of `fds[i]`.

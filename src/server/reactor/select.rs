@@ -13,6 +13,7 @@ use crate::server::sys::syscall;
 
 pub const FD_SETSIZE: RawFd = libc::FD_SETSIZE as RawFd;
 
+/// Readiness from select(2), level-triggered, fds below FD_SETSIZE only.
 pub struct Select {
     /// By fd: the token and interest of a watched fd.
     slots: Vec<Option<(usize, Interest)>>,

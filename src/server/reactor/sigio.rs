@@ -69,6 +69,7 @@ fn sigset() -> libc::sigset_t {
     }
 }
 
+/// Readiness from queued real-time signals (F_SETSIG), taken with sigtimedwait.
 pub struct Sigio {
     set: libc::sigset_t,
     sfd: RawFd,
