@@ -37,6 +37,17 @@ pub struct ServeArgs {
     /// At full: leave out DEFER_TASKRUN (keep SINGLE_ISSUER).
     #[arg(long)]
     pub no_defer_taskrun: bool,
+    /// At multishot/full: post a completion for every SEND, as the lower levels do.
+    ///
+    /// By default (Linux 5.17+, not with --sqpoll) a SEND is first tried at once with
+    /// MSG_DONTWAIT|MSG_WAITALL and IOSQE_CQE_SKIP_SUCCESS: one that sends every byte
+    /// inside the enter that submits it posts no completion, so the loop does not wake
+    /// for it and one io_uring_enter per message suffices at one connection. A SEND that
+    /// finds the socket full or sends only part posts its result, and the rest goes
+    /// again as an ordinary SEND. `serve` reports both counts (sends_unreported,
+    /// sends_retried).
+    #[arg(long, verbatim_doc_comment)]
+    pub no_send_skip: bool,
     /// At full on Linux 6.12+: how the loop waits for completions.
     ///
     /// `adaptive` (default) waits for one completion at a time while traffic is light
@@ -175,6 +186,7 @@ impl ServeArgs {
             quiet: self.quiet,
             multishot_accept: !self.no_multishot_accept,
             defer_taskrun: !self.no_defer_taskrun,
+            send_skip: !self.no_send_skip,
             uring_wait: self.uring_wait,
             sqpoll: self.sqpoll,
             buf_entries: self.buf_ring_entries,

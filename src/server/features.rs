@@ -122,6 +122,9 @@ pub struct RingFeatures {
     pub single_issuer: bool,
     pub defer_taskrun: bool,
     pub registered_ring_fd: bool,
+    /// SENDs are tried at once and post a completion only when they fail or fall short
+    /// (IOSQE_CQE_SKIP_SUCCESS with MSG_DONTWAIT|MSG_WAITALL; multishot/full, 5.17+).
+    pub skip_send_cqe: bool,
     /// Coalesced waits are possible: the queued sends plus some receives, bounded by
     /// 6.12 min_wait (FEAT_MIN_TIMEOUT, at full).
     pub min_wait: bool,
@@ -137,7 +140,7 @@ impl RingFeatures {
     pub fn summary(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} min_wait={} wait={} sqpoll={} sq={} cq={}",
+            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} skip_send_cqe={} min_wait={} wait={} sqpoll={} sq={} cq={}",
             self.level.name(),
             self.recv_buffers,
             if self.buf_entries > 0 {
@@ -151,6 +154,7 @@ impl RingFeatures {
             on(self.single_issuer),
             on(self.defer_taskrun),
             on(self.registered_ring_fd),
+            on(self.skip_send_cqe),
             on(self.min_wait),
             self.wait,
             on(self.sqpoll),

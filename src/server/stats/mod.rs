@@ -56,6 +56,13 @@ counters! {
     cq_overflow,
     sq_full,
     enter_busy,
+    /// io_uring: completions reaped (made-up ones from RINGMUX_FAULTS included).
+    cqes,
+    /// io_uring: SENDs that finished with no completion (IOSQE_CQE_SKIP_SUCCESS).
+    sends_unreported,
+    /// io_uring: try-now SENDs that found the socket full (EAGAIN) and went again as
+    /// ordinary SENDs.
+    sends_retried,
     /// Connections still open (or owing bytes) when the drain timeout ran out.
     forced_closed,
     /// Receives that found no provided buffer (ENOBUFS) and were re-armed.
@@ -171,8 +178,15 @@ pub fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     if r.backend == "uring" {
         writeln!(
             out,
-            "  io_uring: cq_overflow={} sq_full={} enter_busy={} recv_nobufs={} buf_grows={}",
-            c.cq_overflow, c.sq_full, c.enter_busy, c.recv_nobufs, c.buf_grows
+            "  io_uring: cqes={} sends_unreported={} sends_retried={} cq_overflow={} sq_full={} enter_busy={} recv_nobufs={} buf_grows={}",
+            c.cqes,
+            c.sends_unreported,
+            c.sends_retried,
+            c.cq_overflow,
+            c.sq_full,
+            c.enter_busy,
+            c.recv_nobufs,
+            c.buf_grows
         )?;
         if let Some(f) = &r.uring {
             writeln!(out, "  io_uring features: {}", f.summary())?;

@@ -102,6 +102,12 @@ struct UConn {
     /// Kernel-owned while a SEND is in flight; `send_buf[send_pos..]` is still unsent.
     send_buf: Vec<u8>,
     send_pos: usize,
+    /// Bytes the SEND in flight was asked to send.
+    send_len: usize,
+    /// The SEND in flight posts a completion only if it fails or falls short
+    /// (`RingFeatures::skip_send_cqe`); `send_seq` tells it from a later one.
+    send_skip: bool,
+    send_seq: u32,
     /// A drained send buffer kept to swap in as the next outbox.
     spare: Vec<u8>,
     /// IN_POLL | IN_RECV | IN_SEND: ops whose (last) completion has not been reaped.
@@ -166,8 +172,12 @@ struct Proactor<'a> {
     starved: Vec<(usize, u32)>,
     /// Completions made up by the fault layer, reaped like the kernel's.
     synthetic: Vec<(u64, i32, u32)>,
-    /// SENDs queued since the last enter, and RECV completions in the last turn.
+    /// SENDs queued since the last enter that will post a completion, and RECV
+    /// completions in the last turn.
     sends_queued: usize,
+    /// Try-now SENDs (key, generation, send_seq) queued but not yet known to be done:
+    /// one that posted nothing once the enter that submitted it returned is done.
+    skips_queued: Vec<(usize, u32, u32)>,
     recvs_last: usize,
     /// The deadline the armed Timer::Deadline TIMEOUT fires at.
     deadline_armed: Option<Instant>,
@@ -217,6 +227,7 @@ pub fn run(
         starved: Vec::new(),
         synthetic: Vec::new(),
         sends_queued: 0,
+        skips_queued: Vec::new(),
         recvs_last: 0,
         deadline_armed: None,
         congestion_timer: false,
@@ -280,6 +291,7 @@ impl Proactor<'_> {
             // Made-up completions are waiting: submit, but do not block.
             let (want, min_wait) = self.wait_for();
             self.sends_queued = 0;
+            let skips = std::mem::take(&mut self.skips_queued);
             let res = match min_wait {
                 // The cap matters: with min_wait but no general timeout the kernel treats
                 // min_wait as the timeout (6.12+ io_cqring_min_timer_wakeup), so a wait
@@ -313,8 +325,11 @@ impl Proactor<'_> {
                     _ => return Err(e),
                 },
             }
+            // Every SQE submitted: the try-now SENDs among them ran inside this enter.
+            let all_submitted = self.ring.submission().is_empty() && self.backlog.is_empty();
             let over = self.st.fanout.take_over();
             self.reap(signals, reporter);
+            self.settle_skipped(skips, all_submitted);
             self.rearm_starved();
             let was = !over.is_empty() || self.st.fanout.congested();
             Fanout::settle(self);
@@ -399,6 +414,7 @@ impl Proactor<'_> {
         cqes.extend(cq.map(|c| (c.user_data(), c.result(), c.flags())));
         cqes.append(&mut self.synthetic);
         let mut recvs = 0;
+        self.st.stats.cqes += cqes.len() as u64;
         for &(ud, res, flags) in &cqes {
             let Some(t) = Token::decode(ud) else { continue };
             match t.op {

@@ -163,8 +163,15 @@ impl Ring {
         };
         let multishot = level >= FeatureLevel::Multishot;
         let min_wait = level == FeatureLevel::Full && ring.params().is_feature_min_timeout();
+        // A skipped completion is known to be a success only if the SEND ran inside
+        // the enter that submitted it: not with SQPOLL, where a kernel thread submits.
+        let skip_send_cqe = multishot
+            && cfg.send_skip
+            && !cfg.sqpoll
+            && ring.params().is_feature_skip_cqe_on_success();
         let features = RingFeatures {
             level,
+            skip_send_cqe,
             min_wait,
             wait: if min_wait {
                 cfg.uring_wait.name()
