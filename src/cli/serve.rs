@@ -48,6 +48,16 @@ pub struct ServeArgs {
     /// sends_retried).
     #[arg(long, verbatim_doc_comment)]
     pub no_send_skip: bool,
+    /// At multishot/full: name sockets to the ring by their descriptor, as the lower
+    /// levels do.
+    ///
+    /// By default (Linux 5.19+) the ring gets a sparse registered file table (up to
+    /// 65536 slots, at most RLIMIT_NOFILE) and each accepted socket a slot in it, so
+    /// RECV and SEND reach the socket without looking its descriptor up (no fget/fput
+    /// per op). It costs one io_uring_register to fill the slot at accept and one to
+    /// empty it before the close. Connections beyond the table use their descriptor.
+    #[arg(long, verbatim_doc_comment)]
+    pub no_register_files: bool,
     /// At full on Linux 6.12+: how the loop waits for completions.
     ///
     /// `adaptive` (default) waits for one completion at a time while traffic is light
@@ -187,6 +197,7 @@ impl ServeArgs {
             multishot_accept: !self.no_multishot_accept,
             defer_taskrun: !self.no_defer_taskrun,
             send_skip: !self.no_send_skip,
+            register_files: !self.no_register_files,
             uring_wait: self.uring_wait,
             sqpoll: self.sqpoll,
             buf_entries: self.buf_ring_entries,

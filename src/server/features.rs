@@ -125,6 +125,9 @@ pub struct RingFeatures {
     /// SENDs are tried at once and post a completion only when they fail or fall short
     /// (IOSQE_CQE_SKIP_SUCCESS with MSG_DONTWAIT|MSG_WAITALL; multishot/full, 5.17+).
     pub skip_send_cqe: bool,
+    /// Slots in the ring's registered file table, where accepted sockets go so RECV and
+    /// SEND skip the descriptor lookup (multishot/full, 5.19+); 0: descriptors.
+    pub registered_files: u32,
     /// Coalesced waits are possible: the queued sends plus some receives, bounded by
     /// 6.12 min_wait (FEAT_MIN_TIMEOUT, at full).
     pub min_wait: bool,
@@ -140,7 +143,7 @@ impl RingFeatures {
     pub fn summary(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} skip_send_cqe={} min_wait={} wait={} sqpoll={} sq={} cq={}",
+            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} skip_send_cqe={} registered_files={} min_wait={} wait={} sqpoll={} sq={} cq={}",
             self.level.name(),
             self.recv_buffers,
             if self.buf_entries > 0 {
@@ -155,6 +158,7 @@ impl RingFeatures {
             on(self.defer_taskrun),
             on(self.registered_ring_fd),
             on(self.skip_send_cqe),
+            self.registered_files,
             on(self.min_wait),
             self.wait,
             on(self.sqpoll),

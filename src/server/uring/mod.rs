@@ -95,6 +95,8 @@ enum Timer {
 
 struct UConn {
     fd: RawFd,
+    /// The socket sits in the registered file table at the slot numbered by its key.
+    fixed: bool,
     generation: u32,
     conn: Conn,
     /// Baseline only: kernel-owned while a RECV is in flight, back to the pool after.
@@ -497,6 +499,18 @@ impl Proactor<'_> {
             return;
         }
         let c = self.conns.remove(key);
+        if c.fixed {
+            // The table holds a reference to the socket: empty the slot, or the close
+            // would not release it (no FIN).
+            sys::count(Sys::IoUringRegister);
+            if let Err(e) = self
+                .ring
+                .submitter()
+                .register_files_update(key as u32, &[-1])
+            {
+                eprintln!("ringmux: warning: cannot empty registered file slot {key}: {e}");
+            }
+        }
         self.st.close_fd(c.fd);
         if let Some(b) = c.recv_buf
             && self.pool.len() < POOL_MAX

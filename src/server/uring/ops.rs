@@ -3,6 +3,20 @@
 
 use super::*;
 
+/// Build an SQE on a connection's socket: by its registered slot (the key) when it has
+/// one, else by its descriptor.
+macro_rules! on_socket {
+    ($c:expr, $key:expr, |$f:ident| $build:expr) => {
+        if $c.fixed {
+            let $f = types::Fixed($key as u32);
+            $build
+        } else {
+            let $f = types::Fd($c.fd);
+            $build
+        }
+    };
+}
+
 impl Proactor<'_> {
     pub(super) fn push(&mut self, e: squeue::Entry) {
         if self.backlog.is_empty() {
@@ -153,14 +167,18 @@ impl Proactor<'_> {
             self.synthetic.push((t.encode(), -libc::ENOBUFS, 0));
             return;
         }
-        let fd = types::Fd(c.fd);
         let e = if self.features.multishot_recv {
-            opcode::RecvMulti::new(fd, bufs::BGID).build()
+            on_socket!(c, key, |fd| opcode::RecvMulti::new(fd, bufs::BGID).build())
         } else {
-            opcode::Recv::new(fd, std::ptr::null_mut(), self.cfg.recv_buf as u32)
-                .buf_group(bufs::BGID)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT)
+            let len = self.cfg.recv_buf as u32;
+            on_socket!(c, key, |fd| opcode::Recv::new(
+                fd,
+                std::ptr::null_mut(),
+                len
+            )
+            .buf_group(bufs::BGID)
+            .build())
+            .flags(squeue::Flags::BUFFER_SELECT)
         };
         self.push(e.user_data(t.encode()));
     }
@@ -221,16 +239,21 @@ impl Proactor<'_> {
         c.send_len = len;
         c.send_skip = skip;
         c.send_seq = c.send_seq.wrapping_add(1);
-        let send = opcode::Send::new(types::Fd(c.fd), ptr, len as u32);
+        let flags = if skip {
+            libc::MSG_DONTWAIT | libc::MSG_WAITALL
+        } else {
+            0
+        };
+        let e = on_socket!(c, key, |fd| opcode::Send::new(fd, ptr, len as u32)
+            .flags(flags)
+            .build());
         let t = Token::new(Op::Send, key, c.generation);
         let e = if skip {
             self.skips_queued.push((key, c.generation, c.send_seq));
-            send.flags(libc::MSG_DONTWAIT | libc::MSG_WAITALL)
-                .build()
-                .flags(squeue::Flags::SKIP_SUCCESS)
+            e.flags(squeue::Flags::SKIP_SUCCESS)
         } else {
             self.sends_queued += 1;
-            send.build()
+            e
         };
         self.push(e.user_data(t.encode()));
     }

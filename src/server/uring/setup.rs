@@ -13,6 +13,26 @@ pub struct Ring {
     pub features: RingFeatures,
 }
 
+/// The most slots the registered file table gets.
+const FILE_TABLE_MAX: u64 = 1 << 16;
+
+/// A sparse registered file table for the connections (IORING_RSRC_REGISTER_SPARSE,
+/// 5.19): as many slots as connections may be open (`--max-conns`, RLIMIT_NOFILE), up
+/// to `FILE_TABLE_MAX`. Returns its size, 0 when the kernel refused it.
+fn register_file_table(ring: &IoUring, cfg: &ServerConfig) -> u32 {
+    let nofile = crate::os::nofile_limit().map_or(1024, |l| l.soft);
+    let want = cfg
+        .max_conns
+        .map_or(FILE_TABLE_MAX, |m| m as u64)
+        .min(nofile)
+        .min(FILE_TABLE_MAX) as u32;
+    sys::count(Sys::IoUringRegister);
+    match ring.submitter().register_files_sparse(want) {
+        Ok(()) => want,
+        Err(_) => 0,
+    }
+}
+
 fn unavailable(what: impl Into<String>, hint: impl Into<String>) -> Unavailable {
     Unavailable {
         errno: None,
@@ -169,9 +189,15 @@ impl Ring {
             && cfg.send_skip
             && !cfg.sqpoll
             && ring.params().is_feature_skip_cqe_on_success();
+        let registered_files = if multishot && cfg.register_files {
+            register_file_table(&ring, cfg)
+        } else {
+            0
+        };
         let features = RingFeatures {
             level,
             skip_send_cqe,
+            registered_files,
             min_wait,
             wait: if min_wait {
                 cfg.uring_wait.name()
