@@ -56,10 +56,9 @@ impl Shape {
 }
 
 /// `uring:LEVEL+OPTION`: the serve flag each option adds.
-pub const LEVEL_MODS: [(&str, &str); 8] = [
+pub const LEVEL_MODS: [(&str, &str); 7] = [
     ("sqpoll", "--sqpoll"),
     ("no-defer-taskrun", "--no-defer-taskrun"),
-    ("no-send-skip", "--no-send-skip"),
     ("no-register", "--no-register-files"),
     ("no-multishot-accept", "--no-multishot-accept"),
     ("wait-single", "--uring-wait=single"),

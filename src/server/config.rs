@@ -34,8 +34,6 @@ pub struct ServerConfig {
     pub multishot_accept: bool,
     /// At full: DEFER_TASKRUN.
     pub defer_taskrun: bool,
-    /// At multishot/full: SENDs that succeed post no completion (`--no-send-skip`).
-    pub send_skip: bool,
     /// At multishot/full: sockets in the ring's registered file table (`--no-register-files`).
     pub register_files: bool,
     /// At full with FEAT_MIN_TIMEOUT: how the proactor waits.

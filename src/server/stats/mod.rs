@@ -58,11 +58,12 @@ counters! {
     enter_busy,
     /// io_uring: completions reaped (made-up ones from RINGMUX_FAULTS included).
     cqes,
-    /// io_uring: SENDs that finished with no completion (IOSQE_CQE_SKIP_SUCCESS).
-    sends_unreported,
-    /// io_uring: try-now SENDs that found the socket full (EAGAIN) and went again as
-    /// ordinary SENDs.
-    sends_retried,
+    /// io_uring: waits for the queued sends' completions plus one whose sends did not
+    /// all complete inside the enter that submitted them (the next wait is for one).
+    sends_parked,
+    /// io_uring: waits for the queued sends plus one that the cap ended short (the
+    /// next event came later than the cap, or a send was parked).
+    wait_cap_hits,
     /// Connections still open (or owing bytes) when the drain timeout ran out.
     forced_closed,
     /// Receives that found no provided buffer (ENOBUFS) and were re-armed.
@@ -178,10 +179,10 @@ pub fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     if r.backend == "uring" {
         writeln!(
             out,
-            "  io_uring: cqes={} sends_unreported={} sends_retried={} cq_overflow={} sq_full={} enter_busy={} recv_nobufs={} buf_grows={}",
+            "  io_uring: cqes={} sends_parked={} wait_cap_hits={} cq_overflow={} sq_full={} enter_busy={} recv_nobufs={} buf_grows={}",
             c.cqes,
-            c.sends_unreported,
-            c.sends_retried,
+            c.sends_parked,
+            c.wait_cap_hits,
             c.cq_overflow,
             c.sq_full,
             c.enter_busy,

@@ -70,9 +70,6 @@ impl Proactor<'_> {
             recv_buf: None,
             send_buf: Vec::new(),
             send_pos: 0,
-            send_len: 0,
-            send_skip: false,
-            send_seq: 0,
             spare: Vec::new(),
             inflight: 0,
             read_paused: false,
@@ -246,14 +243,6 @@ impl Proactor<'_> {
             return;
         };
         c.inflight &= !IN_SEND;
-        let was_skip = std::mem::take(&mut c.send_skip);
-        if was_skip && res == -libc::EAGAIN && !c.closing {
-            // The try-now SEND found the socket full: send again, letting the kernel
-            // wait for room.
-            self.st.stats.sends_retried += 1;
-            self.submit_send(key, false);
-            return;
-        }
         c.sends_done += 1;
         if c.closing {
             self.maybe_finalize(key);
@@ -267,9 +256,7 @@ impl Proactor<'_> {
         self.st.stats.bytes_out += res as u64;
         c.send_pos += res as usize;
         if c.send_pos < c.send_buf.len() {
-            // Short send: the rest, in order. A try-now SEND fell short because the
-            // socket filled: let the kernel wait for room this time.
-            self.submit_send(key, !was_skip);
+            self.submit_send(key); // short send: the rest, in order
             return;
         }
         c.spare = conn::recycle(std::mem::take(&mut c.send_buf));
@@ -284,37 +271,6 @@ impl Proactor<'_> {
         }
         if c.read_paused && !over_cap(&c.conn, c.in_flight(), cap) {
             self.arm_read(key);
-        }
-    }
-
-    /// The try-now SENDs submitted by the last enter: those that posted no completion
-    /// sent every byte inside it (a failure or a short send posts one, which `reap`
-    /// has handled). Unless some SQE is still queued or completions wait in the
-    /// kernel's overflow list: then decide after a later enter.
-    pub(super) fn settle_skipped(&mut self, skips: Vec<(usize, u32, u32)>, all_submitted: bool) {
-        if skips.is_empty() {
-            return;
-        }
-        if !all_submitted || self.ring.submission().cq_overflow() {
-            let later = std::mem::replace(&mut self.skips_queued, skips);
-            self.skips_queued.extend(later);
-            return;
-        }
-        for (key, generation, seq) in skips {
-            let Some(c) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if c.generation != generation
-                || !c.send_skip
-                || c.send_seq != seq
-                || c.inflight & IN_SEND == 0
-            {
-                continue; // it posted a completion, handled in `reap`
-            }
-            c.send_skip = false;
-            let len = c.send_len as i32;
-            self.st.stats.sends_unreported += 1;
-            self.on_send(Token::new(Op::Send, key, generation), len);
         }
     }
 

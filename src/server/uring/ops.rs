@@ -214,15 +214,10 @@ impl Proactor<'_> {
         let spare = std::mem::take(&mut c.spare);
         c.send_buf = c.conn.take_owed(spare);
         c.send_pos = 0;
-        self.submit_send(key, true);
+        self.submit_send(key);
     }
 
-    /// SEND `send_buf[send_pos..]`. With `try_now` where the ring can skip successful
-    /// completions, the SEND runs inside the next enter with MSG_DONTWAIT|MSG_WAITALL
-    /// and posts a completion only if it does not send every byte (EAGAIN, a short
-    /// send, an error): see `settle_skipped`.
-    pub(super) fn submit_send(&mut self, key: usize, try_now: bool) {
-        let skip = try_now && self.features.skip_send_cqe;
+    pub(super) fn submit_send(&mut self, key: usize) {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
@@ -233,28 +228,10 @@ impl Proactor<'_> {
             len /= 2;
         }
         let ptr = rest.as_ptr();
-        // send_buf is kernel-owned until the SEND completion, or for a skipped one
-        // until the enter that submits it returns.
-        c.inflight |= IN_SEND;
-        c.send_len = len;
-        c.send_skip = skip;
-        c.send_seq = c.send_seq.wrapping_add(1);
-        let flags = if skip {
-            libc::MSG_DONTWAIT | libc::MSG_WAITALL
-        } else {
-            0
-        };
-        let e = on_socket!(c, key, |fd| opcode::Send::new(fd, ptr, len as u32)
-            .flags(flags)
-            .build());
+        c.inflight |= IN_SEND; // send_buf is kernel-owned until the SEND completion
+        self.sends_queued += 1;
         let t = Token::new(Op::Send, key, c.generation);
-        let e = if skip {
-            self.skips_queued.push((key, c.generation, c.send_seq));
-            e.flags(squeue::Flags::SKIP_SUCCESS)
-        } else {
-            self.sends_queued += 1;
-            e
-        };
+        let e = on_socket!(c, key, |fd| opcode::Send::new(fd, ptr, len as u32).build());
         self.push(e.user_data(t.encode()));
     }
 }

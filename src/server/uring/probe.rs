@@ -350,8 +350,8 @@ pub fn probe() -> ProbeReport {
     feat(
         "FEAT_CQE_SKIP",
         params.map(|p| p.is_feature_skip_cqe_on_success()),
-        "multishot",
-        "needs Linux 5.17+ (multishot/full then reap a completion for every SEND)",
+        "unused",
+        "needs Linux 5.17+",
     );
     feat(
         "FEAT_MIN_TIMEOUT",

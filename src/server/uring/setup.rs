@@ -183,12 +183,13 @@ impl Ring {
         };
         let multishot = level >= FeatureLevel::Multishot;
         let min_wait = level == FeatureLevel::Full && ring.params().is_feature_min_timeout();
-        // A skipped completion is known to be a success only if the SEND ran inside
-        // the enter that submitted it: not with SQPOLL, where a kernel thread submits.
-        let skip_send_cqe = multishot
-            && cfg.send_skip
+        // A wait for the queued sends plus one needs a bound (EXT_ARG, 5.11): a SEND that
+        // does not complete inside the enter must not hold the loop. Not with SQPOLL,
+        // whose kernel thread submits: its sends never complete inside our enter.
+        let counted_wait = multishot
             && !cfg.sqpoll
-            && ring.params().is_feature_skip_cqe_on_success();
+            && cfg.uring_wait != WaitMode::Single
+            && ring.params().is_feature_ext_arg();
         let registered_files = if multishot && cfg.register_files {
             register_file_table(&ring, cfg)
         } else {
@@ -196,10 +197,10 @@ impl Ring {
         };
         let features = RingFeatures {
             level,
-            skip_send_cqe,
             registered_files,
             min_wait,
-            wait: if min_wait {
+            counted_wait,
+            wait: if min_wait || counted_wait {
                 cfg.uring_wait.name()
             } else {
                 WaitMode::Single.name()
