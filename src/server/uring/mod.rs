@@ -50,6 +50,7 @@ use super::policy::{self, Loop, LoopState, Member, over_cap};
 use super::signals::Signals;
 use super::stats::{LoopStats, Reporter};
 use super::sys::{self, Sys, SyscallCounts};
+use crate::os::uring::{RingIndex, enter_registered, register_ring_fd};
 use crate::proto::Proto;
 use bufs::ProvidedBufs;
 use probe::{RingFeatures, SetupFlags, Unavailable};
@@ -184,6 +185,9 @@ struct Proactor<'a> {
     deadline_armed: Option<Instant>,
     /// A Timer::Congestion TIMEOUT is in flight.
     congestion_timer: bool,
+    /// The ring's index in this thread's registered ring table (full, 5.18+, not with
+    /// SQPOLL): every enter goes by it, with no fd lookup.
+    ring_index: Option<RingIndex>,
 }
 
 impl Loop for Proactor<'_> {
@@ -206,10 +210,21 @@ pub fn run(
     signals: &Signals,
     reporter: &Reporter,
 ) -> io::Result<LoopStats> {
+    let mut features = ring.features;
+    // Registered here, on the loop's thread: the registered ring table is per thread.
+    // EINVAL before 5.18: then the raw fd is used, nothing else changes.
+    let ring_index = if features.level == FeatureLevel::Full && !cfg.sqpoll {
+        sys::count(Sys::IoUringRegister);
+        register_ring_fd(&ring.ring).ok()
+    } else {
+        None
+    };
+    features.registered_ring_fd = ring_index.is_some();
     let mut p = Proactor {
         ring: ring.ring,
+        ring_index,
         bufs: ring.bufs,
-        features: ring.features,
+        features,
         cfg,
         listen_fd: listener.as_raw_fd(),
         signal_fd: signals.fd(),
@@ -311,26 +326,34 @@ impl Proactor<'_> {
             // Made-up completions are waiting: submit, but do not block.
             let (want, wait) = self.wait_for();
             let submitted_sends = std::mem::take(&mut self.sends_queued);
-            let res = match wait {
+            let res = match (self.ring_index, wait) {
+                (Some(idx), w) => {
+                    let (cap, min_wait) = match w {
+                        Wait::One => (None, 0),
+                        Wait::Counted => (Some(COUNTED_CAP), 0),
+                        Wait::Coalesce(us) => (Some(COALESCE_CAP), us),
+                    };
+                    enter_registered(&mut self.ring, idx, want as u32, cap, min_wait)
+                }
                 // The cap matters: with min_wait but no general timeout the kernel treats
                 // min_wait as the timeout (6.12+ io_cqring_min_timer_wakeup), so a wait
                 // that saw no completion returned ETIME every 50 us and an idle server
                 // spun at about 12,000 enters a second. With a cap, a wait that saw
                 // nothing in min_wait sleeps until the first completion or the cap.
-                Wait::Coalesce(us) => {
+                (None, Wait::Coalesce(us)) => {
                     let cap = timespec(COALESCE_CAP);
                     self.ring.submitter().submit_with_args(
                         want,
                         &types::SubmitArgs::new().min_wait_usec(us).timespec(&cap),
                     )
                 }
-                Wait::Counted => {
+                (None, Wait::Counted) => {
                     let cap = timespec(COUNTED_CAP);
                     self.ring
                         .submitter()
                         .submit_with_args(want, &types::SubmitArgs::new().timespec(&cap))
                 }
-                Wait::One => self.ring.submit_and_wait(want),
+                (None, Wait::One) => self.ring.submit_and_wait(want),
             };
             match res {
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}

@@ -47,7 +47,11 @@ impl Proactor<'_> {
                 return;
             }
             sys::count(Sys::IoUringEnter);
-            if self.ring.submit().is_err() {
+            let res = match self.ring_index {
+                Some(idx) => enter_registered(&mut self.ring, idx, 0, None, 0),
+                None => self.ring.submit(),
+            };
+            if res.is_err() {
                 return; // EBUSY/EAGAIN: the main loop reaps, then tries again
             }
         }

@@ -154,12 +154,9 @@ impl Ring {
                 })?
             }
         };
-        let mut registered_ring_fd = false;
-        if level == FeatureLevel::Full {
-            sys::count(Sys::IoUringRegister);
-            // Fails with EINVAL before 5.18: then the raw fd is used, nothing else changes.
-            registered_ring_fd = ring.submitter().register_ring_fd().is_ok();
-        }
+        // The ring fd is registered by the loop's own thread (the table is per thread):
+        // see `run`.
+        let registered_ring_fd = false;
         let mut provide = Vec::new();
         let bufs = match level {
             FeatureLevel::Baseline => None,
