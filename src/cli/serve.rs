@@ -43,8 +43,8 @@ pub struct ServeArgs {
     /// By default (Linux 5.19+) the ring gets a sparse registered file table (up to
     /// 65536 slots, at most RLIMIT_NOFILE) and each accepted socket a slot in it, so
     /// RECV and SEND reach the socket without looking its descriptor up (no fget/fput
-    /// per op). It costs one io_uring_register to fill the slot at accept and one to
-    /// empty it before the close. Connections beyond the table use their descriptor.
+    /// per op). A FILES_UPDATE in the ring fills the slot at accept and another empties
+    /// it at close (no extra syscall). Connections beyond the table use their descriptor.
     #[arg(long, verbatim_doc_comment)]
     pub no_register_files: bool,
     /// At multishot/full: how the loop waits for completions.

@@ -151,6 +151,9 @@ struct Proactor<'a> {
     // Field order is drop order: the ring goes before the buffers it may write into.
     ring: IoUring,
     bufs: Option<ProvidedBufs>,
+    /// The descriptor each registered-file slot gets (FILES_UPDATE reads it when the
+    /// SQE is issued): allocated once, never moved, outlives the ring.
+    slot_fds: Box<[RawFd]>,
     features: RingFeatures,
     cfg: &'a ServerConfig,
     listen_fd: RawFd,
@@ -224,6 +227,7 @@ pub fn run(
         ring: ring.ring,
         ring_index,
         bufs: ring.bufs,
+        slot_fds: vec![-1; features.registered_files as usize].into_boxed_slice(),
         features,
         cfg,
         listen_fd: listener.as_raw_fd(),
@@ -566,15 +570,8 @@ impl Proactor<'_> {
         let c = self.conns.remove(key);
         if c.fixed {
             // The table holds a reference to the socket: empty the slot, or the close
-            // would not release it (no FIN).
-            sys::count(Sys::IoUringRegister);
-            if let Err(e) = self
-                .ring
-                .submitter()
-                .register_files_update(key as u32, &[-1])
-            {
-                eprintln!("ringmux: warning: cannot empty registered file slot {key}: {e}");
-            }
+            // would not release it (no FIN until the next enter runs this).
+            self.update_slot(key, None);
         }
         self.st.close_fd(c.fd);
         if let Some(b) = c.recv_buf

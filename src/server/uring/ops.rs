@@ -24,7 +24,8 @@ impl Proactor<'_> {
             // completion: recv/send buffers live in the connection slot, which is freed
             // only once no op is in flight; provided buffers live in `self.bufs`, which
             // outlives the ring; timespecs live in `self.timers` until their
-            // completion; fds stay open until their ops complete.
+            // completion; FILES_UPDATE reads `self.slot_fds` (never moved, dropped
+            // after the ring) or a static; fds stay open until their ops complete.
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
                 return;
             }
@@ -55,6 +56,27 @@ impl Proactor<'_> {
                 return; // EBUSY/EAGAIN: the main loop reaps, then tries again
             }
         }
+    }
+
+    /// Put `fd` in registered-file slot `key` (None: empty it) with a FILES_UPDATE
+    /// that posts a completion only if it fails. It runs in order before any later SQE
+    /// of the same submission (a RECV on the slot); a slot emptied and refilled before
+    /// they run ends with the newer descriptor, since both read `slot_fds` when issued.
+    pub(super) fn update_slot(&mut self, key: usize, fd: Option<RawFd>) {
+        static NO_FD: [RawFd; 1] = [-1];
+        let ptr: *const RawFd = match fd {
+            Some(fd) => {
+                self.slot_fds[key] = fd;
+                &self.slot_fds[key]
+            }
+            None => NO_FD.as_ptr(),
+        };
+        let e = opcode::FilesUpdate::new(ptr, 1)
+            .offset(key as i32)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(Token::new(Op::Ignored, 0, 0).encode());
+        self.push(e);
     }
 
     pub(super) fn arm_signal(&mut self) {
