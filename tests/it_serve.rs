@@ -336,10 +336,33 @@ backend_test!(sigterm_with_unread_reply_respects_drain_timeout, |v| {
         }
     });
     // SIGTERM once the server holds the connection and, where sends do not block,
-    // owes it bytes it cannot send (read more than it wrote).
+    // owes it bytes it cannot send: it read more than it wrote, and neither count has
+    // moved for 300 ms over several snapshots (each one written by the loop itself, so
+    // the loop was running): it stopped reading under backpressure and its sends wait
+    // for a peer that never reads. Read-more-than-written alone also holds while the
+    // server is merely behind, and a drain then flushes everything in time.
+    let mut same_since: Option<((u64, u64), std::time::Instant, u32)> = None;
     let owed = snapshot_until(&srv, &json, Duration::from_secs(20), |j| {
-        j["connections_accepted"] == 1
-            && (v.blocking_sends() || j["bytes_in"].as_u64() > j["bytes_out"].as_u64())
+        if j["connections_accepted"] != 1 {
+            return false;
+        }
+        if v.blocking_sends() {
+            return true;
+        }
+        let now = (
+            j["bytes_in"].as_u64().unwrap_or(0),
+            j["bytes_out"].as_u64().unwrap_or(0),
+        );
+        match &mut same_since {
+            Some((seen, since, n)) if *seen == now => {
+                *n += 1;
+                now.0 > now.1 && *n >= 3 && since.elapsed() >= Duration::from_millis(300)
+            }
+            _ => {
+                same_since = Some((now, std::time::Instant::now(), 1));
+                false
+            }
+        }
     });
     assert!(
         owed.is_some(),

@@ -14,7 +14,7 @@ use std::thread;
 use socket2::Socket;
 
 use super::config::ServerConfig;
-use super::policy::supervisor::{self, Replies, Supervisor};
+use super::policy::supervisor::{self, Replies, Supervisor, lock};
 use super::signals::Signals;
 use super::stats::{LoopStats, Reporter};
 
@@ -36,10 +36,10 @@ fn serve<'s, 'e>(
     let mut scratch = vec![0u8; cfg.recv_buf];
     let conn_stats = Arc::new(Mutex::new(LoopStats::default()));
     while let Some(fd) = shared.accept_next(cfg, acceptor) {
-        *conn_stats.lock().unwrap_or_else(|e| e.into_inner()) = LoopStats::default();
+        *lock(&conn_stats) = LoopStats::default();
         let key = shared.enter(fd, conn_stats.clone());
         supervisor::serve_blocking(shared, fd, cfg, &mut scratch, &conn_stats, Replies::Send);
-        let s = conn_stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let s = lock(&conn_stats).clone();
         shared.leave(key, &s);
     }
 }

@@ -186,5 +186,5 @@ pub fn run(
     }
     drop(listener);
     b.st.stats.syscalls = SyscallCounts::this_thread();
-    Ok(b.st.stats)
+    Ok(std::mem::take(&mut b.st.stats))
 }

@@ -171,40 +171,34 @@ pub fn close(fd: i32) {
     let _ = syscall!(Close, close(fd));
 }
 
+/// setsockopt(2) with a plain-data option value, counted.
+fn setsockopt<T: Copy>(fd: i32, level: libc::c_int, name: libc::c_int, value: T) -> io::Result<()> {
+    // SAFETY: `value` lives on this stack frame for the call and the length is its size;
+    // T is plain data (Copy), what the option expects by the caller's choice of `name`.
+    syscall!(
+        Setsockopt,
+        setsockopt(
+            fd,
+            level,
+            name,
+            &value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t
+        )
+    )
+    .map(drop)
+}
+
 /// SO_RCVTIMEO: a blocking recv on `fd` returns EAGAIN after `t` without data.
 pub fn set_recv_timeout(fd: i32, t: std::time::Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: t.as_secs() as libc::time_t,
         tv_usec: t.subsec_micros() as libc::suseconds_t,
     };
-    // SAFETY: `tv` lives on this stack frame for the call and the length is its size.
-    syscall!(
-        Setsockopt,
-        setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t
-        )
-    )
-    .map(|_| ())
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)
 }
 
 pub fn set_nodelay(fd: i32) -> io::Result<()> {
-    let one: libc::c_int = 1;
-    // SAFETY: `one` lives on this stack frame for the call and the length is its size.
-    syscall!(
-        Setsockopt,
-        setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t
-        )
-    )
-    .map(drop)
+    setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1 as libc::c_int)
 }
 
 pub use crate::os::{

@@ -27,7 +27,7 @@ use socket2::Socket;
 use super::config::ServerConfig;
 use super::conn::Conn;
 use super::policy::io::{Flush, flush};
-use super::policy::supervisor::{self, Replies, Supervisor};
+use super::policy::supervisor::{self, Replies, Supervisor, lock};
 use super::signals::Signals;
 use super::stats::{LoopStats, Reporter};
 use super::sys;
@@ -43,10 +43,6 @@ pub fn run(
     reporter: &Reporter,
 ) -> io::Result<LoopStats> {
     supervisor::run(listener, cfg, signals, reporter, accept_loop)
-}
-
-fn lock(m: &Mutex<LoopStats>) -> std::sync::MutexGuard<'_, LoopStats> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn accept_loop<'s, 'e>(

@@ -114,15 +114,11 @@ impl LoopState {
     }
 
     /// Queue what other loops posted to this one since it last looked (the caller
-    /// settles the fan-out). True when something came.
-    pub fn take_room(&mut self) -> bool {
-        let Some((hub, id)) = &self.room else {
-            return false;
-        };
-        let bytes = hub.take(*id);
-        let came = !bytes.is_empty();
-        self.fanout.queue(OTHER_LOOP, bytes);
-        came
+    /// settles the fan-out).
+    pub fn take_room(&mut self) {
+        if let Some((hub, id)) = &self.room {
+            self.fanout.queue(OTHER_LOOP, hub.take(*id));
+        }
     }
 
     /// A connection was accepted into slot `key`: its clock starts, the protocol's
@@ -157,6 +153,15 @@ impl LoopState {
     /// Close a connection's socket, counted.
     pub fn close_fd(&mut self, fd: std::os::fd::RawFd) {
         close_counted(fd, &mut self.stats);
+    }
+}
+
+impl Drop for LoopState {
+    /// A loop that ends leaves the room: nothing more is posted to its inbox.
+    fn drop(&mut self) {
+        if let Some((hub, id)) = &self.room {
+            hub.leave(*id);
+        }
     }
 }
 

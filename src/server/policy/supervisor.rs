@@ -62,13 +62,13 @@ pub struct Supervisor {
 }
 
 /// The locks hold plain counts: a thread that panicked left whole values behind.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Supervisor {
-    pub fn new(listen_fd: RawFd, faults: Faults) -> io::Result<Supervisor> {
-        Ok(Supervisor {
+    pub fn new(listen_fd: RawFd, faults: Faults) -> Supervisor {
+        Supervisor {
             listen_fd,
             live: Mutex::new(Slab::new()),
             changed: Condvar::new(),
@@ -79,7 +79,7 @@ impl Supervisor {
             forced: AtomicU64::new(0),
             faults_on: faults.any(),
             faults: Mutex::new(faults),
-        })
+        }
     }
 
     pub fn draining(&self) -> bool {
@@ -407,7 +407,7 @@ where
         &'e Mutex<LoopStats>,
     ),
 {
-    let shared = Supervisor::new(listener.as_raw_fd(), cfg.faults)?;
+    let shared = Supervisor::new(listener.as_raw_fd(), cfg.faults);
     let acceptor = Mutex::new(LoopStats::default());
     shared.count_this_thread();
     thread::scope(|s| {

@@ -213,7 +213,7 @@ pub fn run<M: Readiness>(
     r.count_mechanism();
     drop(r.poller);
     r.st.stats.syscalls = SyscallCounts::this_thread();
-    res.map(|_| r.st.stats)
+    res.map(|_| std::mem::take(&mut r.st.stats))
 }
 
 impl<M: Readiness> Reactor<'_, M> {
