@@ -49,3 +49,6 @@ mod it_ring;
 mod it_serve;
 /// Connection churn with resets: RSS and descriptors flat (scripts/soak.sh).
 mod it_soak;
+/// io_uring's work per message, counted: enters and completions per level, the counted
+/// wait, the registered file table, sends to a full socket.
+mod it_uring_work;

@@ -56,9 +56,10 @@ impl Shape {
 }
 
 /// `uring:LEVEL+OPTION`: the serve flag each option adds.
-pub const LEVEL_MODS: [(&str, &str); 6] = [
+pub const LEVEL_MODS: [(&str, &str); 7] = [
     ("sqpoll", "--sqpoll"),
     ("no-defer-taskrun", "--no-defer-taskrun"),
+    ("no-register", "--no-register-files"),
     ("no-multishot-accept", "--no-multishot-accept"),
     ("wait-single", "--uring-wait=single"),
     ("wait-coalesce", "--uring-wait=coalesce"),

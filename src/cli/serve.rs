@@ -38,12 +38,28 @@ pub struct ServeArgs {
     /// At full: leave out DEFER_TASKRUN (keep SINGLE_ISSUER).
     #[arg(long)]
     pub no_defer_taskrun: bool,
-    /// At full on Linux 6.12+: how the loop waits for completions.
+    /// At multishot/full: name sockets to the ring by their descriptor, as the lower
+    /// levels do.
     ///
-    /// `adaptive` (default) waits for one completion at a time while traffic is light
-    /// and coalesces (the queued sends plus half the last turn's receives, bounded by
-    /// min_wait) only after a turn that brought 32 or more receives. `coalesce` always
-    /// coalesces; `single` never does. An idle server sleeps in every mode.
+    /// By default (Linux 5.19+) the ring gets a sparse registered file table (up to
+    /// 65536 slots, at most RLIMIT_NOFILE) and each accepted socket a slot in it, so
+    /// RECV and SEND reach the socket without looking its descriptor up (no fget/fput
+    /// per op). A FILES_UPDATE in the ring fills the slot at accept and another empties
+    /// it at close (no extra syscall). Connections beyond the table use their descriptor.
+    #[arg(long, verbatim_doc_comment)]
+    pub no_register_files: bool,
+    /// At multishot/full: how the loop waits for completions.
+    ///
+    /// `adaptive` (default) waits for the SENDs it just submitted plus one more
+    /// completion (bounded by 5 ms): a SEND to a socket with room completes inside the
+    /// enter that submits it, so the wait goes on to sleep for the next receive, and one
+    /// io_uring_enter serves a message at one connection. After a turn whose SENDs did
+    /// not all complete inside their enter (a full socket), it waits for one completion
+    /// until they do again. At full on Linux 6.12+ it also coalesces (the queued sends
+    /// plus half the last turn's receives, bounded by min_wait) after a turn that
+    /// brought 32 or more receives. `coalesce` always coalesces at full; `single` waits
+    /// for one completion at a time (the behaviour before). An idle server sleeps in
+    /// every mode.
     #[arg(long, value_enum, default_value_t = WaitMode::Adaptive, verbatim_doc_comment)]
     pub uring_wait: WaitMode,
     /// Let a kernel thread poll the submission queue (IORING_SETUP_SQPOLL). It burns a
@@ -176,6 +192,7 @@ impl ServeArgs {
             quiet: self.quiet,
             multishot_accept: !self.no_multishot_accept,
             defer_taskrun: !self.no_defer_taskrun,
+            register_files: !self.no_register_files,
             uring_wait: self.uring_wait,
             sqpoll: self.sqpoll,
             buf_entries: self.buf_ring_entries,

@@ -130,19 +130,29 @@ pub struct NofileLimit {
     pub hard: u64,
 }
 
-/// Raise the soft limit of open files to the hard limit so many connections fit
-/// (processes started later inherit it). An unlimited hard limit still stops at
-/// fs.nr_open, the most the kernel allows. Best effort: returns the limits in force
-/// afterwards, None when they cannot be read.
-pub fn raise_nofile_limit() -> Option<NofileLimit> {
+/// RLIMIT_NOFILE as it is now, None when it cannot be read.
+pub fn nofile_limit() -> Option<NofileLimit> {
+    nofile_rlimit().map(|rl| NofileLimit {
+        soft: rl.rlim_cur,
+        hard: rl.rlim_max,
+    })
+}
+
+fn nofile_rlimit() -> Option<libc::rlimit> {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: `rl` is valid for writes during the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
-        return None;
-    }
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0).then_some(rl)
+}
+
+/// Raise the soft limit of open files to the hard limit so many connections fit
+/// (processes started later inherit it). An unlimited hard limit still stops at
+/// fs.nr_open, the most the kernel allows. Best effort: returns the limits in force
+/// afterwards, None when they cannot be read.
+pub fn raise_nofile_limit() -> Option<NofileLimit> {
+    let mut rl = nofile_rlimit()?;
     // An unlimited hard limit still stops at fs.nr_open.
     let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
         .ok()

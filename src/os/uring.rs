@@ -115,3 +115,117 @@ pub fn probe_ops(ring: &IoUring) -> Result<Probe, Unavailable> {
         })?;
     Ok(p)
 }
+
+/// A ring fd registered with IORING_REGISTER_RING_FDS (5.18), entered by its index so
+/// the kernel skips the fd lookup (fget/fput) on every io_uring_enter.
+///
+/// The io-uring crate keeps the registered index in the `Submitter` that registered
+/// it, and `IoUring::submitter()` makes a fresh one on every call: so
+/// `ring.submitter().register_ring_fd()` registers the fd, but every later enter
+/// through the crate still passes the raw fd. This keeps the index and enters with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingIndex(u32);
+
+/// `struct io_uring_rsrc_update` (include/uapi/linux/io_uring.h).
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
+
+/// `struct io_uring_getevents_arg` (5.11; `min_wait_usec` was `pad` before 6.12).
+#[repr(C)]
+struct GeteventsArg {
+    sigmask: u64,
+    sigmask_sz: u32,
+    min_wait_usec: u32,
+    ts: u64,
+}
+
+const IORING_REGISTER_RING_FDS: libc::c_uint = 20;
+const IORING_ENTER_GETEVENTS: libc::c_uint = 1;
+const IORING_ENTER_EXT_ARG: libc::c_uint = 1 << 3;
+const IORING_ENTER_REGISTERED_RING: libc::c_uint = 1 << 4;
+
+/// Register `ring`'s fd in the calling thread's registered ring table (EINVAL before
+/// 5.18: then enter by the raw fd as before).
+pub fn register_ring_fd(ring: &IoUring) -> io::Result<RingIndex> {
+    use std::os::fd::AsRawFd;
+    let mut up = RsrcUpdate {
+        offset: u32::MAX, // any free slot
+        resv: 0,
+        data: ring.as_raw_fd() as u64,
+    };
+    // SAFETY: `up` is a valid io_uring_rsrc_update for the call; the kernel writes the
+    // chosen slot into `up.offset` and keeps no pointer to it.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            ring.as_raw_fd(),
+            IORING_REGISTER_RING_FDS,
+            &mut up as *mut RsrcUpdate,
+            1u32,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(RingIndex(up.offset))
+}
+
+/// io_uring_enter by the registered index: submit what the SQ holds and wait for
+/// `want` completions, with an optional timeout and min_wait (µs, 6.12+; 0 = none).
+/// Not for SQPOLL rings (the crate's enter handles their wake-up flag).
+pub fn enter_registered(
+    ring: &mut IoUring,
+    idx: RingIndex,
+    want: u32,
+    timeout: Option<std::time::Duration>,
+    min_wait_usec: u32,
+) -> io::Result<usize> {
+    let to_submit = ring.submission().len() as u32;
+    let mut flags = IORING_ENTER_REGISTERED_RING;
+    if want > 0 {
+        flags |= IORING_ENTER_GETEVENTS;
+    }
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let arg = ts.as_ref().map(|t| GeteventsArg {
+        sigmask: 0,
+        sigmask_sz: 0,
+        min_wait_usec,
+        ts: t as *const libc::timespec as u64,
+    });
+    let (argp, argsz) = match &arg {
+        Some(a) => {
+            flags |= IORING_ENTER_EXT_ARG;
+            (
+                a as *const GeteventsArg as *const libc::c_void,
+                std::mem::size_of::<GeteventsArg>(),
+            )
+        }
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: `idx` names this ring in the calling thread's registered ring table; the
+    // SQEs it submits reference memory their owner keeps until completion (the
+    // caller's contract for every push); `arg` and the timespec it points to live on
+    // this stack frame for the whole call, and the kernel keeps no pointer to them.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_enter,
+            idx.0,
+            to_submit,
+            want,
+            flags,
+            argp,
+            argsz,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}

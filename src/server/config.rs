@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub multishot_accept: bool,
     /// At full: DEFER_TASKRUN.
     pub defer_taskrun: bool,
+    /// At multishot/full: sockets in the ring's registered file table (`--no-register-files`).
+    pub register_files: bool,
     /// At full with FEAT_MIN_TIMEOUT: how the proactor waits.
     pub uring_wait: WaitMode,
     pub sqpoll: bool,

@@ -59,11 +59,13 @@ named_enum! {
 }
 
 named_enum! {
-    /// How the proactor waits for completions at `full` (with FEAT_MIN_TIMEOUT).
+    /// How the proactor waits for completions at multishot/full.
     pub enum WaitMode {
-        /// Coalesce only after a busy turn (32 or more receives); else wait for one.
+        /// At full with min_wait (6.12+), coalesce after a busy turn (32 or more
+        /// receives); otherwise wait for the sends just submitted plus one, bounded.
         Adaptive = "adaptive",
-        /// Always wait for the queued sends plus some receives, bounded by min_wait.
+        /// At full with min_wait, always wait for the queued sends plus some receives,
+        /// bounded by min_wait; otherwise as adaptive.
         Coalesce = "coalesce",
         /// Always wait for one completion.
         Single = "single",
@@ -122,10 +124,18 @@ pub struct RingFeatures {
     pub single_issuer: bool,
     pub defer_taskrun: bool,
     pub registered_ring_fd: bool,
+    /// Slots in the ring's registered file table, where accepted sockets go so RECV and
+    /// SEND skip the descriptor lookup (multishot/full, 5.19+); 0: descriptors.
+    pub registered_files: u32,
     /// Coalesced waits are possible: the queued sends plus some receives, bounded by
     /// 6.12 min_wait (FEAT_MIN_TIMEOUT, at full).
     pub min_wait: bool,
-    /// How the loop waits: "single", "coalesce" or "adaptive" ("single" without min_wait).
+    /// At multishot/full (EXT_ARG): a wait asks for the sends just submitted plus one,
+    /// bounded by a cap, so a SEND that completes inside the enter that submits it
+    /// does not end the wait: one enter per message at one connection.
+    pub counted_wait: bool,
+    /// How the loop waits: "single", "coalesce" or "adaptive" ("single" without
+    /// min_wait or the counted wait).
     pub wait: &'static str,
     pub sqpoll: bool,
     pub sq_entries: u32,
@@ -137,7 +147,7 @@ impl RingFeatures {
     pub fn summary(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} min_wait={} wait={} sqpoll={} sq={} cq={}",
+            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} registered_files={} min_wait={} counted_wait={} wait={} sqpoll={} sq={} cq={}",
             self.level.name(),
             self.recv_buffers,
             if self.buf_entries > 0 {
@@ -151,7 +161,9 @@ impl RingFeatures {
             on(self.single_issuer),
             on(self.defer_taskrun),
             on(self.registered_ring_fd),
+            self.registered_files,
             on(self.min_wait),
+            on(self.counted_wait),
             self.wait,
             on(self.sqpoll),
             self.sq_entries,

@@ -56,6 +56,14 @@ counters! {
     cq_overflow,
     sq_full,
     enter_busy,
+    /// io_uring: completions reaped (made-up ones from RINGMUX_FAULTS included).
+    cqes,
+    /// io_uring: waits for the queued sends' completions plus one whose sends did not
+    /// all complete inside the enter that submitted them (the next wait is for one).
+    sends_parked,
+    /// io_uring: waits for the queued sends plus one that the cap ended short (the
+    /// next event came later than the cap, or a send was parked).
+    wait_cap_hits,
     /// Connections still open (or owing bytes) when the drain timeout ran out.
     forced_closed,
     /// Receives that found no provided buffer (ENOBUFS) and were re-armed.
@@ -171,8 +179,15 @@ pub fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     if r.backend == "uring" {
         writeln!(
             out,
-            "  io_uring: cq_overflow={} sq_full={} enter_busy={} recv_nobufs={} buf_grows={}",
-            c.cq_overflow, c.sq_full, c.enter_busy, c.recv_nobufs, c.buf_grows
+            "  io_uring: cqes={} sends_parked={} wait_cap_hits={} cq_overflow={} sq_full={} enter_busy={} recv_nobufs={} buf_grows={}",
+            c.cqes,
+            c.sends_parked,
+            c.wait_cap_hits,
+            c.cq_overflow,
+            c.sq_full,
+            c.enter_busy,
+            c.recv_nobufs,
+            c.buf_grows
         )?;
         if let Some(f) = &r.uring {
             writeln!(out, "  io_uring features: {}", f.summary())?;

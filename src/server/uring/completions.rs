@@ -52,10 +52,15 @@ impl Proactor<'_> {
         let generation = self.next_generation;
         self.next_generation = (self.next_generation + 1) & token::GEN_MASK;
         let key = self.conns.vacant_key();
+        let fixed = key < self.slot_fds.len();
+        if fixed {
+            self.update_slot(key, Some(fd));
+        }
         let mut conn = Conn::with_guests(self.cfg.proto, &self.cfg.guests);
         let clock = self.st.open(key, &mut conn);
         let key = self.conns.insert(UConn {
             fd,
+            fixed,
             generation,
             clock,
             conn,

@@ -50,6 +50,7 @@ use super::policy::{self, Loop, LoopState, Member, over_cap};
 use super::signals::Signals;
 use super::stats::{LoopStats, Reporter};
 use super::sys::{self, Sys, SyscallCounts};
+use crate::os::uring::{RingIndex, enter_registered, register_ring_fd};
 use crate::proto::Proto;
 use bufs::ProvidedBufs;
 use probe::{RingFeatures, SetupFlags, Unavailable};
@@ -75,6 +76,11 @@ const COALESCE_AFTER_RECVS: usize = 32;
 /// `--uring-wait coalesce` wakes once per cap; `adaptive` stops coalescing after one
 /// idle turn and then sleeps until a completion.
 const COALESCE_CAP: Duration = Duration::from_secs(1);
+/// The longest a wait for the queued sends plus one sleeps: a SEND that did not
+/// complete inside its enter (a full socket) may leave the wait one completion short.
+/// Longer than a message's round trip on a loaded machine, so that the cap rarely
+/// ends a wait while traffic flows (a wait it ends costs one more enter).
+const COUNTED_CAP: Duration = Duration::from_millis(5);
 /// SQPOLL thread idle time before it sleeps.
 const SQPOLL_IDLE_MS: u32 = 100;
 
@@ -95,6 +101,8 @@ enum Timer {
 
 struct UConn {
     fd: RawFd,
+    /// The socket sits in the registered file table at the slot numbered by its key.
+    fixed: bool,
     generation: u32,
     conn: Conn,
     /// Baseline only: kernel-owned while a RECV is in flight, back to the pool after.
@@ -143,6 +151,9 @@ struct Proactor<'a> {
     // Field order is drop order: the ring goes before the buffers it may write into.
     ring: IoUring,
     bufs: Option<ProvidedBufs>,
+    /// The descriptor each registered-file slot gets (FILES_UPDATE reads it when the
+    /// SQE is issued): allocated once, never moved, outlives the ring.
+    slot_fds: Box<[RawFd]>,
     features: RingFeatures,
     cfg: &'a ServerConfig,
     listen_fd: RawFd,
@@ -168,11 +179,18 @@ struct Proactor<'a> {
     synthetic: Vec<(u64, i32, u32)>,
     /// SENDs queued since the last enter, and RECV completions in the last turn.
     sends_queued: usize,
+    /// SEND completions in the last turn, and whether the SENDs of the turn before all
+    /// completed inside the enter that submitted them (the counted wait pays).
+    sends_last: usize,
+    sends_inline: bool,
     recvs_last: usize,
     /// The deadline the armed Timer::Deadline TIMEOUT fires at.
     deadline_armed: Option<Instant>,
     /// A Timer::Congestion TIMEOUT is in flight.
     congestion_timer: bool,
+    /// The ring's index in this thread's registered ring table (full, 5.18+, not with
+    /// SQPOLL): every enter goes by it, with no fd lookup.
+    ring_index: Option<RingIndex>,
 }
 
 impl Loop for Proactor<'_> {
@@ -195,10 +213,22 @@ pub fn run(
     signals: &Signals,
     reporter: &Reporter,
 ) -> io::Result<LoopStats> {
+    let mut features = ring.features;
+    // Registered here, on the loop's thread: the registered ring table is per thread.
+    // EINVAL before 5.18: then the raw fd is used, nothing else changes.
+    let ring_index = if features.level == FeatureLevel::Full && !cfg.sqpoll {
+        sys::count(Sys::IoUringRegister);
+        register_ring_fd(&ring.ring).ok()
+    } else {
+        None
+    };
+    features.registered_ring_fd = ring_index.is_some();
     let mut p = Proactor {
         ring: ring.ring,
+        ring_index,
         bufs: ring.bufs,
-        features: ring.features,
+        slot_fds: vec![-1; features.registered_files as usize].into_boxed_slice(),
+        features,
         cfg,
         listen_fd: listener.as_raw_fd(),
         signal_fd: signals.fd(),
@@ -217,6 +247,8 @@ pub fn run(
         starved: Vec::new(),
         synthetic: Vec::new(),
         sends_queued: 0,
+        sends_last: 0,
+        sends_inline: true,
         recvs_last: 0,
         deadline_armed: None,
         congestion_timer: false,
@@ -246,6 +278,24 @@ pub fn run(
     }
     drop(listener);
     res.map(|_| stats)
+}
+
+/// How a loop turn waits (see `wait_for`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// For `want` completions, unbounded (an idle loop sleeps).
+    One,
+    /// For the queued sends plus one, at most `COUNTED_CAP`.
+    Counted,
+    /// For `want` completions, settling for fewer after min_wait (µs), at most
+    /// `COALESCE_CAP`.
+    Coalesce(u32),
+}
+
+fn timespec(d: Duration) -> types::Timespec {
+    types::Timespec::new()
+        .sec(d.as_secs())
+        .nsec(d.subsec_nanos())
 }
 
 /// The slot for a completion, if its token is current (a stale generation means the
@@ -278,24 +328,36 @@ impl Proactor<'_> {
             self.flush_backlog();
             sys::count(Sys::IoUringEnter);
             // Made-up completions are waiting: submit, but do not block.
-            let (want, min_wait) = self.wait_for();
-            self.sends_queued = 0;
-            let res = match min_wait {
+            let (want, wait) = self.wait_for();
+            let submitted_sends = std::mem::take(&mut self.sends_queued);
+            let res = match (self.ring_index, wait) {
+                (Some(idx), w) => {
+                    let (cap, min_wait) = match w {
+                        Wait::One => (None, 0),
+                        Wait::Counted => (Some(COUNTED_CAP), 0),
+                        Wait::Coalesce(us) => (Some(COALESCE_CAP), us),
+                    };
+                    enter_registered(&mut self.ring, idx, want as u32, cap, min_wait)
+                }
                 // The cap matters: with min_wait but no general timeout the kernel treats
                 // min_wait as the timeout (6.12+ io_cqring_min_timer_wakeup), so a wait
                 // that saw no completion returned ETIME every 50 us and an idle server
                 // spun at about 12,000 enters a second. With a cap, a wait that saw
                 // nothing in min_wait sleeps until the first completion or the cap.
-                Some(us) => {
-                    let cap = types::Timespec::new()
-                        .sec(COALESCE_CAP.as_secs())
-                        .nsec(COALESCE_CAP.subsec_nanos());
+                (None, Wait::Coalesce(us)) => {
+                    let cap = timespec(COALESCE_CAP);
                     self.ring.submitter().submit_with_args(
                         want,
                         &types::SubmitArgs::new().min_wait_usec(us).timespec(&cap),
                     )
                 }
-                None => self.ring.submit_and_wait(want),
+                (None, Wait::Counted) => {
+                    let cap = timespec(COUNTED_CAP);
+                    self.ring
+                        .submitter()
+                        .submit_with_args(want, &types::SubmitArgs::new().timespec(&cap))
+                }
+                (None, Wait::One) => self.ring.submit_and_wait(want),
             };
             match res {
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
@@ -314,7 +376,18 @@ impl Proactor<'_> {
                 },
             }
             let over = self.st.fanout.take_over();
-            self.reap(signals, reporter);
+            let reaped = self.reap(signals, reporter);
+            if wait == Wait::Counted && reaped < want {
+                self.st.stats.wait_cap_hits += 1;
+            }
+            if submitted_sends > 0 {
+                // Did this enter's SENDs complete inside it? (Completions of older SENDs
+                // may count too: a guess that decides only how the next wait waits.)
+                self.sends_inline = self.sends_last >= submitted_sends;
+                if !self.sends_inline && wait == Wait::Counted {
+                    self.st.stats.sends_parked += 1;
+                }
+            }
             self.rearm_starved();
             let was = !over.is_empty() || self.st.fanout.congested();
             Fanout::settle(self);
@@ -352,29 +425,36 @@ impl Proactor<'_> {
     /// quarter more CPU per message than epoll at 1 connection and in open loop
     /// (issue 11). `adaptive` therefore coalesces only after a turn that brought
     /// `COALESCE_AFTER_RECVS` or more receives, that is, when the server is saturated.
-    fn wait_for(&self) -> (usize, Option<u32>) {
+    ///
+    /// Otherwise, at multishot/full (`counted_wait`), the queued sends plus one,
+    /// bounded by `COUNTED_CAP`: the sends' completions arrive inside the enter, and
+    /// the wait sleeps for the next event, so at one connection one enter serves a
+    /// message (a wait for one took two: the SEND's completion ended it at once). After
+    /// a turn whose sends did not all complete inside their enter, wait for one.
+    fn wait_for(&self) -> (usize, Wait) {
         if !self.synthetic.is_empty() {
-            return (0, None); // made-up completions are waiting: submit, do not block
+            return (0, Wait::One); // made-up completions are waiting: submit, do not block
         }
-        if !self.features.min_wait {
-            return (1, None);
-        }
-        let coalesce = match self.cfg.uring_wait {
-            WaitMode::Single => false,
-            WaitMode::Coalesce => true,
-            WaitMode::Adaptive => self.recvs_last >= COALESCE_AFTER_RECVS,
-        };
+        let coalesce = self.features.min_wait
+            && match self.cfg.uring_wait {
+                WaitMode::Single => false,
+                WaitMode::Coalesce => true,
+                WaitMode::Adaptive => self.recvs_last >= COALESCE_AFTER_RECVS,
+            };
         if coalesce {
             (
                 self.sends_queued + (self.recvs_last / 2).max(1),
-                Some(MIN_WAIT_US),
+                Wait::Coalesce(MIN_WAIT_US),
             )
+        } else if self.features.counted_wait && self.sends_inline && self.sends_queued > 0 {
+            (self.sends_queued + 1, Wait::Counted)
         } else {
-            (1, None)
+            (1, Wait::One)
         }
     }
 
-    fn reap(&mut self, signals: &Signals, reporter: &Reporter) {
+    /// Handle every completion there is; returns how many.
+    fn reap(&mut self, signals: &Signals, reporter: &Reporter) -> usize {
         // With FEAT_NODROP, completions that do not fit in the CQ wait on a kernel
         // list and IORING_SQ_CQ_OVERFLOW is set; the next enter with GETEVENTS moves
         // them into the CQ, in order. Count the turns that found the flag (the ring's
@@ -398,7 +478,8 @@ impl Proactor<'_> {
         cqes.clear();
         cqes.extend(cq.map(|c| (c.user_data(), c.result(), c.flags())));
         cqes.append(&mut self.synthetic);
-        let mut recvs = 0;
+        let (mut recvs, mut sends) = (0, 0);
+        self.st.stats.cqes += cqes.len() as u64;
         for &(ud, res, flags) in &cqes {
             let Some(t) = Token::decode(ud) else { continue };
             match t.op {
@@ -409,14 +490,20 @@ impl Proactor<'_> {
                     recvs += 1;
                     self.on_recv(t, res, flags)
                 }
-                Op::Send => self.on_send(t, res),
+                Op::Send => {
+                    sends += 1;
+                    self.on_send(t, res)
+                }
                 Op::Signal => self.on_signal(signals, reporter),
                 Op::Timer => self.on_timer(t.key as usize),
                 Op::Ignored => {}
             }
         }
+        let n = cqes.len();
         self.cqes = cqes;
         self.recvs_last = recvs;
+        self.sends_last = sends;
+        n
     }
 
     // ---- closing ----
@@ -481,6 +568,11 @@ impl Proactor<'_> {
             return;
         }
         let c = self.conns.remove(key);
+        if c.fixed {
+            // The table holds a reference to the socket: empty the slot, or the close
+            // would not release it (no FIN until the next enter runs this).
+            self.update_slot(key, None);
+        }
         self.st.close_fd(c.fd);
         if let Some(b) = c.recv_buf
             && self.pool.len() < POOL_MAX

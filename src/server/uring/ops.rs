@@ -3,6 +3,20 @@
 
 use super::*;
 
+/// Build an SQE on a connection's socket: by its registered slot (the key) when it has
+/// one, else by its descriptor.
+macro_rules! on_socket {
+    ($c:expr, $key:expr, |$f:ident| $build:expr) => {
+        if $c.fixed {
+            let $f = types::Fixed($key as u32);
+            $build
+        } else {
+            let $f = types::Fd($c.fd);
+            $build
+        }
+    };
+}
+
 impl Proactor<'_> {
     pub(super) fn push(&mut self, e: squeue::Entry) {
         if self.backlog.is_empty() {
@@ -10,7 +24,8 @@ impl Proactor<'_> {
             // completion: recv/send buffers live in the connection slot, which is freed
             // only once no op is in flight; provided buffers live in `self.bufs`, which
             // outlives the ring; timespecs live in `self.timers` until their
-            // completion; fds stay open until their ops complete.
+            // completion; FILES_UPDATE reads `self.slot_fds` (never moved, dropped
+            // after the ring) or a static; fds stay open until their ops complete.
             if unsafe { self.ring.submission().push(&e) }.is_ok() {
                 return;
             }
@@ -33,10 +48,35 @@ impl Proactor<'_> {
                 return;
             }
             sys::count(Sys::IoUringEnter);
-            if self.ring.submit().is_err() {
+            let res = match self.ring_index {
+                Some(idx) => enter_registered(&mut self.ring, idx, 0, None, 0),
+                None => self.ring.submit(),
+            };
+            if res.is_err() {
                 return; // EBUSY/EAGAIN: the main loop reaps, then tries again
             }
         }
+    }
+
+    /// Put `fd` in registered-file slot `key` (None: empty it) with a FILES_UPDATE
+    /// that posts a completion only if it fails. It runs in order before any later SQE
+    /// of the same submission (a RECV on the slot); a slot emptied and refilled before
+    /// they run ends with the newer descriptor, since both read `slot_fds` when issued.
+    pub(super) fn update_slot(&mut self, key: usize, fd: Option<RawFd>) {
+        static NO_FD: [RawFd; 1] = [-1];
+        let ptr: *const RawFd = match fd {
+            Some(fd) => {
+                self.slot_fds[key] = fd;
+                &self.slot_fds[key]
+            }
+            None => NO_FD.as_ptr(),
+        };
+        let e = opcode::FilesUpdate::new(ptr, 1)
+            .offset(key as i32)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(Token::new(Op::Ignored, 0, 0).encode());
+        self.push(e);
     }
 
     pub(super) fn arm_signal(&mut self) {
@@ -153,14 +193,18 @@ impl Proactor<'_> {
             self.synthetic.push((t.encode(), -libc::ENOBUFS, 0));
             return;
         }
-        let fd = types::Fd(c.fd);
         let e = if self.features.multishot_recv {
-            opcode::RecvMulti::new(fd, bufs::BGID).build()
+            on_socket!(c, key, |fd| opcode::RecvMulti::new(fd, bufs::BGID).build())
         } else {
-            opcode::Recv::new(fd, std::ptr::null_mut(), self.cfg.recv_buf as u32)
-                .buf_group(bufs::BGID)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT)
+            let len = self.cfg.recv_buf as u32;
+            on_socket!(c, key, |fd| opcode::Recv::new(
+                fd,
+                std::ptr::null_mut(),
+                len
+            )
+            .buf_group(bufs::BGID)
+            .build())
+            .flags(squeue::Flags::BUFFER_SELECT)
         };
         self.push(e.user_data(t.encode()));
     }
@@ -212,9 +256,8 @@ impl Proactor<'_> {
         let ptr = rest.as_ptr();
         c.inflight |= IN_SEND; // send_buf is kernel-owned until the SEND completion
         self.sends_queued += 1;
-        let e = opcode::Send::new(types::Fd(c.fd), ptr, len as u32)
-            .build()
-            .user_data(Token::new(Op::Send, key, c.generation).encode());
-        self.push(e);
+        let t = Token::new(Op::Send, key, c.generation);
+        let e = on_socket!(c, key, |fd| opcode::Send::new(fd, ptr, len as u32).build());
+        self.push(e.user_data(t.encode()));
     }
 }

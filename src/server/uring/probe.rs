@@ -345,7 +345,7 @@ pub fn probe() -> ProbeReport {
         "FEAT_EXT_ARG",
         params.map(|p| p.is_feature_ext_arg()),
         "multishot",
-        "needs Linux 5.11+",
+        "needs Linux 5.11+ (multishot/full then wait for one completion at a time)",
     );
     feat(
         "FEAT_CQE_SKIP",
@@ -444,6 +444,20 @@ pub fn probe() -> ProbeReport {
         "setup flag accepted",
     );
     tried("REGISTERED_RING_FD", ring_fd.as_ref(), "full", "registered");
+    let files = have_ring.then(|| {
+        build_ring(8).map_err(|e| e.to_string()).and_then(|r| {
+            sys::count(Sys::IoUringRegister);
+            r.submitter().register_files_sparse(8).map_err(|e| {
+                format!("sparse IORING_REGISTER_FILES2 failed: {e} (needs Linux 5.19+)")
+            })
+        })
+    });
+    tried(
+        "REGISTERED_FILES",
+        files.as_ref(),
+        "multishot",
+        "sparse table registered (RECV/SEND by slot)",
+    );
     tried(
         "SQPOLL",
         sqpoll.as_ref(),

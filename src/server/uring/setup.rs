@@ -13,6 +13,26 @@ pub struct Ring {
     pub features: RingFeatures,
 }
 
+/// The most slots the registered file table gets.
+const FILE_TABLE_MAX: u64 = 1 << 16;
+
+/// A sparse registered file table for the connections (IORING_RSRC_REGISTER_SPARSE,
+/// 5.19): as many slots as connections may be open (`--max-conns`, RLIMIT_NOFILE), up
+/// to `FILE_TABLE_MAX`. Returns its size, 0 when the kernel refused it.
+fn register_file_table(ring: &IoUring, cfg: &ServerConfig) -> u32 {
+    let nofile = crate::os::nofile_limit().map_or(1024, |l| l.soft);
+    let want = cfg
+        .max_conns
+        .map_or(FILE_TABLE_MAX, |m| m as u64)
+        .min(nofile)
+        .min(FILE_TABLE_MAX) as u32;
+    sys::count(Sys::IoUringRegister);
+    match ring.submitter().register_files_sparse(want) {
+        Ok(()) => want,
+        Err(_) => 0,
+    }
+}
+
 fn unavailable(what: impl Into<String>, hint: impl Into<String>) -> Unavailable {
     Unavailable {
         errno: None,
@@ -134,12 +154,9 @@ impl Ring {
                 })?
             }
         };
-        let mut registered_ring_fd = false;
-        if level == FeatureLevel::Full {
-            sys::count(Sys::IoUringRegister);
-            // Fails with EINVAL before 5.18: then the raw fd is used, nothing else changes.
-            registered_ring_fd = ring.submitter().register_ring_fd().is_ok();
-        }
+        // The ring fd is registered by the loop's own thread (the table is per thread):
+        // see `run`.
+        let registered_ring_fd = false;
         let mut provide = Vec::new();
         let bufs = match level {
             FeatureLevel::Baseline => None,
@@ -163,10 +180,24 @@ impl Ring {
         };
         let multishot = level >= FeatureLevel::Multishot;
         let min_wait = level == FeatureLevel::Full && ring.params().is_feature_min_timeout();
+        // A wait for the queued sends plus one needs a bound (EXT_ARG, 5.11): a SEND that
+        // does not complete inside the enter must not hold the loop. Not with SQPOLL,
+        // whose kernel thread submits: its sends never complete inside our enter.
+        let counted_wait = multishot
+            && !cfg.sqpoll
+            && cfg.uring_wait != WaitMode::Single
+            && ring.params().is_feature_ext_arg();
+        let registered_files = if multishot && cfg.register_files {
+            register_file_table(&ring, cfg)
+        } else {
+            0
+        };
         let features = RingFeatures {
             level,
+            registered_files,
             min_wait,
-            wait: if min_wait {
+            counted_wait,
+            wait: if min_wait || counted_wait {
                 cfg.uring_wait.name()
             } else {
                 WaitMode::Single.name()
