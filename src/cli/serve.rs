@@ -83,9 +83,9 @@ pub struct ServeArgs {
     /// the spread (per_thread). 1, the default, runs one loop on the main thread.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
     pub threads: u16,
-    /// threads: the most connection threads at once. A connection above the cap is not
-    /// accepted: it waits in the listen backlog until a thread ends. Each thread has a
-    /// 64 KiB stack.
+    /// threads: the most connections at once, each on its own thread. A connection above
+    /// the cap is not accepted: it waits in the listen backlog until a thread ends. Each
+    /// thread has a 64 KiB stack; a chat connection has a second thread, its writer.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), verbatim_doc_comment)]
     pub max_threads: u32,
     /// Pin event loop i to the i-th CPU this process may run on (or of --cpus).
