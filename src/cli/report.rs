@@ -6,7 +6,9 @@ use clap::Args;
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// A bench output folder (holds results.json).
+    /// A bench output folder (holds results.json), a folder of `load` outputs (.json,
+    /// .hlog, .hgrm; e.g. after `merge DIR -o DIR/merged.json`), or one load result
+    /// .json (its .hlog beside it is drawn; the page is written as X.html).
     pub dir: PathBuf,
 }
 
@@ -31,7 +33,10 @@ pub struct MergeArgs {
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
     /// Output interval log (or, for a folder of agents, the merged load result .json).
-    /// `--output` is the old spelling.
+    /// For a folder, both files are written and never to one name: `-o X.json` (or any
+    /// name not ending .hlog) writes the result there and the log to X.hlog; `-o X.hlog`
+    /// writes the log there and the result to X.json. An output that names an input is
+    /// refused (exit 2). `--output` is the old spelling.
     #[arg(
         short = 'o',
         long = "out",
