@@ -34,6 +34,8 @@ mod it_load_agents;
 mod it_load_open;
 /// What only some IO models do (select's refusal, sigio's overflow, busypoll, threads).
 mod it_models;
+/// External servers stopped as a group, base against head (--versus), compare --pair.
+mod it_paired;
 /// Thread-per-core: --threads, --pin, --cpus on every backend.
 mod it_percore;
 /// HTTP on every backend, load --proto, ringmux client.

@@ -246,7 +246,7 @@ fn run_one(
         p
     });
     let features = srv.uring_features(spec)?;
-    drop(srv);
+    srv.stop()?;
     let r = read_load_result(&json)?;
     let msgs = r.messages.max(1) as f64;
     let mut m = crate::report::compare::load_metrics(&r);

@@ -15,6 +15,7 @@
 //! ([`models`]: the IO-model lab).
 
 mod config;
+mod group;
 mod idle;
 mod matrix;
 mod models;
@@ -54,6 +55,9 @@ fn usage_error(e: anyhow::Error) -> ExitError {
 /// `ringmux bench`.
 pub fn bench_cmd(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the ringmux binary")?;
+    // Orphans of a server's group (a wrapper's child whose wrapper died) come to us to
+    // be reaped, not to PID 1.
+    group::become_subreaper();
     if cfg.preset == Some(BenchPreset::Models) {
         return models_cmd(cfg, exe);
     }
