@@ -110,3 +110,158 @@ fn external_servers_stop_with_their_whole_group() {
         assert!(cpu > 0.0, "{name}: no server CPU measured: {}", c["median"]);
     }
 }
+
+/// `bench --versus BIN`: each ringmux server also runs from the base binary, named
+/// `SERVER@base`, base and head back to back in each repeat and in alternating order
+/// (base first in repeat 1, head first in repeat 2); the report shows the base-vs-head
+/// view; `compare --pair` judges the pair inside results.json.
+#[test]
+fn versus_runs_base_and_head_interleaved() {
+    let d = scratch_dir("paired-versus");
+    let out = d.join("out");
+    let args = [
+        "bench",
+        "--quick",
+        "--backends",
+        "epoll",
+        "--conns",
+        "5",
+        "--duration",
+        "0.3",
+        "--repeat",
+        "2",
+        "--quiet-secs",
+        "0",
+        "--no-peers",
+        "--versus",
+        BIN,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = run_bounded(&args, Duration::from_secs(180));
+    assert!(run.status.success(), "{}", run.explain());
+    assert!(
+        run.stdout.contains("### Base vs head")
+            && run.stdout.contains("| epoll/closed/c5/s128 | 2/2 |"),
+        "no base-vs-head view\n{}",
+        run.explain()
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let cells = r["cells"].as_array().unwrap();
+    let servers: Vec<&str> = cells
+        .iter()
+        .map(|c| c["server"].as_str().unwrap())
+        .collect();
+    assert!(
+        servers.contains(&"epoll@base") && servers.contains(&"epoll"),
+        "{servers:?}"
+    );
+    // The order: when each closed-loop run's load started (its own result file).
+    let start = |server: &str, rep: u32| -> f64 {
+        let p = out
+            .join("runs")
+            .join(format!("{server}_closed_c5_s128-r{rep}.json"));
+        let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        j["start_unix_s"].as_f64().unwrap()
+    };
+    assert!(
+        start("epoll@base", 1) < start("epoll", 1),
+        "repeat 1: base first"
+    );
+    assert!(
+        start("epoll", 2) < start("epoll@base", 2),
+        "repeat 2: head first"
+    );
+    assert!(
+        start("epoll@base", 1) < start("epoll", 2),
+        "repeats in order"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Base vs head"), "no view in report.html");
+    // The same build on both sides, judged with no limit: every row ok or unjudged.
+    let results = out.join("results.json");
+    let o = run_bounded(
+        &[
+            "compare",
+            results.to_str().unwrap(),
+            "--pair",
+            "@base",
+            "--max-regression",
+            "throughput=1000%",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(o.code(), Some(0), "{}", o.explain());
+    assert!(o.stdout.contains("epoll/closed/c5/s128"), "{}", o.explain());
+}
+
+/// `compare FILE --pair BASE,HEAD` on made-up results: a clear drop of the head is a
+/// regression (exit 1), equal sides pass (exit 0), a bad pair is bad input (exit 2),
+/// and --pair with a second file is refused by the command line.
+#[test]
+fn compare_pair_judges_inside_one_file() {
+    use crate::util::fixtures::{bench, noisy_cell};
+    let d = scratch_dir("paired-compare");
+    let cell = |server: &str, thr: &[f64]| {
+        let mut c = noisy_cell(thr);
+        c.id = c.id.replacen("epoll", server, 1);
+        c.server = server.into();
+        c
+    };
+    let write = |name: &str, head: &[f64]| {
+        let p = d.join(name);
+        let r = bench(vec![
+            cell("epoll@base", &[100_000.0, 101_000.0, 99_000.0]),
+            cell("epoll", head),
+        ]);
+        std::fs::write(&p, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
+        p
+    };
+    let cmp = |p: &std::path::Path, pair: &str| {
+        run_bounded(
+            &[
+                "compare",
+                p.to_str().unwrap(),
+                "--pair",
+                pair,
+                "--max-regression",
+                "throughput=5%",
+            ],
+            Duration::from_secs(20),
+        )
+    };
+    let slow = write("slow.json", &[80_000.0, 81_000.0, 79_000.0]);
+    for pair in ["epoll@base,epoll", "@base"] {
+        let o = cmp(&slow, pair);
+        assert_eq!(o.code(), Some(1), "{}", o.explain());
+        assert!(
+            o.stderr
+                .contains("regression: epoll/closed/c50/s128 throughput"),
+            "{}",
+            o.explain()
+        );
+        assert!(
+            o.stdout.contains("[-22%, -18%]"),
+            "the bootstrap interval: {}",
+            o.explain()
+        );
+    }
+    let same = write("same.json", &[100_000.0, 101_000.0, 99_000.0]);
+    assert_eq!(cmp(&same, "@base").code(), Some(0));
+    let o = cmp(&same, "epoll@base,uring");
+    assert_eq!(o.code(), Some(2), "{}", o.explain());
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.explain());
+    let o = run_bounded(
+        &[
+            "compare",
+            same.to_str().unwrap(),
+            slow.to_str().unwrap(),
+            "--pair",
+            "@base",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(o.code(), Some(2), "{}", o.explain());
+}

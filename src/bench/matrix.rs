@@ -45,7 +45,8 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                     }
                     None => None,
                 };
-                for (vi, server) in plan.servers.iter().enumerate() {
+                for vi in super::versus::order(&plan.servers, rep) {
+                    let server = &plan.servers[vi];
                     let id = format!("{}/{}", server.name(), shape.id(plan.cfg.size));
                     progress.step(&id, rep);
                     let stem = super::run_stem(&id, rep);

@@ -25,6 +25,7 @@ mod proc;
 mod profile;
 mod quiet;
 mod spec;
+mod versus;
 
 use std::fs;
 use std::path::PathBuf;
@@ -96,6 +97,7 @@ fn models_cmd(cfg: BenchConfig, exe: PathBuf) -> anyhow::Result<ExitCode> {
         (cfg.proto != Proto::Echo, "--proto"),
         (cfg.server_threads > 1, "--server-threads"),
         (cfg.open_rate.is_some(), "--open-rate"),
+        (cfg.versus.is_some(), "--versus"),
     ];
     if let Some((_, flag)) = conflicting.iter().find(|c| c.0) {
         return Err(usage_error(anyhow::anyhow!(

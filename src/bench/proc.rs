@@ -232,9 +232,13 @@ pub fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Resul
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let (cmd, stats) = match spec {
-        ServerSpec::Ringmux { backend, level } => {
+        ServerSpec::Ringmux {
+            backend,
+            level,
+            base,
+        } => {
             let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
-            let mut c = Command::new(&plan.exe);
+            let mut c = Command::new(base.as_ref().unwrap_or(&plan.exe));
             c.args([
                 "serve",
                 "--quiet",

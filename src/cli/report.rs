@@ -14,10 +14,20 @@ pub struct ReportArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CompareArgs {
-    /// Baseline results (results.json from bench, or a load --json file).
+    /// Baseline results (results.json from bench, or a load --json file); with --pair,
+    /// the one results file holding both sides.
     pub base: PathBuf,
-    /// New results to check against the baseline.
-    pub head: PathBuf,
+    /// New results to check against the baseline (not with --pair).
+    #[arg(required_unless_present = "pair", conflicts_with = "pair")]
+    pub head: Option<PathBuf>,
+    /// Judge two servers of ONE results file against each other: BASE,HEAD (server
+    /// names, e.g. `uring@base,uring`), repeatable; `@base` pairs every `SERVER@base`
+    /// that `bench --versus` made with its `SERVER`. Each base cell is compared with
+    /// the head cell of the same shape, with the same intervals, verdicts and exit
+    /// codes as two files. Paired runs share the machine and its noise: this is the
+    /// comparison a CI gate can trust on any runner.
+    #[arg(long, value_name = "BASE,HEAD")]
+    pub pair: Vec<String>,
     /// Allowed regressions, e.g. "p99=10%,throughput=5%".
     #[arg(long, default_value = "p99=10%,throughput=5%")]
     pub max_regression: String,

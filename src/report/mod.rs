@@ -10,6 +10,7 @@
 //! - [`models`]: the IO-model lab: slopes, the eight claims judged, their rendering.
 //! - [`profile`]: `perf report` grouped by what an IO model can change; [`cost`]: the
 //!   idle-cost and profile sections.
+//! - [`pairs`]: the base-vs-head view of a paired bench (`bench --versus`).
 //! - [`ci`]: exports for CI benchmark trackers.
 //! - [`compare`]: two results files against regression limits (exit 0/1/2).
 //! - [`loads`]: load results (`load --json`, a merged `merge DIR`) as a table.
@@ -29,6 +30,7 @@ pub mod loads;
 pub mod md;
 pub mod merge;
 pub mod models;
+pub mod pairs;
 pub mod profile;
 pub mod series;
 

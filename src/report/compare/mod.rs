@@ -1,6 +1,8 @@
 //! `ringmux compare BASE HEAD --max-regression p99=10%,throughput=5% [--strict]`.
 //!
 //! Each file is a bench `results.json` or a load `--json` file (one cell, id "load").
+//! Or one file and `--pair BASE,HEAD`: a `bench --versus` run's `SERVER@base` cells
+//! against its `SERVER` cells ([`run_pairs`]).
 //! Cells are matched by id; the servers of a `bench --idle-conns` run are entries too
 //! (id "SERVER/idle/cN", metric `memory`).
 //!
@@ -19,10 +21,12 @@
 //! - [`entries`]: reading the two files.
 //! - [`metrics`]: the metrics and the `--max-regression` limits.
 //! - [`verdict`]: the change, its interval and the verdict per figure.
+//! - [`pairs`]: `--pair`: base and head cells taken from one results file.
 //! - this file: the command, its table and notes.
 
 pub mod entries;
 pub mod metrics;
+pub mod pairs;
 pub mod verdict;
 
 use std::io::Write;
@@ -52,7 +56,35 @@ pub fn run(
     let limits = parse_limits(limits)?;
     let (bfp, base) = load_entries(base_path)?;
     let (hfp, head) = load_entries(head_path)?;
-    let rows = compare_entries(&base, &head, &limits);
+    judge_and_show(&base, &head, &bfp.diff(&hfp), &limits, strict)
+}
+
+/// `compare RESULTS --pair BASE,HEAD` (repeatable; `--pair @base` pairs every
+/// `SERVER@base` with `SERVER`): the pairs' cells inside one results file (a bench
+/// run with `--versus`) judged as `run` judges two files, same intervals, verdicts and
+/// exit codes. One file, one machine: no fingerprint to differ.
+pub fn run_pairs(
+    path: &Path,
+    pairs: &[String],
+    limits: &str,
+    strict: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let limits = parse_limits(limits)?;
+    let (_, entries) = load_entries(path)?;
+    let (base, head) = pairs::split(&entries, pairs)?;
+    judge_and_show(&base, &head, &[], &limits, strict)
+}
+
+/// The table, the notes and the exit code of a comparison (`machines`: how the two
+/// sides' machines or builds differ, warned about when not empty).
+fn judge_and_show(
+    base: &[(String, Entry)],
+    head: &[(String, Entry)],
+    machines: &[String],
+    limits: &[(usize, f64)],
+    strict: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let rows = compare_entries(base, head, limits);
     if rows.is_empty() {
         let ids = |v: &[(String, Entry)]| {
             v.iter()
@@ -62,8 +94,8 @@ pub fn run(
         };
         return Err(bad_input(format!(
             "no common cells: base has [{}], head has [{}]",
-            ids(&base),
-            ids(&head)
+            ids(base),
+            ids(head)
         )));
     }
     let mut out = std::io::stdout().lock();
@@ -128,7 +160,7 @@ pub fn run(
         line.push_str(&format!("  {}", row[8]));
         writeln!(out, "{}", line.trim_end())?;
     }
-    for (what, a, b) in [("base", &base, &head), ("head", &head, &base)] {
+    for (what, a, b) in [("base", base, head), ("head", head, base)] {
         let only: Vec<_> = a
             .iter()
             .filter(|(i, _)| !b.iter().any(|(j, _)| j == i))
@@ -155,7 +187,7 @@ pub fn run(
             few.join(", ")
         )?;
     }
-    for (id, b) in &base {
+    for (id, b) in base {
         let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else {
             continue;
         };
@@ -184,11 +216,10 @@ pub fn run(
             );
         }
     }
-    let d = bfp.diff(&hfp);
-    if !d.is_empty() {
+    if !machines.is_empty() {
         eprintln!(
             "ringmux: warning: the results come from different machines or builds: {}",
-            d.join(", ")
+            machines.join(", ")
         );
     }
     out.flush()?;
