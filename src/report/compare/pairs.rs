@@ -54,10 +54,7 @@ type Entries = Vec<(String, Entry)>;
 
 /// The base and head sides: for each pair, the base server's cells renamed to the head
 /// server's ids, and the head server's cells.
-pub fn split(
-    entries: &[(String, Entry)],
-    pairs: &[String],
-) -> anyhow::Result<(Entries, Entries)> {
+pub fn split(entries: &[(String, Entry)], pairs: &[String]) -> anyhow::Result<(Entries, Entries)> {
     let (mut base, mut head) = (Vec::new(), Vec::new());
     for (b, h) in parse(entries, pairs)? {
         for (id, e) in entries {
