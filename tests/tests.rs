@@ -12,6 +12,8 @@ mod it_chaos;
 mod it_chat;
 /// scripts/: the CI baseline rule, the YAML examples.
 mod it_ci;
+/// scripts/ci-bench.sh --paired: the gate in one run, the merge-base that fails to build.
+mod it_ci_paired;
 /// Exit codes, option spellings, addresses and a closed stdout, as a newcomer meets them.
 mod it_cli;
 /// Provided-buffer exhaustion and the RINGMUX_FAULTS fault layer.
