@@ -243,8 +243,8 @@ fn compare_pair_judges_inside_one_file() {
             o.explain()
         );
         assert!(
-            o.stdout.contains("[-22%, -18%]"),
-            "the bootstrap interval: {}",
+            o.stdout.contains("[-20%, -20%]"),
+            "the paired bootstrap interval: {}",
             o.explain()
         );
     }
@@ -264,4 +264,63 @@ fn compare_pair_judges_inside_one_file() {
         Duration::from_secs(20),
     );
     assert_eq!(o.code(), Some(2), "{}", o.explain());
+}
+
+/// A bench stopped by SIGTERM (or a Ctrl-C, which reaches only the bench's own process
+/// group now that each server has one) stops the server group and the load process
+/// it was running, and exits 128 + 15, long before the 60 s run would have ended.
+#[test]
+fn a_signalled_bench_stops_its_servers_and_loads() {
+    use crate::util::Running;
+    let d = scratch_dir("paired-signal");
+    let out = d.join("out");
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args([
+        "bench",
+        "--backends",
+        "epoll",
+        "--conns",
+        "5",
+        "--duration",
+        "60",
+    ])
+    .args(["--repeat", "1", "--quiet-secs", "0", "--no-peers", "--out"])
+    .arg(&out);
+    let bench = Running::spawn(&mut cmd);
+    // The server and the load both name files under `out` on their command lines.
+    let marker = out.to_str().unwrap();
+    let running = |what: &str| {
+        processes_with(marker)
+            .iter()
+            .any(|p| p.contains(&format!("ringmux {what}")))
+    };
+    let t0 = Instant::now();
+    while !(running("serve") && running("load")) && t0.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        running("serve") && running("load"),
+        "no server and load: {:?}",
+        processes_with(marker)
+    );
+    // SAFETY: kill(2) on the bench process this test spawned.
+    unsafe { libc::kill(bench.child.id() as i32, libc::SIGTERM) };
+    let done = bench.finish(Duration::from_secs(30));
+    assert_eq!(done.code(), Some(128 + 15), "{}", done.explain());
+    assert!(
+        done.stderr.contains("bench interrupted"),
+        "{}",
+        done.explain()
+    );
+    let t0 = Instant::now();
+    let mut left = processes_with(marker);
+    while !left.is_empty() && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+        left = processes_with(marker);
+    }
+    assert!(
+        left.is_empty(),
+        "outlived the bench: {left:?}\n{}",
+        done.explain()
+    );
 }

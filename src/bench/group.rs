@@ -3,6 +3,10 @@
 //! the real server without `exec`, or run it under `strace`, and SIGTERM to the direct
 //! child alone then leaves the server behind, still listening, skewing every later run.
 //!
+//! A group of its own also means a Ctrl-C at the terminal (sent to the bench's group)
+//! no longer reaches the server, so the bench stops every live group itself on SIGINT,
+//! SIGTERM or SIGHUP ([`stop_groups_on_signal`]) before it exits.
+//!
 //! The bench is also a child subreaper ([`become_subreaper`]): a group member whose
 //! parent died is re-parented to the bench rather than to PID 1 (which in a container
 //! may never reap it), so [`stop_group`] can reap it and see the group empty.
@@ -11,8 +15,93 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// What runs now, as kill(2) targets: -pgid for a server's group, pid for a load.
+static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    LIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Set once a stopping signal arrived: the bench's own errors from then on (a load
+/// that failed because its server was stopped) are not the story.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// After a signal, wait for the handler to finish stopping and exit the process (it
+/// does within [`GRACE`] and a little); otherwise return at once.
+pub fn wait_if_interrupted() {
+    while INTERRUPTED.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// True when `pid` is alive (a zombie is not: it runs nothing).
+fn alive(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+    state.is_some_and(|s| s != "Z")
+}
+
+/// Count `pgid` among the live server groups (stopped on a signal to the bench).
+pub fn track(pgid: u32) {
+    live().push(-(pgid as i32));
+}
+
+/// Count a load process (in the bench's own group) until [`untrack_pid`].
+pub fn track_pid(pid: u32) {
+    live().push(pid as i32);
+}
+
+pub fn untrack_pid(pid: u32) {
+    live().retain(|&t| t != pid as i32);
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: stop every live server group (TERM, KILL after
+/// [`GRACE`]), say so on stderr, and exit 128 + the signal. Without the handler (it
+/// cannot be installed) the signal's default applies, as before.
+pub fn stop_groups_on_signal() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            let targets = live().clone();
+            let kill = |t: i32, s: i32| {
+                // SAFETY: kill(2) on a process or group this bench started; no memory.
+                unsafe { libc::kill(t, s) == 0 }
+            };
+            for &t in &targets {
+                kill(t, libc::SIGTERM);
+            }
+            // Not reaped here (the main thread waits for its own children): a zombie
+            // counts as stopped.
+            let running = |t: i32| {
+                if t < 0 {
+                    !members((-t) as u32).is_empty()
+                } else {
+                    alive(t)
+                }
+            };
+            let t0 = Instant::now();
+            while targets.iter().any(|&t| running(t)) && t0.elapsed() < GRACE {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            for &t in &targets {
+                kill(t, libc::SIGKILL);
+            }
+            eprintln!(
+                "ringmux: bench interrupted (signal {sig}): stopped the {} server group(s) and load process(es) it ran",
+                targets.len()
+            );
+            std::process::exit(128 + sig);
+        }
+    });
+}
 /// How long the group has after SIGTERM before SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(5);
 
@@ -56,9 +145,14 @@ fn signal_group(pgid: u32, sig: i32) -> bool {
 /// Reap what has exited: the child, and group members re-parented to us.
 fn reap(child: &mut Child, pgid: u32) {
     let _ = child.try_wait();
+    reap_group(pgid);
+}
+
+/// Reap the exited members of group `pgid` that are our children.
+fn reap_group(pgid: u32) {
     loop {
         let mut status = 0;
-        // SAFETY: waitpid on our own process group with a local status word.
+        // SAFETY: waitpid on our own children with a local status word.
         let r = unsafe { libc::waitpid(-(pgid as i32), &mut status, libc::WNOHANG) };
         if r <= 0 {
             break;
@@ -86,6 +180,7 @@ fn wait_empty(child: &mut Child, pgid: u32, limit: Duration) -> bool {
 /// whatever is left. Returns the pids still alive after that (empty when all is gone).
 pub fn stop_group(child: &mut Child, grace: Duration) -> Vec<u32> {
     let pgid = child.id();
+    live().retain(|&t| t != -(pgid as i32));
     if !signal_group(pgid, libc::SIGTERM) && !matches!(child.try_wait(), Ok(None)) {
         return Vec::new();
     }

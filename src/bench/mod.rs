@@ -59,6 +59,15 @@ pub fn bench_cmd(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     // Orphans of a server's group (a wrapper's child whose wrapper died) come to us to
     // be reaped, not to PID 1.
     group::become_subreaper();
+    // Servers run in groups of their own: a Ctrl-C no longer reaches them, we stop them.
+    group::stop_groups_on_signal();
+    let r = bench_run(cfg, exe);
+    group::wait_if_interrupted();
+    r
+}
+
+/// The bench itself, once the process is set up to stop what it starts.
+fn bench_run(cfg: BenchConfig, exe: PathBuf) -> anyhow::Result<ExitCode> {
     if cfg.preset == Some(BenchPreset::Models) {
         return models_cmd(cfg, exe);
     }

@@ -285,6 +285,7 @@ pub fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Resul
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("cannot start {}", spec.name()))?;
+    group::track(child.id());
     let mut srv = RunningServer { child, addr, stats };
     let t0 = Instant::now();
     loop {
@@ -371,6 +372,19 @@ pub fn wait_load_watching(
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot start ringmux load")?;
+    group::track_pid(child.id());
+    let r = watch_load(&mut child, what, limit, every, &mut watch);
+    group::untrack_pid(child.id());
+    r
+}
+
+fn watch_load(
+    child: &mut Child,
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    watch: &mut impl FnMut(),
+) -> anyhow::Result<()> {
     let t0 = Instant::now();
     loop {
         watch();

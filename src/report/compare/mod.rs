@@ -18,6 +18,10 @@
 //!
 //! Open-loop cells are not judged on throughput: their rate is an input.
 //!
+//! With `--pair`, run i of the base and run i of the head ran back to back: the change
+//! is the median of the per-pair changes and the bootstrap resamples whole pairs
+//! ([`bootstrap_paired`]), so noise the two runs of a pair shared cancels out.
+//!
 //! - [`entries`]: reading the two files.
 //! - [`metrics`]: the metrics and the `--max-regression` limits.
 //! - [`verdict`]: the change, its interval and the verdict per figure.
@@ -34,7 +38,10 @@ use std::path::Path;
 
 pub use entries::{Entry, Figures, Fingerprint, load_cells, load_entries, load_metrics};
 pub use metrics::{METRICS, Metric, parse_limits};
-pub use verdict::{MIN_RUNS, RESAMPLES, Row, Verdict, bootstrap, compare, compare_entries, judge};
+pub use verdict::{
+    MIN_RUNS, RESAMPLES, Row, Verdict, bootstrap, bootstrap_paired, compare, compare_entries,
+    compare_pairs, judge, paired_change,
+};
 
 use super::fmt;
 use super::input::bad_input;
@@ -56,13 +63,15 @@ pub fn run(
     let limits = parse_limits(limits)?;
     let (bfp, base) = load_entries(base_path)?;
     let (hfp, head) = load_entries(head_path)?;
-    judge_and_show(&base, &head, &bfp.diff(&hfp), &limits, strict)
+    let rows = compare_entries(&base, &head, &limits);
+    judge_and_show(rows, &base, &head, &bfp.diff(&hfp), strict)
 }
 
 /// `compare RESULTS --pair BASE,HEAD` (repeatable; `--pair @base` pairs every
 /// `SERVER@base` with `SERVER`): the pairs' cells inside one results file (a bench
-/// run with `--versus`) judged as `run` judges two files, same intervals, verdicts and
-/// exit codes. One file, one machine: no fingerprint to differ.
+/// run with `--versus`) judged as `run` judges two files, same limits, verdicts and
+/// exit codes; the change and its interval are paired, run by run
+/// ([`compare_pairs`]). One file, one machine: no fingerprint to differ.
 pub fn run_pairs(
     path: &Path,
     pairs: &[String],
@@ -72,19 +81,19 @@ pub fn run_pairs(
     let limits = parse_limits(limits)?;
     let (_, entries) = load_entries(path)?;
     let (base, head) = pairs::split(&entries, pairs)?;
-    judge_and_show(&base, &head, &[], &limits, strict)
+    let rows = compare_pairs(&base, &head, &limits);
+    judge_and_show(rows, &base, &head, &[], strict)
 }
 
 /// The table, the notes and the exit code of a comparison (`machines`: how the two
 /// sides' machines or builds differ, warned about when not empty).
 fn judge_and_show(
+    rows: Vec<Row>,
     base: &[(String, Entry)],
     head: &[(String, Entry)],
     machines: &[String],
-    limits: &[(usize, f64)],
     strict: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let rows = compare_entries(base, head, limits);
     if rows.is_empty() {
         let ids = |v: &[(String, Entry)]| {
             v.iter()

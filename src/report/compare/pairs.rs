@@ -62,7 +62,10 @@ pub fn split(entries: &[(String, Entry)], pairs: &[String]) -> anyhow::Result<(E
                 continue;
             };
             if server == b {
-                base.push((format!("{h}/{shape}"), e.clone()));
+                // The IO model without the base's name, so that it matches the head's.
+                let mut e = e.clone();
+                e.io = e.io.replacen(b.as_str(), &h, 1);
+                base.push((format!("{h}/{shape}"), e));
             } else if server == h {
                 head.push((id.clone(), e.clone()));
             }
