@@ -23,12 +23,19 @@ pub struct CompareArgs {
     /// Judge two servers of ONE results file against each other: BASE,HEAD (server
     /// names, e.g. `uring@base,uring`), repeatable; `@base` pairs every `SERVER@base`
     /// that `bench --versus` made with its `SERVER`. Each base cell is compared with
-    /// the head cell of the same shape, with the same intervals, verdicts and exit
-    /// codes as two files. Paired runs share the machine and its noise: this is the
-    /// comparison a CI gate can trust on any runner.
+    /// the head cell of the same shape, with the same limits, verdicts and exit codes
+    /// as two files; the change is the median of the per-repeat changes (run k of base
+    /// and of head ran back to back) and its interval a bootstrap over those pairs.
+    /// Paired runs share the machine and its noise: this is the comparison a CI gate
+    /// can trust on any runner.
     #[arg(long, value_name = "BASE,HEAD")]
     pub pair: Vec<String>,
-    /// Allowed regressions, e.g. "p99=10%,throughput=5%".
+    /// Allowed regressions, METRIC=PERCENT,... Metrics: throughput, p50, p90, p99,
+    /// p99.9, p99.99, max (latency), cpu (server CPU per message), syscalls (per
+    /// message, ringmux servers), ctx (context switches per message), memory (per idle
+    /// connection). A figure regresses only when its whole 95% interval is worse than
+    /// its limit. Counted figures may take tight limits where their spread is small;
+    /// docs/ci-gate.md has the measured spreads and the paired gate's defaults.
     #[arg(long, default_value = "p99=10%,throughput=5%")]
     pub max_regression: String,
     /// Exit 1 on an inconclusive verdict too (the noise straddles a limit).
