@@ -29,6 +29,18 @@ fn processes_with(marker: &str) -> Vec<String> {
     out
 }
 
+/// The processes naming `marker` still alive after a short wait (which only absorbs
+/// /proc showing an exiting process for a moment).
+fn left_over(marker: &str) -> Vec<String> {
+    let t0 = Instant::now();
+    let mut left = processes_with(marker);
+    while !left.is_empty() && t0.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+        left = processes_with(marker);
+    }
+    left
+}
+
 /// A wrapper script that starts the server without `exec` (so the shell stays its
 /// parent), and the same server under `strace -f`: after a two-repeat bench no process
 /// of either is left, and every run measured the server (not the idle wrapper).
@@ -83,15 +95,8 @@ fn external_servers_stop_with_their_whole_group() {
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = run_bounded(&argv, Duration::from_secs(180));
     assert!(run.status.success(), "{}", run.explain());
-    // The group is reaped before the bench moves on, so this holds at once; the short
-    // wait only absorbs /proc showing an exiting process for a moment.
-    let marker_s = marker.to_str().unwrap();
-    let t0 = Instant::now();
-    let mut left = processes_with(marker_s);
-    while !left.is_empty() && t0.elapsed() < Duration::from_secs(2) {
-        std::thread::sleep(Duration::from_millis(50));
-        left = processes_with(marker_s);
-    }
+    // The group is reaped before the bench moves on, so this holds at once.
+    let left = left_over(marker.to_str().unwrap());
     assert!(
         left.is_empty(),
         "outlived the bench: {left:?}\n{}",

@@ -41,7 +41,9 @@ pub fn wait_if_interrupted() {
 /// True when `pid` is alive (a zombie is not: it runs nothing).
 fn alive(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().next());
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split_whitespace().next());
     state.is_some_and(|s| s != "Z")
 }
 

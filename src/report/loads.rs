@@ -101,24 +101,18 @@ pub fn loads_html(loads: &[NamedLoad]) -> String {
     let mut h = String::from(
         "<section><h2>Load results</h2><p class=lead>The .json load results here: a merged result's percentiles come from the agents' merged histograms, never averaged. Latency is corrected (from the intended send) in open loop.</p><div class=tablewrap><table><thead><tr>",
     );
+    let cell = |h: &mut String, tag: &str, i: usize, v: &str| {
+        let class = if i >= 2 { " class=n" } else { "" };
+        let _ = write!(h, "<{tag}{class}>{}</{tag}>", esc(v));
+    };
     for (i, c) in COLS.iter().enumerate() {
-        let _ = write!(
-            h,
-            "<th{}>{}</th>",
-            if i >= 2 { " class=n" } else { "" },
-            esc(c)
-        );
+        cell(&mut h, "th", i, c);
     }
     h.push_str("</tr></thead><tbody>");
     for r in rows(loads) {
         h.push_str("<tr>");
         for (i, v) in r.iter().enumerate() {
-            let _ = write!(
-                h,
-                "<td{}>{}</td>",
-                if i >= 2 { " class=n" } else { "" },
-                esc(v)
-            );
+            cell(&mut h, "td", i, v);
         }
         h.push_str("</tr>");
     }

@@ -84,6 +84,14 @@ impl Rng {
     }
 }
 
+/// The 2.5th and 97.5th percentiles of the resampled changes.
+fn interval_95(mut changes: Vec<f64>) -> (f64, f64) {
+    changes.sort_by(f64::total_cmp);
+    let n = changes.len();
+    let at = |q: f64| changes[((q * (n - 1) as f64).round() as usize).min(n - 1)];
+    (at(0.025), at(0.975))
+}
+
 /// 95% percentile-bootstrap interval of the relative change of the medians, head
 /// against base: both samples resampled with replacement [`RESAMPLES`] times with a
 /// fixed seed. None when a side is empty or a change cannot be told (base 0).
@@ -103,9 +111,7 @@ pub fn bootstrap(base: &[f64], head: &[f64]) -> Option<(f64, f64)> {
         }
         changes.push(change(median(&mut b), median(&mut h))?);
     }
-    changes.sort_by(f64::total_cmp);
-    let at = |q: f64| changes[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
-    Some((at(0.025), at(0.975)))
+    Some(interval_95(changes))
 }
 
 /// The change of a paired comparison: the median over pairs of (head_i - base_i) /
@@ -139,9 +145,7 @@ pub fn bootstrap_paired(base: &[f64], head: &[f64]) -> Option<(f64, f64)> {
         }
         changes.push(paired_change(&b, &h)?);
     }
-    changes.sort_by(f64::total_cmp);
-    let at = |q: f64| changes[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
-    Some((at(0.025), at(0.975)))
+    Some(interval_95(changes))
 }
 
 /// The verdict on a change interval `[lo, hi]` against `limit`, in the metric's "worse"
