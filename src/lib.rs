@@ -59,7 +59,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(a) => load::load_cmd(usage(a.command())?),
         Command::Bench(a) => bench::bench_cmd(a.into()),
         Command::Report(a) => report::report_cmd(&a.dir),
-        Command::Compare(a) => report::compare::run(&a.base, &a.head, &a.max_regression, a.strict),
+        Command::Compare(a) => match &a.head {
+            Some(head) => report::compare::run(&a.base, head, &a.max_regression, a.strict),
+            None => report::compare::run_pairs(&a.base, &a.pair, &a.max_regression, a.strict),
+        },
         Command::Merge(a) => report::merge::merge_cmd(&a.inputs, &a.output, a.allow_partial),
         Command::Client(a) => client::client_cmd(
             a.addr,

@@ -175,3 +175,34 @@ fn bad_fault_spec_is_one_line_error() {
         out.explain()
     );
 }
+
+// `input-spin-ns`, the controlled slowdown the CI gate is measured with: every batch
+// of received bytes waits that long before the protocol sees it, on every backend, so
+// 40 one-at-a-time echoes take at least 40 times the spin (a lower bound that load on
+// the machine cannot break), and the bytes still come back intact.
+backend_test!(fault_input_spin_slows_every_receive, |v| {
+    let json = json_path("fspin", v);
+    let spin = Duration::from_millis(2);
+    let srv = start(
+        v,
+        &[],
+        Some(&format!("input-spin-ns={}", spin.as_nanos())),
+        &json,
+    );
+    let mut s = srv.connect();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let n = 40u32;
+    let t0 = std::time::Instant::now();
+    for i in 0..n {
+        let msg = payload(u64::from(i), 16);
+        s.write_all(&msg).unwrap();
+        assert_eq!(read_varied(&mut s, 16), msg, "{v:?}: message {i}");
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= spin * n,
+        "{v:?}: {n} echoes took {took:?}, less than {n} x the {spin:?} spin"
+    );
+    drop(s);
+    stop_stats(srv, &json, v);
+});

@@ -234,6 +234,23 @@ fn merge_sums_counts() {
         3
     );
     assert_eq!(m.start_unix_s, a.start_unix_s);
+    // The output may not be one of the inputs: refused with one line, the input kept.
+    let before = std::fs::read(&pa).unwrap();
+    let clash = [
+        "merge",
+        pa.to_str().unwrap(),
+        pb.to_str().unwrap(),
+        "-o",
+        pa.to_str().unwrap(),
+    ];
+    let o = run_bounded(&clash, LIMIT);
+    assert_eq!(o.code(), Some(2), "{}", o.explain());
+    assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.explain());
+    assert_eq!(
+        std::fs::read(&pa).unwrap(),
+        before,
+        "the input was overwritten"
+    );
 }
 
 #[test]

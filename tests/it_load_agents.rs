@@ -141,6 +141,66 @@ fn three_agents_merge_into_one_run() {
         agents.iter().all(|a| a["rate_kept"] == true),
         "{m}"
     );
+    // The output kind follows the name: `-o X.hlog` is the log (never JSON over it),
+    // the result goes to X.json beside it; and both equal the `-o X.json` run's.
+    let as_log = dir.join("merged2.hlog");
+    let o = ringmux(&[
+        "merge".as_ref(),
+        dir.as_ref(),
+        "-o".as_ref(),
+        as_log.as_ref(),
+    ]);
+    assert_eq!(o.code(), Some(0), "{}", o.explain());
+    let log_text = std::fs::read_to_string(&as_log).unwrap();
+    assert!(
+        log_text.contains("#[Histogram log format") && !log_text.trim_start().starts_with('{'),
+        "{} holds no interval log: {}",
+        as_log.display(),
+        &log_text[..log_text.len().min(200)]
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("merged.hlog")).unwrap(),
+        log_text
+    );
+    let m2 = read_json(&dir.join("merged2.json"));
+    assert_eq!(u(&m2, "messages"), sum, "{m2}");
+    // An output naming an agent's file is refused with one line, the file untouched.
+    let before = std::fs::read(dir.join("agent-0.hlog")).unwrap();
+    for name in ["agent-0.json", "agent-0.hlog"] {
+        let clash = dir.join(name);
+        let o = ringmux(&[
+            "merge".as_ref(),
+            dir.as_ref(),
+            "-o".as_ref(),
+            clash.as_ref(),
+        ]);
+        assert_eq!(o.code(), Some(2), "{}", o.explain());
+        assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.explain());
+        assert!(o.stderr.contains("would overwrite"), "{}", o.explain());
+    }
+    assert_eq!(std::fs::read(dir.join("agent-0.hlog")).unwrap(), before);
+    assert_eq!(u(&read_json(&dir.join("agent-0.json")), "params.conns"), 2);
+    // `report` renders the merged result: its figures in the table, its page beside it.
+    let o = ringmux(&["report".as_ref(), merged_path.as_ref()]);
+    assert_eq!(o.code(), Some(0), "{}", o.explain());
+    assert!(
+        o.stdout.contains("| merged | 3 merged |") && o.stdout.contains(&format!("| {sum} |")),
+        "{}",
+        o.explain()
+    );
+    let page = std::fs::read_to_string(dir.join("merged.html")).unwrap();
+    assert!(
+        page.contains("Load results") && page.contains("<svg"),
+        "no table or chart in merged.html"
+    );
+    // And the folder: every agent and the merged result in one table.
+    let o = ringmux(&["report".as_ref(), dir.as_ref()]);
+    assert_eq!(o.code(), Some(0), "{}", o.explain());
+    assert!(
+        o.stdout.contains("agent 2 of 3") && o.stdout.contains("3 merged"),
+        "{}",
+        o.explain()
+    );
     // A missing agent is named and fails the merge unless --allow-partial.
     std::fs::remove_file(dir.join("agent-1.json")).unwrap();
     let partial = dir.join("partial.json");

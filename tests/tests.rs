@@ -12,6 +12,8 @@ mod it_chaos;
 mod it_chat;
 /// scripts/: the CI baseline rule, the YAML examples.
 mod it_ci;
+/// scripts/ci-bench.sh --paired: the gate in one run, the merge-base that fails to build.
+mod it_ci_paired;
 /// Exit codes, option spellings, addresses and a closed stdout, as a newcomer meets them.
 mod it_cli;
 /// The docs: their command blocks run, their flags exist, every flag is documented,
@@ -37,6 +39,8 @@ mod it_load_agents;
 mod it_load_open;
 /// What only some IO models do (select's refusal, sigio's overflow, busypoll, threads).
 mod it_models;
+/// External servers stopped as a group, base against head (--versus), compare --pair.
+mod it_paired;
 /// Thread-per-core: --threads, --pin, --cpus on every backend.
 mod it_percore;
 /// HTTP on every backend, load --proto, ringmux client.

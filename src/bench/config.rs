@@ -43,6 +43,8 @@ pub struct BenchConfig {
     pub quiet_secs: f64,
     pub quiet_conns: u32,
     pub preset: Option<BenchPreset>,
+    /// `--versus BASE`: every ringmux server also runs from this binary (`SERVER@base`).
+    pub versus: Option<PathBuf>,
 }
 
 /// Run lengths when `--duration` and `--repeat` are not given.

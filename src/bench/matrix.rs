@@ -45,7 +45,8 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                     }
                     None => None,
                 };
-                for (vi, server) in plan.servers.iter().enumerate() {
+                for vi in super::versus::order(&plan.servers, rep) {
+                    let server = &plan.servers[vi];
                     let id = format!("{}/{}", server.name(), shape.id(plan.cfg.size));
                     progress.step(&id, rep);
                     let stem = super::run_stem(&id, rep);
@@ -246,7 +247,7 @@ fn run_one(
         p
     });
     let features = srv.uring_features(spec)?;
-    drop(srv);
+    srv.stop()?;
     let r = read_load_result(&json)?;
     let msgs = r.messages.max(1) as f64;
     let mut m = crate::report::compare::load_metrics(&r);

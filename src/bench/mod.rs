@@ -15,6 +15,7 @@
 //! (`models`: the IO-model lab).
 
 mod config;
+mod group;
 mod idle;
 mod matrix;
 mod models;
@@ -24,6 +25,7 @@ mod proc;
 mod profile;
 mod quiet;
 mod spec;
+mod versus;
 
 use std::fs;
 use std::path::PathBuf;
@@ -54,6 +56,18 @@ fn usage_error(e: anyhow::Error) -> ExitError {
 /// `ringmux bench`.
 pub fn bench_cmd(cfg: BenchConfig) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the ringmux binary")?;
+    // Orphans of a server's group (a wrapper's child whose wrapper died) come to us to
+    // be reaped, not to PID 1.
+    group::become_subreaper();
+    // Servers run in groups of their own: a Ctrl-C no longer reaches them, we stop them.
+    group::stop_groups_on_signal();
+    let r = bench_run(cfg, exe);
+    group::wait_if_interrupted();
+    r
+}
+
+/// The bench itself, once the process is set up to stop what it starts.
+fn bench_run(cfg: BenchConfig, exe: PathBuf) -> anyhow::Result<ExitCode> {
     if cfg.preset == Some(BenchPreset::Models) {
         return models_cmd(cfg, exe);
     }
@@ -92,6 +106,7 @@ fn models_cmd(cfg: BenchConfig, exe: PathBuf) -> anyhow::Result<ExitCode> {
         (cfg.proto != Proto::Echo, "--proto"),
         (cfg.server_threads > 1, "--server-threads"),
         (cfg.open_rate.is_some(), "--open-rate"),
+        (cfg.versus.is_some(), "--versus"),
     ];
     if let Some((_, flag)) = conflicting.iter().find(|c| c.0) {
         return Err(usage_error(anyhow::anyhow!(

@@ -93,7 +93,7 @@ impl Plan {
     /// the peers' binaries beside `exe`). Every error is bad usage.
     pub fn new(cfg: &BenchConfig, exe: PathBuf) -> anyhow::Result<Plan> {
         let mut notes = Vec::new();
-        let servers = servers(cfg, &exe, &mut notes)?;
+        let servers = super::versus::with_base(servers(cfg, &exe, &mut notes)?, cfg)?;
         if cfg.conns.is_empty() || cfg.conns.iter().any(|&c| c == 0 || c > 100_000) {
             bail!("--conns must be a list of counts between 1 and 100000");
         }
@@ -307,12 +307,17 @@ fn ringmux_servers(cfg: &BenchConfig, notes: &mut Vec<String>) -> anyhow::Result
                     servers.push(ServerSpec::Ringmux {
                         backend: backend.clone(),
                         level: Some(l.to_string()),
+                        base: None,
                     });
                 }
             }
             continue;
         }
-        servers.push(ServerSpec::Ringmux { backend, level });
+        servers.push(ServerSpec::Ringmux {
+            backend,
+            level,
+            base: None,
+        });
     }
     Ok(servers)
 }

@@ -1,5 +1,5 @@
-//! The processes of a run: a server started fresh (pinned, on a free port, waited for
-//! until it listens, stopped with SIGTERM), `ringmux load` processes (pinned apart,
+//! The processes of a run: a server started fresh (pinned, on a free port, in its own
+//! process group, waited for until it listens, stopped as a group: [`super::group`]), `ringmux load` processes (pinned apart,
 //! bounded in time), and the server's counters at an instant: from /proc for any
 //! server, from a SIGUSR1 stats snapshot for ringmux.
 
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::group;
 use super::plan::{LEVEL_MODS, Plan, Shape};
 use super::spec::ServerSpec;
 use crate::results::schema::LoadResult;
@@ -103,6 +104,20 @@ pub fn proc_counters(pid: u32) -> Counters {
     }
 }
 
+/// CPU seconds and context switches of every live process in group `pgid` (an external
+/// command's wrapper shell and the server it started, strace and its tracee): what a
+/// process that exited took is no longer counted, so a wrapper should not do the work.
+pub fn group_counters(pgid: u32) -> Counters {
+    group::members(pgid)
+        .into_iter()
+        .map(proc_counters)
+        .fold(Counters::default(), |a, c| Counters {
+            cpu_s: a.cpu_s + c.cpu_s,
+            ctx: a.ctx + c.ctx,
+            syscalls: None,
+        })
+}
+
 /// Resident memory of a process, KiB (/proc/PID/status).
 #[derive(Debug, Clone, Copy)]
 pub struct Rss {
@@ -155,8 +170,11 @@ pub fn stats_snapshot(pid: u32, stats: &Path) -> anyhow::Result<serde_json::Valu
     }
 }
 
-/// A server of the matrix, listening; stopped (SIGTERM, then SIGKILL after 5 s) when
-/// dropped.
+/// A server of the matrix, listening, leader of its own process group; [`stop`] it
+/// (the whole group: SIGTERM, then SIGKILL after 5 s; then its port must be free), or
+/// dropping it stops the group all the same.
+///
+/// [`stop`]: RunningServer::stop
 pub struct RunningServer {
     pub child: Child,
     pub addr: SocketAddr,
@@ -169,7 +187,7 @@ impl RunningServer {
     pub fn counters(&self) -> anyhow::Result<Counters> {
         match &self.stats {
             Some(p) => ringmux_counters(self.child.id(), p),
-            None => Ok(proc_counters(self.child.id())),
+            None => Ok(group_counters(self.child.id())),
         }
     }
 
@@ -186,21 +204,25 @@ impl RunningServer {
     }
 }
 
+impl RunningServer {
+    /// Stop the server's whole process group (SIGTERM, SIGKILL after [`group::GRACE`])
+    /// and check its port is free: an error names what outlived it.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        let left = group::stop_group(&mut self.child, group::GRACE);
+        anyhow::ensure!(
+            left.is_empty(),
+            "server on {} left processes {left:?} alive after SIGKILL",
+            self.addr
+        );
+        group::wait_port_free(self.addr, Duration::from_secs(5))?;
+        Ok(())
+    }
+}
+
 impl Drop for RunningServer {
+    /// The fallback (an error unwound past it): stop the group, report nothing.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        group::stop_group(&mut self.child, group::GRACE);
     }
 }
 
@@ -210,9 +232,13 @@ pub fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Resul
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let (cmd, stats) = match spec {
-        ServerSpec::Ringmux { backend, level } => {
+        ServerSpec::Ringmux {
+            backend,
+            level,
+            base,
+        } => {
             let stats = plan.out.join("runs").join(format!("{stem}.server.json"));
-            let mut c = Command::new(&plan.exe);
+            let mut c = Command::new(base.as_ref().unwrap_or(&plan.exe));
             c.args([
                 "serve",
                 "--quiet",
@@ -252,12 +278,14 @@ pub fn start_server(plan: &Plan, spec: &ServerSpec, stem: &str) -> anyhow::Resul
         }
     };
     let mut cmd = pinned(cmd, plan.server_cpus.clone());
+    group::own_group(&mut cmd);
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("cannot start {}", spec.name()))?;
+    group::track(child.id());
     let mut srv = RunningServer { child, addr, stats };
     let t0 = Instant::now();
     loop {
@@ -344,6 +372,19 @@ pub fn wait_load_watching(
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot start ringmux load")?;
+    group::track_pid(child.id());
+    let r = watch_load(&mut child, what, limit, every, &mut watch);
+    group::untrack_pid(child.id());
+    r
+}
+
+fn watch_load(
+    child: &mut Child,
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    watch: &mut impl FnMut(),
+) -> anyhow::Result<()> {
     let t0 = Instant::now();
     loop {
         watch();

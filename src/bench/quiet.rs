@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::plan::Plan;
-use super::proc::{Counters, proc_counters, start_server};
+use super::proc::{Counters, group_counters, start_server};
 use crate::proto::Proto;
 use crate::results::schema::QuietRow;
 
@@ -23,7 +23,7 @@ pub fn quiet_rows(plan: &Plan, notes: &mut Vec<String>) -> anyhow::Result<Vec<Qu
         let pid = srv.child.id();
         let snap = || -> anyhow::Result<Counters> {
             // Context switches from /proc for every server, so the rows compare.
-            let procs = proc_counters(pid);
+            let procs = group_counters(pid);
             Ok(match srv.stats {
                 Some(_) => Counters {
                     ctx: procs.ctx,
@@ -69,7 +69,7 @@ pub fn quiet_rows(plan: &Plan, notes: &mut Vec<String>) -> anyhow::Result<Vec<Qu
             });
         }
         drop(held);
-        drop(srv);
+        srv.stop()?;
     }
     Ok(rows)
 }

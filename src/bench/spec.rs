@@ -1,5 +1,9 @@
 //! A server in the matrix, and the warnings the plan keeps for results.json.
 
+use std::path::PathBuf;
+
+use crate::results::schema::BASE_SUFFIX;
+
 /// A server in the matrix.
 #[derive(Debug, Clone)]
 pub enum ServerSpec {
@@ -8,6 +12,8 @@ pub enum ServerSpec {
     Ringmux {
         backend: String,
         level: Option<String>,
+        /// None: this ringmux. Some: the `bench --versus` binary, named `SERVER@base`.
+        base: Option<PathBuf>,
     },
     /// Any other server: a shell command with `{addr}` in it.
     External { name: String, cmd: String },
@@ -18,12 +24,13 @@ impl ServerSpec {
         match self {
             ServerSpec::Ringmux {
                 backend,
-                level: Some(l),
-            } => format!("{backend}:{l}"),
-            ServerSpec::Ringmux {
-                backend,
-                level: None,
-            } => backend.clone(),
+                level,
+                base,
+            } => format!(
+                "{backend}{}{}",
+                level.as_ref().map_or(String::new(), |l| format!(":{l}")),
+                if base.is_some() { BASE_SUFFIX } else { "" }
+            ),
             ServerSpec::External { name, .. } => name.clone(),
         }
     }
@@ -33,6 +40,7 @@ impl ServerSpec {
         ServerSpec::Ringmux {
             backend: backend.to_string(),
             level: None,
+            base: None,
         }
     }
 

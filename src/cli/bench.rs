@@ -105,6 +105,15 @@ pub struct BenchArgs {
     /// --out apply; the matrix options (--backends, --conns, ...) do not.
     #[arg(long, value_enum, value_name = "NAME")]
     pub preset: Option<BenchPreset>,
+    /// Paired benchmarking: every ringmux server of the matrix also runs from the
+    /// ringmux binary BASE (e.g. the merge-base's build), named `SERVER@base`, in the
+    /// same run, interleaved run by run (base, head; head, base in the next repeat)
+    /// and driven by this binary's load generator. Base and head then share the
+    /// machine and its noise, so their ratio means something on any runner; judge it
+    /// with `compare results.json --pair @base` (scripts/ci-bench.sh --paired does).
+    /// External servers and the reference peers are not paired.
+    #[arg(long, value_name = "BASE")]
+    pub versus: Option<PathBuf>,
 }
 
 /// Seconds per bench run: 0.2 to 3600.
@@ -144,6 +153,7 @@ impl From<BenchArgs> for BenchConfig {
             quiet_secs: a.quiet_secs,
             quiet_conns: a.quiet_conns,
             preset: a.preset,
+            versus: a.versus,
         }
     }
 }

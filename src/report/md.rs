@@ -225,6 +225,7 @@ pub fn headline_markdown(results: &BenchResults) -> String {
         let cells: Vec<String> = row.iter().map(|c| md_escape(c)).collect();
         let _ = writeln!(s, "| {} |", cells.join(" | "));
     }
+    s.push_str(&super::pairs::pairs_markdown(results));
     s
 }
 

@@ -36,8 +36,42 @@ pub fn merge_cmd(
     if let Some(p) = inputs.iter().find(|p| !p.exists()) {
         return Err(bad_input(format!("{}: no such file", p.display())));
     }
+    if let Some(p) = inputs.iter().find(|p| same_file(p, output)) {
+        return Err(bad_input(format!(
+            "{}: the output is one of the inputs; name another output file",
+            p.display()
+        )));
+    }
     run(inputs, output)?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// True when `a` and `b` name the same file (both may not exist yet: then compared by
+/// their absolute paths).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| {
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = parent.map_or_else(|| std::fs::canonicalize("."), std::fs::canonicalize);
+            match (dir, p.file_name()) {
+                (Ok(d), Some(n)) => d.join(n),
+                _ => p.to_path_buf(),
+            }
+        })
+    };
+    abs(a) == abs(b)
+}
+
+/// Where `merge DIR -o OUTPUT` writes: (the load result .json, the interval log .hlog).
+/// The kind of the name given decides which is OUTPUT itself: `X.hlog` is the log and
+/// `X.json` the result; any other name is the result and `X.hlog` (extension replaced)
+/// the log. The two can never be one file.
+pub fn agent_outputs(output: &Path) -> (PathBuf, PathBuf) {
+    if output.extension().is_some_and(|x| x == "hlog") {
+        (output.with_extension("json"), output.to_path_buf())
+    } else {
+        (output.to_path_buf(), output.with_extension("hlog"))
+    }
 }
 
 /// Merge the logs; returns the merged log (not yet written).
@@ -286,13 +320,30 @@ pub fn merge_agents(agents: &[AgentFiles]) -> anyhow::Result<AgentsMerged> {
 }
 
 /// `ringmux merge DIR -o merged.json`: merge the agents' files; writes the result and
-/// `merged.hlog` beside it. A missing or failed agent fails it unless `allow_partial`.
+/// `merged.hlog` beside it ([`agent_outputs`]: `-o merged.hlog` writes the same two).
+/// An output that would overwrite an agent's file is refused (exit 2) before anything
+/// is written. A missing or failed agent fails it unless `allow_partial`.
 pub fn run_agents(
     dir: &Path,
     output: &Path,
     allow_partial: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     let agents = read_agents(dir)?;
+    let (json_path, hlog_path) = agent_outputs(output);
+    for out in [&json_path, &hlog_path] {
+        let input = agents.iter().find_map(|a| {
+            let j = dir.join(&a.name);
+            [j.with_extension("hlog"), j]
+                .into_iter()
+                .find(|f| f.exists() && same_file(f, out))
+        });
+        if let Some(f) = input {
+            return Err(bad_input(format!(
+                "{}: would overwrite an agent's file; name the output outside the agents' names",
+                f.display()
+            )));
+        }
+    }
     let m = merge_agents(&agents)?;
     for p in &m.problems {
         eprintln!(
@@ -307,14 +358,14 @@ pub fn run_agents(
             m.result.params.agents.unwrap_or(1)
         );
     }
-    let hlog_path = output.with_extension("hlog");
     let mut buf = Vec::new();
     write_hlog(&mut buf, &m.log)?;
     std::fs::write(&hlog_path, &buf)
         .with_context(|| format!("cannot write {}", hlog_path.display()))?;
     let mut json = serde_json::to_vec_pretty(&m.result)?;
     json.push(b'\n');
-    std::fs::write(output, &json).with_context(|| format!("cannot write {}", output.display()))?;
+    std::fs::write(&json_path, &json)
+        .with_context(|| format!("cannot write {}", json_path.display()))?;
     let r = &m.result;
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -322,7 +373,7 @@ pub fn run_agents(
         "merged {} agent(s) of {} into {} and {}",
         agents.len(),
         r.params.agents.unwrap_or(1),
-        output.display(),
+        json_path.display(),
         hlog_path.display()
     )?;
     writeln!(
@@ -453,6 +504,20 @@ mod tests {
         let totals = totals_by_tag(&m).unwrap();
         assert_eq!(totals[&Some("c".to_string())].len(), 31);
         assert_eq!(totals[&Some("u".to_string())].len(), 1);
+    }
+
+    #[test]
+    fn agent_outputs_never_collide() {
+        for (o, j, h) in [
+            ("m.hlog", "m.json", "m.hlog"),
+            ("m.json", "m.json", "m.hlog"),
+            ("m", "m", "m.hlog"),
+            ("d/m.out", "d/m.out", "d/m.hlog"),
+        ] {
+            let (jj, hh) = agent_outputs(Path::new(o));
+            assert_eq!((jj.to_str().unwrap(), hh.to_str().unwrap()), (j, h), "{o}");
+            assert_ne!(jj, hh);
+        }
     }
 
     #[test]

@@ -10,8 +10,10 @@
 //! - [`models`]: the IO-model lab: slopes, the eight claims judged, their rendering.
 //! - [`profile`]: `perf report` grouped by what an IO model can change; [`cost`]: the
 //!   idle-cost and profile sections.
+//! - [`pairs`]: the base-vs-head view of a paired bench (`bench --versus`).
 //! - [`ci`]: exports for CI benchmark trackers.
 //! - [`compare`]: two results files against regression limits (exit 0/1/2).
+//! - [`loads`]: load results (`load --json`, a merged `merge DIR`) as a table.
 //! - [`merge`]: interval logs from many load processes added on absolute time, or the
 //!   files of `load --agents N` merged into one load result.
 //! - [`fmt`]: numbers for humans, and HTML escaping; `input`: reading result files and
@@ -24,9 +26,11 @@ pub mod cost;
 pub mod fmt;
 pub mod html;
 mod input;
+pub mod loads;
 pub mod md;
 pub mod merge;
 pub mod models;
+pub mod pairs;
 pub mod profile;
 pub mod series;
 
@@ -41,8 +45,12 @@ use input::{bad_input, read_json};
 pub use md::headline_markdown;
 
 /// `ringmux report DIR`: re-render the reports from DIR/results.json, or, in a folder
-/// of `load` outputs without one, draw the .hlog/.hgrm files found there.
+/// of `load` outputs without one, show the load results and draw the .hlog/.hgrm files
+/// found there. `ringmux report X.json` (one load result, e.g. merged): X.html.
 pub fn report_cmd(dir: &Path) -> anyhow::Result<ExitCode> {
+    if dir.is_file() {
+        return load_file_report(dir);
+    }
     if !dir.is_dir() {
         return Err(bad_input(format!("{}: no such folder", dir.display())));
     }
@@ -85,24 +93,58 @@ pub fn report_cmd(dir: &Path) -> anyhow::Result<ExitCode> {
 /// inner result is a failure to write (exit 1).
 fn files_report(dir: &Path) -> anyhow::Result<anyhow::Result<ExitCode>> {
     let stems = series::histogram_files(dir)?;
+    let loads = loads::loads_in(dir);
     anyhow::ensure!(
-        !stems.is_empty(),
-        "{}: neither results.json (from bench) nor .hlog/.hgrm files (from load --hlog/--hgrm) found",
+        !stems.is_empty() || !loads.is_empty(),
+        "{}: neither results.json (from bench) nor load results or .hlog/.hgrm files (from load --json/--hlog/--hgrm) found",
         dir.display()
     );
-    Ok((|| {
-        let mut warnings = Vec::new();
-        let html = html::files_report_html(dir, &stems, &mut warnings);
-        let p = dir.join("report.html");
-        std::fs::write(&p, html).with_context(|| format!("cannot write {}", p.display()))?;
-        for w in &warnings {
-            eprintln!("ringmux: warning: {w}");
-        }
-        let n: usize = stems.iter().map(|s| s.1.len() + s.2.len()).sum();
-        println!("{n} histogram file(s), {} series", stems.len());
-        println!("report: {}", p.display());
-        Ok(ExitCode::SUCCESS)
-    })())
+    Ok(write_files_report(
+        dir,
+        &stems,
+        &loads,
+        &dir.join("report.html"),
+    ))
+}
+
+/// `report X.json`: one load result (a merged one, or one agent's) and the histogram
+/// files of its stem beside it, into X.html.
+fn load_file_report(path: &Path) -> anyhow::Result<ExitCode> {
+    let one = loads::read_load(path).map_err(|e| bad_input(format!("{e:#}")))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stems: Vec<_> = series::histogram_files(dir)
+        .map_err(|e| bad_input(format!("{e:#}")))?
+        .into_iter()
+        .filter(|s| s.0 == one.0)
+        .collect();
+    write_files_report(dir, &stems, &[one], &path.with_extension("html"))
+}
+
+/// Write the page of load results and histogram files; print the table and its path.
+fn write_files_report(
+    dir: &Path,
+    stems: &[series::StemFiles],
+    loads: &[loads::NamedLoad],
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let mut warnings = Vec::new();
+    let html = html::files_report_html(dir, stems, loads, &mut warnings);
+    std::fs::write(out, html).with_context(|| format!("cannot write {}", out.display()))?;
+    for w in &warnings {
+        eprintln!("ringmux: warning: {w}");
+    }
+    print!("{}", loads::loads_markdown(loads));
+    let n: usize = stems.iter().map(|s| s.1.len() + s.2.len()).sum();
+    println!(
+        "{} load result(s), {n} histogram file(s), {} series",
+        loads.len(),
+        stems.len()
+    );
+    println!("report: {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Called by the bench orchestrator after a run: writes report.md, report.html, ci/github-action-benchmark.json, ci/bencher.json into `dir` from `results` and the histogram files named in each cell (paths relative to dir).

@@ -8,6 +8,9 @@ use crate::sysinfo::SysInfo;
 
 pub const LOAD_SCHEMA: &str = "ringmux.load/1";
 pub const BENCH_SCHEMA: &str = "ringmux.bench/1";
+/// `bench --versus`: the suffix of a server run from the base binary (`uring@base`);
+/// `compare --pair @base` pairs each with the server without it.
+pub const BASE_SUFFIX: &str = "@base";
 
 /// Latency percentiles in nanoseconds, from one HdrHistogram.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

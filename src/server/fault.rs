@@ -8,12 +8,20 @@
 //! half of what it owes (a short send). Counts are per event loop. Unset or empty: no
 //! faults, and the checks cost one branch.
 //!
+//! `input-spin-ns=N` is a controlled slowdown for measuring the CI gate (does it catch
+//! a known regression?): every batch of received bytes burns N ns of CPU in a busy loop
+//! before the protocol sees it, on every backend (the hook is `Conn::on_input`). It
+//! adds CPU per message and latency, and neither syscalls nor context switches.
+//! Process-wide, set once at start ([`set_input_spin`]).
+//!
 //! The reactor (epoll, poll, select, sigio) and busypoll honour `recv-reset` and
 //! `send-short`; `recv-nobufs` has no meaning there (they read into their own buffer)
 //! and is ignored. blocking and threads count once for the whole server (every
 //! connection shares the counters).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 pub const ENV: &str = "RINGMUX_FAULTS";
 
@@ -40,6 +48,30 @@ pub struct Faults {
     pub recv_reset: Every,
     pub recv_nobufs: Every,
     pub send_short: Every,
+    /// `input-spin-ns`: nanoseconds of CPU burnt per batch of received bytes.
+    pub input_spin_ns: u64,
+}
+
+/// The process-wide `input-spin-ns` (0: off, the check is one relaxed load).
+static INPUT_SPIN_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Set the slowdown every connection's input pays from now on.
+pub fn set_input_spin(ns: u64) {
+    INPUT_SPIN_NS.store(ns, Ordering::Relaxed);
+}
+
+/// Burn the configured CPU time (a busy loop on the monotonic clock, no syscall where
+/// the clock is read through the vDSO).
+#[inline]
+pub fn input_spin() {
+    let ns = INPUT_SPIN_NS.load(Ordering::Relaxed);
+    if ns == 0 {
+        return;
+    }
+    let (t0, d) = (Instant::now(), Duration::from_nanos(ns));
+    while t0.elapsed() < d {
+        std::hint::spin_loop();
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +81,7 @@ impl fmt::Display for BadFaults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "bad {ENV}: {} (expected e.g. \"recv-reset=7,recv-nobufs=5,send-short=3\")",
+            "bad {ENV}: {} (expected e.g. \"recv-reset=7,recv-nobufs=5,send-short=3,input-spin-ns=2000\")",
             self.0
         )
     }
@@ -70,6 +102,10 @@ impl Faults {
                 .ok()
                 .filter(|&n| n > 0)
                 .ok_or_else(|| BadFaults(format!("`{item}`: N must be a positive integer")))?;
+            if name.trim() == "input-spin-ns" {
+                f.input_spin_ns = n;
+                continue;
+            }
             let slot = match name.trim() {
                 "recv-reset" => &mut f.recv_reset,
                 "recv-nobufs" => &mut f.recv_nobufs,
@@ -91,7 +127,7 @@ impl Faults {
     }
 
     pub fn any(&self) -> bool {
-        self.recv_reset.n | self.recv_nobufs.n | self.send_short.n != 0
+        self.recv_reset.n | self.recv_nobufs.n | self.send_short.n | self.input_spin_ns != 0
     }
 }
 
@@ -108,6 +144,20 @@ mod tests {
         assert!(f.send_short.hit() && f.send_short.hit());
         assert!(!f.recv_nobufs.hit());
         assert!(!Faults::parse("").unwrap().any());
+        let s = Faults::parse("input-spin-ns=2000").unwrap();
+        assert!(s.any() && s.input_spin_ns == 2000 && s.recv_reset.n == 0);
+    }
+
+    #[test]
+    fn input_spin_burns_at_least_its_time() {
+        set_input_spin(2_000_000);
+        let t0 = Instant::now();
+        input_spin();
+        set_input_spin(0);
+        assert!(t0.elapsed() >= Duration::from_millis(2));
+        let t0 = Instant::now();
+        input_spin();
+        assert!(t0.elapsed() < Duration::from_millis(2), "off: no spin");
     }
 
     #[test]

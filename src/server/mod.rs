@@ -126,6 +126,7 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
             }
         }
     };
+    fault::set_input_spin(cfg.faults.input_spin_ns);
     percore::run(
         &cfg,
         backend,

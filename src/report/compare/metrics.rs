@@ -74,6 +74,12 @@ pub const METRICS: &[Metric] = &[
         show: fmt::num,
     },
     Metric {
+        name: "ctx",
+        get: |f| run_of(f).and_then(|m| m.ctx_switches_per_msg),
+        higher_is_better: false,
+        show: fmt::num,
+    },
+    Metric {
         name: "memory",
         get: |f| match f {
             Figures::Idle { bytes_per_conn } => Some(*bytes_per_conn),

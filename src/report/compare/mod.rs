@@ -1,6 +1,8 @@
 //! `ringmux compare BASE HEAD --max-regression p99=10%,throughput=5% [--strict]`.
 //!
 //! Each file is a bench `results.json` or a load `--json` file (one cell, id "load").
+//! Or one file and `--pair BASE,HEAD`: a `bench --versus` run's `SERVER@base` cells
+//! against its `SERVER` cells ([`run_pairs`]).
 //! Cells are matched by id; the servers of a `bench --idle-conns` run are entries too
 //! (id "SERVER/idle/cN", metric `memory`).
 //!
@@ -16,13 +18,19 @@
 //!
 //! Open-loop cells are not judged on throughput: their rate is an input.
 //!
+//! With `--pair`, run i of the base and run i of the head ran back to back: the change
+//! is the median of the per-pair changes and the bootstrap resamples whole pairs
+//! ([`bootstrap_paired`]), so noise the two runs of a pair shared cancels out.
+//!
 //! - [`entries`]: reading the two files.
 //! - [`metrics`]: the metrics and the `--max-regression` limits.
 //! - [`verdict`]: the change, its interval and the verdict per figure.
+//! - [`pairs`]: `--pair`: base and head cells taken from one results file.
 //! - this file: the command, its table and notes.
 
 pub mod entries;
 pub mod metrics;
+pub mod pairs;
 pub mod verdict;
 
 use std::io::Write;
@@ -30,7 +38,10 @@ use std::path::Path;
 
 pub use entries::{Entry, Figures, Fingerprint, load_cells, load_entries, load_metrics};
 pub use metrics::{METRICS, Metric, parse_limits};
-pub use verdict::{MIN_RUNS, RESAMPLES, Row, Verdict, bootstrap, compare, compare_entries, judge};
+pub use verdict::{
+    MIN_RUNS, RESAMPLES, Row, Verdict, bootstrap, bootstrap_paired, compare, compare_entries,
+    compare_pairs, judge, paired_change,
+};
 
 use super::fmt;
 use super::input::bad_input;
@@ -53,6 +64,36 @@ pub fn run(
     let (bfp, base) = load_entries(base_path)?;
     let (hfp, head) = load_entries(head_path)?;
     let rows = compare_entries(&base, &head, &limits);
+    judge_and_show(rows, &base, &head, &bfp.diff(&hfp), strict)
+}
+
+/// `compare RESULTS --pair BASE,HEAD` (repeatable; `--pair @base` pairs every
+/// `SERVER@base` with `SERVER`): the pairs' cells inside one results file (a bench
+/// run with `--versus`) judged as `run` judges two files, same limits, verdicts and
+/// exit codes; the change and its interval are paired, run by run
+/// ([`compare_pairs`]). One file, one machine: no fingerprint to differ.
+pub fn run_pairs(
+    path: &Path,
+    pairs: &[String],
+    limits: &str,
+    strict: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let limits = parse_limits(limits)?;
+    let (_, entries) = load_entries(path)?;
+    let (base, head) = pairs::split(&entries, pairs)?;
+    let rows = compare_pairs(&base, &head, &limits);
+    judge_and_show(rows, &base, &head, &[], strict)
+}
+
+/// The table, the notes and the exit code of a comparison (`machines`: how the two
+/// sides' machines or builds differ, warned about when not empty).
+fn judge_and_show(
+    rows: Vec<Row>,
+    base: &[(String, Entry)],
+    head: &[(String, Entry)],
+    machines: &[String],
+    strict: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     if rows.is_empty() {
         let ids = |v: &[(String, Entry)]| {
             v.iter()
@@ -62,8 +103,8 @@ pub fn run(
         };
         return Err(bad_input(format!(
             "no common cells: base has [{}], head has [{}]",
-            ids(&base),
-            ids(&head)
+            ids(base),
+            ids(head)
         )));
     }
     let mut out = std::io::stdout().lock();
@@ -128,7 +169,7 @@ pub fn run(
         line.push_str(&format!("  {}", row[8]));
         writeln!(out, "{}", line.trim_end())?;
     }
-    for (what, a, b) in [("base", &base, &head), ("head", &head, &base)] {
+    for (what, a, b) in [("base", base, head), ("head", head, base)] {
         let only: Vec<_> = a
             .iter()
             .filter(|(i, _)| !b.iter().any(|(j, _)| j == i))
@@ -155,7 +196,7 @@ pub fn run(
             few.join(", ")
         )?;
     }
-    for (id, b) in &base {
+    for (id, b) in base {
         let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else {
             continue;
         };
@@ -184,11 +225,10 @@ pub fn run(
             );
         }
     }
-    let d = bfp.diff(&hfp);
-    if !d.is_empty() {
+    if !machines.is_empty() {
         eprintln!(
             "ringmux: warning: the results come from different machines or builds: {}",
-            d.join(", ")
+            machines.join(", ")
         );
     }
     out.flush()?;

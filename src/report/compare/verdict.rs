@@ -84,6 +84,14 @@ impl Rng {
     }
 }
 
+/// The 2.5th and 97.5th percentiles of the resampled changes.
+fn interval_95(mut changes: Vec<f64>) -> (f64, f64) {
+    changes.sort_by(f64::total_cmp);
+    let n = changes.len();
+    let at = |q: f64| changes[((q * (n - 1) as f64).round() as usize).min(n - 1)];
+    (at(0.025), at(0.975))
+}
+
 /// 95% percentile-bootstrap interval of the relative change of the medians, head
 /// against base: both samples resampled with replacement [`RESAMPLES`] times with a
 /// fixed seed. None when a side is empty or a change cannot be told (base 0).
@@ -103,9 +111,41 @@ pub fn bootstrap(base: &[f64], head: &[f64]) -> Option<(f64, f64)> {
         }
         changes.push(change(median(&mut b), median(&mut h))?);
     }
-    changes.sort_by(f64::total_cmp);
-    let at = |q: f64| changes[((q * (RESAMPLES - 1) as f64).round() as usize).min(RESAMPLES - 1)];
-    Some((at(0.025), at(0.975)))
+    Some(interval_95(changes))
+}
+
+/// The change of a paired comparison: the median over pairs of (head_i - base_i) /
+/// base_i, where run i of each side ran back to back (`bench --versus`), so whatever
+/// slowed or sped up the machine during pair i cancels out of its ratio.
+pub fn paired_change(base: &[f64], head: &[f64]) -> Option<f64> {
+    if base.is_empty() || base.len() != head.len() {
+        return None;
+    }
+    let mut v = base
+        .iter()
+        .zip(head)
+        .map(|(&b, &h)| change(b, h))
+        .collect::<Option<Vec<f64>>>()?;
+    Some(median(&mut v))
+}
+
+/// 95% percentile-bootstrap interval of [`paired_change`]: the pairs resampled with
+/// replacement (each pair kept whole), [`RESAMPLES`] times, the same fixed seed.
+pub fn bootstrap_paired(base: &[f64], head: &[f64]) -> Option<(f64, f64)> {
+    let n = base.len();
+    paired_change(base, head)?;
+    let mut rng = Rng(SEED);
+    let (mut b, mut h) = (vec![0.0; n], vec![0.0; n]);
+    let mut changes = Vec::with_capacity(RESAMPLES);
+    for _ in 0..RESAMPLES {
+        for k in 0..n {
+            let i = rng.below(n);
+            b[k] = base[i];
+            h[k] = head[i];
+        }
+        changes.push(paired_change(&b, &h)?);
+    }
+    Some(interval_95(changes))
 }
 
 /// The verdict on a change interval `[lo, hi]` against `limit`, in the metric's "worse"
@@ -161,6 +201,28 @@ pub fn compare_entries(
     head: &[(String, Entry)],
     limits: &[(usize, f64)],
 ) -> Vec<Row> {
+    compare_with(base, head, limits, false)
+}
+
+/// As [`compare_entries`], for the two sides of one paired bench (`bench --versus`):
+/// run i of base and run i of head ran back to back, so the change is the median of
+/// the per-pair changes and its interval resamples whole pairs ([`bootstrap_paired`]).
+/// Same limits, verdicts and exit codes. Sides with unequal run counts fall back to
+/// the unpaired comparison.
+pub fn compare_pairs(
+    base: &[(String, Entry)],
+    head: &[(String, Entry)],
+    limits: &[(usize, f64)],
+) -> Vec<Row> {
+    compare_with(base, head, limits, true)
+}
+
+fn compare_with(
+    base: &[(String, Entry)],
+    head: &[(String, Entry)],
+    limits: &[(usize, f64)],
+    paired: bool,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     for (id, b) in base {
         let Some((_, h)) = head.iter().find(|(hid, _)| hid == id) else {
@@ -175,7 +237,6 @@ pub fn compare_entries(
             if bv.is_none() && hv.is_none() {
                 continue;
             }
-            let ch = bv.zip(hv).and_then(|(x, y)| change(x, y));
             let limit = limits.iter().find(|(i, _)| *i == mi).map(|&(_, l)| l);
             let per_run = |e: &Entry| -> Vec<f64> {
                 e.runs
@@ -185,10 +246,16 @@ pub fn compare_entries(
                     .collect()
             };
             let (br, hr) = (per_run(b), per_run(h));
-            let interval = if br.len() >= MIN_RUNS && hr.len() >= MIN_RUNS {
-                bootstrap(&br, &hr)
+            let pairs = paired && br.len() == hr.len() && !br.is_empty();
+            let ch = if pairs {
+                paired_change(&br, &hr)
             } else {
-                None
+                bv.zip(hv).and_then(|(x, y)| change(x, y))
+            };
+            let interval = match (br.len() >= MIN_RUNS && hr.len() >= MIN_RUNS, pairs) {
+                (true, true) => bootstrap_paired(&br, &hr),
+                (true, false) => bootstrap(&br, &hr),
+                _ => None,
             };
             let verdict = match (interval, ch) {
                 (Some((lo, hi)), _) => judge(lo, hi, limit, m.higher_is_better),
@@ -308,6 +375,43 @@ mod tests {
         // Identical runs: a point.
         assert_eq!(bootstrap(&[5.0; 3], &[6.0; 3]).unwrap(), (0.2, 0.2));
         assert!(bootstrap(&[], &[1.0]).is_none());
+    }
+
+    #[test]
+    fn pairing_cancels_noise_shared_by_a_pair() {
+        // The machine's speed swings 2x between pairs; head is 10% slower in each.
+        let base = [100.0, 200.0, 150.0, 120.0, 180.0];
+        let head: Vec<f64> = base.iter().map(|b| b * 1.1).collect();
+        let (lo, hi) = bootstrap_paired(&base, &head).unwrap();
+        assert!(
+            (lo - 0.1).abs() < 1e-9 && (hi - 0.1).abs() < 1e-9,
+            "{lo} {hi}"
+        );
+        assert!((paired_change(&base, &head).unwrap() - 0.1).abs() < 1e-9);
+        // Unpaired, the same runs cannot tell the 10% from the swings.
+        let (lo, hi) = bootstrap(&base, &head).unwrap();
+        assert!(lo < 0.0 && hi > 0.2, "{lo} {hi}");
+        assert!(bootstrap_paired(&base, &head[..4]).is_none());
+        let limits = crate::report::compare::parse_limits("p99=5%").unwrap();
+        let e = |v: &[f64]| Entry {
+            median: m(1.0, median(&mut v.to_vec())),
+            runs: v.iter().map(|&p| m(1.0, p)).collect(),
+            open_rate: None,
+            io: String::new(),
+        };
+        let (b, h) = (
+            vec![("a".to_string(), e(&base))],
+            vec![("a".to_string(), e(&head))],
+        );
+        let p99 = |rows: Vec<Row>| rows.into_iter().find(|r| r.metric == "p99").unwrap();
+        assert_eq!(
+            p99(compare_pairs(&b, &h, &limits)).verdict,
+            Verdict::Regression
+        );
+        assert_eq!(
+            p99(compare_entries(&b, &h, &limits)).verdict,
+            Verdict::Inconclusive
+        );
     }
 
     #[test]

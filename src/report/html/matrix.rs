@@ -94,6 +94,7 @@ pub(super) fn matrix_sections(
         }
     }
     h.push_str("</tbody></table></div></section>\n");
+    h.push_str(&crate::report::pairs::pairs_html(r));
 
     // Ratios
     let rs = ratios(r);

@@ -17,6 +17,7 @@ use crate::report::charts::{
     Series, Timeline, color_of, hex, idle_bars_svg, spectrum_svg, timeline_svg,
 };
 use crate::report::fmt::{self, esc};
+use crate::report::loads::{NamedLoad, loads_html};
 use crate::report::md::{self, IDLE_COLS, idle_lead, idle_rows};
 use crate::report::series::{CellData, StemFiles, load_series};
 use crate::results::schema::{BenchResults, IdleResults};
@@ -103,14 +104,21 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
 /// report.html for a folder of `load` outputs (no results.json): the percentile
 /// spectrum and the latency over time of every .hlog/.hgrm file there, one series per
 /// file stem (`uring.hlog` and `uring.hgrm` are one series, the interval log preferred).
-pub fn files_report_html(dir: &Path, stems: &[StemFiles], warnings: &mut Vec<String>) -> String {
+pub fn files_report_html(
+    dir: &Path,
+    stems: &[StemFiles],
+    loads: &[NamedLoad],
+    warnings: &mut Vec<String>,
+) -> String {
     let mut h = page_head("ringmux load report");
     let _ = writeln!(
         h,
-        "<header><h1>ringmux load report</h1><p>{} · {} series from the .hlog/.hgrm files in this folder (no results.json)</p></header>",
+        "<header><h1>ringmux load report</h1><p>{} · {} load result(s), {} series from the .hlog/.hgrm files (no results.json)</p></header>",
         esc(&dir.display().to_string()),
+        loads.len(),
         stems.len()
     );
+    h.push_str(&loads_html(loads));
     let names: Vec<String> = stems.iter().map(|s| s.0.clone()).collect();
     let data: Vec<CellData> = stems
         .iter()
