@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::{parse_addr, parse_secs};
-/// Domain types of `load`, re-exported for the CLI paths (`crate::cli::LoadProto`).
+/// Domain types of `load`, for the other subcommands' arguments (bench's `--proto`).
 pub use crate::load::{DriverChoice, LoadProto};
 use crate::load::{LoadCommand, LoadConfig, Mode, OutputFiles, check_rate};
 use crate::os::cpus::{format_cpu_list, parse_cpu_list};
@@ -176,8 +176,8 @@ mod tests {
     fn args(extra: &[&str]) -> LoadArgs {
         let mut v = vec!["ringmux", "load"];
         v.extend_from_slice(extra);
-        match crate::cli::Cli::try_parse_from(v).unwrap().command {
-            crate::cli::Command::Load(a) => a,
+        match super::super::Cli::try_parse_from(v).unwrap().command {
+            super::super::Command::Load(a) => a,
             _ => unreachable!(),
         }
     }
