@@ -193,7 +193,10 @@ impl Proactor<'_> {
             self.synthetic.push((t.encode(), -libc::ENOBUFS, 0));
             return;
         }
-        let e = if self.features.multishot_recv {
+        let e = if self.features.recv_bundles {
+            on_socket!(c, key, |fd| opcode::RecvMultiBundle::new(fd, bufs::BGID)
+                .build())
+        } else if self.features.multishot_recv {
             on_socket!(c, key, |fd| opcode::RecvMulti::new(fd, bufs::BGID).build())
         } else {
             let len = self.cfg.recv_buf as u32;
