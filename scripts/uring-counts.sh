@@ -8,7 +8,8 @@
 # Writes RUN_PAGE with its .md replaced by .counts.md and prints its path. One row per
 # server and cell, each repeat's figure in order: syscalls (all kinds), io_uring_enter,
 # completions (cqes), context switches, each per echoed message (bytes_in / size), and
-# the receive completions that carried more than one buffer (recv_bundled).
+# the receive completions that carried more than one buffer (recv_bundled); with
+# --profile, the profile groups per cell to two decimals.
 set -euo pipefail
 dir="${1:?usage: uring-counts.sh BENCH_DIR RUN_PAGE}"
 page="${2:?usage: uring-counts.sh BENCH_DIR RUN_PAGE}"
@@ -52,3 +53,19 @@ cmd=$(cat "$dir/command.txt" 2>/dev/null || echo "see ${page##*/}")
   done
 } >"$out"
 echo "$out"
+# With --profile: the groups the io_uring work moves, to two decimals (the report
+# rounds to one), from results.json (each the mean over the cell's runs).
+if jq -e 'any(.cells[]; .profile != null)' "$dir/results.json" >/dev/null; then
+  {
+    echo
+    echo "## Profile shares (percent of the server's samples, mean over the runs)"
+    echo
+    echo "| cell | file lookup | io_uring | readiness | syscall entry | scheduler and timers | network stack |"
+    echo "|---|--:|--:|--:|--:|--:|--:|"
+    jq -r '.cells[] | select(.profile != null) | .profile.groups as $g
+      | "| \(.id) | " + ([ "file lookup", "io_uring", "readiness", "syscall entry",
+          "scheduler and timers", "network stack" ]
+          | map(($g[.] // 0) * 100 | round / 100 | tostring) | join(" | ")) + " |"' \
+      "$dir/results.json"
+  } >>"$out"
+fi

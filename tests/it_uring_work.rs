@@ -213,3 +213,33 @@ uring_test!(recv_bundles_carry_several_buffers_per_completion, |v| {
         let _ = std::fs::remove_file(&json);
     }
 });
+
+uring_test!(large_messages_do_not_wait_out_the_cap, |v| {
+    // A 64 KiB message fills four 16 KiB receive buffers: its echo goes out as a SEND
+    // with more owed behind it. A wait for "the sends plus one" would then sleep on
+    // a completion only the loop itself can cause (the next SEND) until the 5 ms cap:
+    // one cap hit per message, about 100 messages a second. Counted by the server.
+    let json = json_path("large", v);
+    let srv = Server::start(v, &["--stats-json", json.to_str().unwrap()]);
+    let mut s = srv.connect();
+    let msg: Vec<u8> = (0..64u32 << 10).map(|i| (i % 253) as u8).collect();
+    let mut back = vec![0u8; msg.len()];
+    let n = 100;
+    let a = srv.snapshot(&json);
+    for _ in 0..n {
+        s.write_all(&msg).unwrap();
+        s.read_exact(&mut back).unwrap();
+        assert!(back == msg, "{v:?}: the echo differs");
+    }
+    let b = srv.snapshot(&json);
+    let capped = b["wait_cap_hits"].as_u64().unwrap() - a["wait_cap_hits"].as_u64().unwrap();
+    // A client late by more than the cap on a loaded machine also counts: allow
+    // some, not one per message.
+    assert!(
+        capped < n / 2,
+        "{v:?}: {capped} waits ended by the cap in {n} messages; {b}"
+    );
+    drop(s);
+    srv.stop_ok(Duration::from_secs(10));
+    let _ = std::fs::remove_file(&json);
+});

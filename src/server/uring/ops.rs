@@ -237,6 +237,11 @@ impl Proactor<'_> {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
+        if c.inflight & IN_SEND != 0 && c.conn.owed_len() > 0 {
+            // The SEND in flight has more behind it: the next wait must not ask for
+            // one completion beyond the sends (see `wait_for`).
+            self.owed_behind = true;
+        }
         if c.closing || c.inflight & IN_SEND != 0 || c.conn.owed_len() == 0 {
             return;
         }
