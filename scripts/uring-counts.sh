@@ -17,7 +17,6 @@ page="${2:?usage: uring-counts.sh BENCH_DIR RUN_PAGE}"
 [ -f "$dir/results.json" ] || { echo "uring-counts.sh: $dir/results.json missing" >&2; exit 2; }
 size=$(jq -r '.cells[0].size' "$dir/results.json")
 out="${page%.md}.counts.md"
-cmd=$(cat "$dir/command.txt" 2>/dev/null || echo "see ${page##*/}")
 {
   echo "# Counts per message, ${page##*/}"
   echo
@@ -25,6 +24,13 @@ cmd=$(cat "$dir/command.txt" 2>/dev/null || echo "see ${page##*/}")
   echo "[${page##*/}](${page##*/}) (\`runs/*.server.json\`, the whole server life: warm-up"
   echo "and connects included). Each cell lists its repeats in run order. Message size ${size} B."
   echo
+  # The run's when, what, where and how, as its run page says them.
+  if [ -f "$page" ]; then
+    echo "| | |"
+    echo "|---|---|"
+    awk -F' [|] ' '/^[|] (date [(]UTC[)]|commit|CPU|kernel|command) [|]/ && !seen[$1]++' "$page"
+    echo
+  fi
   echo "| server, cell | syscalls/msg | io_uring_enter/msg | completions/msg | ctx/msg | bundled completions |"
   echo "|---|---|---|---|---|---|"
   for f in "$dir"/runs/*-r1.server.json; do

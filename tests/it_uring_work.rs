@@ -2,8 +2,8 @@
 //! and completions per echoed message at one connection, per level, with the counted
 //! wait and the registered file table on and off; sends to a full socket, which
 //! do not complete inside the enter that submits them; and the opt-in switches
-//! `--no-sqarray` and `--recv-bundles` (in use where the probe says the kernel has
-//! them, echo intact).
+//! `--no-sqarray` and the RECV bundles (`--no-recv-bundles`): in use where the
+//! probe says the kernel has them, echo intact.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -185,7 +185,7 @@ uring_test!(no_sqarray_where_asked_and_the_kernel_has_it, |v| {
 uring_test!(recv_bundles_carry_several_buffers_per_completion, |v| {
     let multishot = matches!(v, Variant::UringMultishot | Variant::UringFull);
     let want = multishot && kernel_has("FEAT_RECVSEND_BUNDLE");
-    for (extra, on) in [(&["--recv-bundles"][..], want), (&[][..], false)] {
+    for (extra, on) in [(&[][..], want), (&["--no-recv-bundles"][..], false)] {
         let json = json_path("bundles", v);
         let mut args = vec!["--recv-buf", "1024", "--stats-json", json.to_str().unwrap()];
         args.extend_from_slice(extra);

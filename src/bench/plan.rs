@@ -61,7 +61,7 @@ pub const LEVEL_MODS: [(&str, &str); 9] = [
     ("no-defer-taskrun", "--no-defer-taskrun"),
     ("no-register", "--no-register-files"),
     ("no-sqarray", "--no-sqarray"),
-    ("bundles", "--recv-bundles"),
+    ("no-bundles", "--no-recv-bundles"),
     ("no-multishot-accept", "--no-multishot-accept"),
     ("wait-single", "--uring-wait=single"),
     ("wait-coalesce", "--uring-wait=coalesce"),

@@ -56,16 +56,15 @@ pub struct ServeArgs {
     /// refuses the flag gets the ring without it (the feature line says which).
     #[arg(long, verbatim_doc_comment)]
     pub no_sqarray: bool,
-    /// At multishot/full: multishot RECV as a bundle (IORING_RECVSEND_BUNDLE, 6.10+).
+    /// At multishot/full: one completion per buffer, not multishot RECV bundles.
     ///
-    /// One completion then carries as many provided buffers, consecutive in the buffer
-    /// ring, as the bytes waiting in the socket fill, instead of one completion per
-    /// buffer. It matters only when a receive finds more than one --recv-buf of bytes
-    /// (large messages, small buffers). Opt-in; ignored (bundles=off in the feature
-    /// line) where the kernel lacks FEAT_RECVSEND_BUNDLE and with --proto chat (one-shot
-    /// receives).
+    /// By default (Linux 6.10+, FEAT_RECVSEND_BUNDLE) the multishot RECV is a bundle
+    /// (IORING_RECVSEND_BUNDLE): one completion carries as many provided buffers,
+    /// consecutive in the buffer ring, as the bytes waiting in the socket fill. It
+    /// matters only when a receive finds more than one --recv-buf of bytes (large
+    /// messages, small buffers). Not with --proto chat (one-shot receives).
     #[arg(long, verbatim_doc_comment)]
-    pub recv_bundles: bool,
+    pub no_recv_bundles: bool,
     /// At multishot/full: how the loop waits for completions.
     ///
     /// `adaptive` (default) waits for the SENDs it just submitted plus one more
@@ -212,7 +211,7 @@ impl ServeArgs {
             defer_taskrun: !self.no_defer_taskrun,
             register_files: !self.no_register_files,
             no_sqarray: self.no_sqarray,
-            recv_bundles: self.recv_bundles,
+            recv_bundles: !self.no_recv_bundles,
             uring_wait: self.uring_wait,
             sqpoll: self.sqpoll,
             buf_entries: self.buf_ring_entries,

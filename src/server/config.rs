@@ -38,7 +38,7 @@ pub struct ServerConfig {
     pub register_files: bool,
     /// At multishot/full: IORING_SETUP_NO_SQARRAY, 6.6+ (`--no-sqarray`).
     pub no_sqarray: bool,
-    /// At multishot/full: multishot RECV as a bundle, 6.10+ (`--recv-bundles`).
+    /// At multishot/full: multishot RECV as a bundle, 6.10+ (off: `--no-recv-bundles`).
     pub recv_bundles: bool,
     /// At full with FEAT_MIN_TIMEOUT: how the proactor waits.
     pub uring_wait: WaitMode,

@@ -120,7 +120,8 @@ pub struct RingFeatures {
     pub buf_entries: u16,
     pub multishot_accept: bool,
     pub multishot_recv: bool,
-    /// Multishot RECV as a bundle (IORING_RECVSEND_BUNDLE, 6.10, `--recv-bundles`): one
+    /// Multishot RECV as a bundle (IORING_RECVSEND_BUNDLE, 6.10; off with
+    /// `--no-recv-bundles`): one
     /// completion may carry several consecutive buffers of the buffer ring.
     pub recv_bundles: bool,
     /// IORING_SETUP_NO_SQARRAY (6.6, `--no-sqarray`): no SQ index array.

@@ -65,7 +65,7 @@ counters! {
     /// next event came later than the cap, or a send was parked).
     wait_cap_hits,
     /// io_uring: receive completions that carried more than one provided buffer
-    /// (`--recv-bundles`).
+    /// (bundles, 6.10+).
     recv_bundled,
     /// Connections still open (or owing bytes) when the drain timeout ran out.
     forced_closed,

@@ -361,8 +361,8 @@ pub fn probe() -> ProbeReport {
     feat(
         "FEAT_RECVSEND_BUNDLE",
         params.map(|p| p.is_feature_recvsend_bundle()),
-        "opt-in",
-        "needs Linux 6.10+ (serve --recv-bundles then receives one buffer per completion)",
+        "multishot",
+        "needs Linux 6.10+ (multishot/full then receive one buffer per completion)",
     );
     feat(
         "FEAT_MIN_TIMEOUT",
