@@ -23,6 +23,7 @@ pub use serve::*;
 #[derive(Debug, Parser)]
 #[command(name = "ringmux", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
