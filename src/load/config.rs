@@ -64,7 +64,8 @@ pub type WindowHook = Arc<dyn Fn(WindowEdge) + Send + Sync>;
 /// total rate (messages/s), corrected for coordinated omission.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
-    /// Each connection sends its next message when a reply arrives.
+    /// Each connection keeps `pipeline` messages in flight: the next leaves when a
+    /// reply arrives.
     Closed,
     /// Messages leave on a fixed schedule, whether or not replies have come.
     Open {
