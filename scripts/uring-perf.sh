@@ -113,12 +113,12 @@ share() { # FILE REGEX: the summed share of the matching symbols, and each
   done
   echo
   echo "(single: \`--uring-wait single\`.) Call chains of the queued-spinlock slow path,"
-  echo "every round that sampled it (\`perf report -g caller\`, trimmed to the chain):"
+  echo "every round that sampled it (\`perf report -g caller,0\`, the first 80 lines):"
   for t in full single epoll; do
     for r in $(seq 1 "$rounds"); do
       chain=$(perf report -i "$work/$t-c1-r$r.data" --stdio --no-children --sort sym -q \
-        -S __pv_queued_spin_lock_slowpath,native_queued_spin_lock_slowpath -G 2>/dev/null \
-        | grep -v '^\s*$' | head -40 || true)
+        -S __pv_queued_spin_lock_slowpath,native_queued_spin_lock_slowpath -g caller,0 \
+        2>/dev/null | grep -v '^\s*$' | head -80 || true)
       [ -n "$chain" ] || continue
       echo
       echo "### $t, round $r"
