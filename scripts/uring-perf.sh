@@ -76,6 +76,17 @@ share() { # FILE REGEX: the summed share of the matching symbols, and each
   awk -v re="^($2)\$" '$2 == "[k]" && $3 ~ re { s += $1; d = d sprintf("%s %s; ", $3, $1) }
     END { printf "%.2f%% (%s)", s, (d == "" ? "none sampled" : d) }' "$1"
 }
+rows() { # WHAT CELL REGEX SERVERS...: a table, a row per server and round
+  local what=$1 cell=$2 re=$3 t r
+  shift 3
+  echo "| server | round | ${what} |"
+  echo "|---|--:|---|"
+  for t in "$@"; do
+    for r in $(seq 1 "$rounds"); do
+      echo "| $t | $r | $(share "$work/$t-$cell-r$r.flat.txt" "$re") |"
+    done
+  done
+}
 {
   echo "# io_uring perf by symbol, $(date -u +%Y-%m-%d), ${name}"
   echo
@@ -91,26 +102,15 @@ share() { # FILE REGEX: the summed share of the matching symbols, and each
   echo
   echo "## File lookups at 500 connections (percent of the server's samples)"
   echo
-  echo "| server | round | file lookup symbols |"
-  echo "|---|--:|---|"
-  for t in full noreg epoll; do
-    for r in $(seq 1 "$rounds"); do
-      echo "| $t | $r | $(share "$work/$t-c500-r$r.flat.txt" "$lookups") |"
-    done
-  done
+  rows "file lookup symbols" c500 "$lookups" full noreg epoll
   echo
   echo "(full: io_uring full, sockets in the registered file table; noreg: the same with"
   echo "\`--no-register-files\`.)"
   echo
   echo "## Spinlocks at one connection"
   echo
-  echo "| server | round | spinlock symbols |"
-  echo "|---|--:|---|"
-  for t in full single epoll; do
-    for r in $(seq 1 "$rounds"); do
-      echo "| $t | $r | $(share "$work/$t-c1-r$r.flat.txt" '_raw_spin_lock[a-z_]*|__pv_queued_spin_lock_slowpath|native_queued_spin_lock_slowpath') |"
-    done
-  done
+  rows "spinlock symbols" c1 '_raw_spin_lock[a-z_]*|__pv_queued_spin_lock_slowpath|native_queued_spin_lock_slowpath' \
+    full single epoll
   echo
   echo "(single: \`--uring-wait single\`.) Call chains of the queued-spinlock slow path,"
   echo "every round that sampled it (\`perf report -g caller,0\`, the first 80 lines):"
