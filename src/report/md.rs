@@ -168,7 +168,8 @@ pub const HEADLINE_COLS: [&str; 12] = [
 ];
 
 /// The headline table as text cells (no escaping), grouped by shape, and whether the
-/// row's cell counted errors.
+/// row's cell counted errors. A cell with runs that measured nothing says so beside
+/// the server, and a cell with no run left shows "no data", never a 0.
 pub fn headline_rows(results: &BenchResults) -> Vec<([String; 12], u64)> {
     let mut rows = Vec::new();
     for (_, cells) in by_shape(results) {
@@ -191,23 +192,35 @@ pub fn headline_rows(results: &BenchResults) -> Vec<([String; 12], u64)> {
             } else {
                 fmt::si(m.msgs_per_s)
             };
-            rows.push((
-                [
-                    c.server.clone(),
-                    c.features.clone().unwrap_or_else(|| "–".into()),
-                    mode,
-                    c.conns.to_string(),
-                    c.size.to_string(),
-                    thr,
-                    fmt::ns(m.p50_ns),
-                    fmt::ns(m.p99_ns),
-                    fmt::ns(m.p99_9_ns),
-                    fmt::ns_opt(m.cpu_ns_per_msg),
-                    fmt::num_opt(m.syscalls_per_msg),
-                    fmt::num_opt(m.ctx_switches_per_msg),
-                ],
-                m.errors,
-            ));
+            let mut server = c.server.clone();
+            if c.empty_runs > 0 {
+                let _ = write!(
+                    server,
+                    " ⚠ {} empty run{}",
+                    c.empty_runs,
+                    if c.empty_runs == 1 { "" } else { "s" }
+                );
+            }
+            let mut row = [
+                server,
+                c.features.clone().unwrap_or_else(|| "–".into()),
+                mode,
+                c.conns.to_string(),
+                c.size.to_string(),
+                thr,
+                fmt::ns(m.p50_ns),
+                fmt::ns(m.p99_ns),
+                fmt::ns(m.p99_9_ns),
+                fmt::ns_opt(m.cpu_ns_per_msg),
+                fmt::num_opt(m.syscalls_per_msg),
+                fmt::num_opt(m.ctx_switches_per_msg),
+            ];
+            if c.runs.is_empty() {
+                for v in &mut row[5..] {
+                    *v = "no data".into();
+                }
+            }
+            rows.push((row, m.errors));
         }
     }
     rows
