@@ -19,29 +19,34 @@ fn row_fig(r: &ModelRun) -> String {
     )
 }
 
-/// A key figure: ratios and shares with two decimals, counts whole.
+/// A key figure: ratios and shares with two decimals, counts and large values whole.
 fn figure(v: f64) -> String {
-    if v.abs() >= 100.0 {
+    if v.fract() == 0.0 || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
     }
 }
 
-/// "holds in k of n repeats", with the repeats that had no data.
+/// "holds in k of n repeats", with the repeats that had no data, and, for a verdict
+/// other than holds or mixed, in how many repeats it was reached.
 pub fn repeats_text(c: &Claim) -> String {
     let n = c.repeats.len();
-    let none = c
-        .repeats
-        .iter()
-        .filter(|r| r.verdict == Verdict::NotMeasured)
-        .count();
+    let count = |v: &Verdict| c.repeats.iter().filter(|r| r.verdict == *v).count();
     let mut s = format!(
         "holds in {} of {n} repeat{}",
         c.holds_in,
         if n == 1 { "" } else { "s" }
     );
-    if none > 0 {
+    if !matches!(c.verdict, Verdict::Holds | Verdict::Mixed) && n > 0 {
+        let what = match &c.verdict {
+            Verdict::HoldsOnlyWhen(_) => "this verdict".into(),
+            v => v.text(),
+        };
+        let _ = write!(s, "; {what} in {}", count(&c.verdict));
+    }
+    let none = count(&Verdict::NotMeasured);
+    if none > 0 && c.verdict != Verdict::NotMeasured {
         let _ = write!(s, " ({none} with no data)");
     }
     s
@@ -139,8 +144,10 @@ pub fn models_markdown(m: &ModelsResults) -> String {
         m.repeat, m.duration_s, m.size, m.loadavg_start, m.loadavg_end
     );
     s.push_str(&claims_markdown(m));
-    let _ = writeln!(s, "\n### Claims per repeat (verdict, and the key figure)\n");
-    s.push_str(&repeats_markdown(m));
+    if m.claims.iter().any(|c| c.repeats.len() > 1) {
+        let _ = writeln!(s, "\n### Claims per repeat (verdict, and the key figure)\n");
+        s.push_str(&repeats_markdown(m));
+    }
     let _ = writeln!(s, "\nRules:\n");
     for c in &m.claims {
         let _ = writeln!(s, "{}. {}", c.n, c.rule);
@@ -348,8 +355,10 @@ pub fn models_html(m: &ModelsResults) -> String {
         m.loadavg_start, m.loadavg_end
     );
     h.push_str(&md_table_html(&claims_markdown(m)));
-    h.push_str("<h3>Claims per repeat (verdict, and the key figure)</h3>");
-    h.push_str(&md_table_html(&repeats_markdown(m)));
+    if m.claims.iter().any(|c| c.repeats.len() > 1) {
+        h.push_str("<h3>Claims per repeat (verdict, and the key figure)</h3>");
+        h.push_str(&md_table_html(&repeats_markdown(m)));
+    }
     h.push_str("<ol>");
     for c in &m.claims {
         let _ = write!(h, "<li>{}</li>", esc(&c.rule));
