@@ -511,4 +511,55 @@ mod tests {
             "open loop · 50 connections · 128 B messages · 166k msgs/s asked"
         );
     }
+
+    #[test]
+    fn a_cell_whose_runs_measured_nothing_says_so() {
+        let run = crate::results::schema::RunMetrics {
+            msgs_per_s: 1000.0,
+            p50_ns: 50_000.0,
+            ..Default::default()
+        };
+        let cell = |server: &str, runs: Vec<crate::results::schema::RunMetrics>, empty| Cell {
+            id: format!("{server}/closed/c100/s128"),
+            server: server.into(),
+            features: None,
+            server_threads: Some(1),
+            mode: "closed".into(),
+            conns: 100,
+            size: 128,
+            pipeline: 1,
+            rate: None,
+            median: runs.first().cloned().unwrap_or_default(),
+            min: runs.first().cloned().unwrap_or_default(),
+            max: runs.first().cloned().unwrap_or_default(),
+            runs,
+            hgrm: vec![],
+            hlog: vec![],
+            profile: None,
+            empty_runs: empty,
+        };
+        let r = BenchResults {
+            schema: crate::results::schema::BENCH_SCHEMA.into(),
+            sys: crate::sysinfo::SysInfo::collect(),
+            start_unix_s: 0.0,
+            args: serde_json::json!({}),
+            cells: vec![
+                cell("epoll", vec![], 1),
+                cell("uring", vec![run.clone(), run], 1),
+            ],
+            notes: vec![],
+            idle: None,
+            quiet: vec![],
+            models: None,
+        };
+        let rows = headline_rows(&r);
+        let epoll = &rows.iter().find(|x| x.0[0].starts_with("epoll")).unwrap().0;
+        assert_eq!(epoll[0], "epoll ⚠ 1 empty run");
+        assert!(epoll[5..].iter().all(|v| v == "no data"), "{epoll:?}");
+        let uring = &rows.iter().find(|x| x.0[0].starts_with("uring")).unwrap().0;
+        assert_eq!(
+            (uring[0].as_str(), uring[6].as_str()),
+            ("uring ⚠ 1 empty run", "50.0 µs")
+        );
+    }
 }
