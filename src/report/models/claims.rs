@@ -58,8 +58,11 @@ pub const FIGURES: [&str; 8] = [
 /// ([`FIGURES`]; None when it could not be computed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Judged {
+    /// The figures the verdict rests on, as text ("no data" for a missing one).
     pub figures: String,
+    /// What the rule decided.
     pub verdict: Verdict,
+    /// The claim's key figure ([`FIGURES`]), None when it could not be computed.
     pub figure: Option<f64>,
 }
 
