@@ -31,13 +31,28 @@ use super::fmt::esc;
 
 pub use crate::results::profile::Profile;
 
+// The group names: each is the key in `Profile::groups` (stored in results.json) and
+// the label charts and tables print. What each group holds: the module doc above.
+
+/// Group: TCP/IP, sockets, skbs, user copies, loopback's softirq.
 pub const NETWORK: &str = "network stack";
+/// Group: the ring's own work (submission, completion posting, task work, internal
+/// poll, provided buffers).
 pub const IO_URING: &str = "io_uring";
+/// Group: descriptor to file to socket (`fget`, `sockfd_lookup_light`, ...), what
+/// registered files remove.
 pub const FILE_LOOKUP: &str = "file lookup";
+/// Group: epoll/poll/select/SIGIO bookkeeping and the readiness query (`sock_poll`,
+/// `tcp_poll`), io_uring's internal poll included.
 pub const READINESS: &str = "readiness";
+/// Group: the kernel entry/exit path and per-call wrappers.
 pub const SYSCALL: &str = "syscall entry";
+/// Group: sleeping, waking, context switches, timers, clocks, and what is billed where
+/// interrupts come back on.
 pub const SCHED: &str = "scheduler and timers";
+/// Group: kernel symbols no other rule claims.
 pub const OTHER: &str = "other kernel";
+/// Group: everything outside the kernel (ringmux itself, libc).
 pub const USER: &str = "user space";
 
 /// Every group, in the order charts stack them.

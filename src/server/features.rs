@@ -78,6 +78,7 @@ named_enum! {
 pub struct FeatureChoice(pub Option<FeatureLevel>);
 
 impl FeatureChoice {
+    /// `auto`: the best level this kernel sets up (the default).
     pub const AUTO: FeatureChoice = FeatureChoice(None);
 
     /// The level pinned, if one is.
@@ -113,12 +114,19 @@ impl ValueEnum for FeatureChoice {
 /// The io_uring features a running proactor uses, as recorded in its stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct RingFeatures {
+    /// The level the ring was set up at (with `auto`, after any step down).
     pub level: FeatureLevel,
     /// "pooled" (baseline: a pooled buffer per RECV after POLL_ADD), "provide_buffers"
     /// (fastpoll), "buf_ring" (multishot/full).
     pub recv_buffers: &'static str,
+    /// Receive buffers in the provided group or buffer ring (`--buf-ring-entries`), each
+    /// `--recv-buf` bytes; 0 at baseline, which has no group.
     pub buf_entries: u16,
+    /// One multishot ACCEPT stays armed on the listener (multishot/full, unless turned
+    /// off by `--no-multishot-accept`); otherwise one ACCEPT per connection.
     pub multishot_accept: bool,
+    /// One multishot RECV per connection over the buffer ring (multishot/full); off for
+    /// chat, whose fan-out paces senders with one-shot RECVs.
     pub multishot_recv: bool,
     /// Multishot RECV as a bundle (IORING_RECVSEND_BUNDLE, 6.10; off with
     /// `--no-recv-bundles`): one
@@ -126,9 +134,16 @@ pub struct RingFeatures {
     pub recv_bundles: bool,
     /// IORING_SETUP_NO_SQARRAY (6.6, `--no-sqarray`): no SQ index array.
     pub no_sqarray: bool,
+    /// IORING_SETUP_COOP_TASKRUN (multishot only; full uses DEFER_TASKRUN instead).
     pub coop_taskrun: bool,
+    /// IORING_SETUP_SINGLE_ISSUER (full).
     pub single_issuer: bool,
+    /// IORING_SETUP_DEFER_TASKRUN (full, unless `--sqpoll` or `--no-defer-taskrun`):
+    /// completion work runs only when the loop enters the ring.
     pub defer_taskrun: bool,
+    /// The ring's fd is registered and every enter passes its index (full, no
+    /// `--sqpoll`, 5.18+). Set by the loop on its own thread in `uring::run`; the ring
+    /// setup leaves it false.
     pub registered_ring_fd: bool,
     /// Slots in the ring's registered file table, where accepted sockets go so RECV and
     /// SEND skip the descriptor lookup (multishot/full, 5.19+); 0: descriptors.
@@ -143,8 +158,13 @@ pub struct RingFeatures {
     /// How the loop waits: "single", "coalesce" or "adaptive" ("single" without
     /// min_wait or the counted wait).
     pub wait: &'static str,
+    /// IORING_SETUP_SQPOLL (`--sqpoll`): a kernel thread polls the submission queue.
     pub sqpoll: bool,
+    /// Submission queue entries the kernel gave the ring (`--ring-entries`, maybe
+    /// halved on ENOMEM, rounded up to a power of two).
     pub sq_entries: u32,
+    /// Completion queue entries the kernel gave the ring (`--cq-entries`, default four
+    /// times the submission queue).
     pub cq_entries: u32,
 }
 

@@ -24,6 +24,8 @@ pub const MANY_THREADS_FACTOR: f64 = 2.0;
 /// Claim 6: a "wasted core" is at least this CPU share with no traffic; an idle
 /// server stays under [`IDLE_SHARE`].
 pub const WASTE_SHARE: f64 = 0.5;
+/// Claim 6: the most CPU share (of one core, no traffic) epoll may use for the claim
+/// to hold outright; at or above it the claim holds only with that caveat.
 pub const IDLE_SHARE: f64 = 0.05;
 /// Claim 8: uring "saves syscalls" when its syscalls per message are at most this
 /// share of epoll's at the same point.

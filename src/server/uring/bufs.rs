@@ -49,6 +49,10 @@ enum Kind {
     },
 }
 
+/// One group ([`BGID`]) of equal-sized receive buffers the kernel picks from, as a
+/// legacy PROVIDE_BUFFERS group or a registered buffer ring. Buffers are named by
+/// bid (`0..provided()`); their memory never moves while the group lives, and the
+/// group must outlive the ring that may write into it (or be leaked).
 pub struct ProvidedBufs {
     kind: Kind,
     /// Chunks of [`CHUNK`] buffers of `size` bytes each; buffer `bid` lives in chunk

@@ -209,6 +209,11 @@ impl Loop for Proactor<'_> {
     }
 }
 
+/// Serve on `listener` with the proactor on `ring` until a stop signal and the drain
+/// (or a hard stop); returns this loop's counts. Call it on the thread that set `ring`
+/// up: at `full` the ring is SINGLE_ISSUER, and the ring fd is registered (per thread)
+/// here. Connections whose ops never completed are leaked with their buffers (a
+/// warning says how many) rather than freed under the kernel.
 pub fn run(
     ring: Ring,
     listener: Socket,

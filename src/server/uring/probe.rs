@@ -15,7 +15,10 @@ pub use crate::server::features::RingFeatures;
 /// One capability ringmux may use, and whether this kernel has it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Capability {
+    /// An opcode (`ACCEPT`), ring feature (`FEAT_FAST_POLL`), setup flag
+    /// (`DEFER_TASKRUN`) or trial (`MULTISHOT_RECV`), as `ringmux probe` prints it.
     pub name: &'static str,
+    /// Whether this kernel has it (false also when no ring could be set up).
     pub available: bool,
     /// Why not (or how it was detected).
     pub detail: String,
@@ -36,8 +39,13 @@ pub const BASELINE_OPS: [(&str, u8); 6] = [
 /// Setup flags a level asks for; each is tried and, on EINVAL, reported missing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SetupFlags {
+    /// IORING_SETUP_COOP_TASKRUN with TASKRUN_FLAG (5.19): task work runs at the next
+    /// io_uring_enter instead of interrupting the thread.
     pub coop_taskrun: bool,
+    /// IORING_SETUP_SINGLE_ISSUER (6.0): only the thread that set the ring up submits.
     pub single_issuer: bool,
+    /// IORING_SETUP_DEFER_TASKRUN (6.1): task work waits until the issuer asks for
+    /// completions; the kernel requires `single_issuer` with it.
     pub defer_taskrun: bool,
     /// SQPOLL with this idle time in milliseconds.
     pub sqpoll_idle_ms: Option<u32>,
@@ -88,12 +96,17 @@ pub fn build_ring_with(entries: u32, f: SetupFlags) -> Result<IoUring, Unavailab
 /// What the multishot trial found: `Ok` or why not.
 #[derive(Debug, Clone)]
 pub struct MultishotTrial {
+    /// Registering a provided-buffer ring (IORING_REGISTER_PBUF_RING, 5.19).
     pub buf_ring: Result<(), String>,
+    /// A multishot ACCEPT that completed with IORING_CQE_F_MORE (5.19).
     pub accept: Result<(), String>,
+    /// A multishot RECV from the buffer ring that received the byte with
+    /// IORING_CQE_F_MORE (6.0); `Err` without a buffer ring or an accepted socket.
     pub recv: Result<(), String>,
 }
 
 impl MultishotTrial {
+    /// All three worked: the kernel can run the multishot level's accept and recv.
     pub fn ok(&self) -> bool {
         self.buf_ring.is_ok() && self.accept.is_ok() && self.recv.is_ok()
     }
@@ -252,17 +265,31 @@ pub fn probe_ops(ring: &IoUring) -> Result<Probe, Unavailable> {
 /// Everything `ringmux probe` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeReport {
+    /// The kernel release (`/proc/sys/kernel/osrelease`), `unknown` when unreadable.
     pub kernel: String,
+    /// A ring could be set up and REGISTER_PROBE answered (the baseline opcodes
+    /// themselves are in `capabilities` and `levels`).
     pub io_uring_available: bool,
+    /// Why not, with the fix; `None` when `io_uring_available`.
     pub unavailable: Option<Unavailable>,
+    /// `kernel.io_uring_disabled` (0, 1 or 2) as read; `None` when the kernel has no
+    /// such sysctl.
     pub io_uring_disabled_sysctl: Option<String>,
+    /// RLIMIT_MEMLOCK as `/proc/self/limits` shows it: soft and hard, in bytes or
+    /// `unlimited`; `None` when unreadable.
     pub memlock_limit: Option<String>,
+    /// Every capability checked, in the order `ringmux probe` prints them.
     pub capabilities: Vec<Capability>,
     /// The level `--uring-features auto` picks.
     pub best_level: Option<FeatureLevel>,
+    /// Each level, lowest first, and whether this kernel can run it; a level needs
+    /// everything the one below needs.
     pub levels: Vec<(FeatureLevel, bool)>,
 }
 
+/// Probe this kernel: set up small rings, ask REGISTER_PROBE, try setup flags and a
+/// loopback multishot trial. Never fails; what is missing is reported with the reason.
+/// Counts the syscalls it makes like the server does.
 pub fn probe() -> ProbeReport {
     let kernel = crate::sysinfo::kernel_release();
     let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")

@@ -10,6 +10,7 @@ pub struct Ring {
     pub(super) bufs: Option<ProvidedBufs>,
     /// The PROVIDE_BUFFERS SQEs that hand a legacy group to the kernel (fastpoll).
     pub(super) provide: Vec<squeue::Entry>,
+    /// What the ring was set up with, as recorded in the stats and the start line.
     pub features: RingFeatures,
 }
 
