@@ -67,6 +67,14 @@ uring_test!(one_enter_per_message_with_the_counted_wait, |v| {
         Some(multishot),
         "{what}"
     );
+    // The ring fd is registered at full where the kernel can (5.18+), and the stats
+    // and the start line say so (they once said off while it was on).
+    let ring_fd = matches!(v, Variant::UringFull) && kernel_has("REGISTERED_RING_FD");
+    assert_eq!(
+        j["uring"]["registered_ring_fd"].as_bool(),
+        Some(ring_fd),
+        "{what}"
+    );
     // Every RECV and every SEND still completes.
     assert!(cqes >= 2 * N, "{what}");
     if multishot {

@@ -50,7 +50,7 @@ use super::policy::{self, Loop, LoopState, Member, over_cap};
 use super::signals::Signals;
 use super::stats::{LoopStats, Reporter};
 use super::sys::{self, Sys, SyscallCounts};
-use crate::os::uring::{RingIndex, enter_registered, register_ring_fd};
+use crate::os::uring::{RingIndex, enter_registered};
 use crate::proto::Proto;
 use bufs::ProvidedBufs;
 use probe::{RingFeatures, SetupFlags, Unavailable};
@@ -221,16 +221,9 @@ pub fn run(
     signals: &Signals,
     reporter: &Reporter,
 ) -> io::Result<LoopStats> {
-    let mut features = ring.features;
-    // Registered here, on the loop's thread: the registered ring table is per thread.
-    // EINVAL before 5.18: then the raw fd is used, nothing else changes.
-    let ring_index = if features.level == FeatureLevel::Full && !cfg.sqpoll {
-        sys::count(Sys::IoUringRegister);
-        register_ring_fd(&ring.ring).ok()
-    } else {
-        None
-    };
-    features.registered_ring_fd = ring_index.is_some();
+    let features = ring.features;
+    // Registered by `Ring::setup`, on this same thread (the table is per thread).
+    let ring_index = ring.ring_index;
     let mut p = Proactor {
         ring: ring.ring,
         ring_index,

@@ -7,6 +7,8 @@ use super::*;
 pub struct Ring {
     // Field order is drop order: the ring goes before the buffers it may write into.
     pub(super) ring: IoUring,
+    /// The ring fd's slot in this thread's registered ring table (`full`, 5.18+).
+    pub(super) ring_index: Option<crate::os::uring::RingIndex>,
     pub(super) bufs: Option<ProvidedBufs>,
     /// The PROVIDE_BUFFERS SQEs that hand a legacy group to the kernel (fastpoll).
     pub(super) provide: Vec<squeue::Entry>,
@@ -169,9 +171,16 @@ impl Ring {
                 })?
             }
         };
-        // The ring fd is registered by the loop's own thread (the table is per thread):
-        // see `run`.
-        let registered_ring_fd = false;
+        // Registered here because setup runs on the thread that will enter the ring
+        // (loop 0's in `serve`, the others' in `percore::prepare`), and the registered
+        // ring table is per thread. EINVAL before 5.18: then the raw fd is used.
+        let ring_index = if level == FeatureLevel::Full && !cfg.sqpoll {
+            sys::count(Sys::IoUringRegister);
+            crate::os::uring::register_ring_fd(&ring).ok()
+        } else {
+            None
+        };
+        let registered_ring_fd = ring_index.is_some();
         let mut provide = Vec::new();
         let bufs = match level {
             FeatureLevel::Baseline => None,
@@ -246,6 +255,7 @@ impl Ring {
         };
         Ok(Ring {
             ring,
+            ring_index,
             bufs,
             provide,
             features,
