@@ -96,13 +96,14 @@ fn quick_bench_end_to_end() {
     let out = std::env::temp_dir().join(format!("ringmux-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let out_s = out.to_str().unwrap();
-    // The reference peers are example binaries beside ringmux: `cargo test` builds
-    // them; a run of this test binary alone (`cargo test --test tests`) may not, and
-    // the bench must not start cargo under a running `cargo test`.
-    let examples = std::path::Path::new(BIN).parent().unwrap().join("examples");
+    // The reference peers are the peers crate's binaries beside ringmux: `cargo test`
+    // builds them (a default member of the workspace); a run of this test binary alone
+    // (`cargo test --test tests`) may not, and the bench must not start cargo under a
+    // running `cargo test`.
+    let bins = std::path::Path::new(BIN).parent().unwrap();
     let peers = ["tokio_echo_server", "monoio_echo_server"]
         .iter()
-        .all(|b| examples.join(b).is_file());
+        .all(|b| bins.join(b).is_file());
     let mut args = vec![
         "bench",
         "--quick",
@@ -116,7 +117,7 @@ fn quick_bench_end_to_end() {
     if !peers {
         eprintln!(
             "quick_bench_end_to_end: reference peers not built in {} (cargo test builds them): running with --no-peers",
-            examples.display()
+            bins.display()
         );
         args.push("--no-peers");
     }
