@@ -86,6 +86,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// `--profile` with perf available.
     pub profile: bool,
+    /// `--client tokio`: the tokio reference client's binary, which drives every cell's
+    /// load; None: `ringmux load`.
+    pub client: Option<PathBuf>,
 }
 
 impl Plan {
@@ -133,6 +136,7 @@ impl Plan {
                 _ => format!("ringmux servers ran {n} event loops (serve --threads {n}), server and load unpinned"),
             });
         }
+        let client = super::tokio_client::check(cfg, &exe, load_cpus.as_deref(), &mut notes)?;
         let out = match &cfg.out {
             Some(o) => o.clone(),
             None => {
@@ -159,6 +163,7 @@ impl Plan {
             load_cpus,
             notes,
             profile,
+            client,
         })
     }
 }
