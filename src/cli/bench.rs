@@ -49,8 +49,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub external: Vec<String>,
     /// Leave out the reference peers. By default the matrix includes a tokio echo server
-    /// (epoll) and a monoio echo server (io_uring), the example binaries beside ringmux;
-    /// run from the source tree, the bench builds them once with cargo and says so.
+    /// (epoll) and a monoio echo server (io_uring), binaries of the peers crate (peers/)
+    /// beside ringmux; `cargo build` builds them, and a bench run from the source tree
+    /// that finds them missing builds them once and says so.
     #[arg(long)]
     pub no_peers: bool,
     /// Short matrix for CI: connection counts up to 50, no pipelined shape, 1 s runs,
