@@ -192,6 +192,20 @@ struct Errors {
     reset: AtomicU64,
 }
 
+impl Errors {
+    /// Whether a round trip went well: the IO succeeded and the echo equals the
+    /// message; else count its kind (the connection then stops).
+    fn ok(&self, io_ok: bool, reply: &[u8], msg: &[u8]) -> bool {
+        let kind = match (io_ok, reply == msg) {
+            (true, true) => return true,
+            (false, _) => &self.reset,
+            (true, false) => &self.mismatch,
+        };
+        kind.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
 fn message(id: u32, size: usize) -> Vec<u8> {
     (0..size)
         .map(|i| (i as u32).wrapping_mul(31).wrapping_add(id) as u8)
@@ -223,12 +237,8 @@ async fn run_conn(
             tokio::time::sleep_until(t.into()).await;
         }
         let sent = Instant::now();
-        if s.write_all(&msg).await.is_err() || s.read_exact(&mut reply).await.is_err() {
-            errors.reset.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if reply != msg {
-            errors.mismatch.fetch_add(1, Ordering::Relaxed);
+        let io_ok = s.write_all(&msg).await.is_ok() && s.read_exact(&mut reply).await.is_ok();
+        if !errors.ok(io_ok, &reply, &msg) {
             return;
         }
         let done = Instant::now();
@@ -285,12 +295,8 @@ async fn run_pipelined(
     };
     let mut reply = vec![0u8; size];
     loop {
-        if rd.read_exact(&mut reply).await.is_err() {
-            errors.reset.fetch_add(1, Ordering::Relaxed);
-            break;
-        }
-        if reply != msg {
-            errors.mismatch.fetch_add(1, Ordering::Relaxed);
+        let io_ok = rd.read_exact(&mut reply).await.is_ok();
+        if !errors.ok(io_ok, &reply, &msg) {
             break;
         }
         let done = Instant::now();
