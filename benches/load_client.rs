@@ -373,7 +373,13 @@ fn run_one(
         )
     })?;
     let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
-    let (self_ns, errors) = match client {
+    // Both clients count errors by kind, under the same names.
+    let e = &j["errors"];
+    let errors = ["mismatch", "reset", "timeout", "connect", "other"]
+        .iter()
+        .map(|k| e[k].as_u64().unwrap_or(0))
+        .sum();
+    let self_ns = match client {
         Client::Load(driver) => {
             if j["params"]["driver"] != driver {
                 return Err(format!(
@@ -381,14 +387,9 @@ fn run_one(
                     j["params"]["driver"]
                 ));
             }
-            let e = &j["errors"];
-            let errors = ["mismatch", "reset", "timeout", "connect", "other"]
-                .iter()
-                .map(|k| e[k].as_u64().unwrap_or(0))
-                .sum();
-            (f("load_cpu_ns_per_msg"), errors)
+            f("load_cpu_ns_per_msg")
         }
-        Client::Tokio => (f("cpu_ns_per_msg"), j["errors"].as_u64().unwrap_or(0)),
+        Client::Tokio => f("cpu_ns_per_msg"),
     };
     let (client_util, server_util) = ((c1 - c0) / wall, (s1 - s0) / wall);
     let other_util = ((b1 - b0) / wall - client_util - server_util).max(0.0);
