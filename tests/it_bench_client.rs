@@ -1,31 +1,19 @@
 //! `ringmux bench --client tokio`: every cell's load driven by the tokio reference
 //! client (the peers crate's `tokio_echo_client`), and what it refuses.
 
-use std::path::Path;
 use std::time::Duration;
 
 use ringmux::results::schema::BenchResults;
 
-use crate::util::{BIN, Finished, record_skip, run_bounded};
+use crate::util::{Finished, peers_dir, record_skip, run_bounded};
 
 /// A tiny matrix on epoll driven by the tokio client: every cell has messages and no
 /// error, results.json, report.md and the notes name the client, and the server's
 /// figures are measured as with ringmux's load.
 #[test]
 fn tokio_client_drives_the_matrix() {
-    // `cargo test` builds the peers crate (a default member of the workspace); a run
-    // of this test binary alone may not, and the bench must not start cargo under a
-    // running `cargo test`.
-    let client = Path::new(BIN).parent().unwrap().join("tokio_echo_client");
-    if !client.is_file() {
-        record_skip(
-            "tokio_client_drives_the_matrix",
-            "-",
-            &format!(
-                "{} not built (cargo test or cargo build -p ringmux-peers builds it)",
-                client.display()
-            ),
-        );
+    if let Err(why) = peers_dir() {
+        record_skip("tokio_client_drives_the_matrix", "-", &why);
         return;
     }
     let out = std::env::temp_dir().join(format!("ringmux-bench-tokio-{}", std::process::id()));
