@@ -5,7 +5,7 @@
 //! Starts `ringmux serve` (epoll and uring) pinned to CPU 0. Against each, runs
 //! interleaved (A B C C B A A B C ..., `--repeat` rounds) `ringmux load --driver uring`,
 //! `ringmux load --driver epoll` (both `--threads 1 --pin 1`, the whole process pinned to
-//! CPU 1) and `examples/tokio_echo_client` pinned to CPU 1, each for the same warm-up
+//! CPU 1) and the peers' `tokio_echo_client` pinned to CPU 1, each for the same warm-up
 //! and duration at 50 connections of 128 bytes. Inside each measured window it reads
 //! the CPU time of the client and of the server from /proc/PID/stat, so every client is
 //! measured the same way (all its threads). Prints a table of medians (min–max):
@@ -20,7 +20,8 @@
 //! `--max-other PCT` (10) and `--retries N` (3): on a shared machine a run during which
 //! other work kept the two CPUs busy more than PCT% (of one CPU) is run again, up to N
 //! times; one still noisy is kept and counted in the table's "noisy" column.
-//! The tokio client must be built first: `cargo build --release --example tokio_echo_client`.
+//! The tokio client is built with the workspace (`cargo build --release`; alone:
+//! `cargo build --release -p ringmux-peers`).
 //! Needs two CPUs; traffic stays on 127.0.0.1.
 
 use std::io::{BufRead, BufReader, Read};
@@ -372,7 +373,13 @@ fn run_one(
         )
     })?;
     let f = |k: &str| j[k].as_f64().unwrap_or(0.0);
-    let (self_ns, errors) = match client {
+    // Both clients count errors by kind, under the same names.
+    let e = &j["errors"];
+    let errors = ["mismatch", "reset", "timeout", "connect", "other"]
+        .iter()
+        .map(|k| e[k].as_u64().unwrap_or(0))
+        .sum();
+    let self_ns = match client {
         Client::Load(driver) => {
             if j["params"]["driver"] != driver {
                 return Err(format!(
@@ -380,14 +387,9 @@ fn run_one(
                     j["params"]["driver"]
                 ));
             }
-            let e = &j["errors"];
-            let errors = ["mismatch", "reset", "timeout", "connect", "other"]
-                .iter()
-                .map(|k| e[k].as_u64().unwrap_or(0))
-                .sum();
-            (f("load_cpu_ns_per_msg"), errors)
+            f("load_cpu_ns_per_msg")
         }
-        Client::Tokio => (f("cpu_ns_per_msg"), j["errors"].as_u64().unwrap_or(0)),
+        Client::Tokio => f("cpu_ns_per_msg"),
     };
     let (client_util, server_util) = ((c1 - c0) / wall, (s1 - s0) / wall);
     let other_util = ((b1 - b0) / wall - client_util - server_util).max(0.0);
@@ -436,12 +438,12 @@ fn main() -> ExitCode {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_ringmux"));
     let tokio = exe
         .parent()
-        .map(|d| d.join("examples").join("tokio_echo_client"))
+        .map(|d| d.join("tokio_echo_client"))
         .unwrap_or_default();
     if !tokio.is_file() {
         eprintln!(
             "load_client bench: the tokio reference client is not built ({} is missing); build it first:\n  \
-             cargo build --release --example tokio_echo_client",
+             cargo build --release -p ringmux-peers",
             tokio.display()
         );
         return ExitCode::FAILURE;

@@ -102,7 +102,6 @@ if [[ -n "${RINGMUX_BIN:-}" ]]; then
   bin="$RINGMUX_BIN"
 else
   cargo build --release --locked
-  cargo build --release --locked --example tokio_echo_server
   bin=./target/release/ringmux
 fi
 if [[ $paired -eq 1 ]]; then

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # How long the README's main command takes on a fresh clone: clone HEAD into a
-# temporary folder (an empty target/), time `cargo build --release --locked`, then
-# `cargo run --release --locked -- bench` (which builds the reference peers the first
-# time, then runs the default matrix), and write the dated page
+# temporary folder (an empty target/), time `cargo build --release --locked` (ringmux
+# and the reference peers' crate, peers/, in one build), then
+# `cargo run --release --locked -- bench` (the default matrix), and write the dated page
 # docs/results/<date>-<machine>-first-run.md. Crates must already be in cargo's
 # download cache (the build is timed, not the download).
 #
@@ -61,8 +61,8 @@ page="docs/results/$(date -u +%Y-%m-%d)-${name}-first-run.md"
   echo
   echo "| step | seconds |"
   echo "|---|--:|"
-  echo "| build ringmux (release, empty target/) | $((t1 - t0)) |"
-  echo "| bench: build the peers, then the default matrix | $((t2 - t1)) |"
+  echo "| build ringmux and the peers (release, empty target/) | $((t1 - t0)) |"
+  echo "| bench: the default matrix (and any peer still to build) | $((t2 - t1)) |"
   echo "| of which the matrix, to the start of its last run (the bench's own clock) | ${matrix_s:-?} |"
   echo "| total | $((t2 - t0)) |"
   echo

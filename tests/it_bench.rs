@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ringmux::results::schema::BenchResults;
 
-use crate::util::{BIN, Finished, Variant, run_bounded};
+use crate::util::{Finished, Variant, peers_dir, run_bounded};
 
 /// `ringmux ARGS`, a bench writing into `out`, to its end (at most `limit`) and exit 0:
 /// the run and the results.json it wrote.
@@ -96,13 +96,17 @@ fn quick_bench_end_to_end() {
     let out = std::env::temp_dir().join(format!("ringmux-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let out_s = out.to_str().unwrap();
-    // The reference peers are example binaries beside ringmux: `cargo test` builds
-    // them; a run of this test binary alone (`cargo test --test tests`) may not, and
-    // the bench must not start cargo under a running `cargo test`.
-    let examples = std::path::Path::new(BIN).parent().unwrap().join("examples");
-    let peers = ["tokio_echo_server", "monoio_echo_server"]
-        .iter()
-        .all(|b| examples.join(b).is_file());
+    // The reference peers: the peers crate's binaries beside ringmux, built once by
+    // the tests when missing (`peers_dir`).
+    let peers = match peers_dir() {
+        Ok(_) => true,
+        Err(why) => {
+            eprintln!(
+                "quick_bench_end_to_end: no reference peers ({why}): running with --no-peers"
+            );
+            false
+        }
+    };
     let mut args = vec![
         "bench",
         "--quick",
@@ -114,10 +118,6 @@ fn quick_bench_end_to_end() {
         out_s,
     ];
     if !peers {
-        eprintln!(
-            "quick_bench_end_to_end: reference peers not built in {} (cargo test builds them): running with --no-peers",
-            examples.display()
-        );
         args.push("--no-peers");
     }
     let (run, r) = bench(&args, &out, Duration::from_secs(180));

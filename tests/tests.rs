@@ -6,6 +6,8 @@ mod util;
 
 /// `bench` end to end: the quick matrix, two server threads, idle connections.
 mod it_bench;
+/// `bench --client tokio`: the tokio reference client drives the matrix; what it refuses.
+mod it_bench_client;
 /// Random fault rates under verified load, every backend and level (scripts/chaos.sh).
 mod it_chaos;
 /// Chat on every backend: fan-out order, slow receivers dropped, /quit, line limit.

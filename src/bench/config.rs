@@ -13,6 +13,27 @@ pub enum BenchPreset {
     Models,
 }
 
+/// `bench --client`: what drives the load of every cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LoadClient {
+    /// ringmux's own load generator (`ringmux load`).
+    #[default]
+    Ringmux,
+    /// The tokio reference client (peers/src/bin/tokio_echo_client.rs): closed,
+    /// pipelined and open loop, echo only.
+    Tokio,
+}
+
+impl LoadClient {
+    /// The name results.json's `args.client` and the report give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadClient::Ringmux => "ringmux",
+            LoadClient::Tokio => "tokio",
+        }
+    }
+}
+
 /// The bench's settings, every default resolved.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -45,6 +66,8 @@ pub struct BenchConfig {
     pub preset: Option<BenchPreset>,
     /// `--versus BASE`: every ringmux server also runs from this binary (`SERVER@base`).
     pub versus: Option<PathBuf>,
+    /// `--client`: ringmux's load generator or the tokio reference client.
+    pub client: LoadClient,
 }
 
 /// Run lengths when `--duration` and `--repeat` are not given.

@@ -18,6 +18,7 @@ use super::proc::{children_cpu_s, load_cmd, read_load_result, start_server, wait
 use super::profile;
 use super::quiet::quiet_rows;
 use super::spec::ServerSpec;
+use super::tokio_client;
 use crate::report::profile::Profile;
 use crate::results::schema::{BenchResults, Cell, RunMetrics};
 use crate::results::stats::median;
@@ -64,10 +65,14 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                         metrics: m,
                         features,
                         profile: prof,
+                        note,
                         ..
                     } = tried.run;
                     if m.errors > 0 {
                         notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
+                    }
+                    if let Some(n) = note {
+                        notes.push(format!("{id} run {}: {n}", rep + 1));
                     }
                     let cell = cells.entry((si, vi)).or_insert_with(|| Cell {
                         id: id.clone(),
@@ -101,8 +106,11 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                         None => {}
                     }
                     cell.runs.push(m);
-                    cell.hgrm.push(format!("runs/{stem}.hgrm"));
-                    cell.hlog.push(format!("runs/{stem}.hlog"));
+                    // The tokio client writes no histogram files, only its percentiles.
+                    if plan.client.is_none() {
+                        cell.hgrm.push(format!("runs/{stem}.hgrm"));
+                        cell.hlog.push(format!("runs/{stem}.hlog"));
+                    }
                 }
             }
             if peak.is_none() || rep + 1 == plan.cfg.repeat {
@@ -138,7 +146,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
             "servers": plan.servers.iter().map(|s| s.name()).collect::<Vec<_>>(),
             "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
             "server_threads": plan.cfg.server_threads, "load_cpus": plan.load_cpus,
-            "interval_s": plan.interval,
+            "interval_s": plan.interval, "client": plan.cfg.client.name(),
             "peers": PEERS.iter().filter(|p| plan.servers.iter().any(|s| s.name() == p.0))
                 .map(|p| (p.0.to_string(), serde_json::json!(format!("{} {}", p.2, locked_version(p.2).unwrap_or_else(|| "?".into())))))
                 .collect::<serde_json::Map<_, _>>(),
@@ -221,12 +229,14 @@ fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
 }
 
 /// One run: its figures, the io_uring features the server ran with, its CPU profile
-/// (when asked), and whether its load measured nothing.
+/// (when asked), whether its load measured nothing, and a note about the load (the
+/// tokio client's rate not kept).
 struct RunOutcome {
     metrics: RunMetrics,
     features: Option<String>,
     profile: Option<anyhow::Result<Profile>>,
     nothing: bool,
+    note: Option<String>,
 }
 
 /// One run: fresh server, warm-up, measured load, counters around it.
@@ -239,26 +249,36 @@ fn run_one(
 ) -> anyhow::Result<RunOutcome> {
     let srv = start_server(plan, spec, stem)?;
     let limit = Duration::from_secs_f64(plan.cfg.duration + plan.cfg.warmup + 30.0);
+    // The load of this run: ringmux's, or the tokio client's (`--client tokio`).
+    let load = |duration: f64| match &plan.client {
+        Some(bin) => tokio_client::command(
+            bin,
+            plan.load_cpus.clone(),
+            srv.addr,
+            plan.cfg.size,
+            shape,
+            rate,
+            duration,
+        ),
+        None => load_cmd(plan, srv.addr, shape, rate, duration),
+    };
     if plan.cfg.warmup > 0.0 {
-        wait_load(
-            load_cmd(plan, srv.addr, shape, rate, plan.cfg.warmup),
-            "warm-up load",
-            limit,
-        )?;
+        wait_load(load(plan.cfg.warmup), "warm-up load", limit)?;
     }
     let pid = srv.child.id();
     let before = srv.counters()?;
     let runs = plan.out.join("runs");
     let run_file = |ext: &str| -> PathBuf { runs.join(format!("{stem}.{ext}")) };
     let json = run_file("json");
-    let mut cmd = load_cmd(plan, srv.addr, shape, rate, plan.cfg.duration);
-    cmd.args(["--interval", &plan.interval.to_string()])
-        .arg("--json")
-        .arg(&json)
-        .arg("--hgrm")
-        .arg(run_file("hgrm"))
-        .arg("--hlog")
-        .arg(run_file("hlog"));
+    let mut cmd = load(plan.cfg.duration);
+    cmd.arg("--json").arg(&json);
+    if plan.client.is_none() {
+        cmd.args(["--interval", &plan.interval.to_string()])
+            .arg("--hgrm")
+            .arg(run_file("hgrm"))
+            .arg("--hlog")
+            .arg(run_file("hlog"));
+    }
     let recording = if plan.profile {
         Some(profile::Recording::start(pid, &run_file("perf.data")))
     } else {
@@ -277,9 +297,14 @@ fn run_one(
     });
     let features = srv.uring_features(spec)?;
     srv.stop()?;
-    let r = read_load_result(&json)?;
-    let msgs = r.messages.max(1) as f64;
-    let mut m = crate::report::compare::load_metrics(&r);
+    let (mut m, messages, note) = match plan.client {
+        Some(_) => tokio_client::read_result(&json)?,
+        None => {
+            let r = read_load_result(&json)?;
+            (crate::report::compare::load_metrics(&r), r.messages, None)
+        }
+    };
+    let msgs = messages.max(1) as f64;
     m.cpu_ns_per_msg = Some((after.cpu_s - before.cpu_s).max(0.0) * 1e9 / msgs);
     m.syscalls_per_msg = match (before.syscalls, after.syscalls) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / msgs),
@@ -289,11 +314,13 @@ fn run_one(
     m.load_cpu_ns_per_msg = Some(load_cpu * 1e9 / msgs);
     // The load process's own start-up is inside `wall`: a slight underestimate.
     m.server_busy = (wall > 0.0).then(|| (after.cpu_s - before.cpu_s).max(0.0) / wall);
+    let nothing = super::empty::measured_nothing(messages, m.errors);
     Ok(RunOutcome {
         metrics: m,
         features,
         profile: prof,
-        nothing: super::empty::measured_nothing(r.messages, r.errors.total()),
+        nothing,
+        note,
     })
 }
 

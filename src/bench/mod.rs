@@ -26,6 +26,7 @@ mod proc;
 mod profile;
 mod quiet;
 mod spec;
+mod tokio_client;
 mod versus;
 
 use std::fs;
@@ -35,7 +36,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-pub use config::{BenchConfig, BenchPreset, RunLengths};
+pub use config::{BenchConfig, BenchPreset, LoadClient, RunLengths};
 pub use peers::{PEERS, locked_version};
 pub use plan::{Plan, Shape};
 pub use proc::{pinned, proc_cpu_s};
@@ -83,6 +84,9 @@ fn bench_run(cfg: BenchConfig, exe: PathBuf) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let results = matrix::run(&plan)?;
+    if plan.client.is_some() {
+        println!("load: the tokio reference client (bench --client tokio), not ringmux load\n");
+    }
     println!("{}", crate::report::headline_markdown(&results));
     print!("{}", crate::report::cost::quiet_markdown(&results));
     println!("report: {}", plan.out.join("report.html").display());
@@ -116,6 +120,7 @@ fn models_cmd(cfg: BenchConfig, exe: PathBuf) -> anyhow::Result<ExitCode> {
         (cfg.server_threads > 1, "--server-threads"),
         (cfg.open_rate.is_some(), "--open-rate"),
         (cfg.versus.is_some(), "--versus"),
+        (cfg.client != LoadClient::Ringmux, "--client"),
     ];
     if let Some((_, flag)) = conflicting.iter().find(|c| c.0) {
         return Err(usage_error(anyhow::anyhow!(

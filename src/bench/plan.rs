@@ -88,6 +88,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// `--profile` with perf available.
     pub profile: bool,
+    /// `--client tokio`: the tokio reference client's binary, which drives every cell's
+    /// load; None: `ringmux load`.
+    pub client: Option<PathBuf>,
 }
 
 impl Plan {
@@ -135,6 +138,7 @@ impl Plan {
                 _ => format!("ringmux servers ran {n} event loops (serve --threads {n}), server and load unpinned"),
             });
         }
+        let client = super::tokio_client::check(cfg, &exe, load_cpus.as_deref(), &mut notes)?;
         let out = match &cfg.out {
             Some(o) => o.clone(),
             None => {
@@ -161,6 +165,7 @@ impl Plan {
             load_cpus,
             notes,
             profile,
+            client,
         })
     }
 }

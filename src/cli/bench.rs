@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{LoadProto, parse_secs};
-use crate::bench::{BenchConfig, BenchPreset, RunLengths};
+use crate::bench::{BenchConfig, BenchPreset, LoadClient, RunLengths};
 use crate::proto::Proto;
 
 /// `ringmux bench`: the matrix as asked; `bench` checks it into a `BenchConfig`.
@@ -49,8 +49,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub external: Vec<String>,
     /// Leave out the reference peers. By default the matrix includes a tokio echo server
-    /// (epoll) and a monoio echo server (io_uring), the example binaries beside ringmux;
-    /// run from the source tree, the bench builds them once with cargo and says so.
+    /// (epoll) and a monoio echo server (io_uring), binaries of the peers crate (peers/)
+    /// beside ringmux; `cargo build` builds them, and a bench run from the source tree
+    /// that finds them missing builds them once and says so.
     #[arg(long)]
     pub no_peers: bool,
     /// Short matrix for CI: connection counts up to 50, no pipelined shape, 1 s runs,
@@ -114,6 +115,13 @@ pub struct BenchArgs {
     /// External servers and the reference peers are not paired.
     #[arg(long, value_name = "BASE")]
     pub versus: Option<PathBuf>,
+    /// What drives the load of every cell: `ringmux` (its own load generator) or
+    /// `tokio`, the tokio reference client of the peers crate (one thread, pinned where
+    /// the load is), so a verdict can be checked not to hang on ringmux's load. The
+    /// tokio client speaks echo only: --proto, --idle-conns and --preset are refused
+    /// with it. Server-side counts are measured the same way for both.
+    #[arg(long, value_enum, value_name = "NAME", default_value = "ringmux")]
+    pub client: LoadClient,
 }
 
 /// Seconds per bench run: 0.2 to 3600.
@@ -154,6 +162,7 @@ impl From<BenchArgs> for BenchConfig {
             quiet_conns: a.quiet_conns,
             preset: a.preset,
             versus: a.versus,
+            client: a.client,
         }
     }
 }

@@ -38,6 +38,14 @@ pub fn matrix_text(args: &serde_json::Value) -> String {
         let size = num("size").map_or_else(String::new, |s| format!(", {s}-byte messages"));
         parts.push(format!("Load: {} connection(s){size}.", and(&conns)));
     }
+    // Which client drove the load (absent in files from before `bench --client`).
+    match args["client"].as_str() {
+        Some("ringmux") => parts.push("Load generator: ringmux load.".into()),
+        Some(c) => parts.push(format!(
+            "Load generator: the {c} reference client (bench --client {c}), not ringmux load."
+        )),
+        None => {}
+    }
     if let (Some(d), Some(w)) = (num("duration_s"), num("warmup_s")) {
         let reps = num("repeat").map_or_else(String::new, |r| {
             format!("; {r} repeat(s), servers interleaved (A B A B …)")
@@ -500,6 +508,16 @@ mod tests {
             "Servers: epoll. Server and load generator not pinned apart. Quick matrix (--quick)."
         );
         assert_eq!(matrix_text(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
+        // The client that drove the load is said, whichever it was.
+        let with = |c: &str| matrix_text(&serde_json::json!({"servers": ["epoll"], "client": c}));
+        assert_eq!(
+            with("ringmux"),
+            "Servers: epoll. Load generator: ringmux load."
+        );
+        assert_eq!(
+            with("tokio"),
+            "Servers: epoll. Load generator: the tokio reference client (bench --client tokio), not ringmux load."
+        );
     }
 
     #[test]

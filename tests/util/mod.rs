@@ -24,6 +24,46 @@ pub use server::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ringmux");
 
+/// The folder of the reference peers' binaries (the peers crate: `tokio_echo_server`,
+/// `monoio_echo_server`, `tokio_echo_client`), beside `ringmux`. `cargo test` builds
+/// that crate's binaries only as test harnesses, so the first test to need them builds
+/// them once (`cargo build -p ringmux-peers`, the test's profile and target folder);
+/// Err: why they are not there.
+pub fn peers_dir() -> Result<&'static Path, String> {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let dir = Path::new(BIN).parent().expect("ringmux is in a folder");
+    let present = || {
+        [
+            "tokio_echo_server",
+            "monoio_echo_server",
+            "tokio_echo_client",
+        ]
+        .iter()
+        .all(|b| dir.join(b).is_file())
+    };
+    BUILT
+        .get_or_init(|| {
+            if present() {
+                return Ok(());
+            }
+            let target = dir.parent().ok_or("no target folder")?;
+            let mut c = Command::new(env!("CARGO"));
+            c.args(["build", "--quiet", "-p", "ringmux-peers", "--manifest-path"])
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+                .env("CARGO_TARGET_DIR", target);
+            if dir.file_name().is_some_and(|p| p == "release") {
+                c.arg("--release");
+            }
+            let st = c.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+            if !st.success() || !present() {
+                return Err(format!("cargo build -p ringmux-peers: {st}"));
+            }
+            Ok(())
+        })
+        .clone()
+        .map(|()| dir)
+}
+
 /// One backend at one io_uring feature level: every server test runs once per variant.
 /// [`Variant::ALL`] covers `ringmux::server::Backend::NAMES` (checked by a test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
