@@ -7,7 +7,7 @@
 //! `ringmux load --driver epoll` (both `--threads 1 --pin 1`, the whole process pinned to
 //! CPU 1) and the peers' `tokio_echo_client` pinned to CPU 1, each for the same warm-up
 //! and duration at 50 connections of 128 bytes. Inside each measured window it reads
-//! the CPU time of the client and of the server from /proc/PID/stat, so every client is
+//! the CPU time of the client and of the server from /proc (schedstat), so every client is
 //! measured the same way (all its threads). Prints a table of medians (min–max):
 //! msgs/s, client and server CPU µs per message, server and client CPU utilisation, the
 //! ratio load/tokio (median of the per-round ratios, adjacent runs), and whether one

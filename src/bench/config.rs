@@ -82,7 +82,7 @@ impl RunLengths {
     /// The defaults of the matrix or of a preset, full or `--quick`.
     pub fn default_for(preset: Option<BenchPreset>, quick: bool) -> RunLengths {
         let (duration, warmup, repeat) = match (preset, quick) {
-            (None, false) => (1.5, 0.5, 3),
+            (None, false) => (1.0, 0.3, 3),
             (None, true) => (1.0, 0.3, 1),
             (Some(BenchPreset::Models), false) => (1.0, 0.3, 3),
             (Some(BenchPreset::Models), true) => (0.5, 0.2, 1),

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 
 use crate::report::profile::{Profile, parse_perf_report};
 
-/// Sampling frequency: enough samples in a 1.5 s run (about 3,000 per busy core)
+/// Sampling frequency: enough samples in a 1 s run (about 2,000 per busy core)
 /// without perf itself costing the server much.
 const FREQ: &str = "1999";
 

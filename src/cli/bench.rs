@@ -31,8 +31,8 @@ pub struct BenchArgs {
     /// with another protocol they are named in one line and left out.
     #[arg(long, value_enum, default_value_t = LoadProto::Echo)]
     pub proto: LoadProto,
-    /// Seconds per measured run, 0.2 to 3600 [default: 1.5; with --quick 1.0]. Each run
-    /// has an unrecorded warm-up before it (0.5 s; with --quick 0.3 s).
+    /// Seconds per measured run, 0.2 to 3600 [default: 1.0]. Each run
+    /// has an unrecorded warm-up of 0.3 s before it.
     #[arg(long, value_parser = parse_bench_secs)]
     pub duration: Option<f64>,
     /// Repeats of the whole interleaved matrix, 1 to 100 [default: 3; with --quick 1]
