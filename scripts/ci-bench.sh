@@ -34,7 +34,8 @@
 #   RINGMUX_MAX_REGRESSION  limits (default "p99=25%,throughput=10%": runners are noisy;
 #                           --paired: see paired_default below and docs/ci-gate.md)
 #   RINGMUX_REPEAT          bench --repeat (default 3: compare needs 3 for a verdict;
-#                           --paired: 5)
+#                           --paired: 8, see docs/ci-gate.md for the power it buys)
+#   RINGMUX_DURATION        --paired: bench --duration, seconds per run (default 0.5)
 #   RINGMUX_BASE_BIN        --paired: a ringmux built from the merge-base (skips the build)
 #   RINGMUX_BENCH_ARGS      extra bench arguments, word-split (e.g. "--backends epoll")
 #   RINGMUX_OPEN_RATE       bench --open-rate (default 20000: open loop at a fixed rate)
@@ -44,7 +45,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-paired_default="syscalls=25%,cpu=5%,ctx=50%,p99=50%,throughput=25%"
+paired_default="syscalls=5%,syscalls@uring=50%,cpu=3%,ctx=50%,p99=50%,throughput=25%"
 allow_missing=0
 save=0
 paired=0
@@ -134,8 +135,8 @@ if [[ -n "${RINGMUX_HEAD_RESULTS:-}" ]]; then
   : >"$out/report.md"
 elif [[ $paired -eq 1 ]]; then
   rm -rf "$out"
-  "$bin" bench --quick --repeat "${RINGMUX_REPEAT:-5}" --open-rate "${RINGMUX_OPEN_RATE:-20000}" \
-    --no-peers --quiet-secs 0 --versus "$base_bin" "${extra[@]}" --out "$out"
+  "$bin" bench --quick --repeat "${RINGMUX_REPEAT:-8}" --duration "${RINGMUX_DURATION:-0.5}" \
+    --open-rate "${RINGMUX_OPEN_RATE:-20000}" --no-peers --quiet-secs 0 --versus "$base_bin" "${extra[@]}" --out "$out"
 else
   rm -rf "$out"
   "$bin" bench --quick --repeat "${RINGMUX_REPEAT:-3}" --open-rate "${RINGMUX_OPEN_RATE:-20000}" "${extra[@]}" --out "$out"
