@@ -35,7 +35,8 @@
 #                           --paired: see paired_default below and docs/ci-gate.md)
 #   RINGMUX_REPEAT          bench --repeat (default 3: compare needs 3 for a verdict;
 #                           --paired: 8, see docs/ci-gate.md for the power it buys)
-#   RINGMUX_DURATION        --paired: bench --duration, seconds per run (default 0.5)
+#   RINGMUX_DURATION        --paired: bench --duration, seconds per run (default 0.5;
+#                           a --duration in RINGMUX_BENCH_ARGS wins)
 #   RINGMUX_BASE_BIN        --paired: a ringmux built from the merge-base (skips the build)
 #   RINGMUX_BENCH_ARGS      extra bench arguments, word-split (e.g. "--backends epoll")
 #   RINGMUX_OPEN_RATE       bench --open-rate (default 20000: open loop at a fixed rate)
@@ -135,7 +136,10 @@ if [[ -n "${RINGMUX_HEAD_RESULTS:-}" ]]; then
   : >"$out/report.md"
 elif [[ $paired -eq 1 ]]; then
   rm -rf "$out"
-  "$bin" bench --quick --repeat "${RINGMUX_REPEAT:-8}" --duration "${RINGMUX_DURATION:-0.5}" \
+  # RINGMUX_BENCH_ARGS may give its own --duration (bench takes it once).
+  duration=(--duration "${RINGMUX_DURATION:-0.5}")
+  [[ " ${extra[*]} " == *" --duration"* ]] && duration=()
+  "$bin" bench --quick --repeat "${RINGMUX_REPEAT:-8}" "${duration[@]}" \
     --open-rate "${RINGMUX_OPEN_RATE:-20000}" --no-peers --quiet-secs 0 --versus "$base_bin" "${extra[@]}" --out "$out"
 else
   rm -rf "$out"

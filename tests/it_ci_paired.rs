@@ -99,8 +99,8 @@ fn ci_bench_paired_exits_2_when_the_merge_base_cannot_be_built() {
 }
 
 /// The paired gate end to end (the base binary given, so nothing is built): the same
-/// build on both sides passes; a head slowed by 2 ms per receive (the fault layer,
-/// which the base wrapper turns off) fails the gate on throughput, exit 1.
+/// build on both sides passes; a head slowed by 2 ms of CPU work per message (the fault
+/// layer, which the base wrapper turns off) fails the gate on throughput, exit 1.
 #[test]
 fn ci_bench_paired_gates_head_against_base_in_one_run() {
     let Some(c) = clone("ci-paired-gate") else {
@@ -145,7 +145,7 @@ fn ci_bench_paired_gates_head_against_base_in_one_run() {
             && summary.contains("Base vs head"),
         "{summary}"
     );
-    let o = run(Some("input-spin-ns=2000000"), "slow");
+    let o = run(Some("input-work-ns=2000000"), "slow");
     assert_eq!(o.code(), Some(1), "{}", o.explain());
     assert!(
         o.stdout
