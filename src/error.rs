@@ -5,7 +5,9 @@
 /// clap does for a malformed command line), `compare`'s 1 for a regression.
 #[derive(Debug)]
 pub struct ExitError {
+    /// The process exit status to end with.
     pub code: u8,
+    /// The one-line message `main` prints after `ringmux: `.
     pub msg: String,
 }
 

@@ -5,10 +5,15 @@ use serde::{Deserialize, Serialize};
 /// The machine a result was measured on, recorded with every result (`sys`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SysInfo {
+    /// The ringmux version that measured (Cargo.toml's).
     pub ringmux_version: String,
+    /// The kernel release (`uname -r`).
     pub kernel: String,
+    /// The CPU model from /proc/cpuinfo ("model name").
     pub cpu_model: String,
+    /// CPUs this process may run on.
     pub cores: usize,
+    /// The machine's host name.
     pub hostname: String,
 }
 

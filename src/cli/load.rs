@@ -194,6 +194,8 @@ mod tests {
         for bad in [
             &["--rate", "0"][..],
             &["--rate=-5"],
+            // A negative number is a value, not a flag: the message is ringmux's own.
+            &["--rate", "-5"],
             &["--rate", "inf"],
             &["--pin", "abc"],
             &["--duration", "0"],
@@ -201,6 +203,8 @@ mod tests {
         ] {
             assert!(config(bad).is_err(), "{bad:?} accepted");
         }
+        let e = config(&["--rate", "-5"]).unwrap_err();
+        assert!(format!("{e:#}").contains("--rate -5: must be"), "{e:#}");
         let e = config(&["--pin", "abc"]).unwrap_err();
         assert!(format!("{e:#}").contains("--cpus 'abc'"), "{e:#}");
         // More threads than connections: one thread per connection.

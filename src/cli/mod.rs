@@ -23,6 +23,7 @@ pub use serve::*;
 #[derive(Debug, Parser)]
 #[command(name = "ringmux", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,21 +32,28 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a TCP server (echo, upper, http, chat) on any IO model (--backend).
+    #[command(allow_negative_numbers = true)]
     Serve(ServeArgs),
     /// Drive a TCP server (echo, upper or http) and record latency in HdrHistograms.
+    #[command(allow_negative_numbers = true)]
     Load(LoadArgs),
     /// Run the benchmark matrix (backends x connections x modes) and write a report.
+    #[command(allow_negative_numbers = true)]
     Bench(BenchArgs),
     /// Re-render report.md and report.html from a bench output folder.
+    #[command(allow_negative_numbers = true)]
     Report(ReportArgs),
     /// Compare two results files; exit 0 within limits, 1 on a regression, 2 on bad input.
+    #[command(allow_negative_numbers = true)]
     Compare(CompareArgs),
     /// Merge interval logs (.hlog) from several load processes, or a folder of load
     /// agents' results, into one.
+    #[command(allow_negative_numbers = true)]
     Merge(MergeArgs),
     /// Show the kernel, whether io_uring can be set up here, and each feature ringmux may use.
     Probe(ProbeArgs),
     /// Connect, send each stdin line, print what the server sends as it arrives.
+    #[command(allow_negative_numbers = true)]
     Client(ClientArgs),
     /// Write shell completions for bash, zsh or fish to stdout.
     Completions(CompletionsArgs),

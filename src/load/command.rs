@@ -30,7 +30,9 @@ pub struct OutputFiles {
 /// `ringmux load` as a whole: the run, and what is done with its outcome.
 #[derive(Debug, Clone)]
 pub struct LoadCommand {
+    /// The run itself.
     pub config: LoadConfig,
+    /// Where the outcome is written (none, some or all of the files).
     pub files: OutputFiles,
     /// No summary (and no progress line: `config.progress` is off too).
     pub quiet: bool,

@@ -25,6 +25,7 @@ pub enum LoadProto {
 }
 
 impl LoadProto {
+    /// The name recorded in results (`params.proto`): "echo", "upper" or "http".
     pub fn name(self) -> &'static str {
         match self {
             LoadProto::Echo => "echo",
@@ -63,14 +64,22 @@ pub type WindowHook = Arc<dyn Fn(WindowEdge) + Send + Sync>;
 /// total rate (messages/s), corrected for coordinated omission.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {
+    /// Each connection keeps `pipeline` messages in flight: the next leaves when a
+    /// reply arrives.
     Closed,
-    Open { rate: f64 },
+    /// Messages leave on a fixed schedule, whether or not replies have come.
+    Open {
+        /// Total messages per second over every connection (above 0, at most 1e9).
+        rate: f64,
+    },
 }
 
 /// Everything [`super::run`] needs, validated.
 #[derive(Clone)]
 pub struct LoadConfig {
+    /// The server to drive.
     pub addr: SocketAddr,
+    /// Active connections over every agent (at least 1, at least `agents`).
     pub conns: u32,
     /// Silent connections opened before the active ones, held for the run.
     pub idle_conns: u32,
@@ -78,9 +87,14 @@ pub struct LoadConfig {
     pub size: u32,
     /// What is sent and how replies are verified.
     pub proto: LoadProto,
+    /// Messages in flight per connection in closed loop; the most outstanding per
+    /// connection in open loop (at least 1).
     pub pipeline: u32,
+    /// Closed or open loop.
     pub mode: Mode,
+    /// The measured window, after the warm-up (above 0).
     pub duration: Duration,
+    /// Unrecorded warm-up before the window (zero for none).
     pub warmup: Duration,
     /// A message unanswered this long is a timeout error (its connection is dropped).
     pub timeout: Duration,
@@ -94,6 +108,7 @@ pub struct LoadConfig {
     pub driver: DriverChoice,
     /// Print a progress line per interval on stderr (only if stderr is a terminal).
     pub progress: bool,
+    /// Called at the start and end of the measured window (see [`WindowHook`]).
     pub on_window: Option<WindowHook>,
     /// Open loop: the rate counts as not kept when a message is sent this much later
     /// than its intended time.
@@ -103,6 +118,7 @@ pub struct LoadConfig {
     /// One of `agents` load processes (machines) sharing `conns` and the rate: this one
     /// runs connections `i` with `i % agents == agent_id`, on the single-agent schedule.
     pub agents: u32,
+    /// This agent's index, below `agents` (0 with one agent).
     pub agent_id: u32,
     /// Start (the warm-up) at this wall-clock time, seconds since the epoch.
     pub start_at: Option<f64>,
@@ -249,6 +265,7 @@ impl LoadConfig {
         (self.agent_id..self.conns).step_by(self.agents.max(1) as usize)
     }
 
+    /// How many connections this agent runs ([`LoadConfig::my_conn_ids`] counted).
     pub fn my_conns(&self) -> u32 {
         self.my_conn_ids().count() as u32
     }
@@ -263,6 +280,7 @@ impl LoadConfig {
         }
     }
 
+    /// "closed" or "open", as recorded in `params.mode`.
     pub fn mode_name(&self) -> &'static str {
         match self.mode {
             Mode::Closed => "closed",
@@ -277,6 +295,7 @@ impl LoadConfig {
             .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// The total asked rate in messages per second, over every agent; None in closed loop.
     pub fn rate(&self) -> Option<f64> {
         match self.mode {
             Mode::Closed => None,

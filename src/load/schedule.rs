@@ -21,6 +21,7 @@ impl Schedule {
         }
     }
 
+    /// Nanoseconds between two messages of one connection (`conns` / rate seconds).
     pub fn period_ns(&self) -> f64 {
         self.period_ns
     }

@@ -27,6 +27,7 @@ pub enum DriverKind {
 }
 
 impl DriverKind {
+    /// The name recorded in results (`params.driver`): "uring" or "epoll".
     pub fn name(self) -> &'static str {
         match self {
             DriverKind::Uring => "uring",

@@ -37,10 +37,15 @@ pub fn errno_name(code: i32) -> &'static str {
 /// Process CPU time and context switches (getrusage(RUSAGE_SELF): all threads).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
+    /// User CPU seconds.
     pub user_s: f64,
+    /// System (kernel) CPU seconds.
     pub sys_s: f64,
+    /// Voluntary context switches (the thread blocked or slept).
     pub voluntary_ctx: u64,
+    /// Involuntary context switches (preempted).
     pub involuntary_ctx: u64,
+    /// Peak resident memory, KiB (process-wide even for [`thread_usage`]).
     pub max_rss_kib: u64,
 }
 
@@ -126,7 +131,9 @@ pub fn tighten_timer_slack() {
 /// RLIMIT_NOFILE: the open files this process may have now (soft) and at most (hard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NofileLimit {
+    /// The current limit, open files.
     pub soft: u64,
+    /// The ceiling the soft limit may be raised to without privilege.
     pub hard: u64,
 }
 

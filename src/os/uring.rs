@@ -16,7 +16,10 @@ use super::errno_name;
 pub struct Unavailable {
     /// errno of the failing call, when one failed.
     pub errno: Option<i32>,
+    /// What failed: the call (`io_uring_setup`, `io_uring_register(REGISTER_PROBE)`) or
+    /// what is missing.
     pub what: String,
+    /// The likely cause and its fix (memlock limit, `kernel.io_uring_disabled`, seccomp, kernel version).
     pub hint: String,
 }
 

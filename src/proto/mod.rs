@@ -45,17 +45,24 @@ impl Proto {
 /// everyone goes into both, so the sender's copy keeps its place among its replies.
 /// `close` asks for a close once everything owed is flushed.
 pub struct Effects<'a> {
+    /// Bytes owed to this connection, appended after what it already owes.
     pub reply: &'a mut Vec<u8>,
+    /// Bytes for every other connection of the server (chat), never this one.
     pub broadcast: &'a mut Vec<u8>,
+    /// Close once everything owed is flushed (HTTP `Connection: close` or a refused request, chat `/quit`).
     pub close: bool,
 }
 
 /// Per-connection protocol state.
 #[derive(Debug)]
 pub enum ProtoState {
+    /// Echo: every byte back as it came.
     Echo(echo::Echo),
+    /// Upper: every byte back, ASCII letters upper-cased.
     Upper(upper::Upper),
+    /// HTTP/1.1: where the request parser is (head, body, done) and whether a head is partial.
     Http(http::Http),
+    /// Chat: the member's name, and whether an over-long line is being dropped or it quit.
     Chat(chat::Chat),
 }
 

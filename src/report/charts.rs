@@ -20,11 +20,12 @@ pub const PALETTE: [RGBColor; 8] = [
     RGBColor(202, 138, 4),  // amber
     RGBColor(71, 85, 105),  // slate
 ];
-/// Size of the large charts (spectrum, timeline, idle memory). The page shows them at
+/// Width of the large charts, px (spectrum, timeline, idle memory). The page shows them at
 /// this size or larger (two per row from about 1240 px wide, one below), so text keeps
 /// at least its SVG size at 100% zoom: plotters writes font-size = size / 1.24, and the
 /// sizes used (16) give 12.9 px.
 pub const W: u32 = 600;
+/// Height of the large charts, px (see [`W`]).
 pub const H: u32 = 370;
 /// Size of the small per-shape bar charts: no wider than their grid cell (320 px
 /// minimum, less padding), so they too are never scaled down.

@@ -231,11 +231,17 @@ pub fn headline_markdown(results: &BenchResults) -> String {
 
 /// One row of the "versus baseline" table.
 pub struct Ratio<'a> {
+    /// The load shape ([`shape_key`]: mode, connections, size, pipeline, rate).
     pub shape: String,
+    /// The cell compared with the baseline.
     pub cell: &'a Cell,
+    /// Its median throughput over the baseline's (above 1: faster); None without figures.
     pub throughput: Option<f64>,
+    /// Its median p99 latency over the baseline's (below 1: lower).
     pub p99: Option<f64>,
+    /// Its CPU per message over the baseline's; None when either lacks the figure.
     pub cpu: Option<f64>,
+    /// Its syscalls per message over the baseline's; None when either lacks the figure.
     pub syscalls: Option<f64>,
 }
 

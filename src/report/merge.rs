@@ -139,8 +139,11 @@ pub fn totals_by_tag(log: &Hlog) -> anyhow::Result<BTreeMap<Option<String>, Hist
 /// One agent's files in the folder given to `merge`.
 #[derive(Debug)]
 pub struct AgentFiles {
+    /// The result file's name, for messages.
     pub name: String,
+    /// The agent's load result.
     pub result: LoadResult,
+    /// Its interval log (`<stem>.hlog` beside the JSON), if there is one.
     pub log: Option<Hlog>,
 }
 
@@ -148,8 +151,11 @@ pub struct AgentFiles {
 /// missing or failed (named; empty when every agent of `params.agents` is there).
 #[derive(Debug)]
 pub struct AgentsMerged {
+    /// The merged result (counts summed, percentiles from the merged histograms).
     pub result: LoadResult,
+    /// The merged interval log.
     pub log: Hlog,
+    /// One sentence per agent missing or failed; empty when the merge is complete.
     pub problems: Vec<String>,
 }
 

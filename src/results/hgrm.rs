@@ -69,8 +69,11 @@ fn sub_bucket_count(sigfig: u8) -> u64 {
 /// One data line of an `.hgrm` file.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HgrmPoint {
+    /// The value at this percentile, milliseconds.
     pub value_ms: f64,
+    /// The percentile as a fraction (0.99 for p99, 1.0 on the last line).
     pub percentile: f64,
+    /// Values recorded at or below `value_ms`.
     pub total_count: u64,
 }
 

@@ -30,6 +30,7 @@ pub struct HlogInterval {
     pub tag: Option<String>,
     /// Absolute start, seconds since the epoch.
     pub start_unix_s: f64,
+    /// Interval length, seconds.
     pub length_s: f64,
     /// Values in nanoseconds.
     pub hist: Histogram<u64>,
@@ -41,6 +42,7 @@ pub struct Hlog {
     /// Seconds since the epoch when recording started; interval timestamps are written
     /// relative to it.
     pub start_unix_s: f64,
+    /// The intervals in file order.
     pub intervals: Vec<HlogInterval>,
 }
 

@@ -10,24 +10,38 @@ use super::stats::median;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct ModelRun {
+    /// Messages completed in the measured window.
     pub msgs: u64,
+    /// Throughput, messages per second.
     pub msgs_per_s: f64,
+    /// Median latency, ns.
     pub p50_ns: f64,
+    /// 99th percentile latency, ns.
     pub p99_ns: f64,
+    /// Errors the load counted (in a point's `median`: the sum over runs).
     pub errors: u64,
+    /// Server CPU (user + system) per message over the measured window, ns.
     pub cpu_ns_per_msg: f64,
+    /// Server syscalls per message (from its own counts).
     pub syscalls_per_msg: Option<f64>,
+    /// Server context switches (voluntary + involuntary) per message.
     pub ctx_per_msg: f64,
     /// The server's resident memory (VmRSS) before the warm-up load connected (idle
-    /// connections already held), and its peak while the measured load ran (sampled
-    /// every 50 ms), KiB.
+    /// connections already held), KiB.
     pub rss_before_kib: u64,
+    /// The server's peak VmRSS while the measured load ran (sampled every 50 ms), KiB.
     pub rss_peak_kib: u64,
-    /// Counters of the models, over the measured run (or the whole case in sweep D).
+    // The counters of the models below are taken over the measured run (or the whole
+    // case in sweep D), from the server's stats snapshots.
+    /// select: connections refused because their fd was past FD_SETSIZE (1024).
     pub refused_fd_setsize: u64,
+    /// sigio: real-time signals (and SIGIOs) taken.
     pub sigio_signals: u64,
+    /// sigio: signal-queue overflows (plain SIGIO, every connection rescanned).
     pub sigio_overflows: u64,
+    /// busypoll: recv/accept calls that found nothing (EAGAIN).
     pub busypoll_eagain: u64,
+    /// threads: the most connection threads alive at once (a peak, not a difference).
     pub threads_peak: u64,
     /// Sweep D quiet case: server CPU seconds per wall second with no traffic.
     pub cpu_share: Option<f64>,
@@ -41,11 +55,17 @@ pub struct ModelPoint {
     /// "A" (idle sweep), "B" (one connection), "C" (few vs many), or a D case:
     /// "D-select" (fds past 1024), "D-quiet" (no traffic), "D-sigio" (burst).
     pub sweep: String,
+    /// The ringmux backend (`select`, `epoll`, `uring`, ...).
     pub backend: String,
+    /// Its io_uring feature level, or None.
     pub features: Option<String>,
+    /// Active connections (closed loop, one message in flight each).
     pub conns: u32,
+    /// Silent connections held open beside them.
     pub idle: u32,
+    /// One entry per run.
     pub runs: Vec<ModelRun>,
+    /// The per-field median of `runs` ([`median_run`]).
     pub median: ModelRun,
 }
 
@@ -53,11 +73,13 @@ pub struct ModelPoint {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct Slope {
+    /// The ringmux backend.
     pub backend: String,
     /// ns of server CPU per message per watched fd.
     pub cpu_ns_per_fd: f64,
     /// Syscalls per message per watched fd (should be ~0 for every model).
     pub syscalls_per_fd: Option<f64>,
+    /// Points the line was fitted to.
     pub points: usize,
     /// Largest idle count of the fit.
     pub max_idle: u32,
@@ -67,13 +89,18 @@ pub struct Slope {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "verdict", content = "when", rename_all = "snake_case")]
 pub enum Verdict {
+    /// The claim holds on the figures.
     Holds,
+    /// The figures contradict the claim.
     DoesNotHold,
+    /// The claim holds only under the condition given.
     HoldsOnlyWhen(String),
+    /// A figure the claim needs is missing (sweep skipped, backend unavailable).
     NotMeasured,
 }
 
 impl Verdict {
+    /// The verdict as a phrase for the report ("holds only when ...").
     pub fn text(&self) -> String {
         match self {
             Verdict::Holds => "holds".into(),
@@ -87,10 +114,13 @@ impl Verdict {
 /// One claim of MODELS.md with its figures and verdict.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Claim {
+    /// The claim's number in MODELS.md (1 to 8).
     pub n: u32,
+    /// The claim, in words.
     pub claim: String,
     /// The figures the verdict rests on, as text.
     pub figures: String,
+    /// What the rule decided.
     pub verdict: Verdict,
     /// The rule applied (the thresholds).
     pub rule: String,
@@ -100,20 +130,28 @@ pub struct Claim {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct ModelsResults {
+    /// `--quick`: the shorter sweeps.
     pub quick: bool,
+    /// Runs per point.
     pub repeat: u32,
+    /// Seconds per measured run.
     pub duration_s: f64,
+    /// Message size, bytes.
     pub size: u32,
     /// /proc/loadavg (1, 5, 15 min) at start and end: the machine is shared.
     pub loadavg_start: Vec<f64>,
+    /// The same at the end.
     pub loadavg_end: Vec<f64>,
+    /// Every measured point, all sweeps.
     pub points: Vec<ModelPoint>,
+    /// Fitted slopes, one per backend of sweep A.
     pub slopes: Vec<Slope>,
     /// Sweep D sigio: the RLIMIT_SIGPENDING given to the server (None: its own).
     pub sigpending_limit: Option<u64>,
     /// Network-stack share of the server's CPU (perf, `--profile`), per backend at 1
     /// connection: the bound of what saving syscalls can win.
     pub net_stack_share: Vec<(String, f64)>,
+    /// The eight claims and their verdicts, in order.
     pub claims: Vec<Claim>,
 }
 

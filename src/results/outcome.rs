@@ -30,6 +30,7 @@ pub fn new_histogram() -> Histogram<u64> {
 pub struct IntervalHists {
     /// Start of the interval, seconds since the epoch.
     pub start_unix_s: f64,
+    /// Interval length, seconds (the `--interval` of the run).
     pub length_s: f64,
     /// Same meaning as [`LoadOutcome::latency`].
     pub latency: Histogram<u64>,
@@ -40,6 +41,7 @@ pub struct IntervalHists {
 /// Everything a load run produced.
 #[derive(Debug, Clone)]
 pub struct LoadOutcome {
+    /// The figures written as `--json`.
     pub result: LoadResult,
     /// Latency in ns: corrected (from the intended send time) in open loop, from the
     /// actual send in closed loop.

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::sysinfo::SysInfo;
 
+/// The `schema` string of a [`LoadResult`] (`load --json`, `merge`).
 pub const LOAD_SCHEMA: &str = "ringmux.load/1";
+/// The `schema` string of a [`BenchResults`] (`bench`'s results.json).
 pub const BENCH_SCHEMA: &str = "ringmux.bench/1";
 /// `bench --versus`: the suffix of a server run from the base binary (`uring@base`);
 /// `compare --pair @base` pairs each with the server without it.
@@ -15,20 +17,32 @@ pub const BASE_SUFFIX: &str = "@base";
 /// Latency percentiles in nanoseconds, from one HdrHistogram.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Percentiles {
+    /// Values recorded in the histogram (0 for an empty one).
     pub count: u64,
+    /// Smallest value (0 when the histogram is empty).
     pub min: u64,
+    /// Mean value.
     pub mean: f64,
+    /// Median.
     pub p50: u64,
+    /// 75th percentile.
     pub p75: u64,
+    /// 90th percentile.
     pub p90: u64,
+    /// 99th percentile.
     pub p99: u64,
+    /// 99.9th percentile.
     pub p99_9: u64,
+    /// 99.99th percentile.
     pub p99_99: u64,
+    /// 99.999th percentile.
     pub p99_999: u64,
+    /// Largest value.
     pub max: u64,
 }
 
 impl Percentiles {
+    /// The count, min, mean, percentiles and max of `h`, in its unit (ns for latency).
     pub fn of(h: &hdrhistogram::Histogram<u64>) -> Percentiles {
         let q = |p: f64| h.value_at_quantile(p);
         Percentiles {
@@ -58,6 +72,7 @@ pub struct LoadErrors {
     pub timeout: u64,
     /// Failed connects.
     pub connect: u64,
+    /// Any other error.
     pub other: u64,
     /// HTTP: replies with a status outside 2xx, by status.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -65,6 +80,7 @@ pub struct LoadErrors {
 }
 
 impl LoadErrors {
+    /// Errors of every kind, HTTP statuses included.
     pub fn total(&self) -> u64 {
         self.mismatch
             + self.reset
@@ -90,16 +106,23 @@ impl LoadErrors {
 /// Parameters of one load run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LoadParams {
+    /// The server's address (`host:port`), as given to `load --addr`.
     pub addr: String,
     /// "closed" or "open".
     pub mode: String,
+    /// Connections: this agent's share with `--agents`, the sum in a merged result.
     pub conns: u32,
+    /// Message size in bytes (http: the POST body; 0 for `GET /`).
     pub size: u32,
+    /// Messages in flight per connection.
     pub pipeline: u32,
     /// Asked total rate in msgs/s (open loop only).
     pub rate: Option<f64>,
+    /// The measured window asked for, seconds.
     pub duration_s: f64,
+    /// The warm-up before it, seconds (not recorded).
     pub warmup_s: f64,
+    /// Load generator threads.
     pub threads: u16,
     /// IO driver the load generator used ("uring" or "epoll").
     pub driver: String,
@@ -124,8 +147,11 @@ pub struct LoadParams {
 /// What `ringmux load --json` writes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LoadResult {
+    /// [`LOAD_SCHEMA`].
     pub schema: String,
+    /// What was asked.
     pub params: LoadParams,
+    /// The machine it ran on.
     pub sys: SysInfo,
     /// Start of the measured window, seconds since the epoch.
     pub start_unix_s: f64,
@@ -135,6 +161,7 @@ pub struct LoadResult {
     pub messages: u64,
     /// Messages completed during warm-up (not recorded in histograms).
     pub warmup_messages: u64,
+    /// Throughput, messages per second (open loop: the achieved rate).
     pub msgs_per_s: f64,
     /// Payload megabytes (1e6) per second, one direction.
     pub mb_per_s: f64,
@@ -159,6 +186,7 @@ pub struct LoadResult {
     pub latency: Percentiles,
     /// Open loop only: from the actual send time (uncorrected).
     pub latency_uncorrected: Option<Percentiles>,
+    /// Errors by kind over the whole run.
     pub errors: LoadErrors,
     /// Load generator CPU (user + system, all its threads) per message over the measured
     /// window, nanoseconds: to check the client costs less than the server.
@@ -182,13 +210,21 @@ pub struct LoadResult {
 /// One measured figure set for one run of one cell of the bench matrix.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RunMetrics {
+    /// Throughput, messages per second.
     pub msgs_per_s: f64,
+    /// Payload megabytes (1e6 bytes) per second, one direction.
     pub mb_per_s: f64,
+    /// Median latency, ns (corrected in open loop).
     pub p50_ns: f64,
+    /// 90th percentile latency, ns.
     pub p90_ns: f64,
+    /// 99th percentile latency, ns.
     pub p99_ns: f64,
+    /// 99.9th percentile latency, ns.
     pub p99_9_ns: f64,
+    /// 99.99th percentile latency, ns.
     pub p99_99_ns: f64,
+    /// Largest latency, ns.
     pub max_ns: f64,
     /// Server CPU (user + system) nanoseconds per message.
     pub cpu_ns_per_msg: Option<f64>,
@@ -196,6 +232,8 @@ pub struct RunMetrics {
     pub syscalls_per_msg: Option<f64>,
     /// Server context switches (voluntary + involuntary) per message.
     pub ctx_switches_per_msg: Option<f64>,
+    /// Errors the load generator counted ([`LoadErrors::total`]); in a cell's `median`
+    /// this is the sum over runs.
     pub errors: u64,
     /// The load generator's own CPU nanoseconds per message (to show it is cheaper
     /// than the server it measures).
@@ -223,18 +261,26 @@ pub struct Cell {
     pub server_threads: Option<u16>,
     /// "closed", "pipelined" or "open".
     pub mode: String,
+    /// Connections.
     pub conns: u32,
+    /// Message size in bytes.
     pub size: u32,
+    /// Messages in flight per connection.
     pub pipeline: u32,
+    /// Open loop: the rate, msgs/s; None in closed loop.
     pub rate: Option<f64>,
+    /// One set of figures per run, in run order.
     pub runs: Vec<RunMetrics>,
-    /// Per-metric median over runs, and min and max (spread).
+    /// Per-metric median over runs (`errors`: their sum).
     pub median: RunMetrics,
+    /// Per-metric smallest over runs (the low end of the spread).
     pub min: RunMetrics,
+    /// Per-metric largest over runs (the high end of the spread).
     pub max: RunMetrics,
     /// Files (relative to the results folder) with this cell's histograms, one per run.
     #[serde(default)]
     pub hgrm: Vec<String>,
+    /// The same for the `.hlog` interval logs.
     #[serde(default)]
     pub hlog: Vec<String>,
     /// `bench --profile`: where the server's CPU went (perf samples grouped), the
@@ -246,11 +292,15 @@ pub struct Cell {
 /// What `ringmux bench` writes as results.json.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BenchResults {
+    /// [`BENCH_SCHEMA`].
     pub schema: String,
+    /// The machine it ran on.
     pub sys: SysInfo,
+    /// When the bench started, seconds since the epoch.
     pub start_unix_s: f64,
     /// The command line and the matrix actually run.
     pub args: serde_json::Value,
+    /// The throughput matrix, one per server and load shape (empty with `--idle-conns`).
     pub cells: Vec<Cell>,
     /// Free-form notes (e.g. "open loop at 50% of measured peak 120000 msgs/s").
     #[serde(default)]
@@ -270,9 +320,13 @@ pub struct BenchResults {
 /// One server sitting idle for `seconds` with `conns` silent connections open.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct QuietRow {
+    /// Server name (`uring`, `epoll`, a peer, an external).
     pub server: String,
+    /// Its io_uring feature level, or None.
     pub features: Option<String>,
+    /// Silent connections held open (0, then `--quiet-conns`).
     pub conns: u32,
+    /// Wall seconds it sat idle.
     pub seconds: f64,
     /// Server CPU seconds per wall second (0.01 = 1% of a core).
     pub cpu_share: f64,
@@ -300,6 +354,7 @@ pub struct IdleResults {
     pub settle_ms: u64,
     /// The budget figures are held against, bytes per connection (1024).
     pub budget_bytes_per_conn: f64,
+    /// One entry per server.
     pub servers: Vec<IdleServer>,
 }
 
@@ -308,13 +363,17 @@ pub struct IdleResults {
 pub struct IdleServer {
     /// Stable key used by `compare`, e.g. "idle/uring:baseline/c10000".
     pub id: String,
+    /// Server name.
     pub server: String,
     /// io_uring feature level used, when the server is ringmux on io_uring.
     pub features: Option<String>,
+    /// One entry per fresh server process.
     pub runs: Vec<IdleRun>,
-    /// (VmRSS after - before) / conns in bytes: median, min and max over runs.
+    /// (VmRSS after - before) / conns in bytes, the median over runs.
     pub bytes_per_conn: f64,
+    /// Smallest of the runs' `bytes_per_conn`.
     pub bytes_per_conn_min: f64,
+    /// Largest of the runs' `bytes_per_conn`.
     pub bytes_per_conn_max: f64,
     /// The same for RssAnon (heap and anonymous mappings only), median over runs.
     pub anon_bytes_per_conn: f64,
@@ -323,11 +382,17 @@ pub struct IdleServer {
 /// One run: a fresh server, its RSS before and after the idle connections.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct IdleRun {
+    /// VmRSS before the connections were opened, KiB.
     pub rss_before_kib: u64,
+    /// VmRSS with them open, KiB.
     pub rss_after_kib: u64,
+    /// RssAnon before, KiB.
     pub anon_before_kib: u64,
+    /// RssAnon after, KiB.
     pub anon_after_kib: u64,
+    /// (`rss_after_kib` - `rss_before_kib`) × 1024 / connections: bytes per connection.
     pub bytes_per_conn: f64,
+    /// The same from RssAnon.
     pub anon_bytes_per_conn: f64,
     /// Seconds to open every connection and do its round trip.
     pub connect_s: f64,

@@ -17,18 +17,31 @@ use crate::proto::Proto;
 /// A validated server configuration.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// Where to listen (port 0: any free port).
     pub addr: SocketAddr,
+    /// The IO model asked for (`auto` and `uring` are resolved by setting up a ring).
     pub backend: BackendChoice,
+    /// The io_uring feature level asked for (`--uring-features`).
     pub features: FeatureChoice,
+    /// The protocol served.
     pub proto: Proto,
+    /// Per-connection outbox cap, bytes: above it the server stops reading that connection
+    /// (and chat drops a receiver a broadcast would put over it).
     pub outbox_cap: usize,
+    /// Size of one receive buffer, bytes: the reactor's shared scratch buffer, a thread's
+    /// own, or each io_uring receive buffer.
     pub recv_buf: usize,
+    /// io_uring submission queue entries (halved on ENOMEM).
     pub ring_entries: u32,
     /// Completion queue entries (`--cq-entries`; default 4x ring_entries).
     pub cq_entries: Option<u32>,
+    /// listen(2) backlog.
     pub backlog: i32,
+    /// On SIGINT/SIGTERM, how long to flush owed bytes before closing anyway.
     pub drain_timeout: Duration,
+    /// Where to write the stats JSON on exit and on SIGUSR1 (`--json`); None: no file.
     pub stats_json: Option<PathBuf>,
+    /// Print nothing but errors and warnings.
     pub quiet: bool,
     /// At multishot/full: multishot ACCEPT (else one-shot).
     pub multishot_accept: bool,
@@ -38,6 +51,7 @@ pub struct ServerConfig {
     pub register_files: bool,
     /// At full with FEAT_MIN_TIMEOUT: how the proactor waits.
     pub uring_wait: WaitMode,
+    /// A kernel thread polls the submission queue (IORING_SETUP_SQPOLL).
     pub sqpoll: bool,
     /// Provided receive buffers (a power of two).
     pub buf_entries: u16,
@@ -95,6 +109,7 @@ macro_rules! backends {
             pub const NAMES: [&'static str; <[&str]>::len(&[$uring, $($name),+])] =
                 [$uring, $($name),+];
 
+            /// The name used on the command line, in stats and in results ("uring", "epoll", ...).
             pub fn name(self) -> &'static str {
                 match self {
                     Backend::Uring(_) => $uring,
@@ -159,6 +174,7 @@ impl Backend {
         )
     }
 
+    /// The io_uring feature level for [`Backend::Uring`], else None.
     pub fn features(self) -> Option<FeatureLevel> {
         match self {
             Backend::Uring(l) => Some(l),

@@ -30,6 +30,8 @@ pub struct Conn {
 }
 
 impl Conn {
+    /// A fresh connection speaking `p`, nothing owed; a chat guest is numbered by a
+    /// counter of its own (tests, scratch outboxes): a server uses [`Conn::with_guests`].
     pub fn new(p: Proto) -> Conn {
         Conn::with_state(ProtoState::new(p))
     }
@@ -148,6 +150,7 @@ impl Conn {
         &self.out[self.out_pos..]
     }
 
+    /// How many bytes are owed: `owed().len()`.
     pub fn owed_len(&self) -> usize {
         self.out.len() - self.out_pos
     }

@@ -107,6 +107,7 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// The read end of this loop's wake pipe: the descriptor the loop watches (non-blocking).
     pub fn fd(&self) -> RawFd {
         self.read.as_raw_fd()
     }
@@ -133,6 +134,7 @@ impl Signals {
         self.seen.clone()
     }
 
+    /// SIGINT or SIGTERM came: the loop should drain and end.
     pub fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -190,6 +192,7 @@ pub struct Waker {
 }
 
 impl Waker {
+    /// Wake the loop (one byte down its pipe; a full pipe already holds a wake-up).
     pub fn wake(&self) {
         wake_all(&self.wakers[self.index..=self.index]);
     }

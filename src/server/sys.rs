@@ -13,30 +13,53 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
 pub enum Sys {
+    /// accept4(2): one connection taken from the listener.
     Accept4,
+    /// recv(2) on a connection.
     Recv,
+    /// send(2) on a connection.
     Send,
+    /// read(2) of a signalfd or wake pipe (never of a connection).
     Read,
+    /// epoll_wait(2).
     EpollWait,
+    /// epoll_ctl(2): add, modify or delete interest.
     EpollCtl,
+    /// close(2).
     Close,
+    /// shutdown(2).
     Shutdown,
+    /// setsockopt(2).
     Setsockopt,
+    /// io_uring_setup(2): one attempt to build a ring.
     IoUringSetup,
+    /// io_uring_enter(2): submit, wait, or both.
     IoUringEnter,
+    /// io_uring_register(2): probe, buffers, files, ring fd.
     IoUringRegister,
+    /// poll(2).
     Poll,
+    /// select(2).
     Select,
+    /// rt_sigtimedwait(2) (sigio: taking queued signals).
     RtSigtimedwait,
+    /// fcntl(2) (sigio: O_ASYNC, F_SETSIG, F_SETOWN_EX).
     Fcntl,
+    /// nanosleep(2) (accept back-off, busy polling with nothing to poll).
     Nanosleep,
+    /// signalfd(2).
     Signalfd,
+    /// epoll_create1(2).
     EpollCreate,
-    /// Only the `extra-syscalls` fault makes it (a known, countable regression).
+    /// getppid(2): only the `extra-syscalls` fault makes it (a known, countable
+    /// regression).
     Getppid,
 }
 
+/// How many kinds [`Sys`] has: the length of every per-kind array.
 pub const KINDS: usize = 20;
+/// Each kind's name as reported (`syscalls.<name>` in `serve --json`), indexed by
+/// `Sys as usize`.
 pub const NAMES: [&str; KINDS] = [
     "accept4",
     "recv",
@@ -98,12 +121,14 @@ impl SyscallCounts {
         SyscallCounts(std::array::from_fn(|i| c[i].load(Ordering::Relaxed)))
     }
 
+    /// Add `o`'s counts to these, kind by kind.
     pub fn add(&mut self, o: &SyscallCounts) {
         for (a, b) in self.0.iter_mut().zip(o.0) {
             *a += b;
         }
     }
 
+    /// Syscalls of every kind.
     pub fn total(&self) -> u64 {
         self.0.iter().sum()
     }
@@ -201,6 +226,7 @@ pub fn set_recv_timeout(fd: i32, t: std::time::Duration) -> io::Result<()> {
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, tv)
 }
 
+/// TCP_NODELAY: send small replies at once instead of waiting for an ACK (Nagle).
 pub fn set_nodelay(fd: i32) -> io::Result<()> {
     setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1 as libc::c_int)
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 /// The drain deadline: unset while serving, set by the first stop signal.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Drain {
+    /// When the drain gives up and closes what is left; None while serving.
     pub deadline: Option<Instant>,
 }
 
@@ -19,10 +20,12 @@ impl Drain {
         true
     }
 
+    /// A stop signal came: no more accepting or reading.
     pub fn draining(&self) -> bool {
         self.deadline.is_some()
     }
 
+    /// The drain deadline has passed: close every connection, flushed or not.
     pub fn expired(&self) -> bool {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }

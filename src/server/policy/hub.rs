@@ -92,6 +92,7 @@ impl Hub {
         })
     }
 
+    /// Member `id` leaves: nothing more is posted to it, and what its inbox held is dropped.
     pub fn leave(&self, id: usize) {
         self.lock().try_remove(id);
     }

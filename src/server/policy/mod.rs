@@ -51,10 +51,15 @@ use crate::proto::Proto;
 /// policies: its counts, its fan-out, its deadlines, its fault counters, its drain.
 #[derive(Debug)]
 pub struct LoopState {
+    /// What this loop counted (its syscalls are filled in when it publishes).
     pub stats: LoopStats,
+    /// Broadcasts waiting to reach this loop's other connections (chat).
     pub fanout: Fanout,
+    /// Every connection's idle and header deadlines.
     pub timers: Timers,
+    /// The fault hooks (`RINGMUX_FAULTS`, tests only) and what they have injected.
     pub faults: Faults,
+    /// The drain deadline, once a stop signal came.
     pub drain: Drain,
     /// Chat with several loops: the room across them, and this loop's member id.
     room: Option<(Arc<Hub>, usize)>,
@@ -64,6 +69,8 @@ pub struct LoopState {
 pub const OTHER_LOOP: usize = usize::MAX;
 
 impl LoopState {
+    /// The state of a new loop: nothing counted, no deadline, not in a shared room yet
+    /// ([`LoopState::join_room`]).
     pub fn new(cfg: &ServerConfig, fanout: Fanout) -> LoopState {
         LoopState {
             stats: LoopStats::default(),
@@ -173,7 +180,9 @@ pub fn close_counted(fd: std::os::fd::RawFd, stats: &mut LoopStats) {
 
 /// A loop's per-connection slot, as the policies see it.
 pub trait Member {
+    /// The connection: protocol state and outbox.
     fn conn(&mut self) -> &mut Conn;
+    /// Its deadline clock, with the connection (borrowed together for the timers).
     fn clock(&mut self) -> (&mut Clock, &mut Conn);
     /// Bytes of this connection the kernel owns in an in-flight send (io_uring).
     fn in_flight(&self) -> usize {
@@ -193,7 +202,9 @@ pub trait Member {
 /// An event loop, as the policies see it: its state and its connections, and the
 /// two things only the backend knows how to do.
 pub trait Loop {
+    /// The per-connection slot.
     type M: Member;
+    /// The loop's state and its connections, borrowed together.
     fn parts(&mut self) -> (&mut LoopState, &mut Slab<Self::M>);
     /// Close `key` now, without flushing (a slow receiver, an idle connection); its
     /// leave goes through [`LoopState::closing`].

@@ -33,6 +33,7 @@ use crate::server::sys::{self, SyscallCounts, ThreadCounts, syscall};
 
 /// A connection served by blocking calls, as the supervisor sees it.
 pub struct Live {
+    /// The connection's socket (shut down by the supervisor on a stop).
     pub fd: RawFd,
     /// Its counts, published after every call (never locked across a blocking call);
     /// a chat connection's writer thread publishes its own beside them.
@@ -41,6 +42,7 @@ pub struct Live {
 
 /// What the serving threads and the supervisor share.
 pub struct Supervisor {
+    /// The listening socket (shut down for reading on a stop, so a blocked accept returns).
     pub listen_fd: RawFd,
     live: Mutex<Slab<Live>>,
     /// Signalled when a connection leaves (the threads backend's cap) or the drain starts.
@@ -67,6 +69,7 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Supervisor {
+    /// A supervisor for the server listening on `listen_fd`, with no connection yet.
     pub fn new(listen_fd: RawFd, faults: Faults) -> Supervisor {
         Supervisor {
             listen_fd,
@@ -82,6 +85,7 @@ impl Supervisor {
         }
     }
 
+    /// The drain has begun: accept no more, read no more.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
@@ -132,6 +136,8 @@ impl Supervisor {
         }
     }
 
+    /// Put back the fault counters [`Supervisor::take_faults`] gave, with this call's
+    /// injections counted (nothing to do when faults are off).
     pub fn put_faults(&self, f: Faults) {
         if self.faults_on {
             *lock(&self.faults) = f;

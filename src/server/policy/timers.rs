@@ -42,6 +42,7 @@ pub struct Timers {
 }
 
 impl Timers {
+    /// No deadline yet; the durations are `--idle-timeout` and `--header-timeout`.
     pub fn new(cfg: &ServerConfig) -> Timers {
         Timers {
             idle: cfg.idle_timeout,

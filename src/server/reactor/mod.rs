@@ -39,15 +39,20 @@ use crate::server::policy::{self, Loop, LoopState, Member, over_cap};
 /// What the loop wants to hear about a descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Interest {
+    /// Tell when the descriptor has data to read (or a connection to accept).
     pub read: bool,
+    /// Tell when the descriptor can take more bytes.
     pub write: bool,
 }
 
 impl Interest {
+    /// Read interest only: the usual state of a connection that owes nothing.
     pub const READ: Interest = Interest {
         read: true,
         write: false,
     };
+    /// No interest: the listener muted while accept backs off (level-triggered
+    /// mechanisms would report it ready on every wait).
     pub const NONE: Interest = Interest {
         read: false,
         write: false,
@@ -57,8 +62,12 @@ impl Interest {
 /// Readiness of one registered descriptor, by its token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event {
+    /// The token the descriptor was registered under ([`LISTENER`], [`SIGNAL`], a
+    /// connection's slab key), or [`RESCAN`].
     pub token: usize,
+    /// Data (or a connection to accept) is waiting.
     pub readable: bool,
+    /// The socket can take more bytes.
     pub writable: bool,
     /// Peer hang-up or error (read to learn which).
     pub hup: bool,
@@ -86,12 +95,16 @@ pub trait Readiness: Sized {
     /// Readiness that came before registration may not be reported (sigio: no
     /// signal for data already queued): read once at registration.
     const READ_ON_REGISTER: bool = false;
+    /// Set up the mechanism (an epoll instance, a signalfd, ...) on the thread that will
+    /// wait (sigio routes its signals to that thread).
     fn new() -> io::Result<Self>;
     /// Descriptors at or above this cannot be watched (select: FD_SETSIZE).
     fn fd_limit(&self) -> Option<RawFd> {
         None
     }
+    /// Start watching `fd` for `interest`, reporting it under `token`.
     fn register(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
+    /// Change what `fd` (registered under `token`) is watched for.
     fn modify(&mut self, fd: RawFd, token: usize, interest: Interest) -> io::Result<()>;
     /// Stop watching `fd`; `closing`: the caller closes it right after (epoll lets
     /// close(2) do the removal).
@@ -107,7 +120,9 @@ pub trait Readiness: Sized {
 /// What a mechanism counts of its own (sigio: signals taken, queue overflows).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counts {
+    /// Real-time signals (and SIGIOs) taken.
     pub signals: u64,
+    /// Plain SIGIOs: the signal queue overflowed and readiness was lost.
     pub overflows: u64,
 }
 

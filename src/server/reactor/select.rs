@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::{Event, Interest, Readiness};
 use crate::server::sys::syscall;
 
+/// The size of an fd_set in bits (1024): the first fd select(2) cannot watch.
 pub const FD_SETSIZE: RawFd = libc::FD_SETSIZE as RawFd;
 
 /// Readiness from select(2), level-triggered, fds below FD_SETSIZE only.

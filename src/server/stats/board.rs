@@ -39,6 +39,7 @@ struct Slot {
 }
 
 impl Board {
+    /// A board of `loops` slots (at least one), nothing published yet.
     pub fn new(loops: usize) -> Board {
         Board {
             slots: vec![Slot::default(); loops.max(1)],
@@ -104,17 +105,23 @@ impl Board {
 
 /// What every loop reports into: the facts of the run and one slot per loop.
 pub struct StatsBoard {
+    /// The IO model that runs.
     pub backend: Backend,
+    /// Each io_uring feature's state (uring only).
     pub uring: Option<RingFeatures>,
-    /// threads: each connection thread's stack size.
+    /// threads: each connection thread's stack size, bytes.
     pub thread_stack_bytes: Option<usize>,
+    /// The configuration the server runs with (`cfg.threads` slots).
     pub cfg: ServerConfig,
+    /// The bound address.
     pub addr: SocketAddr,
+    /// When the server started (the report's `elapsed_s` counts from here).
     pub started: Instant,
     slots: Mutex<Board>,
 }
 
 impl StatsBoard {
+    /// A board with one slot per event loop (`cfg.threads`), started now.
     pub fn new(
         backend: Backend,
         uring: Option<RingFeatures>,
@@ -223,6 +230,8 @@ pub struct Reporter {
 }
 
 impl Reporter {
+    /// Loop `index`'s reporter (below `cfg.threads`); it reads snapshot requests through
+    /// `signals`, the loop's own [`Signals`].
     pub fn new(index: usize, signals: &Signals, board: Arc<StatsBoard>) -> Reporter {
         Reporter {
             index,

@@ -47,14 +47,24 @@ macro_rules! counters {
 }
 
 counters! {
+    /// Connections accepted (refused ones included: they are closed at once).
     accepted => "connections_accepted",
+    /// Connections closed; equal to `accepted` after a clean drain.
     closed => "connections_closed",
+    /// Accept calls that failed (EMFILE, ENFILE, ECONNABORTED, ...).
     accept_errors,
+    /// Times accepting paused after such an error.
     accept_backoffs,
+    /// Bytes received from connections.
     bytes_in,
+    /// Bytes sent to connections.
     bytes_out,
+    /// io_uring: loop turns that found the CQ overflow flag set.
     cq_overflow,
+    /// io_uring: times the submission queue was full (the SQE waited in a userspace
+    /// backlog).
     sq_full,
+    /// io_uring: `io_uring_enter` calls that returned EAGAIN or EBUSY.
     enter_busy,
     /// io_uring: completions reaped (made-up ones from RINGMUX_FAULTS included).
     cqes,
@@ -99,6 +109,7 @@ counters! {
 /// Server stats as printed on exit and written by `--json` (`--stats-json`).
 #[derive(Debug, Clone, Serialize)]
 pub struct StatsReport {
+    /// `ringmux.server-stats/1`.
     pub schema: &'static str,
     /// false for a SIGUSR1 snapshot, true for the report written on exit.
     pub r#final: bool,
@@ -106,27 +117,40 @@ pub struct StatsReport {
     /// succession may be answered by one snapshot, for the last of them). Every loop's
     /// counts in it were taken after that signal. None in the final report.
     pub snapshot_request: Option<usize>,
+    /// The IO model that ran (`uring`, `epoll`, ...).
     pub backend: &'static str,
+    /// The io_uring level; None on other backends.
     pub features: Option<FeatureLevel>,
+    /// The protocol served.
     pub proto: Proto,
     /// Event loops (`--threads`); every count below is their sum.
     pub threads: usize,
+    /// The bound address (`host:port`).
     pub addr: String,
+    /// The server's process id.
     pub pid: u32,
+    /// Seconds since the server started.
     pub elapsed_s: f64,
     /// Every counter, each a key of its own.
     #[serde(flatten)]
     pub counts: LoopStats,
+    /// Syscalls made, by name; only kinds made at least once.
     pub syscalls: BTreeMap<String, u64>,
+    /// The sum of `syscalls`.
     pub syscalls_total: u64,
     /// threads: each connection thread's stack size in bytes.
     pub thread_stack_bytes: Option<usize>,
     /// Each io_uring feature's state (uring only).
     pub uring: Option<RingFeatures>,
+    /// The process's user CPU seconds (all threads, getrusage).
     pub cpu_user_s: f64,
+    /// The process's system CPU seconds (all threads).
     pub cpu_sys_s: f64,
+    /// Voluntary context switches of the process.
     pub ctx_voluntary: u64,
+    /// Involuntary context switches of the process.
     pub ctx_involuntary: u64,
+    /// Peak resident memory of the process, KiB.
     pub max_rss_kib: u64,
     /// Each loop's share, in loop order: how SO_REUSEPORT spread the connections.
     pub per_thread: Vec<ThreadReport>,
@@ -137,13 +161,20 @@ pub struct StatsReport {
 pub struct ThreadReport {
     /// The CPU it is pinned to (`--pin`), if any.
     pub pinned_cpu: Option<usize>,
+    /// The loop's connections accepted.
     pub connections_accepted: u64,
+    /// The loop's connections closed.
     pub connections_closed: u64,
+    /// The loop's bytes received.
     pub bytes_in: u64,
+    /// The loop's bytes sent.
     pub bytes_out: u64,
+    /// The loop's syscalls, every kind.
     pub syscalls_total: u64,
-    /// This thread's CPU time (io_uring's kernel workers are counted only process-wide).
+    /// This loop thread's user CPU seconds (io_uring's kernel workers are counted only
+    /// process-wide).
     pub cpu_user_s: f64,
+    /// This thread's system CPU seconds.
     pub cpu_sys_s: f64,
 }
 
