@@ -18,7 +18,9 @@
 # Output: DIR/KIND-ROUND/ (the bench folder, compare.txt, exit), DIR/runs.tsv (one line
 # per gate run: kind, round, exit code, the metrics that fired) and DIR/summary.md
 # (per kind: runs that exited 1, on which metric, and the CPU and syscall change per
-# message the fault actually made, per cell).
+# message the fault actually made, per cell; the first kind's run-to-run spread of
+# every metric). Runs already done in DIR are kept: run it again to resume, or to
+# rewrite the summary. `scripts/run-page.sh --gate DIR` makes the dated run page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,44 +93,88 @@ for ((r = 1; r <= rounds; r++)); do
 done
 
 python3 - "$out" "${kinds[@]}" >"$out/summary.md" <<'EOF'
-import json, statistics, sys, glob, os
+import json, statistics as st, sys, glob
 out, kinds = sys.argv[1], [k.split("=", 1) for k in sys.argv[2:]]
+METRICS = [("CPU/msg", "cpu_ns_per_msg"), ("syscalls/msg", "syscalls_per_msg"),
+           ("ctx/msg", "ctx_switches_per_msg"), ("p99", "p99_ns"), ("msgs/s", "msgs_per_s")]
 def pct(v): return f"{v * 100:+.1f}%"
-print("| kind | head's RINGMUX_FAULTS | runs | exit 1 | metrics that fired (runs) |")
-print("|---|---|--:|--:|---|")
-changes = {}
-for name, faults in kinds:
-    runs = [l.split("\t") for l in open(f"{out}/runs.tsv").read().splitlines() if l.split("\t")[0] == name]
-    fired = {}
-    for _, _, code, f in runs:
-        for m in set(x.split(" ")[1] + " " + x.split(" ")[0].split("/")[0] for x in f.split(",") if x != "-"):
-            fired[m] = fired.get(m, 0) + 1
-    ones = sum(1 for r in runs if r[2] == "1")
-    desc = ", ".join(f"{m} ({n})" for m, n in sorted(fired.items())) or "none"
-    print(f"| {name} | `{faults or '(none)'}` | {len(runs)} | {ones} | {desc} |")
-    # The change the fault made: per run, the median over pairs of (head-base)/base.
+def spread(v): return f"{pct(st.median(v))} [{pct(min(v))}, {pct(max(v))}]"
+def rows(name):
+    """Per gate run of `name`: {(cell, metric): (base runs, head runs)}."""
     for d in sorted(glob.glob(f"{out}/{name}-*/results.json")):
         cells = {c["id"]: c for c in json.load(open(d))["cells"]}
+        res = {}
         for cid, c in cells.items():
             if "@base" in cid: continue
             srv, rest = cid.split("/", 1)
             b = cells[f"{srv}@base/{rest}"]
-            for m in ("cpu_ns_per_msg", "syscalls_per_msg"):
-                ch = [(h[m] - x[m]) / x[m] for x, h in zip(b["runs"], c["runs"]) if x.get(m) and h.get(m) is not None]
-                if ch:
-                    changes.setdefault((name, cid, m), []).append(statistics.median(ch))
+            for label, m in METRICS:
+                if m == "msgs_per_s" and c.get("rate"): continue  # an input in open loop
+                bv = [r.get(m) for r in b["runs"]]; hv = [r.get(m) for r in c["runs"]]
+                if all(x for x in bv) and all(x is not None for x in hv):
+                    res[(cid, label)] = (bv, hv)
+        yield res
+def pair_changes(bv, hv): return [(h - x) / x for x, h in zip(bv, hv)]
+def seconds(name):
+    """Each gate run's length: from the bench's start to the verdict written."""
+    import os
+    for d in sorted(glob.glob(f"{out}/{name}-*/exit")):
+        start = json.load(open(d[:-4] + "results.json"))["start_unix_s"]
+        yield os.path.getmtime(d) - start
+print("| kind | head's RINGMUX_FAULTS | gate runs | exit 1 | metrics that fired (runs) | seconds per gate run |")
+print("|---|---|--:|--:|---|--:|")
+for name, faults in kinds:
+    runs = [l.split("\t") for l in open(f"{out}/runs.tsv").read().splitlines() if l.split("\t")[0] == name]
+    fired = {}
+    for _, _, code, f in runs:
+        for m in {x.split(" ")[1] + " of " + x.split(" ")[0].split("/")[0] for x in f.split(",") if x != "-"}:
+            fired[m] = fired.get(m, 0) + 1
+    ones = sum(1 for r in runs if r[2] == "1")
+    desc = ", ".join(f"{m} ({n})" for m, n in sorted(fired.items())) or "none"
+    secs = list(seconds(name))
+    took = f"{st.median(secs):.0f} [{min(secs):.0f}, {max(secs):.0f}]" if secs else "–"
+    print(f"| {name} | `{faults or '(none)'}` | {len(runs)} | {ones} | {desc} | {took} |")
 print()
-print("Change per message the head showed against the base: per gate run the paired")
-print("median over its pairs, then the median over the runs [lowest, highest run].")
+print("The change the head showed against the base, per message: per gate run the paired")
+print("median over its pairs, then the median over the gate runs [lowest, highest run].")
 print()
-print("| kind | cell | CPU/msg | syscalls/msg |")
-print("|---|---|--:|--:|")
-for name, _ in kinds:
-    for cid in sorted({c for (n, c, _) in changes if n == name}):
-        row = []
-        for m in ("cpu_ns_per_msg", "syscalls_per_msg"):
-            v = changes.get((name, cid, m), [])
-            row.append(f"{pct(statistics.median(v))} [{pct(min(v))}, {pct(max(v))}]" if v else "–")
-        print(f"| {name} | {cid} | {row[0]} | {row[1]} |")
+print("Nominal: the `input-work-ns` asked, as a share of the base's CPU/msg (median of")
+print("its repeats), median over the gate runs [lowest, highest].")
+print()
+print("| kind | cell | CPU/msg | syscalls/msg | nominal |")
+print("|---|---|--:|--:|--:|")
+for name, faults in kinds:
+    work = [int(f.split("=")[1]) for f in faults.split(",") if f.startswith("input-work-ns=")]
+    ch, nom = {}, {}
+    for res in rows(name):
+        for (cid, label), (bv, hv) in res.items():
+            ch.setdefault((cid, label), []).append(st.median(pair_changes(bv, hv)))
+            if label == "CPU/msg" and work:
+                nom.setdefault(cid, []).append(work[0] / st.median(bv))
+    for cid in sorted({c for c, _ in ch}):
+        cells = [spread(ch[(cid, l)]) if (cid, l) in ch else "–" for l in ("CPU/msg", "syscalls/msg")]
+        n = spread(nom[cid]) if cid in nom else "–"
+        print(f"| {name} | {cid} | {cells[0]} | {cells[1]} | {n} |")
+name = kinds[0][0]
+print()
+print(f"Run-to-run spread, from the `{name}` runs: CV of one side's repeats (what an")
+print("unpaired gate sees), sd of the per-pair change (what the paired gate sees), and the")
+print("paired median change; each the median over the gate runs, the worst in brackets")
+print("(for the change: the lowest and highest run).")
+print()
+print("| metric | cell | CV of one side's repeats | sd of per-pair change | paired median change |")
+print("|---|---|--:|--:|--:|")
+acc = {}
+for res in rows(name):
+    for key, (bv, hv) in res.items():
+        a = acc.setdefault(key, ([], [], []))
+        a[0].append(st.stdev(bv) / st.mean(bv))
+        a[1].append(st.stdev(pair_changes(bv, hv)))
+        a[2].append(st.median(pair_changes(bv, hv)))
+p = lambda v: f"{v * 100:.1f}%"
+for label, _ in METRICS:
+    for (cid, l), (cv, sd, med) in sorted(acc.items()):
+        if l == label:
+            print(f"| {label} | {cid} | {p(st.median(cv))} [{p(max(cv))}] | {p(st.median(sd))} [{p(max(sd))}] | {spread(med)} |")
 EOF
 cat "$out/summary.md"
