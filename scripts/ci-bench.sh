@@ -46,7 +46,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-paired_default="syscalls=5%,syscalls@uring=50%,cpu=3%,ctx=50%,p99=50%,throughput=25%"
+paired_default="syscalls=5%,syscalls@uring=50%,cpu=5%,ctx=50%,p99=50%,throughput=25%"
 allow_missing=0
 save=0
 paired=0

@@ -49,7 +49,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 # A copy, so that a rebuild during the measurement changes neither side.
 bin="$out/ringmux"
-cp "$src" "$bin"
+[ "$src" -ef "$bin" ] || cp "$src" "$bin"
 cat >"$out/base.sh" <<EOF
 #!/bin/sh
 exec env -u RINGMUX_FAULTS "$bin" "\$@"
