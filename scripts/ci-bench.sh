@@ -10,8 +10,9 @@
 # worktree, run ONE bench with both builds interleaved run by run (bench --versus), and
 # judge head against base inside that run (compare --pair @base). No stored baseline is
 # needed, and the runner's speed cancels out: both builds met the same machine and noise.
-# The default limits then gate the counted figures (syscalls/msg, context switches/msg)
-# tightly and the timed ones (CPU/msg, p99, throughput) widely: docs/ci-gate.md says why.
+# The default limits then gate the robust count (syscalls/msg: 5%, io_uring's 50%)
+# tightly and the timed figures (CPU/msg, p99, throughput) widely; context switches are
+# shown, not judged: docs/ci-gate.md has the measured spreads and the gate's power.
 #
 # Without --paired: compare with a baseline stored by an earlier run of the merge-base
 # (valid only when that ran on the same kind of machine; kept for history charts).
@@ -46,7 +47,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-paired_default="syscalls=5%,syscalls@uring=50%,cpu=5%,ctx=50%,p99=50%,throughput=25%"
+paired_default="syscalls=5%,syscalls@uring=50%,cpu=5%,p99=50%,throughput=25%"
 allow_missing=0
 save=0
 paired=0

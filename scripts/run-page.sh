@@ -63,10 +63,14 @@ if [ -n "$gate" ]; then
     echo
     echo "| | |"
     echo "|---|---|"
-    echo "| page written (UTC) | $(date -u '+%Y-%m-%d %H:%M') |"
-    echo "| commit | \`${commit}\`${dirty} (HEAD when the page was written; the measured build's is below) |"
+    measured=$(sed -n '1s/^date: \(.*\) UTC; commit \(.*\)$/\1/p' "$gate/setup.txt")
+    built=$(sed -n '1s/^date: \(.*\) UTC; commit \(.*\)$/\2/p' "$gate/setup.txt")
+    kinds=$(sed -n 's/^kinds: \(.*\); rounds: \(.*\)$/--rounds \2 \1/p' "$gate/setup.txt")
+    echo "| date (UTC) | ${measured} (the measurement's start; page written $(date -u '+%Y-%m-%d %H:%M')) |"
+    echo "| commit | \`${built}\` (HEAD when the measurement started; when the page was written: \`${commit}\`${dirty}) |"
     echo "| CPU | ${cpu}, ${cores} cores |"
     echo "| kernel | ${kernel} |"
+    echo "| command | \`scripts/gate-power.sh ${kinds}\` (each gate run's bench and compare: Setup) |"
     echo
     echo "## Setup"
     echo
