@@ -48,10 +48,10 @@ pub fn probe_cmd(json: bool) -> anyhow::Result<ExitCode> {
         println!("RLIMIT_MEMLOCK:   {m}");
     }
     println!();
-    println!("{:<18} {:<5} {:<10} detail", "capability", "yes", "level");
+    println!("{:<20} {:<5} {:<10} detail", "capability", "yes", "level");
     for c in &r.capabilities {
         println!(
-            "{:<18} {:<5} {:<10} {}",
+            "{:<20} {:<5} {:<10} {}",
             c.name,
             if c.available { "yes" } else { "no" },
             c.level,

@@ -1,6 +1,8 @@
-//! `bench --preset models --quick` end to end: every sweep has figures, the Claims
-//! section is there in results.json, report.md, report.html and the terminal, each
-//! verdict computed (none "not measured"), and `ringmux report DIR` re-renders it.
+//! `bench --preset models --quick --repeat 2` end to end: every sweep has figures, the
+//! Claims section is there in results.json, report.md, report.html and the terminal,
+//! each verdict computed (none "no data"), each claim judged on both repeats ("holds in
+//! k of 2 repeats", the spread of its key figure), and `ringmux report DIR` re-renders
+//! it.
 
 use std::time::Duration;
 
@@ -12,10 +14,12 @@ use crate::util::{run_bounded, scratch_dir};
 fn models_preset_quick_judges_every_claim() {
     let dir = scratch_dir("lab");
     let d = dir.to_str().unwrap();
-    // Under 60 s on an idle machine; generous here, the machine is shared.
+    // About 30 s per repeat on an idle machine; generous here, the machine is shared.
     let bench = run_bounded(
-        &["bench", "--preset", "models", "--quick", "--out", d],
-        Duration::from_secs(240),
+        &[
+            "bench", "--preset", "models", "--quick", "--repeat", "2", "--out", d,
+        ],
+        Duration::from_secs(300),
     );
     assert_eq!(
         bench.code(),
@@ -104,12 +108,49 @@ fn models_preset_quick_judges_every_claim() {
             c.figures
         );
         assert!(!c.figures.is_empty() && !c.rule.is_empty(), "claim {}", c.n);
+        // Judged on each repeat alone: k of 2, and the key figure's spread.
+        assert_eq!(c.repeats.len(), 2, "claim {}: {:?}", c.n, c.repeats);
+        let k = c
+            .repeats
+            .iter()
+            .filter(|r| r.verdict == Verdict::Holds)
+            .count() as u32;
+        assert_eq!(c.holds_in, k, "claim {}", c.n);
+        assert_eq!(
+            c.verdict,
+            ringmux::report::models::overall(
+                &c.repeats
+                    .iter()
+                    .map(|r| r.verdict.clone())
+                    .collect::<Vec<_>>()
+            ),
+            "claim {}: the verdict over the repeats",
+            c.n
+        );
+        let row = format!("| **{}** | holds in {k} of 2 repeats", c.verdict.text());
+        assert!(
+            bench.stdout.contains(&row),
+            "terminal lacks claim {}'s {row:?}:\n{}",
+            c.n,
+            bench.stdout
+        );
+        if let Some(s) = c.spread {
+            assert!(s.min <= s.median && s.median <= s.max && s.of >= 1, "{s:?}");
+        }
+        assert!(
+            bench.stdout.contains(&format!("| {}: ", c.figure)),
+            "terminal lacks claim {}'s spread",
+            c.n
+        );
     }
-    assert_eq!(
-        ringmux::report::models::judge(m),
-        m.claims,
-        "verdicts are not a function of the stored figures"
-    );
+    // Re-judged from the stored figures, exactly (results.json keeps every f64).
+    for (again, c) in ringmux::report::models::judge(m).iter().zip(&m.claims) {
+        assert_eq!(
+            again, c,
+            "claim {}: the verdict is not a function of the stored figures",
+            c.n
+        );
+    }
 
     let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(
@@ -123,12 +164,22 @@ fn models_preset_quick_judges_every_claim() {
             c.n
         );
     }
+    assert!(
+        md.contains("holds in ") && md.contains("### Claims per repeat"),
+        "report.md lacks k of n or the claims per repeat"
+    );
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(
         html.contains("IO models: Claims")
             && html.contains("server CPU per message")
             && html.contains("log scale"),
         "report.html lacks the Claims section or the chart"
+    );
+    assert!(
+        html.contains(" of 2 repeats")
+            && html.contains("min / median / max")
+            && html.contains("Claims per repeat"),
+        "report.html lacks k of n or the spread"
     );
 
     // `ringmux report DIR` re-renders it from results.json.

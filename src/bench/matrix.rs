@@ -2,7 +2,8 @@
 //! repeat, closed-loop shapes first (the open loop runs at a fraction of their peak);
 //! each run a fresh server, a warm-up, and the measured load with the server's counters
 //! read just before and after it. Cells keep every run and their median with min and
-//! max.
+//! max. A run whose load measured nothing is run once more, and if still empty, kept
+//! out of the cell's runs and counted in `empty_runs` ([`super::empty`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -50,8 +51,21 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                     let id = format!("{}/{}", server.name(), shape.id(plan.cfg.size));
                     progress.step(&id, rep);
                     let stem = super::run_stem(&id, rep);
-                    let (m, features, prof) = run_one(plan, server, shape, rate, &stem)
-                        .with_context(|| format!("run {id}"))?;
+                    let tried = super::empty::retry_noted(
+                        &id,
+                        rep,
+                        &mut notes,
+                        |_| run_one(plan, server, shape, rate, &stem),
+                        |o| o.nothing,
+                    )
+                    .with_context(|| format!("run {id}"))?;
+                    let no_data = tried.no_data();
+                    let RunOutcome {
+                        metrics: m,
+                        features,
+                        profile: prof,
+                        ..
+                    } = tried.run;
                     if m.errors > 0 {
                         notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
                     }
@@ -73,7 +87,12 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                         hgrm: Vec::new(),
                         hlog: Vec::new(),
                         profile: None,
+                        empty_runs: 0,
                     });
+                    if no_data {
+                        cell.empty_runs += 1;
+                        continue;
+                    }
                     match prof {
                         Some(Ok(p)) => profiles.entry((si, vi)).or_default().push(p),
                         Some(Err(e)) => {
@@ -140,6 +159,7 @@ fn closed_peak(plan: &Plan, cells: &BTreeMap<(usize, usize), Cell>) -> Option<f6
     for (&(si, vi), c) in cells {
         let s = &plan.shapes[si];
         if s.rate_fraction.is_some()
+            || c.runs.is_empty()
             || s.pipeline > 1
             || !matches!(plan.servers[vi], ServerSpec::Ringmux { .. })
         {
@@ -159,8 +179,12 @@ pub fn spread(mut v: Vec<f64>) -> [f64; 3] {
     [median(&mut v), min, max]
 }
 
-/// Per-metric median, min and max over runs (errors: their sum, min and max).
+/// Per-metric median, min and max over runs (errors: their sum, min and max); with no
+/// run, nothing (zeros, which the report shows as "no data" for a cell without runs).
 fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
+    if runs.is_empty() {
+        return Default::default();
+    }
     fn pick(runs: &[RunMetrics], f: impl Fn(&RunMetrics) -> f64) -> [f64; 3] {
         spread(runs.iter().map(f).collect())
     }
@@ -196,9 +220,14 @@ fn summarize(runs: &[RunMetrics]) -> (RunMetrics, RunMetrics, RunMetrics) {
     (a, b, c)
 }
 
-/// One run: its figures, the io_uring features the server ran with, and its CPU
-/// profile (when asked).
-type RunOutcome = (RunMetrics, Option<String>, Option<anyhow::Result<Profile>>);
+/// One run: its figures, the io_uring features the server ran with, its CPU profile
+/// (when asked), and whether its load measured nothing.
+struct RunOutcome {
+    metrics: RunMetrics,
+    features: Option<String>,
+    profile: Option<anyhow::Result<Profile>>,
+    nothing: bool,
+}
 
 /// One run: fresh server, warm-up, measured load, counters around it.
 fn run_one(
@@ -260,7 +289,12 @@ fn run_one(
     m.load_cpu_ns_per_msg = Some(load_cpu * 1e9 / msgs);
     // The load process's own start-up is inside `wall`: a slight underestimate.
     m.server_busy = (wall > 0.0).then(|| (after.cpu_s - before.cpu_s).max(0.0) / wall);
-    Ok((m, features, prof))
+    Ok(RunOutcome {
+        metrics: m,
+        features,
+        profile: prof,
+        nothing: super::empty::measured_nothing(r.messages, r.errors.total()),
+    })
 }
 
 #[cfg(test)]
@@ -295,5 +329,9 @@ mod tests {
         );
         assert_eq!(med.cpu_ns_per_msg, None);
         assert_eq!(med.errors, 3);
+        // A cell whose every run measured nothing: no figure, and nothing infinite
+        // (JSON has no infinity).
+        let (med, min, max) = summarize(&[]);
+        assert!(med == RunMetrics::default() && min == med && max == med);
     }
 }

@@ -15,6 +15,7 @@
 //! (`models`: the IO-model lab).
 
 mod config;
+mod empty;
 mod group;
 mod idle;
 mod matrix;
@@ -91,8 +92,16 @@ fn bench_run(cfg: BenchConfig, exe: PathBuf) -> anyhow::Result<ExitCode> {
         .flat_map(|c| &c.runs)
         .map(|r| r.errors)
         .sum();
+    let empty: u32 = results.cells.iter().map(|c| c.empty_runs).sum();
+    if empty > 0 {
+        eprintln!(
+            "ringmux: warning: {empty} run(s) measured 0 messages and 0 errors, twice: no figure kept; see the notes in results.json"
+        );
+    }
     if errors > 0 {
         eprintln!("ringmux: warning: the load generator counted {errors} errors; see results.json");
+    }
+    if errors > 0 || empty > 0 {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

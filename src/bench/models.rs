@@ -26,7 +26,7 @@ use super::proc::{
 };
 use super::quiet::open_silent;
 use super::spec::ServerSpec;
-use crate::report::models::{ModelPoint, ModelRun, ModelsResults, judge, median_run, slopes};
+use crate::report::models::{ModelPoint, ModelRun, ModelsResults, judge, slopes};
 use crate::results::schema::{BenchResults, LoadResult};
 
 /// RLIMIT_SIGPENDING given to the sigio server for the burst: small enough that a
@@ -107,23 +107,25 @@ fn counters(r: &mut ModelRun, a: &serde_json::Value, b: &serde_json::Value) {
 }
 
 /// A measured run's figures: the load's result, and the server's cost per message
-/// and model counters between snapshots `a` and `b`.
+/// and model counters between snapshots `a` and `b`. With no message there is no
+/// per-message figure (they stay 0 and the run has no data, `ModelPoint::has_data`).
 fn measured(r: &LoadResult, a: &serde_json::Value, b: &serde_json::Value) -> ModelRun {
     let m = crate::report::compare::load_metrics(r);
-    let msgs = r.messages.max(1) as f64;
     let mut run = ModelRun {
         msgs: r.messages,
         msgs_per_s: m.msgs_per_s,
         p50_ns: m.p50_ns,
         p99_ns: m.p99_ns,
         errors: m.errors,
-        cpu_ns_per_msg: (cpu_s(b) - cpu_s(a)).max(0.0) * 1e9 / msgs,
-        syscalls_per_msg: Some(
-            (num(b, "syscalls_total") - num(a, "syscalls_total")).max(0.0) / msgs,
-        ),
-        ctx_per_msg: (ctx(b) - ctx(a)).max(0.0) / msgs,
         ..Default::default()
     };
+    if r.messages > 0 {
+        let msgs = r.messages as f64;
+        run.cpu_ns_per_msg = (cpu_s(b) - cpu_s(a)).max(0.0) * 1e9 / msgs;
+        run.syscalls_per_msg =
+            Some((num(b, "syscalls_total") - num(a, "syscalls_total")).max(0.0) / msgs);
+        run.ctx_per_msg = (ctx(b) - ctx(a)).max(0.0) / msgs;
+    }
     counters(&mut run, a, b);
     run
 }
@@ -389,6 +391,7 @@ pub fn run(base: &Plan) -> anyhow::Result<BenchResults> {
     let mut points: Vec<ModelPoint> = Vec::new();
     let mut net: Vec<(String, Vec<f64>)> = Vec::new();
     let mut notes = plan.notes.clone();
+    let mut no_data: Vec<String> = Vec::new();
     // The schedule of one repeat: (sweep, backend, conns, idle), interleaved: every
     // backend at one level before the next level.
     let mut sched: Vec<(&str, &str, u32, u32)> = Vec::new();
@@ -426,8 +429,18 @@ pub fn run(base: &Plan) -> anyhow::Result<BenchResults> {
             step(&id, rep);
             let stem = format!("models-{}-r{}", id.replace(['/', '+'], "_"), rep + 1);
             let prof = profile && sweep == "B" && (b == "epoll" || b == "uring");
-            let (run, features, share) =
-                measure(&plan, b, c, i, &stem, prof).with_context(|| format!("run {id}"))?;
+            let tried = super::empty::retry_noted(
+                &id,
+                rep,
+                &mut notes,
+                |_| measure(&plan, b, c, i, &stem, prof),
+                |(r, ..)| super::empty::measured_nothing(r.msgs, r.errors),
+            )
+            .with_context(|| format!("run {id}"))?;
+            if tried.no_data() {
+                no_data.push(format!("{id} run {}", rep + 1));
+            }
+            let (run, features, share) = tried.run;
             if run.errors > 0 {
                 notes.push(format!("{id} run {}: {} load errors", rep + 1, run.errors));
             }
@@ -455,16 +468,41 @@ pub fn run(base: &Plan) -> anyhow::Result<BenchResults> {
             add(&mut points, "D-quiet", b, 0, QUIET_IDLE, None, r);
         }
         step("D/sigio burst", rep);
-        let r = sigio_burst(
-            &plan,
-            sz.burst_conns,
-            &format!("models-D-sigio-r{}", rep + 1),
+        let tried = super::empty::retry_noted(
+            "D/sigio burst",
+            rep,
+            &mut notes,
+            |_| {
+                sigio_burst(
+                    &plan,
+                    sz.burst_conns,
+                    &format!("models-D-sigio-r{}", rep + 1),
+                )
+            },
+            |r| super::empty::measured_nothing(r.msgs, r.errors),
         )
         .context("run D/sigio burst")?;
-        add(&mut points, "D-sigio", "sigio", sz.burst_conns, 0, None, r);
+        if tried.no_data() {
+            no_data.push(format!("D/sigio burst run {}", rep + 1));
+        }
+        add(
+            &mut points,
+            "D-sigio",
+            "sigio",
+            sz.burst_conns,
+            0,
+            None,
+            tried.run,
+        );
     }
     for p in &mut points {
-        p.median = median_run(&p.runs);
+        p.median = p.median_of_data();
+    }
+    if !no_data.is_empty() {
+        eprintln!(
+            "ringmux: warning: {} measured 0 messages and 0 errors, twice: no data (see the claims and the notes in results.json)",
+            no_data.join(", ")
+        );
     }
     if !profile {
         notes.push("no --profile: the network-stack share (claim 8's bound) was not measured; add --profile (needs perf)".into());

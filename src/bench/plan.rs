@@ -56,10 +56,12 @@ impl Shape {
 }
 
 /// `uring:LEVEL+OPTION`: the serve flag each option adds.
-pub const LEVEL_MODS: [(&str, &str); 7] = [
+pub const LEVEL_MODS: [(&str, &str); 9] = [
     ("sqpoll", "--sqpoll"),
     ("no-defer-taskrun", "--no-defer-taskrun"),
     ("no-register", "--no-register-files"),
+    ("no-sqarray", "--no-sqarray"),
+    ("no-bundles", "--no-recv-bundles"),
     ("no-multishot-accept", "--no-multishot-accept"),
     ("wait-single", "--uring-wait=single"),
     ("wait-coalesce", "--uring-wait=coalesce"),

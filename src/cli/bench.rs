@@ -14,8 +14,8 @@ pub struct BenchArgs {
     /// Backends to compare, comma separated: `uring` (the best level here), any other
     /// `serve --backend` (epoll, poll, select, sigio, threads, blocking, busypoll), or
     /// `uring:LEVEL` with LEVEL one of baseline, fastpoll, multishot, full, optionally
-    /// followed by `+sqpoll`, `+no-defer-taskrun`, `+no-register`,
-    /// `+no-multishot-accept`,
+    /// followed by `+sqpoll`, `+no-defer-taskrun`, `+no-register`, `+no-sqarray`,
+    /// `+no-bundles`, `+no-multishot-accept`,
     /// `+wait-single`, `+wait-coalesce` or `+wait-adaptive` (e.g. `uring:full+sqpoll`).
     #[arg(long, value_delimiter = ',', default_value = "uring,epoll")]
     pub backends: Vec<String>,

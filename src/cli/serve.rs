@@ -48,6 +48,23 @@ pub struct ServeArgs {
     /// it at close (no extra syscall). Connections beyond the table use their descriptor.
     #[arg(long, verbatim_doc_comment)]
     pub no_register_files: bool,
+    /// At multishot/full: set up the ring with IORING_SETUP_NO_SQARRAY (Linux 6.6+).
+    ///
+    /// The kernel then takes SQEs in ring order, without the index array between the
+    /// submission queue and the entries (one memory read less per SQE). Opt-in: no
+    /// count or profile share of ringmux's benchmarks moved with it. A kernel that
+    /// refuses the flag gets the ring without it (the feature line says which).
+    #[arg(long, verbatim_doc_comment)]
+    pub no_sqarray: bool,
+    /// At multishot/full: one completion per buffer, not multishot RECV bundles.
+    ///
+    /// By default (Linux 6.10+, FEAT_RECVSEND_BUNDLE) the multishot RECV is a bundle
+    /// (IORING_RECVSEND_BUNDLE): one completion carries as many provided buffers,
+    /// consecutive in the buffer ring, as the bytes waiting in the socket fill. It
+    /// matters only when a receive finds more than one --recv-buf of bytes (large
+    /// messages, small buffers). Not with --proto chat (one-shot receives).
+    #[arg(long, verbatim_doc_comment)]
+    pub no_recv_bundles: bool,
     /// At multishot/full: how the loop waits for completions.
     ///
     /// `adaptive` (default) waits for the SENDs it just submitted plus one more
@@ -193,6 +210,8 @@ impl ServeArgs {
             multishot_accept: !self.no_multishot_accept,
             defer_taskrun: !self.no_defer_taskrun,
             register_files: !self.no_register_files,
+            no_sqarray: self.no_sqarray,
+            recv_bundles: !self.no_recv_bundles,
             uring_wait: self.uring_wait,
             sqpoll: self.sqpoll,
             buf_entries: self.buf_ring_entries,

@@ -22,6 +22,10 @@ fn entry(
     range: Option<String>,
     runs: usize,
 ) -> Option<Value> {
+    // A cell whose every run measured nothing (`empty_runs`) has no figure to export.
+    if runs == 0 {
+        return None;
+    }
     let value = finite(value)?;
     let mut o = json!({ "name": name, "unit": unit, "value": value, "extra": format!("median of {runs} runs") });
     if let Some(r) = range {
@@ -103,7 +107,8 @@ pub fn gab_bigger(r: &BenchResults) -> Value {
 /// Bencher Metric Format: per cell, each measure with min/max as lower/upper.
 pub fn bencher(r: &BenchResults) -> Value {
     let mut root = Map::new();
-    for c in &r.cells {
+    // A cell whose every run measured nothing has no figure: it is left out.
+    for c in r.cells.iter().filter(|c| !c.runs.is_empty()) {
         let mut measures = Map::new();
         let mut put = |name: &str, get: &dyn Fn(&RunMetrics) -> Option<f64>| {
             let Some(v) = get(&c.median).and_then(finite) else {

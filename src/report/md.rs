@@ -168,7 +168,8 @@ pub const HEADLINE_COLS: [&str; 12] = [
 ];
 
 /// The headline table as text cells (no escaping), grouped by shape, and whether the
-/// row's cell counted errors.
+/// row's cell counted errors. A cell with runs that measured nothing says so beside
+/// the server, and a cell with no run left shows "no data", never a 0.
 pub fn headline_rows(results: &BenchResults) -> Vec<([String; 12], u64)> {
     let mut rows = Vec::new();
     for (_, cells) in by_shape(results) {
@@ -191,23 +192,35 @@ pub fn headline_rows(results: &BenchResults) -> Vec<([String; 12], u64)> {
             } else {
                 fmt::si(m.msgs_per_s)
             };
-            rows.push((
-                [
-                    c.server.clone(),
-                    c.features.clone().unwrap_or_else(|| "–".into()),
-                    mode,
-                    c.conns.to_string(),
-                    c.size.to_string(),
-                    thr,
-                    fmt::ns(m.p50_ns),
-                    fmt::ns(m.p99_ns),
-                    fmt::ns(m.p99_9_ns),
-                    fmt::ns_opt(m.cpu_ns_per_msg),
-                    fmt::num_opt(m.syscalls_per_msg),
-                    fmt::num_opt(m.ctx_switches_per_msg),
-                ],
-                m.errors,
-            ));
+            let mut server = c.server.clone();
+            if c.empty_runs > 0 {
+                let _ = write!(
+                    server,
+                    " ⚠ {} empty run{}",
+                    c.empty_runs,
+                    if c.empty_runs == 1 { "" } else { "s" }
+                );
+            }
+            let mut row = [
+                server,
+                c.features.clone().unwrap_or_else(|| "–".into()),
+                mode,
+                c.conns.to_string(),
+                c.size.to_string(),
+                thr,
+                fmt::ns(m.p50_ns),
+                fmt::ns(m.p99_ns),
+                fmt::ns(m.p99_9_ns),
+                fmt::ns_opt(m.cpu_ns_per_msg),
+                fmt::num_opt(m.syscalls_per_msg),
+                fmt::num_opt(m.ctx_switches_per_msg),
+            ];
+            if c.runs.is_empty() {
+                for v in &mut row[5..] {
+                    *v = "no data".into();
+                }
+            }
+            rows.push((row, m.errors));
         }
     }
     rows
@@ -502,6 +515,57 @@ mod tests {
         assert_eq!(
             shape_text("open c50 s128 @166k/s"),
             "open loop · 50 connections · 128 B messages · 166k msgs/s asked"
+        );
+    }
+
+    #[test]
+    fn a_cell_whose_runs_measured_nothing_says_so() {
+        let run = crate::results::schema::RunMetrics {
+            msgs_per_s: 1000.0,
+            p50_ns: 50_000.0,
+            ..Default::default()
+        };
+        let cell = |server: &str, runs: Vec<crate::results::schema::RunMetrics>, empty| Cell {
+            id: format!("{server}/closed/c100/s128"),
+            server: server.into(),
+            features: None,
+            server_threads: Some(1),
+            mode: "closed".into(),
+            conns: 100,
+            size: 128,
+            pipeline: 1,
+            rate: None,
+            median: runs.first().cloned().unwrap_or_default(),
+            min: runs.first().cloned().unwrap_or_default(),
+            max: runs.first().cloned().unwrap_or_default(),
+            runs,
+            hgrm: vec![],
+            hlog: vec![],
+            profile: None,
+            empty_runs: empty,
+        };
+        let r = BenchResults {
+            schema: crate::results::schema::BENCH_SCHEMA.into(),
+            sys: crate::sysinfo::SysInfo::collect(),
+            start_unix_s: 0.0,
+            args: serde_json::json!({}),
+            cells: vec![
+                cell("epoll", vec![], 1),
+                cell("uring", vec![run.clone(), run], 1),
+            ],
+            notes: vec![],
+            idle: None,
+            quiet: vec![],
+            models: None,
+        };
+        let rows = headline_rows(&r);
+        let epoll = &rows.iter().find(|x| x.0[0].starts_with("epoll")).unwrap().0;
+        assert_eq!(epoll[0], "epoll ⚠ 1 empty run");
+        assert!(epoll[5..].iter().all(|v| v == "no data"), "{epoll:?}");
+        let uring = &rows.iter().find(|x| x.0[0].starts_with("uring")).unwrap().0;
+        assert_eq!(
+            (uring[0].as_str(), uring[6].as_str()),
+            ("uring ⚠ 1 empty run", "50.0 µs")
         );
     }
 }

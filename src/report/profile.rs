@@ -6,7 +6,12 @@
 //!   loopback's softirq. On loopback the sender's CPU also runs the receiver's TCP
 //!   input, so this is most of any server's time and no IO model removes it.
 //! - **io_uring**: the ring's own work (submission, completion posting, task work,
-//!   internal poll, provided buffers, its file lookups).
+//!   internal poll, provided buffers).
+//! - **file lookup**: descriptor to file to socket (`fget`, `fdget`, `__fget_light`,
+//!   `sockfd_lookup_light`, `sock_from_file`, `fput`, and io_uring's `io_file_get_*`).
+//!   Every backend pays it per call on a raw descriptor (epoll's `recvfrom`/`sendto`
+//!   as much as io_uring's RECV/SEND), so it is a group of its own: registered files
+//!   remove most of it, and only here does that show.
 //! - **readiness**: epoll/poll/select/SIGIO bookkeeping, including `sock_poll` and
 //!   `tcp_poll` (the readiness query a proactor's internal poll makes too: there it
 //!   counts here as well, which is honest: it is the readiness cost inside io_uring).
@@ -28,6 +33,7 @@ pub use crate::results::profile::Profile;
 
 pub const NETWORK: &str = "network stack";
 pub const IO_URING: &str = "io_uring";
+pub const FILE_LOOKUP: &str = "file lookup";
 pub const READINESS: &str = "readiness";
 pub const SYSCALL: &str = "syscall entry";
 pub const SCHED: &str = "scheduler and timers";
@@ -35,10 +41,34 @@ pub const OTHER: &str = "other kernel";
 pub const USER: &str = "user space";
 
 /// Every group, in the order charts stack them.
-pub const GROUPS: [&str; 7] = [NETWORK, IO_URING, READINESS, SYSCALL, SCHED, OTHER, USER];
+pub const GROUPS: [&str; 8] = [
+    NETWORK,
+    IO_URING,
+    FILE_LOOKUP,
+    READINESS,
+    SYSCALL,
+    SCHED,
+    OTHER,
+    USER,
+];
 
 /// Symbol rules, first match wins: (group, prefixes, exact names).
 const RULES: &[(&str, &[&str], &[&str])] = &[
+    // File lookups first: `io_file_get_*` would otherwise fall to io_uring and
+    // `sockfd_lookup_light` to the network stack.
+    (
+        FILE_LOOKUP,
+        &[
+            "fget",
+            "__fget",
+            "fdget",
+            "__fdget",
+            "fput",
+            "sockfd_lookup",
+            "io_file_get_",
+        ],
+        &["sock_from_file"],
+    ),
     // Readiness first: `sock_poll`/`tcp_poll` would otherwise fall to the network stack.
     (
         READINESS,
@@ -95,17 +125,7 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
             "tctx_task_work",
             "llist_",
         ],
-        &[
-            "fget",
-            "fput",
-            "__fget_light",
-            "__fget_files",
-            "fdget",
-            "__fdget",
-            "sock_from_file",
-            "task_work_run",
-            "task_work_add",
-        ],
+        &["task_work_run", "task_work_add"],
     ),
     (
         SYSCALL,
@@ -272,7 +292,6 @@ const RULES: &[(&str, &[&str], &[&str])] = &[
             "__sys_accept",
             "do_accept",
             "__sys_shutdown",
-            "sockfd_lookup",
             "recv",
             "send",
             "mptcp",
@@ -397,8 +416,8 @@ pub fn combine(profiles: &[Profile]) -> Option<Profile> {
 }
 
 /// Colours of the groups in charts (stable, colour-blind friendly enough).
-pub const GROUP_COLORS: [&str; 7] = [
-    "#4e79a7", "#e15759", "#f28e2b", "#76b7b2", "#59a14f", "#bab0ac", "#b07aa1",
+pub const GROUP_COLORS: [&str; 8] = [
+    "#4e79a7", "#e15759", "#9c755f", "#f28e2b", "#76b7b2", "#59a14f", "#bab0ac", "#b07aa1",
 ];
 
 /// A stacked horizontal bar per (label, profile): 100% split into the groups, each
@@ -499,7 +518,8 @@ mod tests {
         // Hundredths of a percent, so float sums compare exactly.
         let g = |k: &str| (p.groups[k] * 100.0).round() as i64;
         assert_eq!(g(NETWORK), 1011 + 620 + 402 + 40);
-        assert_eq!(g(IO_URING), 320 + 210 + 150 + 130);
+        assert_eq!(g(IO_URING), 320 + 210 + 130);
+        assert_eq!(g(FILE_LOOKUP), 150);
         assert_eq!(g(READINESS), 200 + 190 + 100);
         assert_eq!(g(SYSCALL), 120 + 80);
         assert_eq!(g(SCHED), 250 + 70 + 60 + 30);
@@ -520,6 +540,28 @@ mod tests {
         assert_eq!(group_of("__x64_sys_io_uring_enter", true), IO_URING);
         assert_eq!(group_of("__x64_sys_close", true), SYSCALL);
         assert_eq!(group_of("tcp_poll", false), USER);
+    }
+
+    #[test]
+    fn file_lookups_are_their_own_group_whoever_calls() {
+        for s in [
+            "fget",
+            "__fget_light",
+            "__fget_files",
+            "fdget",
+            "__fdget_pos",
+            "fput",
+            "sockfd_lookup_light",
+            "sock_from_file",
+            "io_file_get_normal",
+            "io_file_get_fixed",
+        ] {
+            assert_eq!(group_of(s, true), FILE_LOOKUP, "{s}");
+        }
+        // Neighbours that are not lookups stay where they were.
+        assert_eq!(group_of("io_issue_sqe", true), IO_URING);
+        assert_eq!(group_of("sock_sendmsg", true), NETWORK);
+        assert_eq!(group_of("__sys_recvfrom", true), NETWORK);
     }
 
     #[test]

@@ -69,6 +69,31 @@ pub struct ModelPoint {
     pub median: ModelRun,
 }
 
+impl ModelPoint {
+    /// Whether run `r` of this point measured anything: the load sweeps need
+    /// messages (a run whose load measured none has no latency or per-message
+    /// figure), the quiet case a CPU share; select's refusals are counted either way.
+    pub fn has_data(&self, r: &ModelRun) -> bool {
+        match self.sweep.as_str() {
+            "D-quiet" => r.cpu_share.is_some(),
+            "D-select" => true,
+            _ => r.msgs > 0,
+        }
+    }
+
+    /// The per-field median of the runs that measured something
+    /// ([`Self::has_data`]); with none, an empty run (which has no data either).
+    pub fn median_of_data(&self) -> ModelRun {
+        let runs: Vec<ModelRun> = self
+            .runs
+            .iter()
+            .filter(|r| self.has_data(r))
+            .cloned()
+            .collect();
+        median_run(&runs)
+    }
+}
+
 /// Least-squares slope of CPU per message against idle connections, per backend.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -95,8 +120,12 @@ pub enum Verdict {
     DoesNotHold,
     /// The claim holds only under the condition given.
     HoldsOnlyWhen(String),
-    /// A figure the claim needs is missing (sweep skipped, backend unavailable).
+    /// A figure the claim needs is missing (sweep skipped, backend unavailable), or
+    /// its run measured nothing: shown "no data".
     NotMeasured,
+    /// Over the repeats: no verdict was reached in enough of them (see
+    /// `report::models::repeats::overall`).
+    Mixed,
 }
 
 impl Verdict {
@@ -106,7 +135,8 @@ impl Verdict {
             Verdict::Holds => "holds".into(),
             Verdict::DoesNotHold => "does not hold".into(),
             Verdict::HoldsOnlyWhen(w) => format!("holds only when {w}"),
-            Verdict::NotMeasured => "not measured".into(),
+            Verdict::NotMeasured => "no data".into(),
+            Verdict::Mixed => "mixed".into(),
         }
     }
 }
@@ -118,12 +148,52 @@ pub struct Claim {
     pub n: u32,
     /// The claim, in words.
     pub claim: String,
-    /// The figures the verdict rests on, as text.
+    /// The figures over the medians of the repeats (and the slopes over every run),
+    /// as text.
     pub figures: String,
-    /// What the rule decided.
+    /// What the rule decided, over the repeats: the verdict reached in at least two
+    /// thirds of them (rounded up), else `mixed`. With one repeat, that repeat's.
     pub verdict: Verdict,
     /// The rule applied (the thresholds).
     pub rule: String,
+    /// What [`RepeatClaim::figure`] and [`Self::spread`] measure.
+    #[serde(default)]
+    pub figure: String,
+    /// Min, median and max of that figure over the repeats that had it.
+    #[serde(default)]
+    pub spread: Option<Spread>,
+    /// Repeats whose verdict was `holds`, of `repeats.len()`.
+    #[serde(default)]
+    pub holds_in: u32,
+    /// The claim judged on each repeat alone, in order.
+    #[serde(default)]
+    pub repeats: Vec<RepeatClaim>,
+}
+
+/// A claim judged on the runs of one repeat.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RepeatClaim {
+    /// 1, 2, ...
+    pub repeat: u32,
+    /// The figures of this repeat's runs, as text.
+    pub figures: String,
+    /// What the rule decided on them.
+    pub verdict: Verdict,
+    /// The claim's key figure in this repeat (None: no data).
+    pub figure: Option<f64>,
+}
+
+/// A figure's spread over repeats.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Spread {
+    /// The smallest of the repeats' figures.
+    pub min: f64,
+    /// Their median.
+    pub median: f64,
+    /// The largest.
+    pub max: f64,
+    /// The repeats that had the figure.
+    pub of: u32,
 }
 
 /// The `models` section of results.json.

@@ -287,6 +287,10 @@ pub struct Cell {
     /// mean of the runs' shares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<super::profile::Profile>,
+    /// Runs whose load measured nothing (0 messages, 0 errors) twice, tried and
+    /// retried: left out of `runs` and of the median. A cell with no run has no data.
+    #[serde(default)]
+    pub empty_runs: u32,
 }
 
 /// What `ringmux bench` writes as results.json.

@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub defer_taskrun: bool,
     /// At multishot/full: sockets in the ring's registered file table (`--no-register-files`).
     pub register_files: bool,
+    /// At multishot/full: IORING_SETUP_NO_SQARRAY, 6.6+ (`--no-sqarray`).
+    pub no_sqarray: bool,
+    /// At multishot/full: multishot RECV as a bundle, 6.10+ (off: `--no-recv-bundles`).
+    pub recv_bundles: bool,
     /// At full with FEAT_MIN_TIMEOUT: how the proactor waits.
     pub uring_wait: WaitMode,
     /// A kernel thread polls the submission queue (IORING_SETUP_SQPOLL).

@@ -120,6 +120,12 @@ pub struct RingFeatures {
     pub buf_entries: u16,
     pub multishot_accept: bool,
     pub multishot_recv: bool,
+    /// Multishot RECV as a bundle (IORING_RECVSEND_BUNDLE, 6.10; off with
+    /// `--no-recv-bundles`): one
+    /// completion may carry several consecutive buffers of the buffer ring.
+    pub recv_bundles: bool,
+    /// IORING_SETUP_NO_SQARRAY (6.6, `--no-sqarray`): no SQ index array.
+    pub no_sqarray: bool,
     pub coop_taskrun: bool,
     pub single_issuer: bool,
     pub defer_taskrun: bool,
@@ -147,7 +153,7 @@ impl RingFeatures {
     pub fn summary(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} registered_files={} min_wait={} counted_wait={} wait={} sqpoll={} sq={} cq={}",
+            "level={} recv_buffers={}{} multishot_accept={} multishot_recv={} recv_bundles={} no_sqarray={} coop_taskrun={} single_issuer={} defer_taskrun={} registered_ring_fd={} registered_files={} min_wait={} counted_wait={} wait={} sqpoll={} sq={} cq={}",
             self.level.name(),
             self.recv_buffers,
             if self.buf_entries > 0 {
@@ -157,6 +163,8 @@ impl RingFeatures {
             },
             on(self.multishot_accept),
             on(self.multishot_recv),
+            on(self.recv_bundles),
+            on(self.no_sqarray),
             on(self.coop_taskrun),
             on(self.single_issuer),
             on(self.defer_taskrun),

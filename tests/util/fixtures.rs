@@ -89,6 +89,7 @@ pub fn cell(server: &str, mode: &str, conns: u32, m: RunMetrics, runs: usize) ->
         hgrm: vec![],
         hlog: vec![],
         profile: None,
+        empty_runs: 0,
     }
 }
 

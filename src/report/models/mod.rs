@@ -3,22 +3,27 @@
 //! rendering. The figures themselves (the `models` section of results.json) are
 //! [`crate::results::models`], re-exported here.
 //!
-//! - this file: the slopes, and [`judge`], which picks each claim's figures out of the
-//!   sweeps.
+//! - this file: the slopes, and [`judge_figures`], which picks each claim's figures
+//!   out of the sweeps.
 //! - [`claims`]: the thresholds and the eight rules, each a function of its figures.
+//! - [`repeats`]: [`judge`]: each claim judged on every repeat alone, "holds in k of
+//!   n repeats", the spread of its key figure, and the verdict over the repeats.
 //! - [`render`]: the Markdown tables, the HTML section and its SVG chart.
 //!
 //! Every verdict is a function of the figures and of the thresholds in [`claims`]; none
-//! is written by hand. A claim whose figures are missing says so ("not measured").
+//! is written by hand. A claim whose figures are missing, or whose run measured
+//! nothing, says so ("no data"), never a 0.
 
 pub mod claims;
 pub mod render;
+pub mod repeats;
 
 pub use crate::results::models::{
-    Claim, ModelPoint, ModelRun, ModelsResults, Slope, Verdict, median_run,
+    Claim, ModelPoint, ModelRun, ModelsResults, RepeatClaim, Slope, Spread, Verdict, median_run,
 };
 pub use claims::*;
 pub use render::{claims_markdown, idle_chart_svg, models_html, models_markdown, slopes_markdown};
+pub use repeats::{judge, overall};
 
 use crate::results::stats::median_high;
 
@@ -35,7 +40,8 @@ pub fn ls_slope(xy: &[(f64, f64)]) -> Option<f64> {
     (sxx > 0.0).then(|| sxy / sxx)
 }
 
-/// The slope per backend over sweep A's points (every run, not only medians).
+/// The slope per backend over sweep A's points (every run that measured something, not
+/// only medians).
 pub fn slopes(points: &[ModelPoint]) -> Vec<Slope> {
     let mut names: Vec<&str> = Vec::new();
     for p in points.iter().filter(|p| p.sweep == "A") {
@@ -50,17 +56,19 @@ pub fn slopes(points: &[ModelPoint]) -> Vec<Slope> {
                 .iter()
                 .filter(|p| p.sweep == "A" && p.backend == b)
                 .collect();
-            let cpu: Vec<(f64, f64)> = pts
-                .iter()
-                .flat_map(|p| p.runs.iter().map(|r| (p.idle as f64, r.cpu_ns_per_msg)))
-                .collect();
-            let sys: Vec<(f64, f64)> = pts
+            let runs: Vec<(f64, &ModelRun)> = pts
                 .iter()
                 .flat_map(|p| {
                     p.runs
                         .iter()
-                        .filter_map(|r| r.syscalls_per_msg.map(|s| (p.idle as f64, s)))
+                        .filter(|r| p.has_data(r))
+                        .map(|r| (p.idle as f64, r))
                 })
+                .collect();
+            let cpu: Vec<(f64, f64)> = runs.iter().map(|(x, r)| (*x, r.cpu_ns_per_msg)).collect();
+            let sys: Vec<(f64, f64)> = runs
+                .iter()
+                .filter_map(|(x, r)| r.syscalls_per_msg.map(|s| (*x, s)))
                 .collect();
             Some(Slope {
                 backend: b.to_string(),
@@ -73,14 +81,20 @@ pub fn slopes(points: &[ModelPoint]) -> Vec<Slope> {
         .collect()
 }
 
+/// A point's median, None when the point is missing or measured nothing.
 fn point<'a>(m: &'a [ModelPoint], sweep: &str, backend: &str, conns: u32) -> Option<&'a ModelRun> {
     m.iter()
         .find(|p| p.sweep == sweep && p.backend == backend && p.conns == conns)
-        .map(|p| &p.median)
+        .and_then(data)
 }
 
-/// The points of sweeps A-C that backends `a` and `b` both ran (same sweep, active and
-/// idle connections), in `a`'s order.
+/// A point's median when it measured something.
+fn data(p: &ModelPoint) -> Option<&ModelRun> {
+    p.has_data(&p.median).then_some(&p.median)
+}
+
+/// The points of sweeps A-C that backends `a` and `b` both ran and both measured
+/// something at (same sweep, active and idle connections), in `a`'s order.
 fn common_points<'a>(
     m: &'a [ModelPoint],
     a: &'a str,
@@ -92,7 +106,7 @@ fn common_points<'a>(
             let y = m.iter().find(|y| {
                 y.backend == b && y.sweep == x.sweep && y.conns == x.conns && y.idle == x.idle
             })?;
-            Some((x, y))
+            (data(x).is_some() && data(y).is_some()).then_some((x, y))
         })
 }
 
@@ -118,20 +132,13 @@ fn slope_of(s: &[Slope], b: &str) -> Option<f64> {
     s.iter().find(|x| x.backend == b).map(|x| x.cpu_ns_per_fd)
 }
 
-/// Judge every claim from the figures.
-pub fn judge(m: &ModelsResults) -> Vec<Claim> {
+/// Judge every claim from the points' medians and the slopes: the eight claims in
+/// order, each with its rule. [`judge`] runs this on the medians and on each repeat.
+pub fn judge_figures(m: &ModelsResults) -> Vec<(Judged, String)> {
     let p = &m.points;
     let s = &m.slopes;
     let mut out = Vec::new();
-    let mut push = |n: u32, (figures, verdict): (String, Verdict), rule: String| {
-        out.push(Claim {
-            n,
-            claim: claims::CLAIMS[n as usize - 1].into(),
-            figures,
-            verdict,
-            rule,
-        });
-    };
+    let mut push = |_n: u32, j: Judged, rule: String| out.push((j, rule));
     push(
         1,
         claim1(
@@ -144,7 +151,10 @@ pub fn judge(m: &ModelsResults) -> Vec<Claim> {
             FLAT_SHARE * 100.0
         ),
     );
-    let dsel = p.iter().find(|x| x.sweep == "D-select");
+    let dsel = p
+        .iter()
+        .find(|x| x.sweep == "D-select")
+        .filter(|x| data(x).is_some());
     push(
         2,
         claim2(
@@ -154,14 +164,13 @@ pub fn judge(m: &ModelsResults) -> Vec<Claim> {
         ),
         "refused >= held - 1021 and a client served afterwards with no error".into(),
     );
-    let b: Vec<(String, f64, Option<f64>)> = p
+    let b: Vec<OneConn> = p
         .iter()
         .filter(|x| x.sweep == "B")
         .map(|x| {
             (
                 x.backend.clone(),
-                x.median.p50_ns,
-                x.median.syscalls_per_msg,
+                data(x).map(|r| (r.p50_ns, r.syscalls_per_msg)),
             )
         })
         .collect();
@@ -180,16 +189,21 @@ pub fn judge(m: &ModelsResults) -> Vec<Claim> {
         .collect();
     counts.sort();
     counts.dedup();
-    let c4: Vec<(u32, f64, f64)> = counts
+    // A count where threads, epoll or uring ran but measured nothing is a hole (None):
+    // the best multiplexer is unknown there, never 0 ns.
+    let ran = |b: &str, c: u32| {
+        p.iter()
+            .any(|x| x.sweep == "C" && x.backend == b && x.conns == c)
+    };
+    let c4: Vec<(u32, Option<(f64, f64)>)> = counts
         .iter()
-        .filter_map(|&c| {
-            let t = point(p, "C", "threads", c)?.p50_ns;
-            let e = ["epoll", "uring"]
-                .iter()
-                .filter_map(|b| point(p, "C", b, c))
-                .map(|r| r.p50_ns)
-                .fold(f64::INFINITY, f64::min);
-            e.is_finite().then_some((c, t, e))
+        .filter(|&&c| ran("threads", c) && (ran("epoll", c) || ran("uring", c)))
+        .map(|&c| {
+            let fig = |b: &str| ran(b, c).then(|| point(p, "C", b, c).map(|r| r.p50_ns));
+            let t = fig("threads").flatten();
+            let mux: Option<Vec<f64>> = ["epoll", "uring"].iter().filter_map(|b| fig(b)).collect();
+            let e = mux.map(|v| v.into_iter().fold(f64::INFINITY, f64::min));
+            (c, t.zip(e))
         })
         .collect();
     push(
@@ -230,13 +244,13 @@ pub fn judge(m: &ModelsResults) -> Vec<Claim> {
             IDLE_SHARE * 100.0
         ),
     );
-    let burst = p.iter().find(|x| x.sweep == "D-sigio");
+    let burst = p.iter().find(|x| x.sweep == "D-sigio").and_then(data);
     push(
         7,
         claim7(
             ratio_of(p, "sigio", "epoll", |r| r.cpu_ns_per_msg),
-            burst.map(|x| x.median.sigio_overflows),
-            burst.map_or(0, |x| x.median.errors),
+            burst.map(|x| x.sigio_overflows),
+            burst.map_or(0, |x| x.errors),
         ),
         format!(
             "cheap: median sigio/epoll CPU/msg over sweeps A and B <= {:.2}; fragile: overflows > 0 under the burst",
@@ -272,9 +286,12 @@ pub fn judge(m: &ModelsResults) -> Vec<Claim> {
     out
 }
 
-/// Recompute the slopes and verdicts from the stored figures (`ringmux report DIR`:
-/// the rules of this build apply to older figures).
+/// Recompute the medians, slopes and verdicts from the stored runs (`ringmux report
+/// DIR`: the rules of this build apply to older figures).
 pub fn rejudge(m: &mut ModelsResults) {
+    for p in &mut m.points {
+        p.median = p.median_of_data();
+    }
     m.slopes = slopes(&m.points);
     m.claims = judge(m);
 }
@@ -313,6 +330,7 @@ mod tests {
                 b,
                 idle,
                 ModelRun {
+                    msgs: 10,
                     cpu_ns_per_msg: cpu,
                     syscalls_per_msg: Some(2.0),
                     ..Default::default()
@@ -373,6 +391,27 @@ mod tests {
             "{md}"
         );
         assert_eq!(m.claims.len(), 8);
-        assert!(models_html(&m).contains("<table>"));
+        // Every claim says in how many repeats it held, and its spread (one repeat:
+        // the figure, or "no data").
+        for c in &m.claims {
+            assert!(
+                md.contains(&format!(
+                    "| **{}** | holds in {} of 1 repeat",
+                    c.verdict.text(),
+                    c.holds_in
+                )),
+                "claim {}: {md}",
+                c.n
+            );
+        }
+        assert!(
+            md.contains("epoll's slope / the smaller of select's and poll's: no data"),
+            "{md}"
+        );
+        let html = models_html(&m);
+        assert!(
+            html.contains("<table>") && html.contains("of 1 repeat"),
+            "{html}"
+        );
     }
 }

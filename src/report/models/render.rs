@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::report::fmt::{self, esc};
-use crate::results::models::{ModelPoint, ModelRun, ModelsResults};
+use crate::results::models::{Claim, ModelPoint, ModelRun, ModelsResults, Spread, Verdict};
 
 fn row_fig(r: &ModelRun) -> String {
     format!(
@@ -19,18 +19,98 @@ fn row_fig(r: &ModelRun) -> String {
     )
 }
 
+/// A key figure: ratios and shares with two decimals, counts and large values whole.
+fn figure(v: f64) -> String {
+    if v.fract() == 0.0 || v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// "holds in k of n repeats", with the repeats that had no data, and, for a verdict
+/// other than holds or mixed, in how many repeats it was reached.
+pub fn repeats_text(c: &Claim) -> String {
+    let n = c.repeats.len();
+    let count = |v: &Verdict| c.repeats.iter().filter(|r| r.verdict == *v).count();
+    let mut s = format!(
+        "holds in {} of {n} repeat{}",
+        c.holds_in,
+        if n == 1 { "" } else { "s" }
+    );
+    if !matches!(c.verdict, Verdict::Holds | Verdict::Mixed) && n > 0 {
+        let what = match &c.verdict {
+            Verdict::HoldsOnlyWhen(_) => "this verdict".into(),
+            v => v.text(),
+        };
+        let _ = write!(s, "; {what} in {}", count(&c.verdict));
+    }
+    let none = count(&Verdict::NotMeasured);
+    if none > 0 && c.verdict != Verdict::NotMeasured {
+        let _ = write!(s, " ({none} with no data)");
+    }
+    s
+}
+
+/// The key figure's spread over the repeats: "name: min / median / max", one value
+/// with one repeat, "no data" without any.
+pub fn spread_text(c: &Claim) -> String {
+    let v = match c.spread {
+        None => "no data".to_string(),
+        Some(Spread {
+            min,
+            median,
+            max,
+            of: 1,
+        }) if min == max && median == min => figure(min),
+        Some(s) => format!(
+            "{} / {} / {} (min / median / max of {})",
+            figure(s.min),
+            figure(s.median),
+            figure(s.max),
+            s.of
+        ),
+    };
+    format!("{}: {v}", c.figure)
+}
+
 /// The Claims table alone (terminal, README).
 pub fn claims_markdown(m: &ModelsResults) -> String {
-    let mut s = String::from("| # | claim | measured | verdict |\n|--:|---|---|---|\n");
+    let mut s = String::from(
+        "| # | claim | measured (medians) | verdict | repeats | spread over the repeats |\n|--:|---|---|---|---|---|\n",
+    );
     for c in &m.claims {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | **{}** |",
+            "| {} | {} | {} | **{}** | {} | {} |",
             c.n,
             c.claim,
             c.figures.replace('|', "/"),
-            c.verdict.text()
+            c.verdict.text(),
+            repeats_text(c),
+            spread_text(c).replace('|', "/")
         );
+    }
+    s
+}
+
+/// Each claim's verdict and key figure per repeat (Markdown).
+pub fn repeats_markdown(m: &ModelsResults) -> String {
+    let n = m.claims.iter().map(|c| c.repeats.len()).max().unwrap_or(0);
+    let mut s = String::from("| # |");
+    for r in 1..=n {
+        let _ = write!(s, " repeat {r} |");
+    }
+    s.push_str("\n|--:|");
+    s.push_str(&"---|".repeat(n));
+    s.push('\n');
+    for c in &m.claims {
+        let _ = write!(s, "| {} |", c.n);
+        for r in &c.repeats {
+            let f = r.figure.map_or("no data".into(), figure);
+            let _ = write!(s, " {} ({f}) |", r.verdict.text().replace('|', "/"));
+        }
+        s.push('\n');
     }
     s
 }
@@ -60,10 +140,14 @@ pub fn models_markdown(m: &ModelsResults) -> String {
     let _ = writeln!(s, "\n## IO models: Claims\n");
     let _ = writeln!(
         s,
-        "Each verdict is computed from the figures by the rule shown (src/report/models/claims.rs), never written by hand. Medians of {} repeat(s), {} s measured per run, {}-byte echo messages, server and load pinned apart. Load average at start {:?}, at end {:?}.\n",
+        "Each verdict is computed from the figures by the rule shown (src/report/models/claims.rs), never written by hand. Each claim is judged on every repeat alone (\"holds in k of n repeats\"); the verdict over the repeats is the one reached in at least two thirds of them (rounded up), else \"mixed\". \"measured\" shows the medians of the {} repeat(s); the spread is the min / median / max of the claim's key figure over the repeats. A run that measured nothing is \"no data\", never 0. {} s measured per run, {}-byte echo messages, server and load pinned apart. Load average at start {:?}, at end {:?}.\n",
         m.repeat, m.duration_s, m.size, m.loadavg_start, m.loadavg_end
     );
     s.push_str(&claims_markdown(m));
+    if m.claims.iter().any(|c| c.repeats.len() > 1) {
+        let _ = writeln!(s, "\n### Claims per repeat (verdict, and the key figure)\n");
+        s.push_str(&repeats_markdown(m));
+    }
     let _ = writeln!(s, "\nRules:\n");
     for c in &m.claims {
         let _ = writeln!(s, "{}. {}", c.n, c.rule);
@@ -267,10 +351,14 @@ pub fn models_html(m: &ModelsResults) -> String {
     let mut h = String::from("<section><h2>IO models: Claims</h2>");
     let _ = write!(
         h,
-        "<p class=lead>Verdicts computed from the figures by the rules below (src/report/models/claims.rs), never written by hand. Load average at start {:?}, at end {:?}.</p>",
+        "<p class=lead>Verdicts computed from the figures by the rules below (src/report/models/claims.rs), never written by hand. Each claim is judged on every repeat alone (holds in k of n repeats); the verdict over the repeats is the one reached in at least two thirds of them (rounded up), else mixed. The spread is the min / median / max of the claim's key figure over the repeats; a run that measured nothing is no data, never 0. Load average at start {:?}, at end {:?}.</p>",
         m.loadavg_start, m.loadavg_end
     );
     h.push_str(&md_table_html(&claims_markdown(m)));
+    if m.claims.iter().any(|c| c.repeats.len() > 1) {
+        h.push_str("<h3>Claims per repeat (verdict, and the key figure)</h3>");
+        h.push_str(&md_table_html(&repeats_markdown(m)));
+    }
     h.push_str("<ol>");
     for c in &m.claims {
         let _ = write!(h, "<li>{}</li>", esc(&c.rule));

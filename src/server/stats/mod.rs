@@ -74,6 +74,9 @@ counters! {
     /// io_uring: waits for the queued sends plus one that the cap ended short (the
     /// next event came later than the cap, or a send was parked).
     wait_cap_hits,
+    /// io_uring: receive completions that carried more than one provided buffer
+    /// (bundles, 6.10+).
+    recv_bundled,
     /// Connections still open (or owing bytes) when the drain timeout ran out.
     forced_closed,
     /// Receives that found no provided buffer (ENOBUFS) and were re-armed.
@@ -210,7 +213,7 @@ pub fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
     if r.backend == "uring" {
         writeln!(
             out,
-            "  io_uring: cqes={} sends_parked={} wait_cap_hits={} cq_overflow={} sq_full={} enter_busy={} recv_nobufs={} buf_grows={}",
+            "  io_uring: cqes={} sends_parked={} wait_cap_hits={} cq_overflow={} sq_full={} enter_busy={} recv_nobufs={} buf_grows={} recv_bundled={}",
             c.cqes,
             c.sends_parked,
             c.wait_cap_hits,
@@ -218,7 +221,8 @@ pub fn print_summary(r: &StatsReport, out: &mut impl Write) -> io::Result<()> {
             c.sq_full,
             c.enter_busy,
             c.recv_nobufs,
-            c.buf_grows
+            c.buf_grows,
+            c.recv_bundled
         )?;
         if let Some(f) = &r.uring {
             writeln!(out, "  io_uring features: {}", f.summary())?;

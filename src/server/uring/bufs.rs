@@ -41,6 +41,11 @@ enum Kind {
         layout: Layout,
         mask: u16,
         tail: u16,
+        /// The bid put at each ring position (masked), and the position each bid was
+        /// last put at: a bundle's completion names only its first buffer, and the
+        /// others are the ones that followed it in the ring.
+        at: Box<[u16]>,
+        pos: Box<[u16]>,
     },
 }
 
@@ -163,6 +168,8 @@ impl ProvidedBufs {
                 layout,
                 mask: entries - 1,
                 tail: 0,
+                at: vec![0; entries as usize].into_boxed_slice(),
+                pos: vec![0; entries as usize].into_boxed_slice(),
             },
             chunks: Vec::new(),
             size,
@@ -181,6 +188,35 @@ impl ProvidedBufs {
         }
         let (chunk, i) = ((bid / CHUNK) as usize, (bid % CHUNK) as usize);
         Some(&self.chunks[chunk][i * self.size..i * self.size + len])
+    }
+
+    /// The buffers a receive of `len` bytes that began in buffer `first` filled: with
+    /// IORING_RECVSEND_BUNDLE the kernel takes consecutive entries of the buffer ring
+    /// and names only the first, filling each whole before the next. Returns the
+    /// ring position of `first` and how many buffers; the i-th after `first` is
+    /// [`bid_at`](Self::bid_at)`(start + i)`. A legacy group has no bundles (one).
+    pub fn bundle(&self, first: u16, len: usize) -> (u16, usize) {
+        match &self.kind {
+            Kind::Ring { pos, .. } if first < self.provided => {
+                (pos[first as usize], len.div_ceil(self.size).max(1))
+            }
+            _ => (first, 1),
+        }
+    }
+
+    /// The buffer put at ring position `p`. Valid for a bundle's positions until its
+    /// buffers are given back: the ring holds at most `max` buffers, and the bundle's
+    /// are out of it, so the tail cannot come round to them before.
+    pub fn bid_at(&self, p: u16) -> u16 {
+        match &self.kind {
+            Kind::Ring { at, mask, .. } => at[(p & *mask) as usize],
+            Kind::Legacy => p,
+        }
+    }
+
+    /// The bytes a buffer holds.
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     /// Return buffer `bid` to the kernel. For a legacy group this is an SQE to push.
@@ -205,11 +241,18 @@ impl ProvidedBufs {
         let size = self.size as u32;
         let addr = self.addr(bid) as u64;
         let Kind::Ring {
-            base, mask, tail, ..
+            base,
+            mask,
+            tail,
+            at,
+            pos,
+            ..
         } = &mut self.kind
         else {
             return;
         };
+        at[(*tail & *mask) as usize] = bid;
+        pos[bid as usize] = *tail;
         // SAFETY: `base` holds mask+1 entries and the index is masked. Entries between
         // the kernel's head and our published tail belong to the kernel; the one at
         // `tail` is past the published tail, so it is ours to write.
@@ -296,5 +339,33 @@ mod tests {
             ProvidedBufs::ring(&ring, 100, 1024).is_err(),
             "entries must be a power of two"
         );
+    }
+
+    #[test]
+    fn a_bundle_is_the_buffers_that_followed_its_first_in_the_ring() {
+        let Ok(ring) = IoUring::new(8) else {
+            println!("SKIPPED a_bundle_is_...: no io_uring here");
+            return;
+        };
+        let Ok(mut b) = ProvidedBufs::ring(&ring, 128, 1024) else {
+            println!("SKIPPED a_bundle_is_...: no buffer rings");
+            return;
+        };
+        // Bids 0..64 sit at positions 0..64. Give 5, 9, 2 back (as after completions):
+        // they follow at positions 64, 65, 66.
+        for bid in [5, 9, 2] {
+            b.give_back(bid);
+        }
+        let (start, n) = b.bundle(9, 1024 + 1);
+        assert_eq!((start, n), (65, 2), "1025 bytes fill two buffers");
+        assert_eq!([b.bid_at(start), b.bid_at(start + 1)], [9, 2]);
+        assert_eq!(b.bundle(3, 1024), (3, 1));
+        assert_eq!(
+            b.bundle(3, 0).1,
+            1,
+            "an empty receive still names its buffer"
+        );
+        let (legacy, _) = ProvidedBufs::legacy(64, 512);
+        assert_eq!(legacy.bundle(7, 4096), (7, 1), "no bundles without a ring");
     }
 }

@@ -102,12 +102,20 @@ impl Proactor<'_> {
 
     pub(super) fn on_recv(&mut self, t: Token, mut res: i32, flags: u32) {
         let key = t.key as usize;
+        // The buffers this receive filled: the one it names, and with bundles
+        // (--recv-bundles) the ones that followed it in the buffer ring.
+        let selected = cqueue::buffer_select(flags);
+        let (start, nbufs) = match (selected, &self.bufs) {
+            (Some(bid), Some(b)) if res > 0 && self.features.recv_bundles => {
+                b.bundle(bid, res as usize)
+            }
+            (Some(bid), _) => (bid, 1),
+            (None, _) => (0, 0),
+        };
         let Some(c) = slot(&mut self.conns, t) else {
             // Never expected (the slot outlives its ops), but a selected buffer must
             // still go back or the group shrinks for good.
-            if let Some(bid) = cqueue::buffer_select(flags) {
-                self.give_back(bid);
-            }
+            self.give_back_bundle(selected, start, nbufs);
             return;
         };
         let more = cqueue::more(flags);
@@ -122,14 +130,21 @@ impl Proactor<'_> {
             self.st.stats.faults_injected += 1;
             res = -libc::ECONNRESET; // the bytes are dropped, as a reset drops them
         }
-        // Hand the bytes to the protocol, then the buffer back to the kernel.
-        let selected = cqueue::buffer_select(flags);
+        // Hand the bytes to the protocol, then the buffers back to the kernel.
         if res > 0 {
             let n = res as usize;
             match (selected, &self.bufs, &c.recv_buf) {
                 (Some(bid), Some(b), _) => {
-                    if let Some(data) = b.data(bid, n) {
-                        c.conn.on_input(data);
+                    let size = b.size();
+                    for i in 0..nbufs {
+                        let bid = if i == 0 {
+                            bid
+                        } else {
+                            b.bid_at(start.wrapping_add(i as u16))
+                        };
+                        if let Some(data) = b.data(bid, (n - i * size).min(size)) {
+                            c.conn.on_input(data);
+                        }
                     }
                 }
                 (None, _, Some(b)) => c.conn.on_input(&b[..n]),
@@ -144,9 +159,10 @@ impl Proactor<'_> {
         {
             self.pool.push(b);
         }
-        if let Some(bid) = selected {
-            self.give_back(bid);
+        if nbufs > 1 {
+            self.st.stats.recv_bundled += 1;
         }
+        self.give_back_bundle(selected, start, nbufs);
         if res > 0 {
             let c = &mut self.conns[key];
             if self.st.input(key, &mut c.clock, &mut c.conn) {
@@ -199,6 +215,21 @@ impl Proactor<'_> {
             return;
         }
         self.arm_read(key);
+    }
+
+    /// Give back the `n` buffers of a receive that began in `first` at ring position
+    /// `start` (see `ProvidedBufs::bundle`).
+    fn give_back_bundle(&mut self, first: Option<u16>, start: u16, n: usize) {
+        let Some(first) = first else {
+            return;
+        };
+        for i in 0..n {
+            let bid = match (i, &self.bufs) {
+                (0, _) | (_, None) => first,
+                (_, Some(b)) => b.bid_at(start.wrapping_add(i as u16)),
+            };
+            self.give_back(bid);
+        }
     }
 
     pub(super) fn give_back(&mut self, bid: u16) {

@@ -184,6 +184,9 @@ struct Proactor<'a> {
     sends_last: usize,
     sends_inline: bool,
     recvs_last: usize,
+    /// Since the last wait, bytes became owed behind a SEND in flight: its completion
+    /// will start another SEND, so a wait for one more completion would sleep on it.
+    owed_behind: bool,
     /// The deadline the armed Timer::Deadline TIMEOUT fires at.
     deadline_armed: Option<Instant>,
     /// A Timer::Congestion TIMEOUT is in flight.
@@ -250,6 +253,7 @@ pub fn run(
         sends_last: 0,
         sends_inline: true,
         recvs_last: 0,
+        owed_behind: false,
         deadline_armed: None,
         congestion_timer: false,
     };
@@ -329,6 +333,7 @@ impl Proactor<'_> {
             sys::count(Sys::IoUringEnter);
             // Made-up completions are waiting: submit, but do not block.
             let (want, wait) = self.wait_for();
+            self.owed_behind = false;
             let submitted_sends = std::mem::take(&mut self.sends_queued);
             let res = match (self.ring_index, wait) {
                 (Some(idx), w) => {
@@ -430,7 +435,9 @@ impl Proactor<'_> {
     /// bounded by `COUNTED_CAP`: the sends' completions arrive inside the enter, and
     /// the wait sleeps for the next event, so at one connection one enter serves a
     /// message (a wait for one took two: the SEND's completion ended it at once). After
-    /// a turn whose sends did not all complete inside their enter, wait for one.
+    /// a turn whose sends did not all complete inside their enter, wait for one; also
+    /// when bytes are owed behind a SEND in flight (a message larger than a receive
+    /// buffer): that SEND's completion is ours to act on, and the +1 would sleep.
     fn wait_for(&self) -> (usize, Wait) {
         if !self.synthetic.is_empty() {
             return (0, Wait::One); // made-up completions are waiting: submit, do not block
@@ -446,7 +453,11 @@ impl Proactor<'_> {
                 self.sends_queued + (self.recvs_last / 2).max(1),
                 Wait::Coalesce(MIN_WAIT_US),
             )
-        } else if self.features.counted_wait && self.sends_inline && self.sends_queued > 0 {
+        } else if self.features.counted_wait
+            && self.sends_inline
+            && !self.owed_behind
+            && self.sends_queued > 0
+        {
             (self.sends_queued + 1, Wait::Counted)
         } else {
             (1, Wait::One)

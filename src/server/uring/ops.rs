@@ -193,7 +193,10 @@ impl Proactor<'_> {
             self.synthetic.push((t.encode(), -libc::ENOBUFS, 0));
             return;
         }
-        let e = if self.features.multishot_recv {
+        let e = if self.features.recv_bundles {
+            on_socket!(c, key, |fd| opcode::RecvMultiBundle::new(fd, bufs::BGID)
+                .build())
+        } else if self.features.multishot_recv {
             on_socket!(c, key, |fd| opcode::RecvMulti::new(fd, bufs::BGID).build())
         } else {
             let len = self.cfg.recv_buf as u32;
@@ -234,6 +237,11 @@ impl Proactor<'_> {
         let Some(c) = self.conns.get_mut(key) else {
             return;
         };
+        if c.inflight & IN_SEND != 0 && c.conn.owed_len() > 0 {
+            // The SEND in flight has more behind it: the next wait must not ask for
+            // one completion beyond the sends (see `wait_for`).
+            self.owed_behind = true;
+        }
         if c.closing || c.inflight & IN_SEND != 0 || c.conn.owed_len() == 0 {
             return;
         }

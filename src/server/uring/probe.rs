@@ -43,6 +43,8 @@ pub struct SetupFlags {
     pub sqpoll_idle_ms: Option<u32>,
     /// Completion queue entries (default: 4x the submission queue).
     pub cq_entries: Option<u32>,
+    /// IORING_SETUP_NO_SQARRAY (6.6): SQEs taken in ring order, no index array.
+    pub no_sqarray: bool,
 }
 
 /// Build a ring, halving the size on ENOMEM (a low RLIMIT_MEMLOCK) down to 8 entries.
@@ -67,6 +69,9 @@ pub fn build_ring_with(entries: u32, f: SetupFlags) -> Result<IoUring, Unavailab
             }
             if let Some(idle) = f.sqpoll_idle_ms {
                 b.setup_sqpoll(idle);
+            }
+            if f.no_sqarray {
+                b.setup_no_sqarray();
             }
         },
         || sys::count(Sys::IoUringSetup),
@@ -354,6 +359,12 @@ pub fn probe() -> ProbeReport {
         "needs Linux 5.17+",
     );
     feat(
+        "FEAT_RECVSEND_BUNDLE",
+        params.map(|p| p.is_feature_recvsend_bundle()),
+        "multishot",
+        "needs Linux 6.10+ (multishot/full then receive one buffer per completion)",
+    );
+    feat(
         "FEAT_MIN_TIMEOUT",
         params.map(|p| p.is_feature_min_timeout()),
         "full",
@@ -416,6 +427,10 @@ pub fn probe() -> ProbeReport {
         sqpoll_idle_ms: Some(10),
         ..Default::default()
     });
+    let no_sqarray = flag_trial(SetupFlags {
+        no_sqarray: true,
+        ..Default::default()
+    });
     let ring_fd = have_ring.then(|| {
         build_ring(8).map_err(|e| e.to_string()).and_then(|r| {
             sys::count(Sys::IoUringRegister);
@@ -457,6 +472,12 @@ pub fn probe() -> ProbeReport {
         files.as_ref(),
         "multishot",
         "sparse table registered (RECV/SEND by slot)",
+    );
+    tried(
+        "NO_SQARRAY",
+        no_sqarray.as_ref(),
+        "opt-in",
+        "setup flag accepted (serve --no-sqarray, at multishot/full; 6.6+)",
     );
     tried(
         "SQPOLL",

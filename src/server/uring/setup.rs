@@ -129,13 +129,15 @@ impl Ring {
             }
         }
         let sqpoll_idle_ms = cfg.sqpoll.then_some(SQPOLL_IDLE_MS);
-        let flags = SetupFlags {
+        let multishot = level >= FeatureLevel::Multishot;
+        let mut flags = SetupFlags {
             coop_taskrun: level == FeatureLevel::Multishot,
             single_issuer: level == FeatureLevel::Full,
             // DEFER_TASKRUN and SQPOLL exclude each other (the SQ thread is the issuer).
             defer_taskrun: level == FeatureLevel::Full && cfg.defer_taskrun && !cfg.sqpoll,
             sqpoll_idle_ms,
             cq_entries: cfg.cq_entries,
+            no_sqarray: multishot && cfg.no_sqarray,
         };
         let plain = SetupFlags {
             cq_entries: cfg.cq_entries,
@@ -145,7 +147,19 @@ impl Ring {
             (true, Some(r)) => r,
             (_, b) => {
                 *basic = b;
-                probe::build_ring_with(cfg.ring_entries, flags).map_err(|mut e| {
+                // NO_SQARRAY is an option, not a level's need: a kernel before 6.6
+                // refuses it (EINVAL), and the ring is set up without it.
+                let first = probe::build_ring_with(cfg.ring_entries, flags);
+                let retry = first.is_err() && flags.no_sqarray;
+                if retry {
+                    flags.no_sqarray = false;
+                }
+                let built = if retry {
+                    probe::build_ring_with(cfg.ring_entries, flags)
+                } else {
+                    first
+                };
+                built.map_err(|mut e| {
                     e.hint = format!(
                         "{}; the kernel refused the setup flags for --uring-features {name}",
                         e.hint
@@ -178,7 +192,6 @@ impl Ring {
                 })?,
             ),
         };
-        let multishot = level >= FeatureLevel::Multishot;
         let min_wait = level == FeatureLevel::Full && ring.params().is_feature_min_timeout();
         // A wait for the queued sends plus one needs a bound (EXT_ARG, 5.11): a SEND that
         // does not complete inside the enter must not hold the loop. Not with SQPOLL,
@@ -217,6 +230,11 @@ impl Ring {
             // multiplied by the number of receivers before any send runs (1 GB of outboxes
             // at 100 clients); one-shot RECVs let the fan-out pace the senders.
             multishot_recv: multishot && cfg.proto != Proto::Chat,
+            recv_bundles: multishot
+                && cfg.proto != Proto::Chat
+                && cfg.recv_bundles
+                && ring.params().is_feature_recvsend_bundle(),
+            no_sqarray: flags.no_sqarray,
             coop_taskrun: flags.coop_taskrun,
             single_issuer: flags.single_issuer,
             defer_taskrun: flags.defer_taskrun,
