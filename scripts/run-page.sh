@@ -4,9 +4,12 @@
 # bench wrote them. Figures in docs/ quote these pages and link them; none is typed by hand.
 #
 #   scripts/run-page.sh [--from DIR] [--name MACHINE] [-- BENCH ARGS...]
+#   scripts/run-page.sh --gate DIR [--name MACHINE]
 #
 #   --from DIR     make the page from a finished bench folder (its command.txt or the
 #                  command given after --) instead of running a new bench
+#   --gate DIR     make docs/results/<date>-<machine>-gate.md from a finished
+#                  scripts/gate-power.sh folder (its setup, summary, every gate run)
 #   --name MACHINE the <machine> part of the file name (default: the CPU vendor and cores)
 #   BENCH ARGS     passed to `ringmux bench` (default: the default matrix)
 #
@@ -15,10 +18,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 from=""
+gate=""
 name=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --from) from="${2:?--from needs a folder}"; shift 2 ;;
+    --gate) gate="${2:?--gate needs a folder}"; shift 2 ;;
     --name) name="${2:?--name needs a name}"; shift 2 ;;
     --) shift; break ;;
     *) echo "run-page.sh: unknown option $1 (bench arguments go after --)" >&2; exit 2 ;;
@@ -27,7 +32,11 @@ done
 
 bin="${RINGMUX_BIN:-}"
 given=""
-if [ -n "$bin" ]; then
+if [ -n "$gate" ]; then
+  for f in setup.txt summary.md runs.tsv; do
+    [ -f "$gate/$f" ] || { echo "run-page.sh: $gate/$f missing (not a finished gate-power.sh folder?)" >&2; exit 2; }
+  done
+elif [ -n "$bin" ]; then
   given=" (HEAD when the page was written; the binary was given by RINGMUX_BIN)"
 else
   cargo build --release --quiet
@@ -43,6 +52,51 @@ date=$(date -u +%Y-%m-%d)
 if [ -z "$name" ]; then
   vendor=$(echo "$cpu" | awk '{print tolower($1)}' | tr -cd 'a-z0-9')
   name="${vendor:-cpu}-${cores}core"
+fi
+
+if [ -n "$gate" ]; then
+  page="docs/results/${date}-${name}-gate.md"
+  {
+    echo "# Gate power ${date}, ${name}"
+    echo
+    echo "Written by \`scripts/run-page.sh --gate\` from a \`scripts/gate-power.sh\` folder; nothing here is typed by hand."
+    echo
+    echo "| | |"
+    echo "|---|---|"
+    measured=$(sed -n '1s/^date: \(.*\) UTC; commit \(.*\)$/\1/p' "$gate/setup.txt")
+    built=$(sed -n '1s/^date: \(.*\) UTC; commit \(.*\)$/\2/p' "$gate/setup.txt")
+    kinds=$(sed -n 's/^kinds: \(.*\); rounds: \(.*\)$/--rounds \2 \1/p' "$gate/setup.txt")
+    echo "| date (UTC) | ${measured} (the measurement's start; page written $(date -u '+%Y-%m-%d %H:%M')) |"
+    echo "| commit | \`${built}\` (HEAD when the measurement started; when the page was written: \`${commit}\`${dirty}) |"
+    echo "| CPU | ${cpu}, ${cores} cores |"
+    echo "| kernel | ${kernel} |"
+    echo "| command | \`scripts/gate-power.sh ${kinds}\` (each gate run's bench and compare: Setup) |"
+    echo
+    echo "## Setup"
+    echo
+    echo '```text'
+    cat "$gate/setup.txt"
+    echo '```'
+    if [ -f "$gate/loadavg.txt" ]; then
+      echo
+      echo "Load average (1 min; time, value) sampled once a minute during the measurement: $(awk '{print $1 " " $2}' "$gate/loadavg.txt" | paste -sd';' - | sed 's/;/; /g')."
+    fi
+    echo
+    echo "## Summary"
+    echo
+    cat "$gate/summary.md"
+    echo
+    echo "## Every gate run"
+    echo
+    echo "In the order they ran (each round runs every kind once); \"fired\" lists the cells and"
+    echo "metrics \`compare\` called a regression."
+    echo
+    echo "| kind | round | exit | fired |"
+    echo "|---|--:|--:|---|"
+    awk -F'\t' '{print "| " $1 " | " $2 " | " $3 " | " $4 " |"}' "$gate/runs.tsv"
+  } >"$page"
+  echo "$page"
+  exit 0
 fi
 
 if [ -z "$from" ]; then

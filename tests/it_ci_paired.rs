@@ -99,8 +99,8 @@ fn ci_bench_paired_exits_2_when_the_merge_base_cannot_be_built() {
 }
 
 /// The paired gate end to end (the base binary given, so nothing is built): the same
-/// build on both sides passes; a head slowed by 2 ms per receive (the fault layer,
-/// which the base wrapper turns off) fails the gate on throughput, exit 1.
+/// build on both sides passes; a head slowed by 2 ms of CPU work per message (the fault
+/// layer, which the base wrapper turns off) fails the gate on throughput, exit 1.
 #[test]
 fn ci_bench_paired_gates_head_against_base_in_one_run() {
     let Some(c) = clone("ci-paired-gate") else {
@@ -145,7 +145,7 @@ fn ci_bench_paired_gates_head_against_base_in_one_run() {
             && summary.contains("Base vs head"),
         "{summary}"
     );
-    let o = run(Some("input-spin-ns=2000000"), "slow");
+    let o = run(Some("input-work-ns=2000000"), "slow");
     assert_eq!(o.code(), Some(1), "{}", o.explain());
     assert!(
         o.stdout
@@ -155,4 +155,57 @@ fn ci_bench_paired_gates_head_against_base_in_one_run() {
         "{}",
         o.explain()
     );
+}
+
+/// scripts/gate-power.sh on a tiny matrix: the same build twice passes, a head with an
+/// extra getppid per message fails on syscalls (per message, so the count rises by
+/// exactly one), and the summary and runs.tsv say so; bad arguments are exit 2.
+#[test]
+fn gate_power_counts_false_alarms_and_catches() {
+    let d = scratch_dir("gate-power");
+    let run = |args: &[&str]| -> Finished {
+        Running::spawn(
+            Command::new("bash")
+                .arg(root().join("scripts/gate-power.sh"))
+                .args(args)
+                .env("RINGMUX_BIN", BIN)
+                .env(
+                    "RINGMUX_BENCH_ARGS",
+                    "--quick --backends epoll --conns 5 --duration 0.2 --repeat 3 --open-rate 1000 --no-peers --quiet-secs 0",
+                )
+                .env("RINGMUX_MAX_REGRESSION", "syscalls=5%")
+                .env_remove("RINGMUX_FAULTS"),
+        )
+        .finish(Duration::from_secs(300))
+    };
+    let out = d.join("gp");
+    let o = run(&[
+        "--rounds",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+        "aa=",
+        "sys=extra-syscalls=1",
+    ]);
+    assert_eq!(o.code(), Some(0), "{}", o.explain());
+    let runs = std::fs::read_to_string(out.join("runs.tsv")).unwrap();
+    let lines: Vec<Vec<&str>> = runs.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 2, "{runs}");
+    assert_eq!(lines[0][..3], ["aa", "1", "0"], "{runs}");
+    assert_eq!(lines[1][..3], ["sys", "1", "1"], "{runs}");
+    assert!(
+        lines[1][3].contains("epoll/closed/c5/s128 syscalls"),
+        "{runs}"
+    );
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("| aa | `(none)` | 1 | 0 | none |")
+            && summary.contains("| sys | `extra-syscalls=1` | 1 | 1 |"),
+        "{summary}"
+    );
+    for bad in [&["--rounds", "0", "aa="][..], &["aa"], &[]] {
+        let o = run(bad);
+        assert_eq!(o.code(), Some(2), "{bad:?}: {}", o.explain());
+        assert_eq!(o.stderr.trim_end().lines().count(), 1, "{}", o.explain());
+    }
 }

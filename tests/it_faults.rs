@@ -206,3 +206,48 @@ backend_test!(fault_input_spin_slows_every_receive, |v| {
     drop(s);
     stop_stats(srv, &json, v);
 });
+
+// `input-work-ns` and `extra-syscalls`, the honest slowdowns the CI gate is measured
+// with: per message of `msg-bytes` received, however the kernel batches the bytes.
+// 30 messages of 100 bytes (10 one at a time, 20 written in 333-byte pieces, so
+// receives hold fractions and runs of messages) cost exactly 3 getppid calls each in
+// the server's syscall count, and at least most of their calibrated CPU work (a lower
+// bound the machine's load cannot break: CPU time accrues only while running).
+backend_test!(fault_input_work_and_extra_syscalls_are_per_message, |v| {
+    let json = json_path("fwork", v);
+    let work = Duration::from_millis(5);
+    let srv = start(
+        v,
+        &[],
+        Some(&format!(
+            "input-work-ns={},extra-syscalls=3,msg-bytes=100",
+            work.as_nanos()
+        )),
+        &json,
+    );
+    let mut s = srv.connect();
+    for i in 0..10u64 {
+        let msg = payload(i, 100);
+        s.write_all(&msg).unwrap();
+        assert_eq!(read_varied(&mut s, 100), msg, "{v:?}: message {i}");
+    }
+    let burst = payload(99, 2000);
+    for piece in burst.chunks(333) {
+        s.write_all(piece).unwrap();
+    }
+    assert_eq!(read_varied(&mut s, 2000), burst, "{v:?}: the burst");
+    drop(s);
+    let j = stop_stats(srv, &json, v);
+    assert_eq!(j["bytes_in"].as_u64(), Some(3000), "{v:?}: {j}");
+    assert_eq!(
+        j["syscalls"]["getppid"].as_u64(),
+        Some(90),
+        "{v:?}: 3 per message of 100 bytes: {j}"
+    );
+    let cpu = j["cpu_user_s"].as_f64().unwrap() + j["cpu_sys_s"].as_f64().unwrap();
+    let owed = (work * 30).as_secs_f64();
+    assert!(
+        cpu >= 0.75 * owed,
+        "{v:?}: the server used {cpu:.3} s of CPU, less than 75% of the {owed:.3} s of work owed"
+    );
+});

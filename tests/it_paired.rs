@@ -204,7 +204,8 @@ fn versus_runs_base_and_head_interleaved() {
 
 /// `compare FILE --pair BASE,HEAD` on made-up results: a clear drop of the head is a
 /// regression (exit 1), equal sides pass (exit 0), a bad pair is bad input (exit 2),
-/// and --pair with a second file is refused by the command line.
+/// and --pair with a second file is refused by the command line. A limit scoped to a
+/// backend or family beats the unscoped one; an unknown scope is one line, exit 2.
 #[test]
 fn compare_pair_judges_inside_one_file() {
     use crate::util::fixtures::{bench, noisy_cell};
@@ -224,7 +225,7 @@ fn compare_pair_judges_inside_one_file() {
         std::fs::write(&p, serde_json::to_vec_pretty(&r).unwrap()).unwrap();
         p
     };
-    let cmp = |p: &std::path::Path, pair: &str| {
+    let cmp_with = |p: &std::path::Path, pair: &str, limits: &str| {
         run_bounded(
             &[
                 "compare",
@@ -232,11 +233,12 @@ fn compare_pair_judges_inside_one_file() {
                 "--pair",
                 pair,
                 "--max-regression",
-                "throughput=5%",
+                limits,
             ],
             Duration::from_secs(20),
         )
     };
+    let cmp = |p: &std::path::Path, pair: &str| cmp_with(p, pair, "throughput=5%");
     let slow = write("slow.json", &[80_000.0, 81_000.0, 79_000.0]);
     for pair in ["epoll@base,epoll", "@base"] {
         let o = cmp(&slow, pair);
@@ -253,6 +255,26 @@ fn compare_pair_judges_inside_one_file() {
             o.explain()
         );
     }
+    // The head is 20% slower: its backend's limit, then its family's, decide.
+    for (limits, code) in [
+        ("throughput=50%,throughput@epoll=5%", 1),
+        ("throughput=5%,throughput@readiness=30%", 0),
+        (
+            "throughput=5%,throughput@readiness=30%,throughput@epoll=10%",
+            1,
+        ),
+        ("throughput@uring=5%", 0),
+    ] {
+        let o = cmp_with(&slow, "@base", limits);
+        assert_eq!(o.code(), Some(code), "{limits}: {}", o.explain());
+    }
+    let o = cmp_with(&slow, "@base", "throughput@epol=5%");
+    assert_eq!(o.code(), Some(2), "{}", o.explain());
+    assert!(
+        o.stderr.contains("unknown scope \"epol\"") && o.stderr.trim_end().lines().count() == 1,
+        "{}",
+        o.explain()
+    );
     let same = write("same.json", &[100_000.0, 101_000.0, 99_000.0]);
     assert_eq!(cmp(&same, "@base").code(), Some(0));
     let o = cmp(&same, "epoll@base,uring");

@@ -36,8 +36,11 @@ pub struct CompareArgs {
     /// p99.9, p99.99, max (latency), cpu (server CPU per message), syscalls (per
     /// message, ringmux servers), ctx (context switches per message), memory (per idle
     /// connection). A figure regresses only when its whole 95% interval is worse than
-    /// its limit. Counted figures may take tight limits where their spread is small;
-    /// docs/ci-gate.md has the measured spreads and the paired gate's defaults.
+    /// its limit. METRIC@SCOPE=PERCENT limits a metric for one backend (uring, epoll,
+    /// ...) or the family readiness (epoll, poll, select, sigio), overriding METRIC=:
+    /// syscalls=5%,syscalls@uring=50%. Counted figures may take tight limits where
+    /// their spread is small; docs/ci-gate.md has the measured spreads and the paired
+    /// gate's defaults.
     #[arg(long, default_value = "p99=10%,throughput=5%")]
     pub max_regression: String,
     /// Exit 1 on an inconclusive verdict too (the noise straddles a limit).

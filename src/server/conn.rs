@@ -113,7 +113,7 @@ impl Conn {
 
     /// Feed received bytes to the protocol; replies land in the outbox.
     pub fn on_input(&mut self, data: &[u8]) {
-        super::fault::input_spin();
+        super::fault::on_input(data.len());
         if self.close_after_flush {
             return; // the protocol is done with this connection: discard
         }

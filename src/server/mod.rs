@@ -126,7 +126,14 @@ pub fn serve(cfg: ServerConfig) -> anyhow::Result<StatsReport> {
             }
         }
     };
-    fault::set_input_spin(cfg.faults.input_spin_ns);
+    if let Some(c) = fault::set_slowdowns(&cfg.faults)
+        && !cfg.quiet
+    {
+        println!(
+            "ringmux: input-work: {} iterations per message ({:.3} ns each, calibrated)",
+            c.iters_per_msg, c.ns_per_iter
+        );
+    }
     percore::run(
         &cfg,
         backend,

@@ -1,8 +1,7 @@
-//! The metrics `compare` knows, and the `--max-regression` limits on them.
+//! The metrics `compare` knows (their `--max-regression` limits: [`super::limits`]).
 
 use super::entries::{Figures, run_of};
 use crate::report::fmt;
-use crate::report::input::bad_input;
 
 /// A metric `compare` knows: its name on the command line, where it lives, and which
 /// direction is better.
@@ -89,50 +88,3 @@ pub const METRICS: &[Metric] = &[
         show: fmt::bytes,
     },
 ];
-
-/// Parse "p99=10%,throughput=5%" into (metric index, allowed fraction).
-pub fn parse_limits(s: &str) -> anyhow::Result<Vec<(usize, f64)>> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, val) = part.split_once('=').ok_or_else(|| {
-            bad_input(format!("--max-regression: {part:?} is not METRIC=PERCENT"))
-        })?;
-        let name = name.trim();
-        let idx = METRICS.iter().position(|m| m.name == name).ok_or_else(|| {
-            let known: Vec<_> = METRICS.iter().map(|m| m.name).collect();
-            bad_input(format!(
-                "--max-regression: unknown metric {name:?} (known: {})",
-                known.join(", ")
-            ))
-        })?;
-        let v: f64 = val.trim().trim_end_matches('%').parse().map_err(|_| {
-            bad_input(format!(
-                "--max-regression: {val:?} for {name} is not a percentage like 10%"
-            ))
-        })?;
-        if !v.is_finite() || v < 0.0 {
-            return Err(bad_input(format!(
-                "--max-regression: {val:?} for {name} must be a non-negative percentage"
-            )));
-        }
-        out.retain(|&(i, _)| i != idx);
-        out.push((idx, v / 100.0));
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_parse() {
-        let l = parse_limits("p99=10%,throughput=5").unwrap();
-        assert_eq!(l, [(3, 0.10), (0, 0.05)]);
-        assert!(parse_limits("").unwrap().is_empty());
-        for bad in ["p99=abc", "latency=10%", "p99", "p99=-5%", "p99=nan"] {
-            let e = parse_limits(bad).unwrap_err();
-            assert_eq!(crate::error::exit_code_of(&e), 2, "{bad}");
-        }
-    }
-}

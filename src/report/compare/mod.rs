@@ -23,12 +23,14 @@
 //! ([`bootstrap_paired`]), so noise the two runs of a pair shared cancels out.
 //!
 //! - [`entries`]: reading the two files.
-//! - [`metrics`]: the metrics and the `--max-regression` limits.
+//! - [`metrics`]: the metrics.
+//! - [`limits`]: the `--max-regression` limits, per metric and per backend or family.
 //! - [`verdict`]: the change, its interval and the verdict per figure.
 //! - [`pairs`]: `--pair`: base and head cells taken from one results file.
 //! - this file: the command, its table and notes.
 
 pub mod entries;
+pub mod limits;
 pub mod metrics;
 pub mod pairs;
 pub mod verdict;
@@ -37,7 +39,8 @@ use std::io::Write;
 use std::path::Path;
 
 pub use entries::{Entry, Figures, Fingerprint, load_cells, load_entries, load_metrics};
-pub use metrics::{METRICS, Metric, parse_limits};
+pub use limits::{Limit, Scope, limit_for, parse_limits};
+pub use metrics::{METRICS, Metric};
 pub use verdict::{
     MIN_RUNS, RESAMPLES, Row, Verdict, bootstrap, bootstrap_paired, compare, compare_entries,
     compare_pairs, judge, paired_change,

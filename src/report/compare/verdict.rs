@@ -2,6 +2,7 @@
 //! when both sides have enough runs, and the limit (see [`super`] for the rules).
 
 use super::entries::{Entry, Figures};
+use super::limits::{Limit, limit_for};
 use super::metrics::METRICS;
 use crate::results::stats::median;
 
@@ -175,7 +176,7 @@ pub fn judge(lo: f64, hi: f64, limit: Option<f64>, higher_is_better: bool) -> Ve
 pub fn compare(
     base: &[(String, Figures)],
     head: &[(String, Figures)],
-    limits: &[(usize, f64)],
+    limits: &[Limit],
 ) -> Vec<Row> {
     let wrap = |v: &[(String, Figures)]| -> Vec<(String, Entry)> {
         v.iter()
@@ -199,7 +200,7 @@ pub fn compare(
 pub fn compare_entries(
     base: &[(String, Entry)],
     head: &[(String, Entry)],
-    limits: &[(usize, f64)],
+    limits: &[Limit],
 ) -> Vec<Row> {
     compare_with(base, head, limits, false)
 }
@@ -212,7 +213,7 @@ pub fn compare_entries(
 pub fn compare_pairs(
     base: &[(String, Entry)],
     head: &[(String, Entry)],
-    limits: &[(usize, f64)],
+    limits: &[Limit],
 ) -> Vec<Row> {
     compare_with(base, head, limits, true)
 }
@@ -220,7 +221,7 @@ pub fn compare_pairs(
 fn compare_with(
     base: &[(String, Entry)],
     head: &[(String, Entry)],
-    limits: &[(usize, f64)],
+    limits: &[Limit],
     paired: bool,
 ) -> Vec<Row> {
     let mut rows = Vec::new();
@@ -237,7 +238,8 @@ fn compare_with(
             if bv.is_none() && hv.is_none() {
                 continue;
             }
-            let limit = limits.iter().find(|(i, _)| *i == mi).map(|&(_, l)| l);
+            let server = id.split('/').next().unwrap_or(id);
+            let limit = limit_for(limits, mi, server);
             let per_run = |e: &Entry| -> Vec<f64> {
                 e.runs
                     .iter()
@@ -283,7 +285,7 @@ fn compare_with(
 
 #[cfg(test)]
 mod tests {
-    use super::super::metrics::parse_limits;
+    use super::super::limits::parse_limits;
     use super::*;
     use crate::results::schema::RunMetrics;
 
