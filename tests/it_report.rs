@@ -7,7 +7,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use ringmux::results::hgrm::write_hgrm;
 use ringmux::results::hlog::{Hlog, HlogInterval};
-use ringmux::results::schema::{BenchResults, LOAD_SCHEMA};
+use ringmux::results::schema::{BenchResults, LOAD_SCHEMA, RunMetrics};
 
 use crate::util::fixtures::{bench, cell, metrics, noisy_cell, synth, sys, write_json, write_log};
 use crate::util::{run_bounded, scratch_dir};
@@ -95,6 +95,25 @@ fn compare_exit_codes() {
     assert!(s.contains("regression: epoll/closed/c50/s128 p99"), "{s}");
     // the same run with a looser limit passes
     assert_eq!(compare(&d, "base.json", "tail.json", "p99=50%").0, Some(0));
+
+    // A cell whose every run measured nothing (bench left them out and counted them)
+    // is not a 0 to judge: it is named as not compared, not as a collapse.
+    let mut empty = cell("epoll", "closed", 50, RunMetrics::default(), 0);
+    empty.empty_runs = 3;
+    write_json(
+        &d.join("empty.json"),
+        &bench(vec![
+            cell("uring", "closed", 50, metrics(100_000.0, 200_000.0), 3),
+            empty,
+        ]),
+    );
+    let (c, s) = compare(&d, "base.json", "empty.json", "p99=10%,throughput=5%");
+    assert_eq!(c, Some(0), "{s}");
+    assert!(
+        s.contains("only in base (not compared): epoll/closed/c50/s128")
+            && !s.contains("regression:"),
+        "{s}"
+    );
 
     for (base, head, limits) in [
         ("base.json", "ok.json", "p99=abc"),

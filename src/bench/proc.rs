@@ -481,6 +481,10 @@ mod tests {
         // In ns, not whole 10 ms ticks (a tick count always is a multiple).
         let ns = (proc_cpu_s(pid) * 1e9).round() as u64;
         assert_ne!(ns % 10_000_000, 0, "{ns} ns is a whole number of ticks");
-        assert_eq!(proc_cpu_s(0x7fff_fff0), 0.0, "a process that does not exist");
+        assert_eq!(
+            proc_cpu_s(0x7fff_fff0),
+            0.0,
+            "a process that does not exist"
+        );
     }
 }

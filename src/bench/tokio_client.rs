@@ -110,19 +110,7 @@ pub fn read_result(json: &Path) -> anyhow::Result<(RunMetrics, u64, Option<Strin
     if r.client != "tokio" {
         bail!("{}: client {:?}, not tokio", json.display(), r.client);
     }
-    let l = &r.latency;
-    let m = RunMetrics {
-        msgs_per_s: r.msgs_per_s,
-        mb_per_s: r.mb_per_s,
-        p50_ns: l.p50 as f64,
-        p90_ns: l.p90 as f64,
-        p99_ns: l.p99 as f64,
-        p99_9_ns: l.p99_9 as f64,
-        p99_99_ns: l.p99_99 as f64,
-        max_ns: l.max as f64,
-        errors: r.errors.total(),
-        ..RunMetrics::default()
-    };
+    let m = RunMetrics::of_load(r.msgs_per_s, r.mb_per_s, &r.latency, r.errors.total());
     let note = (r.rate_kept == Some(false)).then(|| {
         format!(
             "the tokio client did not keep the asked rate ({:.0} msgs/s, max schedule lag {:.1} ms)",

@@ -246,6 +246,25 @@ pub struct RunMetrics {
     pub server_busy: Option<f64>,
 }
 
+impl RunMetrics {
+    /// A load generator's figures (throughput, latency percentiles in ns, errors);
+    /// the server-side ones are left for the bench to fill in.
+    pub fn of_load(msgs_per_s: f64, mb_per_s: f64, l: &Percentiles, errors: u64) -> RunMetrics {
+        RunMetrics {
+            msgs_per_s,
+            mb_per_s,
+            p50_ns: l.p50 as f64,
+            p90_ns: l.p90 as f64,
+            p99_ns: l.p99 as f64,
+            p99_9_ns: l.p99_9 as f64,
+            p99_99_ns: l.p99_99 as f64,
+            max_ns: l.max as f64,
+            errors,
+            ..RunMetrics::default()
+        }
+    }
+}
+
 /// One cell of the bench matrix: a server under one load shape, run `runs.len()` times.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Cell {

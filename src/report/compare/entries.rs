@@ -103,23 +103,30 @@ pub fn load_entries(path: &Path) -> anyhow::Result<(Fingerprint, Vec<(String, En
                 },
             )
         });
-        let cells = r.cells.into_iter().map(|c: Cell| {
-            let io = match &c.features {
-                Some(f) => format!("{}:{f}", c.server),
-                None => c.server.clone(),
-            };
-            let e = Entry {
-                median: Figures::Run(c.median),
-                runs: c.runs.into_iter().map(Figures::Run).collect(),
-                open_rate: if c.mode == "open" {
-                    c.rate.or(Some(f64::NAN))
-                } else {
-                    None
-                },
-                io,
-            };
-            (c.id, e)
-        });
+        // A cell whose every run measured nothing (bench flags it: `empty_runs`) has no
+        // median to judge: it is left out, so it shows as "only in" the other side
+        // rather than as a 0 that reads like a collapse.
+        let cells = r
+            .cells
+            .into_iter()
+            .filter(|c| !c.runs.is_empty())
+            .map(|c: Cell| {
+                let io = match &c.features {
+                    Some(f) => format!("{}:{f}", c.server),
+                    None => c.server.clone(),
+                };
+                let e = Entry {
+                    median: Figures::Run(c.median),
+                    runs: c.runs.into_iter().map(Figures::Run).collect(),
+                    open_rate: if c.mode == "open" {
+                        c.rate.or(Some(f64::NAN))
+                    } else {
+                        None
+                    },
+                    io,
+                };
+                (c.id, e)
+            });
         Ok((fp, cells.chain(idle).collect()))
     } else if schema == LOAD_SCHEMA {
         let r: LoadResult = serde_json::from_value(v)
@@ -142,21 +149,5 @@ pub fn load_entries(path: &Path) -> anyhow::Result<(Fingerprint, Vec<(String, En
 
 /// A load result's figures as bench metrics.
 pub fn load_metrics(r: &LoadResult) -> RunMetrics {
-    let l = &r.latency;
-    RunMetrics {
-        msgs_per_s: r.msgs_per_s,
-        mb_per_s: r.mb_per_s,
-        p50_ns: l.p50 as f64,
-        p90_ns: l.p90 as f64,
-        p99_ns: l.p99 as f64,
-        p99_9_ns: l.p99_9 as f64,
-        p99_99_ns: l.p99_99 as f64,
-        max_ns: l.max as f64,
-        cpu_ns_per_msg: None,
-        syscalls_per_msg: None,
-        ctx_switches_per_msg: None,
-        errors: r.errors.total(),
-        load_cpu_ns_per_msg: None,
-        server_busy: None,
-    }
+    RunMetrics::of_load(r.msgs_per_s, r.mb_per_s, &r.latency, r.errors.total())
 }
