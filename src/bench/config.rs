@@ -41,6 +41,7 @@ pub struct BenchConfig {
     pub backends: Vec<String>,
     /// `--conns` as given (`--quick` keeps those up to 50 when the plan is made).
     pub conns: Vec<u32>,
+    /// Bytes per message (`--size`).
     pub size: u32,
     /// What every server serves and the load speaks and verifies.
     pub proto: Proto,
@@ -50,19 +51,28 @@ pub struct BenchConfig {
     pub warmup: f64,
     /// Repeats of the whole interleaved matrix.
     pub repeat: u32,
+    /// `--open-rate`: the open-loop shape at this fixed rate, msgs/s (None: 50% of the
+    /// measured peak).
     pub open_rate: Option<f64>,
     /// `--external NAME=CMD` as given.
     pub external: Vec<String>,
+    /// `--no-peers`: the reference peers (tokio, monoio) are left out.
     pub no_peers: bool,
+    /// `--quick`: the short matrix (connections up to 50, one repeat).
     pub quick: bool,
     /// None: `bench-out/<UTC timestamp>/`.
     pub out: Option<PathBuf>,
+    /// `--idle-conns N`: the idle-cost study at N silent connections (None: off).
     pub idle_conns: Option<u32>,
+    /// Event loops per ringmux server (`--server-threads`; `serve --threads`).
     pub server_threads: u16,
     /// `--profile` asked (the plan checks that perf is there).
     pub profile: bool,
+    /// Seconds each server sits idle for the quiet rows (0: no quiet rows).
     pub quiet_secs: f64,
+    /// Silent connections held open for the second quiet row.
     pub quiet_conns: u32,
+    /// `--preset`: a ready-made study instead of the matrix (None: the matrix).
     pub preset: Option<BenchPreset>,
     /// `--versus BASE`: every ringmux server also runs from this binary (`SERVER@base`).
     pub versus: Option<PathBuf>,
@@ -73,8 +83,11 @@ pub struct BenchConfig {
 /// Run lengths when `--duration` and `--repeat` are not given.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RunLengths {
+    /// Seconds per measured run.
     pub duration: f64,
+    /// Seconds of unrecorded warm-up before each run.
     pub warmup: f64,
+    /// Repeats of the whole interleaved matrix.
     pub repeat: u32,
 }
 

@@ -18,8 +18,11 @@ use crate::proto::Proto;
 /// One load shape.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shape {
+    /// "closed", "pipelined" or "open": the cell id's first part.
     pub mode: &'static str,
+    /// Connections the load opens.
     pub conns: u32,
+    /// Messages in flight per connection (closed and pipelined loops).
     pub pipeline: u32,
     /// Open loop: fraction of the measured peak.
     pub rate_fraction: Option<f64>,
@@ -39,6 +42,7 @@ impl Shape {
         }
     }
 
+    /// The cell id of this shape at `size`-byte messages, e.g. `closed/c50/s128`.
     pub fn id(&self, size: u32) -> String {
         match self.rate_fraction {
             Some(_) if self.open_rate.is_some() => format!(
@@ -76,15 +80,21 @@ const MAX_SIZE: u32 = 16 << 20;
 pub struct Plan {
     /// What was asked, checked: run lengths, size, protocol, server threads, ...
     pub cfg: BenchConfig,
+    /// The ringmux binary that serves and loads (this one).
     pub exe: PathBuf,
+    /// The servers of the matrix, in run order.
     pub servers: Vec<ServerSpec>,
+    /// The load shapes every server runs under.
     pub shapes: Vec<Shape>,
     /// Interval of the load's interval log (`load --interval`): at least 10 per run.
     pub interval: f64,
+    /// The output folder (results.json, report.md, report.html, per-run files).
     pub out: PathBuf,
     /// CPUs of the server process (ringmux: loop i on the i-th); None: not pinned.
     pub server_cpus: Option<Vec<usize>>,
+    /// CPUs of the load generator's threads; None: not pinned.
     pub load_cpus: Option<Vec<usize>>,
+    /// Lines for the report's notes (what was left out and why).
     pub notes: Vec<String>,
     /// `--profile` with perf available.
     pub profile: bool,

@@ -10,16 +10,24 @@ pub enum ServerSpec {
     /// ringmux itself: a backend of `server::Backend::NAMES`, optional io_uring level
     /// with its `+OPTION`s (`full+sqpoll`).
     Ringmux {
+        /// One of `server::Backend::NAMES`.
         backend: String,
+        /// The io_uring level and its `+OPTION`s (`full+sqpoll`); None: the best here.
         level: Option<String>,
         /// None: this ringmux. Some: the `bench --versus` binary, named `SERVER@base`.
         base: Option<PathBuf>,
     },
     /// Any other server: a shell command with `{addr}` in it.
-    External { name: String, cmd: String },
+    External {
+        /// Its name in the matrix (`NAME=` of `--external`).
+        name: String,
+        /// The shell command; `{addr}` is replaced by the address to listen on.
+        cmd: String,
+    },
 }
 
 impl ServerSpec {
+    /// The server's name in the matrix and the cell ids (`uring:full`, `epoll@base`, `srv`).
     pub fn name(&self) -> String {
         match self {
             ServerSpec::Ringmux {

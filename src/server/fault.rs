@@ -42,6 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::sys::syscall;
 use std::time::{Duration, Instant};
 
+/// The environment variable that turns faults on, e.g. `recv-reset=7,send-short=3`.
 pub const ENV: &str = "RINGMUX_FAULTS";
 
 /// Fires on every `n`th call (never when `n` is 0).
@@ -53,6 +54,7 @@ pub struct Every {
 
 impl Every {
     #[inline]
+    /// Counts one call; true on every `n`th.
     pub fn hit(&mut self) -> bool {
         if self.n == 0 {
             return false;
@@ -62,10 +64,15 @@ impl Every {
     }
 }
 
+/// The faults asked in [`ENV`]; all off by default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Faults {
+    /// `recv-reset=N`: every Nth receive that brought data fails with ECONNRESET.
     pub recv_reset: Every,
+    /// `recv-nobufs=N`: every Nth receive armed completes with ENOBUFS at once (io_uring
+    /// levels with provided buffers; ignored elsewhere).
     pub recv_nobufs: Every,
+    /// `send-short=N`: every Nth send goes out half-sized.
     pub send_short: Every,
     /// `input-spin-ns`: nanoseconds of wall time spun per batch of received bytes.
     pub input_spin_ns: u64,
@@ -95,7 +102,9 @@ thread_local! {
 /// ns one iteration took (None when `input-work-ns` is off).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
+    /// Iterations of the work loop per message.
     pub iters_per_msg: u64,
+    /// CPU ns one iteration took when calibrated.
     pub ns_per_iter: f64,
 }
 
@@ -210,6 +219,7 @@ fn input_spin() {
     }
 }
 
+/// A [`ENV`] value that cannot be read; its message is one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadFaults(String);
 
@@ -226,6 +236,7 @@ impl fmt::Display for BadFaults {
 impl std::error::Error for BadFaults {}
 
 impl Faults {
+    /// Reads `NAME=N,...`; an unknown name or a bad number is an error.
     pub fn parse(spec: &str) -> Result<Faults, BadFaults> {
         let mut f = Faults::default();
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -269,6 +280,7 @@ impl Faults {
         }
     }
 
+    /// Whether any fault is on (the start line then says so).
     pub fn any(&self) -> bool {
         self.recv_reset.n
             | self.recv_nobufs.n

@@ -12,8 +12,13 @@ use crate::results::schema::{
 /// resident bytes per idle connection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Figures {
+    /// A matrix cell's or a load run's figures.
     Run(RunMetrics),
-    Idle { bytes_per_conn: f64 },
+    /// An idle-cost row: resident bytes per idle connection.
+    Idle {
+        /// Resident bytes per idle connection.
+        bytes_per_conn: f64,
+    },
 }
 
 pub(super) fn run_of(f: &Figures) -> Option<&RunMetrics> {
@@ -41,6 +46,8 @@ pub struct Entry {
 pub struct Fingerprint(pub Vec<(&'static str, String)>);
 
 impl Fingerprint {
+    /// The facts of `sys` that make two results comparable: CPU model, cores, kernel
+    /// and ringmux version.
     pub fn of(sys: &crate::sysinfo::SysInfo) -> Fingerprint {
         Fingerprint(vec![
             ("cpu", sys.cpu_model.clone()),

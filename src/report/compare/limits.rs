@@ -53,8 +53,11 @@ impl Scope {
 /// One limit: a metric (index into [`METRICS`]), its scope, the allowed fraction.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limit {
+    /// Index into [`METRICS`].
     pub metric: usize,
+    /// The servers it applies to.
     pub scope: Scope,
+    /// The allowed change toward worse, as a fraction (0.05 for 5%).
     pub frac: f64,
 }
 

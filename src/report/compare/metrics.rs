@@ -6,8 +6,11 @@ use crate::report::fmt;
 /// A metric `compare` knows: its name on the command line, where it lives, and which
 /// direction is better.
 pub struct Metric {
+    /// Its name in `--max-regression` and in the table.
     pub name: &'static str,
+    /// Its value in an entry's figures (None: not measured there).
     pub get: fn(&Figures) -> Option<f64>,
+    /// Throughput is better higher; latency, CPU and counts lower.
     pub higher_is_better: bool,
     /// How to print a value of it.
     pub show: fn(f64) -> String,
@@ -17,6 +20,7 @@ fn thr(v: f64) -> String {
     format!("{}/s", fmt::si(v))
 }
 
+/// Every metric `compare` judges or shows, in table order.
 pub const METRICS: &[Metric] = &[
     Metric {
         name: "throughput",

@@ -28,6 +28,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict as the table prints it ("" when unjudged).
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Regression => "REGRESSION",
@@ -42,9 +43,13 @@ impl Verdict {
 /// One compared figure.
 #[derive(Debug, Clone)]
 pub struct Row {
+    /// The cell id.
     pub cell: String,
+    /// The metric's name.
     pub metric: &'static str,
+    /// The base's median (None: not measured there).
     pub base: Option<f64>,
+    /// The head's median (None: not measured there).
     pub head: Option<f64>,
     /// (head - base) / base, of the medians.
     pub change: Option<f64>,
@@ -52,9 +57,13 @@ pub struct Row {
     pub interval: Option<(f64, f64)>,
     /// Per-run values on (base, head).
     pub runs: (usize, usize),
+    /// The allowed change toward worse (fraction); None: shown, not judged.
     pub limit: Option<f64>,
+    /// What the interval (or the single values) say against the limit.
     pub verdict: Verdict,
+    /// A regression that fails the comparison (exit 1).
     pub regressed: bool,
+    /// How to print its values.
     pub show: fn(f64) -> String,
 }
 
