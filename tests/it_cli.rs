@@ -108,7 +108,8 @@ fn help_states_defaults_and_ranges() {
     let (code, help, _) = run(&["bench", "--help"], Duration::from_secs(10));
     assert_eq!(code, Some(0));
     for want in [
-        "default: 1.5; with --quick 1.0",
+        "0.2 to 3600 [default: 1.0]",
+        "warm-up of 0.3 s",
         "0.2 to 3600",
         "1 to 100 [default: 3",
         "[alias: --output]",
