@@ -7,9 +7,11 @@
 #   scripts/ci-bench.sh [--paired] [--allow-missing-baseline] [--save-baseline] [OUT_DIR]
 #
 # --paired (the gate to use on pooled CI runners): build the merge-base in a git
-# worktree, run ONE bench with both builds interleaved run by run (bench --versus), and
-# judge head against base inside that run (compare --pair @base). No stored baseline is
-# needed, and the runner's speed cancels out: both builds met the same machine and noise.
+# worktree, run ONE bench in which both builds serve at the same time on the same CPUs,
+# each with its own load (bench --versus BASE --versus-mode together), and judge head
+# against base inside that run (compare --pair @base). No stored baseline is needed,
+# and the runner's speed cancels out: both builds met the same machine and noise, at
+# the same moments.
 # The default limits then gate the robust count (syscalls/msg: 5%, io_uring's 50%)
 # tightly and the timed figures (CPU/msg, p99, throughput) widely; context switches are
 # shown, not judged: docs/ci-gate.md has the measured spreads and the gate's power.
@@ -37,7 +39,8 @@
 #   RINGMUX_REPEAT          bench --repeat (default 3: compare needs 3 for a verdict;
 #                           --paired: 8, see docs/ci-gate.md for the power it buys)
 #   RINGMUX_DURATION        --paired: bench --duration, seconds per run (default 0.5;
-#                           a --duration in RINGMUX_BENCH_ARGS wins)
+#                           a --duration in RINGMUX_BENCH_ARGS wins, as does a
+#                           --versus-mode there)
 #   RINGMUX_BASE_BIN        --paired: a ringmux built from the merge-base (skips the build)
 #   RINGMUX_BENCH_ARGS      extra bench arguments, word-split (e.g. "--backends epoll")
 #   RINGMUX_OPEN_RATE       bench --open-rate (default 20000: open loop at a fixed rate)
@@ -47,7 +50,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-paired_default="syscalls=5%,syscalls@uring=50%,cpu=5%,p99=50%,throughput=25%"
+paired_default="syscalls=5%,syscalls@uring=15%,cpu=5%,ctx=25%,p99=50%,throughput=10%"
 allow_missing=0
 save=0
 paired=0
@@ -139,8 +142,10 @@ elif [[ $paired -eq 1 ]]; then
   # RINGMUX_BENCH_ARGS may give its own --duration (bench takes it once).
   duration=(--duration "${RINGMUX_DURATION:-0.5}")
   [[ " ${extra[*]} " == *" --duration"* ]] && duration=()
+  mode=(--versus-mode together)
+  [[ " ${extra[*]} " == *" --versus-mode"* ]] && mode=()
   "$bin" bench --quick --repeat "${RINGMUX_REPEAT:-8}" "${duration[@]}" \
-    --open-rate "${RINGMUX_OPEN_RATE:-20000}" --no-peers --quiet-secs 0 --versus "$base_bin" "${extra[@]}" --out "$out"
+    --open-rate "${RINGMUX_OPEN_RATE:-20000}" --no-peers --quiet-secs 0 --versus "$base_bin" "${mode[@]}" "${extra[@]}" --out "$out"
 else
   rm -rf "$out"
   "$bin" bench --quick --repeat "${RINGMUX_REPEAT:-3}" --open-rate "${RINGMUX_OPEN_RATE:-20000}" "${extra[@]}" --out "$out"

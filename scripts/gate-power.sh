@@ -57,7 +57,7 @@ EOF
 chmod +x "$out/base.sh"
 
 # The paired gate of scripts/ci-bench.sh --paired, on the cells issue 19 measured.
-read -r -a bench_args <<<"${RINGMUX_BENCH_ARGS:---quick --backends uring,epoll --conns 50 --duration 0.5 --repeat 8 --open-rate 20000 --no-peers --quiet-secs 0}"
+read -r -a bench_args <<<"${RINGMUX_BENCH_ARGS:---quick --backends uring,epoll --conns 50 --duration 0.5 --repeat 8 --open-rate 20000 --no-peers --quiet-secs 0 --versus-mode together}"
 limits="${RINGMUX_MAX_REGRESSION:-$(sed -n 's/^paired_default="\(.*\)"$/\1/p' scripts/ci-bench.sh)}"
 [ -n "$limits" ] || { echo "gate-power.sh: no limits (RINGMUX_MAX_REGRESSION, or paired_default in scripts/ci-bench.sh)" >&2; exit 2; }
 # The first invocation's setup stands: a resumed or re-summarised folder keeps it.

@@ -202,6 +202,127 @@ fn versus_runs_base_and_head_interleaved() {
     assert!(o.stdout.contains("epoll/closed/c5/s128"), "{}", o.explain());
 }
 
+/// `bench --versus BIN --versus-mode together`: base and head serve at the same time,
+/// each with its own load, in every repeat; both keep their runs, pair by pair, with the
+/// server's CPU of each; results.json and the report say how they ran. The mode is bad
+/// usage without --versus, or with --idle-conns.
+#[test]
+fn versus_together_runs_base_and_head_at_once() {
+    let d = scratch_dir("paired-together");
+    let out = d.join("out");
+    let args = [
+        "bench",
+        "--quick",
+        "--backends",
+        "epoll",
+        "--conns",
+        "5",
+        "--duration",
+        "0.4",
+        "--repeat",
+        "3",
+        "--quiet-secs",
+        "0",
+        "--no-peers",
+        "--versus",
+        BIN,
+        "--versus-mode",
+        "together",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = run_bounded(&args, Duration::from_secs(180));
+    assert!(run.status.success(), "{}", run.explain());
+    assert!(
+        run.stdout.contains("which ran together")
+            && run.stdout.contains("| epoll/closed/c5/s128 | 3/3 |"),
+        "no base-vs-head view of a together run\n{}",
+        run.explain()
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["args"]["versus_mode"], "together", "{}", r["args"]);
+    for c in r["cells"].as_array().unwrap() {
+        let runs = c["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 3, "{}: {} runs", c["id"], runs.len());
+        for run in runs {
+            assert!(
+                run["cpu_ns_per_msg"].as_f64().unwrap() > 0.0
+                    && run["msgs_per_s"].as_f64().unwrap() > 0.0,
+                "{}: a run without server CPU or messages: {run}",
+                c["id"]
+            );
+        }
+    }
+    // When each load started and ended (its own result file): base and head at once.
+    let window = |server: &str, shape: &str, rep: u32| -> (f64, f64) {
+        let p = out
+            .join("runs")
+            .join(format!("{server}_{shape}_c5_s128-r{rep}.json"));
+        let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let s = j["start_unix_s"].as_f64().unwrap();
+        (s, s + j["elapsed_s"].as_f64().unwrap())
+    };
+    for shape in ["closed", "open"] {
+        let shape_runs: Vec<String> = std::fs::read_dir(out.join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("epoll_{shape}")) && n.ends_with("-r1.json"))
+            .collect();
+        let Some(name) = shape_runs.first() else {
+            panic!("no {shape} run in runs/");
+        };
+        // `closed` or `open-RATE`: the shape part of the file name.
+        let shape = name
+            .trim_start_matches("epoll_")
+            .trim_end_matches("_c5_s128-r1.json")
+            .to_string();
+        for rep in 1..=3 {
+            let (bs, be) = window("epoll@base", &shape, rep);
+            let (hs, he) = window("epoll", &shape, rep);
+            let overlap = be.min(he) - bs.max(hs);
+            assert!(
+                overlap > 0.3,
+                "{shape} repeat {rep}: base [{bs:.3}, {be:.3}] and head [{hs:.3}, {he:.3}] overlap only {overlap:.3} s"
+            );
+        }
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("which ran together"),
+        "report.html does not say how they ran"
+    );
+
+    let bad = [
+        (
+            vec!["bench", "--quick", "--versus-mode", "together"],
+            "--versus-mode together pairs the builds of --versus: give --versus BASE",
+        ),
+        (
+            vec![
+                "bench",
+                "--idle-conns",
+                "10",
+                "--versus",
+                BIN,
+                "--versus-mode",
+                "together",
+            ],
+            "--versus-mode together applies to the throughput matrix, not to --idle-conns",
+        ),
+    ];
+    for (args, msg) in bad {
+        let o = run_bounded(&args, Duration::from_secs(30));
+        assert_eq!(o.code(), Some(2), "{args:?}\n{}", o.explain());
+        assert!(
+            o.stderr.contains(msg) && o.stderr.trim().lines().count() == 1,
+            "{args:?}\n{}",
+            o.explain()
+        );
+    }
+}
+
 /// `compare FILE --pair BASE,HEAD` on made-up results: a clear drop of the head is a
 /// regression (exit 1), equal sides pass (exit 0), a bad pair is bad input (exit 2),
 /// and --pair with a second file is refused by the command line. A limit scoped to a

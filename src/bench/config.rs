@@ -34,6 +34,28 @@ impl LoadClient {
     }
 }
 
+/// `bench --versus-mode`: how the two builds of a paired bench share the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum VersusMode {
+    /// Run by run: base then head, head then base in the next repeat; each run has the
+    /// machine to itself.
+    #[default]
+    Alternate,
+    /// Base and head serve at the same time on the server CPUs, each driven by its own
+    /// load on the load CPUs: every moment's noise falls on both.
+    Together,
+}
+
+impl VersusMode {
+    /// The name results.json's `args.versus_mode` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            VersusMode::Alternate => "alternate",
+            VersusMode::Together => "together",
+        }
+    }
+}
+
 /// The bench's settings, every default resolved.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -76,6 +98,8 @@ pub struct BenchConfig {
     pub preset: Option<BenchPreset>,
     /// `--versus BASE`: every ringmux server also runs from this binary (`SERVER@base`).
     pub versus: Option<PathBuf>,
+    /// `--versus-mode`: base and head run by run, or together.
+    pub versus_mode: VersusMode,
     /// `--client`: ringmux's load generator or the tokio reference client.
     pub client: LoadClient,
 }

@@ -8,10 +8,12 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::config::VersusMode;
 use super::peers::{PEERS, locked_version};
 use super::plan::{Plan, Shape};
 use super::proc::{children_cpu_s, load_cmd, read_load_result, start_server, wait_load};
@@ -47,69 +49,86 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                     }
                     None => None,
                 };
-                for vi in super::versus::order(&plan.servers, rep) {
-                    let server = &plan.servers[vi];
-                    let id = format!("{}/{}", server.name(), shape.id(plan.cfg.size));
-                    progress.step(&id, rep);
-                    let stem = super::run_stem(&id, rep);
+                for group in super::versus::groups(&plan.servers, rep, plan.cfg.versus_mode) {
+                    let ids: Vec<String> = group
+                        .iter()
+                        .map(|&vi| {
+                            format!("{}/{}", plan.servers[vi].name(), shape.id(plan.cfg.size))
+                        })
+                        .collect();
+                    for id in &ids {
+                        progress.step(id, rep);
+                    }
+                    let stems: Vec<String> =
+                        ids.iter().map(|id| super::run_stem(id, rep)).collect();
+                    let specs: Vec<&ServerSpec> =
+                        group.iter().map(|&vi| &plan.servers[vi]).collect();
+                    let label = ids.join(" + ");
+                    // Servers run together keep their runs in step: when one of them
+                    // measured nothing, the whole group runs again, and has no data.
                     let tried = super::empty::retry_noted(
-                        &id,
+                        &label,
                         rep,
                         &mut notes,
-                        |_| run_one(plan, server, shape, rate, &stem),
-                        |o| o.nothing,
+                        |_| run_group(plan, &specs, shape, rate, &stems),
+                        |o| o.iter().any(|r| r.nothing),
                     )
-                    .with_context(|| format!("run {id}"))?;
+                    .with_context(|| format!("run {label}"))?;
                     let no_data = tried.no_data();
-                    let RunOutcome {
-                        metrics: m,
-                        features,
-                        profile: prof,
-                        note,
-                        ..
-                    } = tried.run;
-                    if m.errors > 0 {
-                        notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
-                    }
-                    if let Some(n) = note {
-                        notes.push(format!("{id} run {}: {n}", rep + 1));
-                    }
-                    let cell = cells.entry((si, vi)).or_insert_with(|| Cell {
-                        id: id.clone(),
-                        server: server.name(),
-                        features: features.clone(),
-                        server_threads: matches!(server, ServerSpec::Ringmux { .. })
-                            .then_some(plan.cfg.server_threads),
-                        mode: shape.mode.to_string(),
-                        conns: shape.conns,
-                        size: plan.cfg.size,
-                        pipeline: shape.pipeline,
-                        rate,
-                        runs: Vec::new(),
-                        median: RunMetrics::default(),
-                        min: RunMetrics::default(),
-                        max: RunMetrics::default(),
-                        hgrm: Vec::new(),
-                        hlog: Vec::new(),
-                        profile: None,
-                        empty_runs: 0,
-                    });
-                    if no_data {
-                        cell.empty_runs += 1;
-                        continue;
-                    }
-                    match prof {
-                        Some(Ok(p)) => profiles.entry((si, vi)).or_default().push(p),
-                        Some(Err(e)) => {
-                            notes.push(format!("{id} run {}: no profile: {e:#}", rep + 1))
+                    for ((&vi, (id, stem)), outcome) in
+                        group.iter().zip(ids.iter().zip(&stems)).zip(tried.run)
+                    {
+                        let server = &plan.servers[vi];
+                        let RunOutcome {
+                            metrics: m,
+                            features,
+                            profile: prof,
+                            note,
+                            ..
+                        } = outcome;
+                        if m.errors > 0 {
+                            notes.push(format!("{id} run {}: {} load errors", rep + 1, m.errors));
                         }
-                        None => {}
-                    }
-                    cell.runs.push(m);
-                    // The tokio client writes no histogram files, only its percentiles.
-                    if plan.client.is_none() {
-                        cell.hgrm.push(format!("runs/{stem}.hgrm"));
-                        cell.hlog.push(format!("runs/{stem}.hlog"));
+                        if let Some(n) = note {
+                            notes.push(format!("{id} run {}: {n}", rep + 1));
+                        }
+                        let cell = cells.entry((si, vi)).or_insert_with(|| Cell {
+                            id: id.clone(),
+                            server: server.name(),
+                            features: features.clone(),
+                            server_threads: matches!(server, ServerSpec::Ringmux { .. })
+                                .then_some(plan.cfg.server_threads),
+                            mode: shape.mode.to_string(),
+                            conns: shape.conns,
+                            size: plan.cfg.size,
+                            pipeline: shape.pipeline,
+                            rate,
+                            runs: Vec::new(),
+                            median: RunMetrics::default(),
+                            min: RunMetrics::default(),
+                            max: RunMetrics::default(),
+                            hgrm: Vec::new(),
+                            hlog: Vec::new(),
+                            profile: None,
+                            empty_runs: 0,
+                        });
+                        if no_data {
+                            cell.empty_runs += 1;
+                            continue;
+                        }
+                        match prof {
+                            Some(Ok(p)) => profiles.entry((si, vi)).or_default().push(p),
+                            Some(Err(e)) => {
+                                notes.push(format!("{id} run {}: no profile: {e:#}", rep + 1))
+                            }
+                            None => {}
+                        }
+                        cell.runs.push(m);
+                        // The tokio client writes no histogram files, only its percentiles.
+                        if plan.client.is_none() {
+                            cell.hgrm.push(format!("runs/{stem}.hgrm"));
+                            cell.hlog.push(format!("runs/{stem}.hlog"));
+                        }
                     }
                 }
             }
@@ -117,6 +136,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                 peak = closed_peak(plan, &cells);
             }
         }
+    }
+    if plan.cfg.versus.is_some() && plan.cfg.versus_mode == VersusMode::Together {
+        notes.push("base and head ran together (--versus-mode together): both served at once on the server CPUs, each with its own load on the load CPUs, so each figure is of a server that had about half the server CPUs; read the ratios of base and head".into());
     }
     if let Some(r) = plan.shapes.iter().find_map(|s| s.open_rate) {
         notes.push(format!("open loop at a fixed {r:.0} msgs/s (--open-rate)"));
@@ -147,6 +169,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
             "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
             "server_threads": plan.cfg.server_threads, "load_cpus": plan.load_cpus,
             "interval_s": plan.interval, "client": plan.cfg.client.name(),
+            "versus_mode": plan.cfg.versus.as_ref().map(|_| plan.cfg.versus_mode.name()),
             "peers": PEERS.iter().filter(|p| plan.servers.iter().any(|s| s.name() == p.0))
                 .map(|p| (p.0.to_string(), serde_json::json!(format!("{} {}", p.2, locked_version(p.2).unwrap_or_else(|| "?".into())))))
                 .collect::<serde_json::Map<_, _>>(),
@@ -239,89 +262,160 @@ struct RunOutcome {
     note: Option<String>,
 }
 
-/// One run: fresh server, warm-up, measured load, counters around it.
-fn run_one(
+/// One run of each server in `specs`, all at once (one server, or a base and its head
+/// with `--versus-mode together`): fresh servers, a warm-up, then the measured loads,
+/// one per server and started together, with each server's counters read just before
+/// and after them.
+fn run_group(
     plan: &Plan,
-    spec: &ServerSpec,
+    specs: &[&ServerSpec],
     shape: &Shape,
     rate: Option<f64>,
-    stem: &str,
-) -> anyhow::Result<RunOutcome> {
-    let srv = start_server(plan, spec, stem)?;
+    stems: &[String],
+) -> anyhow::Result<Vec<RunOutcome>> {
+    let srvs = specs
+        .iter()
+        .zip(stems)
+        .map(|(spec, stem)| start_server(plan, spec, stem))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let limit = Duration::from_secs_f64(plan.cfg.duration + plan.cfg.warmup + 30.0);
-    // The load of this run: ringmux's, or the tokio client's (`--client tokio`).
-    let load = |duration: f64| match &plan.client {
+    // The load of one server: ringmux's, or the tokio client's (`--client tokio`).
+    let load = |addr, duration: f64| match &plan.client {
         Some(bin) => tokio_client::command(
             bin,
             plan.load_cpus.clone(),
-            srv.addr,
+            addr,
             plan.cfg.size,
             shape,
             rate,
             duration,
         ),
-        None => load_cmd(plan, srv.addr, shape, rate, duration),
+        None => load_cmd(plan, addr, shape, rate, duration),
     };
     if plan.cfg.warmup > 0.0 {
-        wait_load(load(plan.cfg.warmup), "warm-up load", limit)?;
+        let warm = srvs.iter().map(|s| load(s.addr, plan.cfg.warmup)).collect();
+        wait_loads(warm, "warm-up load", limit)?;
     }
-    let pid = srv.child.id();
-    let before = srv.counters()?;
     let runs = plan.out.join("runs");
-    let run_file = |ext: &str| -> PathBuf { runs.join(format!("{stem}.{ext}")) };
-    let json = run_file("json");
-    let mut cmd = load(plan.cfg.duration);
-    cmd.arg("--json").arg(&json);
-    if plan.client.is_none() {
-        cmd.args(["--interval", &plan.interval.to_string()])
-            .arg("--hgrm")
-            .arg(run_file("hgrm"))
-            .arg("--hlog")
-            .arg(run_file("hlog"));
+    let run_file = |stem: &str, ext: &str| -> PathBuf { runs.join(format!("{stem}.{ext}")) };
+    let mut cmds = Vec::with_capacity(srvs.len());
+    for (srv, stem) in srvs.iter().zip(stems) {
+        let mut cmd = load(srv.addr, plan.cfg.duration);
+        cmd.arg("--json").arg(run_file(stem, "json"));
+        if plan.client.is_none() {
+            cmd.args(["--interval", &plan.interval.to_string()])
+                .arg("--hgrm")
+                .arg(run_file(stem, "hgrm"))
+                .arg("--hlog")
+                .arg(run_file(stem, "hlog"));
+        }
+        cmds.push(cmd);
     }
-    let recording = if plan.profile {
-        Some(profile::Recording::start(pid, &run_file("perf.data")))
-    } else {
-        None
-    };
+    let before = srvs
+        .iter()
+        .map(|s| s.counters())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let recordings: Vec<_> = srvs
+        .iter()
+        .zip(stems)
+        .map(|(srv, stem)| {
+            plan.profile
+                .then(|| profile::Recording::start(srv.child.id(), &run_file(stem, "perf.data")))
+        })
+        .collect();
     let cpu0 = children_cpu_s();
     let wall0 = Instant::now();
-    wait_load(cmd, "load", limit)?;
+    wait_loads(cmds, "load", limit)?;
     let load_cpu = children_cpu_s() - cpu0;
-    let after = srv.counters()?;
+    let after = srvs
+        .iter()
+        .map(|s| s.counters())
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let wall = wall0.elapsed().as_secs_f64();
-    let prof = recording.map(|r| {
-        let p = r.and_then(profile::Recording::finish);
-        let _ = fs::remove_file(run_file("perf.data"));
-        p
-    });
-    let features = srv.uring_features(spec)?;
-    srv.stop()?;
-    let (mut m, messages, note) = match plan.client {
-        Some(_) => tokio_client::read_result(&json)?,
-        None => {
-            let r = read_load_result(&json)?;
-            (crate::report::compare::load_metrics(&r), r.messages, None)
-        }
-    };
-    let msgs = messages.max(1) as f64;
-    m.cpu_ns_per_msg = Some((after.cpu_s - before.cpu_s).max(0.0) * 1e9 / msgs);
-    m.syscalls_per_msg = match (before.syscalls, after.syscalls) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / msgs),
-        _ => None,
-    };
-    m.ctx_switches_per_msg = Some(after.ctx.saturating_sub(before.ctx) as f64 / msgs);
-    m.load_cpu_ns_per_msg = Some(load_cpu * 1e9 / msgs);
-    // The load process's own start-up is inside `wall`: a slight underestimate.
-    m.server_busy = (wall > 0.0).then(|| (after.cpu_s - before.cpu_s).max(0.0) / wall);
-    let nothing = super::empty::measured_nothing(messages, m.errors);
-    Ok(RunOutcome {
-        metrics: m,
-        features,
-        profile: prof,
-        nothing,
-        note,
-    })
+    let profiles: Vec<_> = recordings
+        .into_iter()
+        .zip(stems)
+        .map(|(rec, stem)| {
+            rec.map(|r| {
+                let p = r.and_then(profile::Recording::finish);
+                let _ = fs::remove_file(run_file(stem, "perf.data"));
+                p
+            })
+        })
+        .collect();
+    let features = srvs
+        .iter()
+        .zip(specs)
+        .map(|(srv, spec)| srv.uring_features(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for srv in srvs {
+        srv.stop()?;
+    }
+    let mut read = Vec::with_capacity(stems.len());
+    for stem in stems {
+        let json = run_file(stem, "json");
+        read.push(match plan.client {
+            Some(_) => tokio_client::read_result(&json)?,
+            None => {
+                let r = read_load_result(&json)?;
+                (crate::report::compare::load_metrics(&r), r.messages, None)
+            }
+        });
+    }
+    // The loads' CPU time is known only for all of them together (the children waited
+    // for): each run is given the group's load CPU per message.
+    let all_msgs = read.iter().map(|r| r.1).sum::<u64>().max(1) as f64;
+    let mut out = Vec::with_capacity(read.len());
+    for ((((m, messages, note), (b, a)), features), prof) in read
+        .into_iter()
+        .zip(before.iter().zip(&after))
+        .zip(features)
+        .zip(profiles)
+    {
+        let mut m = m;
+        let msgs = messages.max(1) as f64;
+        let cpu = (a.cpu_s - b.cpu_s).max(0.0);
+        m.cpu_ns_per_msg = Some(cpu * 1e9 / msgs);
+        m.syscalls_per_msg = match (b.syscalls, a.syscalls) {
+            (Some(x), Some(y)) => Some(y.saturating_sub(x) as f64 / msgs),
+            _ => None,
+        };
+        m.ctx_switches_per_msg = Some(a.ctx.saturating_sub(b.ctx) as f64 / msgs);
+        m.load_cpu_ns_per_msg = Some(load_cpu * 1e9 / all_msgs);
+        // The load process's own start-up is inside `wall`: a slight underestimate.
+        m.server_busy = (wall > 0.0).then(|| cpu / wall);
+        let nothing = super::empty::measured_nothing(messages, m.errors);
+        out.push(RunOutcome {
+            metrics: m,
+            features,
+            profile: prof,
+            nothing,
+            note,
+        });
+    }
+    Ok(out)
+}
+
+/// Run load processes to their ends, all at once, each within `limit`; the first error.
+fn wait_loads(cmds: Vec<Command>, what: &str, limit: Duration) -> anyhow::Result<()> {
+    if cmds.len() == 1 {
+        let c = cmds.into_iter().next().expect("one command");
+        return wait_load(c, what, limit);
+    }
+    std::thread::scope(|s| {
+        let waits: Vec<_> = cmds
+            .into_iter()
+            .map(|c| s.spawn(move || wait_load(c, what, limit)))
+            .collect();
+        waits
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("{what}: its waiter panicked")))
+            })
+            .collect::<anyhow::Result<Vec<()>>>()
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

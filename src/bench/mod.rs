@@ -36,7 +36,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-pub use config::{BenchConfig, BenchPreset, LoadClient, RunLengths};
+pub use config::{BenchConfig, BenchPreset, LoadClient, RunLengths, VersusMode};
 pub use peers::{PEERS, locked_version};
 pub use plan::{Plan, Shape};
 pub use proc::{pinned, proc_cpu_s};

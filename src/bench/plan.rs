@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::bail;
 
-use super::config::BenchConfig;
+use super::config::{BenchConfig, VersusMode};
 use super::peers::peer_servers;
 use super::profile;
 use super::spec::{ServerSpec, warn};
@@ -108,6 +108,16 @@ impl Plan {
     /// the peers' binaries beside `exe`). Every error is bad usage.
     pub fn new(cfg: &BenchConfig, exe: PathBuf) -> anyhow::Result<Plan> {
         let mut notes = Vec::new();
+        if cfg.versus_mode == VersusMode::Together {
+            if cfg.versus.is_none() {
+                bail!("--versus-mode together pairs the builds of --versus: give --versus BASE");
+            }
+            if cfg.idle_conns.is_some() {
+                bail!(
+                    "--versus-mode together applies to the throughput matrix, not to --idle-conns"
+                );
+            }
+        }
         let servers = super::versus::with_base(servers(cfg, &exe, &mut notes)?, cfg)?;
         if cfg.conns.is_empty() || cfg.conns.iter().any(|&c| c == 0 || c > 100_000) {
             bail!("--conns must be a list of counts between 1 and 100000");

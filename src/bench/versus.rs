@@ -8,8 +8,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::bail;
 
-use super::config::BenchConfig;
+use super::config::{BenchConfig, VersusMode};
 use super::spec::ServerSpec;
+use crate::results::schema::BASE_SUFFIX;
 
 /// The servers with, before each ringmux server, its twin run from `cfg.versus`.
 pub fn with_base(servers: Vec<ServerSpec>, cfg: &BenchConfig) -> anyhow::Result<Vec<ServerSpec>> {
@@ -87,6 +88,34 @@ pub fn order(servers: &[ServerSpec], rep: u32) -> Vec<usize> {
     v
 }
 
+/// The runs of repeat `rep`, in order: each a group of servers run at once. One server
+/// per group, in [`order`]; with [`VersusMode::Together`], each base with its head.
+pub fn groups(servers: &[ServerSpec], rep: u32, mode: VersusMode) -> Vec<Vec<usize>> {
+    let order = order(servers, rep);
+    if mode == VersusMode::Alternate {
+        return order.into_iter().map(|i| vec![i]).collect();
+    }
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for i in order {
+        // with_base puts each base right before its head, and order keeps them adjacent.
+        match out.last_mut() {
+            Some(g) if g.len() == 1 && paired(&servers[g[0]], &servers[i]) => g.push(i),
+            _ => out.push(vec![i]),
+        }
+    }
+    out
+}
+
+/// Whether `a` and `b` are one server's base and head, in either order.
+fn paired(a: &ServerSpec, b: &ServerSpec) -> bool {
+    let plain = |s: &ServerSpec| {
+        let n = s.name();
+        n.strip_suffix(BASE_SUFFIX)
+            .map_or(n.clone(), str::to_string)
+    };
+    is_base(a) != is_base(b) && plain(a) == plain(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +148,21 @@ mod tests {
             ["uring", "uring@base", "e", "epoll", "epoll@base"]
         );
         assert_eq!(order(&s, 2), order(&s, 0));
+        // Together: each base with its head in one group, the rest alone.
+        let groups = |rep| {
+            groups(&s, rep, VersusMode::Together)
+                .into_iter()
+                .map(|g| g.iter().map(|&i| s[i].name()).collect::<Vec<_>>().join("+"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(groups(0), ["uring@base+uring", "e", "epoll@base+epoll"]);
+        assert_eq!(groups(1), ["uring+uring@base", "e", "epoll+epoll@base"]);
+        assert_eq!(
+            super::groups(&s, 1, VersusMode::Alternate),
+            order(&s, 1)
+                .into_iter()
+                .map(|i| vec![i])
+                .collect::<Vec<_>>()
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{LoadProto, parse_secs};
-use crate::bench::{BenchConfig, BenchPreset, LoadClient, RunLengths};
+use crate::bench::{BenchConfig, BenchPreset, LoadClient, RunLengths, VersusMode};
 use crate::proto::Proto;
 
 /// `ringmux bench`: the matrix as asked; `bench` checks it into a `BenchConfig`.
@@ -115,6 +115,16 @@ pub struct BenchArgs {
     /// External servers and the reference peers are not paired.
     #[arg(long, value_name = "BASE")]
     pub versus: Option<PathBuf>,
+    /// How --versus pairs the two builds. `alternate`: run by run, base then head
+    /// (head then base in the next repeat), each run with the machine to itself.
+    /// `together`: base and head serve at the same time, both pinned to the server
+    /// CPUs, each driven by its own load process on the load CPUs, so every moment's
+    /// noise falls on both alike. On a shared 2-core VM this cut the spread of a pair's
+    /// CPU per message from 9-22% to about 1% (docs/ci-gate.md); each server then has
+    /// about half the server CPUs, so read the ratios, not the absolute figures.
+    /// scripts/ci-bench.sh --paired uses `together`.
+    #[arg(long, value_enum, value_name = "MODE", default_value = "alternate")]
+    pub versus_mode: VersusMode,
     /// What drives the load of every cell: `ringmux` (its own load generator) or
     /// `tokio`, the tokio reference client of the peers crate (one thread, pinned where
     /// the load is), so a verdict can be checked not to hang on ringmux's load. The
@@ -162,6 +172,7 @@ impl From<BenchArgs> for BenchConfig {
             quiet_conns: a.quiet_conns,
             preset: a.preset,
             versus: a.versus,
+            versus_mode: a.versus_mode,
             client: a.client,
         }
     }

@@ -77,7 +77,17 @@ pub fn pair_rows(r: &BenchResults) -> Vec<Vec<String>> {
         .collect()
 }
 
-const LEAD: &str = "Head (this build) over base (`--versus`), ratios of the medians; in brackets the lowest and highest ratio of one repeat's base and head runs, which ran back to back. Throughput above 1 is better, every other figure below 1. `ringmux compare results.json --pair @base` judges these against limits.";
+/// The paragraph above the table: how the two sides ran (`args.versus_mode`).
+fn lead(r: &BenchResults) -> String {
+    let how = if r.args["versus_mode"].as_str() == Some("together") {
+        "which ran together, sharing the server CPUs (`--versus-mode together`)"
+    } else {
+        "which ran back to back"
+    };
+    format!(
+        "Head (this build) over base (`--versus`), ratios of the medians; in brackets the lowest and highest ratio of one repeat's base and head runs, {how}. Throughput above 1 is better, every other figure below 1. `ringmux compare results.json --pair @base` judges these against limits."
+    )
+}
 
 /// The view as Markdown ("" without pairs).
 pub fn pairs_markdown(r: &BenchResults) -> String {
@@ -85,7 +95,7 @@ pub fn pairs_markdown(r: &BenchResults) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    let mut s = format!("\n### Base vs head\n\n{LEAD}\n\n| cell | runs |");
+    let mut s = format!("\n### Base vs head\n\n{}\n\n| cell | runs |", lead(r));
     for (name, _) in FIGS {
         let _ = write!(s, " {name} |");
     }
@@ -107,7 +117,7 @@ pub fn pairs_html(r: &BenchResults) -> String {
     }
     let mut h = format!(
         "<section><h2>Base vs head</h2><p class=lead>{}</p><div class=tablewrap><table><thead><tr><th>cell</th><th class=n>runs</th>",
-        esc(LEAD)
+        esc(&lead(r))
     );
     for (name, _) in FIGS {
         let _ = write!(h, "<th class=n>{}</th>", esc(name));
