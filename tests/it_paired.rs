@@ -300,6 +300,10 @@ fn versus_together_runs_base_and_head_at_once() {
             "--versus-mode together pairs the builds of --versus: give --versus BASE",
         ),
         (
+            vec!["bench", "--quick", "--versus-mode", "alternate"],
+            "--versus-mode alternate pairs the builds of --versus: give --versus BASE",
+        ),
+        (
             vec![
                 "bench",
                 "--idle-conns",

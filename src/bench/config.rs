@@ -56,6 +56,13 @@ impl VersusMode {
     }
 }
 
+impl BenchConfig {
+    /// How `--versus` pairs the builds: as given, else [`VersusMode::Alternate`].
+    pub fn versus_mode(&self) -> VersusMode {
+        self.versus_mode.unwrap_or_default()
+    }
+}
+
 /// The bench's settings, every default resolved.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {
@@ -98,8 +105,9 @@ pub struct BenchConfig {
     pub preset: Option<BenchPreset>,
     /// `--versus BASE`: every ringmux server also runs from this binary (`SERVER@base`).
     pub versus: Option<PathBuf>,
-    /// `--versus-mode`: base and head run by run, or together.
-    pub versus_mode: VersusMode,
+    /// `--versus-mode` as given: base and head run by run, or together (None: not
+    /// given, [`VersusMode::Alternate`]).
+    pub versus_mode: Option<VersusMode>,
     /// `--client`: ringmux's load generator or the tokio reference client.
     pub client: LoadClient,
 }

@@ -49,7 +49,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                     }
                     None => None,
                 };
-                for group in super::versus::groups(&plan.servers, rep, plan.cfg.versus_mode) {
+                for group in super::versus::groups(&plan.servers, rep, plan.cfg.versus_mode()) {
                     let ids: Vec<String> = group
                         .iter()
                         .map(|&vi| {
@@ -137,7 +137,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
             }
         }
     }
-    if plan.cfg.versus.is_some() && plan.cfg.versus_mode == VersusMode::Together {
+    if plan.cfg.versus.is_some() && plan.cfg.versus_mode() == VersusMode::Together {
         notes.push("base and head ran together (--versus-mode together): both served at once on the server CPUs, each with its own load on the load CPUs, so each figure is of a server that had about half the server CPUs; read the ratios of base and head".into());
     }
     if let Some(r) = plan.shapes.iter().find_map(|s| s.open_rate) {
@@ -169,7 +169,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
             "server_cpu": plan.server_cpus.as_ref().and_then(|c| c.first()), "server_cpus": plan.server_cpus,
             "server_threads": plan.cfg.server_threads, "load_cpus": plan.load_cpus,
             "interval_s": plan.interval, "client": plan.cfg.client.name(),
-            "versus_mode": plan.cfg.versus.as_ref().map(|_| plan.cfg.versus_mode.name()),
+            "versus_mode": plan.cfg.versus.as_ref().map(|_| plan.cfg.versus_mode().name()),
             "peers": PEERS.iter().filter(|p| plan.servers.iter().any(|s| s.name() == p.0))
                 .map(|p| (p.0.to_string(), serde_json::json!(format!("{} {}", p.2, locked_version(p.2).unwrap_or_else(|| "?".into())))))
                 .collect::<serde_json::Map<_, _>>(),

@@ -108,11 +108,14 @@ impl Plan {
     /// the peers' binaries beside `exe`). Every error is bad usage.
     pub fn new(cfg: &BenchConfig, exe: PathBuf) -> anyhow::Result<Plan> {
         let mut notes = Vec::new();
-        if cfg.versus_mode == VersusMode::Together {
+        if let Some(mode) = cfg.versus_mode {
             if cfg.versus.is_none() {
-                bail!("--versus-mode together pairs the builds of --versus: give --versus BASE");
+                bail!(
+                    "--versus-mode {} pairs the builds of --versus: give --versus BASE",
+                    mode.name()
+                );
             }
-            if cfg.idle_conns.is_some() {
+            if mode == VersusMode::Together && cfg.idle_conns.is_some() {
                 bail!(
                     "--versus-mode together applies to the throughput matrix, not to --idle-conns"
                 );

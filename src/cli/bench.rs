@@ -122,9 +122,9 @@ pub struct BenchArgs {
     /// noise falls on both alike. On a shared 2-core VM this cut the spread of a pair's
     /// CPU per message from 9-22% to about 1% (docs/ci-gate.md); each server then has
     /// about half the server CPUs, so read the ratios, not the absolute figures.
-    /// scripts/ci-bench.sh --paired uses `together`.
-    #[arg(long, value_enum, value_name = "MODE", default_value = "alternate")]
-    pub versus_mode: VersusMode,
+    /// scripts/ci-bench.sh --paired uses `together`. Default: alternate.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub versus_mode: Option<VersusMode>,
     /// What drives the load of every cell: `ringmux` (its own load generator) or
     /// `tokio`, the tokio reference client of the peers crate (one thread, pinned where
     /// the load is), so a verdict can be checked not to hang on ringmux's load. The
