@@ -108,8 +108,8 @@ pub struct BenchArgs {
     pub preset: Option<BenchPreset>,
     /// Paired benchmarking: every ringmux server of the matrix also runs from the
     /// ringmux binary BASE (e.g. the merge-base's build), named `SERVER@base`, in the
-    /// same run, interleaved run by run (base, head; head, base in the next repeat)
-    /// and driven by this binary's load generator. Base and head then share the
+    /// same run, run by run (base, head; head, base in the next repeat) or at the
+    /// same time (--versus-mode), and driven by this binary's load generator. Base and head then share the
     /// machine and its noise, so their ratio means something on any runner; judge it
     /// with `compare results.json --pair @base` (scripts/ci-bench.sh --paired does).
     /// External servers and the reference peers are not paired.
@@ -120,7 +120,7 @@ pub struct BenchArgs {
     /// `together`: base and head serve at the same time, both pinned to the server
     /// CPUs, each driven by its own load process on the load CPUs, so every moment's
     /// noise falls on both alike. On a shared 2-core VM this cut the spread of a pair's
-    /// CPU per message from 9-22% to about 1% (docs/ci-gate.md); each server then has
+    /// CPU per message from 16-17% to 0.7-2% (docs/ci-gate.md); each server then has
     /// about half the server CPUs, so read the ratios, not the absolute figures.
     /// scripts/ci-bench.sh --paired uses `together`. Default: alternate.
     #[arg(long, value_enum, value_name = "MODE")]
