@@ -1,7 +1,8 @@
 //! The matrix: every server in every shape, interleaved (A B A B ...) within each
 //! repeat, closed-loop shapes first (the open loop runs at a fraction of their peak);
 //! each run a fresh server, a warm-up, and the measured load with the server's counters
-//! read just before and after it. Cells keep every run and their median with min and
+//! read just before and after it. With `--versus-mode together`, each base and its head
+//! are one run: both servers at once, each with its own load ([`run_group`]). Cells keep every run and their median with min and
 //! max. A run whose load measured nothing is run once more, and if still empty, kept
 //! out of the cell's runs and counted in `empty_runs` ([`super::empty`]).
 
