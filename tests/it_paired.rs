@@ -254,40 +254,7 @@ fn versus_together_runs_base_and_head_at_once() {
             );
         }
     }
-    // When each load started and ended (its own result file): base and head at once.
-    let window = |server: &str, shape: &str, rep: u32| -> (f64, f64) {
-        let p = out
-            .join("runs")
-            .join(format!("{server}_{shape}_c5_s128-r{rep}.json"));
-        let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap())
-            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-        let s = j["start_unix_s"].as_f64().unwrap();
-        (s, s + j["elapsed_s"].as_f64().unwrap())
-    };
-    for shape in ["closed", "open"] {
-        let shape_runs: Vec<String> = std::fs::read_dir(out.join("runs"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&format!("epoll_{shape}")) && n.ends_with("-r1.json"))
-            .collect();
-        let Some(name) = shape_runs.first() else {
-            panic!("no {shape} run in runs/");
-        };
-        // `closed` or `open-RATE`: the shape part of the file name.
-        let shape = name
-            .trim_start_matches("epoll_")
-            .trim_end_matches("_c5_s128-r1.json")
-            .to_string();
-        for rep in 1..=3 {
-            let (bs, be) = window("epoll@base", &shape, rep);
-            let (hs, he) = window("epoll", &shape, rep);
-            let overlap = be.min(he) - bs.max(hs);
-            assert!(
-                overlap > 0.3,
-                "{shape} repeat {rep}: base [{bs:.3}, {be:.3}] and head [{hs:.3}, {he:.3}] overlap only {overlap:.3} s"
-            );
-        }
-    }
+    assert_ran_together(&out, "epoll@base", "epoll", 5, 3);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
         html.contains("which ran together"),
@@ -314,6 +281,123 @@ fn versus_together_runs_base_and_head_at_once() {
                 "together",
             ],
             "--versus-mode together applies to the throughput matrix, not to --idle-conns",
+        ),
+    ];
+    for (args, msg) in bad {
+        let o = run_bounded(&args, Duration::from_secs(30));
+        assert_eq!(o.code(), Some(2), "{args:?}\n{}", o.explain());
+        assert!(
+            o.stderr.contains(msg) && o.stderr.trim().lines().count() == 1,
+            "{args:?}\n{}",
+            o.explain()
+        );
+    }
+}
+
+/// Every run of `a` and of `b` (servers of one bench folder `out`, at `conns`
+/// connections, `reps` repeats), in both shapes of `--quick`, ran at the same time: the
+/// two loads' windows (each run's own result file) overlap by more than 0.3 s.
+fn assert_ran_together(out: &std::path::Path, a: &str, b: &str, conns: u32, reps: u32) {
+    let window = |server: &str, shape: &str, rep: u32| -> (f64, f64) {
+        let p = out
+            .join("runs")
+            .join(format!("{server}_{shape}_c{conns}_s128-r{rep}.json"));
+        let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let s = j["start_unix_s"].as_f64().unwrap();
+        (s, s + j["elapsed_s"].as_f64().unwrap())
+    };
+    for shape in ["closed", "open"] {
+        let prefix = format!("{b}_{shape}");
+        let suffix = format!("_c{conns}_s128-r1.json");
+        let names: Vec<String> = std::fs::read_dir(out.join("runs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&prefix) && n.ends_with(&suffix))
+            .collect();
+        let Some(name) = names.first() else {
+            panic!("no {shape} run of {b} in runs/");
+        };
+        // `closed` or `open-RATE`: the shape part of the file name.
+        let shape = name
+            .trim_start_matches(&format!("{b}_"))
+            .trim_end_matches(&suffix)
+            .to_string();
+        for rep in 1..=reps {
+            let (sa, ea) = window(a, &shape, rep);
+            let (sb, eb) = window(b, &shape, rep);
+            let overlap = ea.min(eb) - sa.max(sb);
+            assert!(
+                overlap > 0.3,
+                "{shape} repeat {rep}: {a} [{sa:.3}, {ea:.3}] and {b} [{sb:.3}, {eb:.3}] overlap only {overlap:.3} s"
+            );
+        }
+    }
+}
+
+/// `bench --together`: the servers of every cell run at the same time, each with its
+/// own load, so a pair of them judged by `compare --pair` met the same noise; bad usage
+/// with --versus, --idle-conns or --preset.
+#[test]
+fn together_runs_every_server_of_a_cell_at_once() {
+    let d = scratch_dir("together");
+    let out = d.join("out");
+    let args = [
+        "bench",
+        "--quick",
+        "--backends",
+        "epoll,poll",
+        "--conns",
+        "5",
+        "--duration",
+        "0.4",
+        "--repeat",
+        "3",
+        "--quiet-secs",
+        "0",
+        "--no-peers",
+        "--together",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = run_bounded(&args, Duration::from_secs(180));
+    assert!(run.status.success(), "{}", run.explain());
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(r["args"]["together"], true, "{}", r["args"]);
+    assert!(
+        r["notes"].to_string().contains("ran together (--together)"),
+        "no note says how the servers ran: {}",
+        r["notes"]
+    );
+    assert_ran_together(&out, "epoll", "poll", 5, 3);
+    let results = out.join("results.json");
+    let o = run_bounded(
+        &[
+            "compare",
+            results.to_str().unwrap(),
+            "--pair",
+            "epoll,poll",
+            "--max-regression",
+            "throughput=1000%",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(o.code(), Some(0), "{}", o.explain());
+    assert!(o.stdout.contains("poll/closed/c5/s128"), "{}", o.explain());
+
+    let bad = [
+        (
+            vec!["bench", "--quick", "--together", "--versus", BIN],
+            "--together runs different servers at once; with --versus, --versus-mode together runs each base with its head",
+        ),
+        (
+            vec!["bench", "--together", "--idle-conns", "10"],
+            "--together applies to the throughput matrix, not to --idle-conns",
+        ),
+        (
+            vec!["bench", "--together", "--preset", "models"],
+            "--preset models chooses its own servers and loads: leave out --together",
         ),
     ];
     for (args, msg) in bad {

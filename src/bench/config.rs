@@ -108,6 +108,9 @@ pub struct BenchConfig {
     /// `--versus-mode` as given: base and head run by run, or together (None: not
     /// given, [`VersusMode::Alternate`]).
     pub versus_mode: Option<VersusMode>,
+    /// `--together`: the servers of every cell run at the same time, each with its own
+    /// load (without `--versus`).
+    pub together: bool,
     /// `--client`: ringmux's load generator or the tokio reference client.
     pub client: LoadClient,
 }

@@ -2,7 +2,8 @@
 //! repeat, closed-loop shapes first (the open loop runs at a fraction of their peak);
 //! each run a fresh server, a warm-up, and the measured load with the server's counters
 //! read just before and after it. With `--versus-mode together`, each base and its head
-//! are one run: both servers at once, each with its own load ([`run_group`]). Cells keep every run and their median with min and
+//! are one run: both servers at once, each with its own load ([`run_group`]); with
+//! `--together`, every server of the cell is. Cells keep every run and their median with min and
 //! max. A run whose load measured nothing is run once more, and if still empty, kept
 //! out of the cell's runs and counted in `empty_runs` ([`super::empty`]).
 
@@ -50,7 +51,12 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
                     }
                     None => None,
                 };
-                for group in super::versus::groups(&plan.servers, rep, plan.cfg.versus_mode()) {
+                for group in super::versus::groups(
+                    &plan.servers,
+                    rep,
+                    plan.cfg.versus_mode(),
+                    plan.cfg.together,
+                ) {
                     let ids: Vec<String> = group
                         .iter()
                         .map(|&vi| {
@@ -138,6 +144,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
             }
         }
     }
+    if plan.cfg.together {
+        notes.push("every cell's servers ran together (--together): all at once on the server CPUs, each with its own load on the load CPUs, so each figure is of a server that had its share of the server CPUs; read the ratios between servers".into());
+    }
     if plan.cfg.versus.is_some() && plan.cfg.versus_mode() == VersusMode::Together {
         notes.push("base and head ran together (--versus-mode together): both served at once on the server CPUs, each with its own load on the load CPUs, so each figure is of a server that had about half the server CPUs; read the ratios of base and head".into());
     }
@@ -171,6 +180,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<BenchResults> {
             "server_threads": plan.cfg.server_threads, "load_cpus": plan.load_cpus,
             "interval_s": plan.interval, "client": plan.cfg.client.name(),
             "versus_mode": plan.cfg.versus.as_ref().map(|_| plan.cfg.versus_mode().name()),
+            "together": plan.cfg.together,
             "peers": PEERS.iter().filter(|p| plan.servers.iter().any(|s| s.name() == p.0))
                 .map(|p| (p.0.to_string(), serde_json::json!(format!("{} {}", p.2, locked_version(p.2).unwrap_or_else(|| "?".into())))))
                 .collect::<serde_json::Map<_, _>>(),

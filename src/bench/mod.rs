@@ -120,6 +120,7 @@ fn models_cmd(cfg: BenchConfig, exe: PathBuf) -> anyhow::Result<ExitCode> {
         (cfg.server_threads > 1, "--server-threads"),
         (cfg.open_rate.is_some(), "--open-rate"),
         (cfg.versus.is_some(), "--versus"),
+        (cfg.together, "--together"),
         (cfg.client != LoadClient::Ringmux, "--client"),
     ];
     if let Some((_, flag)) = conflicting.iter().find(|c| c.0) {

@@ -121,6 +121,14 @@ impl Plan {
                 );
             }
         }
+        if cfg.together && cfg.versus.is_some() {
+            bail!(
+                "--together runs different servers at once; with --versus, --versus-mode together runs each base with its head"
+            );
+        }
+        if cfg.together && cfg.idle_conns.is_some() {
+            bail!("--together applies to the throughput matrix, not to --idle-conns");
+        }
         let servers = super::versus::with_base(servers(cfg, &exe, &mut notes)?, cfg)?;
         if cfg.conns.is_empty() || cfg.conns.iter().any(|&c| c == 0 || c > 100_000) {
             bail!("--conns must be a list of counts between 1 and 100000");

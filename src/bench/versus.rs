@@ -89,9 +89,18 @@ pub fn order(servers: &[ServerSpec], rep: u32) -> Vec<usize> {
 }
 
 /// The runs of repeat `rep`, in order: each a group of servers run at once. One server
-/// per group, in [`order`]; with [`VersusMode::Together`], each base with its head.
-pub fn groups(servers: &[ServerSpec], rep: u32, mode: VersusMode) -> Vec<Vec<usize>> {
-    let order = order(servers, rep);
+/// per group, in [`order`]; with [`VersusMode::Together`], each base with its head;
+/// with `all` (`--together`), every server in one group, the first of them moving on
+/// by one each repeat.
+pub fn groups(servers: &[ServerSpec], rep: u32, mode: VersusMode, all: bool) -> Vec<Vec<usize>> {
+    let mut order = order(servers, rep);
+    if all {
+        if !order.is_empty() {
+            let n = order.len();
+            order.rotate_left(rep as usize % n);
+        }
+        return vec![order];
+    }
     if mode == VersusMode::Alternate {
         return order.into_iter().map(|i| vec![i]).collect();
     }
@@ -150,7 +159,7 @@ mod tests {
         assert_eq!(order(&s, 2), order(&s, 0));
         // Together: each base with its head in one group, the rest alone.
         let groups = |rep| {
-            groups(&s, rep, VersusMode::Together)
+            groups(&s, rep, VersusMode::Together, false)
                 .into_iter()
                 .map(|g| g.iter().map(|&i| s[i].name()).collect::<Vec<_>>().join("+"))
                 .collect::<Vec<_>>()
@@ -158,7 +167,7 @@ mod tests {
         assert_eq!(groups(0), ["uring@base+uring", "e", "epoll@base+epoll"]);
         assert_eq!(groups(1), ["uring+uring@base", "e", "epoll+epoll@base"]);
         assert_eq!(
-            super::groups(&s, 1, VersusMode::Alternate),
+            super::groups(&s, 1, VersusMode::Alternate, false),
             order(&s, 1)
                 .into_iter()
                 .map(|i| vec![i])

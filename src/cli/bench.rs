@@ -125,6 +125,16 @@ pub struct BenchArgs {
     /// scripts/ci-bench.sh --paired uses `together`. Default: alternate.
     #[arg(long, value_enum, value_name = "MODE")]
     pub versus_mode: Option<VersusMode>,
+    /// Run the servers of every cell at the same time, all pinned to the server CPUs,
+    /// each driven by its own load process on the load CPUs, instead of one after
+    /// another. Every moment's noise then falls on all of them alike, so their ratios
+    /// (the "versus epoll" view, `compare results.json --pair epoll,uring`) move by a
+    /// few percent between repeats where runs one after another move by tens of
+    /// percent on a shared VM; each server has only its share of the server CPUs, so
+    /// read the ratios, not the absolute figures. For two builds of ringmux, use
+    /// --versus with --versus-mode together instead.
+    #[arg(long)]
+    pub together: bool,
     /// What drives the load of every cell: `ringmux` (its own load generator) or
     /// `tokio`, the tokio reference client of the peers crate (one thread, pinned where
     /// the load is), so a verdict can be checked not to hang on ringmux's load. The
@@ -173,6 +183,7 @@ impl From<BenchArgs> for BenchConfig {
             preset: a.preset,
             versus: a.versus,
             versus_mode: a.versus_mode,
+            together: a.together,
             client: a.client,
         }
     }
