@@ -40,16 +40,22 @@ pub fn matrix_text(args: &serde_json::Value) -> String {
     }
     // Which client drove the load (absent in files from before `bench --client`).
     match args["client"].as_str() {
-        Some("ringmux") => parts.push("Load generator: ringmux load.".into()),
+        Some("ringmux") => parts.push("Load generator: ringmux's own.".into()),
         Some(c) => parts.push(format!(
-            "Load generator: the {c} reference client (bench --client {c}), not ringmux load."
+            "Load generator: the {c} reference client (bench --client {c}), not ringmux's own."
         )),
         None => {}
     }
     if let (Some(d), Some(w)) = (num("duration_s"), num("warmup_s")) {
-        let reps = num("repeat").map_or_else(String::new, |r| {
-            format!("; {r} repeat(s), servers interleaved (A B A B …)")
-        });
+        // How the servers of a cell shared the machine (`--together`, `--versus-mode`).
+        let how = if args["together"].as_bool() == Some(true) {
+            "servers run together, each with its own load (--together)"
+        } else if args["versus_mode"].as_str() == Some("together") {
+            "each base run together with its head (--versus-mode together), the rest interleaved (A B A B …)"
+        } else {
+            "servers interleaved (A B A B …)"
+        };
+        let reps = num("repeat").map_or_else(String::new, |r| format!("; {r} repeat(s), {how}"));
         parts.push(format!(
             "Each run: {w} s warm-up (unrecorded), then {d} s measured{reps}."
         ));
@@ -508,15 +514,24 @@ mod tests {
             "Servers: epoll. Server and load generator not pinned apart. Quick matrix (--quick)."
         );
         assert_eq!(matrix_text(&serde_json::json!({"x": 1})), r#"{"x":1}"#);
+        // How the servers shared the machine is said.
+        let together = serde_json::json!({"servers": ["epoll"], "duration_s": 1, "warmup_s": 0.3, "repeat": 2, "together": true});
+        assert!(
+            matrix_text(&together).contains(
+                "2 repeat(s), servers run together, each with its own load (--together)."
+            ),
+            "{}",
+            matrix_text(&together)
+        );
         // The client that drove the load is said, whichever it was.
         let with = |c: &str| matrix_text(&serde_json::json!({"servers": ["epoll"], "client": c}));
         assert_eq!(
             with("ringmux"),
-            "Servers: epoll. Load generator: ringmux load."
+            "Servers: epoll. Load generator: ringmux's own."
         );
         assert_eq!(
             with("tokio"),
-            "Servers: epoll. Load generator: the tokio reference client (bench --client tokio), not ringmux load."
+            "Servers: epoll. Load generator: the tokio reference client (bench --client tokio), not ringmux's own."
         );
     }
 
