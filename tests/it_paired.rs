@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{BIN, run_bounded, scratch_dir};
+use crate::util::{BIN, assert_usage_error, run_bounded, scratch_dir};
 
 /// Live processes whose command line mentions `marker` (zombies excluded).
 fn processes_with(marker: &str) -> Vec<String> {
@@ -284,13 +284,7 @@ fn versus_together_runs_base_and_head_at_once() {
         ),
     ];
     for (args, msg) in bad {
-        let o = run_bounded(&args, Duration::from_secs(30));
-        assert_eq!(o.code(), Some(2), "{args:?}\n{}", o.explain());
-        assert!(
-            o.stderr.contains(msg) && o.stderr.trim().lines().count() == 1,
-            "{args:?}\n{}",
-            o.explain()
-        );
+        assert_usage_error(&args, &[msg]);
     }
 }
 
@@ -401,13 +395,7 @@ fn together_runs_every_server_of_a_cell_at_once() {
         ),
     ];
     for (args, msg) in bad {
-        let o = run_bounded(&args, Duration::from_secs(30));
-        assert_eq!(o.code(), Some(2), "{args:?}\n{}", o.explain());
-        assert!(
-            o.stderr.contains(msg) && o.stderr.trim().lines().count() == 1,
-            "{args:?}\n{}",
-            o.explain()
-        );
+        assert_usage_error(&args, &[msg]);
     }
 }
 

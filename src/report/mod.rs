@@ -5,6 +5,7 @@
 //! - this file: `ringmux report DIR` ([`report_cmd`]) and [`write_reports`], which the
 //!   bench calls after a run.
 //! - [`md`]: report.md, the headline and idle-memory tables (terminal, CI summary).
+//! - [`matrix_line`]: the sentence that says how a bench ran (the matrix row).
 //! - [`html`]: report.html, one self-contained page; [`charts`]: its plotters charts;
 //!   [`series`]: the latency series that histogram files hold.
 //! - [`models`]: the IO-model lab: slopes, the eight claims judged, their rendering.
@@ -27,6 +28,7 @@ pub mod fmt;
 pub mod html;
 mod input;
 pub mod loads;
+pub mod matrix_line;
 pub mod md;
 pub mod merge;
 pub mod models;

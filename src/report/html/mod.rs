@@ -18,7 +18,7 @@ use crate::report::charts::{
 };
 use crate::report::fmt::{self, esc};
 use crate::report::loads::{NamedLoad, loads_html};
-use crate::report::md::{self, IDLE_COLS, idle_lead, idle_rows};
+use crate::report::md::{IDLE_COLS, idle_lead, idle_rows};
 use crate::report::series::{CellData, StemFiles, load_series};
 use crate::results::schema::{BenchResults, IdleResults};
 use page::{figure, page_head};
@@ -64,7 +64,7 @@ pub fn report_html(dir: &Path, r: &BenchResults, warnings: &mut Vec<String>) -> 
         let _ = write!(
             h,
             "<p class=lead style=\"margin-top:12px\"><b>Matrix.</b> {}</p>",
-            esc(&md::matrix_text(&r.args))
+            esc(&super::matrix_line::matrix_text(&r.args))
         );
     }
     h.push_str("</section>\n");
