@@ -186,20 +186,7 @@ fn versus_runs_base_and_head_interleaved() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Base vs head"), "no view in report.html");
     // The same build on both sides, judged with no limit: every row ok or unjudged.
-    let results = out.join("results.json");
-    let o = run_bounded(
-        &[
-            "compare",
-            results.to_str().unwrap(),
-            "--pair",
-            "@base",
-            "--max-regression",
-            "throughput=1000%",
-        ],
-        Duration::from_secs(20),
-    );
-    assert_eq!(o.code(), Some(0), "{}", o.explain());
-    assert!(o.stdout.contains("epoll/closed/c5/s128"), "{}", o.explain());
+    assert_pair_passes(&out, "@base", "epoll/closed/c5/s128");
 }
 
 /// `bench --versus BIN --versus-mode together`: base and head serve at the same time,
@@ -288,6 +275,24 @@ fn versus_together_runs_base_and_head_at_once() {
     }
 }
 
+/// `compare OUT/results.json --pair PAIR` with no real limit: exit 0, and `cell` judged.
+fn assert_pair_passes(out: &std::path::Path, pair: &str, cell: &str) {
+    let results = out.join("results.json");
+    let o = run_bounded(
+        &[
+            "compare",
+            results.to_str().unwrap(),
+            "--pair",
+            pair,
+            "--max-regression",
+            "throughput=1000%",
+        ],
+        Duration::from_secs(20),
+    );
+    assert_eq!(o.code(), Some(0), "{}", o.explain());
+    assert!(o.stdout.contains(cell), "{}", o.explain());
+}
+
 /// Every run of `a` and of `b` (servers of one bench folder `out`, at `conns`
 /// connections, `reps` repeats), in both shapes of `--quick`, ran at the same time: the
 /// two loads' windows (each run's own result file) overlap by more than 0.3 s.
@@ -365,20 +370,7 @@ fn together_runs_every_server_of_a_cell_at_once() {
         r["notes"]
     );
     assert_ran_together(&out, "epoll", "poll", 5, 3);
-    let results = out.join("results.json");
-    let o = run_bounded(
-        &[
-            "compare",
-            results.to_str().unwrap(),
-            "--pair",
-            "epoll,poll",
-            "--max-regression",
-            "throughput=1000%",
-        ],
-        Duration::from_secs(20),
-    );
-    assert_eq!(o.code(), Some(0), "{}", o.explain());
-    assert!(o.stdout.contains("poll/closed/c5/s128"), "{}", o.explain());
+    assert_pair_passes(&out, "epoll,poll", "poll/closed/c5/s128");
 
     let bad = [
         (
