@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::util::{BIN, assert_usage_error, run_bounded, scratch_dir};
+use crate::util::{BIN, Finished, assert_usage_error, run_bounded, scratch_dir};
 
 /// Live processes whose command line mentions `marker` (zombies excluded).
 fn processes_with(marker: &str) -> Vec<String> {
@@ -116,6 +116,38 @@ fn external_servers_stop_with_their_whole_group() {
     }
 }
 
+/// `bench --quick` at 5 connections on `backends` into `out`, with `extra`: it must
+/// succeed; its output and results.json.
+fn small_bench(
+    out: &std::path::Path,
+    backends: &str,
+    duration: &str,
+    repeat: &str,
+    extra: &[&str],
+) -> (Finished, serde_json::Value) {
+    let mut args = vec![
+        "bench",
+        "--quick",
+        "--backends",
+        backends,
+        "--conns",
+        "5",
+        "--duration",
+        duration,
+        "--repeat",
+        repeat,
+        "--quiet-secs",
+        "0",
+        "--no-peers",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--out", out.to_str().unwrap()]);
+    let run = run_bounded(&args, Duration::from_secs(180));
+    assert!(run.status.success(), "{}", run.explain());
+    let r = serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    (run, r)
+}
+
 /// `bench --versus BIN`: each ringmux server also runs from the base binary, named
 /// `SERVER@base`, base and head back to back in each repeat and in alternating order
 /// (base first in repeat 1, head first in repeat 2); the report shows the base-vs-head
@@ -124,35 +156,13 @@ fn external_servers_stop_with_their_whole_group() {
 fn versus_runs_base_and_head_interleaved() {
     let d = scratch_dir("paired-versus");
     let out = d.join("out");
-    let args = [
-        "bench",
-        "--quick",
-        "--backends",
-        "epoll",
-        "--conns",
-        "5",
-        "--duration",
-        "0.3",
-        "--repeat",
-        "2",
-        "--quiet-secs",
-        "0",
-        "--no-peers",
-        "--versus",
-        BIN,
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let run = run_bounded(&args, Duration::from_secs(180));
-    assert!(run.status.success(), "{}", run.explain());
+    let (run, r) = small_bench(&out, "epoll", "0.3", "2", &["--versus", BIN]);
     assert!(
         run.stdout.contains("### Base vs head")
             && run.stdout.contains("| epoll/closed/c5/s128 | 2/2 |"),
         "no base-vs-head view\n{}",
         run.explain()
     );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     let cells = r["cells"].as_array().unwrap();
     let servers: Vec<&str> = cells
         .iter()
@@ -197,37 +207,19 @@ fn versus_runs_base_and_head_interleaved() {
 fn versus_together_runs_base_and_head_at_once() {
     let d = scratch_dir("paired-together");
     let out = d.join("out");
-    let args = [
-        "bench",
-        "--quick",
-        "--backends",
+    let (run, r) = small_bench(
+        &out,
         "epoll",
-        "--conns",
-        "5",
-        "--duration",
         "0.4",
-        "--repeat",
         "3",
-        "--quiet-secs",
-        "0",
-        "--no-peers",
-        "--versus",
-        BIN,
-        "--versus-mode",
-        "together",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let run = run_bounded(&args, Duration::from_secs(180));
-    assert!(run.status.success(), "{}", run.explain());
+        &["--versus", BIN, "--versus-mode", "together"],
+    );
     assert!(
         run.stdout.contains("which ran together")
             && run.stdout.contains("| epoll/closed/c5/s128 | 3/3 |"),
         "no base-vs-head view of a together run\n{}",
         run.explain()
     );
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(r["args"]["versus_mode"], "together", "{}", r["args"]);
     for c in r["cells"].as_array().unwrap() {
         let runs = c["runs"].as_array().unwrap();
@@ -341,28 +333,7 @@ fn assert_ran_together(out: &std::path::Path, a: &str, b: &str, conns: u32, reps
 fn together_runs_every_server_of_a_cell_at_once() {
     let d = scratch_dir("together");
     let out = d.join("out");
-    let args = [
-        "bench",
-        "--quick",
-        "--backends",
-        "epoll,poll",
-        "--conns",
-        "5",
-        "--duration",
-        "0.4",
-        "--repeat",
-        "3",
-        "--quiet-secs",
-        "0",
-        "--no-peers",
-        "--together",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let run = run_bounded(&args, Duration::from_secs(180));
-    assert!(run.status.success(), "{}", run.explain());
-    let r: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    let (_, r) = small_bench(&out, "epoll,poll", "0.4", "3", &["--together"]);
     assert_eq!(r["args"]["together"], true, "{}", r["args"]);
     assert!(
         r["notes"].to_string().contains("ran together (--together)"),
