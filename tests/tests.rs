@@ -45,6 +45,8 @@ mod it_models;
 mod it_paired;
 /// Thread-per-core: --threads, --pin, --cpus on every backend.
 mod it_percore;
+/// `bench --profile`: one recording of the servers' CPUs, reported per server.
+mod it_profile;
 /// HTTP on every backend, load --proto, ringmux client.
 mod it_proto;
 /// compare and report over result files made here.

@@ -8,7 +8,6 @@
 //! out of the cell's runs and counted in `empty_runs` ([`super::empty`]).
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -326,14 +325,11 @@ fn run_group(
         .iter()
         .map(|s| s.counters())
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let recordings: Vec<_> = srvs
-        .iter()
-        .zip(stems)
-        .map(|(srv, stem)| {
-            plan.profile
-                .then(|| profile::Recording::start(srv.child.id(), &run_file(stem, "perf.data")))
-        })
-        .collect();
+    let recording = plan.profile.then(|| {
+        let pids: Vec<u32> = srvs.iter().map(|s| s.child.id()).collect();
+        let data = run_file(&stems[0], "perf.data");
+        profile::Recording::start(&pids, plan.server_cpus.as_deref(), &data)
+    });
     let cpu0 = children_cpu_s();
     let wall0 = Instant::now();
     wait_loads(cmds, "load", limit)?;
@@ -343,17 +339,19 @@ fn run_group(
         .map(|s| s.counters())
         .collect::<anyhow::Result<Vec<_>>>()?;
     let wall = wall0.elapsed().as_secs_f64();
-    let profiles: Vec<_> = recordings
-        .into_iter()
-        .zip(stems)
-        .map(|(rec, stem)| {
-            rec.map(|r| {
-                let p = r.and_then(profile::Recording::finish);
-                let _ = fs::remove_file(run_file(stem, "perf.data"));
-                p
-            })
-        })
-        .collect();
+    // One profile (or the reason there is none) per server, in `srvs` order.
+    let profiles: Vec<Option<anyhow::Result<Profile>>> = match recording {
+        None => srvs.iter().map(|_| None).collect(),
+        Some(rec) => match rec.and_then(profile::Recording::finish) {
+            Ok(each) => each.into_iter().map(Some).collect(),
+            Err(e) => {
+                let why = format!("{e:#}");
+                srvs.iter()
+                    .map(|_| Some(Err(anyhow::anyhow!("{why}"))))
+                    .collect()
+            }
+        },
+    };
     let features = srvs
         .iter()
         .zip(specs)

@@ -199,7 +199,11 @@ fn measure(
     cmd.arg("--json").arg(&json);
     let perf = plan.out.join("runs").join(format!("{stem}.perf.data"));
     let rec = if profile {
-        Some(super::profile::Recording::start(pid, &perf)?)
+        Some(super::profile::Recording::start(
+            &[pid],
+            plan.server_cpus.as_deref(),
+            &perf,
+        )?)
     } else {
         None
     };
@@ -208,7 +212,8 @@ fn measure(
         peak = peak.max(rss_kib(pid));
     })?;
     let b = stats_snapshot(pid, &stats)?;
-    let net = match rec.map(super::profile::Recording::finish) {
+    let one = |each: Vec<anyhow::Result<_>>| each.into_iter().next().context("no profile")?;
+    let net = match rec.map(|r| r.finish().and_then(one)) {
         Some(Ok(p)) => p.groups.get(crate::report::profile::NETWORK).copied(),
         Some(Err(e)) => {
             eprintln!("ringmux: warning: {stem}: no profile: {e:#}");
@@ -216,7 +221,6 @@ fn measure(
         }
         None => None,
     };
-    let _ = fs::remove_file(&perf);
     drop(held);
     drop(srv);
     let r = read_load_result(&json)?;

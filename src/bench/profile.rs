@@ -29,33 +29,69 @@ pub fn available() -> Result<(), String> {
     }
 }
 
-/// A `perf record` attached to one process.
+/// A `perf record` of the servers of one run: every sample on the servers' CPUs, kept
+/// per server process when the report is made, or (servers not pinned, or CPU-wide
+/// recording refused) a recording attached to the processes.
+///
+/// CPU-wide is the default because attaching to a process (`-p`) costs the process at
+/// every context switch: perf switches its per-task events in and out. At one
+/// connection, where the server sleeps and wakes once per message, that cut a
+/// server's rate from 14.3k to 9.1k msgs/s here and doubled its samples per
+/// message; recording its CPUs instead left the rate where it was
+/// (docs/io_uring-work.md, section 13). One recording serves every server of a run
+/// (`--together`): two recordings of one CPU would each sample the other's work.
 pub struct Recording {
     child: Child,
     data: PathBuf,
+    pids: Vec<u32>,
+    scope: String,
 }
 
 impl Recording {
-    /// Start sampling `pid` (all its threads) into `data`.
-    pub fn start(pid: u32, data: &Path) -> anyhow::Result<Recording> {
-        let child = Command::new("perf")
-            .args(["record", "-q", "-F", FREQ, "-p", &pid.to_string(), "-o"])
-            .arg(data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start perf record")?;
-        // perf needs a moment to attach; samples before that are lost, not wrong.
+    /// Start sampling the servers `pids` (all their threads) into `data`: on `cpus`,
+    /// the CPUs they are pinned to, when given and allowed; else attached to them.
+    pub fn start(pids: &[u32], cpus: Option<&[usize]>, data: &Path) -> anyhow::Result<Recording> {
+        if let Some(cpus) = cpus.filter(|c| !c.is_empty()) {
+            let list = crate::os::cpus::format_cpu_list(cpus);
+            let mut child = spawn(&["-a", "-C", &list], data)?;
+            // perf needs a moment to attach; samples before that are lost, not wrong.
+            std::thread::sleep(Duration::from_millis(50));
+            if child.try_wait()?.is_none() {
+                return Ok(Recording {
+                    child,
+                    data: data.to_path_buf(),
+                    pids: pids.to_vec(),
+                    scope: format!("server CPUs {list}"),
+                });
+            }
+            // Refused (perf_event_paranoid above 0 without CAP_PERFMON): per process.
+        }
+        let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let child = spawn(&["-p", &list.join(",")], data)?;
         std::thread::sleep(Duration::from_millis(50));
         Ok(Recording {
             child,
             data: data.to_path_buf(),
+            pids: pids.to_vec(),
+            scope: "process".to_string(),
         })
     }
 
-    /// Stop (SIGINT, as perf expects), wait at most 10 s, and group the samples.
-    pub fn finish(mut self) -> anyhow::Result<Profile> {
+    /// Stop (SIGINT, as perf expects), wait at most 10 s, remove the data file, and
+    /// group each server's samples: one profile per pid, in `start`'s order.
+    pub fn finish(mut self) -> anyhow::Result<Vec<anyhow::Result<Profile>>> {
+        let stopped = self.stop();
+        let out = stopped.map(|()| {
+            self.pids
+                .iter()
+                .map(|&pid| report(&self.data, pid, &self.scope))
+                .collect()
+        });
+        let _ = std::fs::remove_file(&self.data);
+        out
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
         // SAFETY: kill(2) on the perf process we spawned.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let t0 = Instant::now();
@@ -77,31 +113,55 @@ impl Recording {
             }
             bail!("perf record failed ({status}): {}", err.trim());
         }
-        let out = Command::new("perf")
-            .args([
-                "report",
-                "--stdio",
-                "--no-children",
-                "--sort",
-                "dso,sym",
-                "-q",
-                "--percent-limit",
-                "0.05",
-                "-i",
-            ])
-            .arg(&self.data)
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .context("cannot run perf report")?;
-        if !out.status.success() {
-            bail!("perf report failed ({})", out.status);
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let p = parse_perf_report(&text);
-        if p.top.is_empty() {
-            bail!("perf recorded no samples of the server");
-        }
-        Ok(p)
+        Ok(())
     }
+}
+
+/// One process's samples from `data`, grouped, in shares of its own samples.
+fn report(data: &Path, pid: u32, scope: &str) -> anyhow::Result<Profile> {
+    let out = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "--no-children",
+            "--sort",
+            "dso,sym",
+            "-q",
+            "--percent-limit",
+            "0.05",
+            "--percentage",
+            "relative",
+        ])
+        .arg("--pid")
+        .arg(pid.to_string())
+        .arg("-i")
+        .arg(data)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .context("cannot run perf report")?;
+    if !out.status.success() {
+        bail!("perf report failed ({})", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut p = parse_perf_report(&text);
+    if p.top.is_empty() {
+        bail!("perf recorded no samples of the server");
+    }
+    p.scope = Some(scope.to_string());
+    Ok(p)
+}
+
+/// `perf record` with `target` (`-p PID` or `-a -C LIST`) into `data`.
+fn spawn(target: &[&str], data: &Path) -> anyhow::Result<Child> {
+    Command::new("perf")
+        .args(["record", "-q", "-F", FREQ])
+        .args(target)
+        .arg("-o")
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start perf record")
 }

@@ -44,8 +44,9 @@ pub fn quiet_markdown(r: &BenchResults) -> String {
     s
 }
 
-/// Cells with a profile, as (row label, profile), in results order.
-fn profiled(r: &BenchResults) -> Vec<(String, &Profile)> {
+/// Cells with a profile, as (row label, profile, the cell's median server CPU ns per
+/// message), in results order.
+fn profiled(r: &BenchResults) -> Vec<(String, &Profile, Option<f64>)> {
     r.cells
         .iter()
         .filter_map(|c| {
@@ -57,6 +58,7 @@ fn profiled(r: &BenchResults) -> Vec<(String, &Profile)> {
                         shape_of(&c.id)
                     ),
                     p,
+                    c.median.cpu_ns_per_msg,
                 )
             })
         })
@@ -73,7 +75,8 @@ fn shape_of(id: &str) -> String {
     }
 }
 
-/// The profile table (Markdown): each group's share per server and cell.
+/// The profile tables (Markdown): each group's share per server and cell, then the
+/// same shares as server CPU per message, so two servers of one cell compare in µs.
 pub fn profile_markdown(r: &BenchResults) -> String {
     let rows = profiled(r);
     let mut s = String::new();
@@ -83,18 +86,64 @@ pub fn profile_markdown(r: &BenchResults) -> String {
     let _ = writeln!(s, "\n## Where the server's CPU goes (perf)\n");
     let _ = writeln!(
         s,
-        "Shares of the server's perf samples during the measured runs (mean over runs), grouped by symbol. On loopback the sender's CPU also runs the receiver's TCP input, so the network stack is most of every server's time and no IO model removes it.\n"
+        "Shares of the server's perf samples during the measured runs (mean over runs), grouped by symbol{}. On loopback the sender's CPU also runs the receiver's TCP input, so the network stack is most of every server's time and no IO model removes it.\n",
+        scope_note(&rows)
     );
     let _ = writeln!(s, "| server, cell | {} |", GROUPS.join(" | "));
     let _ = writeln!(s, "|---|{}", "--:|".repeat(GROUPS.len()));
-    for (l, p) in &rows {
+    for (l, p, _) in &rows {
         let v: Vec<String> = GROUPS
             .iter()
             .map(|g| format!("{:.1}%", p.groups.get(*g).copied().unwrap_or(0.0)))
             .collect();
         let _ = writeln!(s, "| {l} | {} |", v.join(" | "));
     }
+    if rows.iter().any(|(_, _, cpu)| cpu.is_some()) {
+        let _ = writeln!(
+            s,
+            "\nThe same shares in server CPU per message (µs: share × the cell's median CPU/msg), so the servers of one cell compare group by group: where one costs more, this says in what.\n"
+        );
+        let _ = writeln!(s, "| server, cell | CPU/msg | {} |", GROUPS.join(" | "));
+        let _ = writeln!(s, "|---|--:|{}", "--:|".repeat(GROUPS.len()));
+        for (l, us) in per_msg(&rows) {
+            let v: Vec<String> = us[1..].iter().map(|u| format!("{u:.2}")).collect();
+            let _ = writeln!(s, "| {l} | {:.2} | {} |", us[0], v.join(" | "));
+        }
+    }
     s
+}
+
+/// Rows with a CPU/msg: (label, [CPU/msg µs, then each group's µs in `GROUPS` order]).
+fn per_msg(rows: &[(String, &Profile, Option<f64>)]) -> Vec<(String, Vec<f64>)> {
+    rows.iter()
+        .filter_map(|(l, p, cpu)| {
+            let us = cpu.as_ref()? / 1000.0;
+            let mut v = vec![us];
+            v.extend(
+                GROUPS
+                    .iter()
+                    .map(|g| p.groups.get(*g).copied().unwrap_or(0.0) / 100.0 * us),
+            );
+            Some((l.clone(), v))
+        })
+        .collect()
+}
+
+/// ", recorded on the server's CPUs" and the like, from how perf recorded.
+fn scope_note(rows: &[(String, &Profile, Option<f64>)]) -> &'static str {
+    let cpus = rows
+        .iter()
+        .filter(|(_, p, _)| {
+            p.scope
+                .as_deref()
+                .is_some_and(|s| s.starts_with("server CPUs"))
+        })
+        .count();
+    match cpus {
+        0 => ", perf attached to the server's process (which costs it at every context switch)",
+        n if n == rows.len() => ", recorded on the server's CPUs and kept for its process",
+        _ => ", some recorded on the server's CPUs, some attached to the process",
+    }
 }
 
 /// Both sections as HTML (empty when there is nothing to show).
@@ -121,9 +170,10 @@ pub fn cost_html(r: &BenchResults) -> String {
     let rows = profiled(r);
     if !rows.is_empty() {
         h.push_str("<section><h2>Where the server's CPU goes</h2><p class=lead>perf samples of the server during the measured runs, grouped by kernel symbol (mean over runs). On loopback the network stack is most of every server's time: what an IO model can save is the rest.</p>");
-        h.push_str(&stacked_svg(&rows));
+        let bars: Vec<(String, &Profile)> = rows.iter().map(|(l, p, _)| (l.clone(), *p)).collect();
+        h.push_str(&stacked_svg(&bars));
         h.push_str("<div class=tablewrap><table><thead><tr><th>server, cell</th><th>heaviest symbols</th></tr></thead><tbody>");
-        for (l, p) in &rows {
+        for (l, p, _) in &rows {
             let top: Vec<String> = p
                 .top
                 .iter()
@@ -132,7 +182,24 @@ pub fn cost_html(r: &BenchResults) -> String {
                 .collect();
             let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(l), top.join(", "));
         }
-        h.push_str("</tbody></table></div></section>\n");
+        h.push_str("</tbody></table></div>");
+        let us = per_msg(&rows);
+        if !us.is_empty() {
+            h.push_str("<p>The same shares in server CPU per message (µs: share × the cell's median CPU/msg): where one server of a cell costs more than another, this says in what.</p><div class=tablewrap><table><thead><tr><th>server, cell</th><th class=n>CPU/msg</th>");
+            for g in GROUPS {
+                let _ = write!(h, "<th class=n>{}</th>", esc(g));
+            }
+            h.push_str("</tr></thead><tbody>");
+            for (l, v) in us {
+                let _ = write!(h, "<tr><td>{}</td>", esc(&l));
+                for u in v {
+                    let _ = write!(h, "<td class=n>{u:.2}</td>");
+                }
+                h.push_str("</tr>");
+            }
+            h.push_str("</tbody></table></div>");
+        }
+        h.push_str("</section>\n");
     }
     h
 }
@@ -174,6 +241,69 @@ mod tests {
             "a spinning server is flagged"
         );
         let _ = RunMetrics::default();
+    }
+
+    #[test]
+    fn profile_in_microseconds_per_message() {
+        let mut r: BenchResults = serde_json::from_value(serde_json::json!({
+            "schema": crate::results::schema::BENCH_SCHEMA, "sys": crate::sysinfo::SysInfo::collect(), "start_unix_s": 0.0,
+            "args": null, "cells": []
+        }))
+        .unwrap();
+        let cell = |server: &str, cpu: f64, text: &str, scope: &str| {
+            let mut p = parse_perf_report(text);
+            p.scope = Some(scope.into());
+            crate::results::schema::Cell {
+                id: format!("{server}/closed/c1/s128"),
+                server: server.into(),
+                features: None,
+                server_threads: None,
+                mode: "closed".into(),
+                conns: 1,
+                size: 128,
+                pipeline: 1,
+                rate: None,
+                runs: vec![],
+                median: RunMetrics {
+                    cpu_ns_per_msg: Some(cpu),
+                    ..RunMetrics::default()
+                },
+                min: RunMetrics::default(),
+                max: RunMetrics::default(),
+                hgrm: vec![],
+                hlog: vec![],
+                profile: Some(p),
+                empty_runs: 0,
+            }
+        };
+        r.cells.push(cell(
+            "uring",
+            20_000.0,
+            "  50.00%  [kernel.kallsyms]  [k] tcp_ack\n  10.00%  [kernel.kallsyms]  [k] io_submit_sqes\n",
+            "server CPUs 0",
+        ));
+        r.cells.push(cell(
+            "epoll",
+            10_000.0,
+            "  40.00%  [kernel.kallsyms]  [k] tcp_ack\n",
+            "server CPUs 0",
+        ));
+        let md = profile_markdown(&r);
+        assert!(md.contains("recorded on the server's CPUs"), "{md}");
+        // 50% of 20 µs is 10 µs of network stack; 10% is 2 µs of io_uring.
+        assert!(
+            md.contains("| uring closed/c1 | 20.00 | 10.00 | 2.00 | 0.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| epoll closed/c1 | 10.00 | 4.00 | 0.00 |"),
+            "{md}"
+        );
+        assert!(cost_html(&r).contains("<td class=n>2.00</td>"));
+        r.cells[1].profile.as_mut().unwrap().scope = Some("process".into());
+        assert!(profile_markdown(&r).contains("some recorded on the server's CPUs"));
+        r.cells[0].profile.as_mut().unwrap().scope = None;
+        assert!(profile_markdown(&r).contains("perf attached to the server's process"));
     }
 
     #[test]

@@ -15,4 +15,10 @@ pub struct Profile {
     pub top: Vec<(String, String, f64)>,
     /// Runs this profile combines (each weighs the same).
     pub runs: u32,
+    /// How perf recorded: `server CPUs 0` (every sample on the server's CPUs, kept for
+    /// the server's process; costs the server nothing per context switch) or `process`
+    /// (`perf record -p`, when the server is not pinned or CPU-wide recording is not
+    /// allowed). None in files from before it was recorded (all `process`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }

@@ -70,6 +70,7 @@ pub fn parse_perf_report(text: &str) -> Profile {
         groups,
         top,
         runs: 1,
+        scope: None,
     }
 }
 
@@ -98,6 +99,7 @@ pub fn combine(profiles: &[Profile]) -> Option<Profile> {
         groups,
         top,
         runs: profiles.len() as u32,
+        scope: profiles[0].scope.clone(),
     })
 }
 
