@@ -36,9 +36,8 @@ pub fn available() -> Result<(), String> {
 /// CPU-wide is the default because attaching to a process (`-p`) costs the process at
 /// every context switch: perf switches its per-task events in and out. At one
 /// connection, where the server sleeps and wakes once per message, that cut a
-/// server's rate from 14.3k to 9.1k msgs/s here and doubled its samples per
-/// message; recording its CPUs instead left the rate where it was
-/// (docs/io_uring-work.md, section 13). One recording serves every server of a run
+/// server's rate from 13.9k-15.9k to 8.6k msgs/s here and more than doubled its CPU
+/// per message (docs/io_uring-work.md, section 13). One recording serves every server of a run
 /// (`--together`): two recordings of one CPU would each sample the other's work.
 pub struct Recording {
     child: Child,
