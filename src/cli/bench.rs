@@ -84,11 +84,13 @@ pub struct BenchArgs {
     /// 1 to 1024. `--threads` is an alias (as in `serve --threads`).
     #[arg(long, visible_alias = "threads", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), verbatim_doc_comment)]
     pub server_threads: u16,
-    /// Record each server with `perf` during every measured run and show where its
-    /// CPU went: network stack, io_uring, readiness (epoll/poll/select, sock_poll,
-    /// tcp_poll), syscall entry, scheduler and timers, other kernel, user space.
-    /// Shares go to results.json and a stacked bar per server and cell to
-    /// report.html. Without perf installed, the bench says so and runs the rest.
+    /// Record the server CPUs with `perf` during every measured run (each server's
+    /// own samples kept by pid; attached to the process only when the server is not
+    /// pinned) and show where its CPU went: network stack, io_uring, readiness
+    /// (epoll/poll/select, sock_poll, tcp_poll), syscall entry, scheduler and timers,
+    /// other kernel, user space. Shares go to results.json, a stacked bar per server
+    /// and cell to report.html, and the shares in µs per message to both reports.
+    /// Without perf installed, the bench says so and runs the rest.
     #[arg(long, verbatim_doc_comment)]
     pub profile: bool,
     /// Seconds each server sits idle for the quiet rows (CPU share and syscalls per
