@@ -210,13 +210,18 @@ mod tests {
     use crate::report::profile::parse_perf_report;
     use crate::results::schema::{QuietRow, RunMetrics};
 
-    #[test]
-    fn renders_quiet_and_profile() {
-        let mut r: BenchResults = serde_json::from_value(serde_json::json!({
+    /// Results with no cell and no quiet row.
+    fn empty_results() -> BenchResults {
+        serde_json::from_value(serde_json::json!({
             "schema": crate::results::schema::BENCH_SCHEMA, "sys": crate::sysinfo::SysInfo::collect(), "start_unix_s": 0.0,
             "args": null, "cells": []
         }))
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn renders_quiet_and_profile() {
+        let mut r = empty_results();
         assert!(
             quiet_markdown(&r).is_empty()
                 && profile_markdown(&r).is_empty()
@@ -245,11 +250,7 @@ mod tests {
 
     #[test]
     fn profile_in_microseconds_per_message() {
-        let mut r: BenchResults = serde_json::from_value(serde_json::json!({
-            "schema": crate::results::schema::BENCH_SCHEMA, "sys": crate::sysinfo::SysInfo::collect(), "start_unix_s": 0.0,
-            "args": null, "cells": []
-        }))
-        .unwrap();
+        let mut r = empty_results();
         let cell = |server: &str, cpu: f64, text: &str, scope: &str| {
             let mut p = parse_perf_report(text);
             p.scope = Some(scope.into());
