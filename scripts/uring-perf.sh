@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Where io_uring's file lookups and the one-connection spinlock come from, symbol by
-# symbol (bench --profile keeps only groups and the 12 heaviest symbols): a dated page
+# Where io_uring's CPU goes against epoll's, symbol by symbol (bench --profile keeps
+# only groups and the 12 heaviest symbols): a dated page
 # docs/results/<date>-<machine>-uring-perf.md.
 #
 #   scripts/uring-perf.sh [--rounds N] [--name MACHINE]
 #
-# Per round: `ringmux serve` pinned to CPU 0 and `ringmux load` (128-byte echo, closed
-# loop) pinned to CPU 1; `perf record -F 1999 -p SERVER` for 2.5 s in the middle of a
-# 4.5 s load. At 500 connections: io_uring full, full --no-register-files, epoll (the
-# file-lookup symbols). At one connection with call graphs (-g): full, full
-# --uring-wait single, epoll (the queued-spinlock slow path and who took the lock).
-# Environment: RINGMUX_BIN (default: cargo build --release). Needs perf.
+# perf records CPU 0, the server's CPU, as a whole (`perf record -a -C 0`), and each
+# server's samples are kept by pid: attaching to the process (`-p`) costs it at every
+# context switch, which at one connection is every message (docs/io_uring-work.md,
+# section 13).
+# Per round:
+# - io_uring full, full --no-register-files and epoll, each alone at 500 connections
+#   (`ringmux serve` on CPU 0, `ringmux load`, 128-byte echo, closed loop, on CPU 1;
+#   2.5 s recorded in the middle of a 4.5 s load): the file-lookup symbols.
+# - full, full --uring-wait single and epoll, each alone at one connection with call
+#   graphs (-g): the queued-spinlock slow path and who took the lock.
+# - full and epoll together at one connection (both on CPU 0, each with its own load
+#   on CPU 1, the whole 5 s recorded): every symbol in samples per 1,000 messages, and
+#   the symbols only one of them has (the IO model's own work) side by side.
+# Environment: RINGMUX_BIN (default: cargo build --release). Needs perf and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=2
@@ -44,12 +52,42 @@ record() {
   lp=$!
   sleep 1.5
   [ "$graph" = 1 ] && g="-g"
-  perf record -q $g -F 1999 -p "$sp" -o "$work/$tag.data" -- sleep 2.5 >/dev/null 2>&1 || true
+  perf record -q $g -F 1999 -a -C 0 -o "$work/$tag.data" -- sleep 2.5 >/dev/null 2>&1 || true
+  echo "$sp" >"$work/$tag.pid"
   wait "$lp" || true
   kill -TERM "$sp" 2>/dev/null || true
   wait "$sp" || true
-  perf report -i "$work/$tag.data" --stdio --no-children --sort sym -q -g none \
-    >"$work/$tag.flat.txt" 2>/dev/null || true
+  # pid in the sort key: keyed by symbol alone, a symbol the idle task also sampled is
+  # one entry, and --pid keeps or drops it whole.
+  perf report -i "$work/$tag.data" --pid "$sp" --percentage relative --stdio --no-children \
+    --sort pid,sym -q -g none >"$work/$tag.flat.txt" 2>/dev/null || true
+}
+
+# together TAG: full and epoll at once on CPU 0, each with a one-connection load on
+# CPU 1, the whole run recorded; writes TAG.data, TAG.{uring,epoll}.{pid,load.json}.
+together() {
+  local tag=$1 pu pe su se lu le pp
+  pu=$(free_port); pe=$(free_port)
+  taskset -c 0 "$bin" serve --addr "127.0.0.1:$pu" --quiet --backend uring --uring-features full &
+  su=$!
+  taskset -c 0 "$bin" serve --addr "127.0.0.1:$pe" --quiet --backend epoll &
+  se=$!
+  sleep 0.4
+  echo "$su" >"$work/$tag.uring.pid"; echo "$se" >"$work/$tag.epoll.pid"
+  perf record -q -F 1999 -a -C 0 -o "$work/$tag.data" >/dev/null 2>&1 &
+  pp=$!
+  sleep 0.3
+  taskset -c 1 "$bin" load --addr "127.0.0.1:$pu" --conns 1 --size 128 --duration 5 \
+    --warmup 0.3 --quiet --json "$work/$tag.uring.load.json" &
+  lu=$!
+  taskset -c 1 "$bin" load --addr "127.0.0.1:$pe" --conns 1 --size 128 --duration 5 \
+    --warmup 0.3 --quiet --json "$work/$tag.epoll.load.json" &
+  le=$!
+  wait "$lu" "$le" || true
+  kill -INT "$pp" 2>/dev/null || true
+  wait "$pp" || true
+  kill -TERM "$su" "$se" 2>/dev/null || true
+  wait "$su" "$se" || true
 }
 
 lookups='fget|__fget[a-z_]*|fdget[a-z_]*|__fdget[a-z_]*|fput[a-z_]*|sockfd_lookup[a-z_]*|io_file_get_[a-z_]*|sock_from_file'
@@ -62,6 +100,7 @@ for r in $(seq 1 "$rounds"); do
   record "full-c1-r$r" 1 1 --backend uring --uring-features full
   record "single-c1-r$r" 1 1 --backend uring --uring-features full --uring-wait single
   record "epoll-c1-r$r" 1 1 --backend epoll
+  together "pair-r$r"
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -73,7 +112,7 @@ if [ -z "$name" ]; then
 fi
 page="docs/results/$(date -u +%Y-%m-%d)-${name}-uring-perf.md"
 share() { # FILE REGEX: the summed share of the matching symbols, and each
-  awk -v re="^($2)\$" '$2 == "[k]" && $3 ~ re { s += $1; d = d sprintf("%s %s; ", $3, $1) }
+  awk -v re="^($2)\$" '$3 == "[k]" && $4 ~ re { s += $1; d = d sprintf("%s %s; ", $4, $1) }
     END { printf "%.2f%% (%s)", s, (d == "" ? "none sampled" : d) }' "$1"
 }
 rows() { # WHAT CELL REGEX SERVERS...: a table, a row per server and round
@@ -116,7 +155,8 @@ rows() { # WHAT CELL REGEX SERVERS...: a table, a row per server and round
   echo "every round that sampled it (\`perf report -g caller,0\`, the first 80 lines):"
   for t in full single epoll; do
     for r in $(seq 1 "$rounds"); do
-      chain=$(perf report -i "$work/$t-c1-r$r.data" --stdio --no-children --sort sym -q \
+      chain=$(perf report -i "$work/$t-c1-r$r.data" --pid "$(cat "$work/$t-c1-r$r.pid")" \
+        --percentage relative --stdio --no-children --sort pid,sym -q \
         -S __pv_queued_spin_lock_slowpath,native_queued_spin_lock_slowpath -g caller,0 \
         2>/dev/null | grep -v '^\s*$' | head -80 || true)
       [ -n "$chain" ] || continue
@@ -128,6 +168,62 @@ rows() { # WHAT CELL REGEX SERVERS...: a table, a row per server and round
       echo '```'
     done
   done
+  echo
+  echo "## io_uring against epoll at one connection, together, per 1,000 messages"
+  echo
+  echo "Both servers on CPU 0 at once, each with its own one-connection load on CPU 1;"
+  echo "perf samples (1999 a second) of each server per 1,000 of its messages (warm-up"
+  echo "included, as recorded). A symbol counts as one model's own when the other has"
+  echo "under an eighth of its samples of it."
+  echo
+  python3 - "$work" "$rounds" <<'PY'
+import json, re, subprocess, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+per = {"uring": {}, "epoll": {}}
+msgs = {"uring": 0, "epoll": 0}
+print("| round | uring samples / 1k msgs | epoll samples / 1k msgs | ratio |")
+print("|--:|--:|--:|--:|")
+for r in range(1, rounds + 1):
+    tag = f"{work}/pair-r{r}"
+    tot = {}
+    for side in per:
+        pid = open(f"{tag}.{side}.pid").read().strip()
+        j = json.load(open(f"{tag}.{side}.load.json"))
+        m = j["messages"] + j.get("warmup_messages", 0)
+        out = subprocess.run(
+            ["perf", "report", "-i", f"{tag}.data", "--pid", pid, "--stdio", "-n",
+             "--no-children", "--sort", "pid,sym", "-q", "--percent-limit", "0"],
+            capture_output=True, text=True).stdout
+        n = 0
+        for line in out.splitlines():
+            x = re.match(r"\s*[\d.]+%\s+(\d+)\s+\d+:\S*\s+\[.\]\s+(.*)$", line)
+            if x:
+                per[side][x[2].strip()] = per[side].get(x[2].strip(), 0) + int(x[1])
+                n += int(x[1])
+        msgs[side] += m
+        tot[side] = n / max(m, 1) * 1000
+    print(f"| {r} | {tot['uring']:.2f} | {tot['epoll']:.2f} | {tot['uring'] / max(tot['epoll'], 1e-9):.3f} |")
+k = {s: 1000 / max(msgs[s], 1) for s in per}
+u = {s: v * k["uring"] for s, v in per["uring"].items()}
+e = {s: v * k["epoll"] for s, v in per["epoll"].items()}
+own_u = {s: v for s, v in u.items() if e.get(s, 0) * 8 < v}
+own_e = {s: v for s, v in e.items() if u.get(s, 0) * 8 < v}
+shared = set(u) | set(e)
+shared -= set(own_u) | set(own_e)
+print()
+print(f"All rounds: uring {sum(u.values()):.2f}, epoll {sum(e.values()):.2f} samples per 1,000 messages; "
+      f"own symbols {sum(own_u.values()):.2f} against {sum(own_e.values()):.2f}; the rest "
+      f"{sum(u.get(s, 0) for s in shared):.2f} against {sum(e.get(s, 0) for s in shared):.2f}.")
+print()
+print("| uring's own symbol | per 1k msgs | epoll's own symbol | per 1k msgs |")
+print("|---|--:|---|--:|")
+a = sorted(own_u.items(), key=lambda t: -t[1])[:25]
+b = sorted(own_e.items(), key=lambda t: -t[1])[:25]
+for i in range(max(len(a), len(b))):
+    l = f"`{a[i][0]}` | {a[i][1]:.2f}" if i < len(a) else " | "
+    rr = f"`{b[i][0]}` | {b[i][1]:.2f}" if i < len(b) else " | "
+    print(f"| {l} | {rr} |")
+PY
 } >"$page"
 rm -rf "$work"
 echo "$page"

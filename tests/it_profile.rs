@@ -26,7 +26,8 @@ fn perf_records() -> Result<(), String> {
 
 /// uring and epoll serve together on the server CPU under one recording of that CPU.
 /// Each server's profile must be its own: io_uring work in uring's (about 9% at one
-/// connection), none in epoll's, and no readiness work (epoll's) in uring's. A profile taken from the whole CPU, or
+/// connection), none in epoll's, no readiness work (epoll's) in uring's, and the
+/// symbols both sample (TCP, the scheduler) in both. A profile taken from the whole CPU, or
 /// from the wrong process, fails here. The report gives the µs-per-message table, and
 /// no perf.data is left behind.
 #[test]
@@ -85,6 +86,12 @@ fn together_profile_is_per_server() {
             .map(|v| v.as_f64().unwrap())
             .sum();
         assert!((90.0..=100.5).contains(&sum), "{id}: shares sum to {sum}");
+        // Both sleep and wake for every message and both run TCP: shared symbols must
+        // reach each server's profile (a report keyed by symbol alone gives each
+        // shared symbol whole to one process).
+        for shared in ["network stack", "scheduler and timers"] {
+            assert!(g(shared) > 5.0, "{id}: {shared} only {}%: {p}", g(shared));
+        }
         if c["server"] == "epoll" {
             assert!(
                 g("io_uring") < 0.5,

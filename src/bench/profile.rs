@@ -123,8 +123,11 @@ fn report(data: &Path, pid: u32, scope: &str) -> anyhow::Result<Profile> {
             "report",
             "--stdio",
             "--no-children",
+            // pid in the key: with `--sort dso,sym` a symbol both servers (or the
+            // idle task) sampled is one entry, and `--pid` keeps or drops it whole,
+            // for whichever process made it first.
             "--sort",
-            "dso,sym",
+            "pid,dso,sym",
             "-q",
             "--percent-limit",
             "0.05",

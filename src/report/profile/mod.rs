@@ -35,12 +35,13 @@ pub mod groups;
 
 pub use groups::*;
 
-/// Parse `perf report --stdio --no-children --sort dso,sym -q` output: lines like
-/// `    12.34%  [kernel.kallsyms]  [k] tcp_sendmsg_locked`. Lines that are not samples
-/// (headers, blank lines, call chains) are skipped.
+/// Parse `perf report --stdio --no-children --sort pid,dso,sym -q` output: lines like
+/// `    12.34%  2136:ringmux  [kernel.kallsyms]  [k] tcp_sendmsg_locked` (or without
+/// the pid column). A symbol sampled in several threads has a line per thread: they
+/// add up. Lines that are not samples (headers, blank lines, call chains) are skipped.
 pub fn parse_perf_report(text: &str) -> Profile {
     let mut groups: BTreeMap<String, f64> = GROUPS.iter().map(|g| (g.to_string(), 0.0)).collect();
-    let mut top = Vec::new();
+    let mut syms: BTreeMap<(String, String), f64> = BTreeMap::new();
     for line in text.lines() {
         let l = line.trim_start();
         if l.starts_with('#') {
@@ -62,8 +63,10 @@ pub fn parse_perf_report(text: &str) -> Profile {
         };
         let g = group_of(sym, kernel);
         *groups.get_mut(g).expect("every group is present") += pct;
-        top.push((g.to_string(), sym.to_string(), pct));
+        *syms.entry((g.to_string(), sym.to_string())).or_default() += pct;
     }
+    let mut top: Vec<(String, String, f64)> =
+        syms.into_iter().map(|((g, s), v)| (g, s, v)).collect();
     top.sort_by(|a, b| b.2.total_cmp(&a.2));
     top.truncate(12);
     Profile {
@@ -250,6 +253,21 @@ mod tests {
         assert_eq!(group_of("io_issue_sqe", true), IO_URING);
         assert_eq!(group_of("sock_sendmsg", true), NETWORK);
         assert_eq!(group_of("__sys_recvfrom", true), NETWORK);
+    }
+
+    #[test]
+    fn a_symbol_of_several_threads_adds_up() {
+        let p = parse_perf_report(
+            "  30.00%  2136:ringmux  [kernel.kallsyms]  [k] tcp_ack\n  20.00%  2137:ringmux  [kernel.kallsyms]  [k] tcp_ack\n  50.00%  2137:ringmux  ringmux  [.] main\n",
+        );
+        assert_eq!(p.groups[NETWORK], 50.0);
+        assert_eq!(
+            p.top,
+            vec![
+                (NETWORK.to_string(), "tcp_ack".to_string(), 50.0),
+                ("user space".to_string(), "main".to_string(), 50.0)
+            ]
+        );
     }
 
     #[test]
