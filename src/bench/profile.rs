@@ -79,15 +79,12 @@ impl Recording {
     /// Stop (SIGINT, as perf expects), wait at most 10 s, remove the data file, and
     /// group each server's samples: one profile per pid, in `start`'s order.
     pub fn finish(mut self) -> anyhow::Result<Vec<anyhow::Result<Profile>>> {
-        let stopped = self.stop();
-        let out = stopped.map(|()| {
-            self.pids
-                .iter()
-                .map(|&pid| report(&self.data, pid, &self.scope))
-                .collect()
-        });
-        let _ = std::fs::remove_file(&self.data);
-        out
+        self.stop()?;
+        let each = self
+            .pids
+            .iter()
+            .map(|&pid| report(&self.data, pid, &self.scope));
+        Ok(each.collect()) // the data file goes with `self` (Drop)
     }
 
     fn stop(&mut self) -> anyhow::Result<()> {
@@ -113,6 +110,17 @@ impl Recording {
             bail!("perf record failed ({status}): {}", err.trim());
         }
         Ok(())
+    }
+}
+
+impl Drop for Recording {
+    /// A run that failed before `finish` leaves no perf recording behind, nor its data.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.data);
     }
 }
 
