@@ -87,11 +87,16 @@ fn together_profile_is_per_server() {
             .sum();
         assert!((90.0..=100.5).contains(&sum), "{id}: shares sum to {sum}");
         // Both sleep and wake for every message and both run TCP: shared symbols must
-        // reach each server's profile (a report keyed by symbol alone gives each
-        // shared symbol whole to one process).
-        for shared in ["network stack", "scheduler and timers"] {
-            assert!(g(shared) > 5.0, "{id}: {shared} only {}%: {p}", g(shared));
-        }
+        // reach each server's profile. A report keyed by symbol alone gives each shared
+        // symbol whole to one process; that left one server 12.6% of the two groups
+        // together in one run of two (the split is random, so this catches it only
+        // sometimes). Correct runs have had 40% or more; a loaded machine moves the
+        // split between the two groups (3.7% network stack once, with 45% scheduler).
+        let shared = g("network stack") + g("scheduler and timers");
+        assert!(
+            shared > 20.0,
+            "{id}: network stack and scheduler only {shared}%: {p}"
+        );
         if c["server"] == "epoll" {
             assert!(
                 g("io_uring") < 0.5,
