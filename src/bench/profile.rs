@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::report::profile::{Profile, parse_perf_report};
+use crate::results::profile::SCOPE_CPUS;
 
 /// Sampling frequency: enough samples in a 1 s run (about 2,000 per busy core)
 /// without perf itself costing the server much.
@@ -60,7 +61,7 @@ impl Recording {
                     child,
                     data: data.to_path_buf(),
                     pids: pids.to_vec(),
-                    scope: format!("server CPUs {list}"),
+                    scope: format!("{SCOPE_CPUS} {list}"),
                 });
             }
             // Refused (perf_event_paranoid above 0 without CAP_PERFMON): per process.

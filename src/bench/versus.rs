@@ -10,7 +10,6 @@ use anyhow::bail;
 
 use super::config::{BenchConfig, VersusMode};
 use super::spec::ServerSpec;
-use crate::results::schema::BASE_SUFFIX;
 
 /// The servers with, before each ringmux server, its twin run from `cfg.versus`.
 pub fn with_base(servers: Vec<ServerSpec>, cfg: &BenchConfig) -> anyhow::Result<Vec<ServerSpec>> {
@@ -117,12 +116,21 @@ pub fn groups(servers: &[ServerSpec], rep: u32, mode: VersusMode, all: bool) -> 
 
 /// Whether `a` and `b` are one server's base and head, in either order.
 fn paired(a: &ServerSpec, b: &ServerSpec) -> bool {
-    let plain = |s: &ServerSpec| {
-        let n = s.name();
-        n.strip_suffix(BASE_SUFFIX)
-            .map_or(n.clone(), str::to_string)
-    };
-    is_base(a) != is_base(b) && plain(a) == plain(b)
+    match (a, b) {
+        (
+            ServerSpec::Ringmux {
+                backend: ba,
+                level: la,
+                base: xa,
+            },
+            ServerSpec::Ringmux {
+                backend: bb,
+                level: lb,
+                base: xb,
+            },
+        ) => ba == bb && la == lb && xa.is_some() != xb.is_some(),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

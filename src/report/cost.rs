@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::fmt::esc;
 use super::profile::{GROUPS, Profile, stacked_svg};
+use crate::results::profile::SCOPE_CPUS;
 use crate::results::schema::BenchResults;
 
 fn label(server: &str, features: Option<&str>) -> String {
@@ -98,16 +99,17 @@ pub fn profile_markdown(r: &BenchResults) -> String {
             .collect();
         let _ = writeln!(s, "| {l} | {} |", v.join(" | "));
     }
-    if rows.iter().any(|(_, _, cpu)| cpu.is_some()) {
+    let us = per_msg(&rows);
+    if !us.is_empty() {
         let _ = writeln!(
             s,
             "\nThe same shares in server CPU per message (µs: share × the cell's median CPU/msg), so the servers of one cell compare group by group: where one costs more, this says in what.\n"
         );
         let _ = writeln!(s, "| server, cell | CPU/msg | {} |", GROUPS.join(" | "));
         let _ = writeln!(s, "|---|--:|{}", "--:|".repeat(GROUPS.len()));
-        for (l, us) in per_msg(&rows) {
-            let v: Vec<String> = us[1..].iter().map(|u| format!("{u:.2}")).collect();
-            let _ = writeln!(s, "| {l} | {:.2} | {} |", us[0], v.join(" | "));
+        for (l, v) in us {
+            let groups: Vec<String> = v[1..].iter().map(|u| format!("{u:.2}")).collect();
+            let _ = writeln!(s, "| {l} | {:.2} | {} |", v[0], groups.join(" | "));
         }
     }
     s
@@ -136,7 +138,7 @@ fn scope_note(rows: &[(String, &Profile, Option<f64>)]) -> &'static str {
         .filter(|(_, p, _)| {
             p.scope
                 .as_deref()
-                .is_some_and(|s| s.starts_with("server CPUs"))
+                .is_some_and(|s| s.starts_with(SCOPE_CPUS))
         })
         .count();
     match cpus {

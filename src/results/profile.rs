@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// How [`Profile::scope`] begins for a recording of the server's CPUs (then the list).
+pub const SCOPE_CPUS: &str = "server CPUs";
+
 /// CPU shares by group (percent of the recorded samples, summing to about 100), and
 /// the heaviest symbols.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
